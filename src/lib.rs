@@ -1,0 +1,18 @@
+//! headgate: per-session header injection for voice-AI tool and MCP calls.
+//!
+//! The [`template`] module is the library on its own: compile a header
+//! template once, render it per request from that session's variables.
+//!
+//! ```
+//! let t = headgate::HeaderTemplate::compile("Bearer << call.metadata.token >>")?;
+//! let vars = serde_json::json!({"call": {"metadata": {"token": "tok-1"}}});
+//! let value: http::HeaderValue = t.render(&vars)?;
+//! assert_eq!(value, "Bearer tok-1");
+//! # Ok::<(), headgate::TemplateError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod template;
+
+pub use template::{ErrorKind, HeaderTemplate, Scope, TemplateError, Vars};

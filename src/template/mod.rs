@@ -1,0 +1,113 @@
+//! Header templates: `<< … >>` Liquid, compiled once, rendered per request.
+//!
+//! ```
+//! use headgate::HeaderTemplate;
+//! use serde_json::json;
+//!
+//! let t = HeaderTemplate::compile("Bearer << call.metadata.token >>")?;
+//! let vars = json!({"call": {"metadata": {"token": "tok-123"}}});
+//! assert_eq!(t.render(&vars)?, "Bearer tok-123");
+//! # Ok::<(), headgate::TemplateError>(())
+//! ```
+//!
+//! The language is Liquid with `<< >>` for output and `<% %>` for tags, so a
+//! platform's own `{{ }}` templating leaves it alone. Literal text, including
+//! `{{`, `{%`, `}}` and `%}`, comes out byte for byte. Filters and the
+//! treatment of undefined variables follow LiquidJS (`strictVariables`,
+//! `lenientIf`), which is what the voice platforms run.
+
+mod compile;
+mod error;
+mod filters;
+mod render;
+mod syntax;
+mod value;
+
+pub use error::{ErrorKind, TemplateError};
+pub use syntax::Span;
+pub use value::{Scope, Vars};
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+/// The most a rendered header value may be (CONTRACT §1).
+pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
+
+/// A compiled header template.
+///
+/// Cheap to clone (the compiled form is shared) and safe to render from many
+/// threads at once.
+#[derive(Clone)]
+pub struct HeaderTemplate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Box<str>,
+    compiled: compile::Compiled,
+}
+
+impl HeaderTemplate {
+    /// Parses and checks a template: syntax, tags, filter names, size and
+    /// nesting. Errors carry line and column.
+    pub fn compile(source: &str) -> Result<Self, TemplateError> {
+        let compiled = compile::compile(source)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                source: source.into(),
+                compiled,
+            }),
+        })
+    }
+
+    /// Renders a header value from `scope` (a JSON object or [`Vars`]).
+    ///
+    /// The result is trimmed of surrounding spaces and tabs, and must be a
+    /// valid HTTP field value: control characters (CR, LF, NUL, …) or more
+    /// than [`MAX_HEADER_VALUE_BYTES`] are `template.invalid_header_value`.
+    pub fn render<S: Scope + ?Sized>(&self, scope: &S) -> Result<HeaderValue, TemplateError> {
+        render::render_header(self, scope)
+    }
+
+    /// Renders to text without header validation (e.g. a resolver URL).
+    pub fn render_string<S: Scope + ?Sized>(&self, scope: &S) -> Result<String, TemplateError> {
+        render::render_text(self, scope, false)
+    }
+
+    /// Renders through the Liquid interpreter even when the fast path
+    /// applies: for equivalence tests and benchmarks.
+    #[doc(hidden)]
+    pub fn render_slow<S: Scope + ?Sized>(&self, scope: &S) -> Result<HeaderValue, TemplateError> {
+        render::render_header_slow(self, scope)
+    }
+
+    /// Whether this template renders without the Liquid interpreter (only
+    /// text and plain variable paths).
+    pub fn is_fast_path(&self) -> bool {
+        self.inner.compiled.fast.is_some()
+    }
+
+    /// The template as written.
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// Root names the template reads (`call`, `session`, `request`, `env`, …).
+    pub fn roots(&self) -> impl Iterator<Item = &str> {
+        self.inner.compiled.roots.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for HeaderTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderTemplate")
+            .field("source", &self.inner.source)
+            .field("fast_path", &self.is_fast_path())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! Rendering: the fast path for text + variable paths, the Liquid path for
+//! everything else, and the header-value check both share.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use serde_json::Value as Json;
+
+use super::compile::FastSeg;
+use super::error::{ErrorKind, TemplateError};
+use super::filters;
+use super::value::{stringify_json, Scope, ScopeView};
+use super::{HeaderTemplate, MAX_HEADER_VALUE_BYTES};
+
+thread_local! {
+    /// Reused output buffer for the Liquid path.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+pub(crate) fn render_header<S: Scope + ?Sized>(
+    t: &HeaderTemplate,
+    scope: &S,
+) -> Result<HeaderValue, TemplateError> {
+    match &t.inner.compiled.fast {
+        Some(segs) => {
+            let s = render_fast(t, segs, scope)?;
+            to_header(Bytes::from(s.into_bytes()))
+        }
+        None => render_header_slow(t, scope),
+    }
+}
+
+pub(crate) fn render_header_slow<S: Scope + ?Sized>(
+    t: &HeaderTemplate,
+    scope: &S,
+) -> Result<HeaderValue, TemplateError> {
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.clear();
+        render_liquid(t, scope, &mut buf)?;
+        to_header(Bytes::copy_from_slice(&buf))
+    })
+}
+
+pub(crate) fn render_text<S: Scope + ?Sized>(
+    t: &HeaderTemplate,
+    scope: &S,
+    _validate: bool,
+) -> Result<String, TemplateError> {
+    if let Some(segs) = &t.inner.compiled.fast {
+        return render_fast(t, segs, scope);
+    }
+    let mut buf = Vec::new();
+    render_liquid(t, scope, &mut buf)?;
+    // `liquid` only writes UTF-8 (from `&str`s).
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Looks up a dotted path the way LiquidJS does for plain outputs: every
+/// step must exist, and only objects have named properties.
+fn lookup<'v, S: Scope + ?Sized>(scope: &'v S, path: &[Box<str>]) -> Option<&'v Json> {
+    let (root, rest) = path.split_first()?;
+    let mut cur = scope.root(root)?;
+    for key in rest {
+        cur = cur.as_object()?.get(&**key)?;
+    }
+    Some(cur)
+}
+
+fn undefined(t: &HeaderTemplate, id: u32) -> TemplateError {
+    let (path, span) = t
+        .inner
+        .compiled
+        .refs
+        .get(id as usize)
+        .map(|r| (r.path.clone(), r.span))
+        .unwrap_or_default();
+    TemplateError::new(
+        ErrorKind::UndefinedVariable,
+        format!(
+            "`{path}` is not defined for this session; register it, or guard it with `| default: …` or `<% if %>`"
+        ),
+    )
+    .with_path(path)
+    .at(&t.inner.source, span)
+}
+
+/// Fast path: at most 8 lookups cached on the stack, one allocation sized
+/// up front for the output.
+fn render_fast<S: Scope + ?Sized>(
+    t: &HeaderTemplate,
+    segs: &[FastSeg],
+    scope: &S,
+) -> Result<String, TemplateError> {
+    const CACHED: usize = 8;
+    let mut found: [Option<&Json>; CACHED] = [None; CACHED];
+    let mut len = 0;
+    let mut nvar = 0;
+    for seg in segs {
+        match seg {
+            FastSeg::Lit(s) => len += s.len(),
+            FastSeg::Var { path, id } => {
+                let v = lookup(scope, path).ok_or_else(|| undefined(t, *id))?;
+                len += match v {
+                    Json::String(s) => s.len(),
+                    _ => 24,
+                };
+                if nvar < CACHED {
+                    found[nvar] = Some(v);
+                }
+                nvar += 1;
+            }
+        }
+    }
+    let mut out = String::with_capacity(len);
+    let mut i = 0;
+    for seg in segs {
+        match seg {
+            FastSeg::Lit(s) => out.push_str(s),
+            FastSeg::Var { path, id } => {
+                let v = match found.get(i).copied().flatten() {
+                    Some(v) => v,
+                    None => lookup(scope, path).ok_or_else(|| undefined(t, *id))?,
+                };
+                i += 1;
+                match v {
+                    Json::String(s) => out.push_str(s),
+                    Json::Number(n) if n.is_i64() => {
+                        let _ = write!(out, "{}", n.as_i64().unwrap_or_default());
+                    }
+                    other => stringify_json(other, &mut out),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn render_liquid<S: Scope + ?Sized>(
+    t: &HeaderTemplate,
+    scope: &S,
+    buf: &mut Vec<u8>,
+) -> Result<(), TemplateError> {
+    filters::reset_state();
+    let globals = ScopeView(scope);
+    let result = t.inner.compiled.liquid.render_to(buf, &globals);
+    let (current, failure) = filters::take_state();
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            // `liquid`'s own error text can quote values: never surface it.
+            let kind = failure.map_or(ErrorKind::UndefinedVariable, |f| f.kind);
+            match (kind, current) {
+                (ErrorKind::UndefinedVariable, Some(id)) => Err(undefined(t, id)),
+                (ErrorKind::UndefinedVariable, None) => Err(TemplateError::new(
+                    ErrorKind::UndefinedVariable,
+                    "a variable used by the template is not defined",
+                )),
+                (kind, cur) => {
+                    let msg = failure.map_or("render failed", |f| f.message);
+                    let err = TemplateError::new(kind, msg);
+                    Err(match cur.and_then(|id| t.inner.compiled.refs.get(id as usize)) {
+                        Some(r) => err.at(&t.inner.source, r.span),
+                        None => err,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Trims spaces and tabs and checks the result is a field value we will
+/// send: no control characters (CR, LF, NUL, …, DEL), at most 8 KiB.
+fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
+    let b = &bytes[..];
+    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(start, |i| i + 1);
+    let v = &b[start..end];
+    if let Some(pos) = v.iter().position(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+        let what = match v[pos] {
+            b'\r' => "a carriage return (CR)",
+            b'\n' => "a line feed (LF)",
+            0 => "a NUL byte",
+            _ => "a control character",
+        };
+        return Err(TemplateError::new(
+            ErrorKind::InvalidHeaderValue,
+            format!("the rendered value contains {what}; header values cannot, so nothing was sent"),
+        ));
+    }
+    if v.len() > MAX_HEADER_VALUE_BYTES {
+        return Err(TemplateError::new(
+            ErrorKind::InvalidHeaderValue,
+            format!(
+                "the rendered value is {} bytes; the limit is {MAX_HEADER_VALUE_BYTES}",
+                v.len()
+            ),
+        ));
+    }
+    let sliced = bytes.slice(start..end);
+    HeaderValue::from_maybe_shared(sliced).map_err(|_| {
+        TemplateError::new(ErrorKind::InvalidHeaderValue, "the rendered value is not a valid header value")
+    })
+}
