@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use super::error::{ErrorKind, TemplateError};
-use super::filters::{INTERNAL_FILTERS, PUBLIC_FILTERS};
+use super::filters::{self, INTERNAL_FILTERS, PUBLIC_FILTERS};
 use super::syntax::{self, FilteredValue, Operand, Parser, Seg, Span, Token};
 
 /// A variable reference the renderer may report.
@@ -200,6 +200,13 @@ impl<'s> Translator<'s> {
                         "unknown filter `{}`{hint}; see the filter table in the README",
                         f.name
                     ),
+                )
+                .at(self.src, f.name_span));
+            }
+            if f.args.is_empty() && filters::REQUIRES_ARGUMENT.contains(&f.name.as_str()) {
+                return Err(TemplateError::new(
+                    ErrorKind::Syntax,
+                    format!("filter `{}` needs an argument, e.g. `| {}: \"text\"`", f.name, f.name),
                 )
                 .at(self.src, f.name_span));
             }

@@ -116,6 +116,9 @@ pub(crate) const PUBLIC_FILTERS: &[&str] = &[
     "where",
 ];
 
+/// Filters LiquidJS refuses to run without an argument.
+pub(crate) const REQUIRES_ARGUMENT: &[&str] = &["append", "prepend"];
+
 /// Internal filters the compiler inserts.
 pub(crate) const INTERNAL_FILTERS: &[&str] = &["hg_at", "hg_defined", "hg_void", "hg_out"];
 

@@ -64,6 +64,10 @@ fn lookup<'v, S: Scope + ?Sized>(scope: &'v S, path: &[Box<str>]) -> Option<&'v 
     let (root, rest) = path.split_first()?;
     let mut cur = scope.root(root)?;
     for key in rest {
+        if cur.is_null() {
+            // LiquidJS: a property of null is null.
+            return Some(cur);
+        }
         cur = cur.as_object()?.get(&**key)?;
     }
     Some(cur)

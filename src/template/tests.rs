@@ -140,3 +140,73 @@ fn reserved_roots_render() {
     let v = json!({"session": {"id": "sess-1"}, "request": {"headers": {"x-a": "b"}}, "env": {"K": "v"}});
     assert_eq!(both("<< session.id >>|<< request.headers['x-a'] >>|<< env.K >>", v), "sess-1|b|v");
 }
+
+mod fast_path_equivalence {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::*;
+
+    const NAMES: &[&str] = &["a", "b", "call", "tok"];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            "[ -~éü👋{}%<>\\t]{0,12}".prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            prop_oneof![Just(1e21), Just(1.5e-7), Just(0.1), Just(-0.0), Just(3.0)].prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            Just(Value::Null),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                prop::collection::btree_map(prop::sample::select(NAMES), inner, 0..4).prop_map(|m| {
+                    Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>())
+                }),
+            ]
+        })
+    }
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            // Literal text, braces included, never a delimiter.
+            "[ a-z{}%>#:\\-]{0,8}".prop_map(|s| s.replace('<', "")),
+            (prop::collection::vec(prop::sample::select(NAMES), 1..4), any::<bool>(), any::<bool>()).prop_map(
+                |(path, tl, tr)| format!(
+                    "<<{} {} {}>>",
+                    if tl { "-" } else { "" },
+                    path.join("."),
+                    if tr { "-" } else { "" }
+                )
+            ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn fast_and_liquid_paths_agree(
+            pieces in prop::collection::vec(piece(), 1..6),
+            vars in prop::collection::btree_map(prop::sample::select(NAMES), json(), 0..4),
+        ) {
+            let src: String = pieces.concat();
+            let t = HeaderTemplate::compile(&src).unwrap();
+            prop_assert!(t.is_fast_path(), "{src} should take the fast path");
+            let vars = Value::Object(vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            let fast = t.render_string(&vars);
+            let slow = t.render_slow(&vars);
+            let fast_h = t.render(&vars);
+            match (&fast_h, &slow) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a.as_bytes(), b.as_bytes(), "{}", src),
+                (Err(a), Err(b)) => prop_assert_eq!(a.code(), b.code(), "{}", src),
+                _ => prop_assert!(false, "{src}: fast {fast_h:?} vs liquid {slow:?}"),
+            }
+            if let (Ok(text), Ok(h)) = (&fast, &fast_h) {
+                prop_assert_eq!(text.trim_matches([' ', '\t']).as_bytes(), h.as_bytes());
+            }
+        }
+    }
+}

@@ -317,8 +317,8 @@ impl ValueView for JsonView {
     fn as_object(&self) -> Option<&dyn ObjectView> {
         match self.0 {
             Json::Object(_) => Some(self),
-            // LiquidJS reads a property of null as undefined, not an error.
-            Json::Null => Some(&UNDEFINED),
+            // LiquidJS reads any property of null as null, not an error.
+            Json::Null => Some(self),
             _ => None,
         }
     }
@@ -388,6 +388,9 @@ impl ObjectView for JsonView {
         true
     }
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
+        if self.0.is_null() {
+            return Some(self);
+        }
         match self.0.as_object().and_then(|o| o.get(index)) {
             Some(v) => Some(JsonView::new(v)),
             // Let `liquid` answer `.size` of an object itself.
