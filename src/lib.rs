@@ -13,6 +13,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod response;
+pub mod session;
 pub mod template;
 
 pub use template::{ErrorKind, HeaderTemplate, Scope, TemplateError, Vars};

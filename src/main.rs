@@ -1,1 +1,4 @@
-fn main() {}
+//! `headgate`: see `headgate --help` and the README.
+fn main() -> std::process::ExitCode {
+    headgate::cli::run()
+}

@@ -1,0 +1,245 @@
+//! The `headgate` command line (CONTRACT §3).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::config::{self, LoadMode};
+use crate::proxy::{self, ServeOptions};
+use crate::template::HeaderTemplate;
+
+/// Per-session header injection proxy for voice-AI tool and MCP calls.
+#[derive(Debug, Parser)]
+#[command(
+    name = "headgate",
+    version,
+    about,
+    after_help = "Examples:\n  headgate serve                                   # templates/, in-memory sessions\n  headgate check templates/                        # validate config and templates\n  headgate render --template 'Bearer << call.metadata.token >>' --vars call.json\n  headgate render --route crm --vars call.json --redact"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy; logs `listening on …` when ready.
+    Serve {
+        /// Config directory.
+        #[arg(long, default_value = "templates")]
+        templates: PathBuf,
+        /// Public listener (overrides `listen`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Admin listener (overrides `admin_listen`).
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
+        /// Do not watch the directory for changes (SIGHUP still reloads).
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Validate the config directory and compile every template.
+    Check {
+        /// Config directory.
+        #[arg(default_value = "templates")]
+        dir: PathBuf,
+        /// Print the effective settings of this route (presets applied).
+        #[arg(long, value_name = "ROUTE")]
+        explain: Option<String>,
+    },
+    /// Render a template (or every header of a route) from a JSON file.
+    Render {
+        /// The template text.
+        #[arg(long, conflicts_with = "route", required_unless_present = "route")]
+        template: Option<String>,
+        /// A route whose headers to render.
+        #[arg(long)]
+        route: Option<String>,
+        /// Variables (a JSON object); `-` reads standard input.
+        #[arg(long)]
+        vars: Option<PathBuf>,
+        /// Config directory (with --route).
+        #[arg(long, default_value = "templates")]
+        templates: PathBuf,
+        /// The `session.id` to render with.
+        #[arg(long, default_value = "cli-session")]
+        session_id: String,
+        /// Mask rendered values (with --route).
+        #[arg(long)]
+        redact: bool,
+    },
+}
+
+/// Runs the CLI; the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { templates, listen, admin_listen, no_watch } => serve(ServeOptions { templates, listen, admin_listen, watch: !no_watch }),
+        Command::Check { dir, explain } => check(&dir, explain.as_deref()),
+        Command::Render { template, route, vars, templates, session_id, redact } => {
+            let vars = match read_vars(vars.as_ref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match (template, route) {
+                (Some(t), _) => render_template(&t, &vars),
+                (None, Some(r)) => render_route(&templates, &r, vars, &session_id, redact),
+                (None, None) => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("HEADGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn serve(opts: ServeOptions) -> ExitCode {
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(proxy::serve(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(proxy::ServeError::Config(errs)) => {
+            for e in &errs.0 {
+                tracing::error!(code = e.code, "{e}");
+                eprintln!("{}", e.display_with_source());
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(dir: &std::path::Path, explain: Option<&str>) -> ExitCode {
+    match config::load_dir(dir, LoadMode::Check) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                println!("warning: {}", w.display_with_source());
+            }
+            if let Some(name) = explain {
+                let Some(r) = cfg.route(name) else {
+                    eprintln!("error: no route `{name}` in {}", dir.display());
+                    return ExitCode::FAILURE;
+                };
+                println!("route {name} ({})", r.file.display());
+                println!("  platform:            {}", r.platform.as_deref().unwrap_or("(none)"));
+                println!("  upstream:            {}", r.upstream);
+                println!("  session_keys:        {}", r.session_keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+                println!("  session_key_pattern: {}", r.session_key_pattern.as_str());
+                println!("  inbound_auth:        {}", match &r.inbound_auth {
+                    config::InboundAuth::None => "none".to_string(),
+                    config::InboundAuth::Header { header, .. } => format!("header {header}"),
+                    config::InboundAuth::Platform { platform, .. } => format!("{platform} signature"),
+                });
+                println!("  on_unknown_session:  {:?}", r.on_unknown_session);
+                println!("  wait_for_session:    {:?}", r.wait_for_session);
+                println!("  error_style:         {:?}", r.error_style);
+                println!("  body_limit:          {} bytes", r.body_limit);
+                for h in &r.headers {
+                    println!("  header {}: {}  (on_error = {:?})", h.name, h.template.source(), h.on_error);
+                }
+            }
+            println!("ok: {} route(s), {} webhook(s), {} warning(s)", cfg.routes.len(), cfg.webhooks.len(), cfg.warnings.len());
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{}", e.display_with_source());
+            }
+            eprintln!("{} error(s)", errs.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_vars(path: Option<&PathBuf>) -> Result<Value, String> {
+    let text = match path {
+        None => return Ok(json!({})),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| format!("reading standard input: {e}"))?;
+            s
+        }
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("vars are not JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("vars must be a JSON object".into());
+    }
+    Ok(v)
+}
+
+fn render_template(src: &str, vars: &Value) -> ExitCode {
+    match HeaderTemplate::compile(src).and_then(|t| t.render(vars)) {
+        Ok(v) => {
+            println!("{}", String::from_utf8_lossy(v.as_bytes()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", e.display_with_source());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn redact(v: &str) -> String {
+    let shown: String = v.chars().take(4).collect();
+    format!("{shown}… ({} bytes)", v.len())
+}
+
+fn render_route(dir: &std::path::Path, name: &str, mut vars: Value, session_id: &str, redacted: bool) -> ExitCode {
+    let cfg = match config::load_dir(dir, LoadMode::Check) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{}", e.display_with_source());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(route) = cfg.route(name) else {
+        eprintln!("error: no route `{name}` in {}", dir.display());
+        return ExitCode::FAILURE;
+    };
+    if let Value::Object(m) = &mut vars {
+        m.entry("session").or_insert_with(|| json!({ "id": session_id }));
+        m.entry("env").or_insert_with(|| (*cfg.env).clone());
+        m.entry("request").or_insert_with(|| json!({ "method": "POST", "path": "", "query": {}, "headers": {} }));
+    }
+    let mut failed = false;
+    for h in &route.headers {
+        match h.template.render(&vars) {
+            Ok(v) => {
+                let s = String::from_utf8_lossy(v.as_bytes());
+                println!("{}: {}", h.name, if redacted { redact(&s) } else { s.into_owned() });
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: {}", h.name, e.display_with_source());
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

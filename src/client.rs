@@ -1,0 +1,37 @@
+//! The HTTP client headgate uses to reach upstreams and resolver APIs:
+//! pooled, HTTP/1.1 and HTTP/2 (ALPN), TLS through rustls with the webpki
+//! roots and one explicit crypto provider (ring), TCP_NODELAY, connect
+//! timeout, idle pool timer.
+
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::response::Body;
+
+/// The shared client type.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Builds a client with `connect_timeout`.
+pub fn build(connect_timeout: Duration) -> Result<HttpClient, rustls::Error> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https))
+}

@@ -1,0 +1,93 @@
+//! Reload on SIGHUP and on file change: the new config is validated whole
+//! and swapped in only if it is valid; otherwise the running one keeps
+//! serving and the errors are logged with their locations. Requests hold an
+//! `Arc` of the config they started with, so in-flight requests finish on it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{load_dir, Config, LoadMode};
+
+/// Outcome of one reload attempt, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The new config is serving.
+    Applied,
+    /// It had errors; the old config keeps serving.
+    Rejected,
+}
+
+/// Loads `dir` and publishes it on `tx` if valid.
+pub fn reload_once(dir: &std::path::Path, tx: &watch::Sender<Arc<Config>>) -> Reloaded {
+    match load_dir(dir, LoadMode::Serve) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                tracing::warn!(code = w.code, "{w}");
+            }
+            tx.send_replace(Arc::new(cfg));
+            tracing::info!(dir = %dir.display(), "config reloaded");
+            Reloaded::Applied
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                tracing::error!(code = e.code, "config reload rejected, still serving the previous config: {e}");
+            }
+            Reloaded::Rejected
+        }
+    }
+}
+
+/// Watches `dir` for changes and SIGHUP; runs until the sender is dropped.
+/// `on_reload` is told each outcome (metrics).
+pub async fn watch_config(dir: PathBuf, tx: Arc<watch::Sender<Arc<Config>>>, on_reload: impl Fn(Reloaded) + Send + 'static) {
+    use notify::Watcher;
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<()>(16);
+    let ev_tx2 = ev_tx.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = ev_tx2.try_send(());
+            }
+        }
+    });
+    let _watcher = match watcher {
+        Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::Recursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!("cannot watch {} for changes ({e}); reload with SIGHUP", dir.display());
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("file watching unavailable ({e}); reload with SIGHUP");
+            None
+        }
+    };
+    #[cfg(unix)]
+    {
+        let ev_tx = ev_tx.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                if ev_tx.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(ev_tx);
+    while ev_rx.recv().await.is_some() {
+        // Editors write files in several steps: let them settle.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        while ev_rx.try_recv().is_ok() {}
+        if tx.is_closed() {
+            return;
+        }
+        let outcome = reload_once(&dir, &tx);
+        on_reload(outcome);
+    }
+}

@@ -1,0 +1,130 @@
+//! Prometheus metrics (served on the admin listener at `/metrics`).
+//!
+//! Labels carry only route names, status codes and error codes: never a
+//! session id, header value or variable.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// `route`, `status`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    /// Route name (or `_hooks`, `_none`).
+    pub route: String,
+    /// HTTP status sent to the client.
+    pub status: u16,
+}
+
+/// `code`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Code {
+    /// Stable error code.
+    pub code: String,
+}
+
+/// `route`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// Route name.
+    pub route: String,
+}
+
+/// `outcome`: `hit`, `miss`, `fetch`, `fetch_error`, `waited`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    /// What happened.
+    pub outcome: &'static str,
+}
+
+/// Every metric headgate exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and status.
+    pub requests: Family<RouteStatus, Counter>,
+    /// Errors the proxy returned, by code.
+    pub errors: Family<Code, Counter>,
+    /// Template render failures by code.
+    pub render_failures: Family<Code, Counter>,
+    /// Session lookups by outcome.
+    pub sessions: Family<Outcome, Counter>,
+    /// Upstream 401s passed through, by route.
+    pub upstream_unauthorized: Family<RouteLabel, Counter>,
+    /// Upstream time to response headers (seconds).
+    pub upstream_latency: Family<RouteLabel, Histogram>,
+    /// Header rendering time per request (seconds).
+    pub render_latency: Histogram,
+    /// Open `text/event-stream` responses.
+    pub open_streams: Gauge,
+    /// Webhook deliveries by outcome (`stored`, `purged`, `ignored`, `replayed`, `rejected`).
+    pub webhooks: Family<Outcome, Counter>,
+    /// Config reloads by outcome (`applied`, `rejected`).
+    pub reloads: Family<Outcome, Counter>,
+    /// Sessions held by the store.
+    pub stored_sessions: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("headgate");
+        let requests = Family::<RouteStatus, Counter>::default();
+        let errors = Family::<Code, Counter>::default();
+        let render_failures = Family::<Code, Counter>::default();
+        let sessions = Family::<Outcome, Counter>::default();
+        let upstream_unauthorized = Family::<RouteLabel, Counter>::default();
+        let upstream_latency =
+            Family::<RouteLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        let render_latency = Histogram::new(exponential_buckets(0.000_000_5, 2.0, 16));
+        let open_streams = Gauge::default();
+        let webhooks = Family::<Outcome, Counter>::default();
+        let reloads = Family::<Outcome, Counter>::default();
+        let stored_sessions = Gauge::default();
+        registry.register("requests", "Requests by route and status", requests.clone());
+        registry.register("errors", "Errors returned by the proxy, by code", errors.clone());
+        registry.register("render_failures", "Header template render failures, by code", render_failures.clone());
+        registry.register("session_lookups", "Session lookups by outcome", sessions.clone());
+        registry.register("upstream_unauthorized", "Upstream 401 responses passed through", upstream_unauthorized.clone());
+        registry.register("upstream_latency_seconds", "Time to upstream response headers", upstream_latency.clone());
+        registry.register("render_latency_seconds", "Time to render a request's headers", render_latency.clone());
+        registry.register("open_streams", "Open event-stream responses", open_streams.clone());
+        registry.register("webhooks", "Webhook deliveries by outcome", webhooks.clone());
+        registry.register("config_reloads", "Config reloads by outcome", reloads.clone());
+        registry.register("sessions", "Sessions held by the store", stored_sessions.clone());
+        Self {
+            registry,
+            requests,
+            errors,
+            render_failures,
+            sessions,
+            upstream_unauthorized,
+            upstream_latency,
+            render_latency,
+            open_streams,
+            webhooks,
+            reloads,
+            stored_sessions,
+        }
+    }
+
+    /// Counts one session lookup outcome.
+    pub fn session(&self, outcome: &'static str) {
+        self.sessions.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

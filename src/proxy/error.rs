@@ -1,0 +1,136 @@
+//! Errors the proxy itself returns (CONTRACT §5). Each knows its status,
+//! its stable code and which side failed; none carries a secret.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::config::ErrorStyle;
+use crate::response::{self, Body};
+
+/// Which side of the proxy a failure belongs to (as pingora labels them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The caller sent something we refuse.
+    Downstream,
+    /// The real server failed.
+    Upstream,
+    /// Our own machinery (templates, store, resolver).
+    Internal,
+}
+
+/// A refusal or failure answered by the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Inbound auth header missing or wrong.
+    #[error("inbound authentication failed: send the route's key header")]
+    InboundAuth,
+    /// No session key in the request.
+    #[error("no session key found; send one of: {0}")]
+    KeyMissing(String),
+    /// Key present but fails the pattern.
+    #[error("the session key does not match session_key_pattern")]
+    KeyInvalid,
+    /// Unknown session and the route rejects unknown sessions.
+    #[error("unknown session: register it (PUT /sessions/{{id}}) or let a platform webhook do so before the call")]
+    SessionNotFound,
+    /// No route for the path.
+    #[error("no route for this path; routes are served at /<route name>/…")]
+    RouteNotFound,
+    /// Body over the route's limit.
+    #[error("request body is larger than the route's body_limit")]
+    TooLarge,
+    /// The request path contains `.` or `..` segments.
+    #[error("the request path contains `.` or `..` segments")]
+    InvalidPath,
+    /// A header template failed.
+    #[error("header `{header}` could not be rendered: {detail}")]
+    RenderFailed {
+        /// Header name.
+        header: String,
+        /// The template error (code and variable name only).
+        detail: String,
+    },
+    /// Upstream connect failed.
+    #[error("the upstream could not be reached")]
+    UpstreamUnreachable,
+    /// No upstream response headers in time.
+    #[error("the upstream did not answer in time")]
+    UpstreamTimeout,
+    /// Resolver failed and nothing is cached.
+    #[error("the session resolver is unavailable; try again shortly")]
+    ResolverUnavailable,
+    /// The session store cannot be reached.
+    #[error("the session store is unavailable")]
+    StoreUnavailable,
+    /// The request body was malformed where the route needs to read it.
+    #[error("{0}")]
+    BadBody(&'static str),
+}
+
+impl ProxyError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::InboundAuth => "auth.inbound_failed",
+            ProxyError::KeyMissing(_) => "session.key_missing",
+            ProxyError::KeyInvalid => "session.key_invalid",
+            ProxyError::SessionNotFound => "session.not_found",
+            ProxyError::RouteNotFound => "route.not_found",
+            ProxyError::TooLarge => "request.too_large",
+            ProxyError::InvalidPath => "request.invalid_path",
+            ProxyError::RenderFailed { .. } => "template.render_failed",
+            ProxyError::UpstreamUnreachable => "upstream.unreachable",
+            ProxyError::UpstreamTimeout => "upstream.timeout",
+            ProxyError::ResolverUnavailable => "resolver.unavailable",
+            ProxyError::StoreUnavailable => "store.unavailable",
+            ProxyError::BadBody(_) => "request.invalid_body",
+        }
+    }
+
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::InboundAuth => StatusCode::UNAUTHORIZED,
+            ProxyError::KeyMissing(_) | ProxyError::KeyInvalid | ProxyError::InvalidPath | ProxyError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::SessionNotFound => StatusCode::FORBIDDEN,
+            ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
+            ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RenderFailed { .. } | ProxyError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ResolverUnavailable | ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Who failed.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::UpstreamUnreachable | ProxyError::UpstreamTimeout => Side::Upstream,
+            ProxyError::RenderFailed { .. } | ProxyError::ResolverUnavailable | ProxyError::StoreUnavailable => Side::Internal,
+            _ => Side::Downstream,
+        }
+    }
+
+    /// The response in the route's style. `rpc_id` is the JSON-RPC id of
+    /// the request, when it could be read.
+    pub fn to_response(&self, style: ErrorStyle, rpc_id: Option<Value>) -> Response<Body> {
+        let mut r = match (style, rpc_id) {
+            (ErrorStyle::JsonRpc, Some(id)) => response::json(
+                StatusCode::OK,
+                &json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": -32000,
+                        "message": format!("{}: {}", self.code(), self),
+                        "data": { "code": self.code(), "status": self.status().as_u16() }
+                    }
+                }),
+            ),
+            _ => response::error(self.status(), self.code(), &self.to_string()),
+        };
+        if matches!(self, ProxyError::InboundAuth) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("headgate-key"));
+        }
+        r
+    }
+}

@@ -1,0 +1,60 @@
+//! Header hygiene between client and upstream.
+//!
+//! RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header
+//! field before a message is forwarded and, for each connection-option in
+//! this field, remove any header or trailer field(s) from the message with
+//! the same name as the connection-option, and then remove the Connection
+//! header field itself". The fixed hop-by-hop names are removed too.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Removes hop-by-hop headers, including every name listed in any
+/// `Connection` line.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        h.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        h.remove(name);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn removes_listed_and_fixed_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, X-Secret-Hop"));
+        h.append("connection", HeaderValue::from_static("x-other"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+}

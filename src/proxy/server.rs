@@ -1,0 +1,83 @@
+//! Accept loops for both listeners: HTTP/1.1 and h2c (auto-detected), a
+//! header read timeout against slowloris, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::App;
+use crate::session::admin::{self, AdminCtx};
+
+pub(super) struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+fn builder(header_read: Duration) -> Builder<TokioExecutor> {
+    let mut b = Builder::new(TokioExecutor::new());
+    b.http1().timer(TokioTimer::new()).header_read_timeout(header_read).max_buf_size(64 << 10);
+    b.http2().timer(TokioTimer::new()).max_header_list_size(64 << 10);
+    b
+}
+
+pub(super) async fn run(
+    listeners: Listeners,
+    app: Arc<App>,
+    admin_ctx: Arc<AdminCtx>,
+    mut shutdown: watch::Receiver<bool>,
+    deadline: Duration,
+    header_read: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let b = builder(header_read);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listeners.public.accept() => {
+                let Ok((stream, remote)) = accepted else {
+                    // Out of file descriptors and the like: back off briefly.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let svc = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(super::forward::handle(req, app, remote).await) }
+                });
+                let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            accepted = listeners.admin.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let ctx = admin_ctx.clone();
+                let svc = service_fn(move |req| {
+                    let ctx = ctx.clone();
+                    async move { Ok::<_, Infallible>(admin::handle(req, &ctx).await) }
+                });
+                let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        }
+    }
+    drop(listeners);
+    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown deadline of {deadline:?} passed; closing the remaining connections");
+    }
+}

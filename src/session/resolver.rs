@@ -1,0 +1,164 @@
+//! Fetch-on-miss: when a route says `on_unknown_session = "resolve"`, an
+//! unknown session is fetched from an HTTP API described by templates (e.g.
+//! Vapi's `GET /call/{id}`), stored with the resolver TTL, and served.
+//!
+//! - Concurrent misses for one id make one request (single-flight, through
+//!   `moka`'s `try_get_with`).
+//! - A failure is remembered for `negative_ttl`: callers get 503
+//!   `resolver.unavailable` without hammering the API.
+//! - Each fetch has a deadline (`timeout`).
+//! - An entry close to expiry (`refresh_before`) is served and refreshed in
+//!   the background (stale-while-revalidate).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{header, Request, Uri};
+use serde_json::{json, Value};
+
+use super::{validate, views, Session, SessionError, SessionStore, Source, Store};
+use crate::client::HttpClient;
+use crate::config::Resolver;
+use crate::response::{empty, read_limited};
+
+/// Why a fetch failed (never includes response bodies or credentials).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError {
+    /// Remembered failure, network error, timeout, non-2xx or bad JSON.
+    #[error("resolver unavailable: {0}")]
+    Unavailable(String),
+    /// The API answered 404: the session does not exist there either.
+    #[error("the resolver API does not know this session")]
+    NotFound,
+}
+
+impl ResolveError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResolveError::Unavailable(_) => "resolver.unavailable",
+            ResolveError::NotFound => "session.not_found",
+        }
+    }
+}
+
+/// Resolver state that outlives config reloads.
+pub struct ResolverRuntime {
+    inflight: moka::future::Cache<Arc<str>, Arc<Session>>,
+    negative: moka::sync::Cache<Arc<str>, (Instant, bool)>,
+    client: HttpClient,
+    fetches: AtomicU64,
+}
+
+/// Largest resolver response read.
+const MAX_RESPONSE: usize = 1 << 20;
+
+impl ResolverRuntime {
+    /// A runtime using `client` for fetches.
+    pub fn new(client: HttpClient) -> Self {
+        Self {
+            // Entries live only long enough to coalesce concurrent misses;
+            // the session itself goes to the store.
+            inflight: moka::future::Cache::builder().time_to_live(Duration::from_millis(500)).max_capacity(100_000).build(),
+            negative: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(3600)).build(),
+            client,
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests sent to resolver APIs so far.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Fetches `id` (once, however many callers ask at the same time) and
+    /// stores it.
+    pub async fn resolve(&self, cfg: &Resolver, env: &Value, id: &str, store: &Store, max_bytes: usize) -> Result<Arc<Session>, ResolveError> {
+        if let Some((until, not_found)) = self.negative.get(id) {
+            if until > Instant::now() {
+                return Err(if not_found { ResolveError::NotFound } else { ResolveError::Unavailable("recent fetch failed; retrying after negative_ttl".into()) });
+            }
+            self.negative.invalidate(id);
+        }
+        let key: Arc<str> = Arc::from(id);
+        let result = self
+            .inflight
+            .try_get_with(key.clone(), async {
+                let s = Arc::new(self.fetch(cfg, env, id, max_bytes).await?);
+                store.put(id, (*s).clone()).await.map_err(|e| ResolveError::Unavailable(e.to_string()))?;
+                Ok::<_, ResolveError>(s)
+            })
+            .await;
+        match result {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let e = (*e).clone();
+                self.negative.insert(key, (Instant::now() + cfg.negative_ttl, matches!(e, ResolveError::NotFound)));
+                Err(e)
+            }
+        }
+    }
+
+    /// Refreshes `id` in the background if `session` came from the resolver
+    /// and is within `refresh_before` of expiring.
+    pub fn maybe_refresh(self: &Arc<Self>, cfg: Arc<Resolver>, env: Arc<Value>, id: &str, session: &Session, store: Arc<Store>, max_bytes: usize) {
+        if session.source != Source::Resolver || session.ttl_left() > cfg.refresh_before {
+            return;
+        }
+        let me = Arc::clone(self);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            // A failed refresh leaves the current entry to expire naturally.
+            let _ = me.resolve(&cfg, &env, &id, &store, max_bytes).await;
+        });
+    }
+
+    async fn fetch(&self, cfg: &Resolver, env: &Value, id: &str, max_bytes: usize) -> Result<Session, ResolveError> {
+        let scope = json!({ "session": { "id": id }, "env": env });
+        let url = cfg.url.render_string(&scope).map_err(|e| ResolveError::Unavailable(format!("url template: {}", e.code())))?;
+        let uri: Uri = url.parse().map_err(|_| ResolveError::Unavailable("the rendered resolver url is not a URL".into()))?;
+        if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.authority().is_none() {
+            return Err(ResolveError::Unavailable("the rendered resolver url is not http(s)".into()));
+        }
+        let mut req = Request::builder().method(cfg.method.clone()).uri(uri);
+        for (name, t) in &cfg.headers {
+            let v = t.render(&scope).map_err(|e| ResolveError::Unavailable(format!("header `{name}`: {}", e.code())))?;
+            req = req.header(name, v);
+        }
+        let req = req
+            .header(header::ACCEPT, "application/json")
+            .body(empty())
+            .map_err(|_| ResolveError::Unavailable("could not build the request".into()))?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let resp = tokio::time::timeout(cfg.timeout, self.client.request(req))
+            .await
+            .map_err(|_| ResolveError::Unavailable(format!("no answer within {:?}", cfg.timeout)))?
+            .map_err(|_| ResolveError::Unavailable("could not connect".into()))?;
+        let status = resp.status();
+        if status == http::StatusCode::NOT_FOUND {
+            return Err(ResolveError::NotFound);
+        }
+        if !status.is_success() {
+            return Err(ResolveError::Unavailable(format!("the API answered {}", status.as_u16())));
+        }
+        let body = tokio::time::timeout(cfg.timeout, read_limited(resp.into_body(), MAX_RESPONSE))
+            .await
+            .map_err(|_| ResolveError::Unavailable("response body too slow".into()))?
+            .map_err(|_| ResolveError::Unavailable("response body too large or cut short".into()))?;
+        let mut doc: Value = serde_json::from_slice(&body).map_err(|_| ResolveError::Unavailable("the API answered something that is not JSON".into()))?;
+        if let Some(p) = &cfg.pointer {
+            doc = doc.pointer(p).cloned().ok_or_else(|| ResolveError::Unavailable(format!("the response has nothing at `{p}`")))?;
+        }
+        if !doc.is_object() {
+            return Err(ResolveError::Unavailable("the API answered JSON that is not an object".into()));
+        }
+        if let Some(platform) = &cfg.platform {
+            views::apply(platform, &mut doc);
+        }
+        let mut vars = serde_json::Map::new();
+        vars.insert(cfg.bind.clone(), doc);
+        let vars = validate(Value::Object(vars), max_bytes).map_err(|e: SessionError| ResolveError::Unavailable(e.to_string()))?;
+        Ok(Session::new(vars, Source::Resolver, cfg.ttl))
+    }
+}

@@ -1,0 +1,274 @@
+//! Session stores. The in-memory store is a `moka` cache: lock-free reads on
+//! the hot path, per-entry TTL, bounded by count and by bytes.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::ops::compute::Op;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+use super::{deep_merge, validate, Session, SessionError, Source};
+
+/// What every store does. Implemented by [`MemoryStore`] and dispatched
+/// statically through [`Store`] (no boxing on the hot path).
+pub trait SessionStore: Send + Sync {
+    /// The session, if present and not expired.
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<Arc<Session>>, SessionError>> + Send;
+    /// Creates or replaces.
+    fn put(&self, id: &str, session: Session) -> impl Future<Output = Result<(), SessionError>> + Send;
+    /// Deep-merges `patch` into an existing session, keeping its expiry;
+    /// `Ok(false)` if there is none.
+    fn patch(&self, id: &str, patch: Map<String, Value>, max_bytes: usize) -> impl Future<Output = Result<bool, SessionError>> + Send;
+    /// Removes (no error if absent).
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), SessionError>> + Send;
+}
+
+/// The store `serve` runs with.
+pub enum Store {
+    /// In this process.
+    Memory(MemoryStore),
+}
+
+impl Store {
+    /// Waits up to `wait` for `id` to be written (webhook racing the tool
+    /// call); returns it if it arrived.
+    pub async fn wait_for(&self, id: &str, wait: Duration) -> Result<Option<Arc<Session>>, SessionError> {
+        match self {
+            Store::Memory(m) => m.wait_for(id, wait).await,
+        }
+    }
+
+    /// Entries currently held (approximate).
+    pub fn len(&self) -> u64 {
+        match self {
+            Store::Memory(m) => m.cache.entry_count(),
+        }
+    }
+
+    /// Whether the store holds nothing (approximate).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SessionStore for Store {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        match self {
+            Store::Memory(m) => m.get(id).await,
+        }
+    }
+    async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
+        match self {
+            Store::Memory(m) => m.put(id, session).await,
+        }
+    }
+    async fn patch(&self, id: &str, patch: Map<String, Value>, max_bytes: usize) -> Result<bool, SessionError> {
+        match self {
+            Store::Memory(m) => m.patch(id, patch, max_bytes).await,
+        }
+    }
+    async fn delete(&self, id: &str) -> Result<(), SessionError> {
+        match self {
+            Store::Memory(m) => m.delete(id).await,
+        }
+    }
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<Arc<str>, Arc<Session>> for PerEntryTtl {
+    fn expire_after_create(&self, _k: &Arc<str>, v: &Arc<Session>, _now: Instant) -> Option<Duration> {
+        Some(v.ttl_left())
+    }
+    fn expire_after_update(&self, _k: &Arc<str>, v: &Arc<Session>, _now: Instant, _d: Option<Duration>) -> Option<Duration> {
+        Some(v.ttl_left())
+    }
+}
+
+/// In-memory sessions.
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Cache<Arc<str>, Arc<Session>>,
+    written: broadcast::Sender<Arc<str>>,
+}
+
+impl MemoryStore {
+    /// At most `max_sessions` entries and about `max_bytes` of data: every
+    /// entry weighs at least `max_bytes / max_sessions`, so both bounds hold.
+    pub fn new(max_sessions: u64, max_bytes: u64) -> Self {
+        let floor = (max_bytes / max_sessions.max(1)).clamp(1, u32::MAX as u64) as u32;
+        let cache = Cache::builder()
+            .max_capacity(max_bytes.max(1))
+            .weigher(move |k: &Arc<str>, v: &Arc<Session>| -> u32 {
+                let w = (k.len() + v.bytes + 64).min(u32::MAX as usize) as u32;
+                w.max(floor)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
+        let (written, _) = broadcast::channel(1024);
+        Self { cache, written }
+    }
+
+    /// Runs moka's maintenance (expiry, eviction) now; `serve` calls this on
+    /// an interval so expiry and capacity are timely.
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    fn announce(&self, id: &str) {
+        if self.written.receiver_count() > 0 {
+            let _ = self.written.send(Arc::from(id));
+        }
+    }
+
+    async fn wait_for(&self, id: &str, wait: Duration) -> Result<Option<Arc<Session>>, SessionError> {
+        let mut rx = self.written.subscribe();
+        if let Some(s) = self.cache.get(id).await {
+            return Ok(Some(s));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(k)) if &*k == id => return Ok(self.cache.get(id).await),
+                Ok(Ok(_)) => {}
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if let Some(s) = self.cache.get(id).await {
+                        return Ok(Some(s));
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
+            }
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        Ok(self.cache.get(id).await)
+    }
+
+    async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
+        self.cache.insert(Arc::from(id), Arc::new(session)).await;
+        self.announce(id);
+        Ok(())
+    }
+
+    async fn patch(&self, id: &str, patch: Map<String, Value>, max_bytes: usize) -> Result<bool, SessionError> {
+        let mut failure = None;
+        let result = self
+            .cache
+            .entry(Arc::from(id))
+            .and_compute_with(|existing| {
+                let op = match existing {
+                    None => Op::Nop,
+                    Some(entry) => {
+                        let old = entry.into_value();
+                        let mut map = old.vars.as_map().clone();
+                        deep_merge(&mut map, patch);
+                        match validate(Value::Object(map), max_bytes) {
+                            Ok(vars) => {
+                                let mut s = Session::new(vars, old.source, old.ttl_left());
+                                s.source = if old.source == Source::Resolver { Source::Admin } else { old.source };
+                                Op::Put(Arc::new(s))
+                            }
+                            Err(e) => {
+                                failure = Some(e);
+                                Op::Nop
+                            }
+                        }
+                    }
+                };
+                std::future::ready(op)
+            })
+            .await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let existed = !matches!(result, moka::ops::compute::CompResult::StillNone(_));
+        if existed {
+            self.announce(id);
+        }
+        Ok(existed)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), SessionError> {
+        self.cache.invalidate(id).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Vars;
+    use serde_json::json;
+
+    fn sess(ttl: Duration) -> Session {
+        Session::new(Vars::from_json(json!({"call": {"metadata": {"token": "t"}}})).unwrap(), Source::Admin, ttl)
+    }
+
+    #[tokio::test]
+    async fn put_get_delete() {
+        let s = MemoryStore::new(100, 1 << 20);
+        s.put("a", sess(Duration::from_secs(60))).await.unwrap();
+        assert!(s.get("a").await.unwrap().is_some());
+        s.delete("a").await.unwrap();
+        assert!(s.get("a").await.unwrap().is_none());
+        s.delete("never").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_their_own_ttl() {
+        let s = MemoryStore::new(100, 1 << 20);
+        s.put("short", sess(Duration::from_millis(50))).await.unwrap();
+        s.put("long", sess(Duration::from_secs(60))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        s.run_pending_tasks().await;
+        assert!(s.get("short").await.unwrap().is_none());
+        assert!(s.get("long").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn capacity_evicts_instead_of_growing() {
+        let s = MemoryStore::new(50, 1 << 20);
+        for i in 0..500 {
+            s.put(&format!("k{i}"), sess(Duration::from_secs(60))).await.unwrap();
+        }
+        s.run_pending_tasks().await;
+        let n = s.cache.entry_count();
+        assert!(n <= 50, "{n} entries kept with max_sessions = 50");
+        assert!(n > 0);
+    }
+
+    #[tokio::test]
+    async fn patch_merges_and_keeps_expiry() {
+        let s = MemoryStore::new(100, 1 << 20);
+        assert!(!s.patch("none", Map::new(), 1000).await.unwrap());
+        s.put("a", sess(Duration::from_secs(60))).await.unwrap();
+        let Value::Object(p) = json!({"call": {"metadata": {"tenant": "acme"}}}) else { unreachable!() };
+        assert!(s.patch("a", p, 1000).await.unwrap());
+        let got = s.get("a").await.unwrap().unwrap();
+        assert_eq!(Value::Object(got.vars.as_map().clone()), json!({"call": {"metadata": {"token": "t", "tenant": "acme"}}}));
+        assert!(got.ttl_left() <= Duration::from_secs(60));
+        let Value::Object(big) = json!({"x": "y".repeat(2000)}) else { unreachable!() };
+        assert_eq!(s.patch("a", big, 1000).await.unwrap_err().code(), "session.too_large");
+    }
+
+    #[tokio::test]
+    async fn wait_for_sees_a_late_write() {
+        let s = MemoryStore::new(100, 1 << 20);
+        let s2 = s.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s2.put("late", sess(Duration::from_secs(60))).await.unwrap();
+        });
+        let got = s.wait_for("late", Duration::from_secs(2)).await.unwrap();
+        assert!(got.is_some());
+        let none = s.wait_for("never", Duration::from_millis(30)).await.unwrap();
+        assert!(none.is_none());
+    }
+}
