@@ -1,0 +1,203 @@
+//! Test harness: an in-process upstream that records what it receives and
+//! can stream SSE, a config directory writer, and an in-process headgate.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// What the upstream saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: http::HeaderMap,
+    pub body_len: usize,
+}
+
+#[derive(Clone, Default)]
+pub struct Upstream {
+    pub addr: Option<SocketAddr>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Monotonic origin for SSE stamps.
+    pub epoch: Option<Instant>,
+}
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(s: impl Into<Bytes>) -> UpBody {
+    Full::new(s.into()).boxed()
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr.unwrap())
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().last().cloned().expect("the upstream saw no request")
+    }
+}
+
+/// Starts the recording upstream. Paths:
+/// - `/sse?n=N&gap_ms=M`: N events, M ms apart, each `data: <micros since epoch>`
+/// - `/slow?ms=M`: headers after M ms
+/// - `/status/CODE`: that status (401 adds `WWW-Authenticate`)
+/// - anything else: 200 with `{"ok":true}`; the body is read and counted.
+pub async fn upstream() -> Upstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let epoch = Instant::now();
+    let up = Upstream { addr: Some(addr), seen: Default::default(), epoch: Some(epoch) };
+    let seen = up.seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move { Ok::<_, Infallible>(serve_up(req, seen, epoch).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    up
+}
+
+fn param(q: Option<&str>, name: &str, default: u64) -> u64 {
+    q.unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
+        .unwrap_or(default)
+}
+
+async fn serve_up(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>, epoch: Instant) -> Response<UpBody> {
+    let (parts, body) = req.into_parts();
+    let body_len = body.collect().await.map(|c| c.to_bytes().len()).unwrap_or(0);
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        headers: parts.headers.clone(),
+        body_len,
+    });
+    let q = query.as_deref();
+    if path.ends_with("/sse") {
+        let n = param(q, "n", 5);
+        let gap = param(q, "gap_ms", 20);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+        tokio::spawn(async move {
+            for i in 0..n {
+                let stamp = epoch.elapsed().as_micros();
+                let ev = format!("id: {i}\ndata: {stamp}\n\n");
+                if tx.send(Ok(Frame::data(Bytes::from(ev)))).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(gap)).await;
+            }
+        });
+        let stream = tokio_stream_from(rx);
+        let mut r = Response::new(StreamBody::new(stream).boxed());
+        r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+        if let Some(sid) = parts.headers.get("mcp-session-id") {
+            r.headers_mut().insert("mcp-session-id", sid.clone());
+        }
+        return r;
+    }
+    if path.ends_with("/slow") {
+        tokio::time::sleep(Duration::from_millis(param(q, "ms", 1000))).await;
+    }
+    if let Some(code) = path.rsplit_once("/status/").and_then(|(_, c)| c.parse::<u16>().ok()) {
+        let mut r = Response::new(full("{}"));
+        *r.status_mut() = StatusCode::from_u16(code).unwrap();
+        if code == 401 {
+            r.headers_mut().insert("www-authenticate", "Bearer realm=\"crm\"".parse().unwrap());
+        }
+        return r;
+    }
+    let mut r = Response::new(full(r#"{"ok":true}"#));
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut().insert("connection", "x-upstream-hop".parse().unwrap());
+    r.headers_mut().insert("x-upstream-hop", "1".parse().unwrap());
+    if let Some(sid) = parts.headers.get("mcp-session-id") {
+        r.headers_mut().insert("mcp-session-id", sid.clone());
+    }
+    r
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Writes a config directory: `headgate.toml` and `routes/<name>.toml`.
+pub fn write_config(dir: &Path, main: &str, routes: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("routes")).unwrap();
+    std::fs::write(dir.join("headgate.toml"), main).unwrap();
+    for (name, text) in routes {
+        std::fs::write(dir.join("routes").join(format!("{name}.toml")), text).unwrap();
+    }
+}
+
+/// Starts headgate in process on free ports.
+pub async fn start(dir: &Path) -> headgate::proxy::Running {
+    headgate::proxy::start(headgate::proxy::ServeOptions {
+        templates: dir.to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        watch: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("headgate did not start: {e}"))
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// PUT a session on the admin API.
+pub async fn put_session(h: &headgate::proxy::Running, id: &str, vars: serde_json::Value) {
+    let r = client()
+        .put(format!("http://{}/sessions/{id}", h.admin))
+        .json(&vars)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "PUT /sessions/{id}");
+}
+
+/// A route file body for `upstream`, keyed on X-Call-Id, with a route key.
+pub fn route(upstream: &str, extra: &str) -> String {
+    format!(
+        "upstream = \"{upstream}\"\ninbound_auth = {{ header = \"x-headgate-key\", secret_env = \"HG_TEST_ROUTE_KEY\" }}\n{extra}\n"
+    )
+}
+
+/// Secrets the tests use; `.cargo/config.toml` puts them in the test
+/// environment (no `set_var` at run time).
+pub const ROUTE_KEY: &str = "route-key-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-abcdef";
+pub const WEBHOOK_SECRET: &str = "whsec-test-secret";
+pub const RETELL_KEY: &str = "key_retell_test";
+pub const API_KEY: &str = "api-key-for-resolver";
