@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the suite needs (LiquidJS for the
+# conformance suite, the MCP Python SDK and fastmcp for interop) into
+# ignored folders of this checkout, then runs `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! [ -d tests/conformance/node_modules/liquidjs ]; then
+  echo "== installing liquidjs (conformance reference)"
+  npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
+fi
+
+if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp' 2>/dev/null; then
+  echo "== installing the MCP Python SDK and fastmcp (interop)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+fi
+
+echo "== cargo test"
+cargo test --locked --all-targets "$@"

@@ -1,0 +1,229 @@
+//! The real `headgate` binary: `check`, `render`, `serve`, the README's
+//! quick start, and the secret-leak harness.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_headgate"))
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn render_template_prints_the_value_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("vars.json");
+    std::fs::write(&vars, r#"{"call":{"metadata":{"token":"tok-1"}}}"#).unwrap();
+    let (code, out, err) = run(&["render", "--template", "Bearer << call.metadata.token >>", "--vars", vars.to_str().unwrap()]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "Bearer tok-1\n", ""));
+
+    let (code, out, err) = run(&["render", "--template", "Bearer << call.metadata.nope >>", "--vars", vars.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert!(err.starts_with("1:11: template.undefined_variable:"), "{err}");
+    assert!(err.ends_with("  Bearer << call.metadata.nope >>\n            ^\n"), "caret under the column:\n{err}");
+
+    let (code, _, err) = run(&["render", "--template", "<< call | bogus >>", "--vars", vars.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("template.unknown_filter") && err.contains('^'), "{err}");
+    let (code, _, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Examples:"));
+}
+
+#[test]
+fn check_reports_every_error_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "listen = \"not-an-address\"\nttl = \"5 parsecs\"\n",
+        &[
+            ("bad_template", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.token | nope >>\"\n"),
+            ("bad_toml", "upstream = \"http://x/\"\nthis is not toml\n"),
+            ("forbidden", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nhost = \"x\"\n"),
+            ("no_auth", "upstream = \"http://127.0.0.1:1/\"\n"),
+            ("bad_upstream", "upstream = \"ftp://x\"\ninbound_auth = \"none\"\n"),
+            ("typo", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\nsesion_keys = []\n"),
+            ("bad_key", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\nsession_keys = [\"cookie:x\"]\n"),
+        ],
+    );
+    let (code, _, err) = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let d = dir.path().display().to_string();
+    for expected in [
+        format!("{d}/headgate.toml:1:10: config.invalid_address"),
+        format!("{d}/headgate.toml:2:7: config.invalid_duration"),
+        format!("{d}/routes/bad_template.toml:4:41: template.unknown_filter"),
+        format!("{d}/routes/bad_toml.toml:2:6: config.toml"),
+        format!("{d}/routes/forbidden.toml:4:8: config.forbidden_header"),
+        format!("{d}/routes/no_auth.toml:1:1: config.inbound_auth_required"),
+        format!("{d}/routes/bad_upstream.toml:1:12: config.invalid_upstream"),
+        format!("{d}/routes/typo.toml:3:1: config.toml"),
+        format!("{d}/routes/bad_key.toml:3:17: config.invalid_session_key"),
+    ] {
+        assert!(err.contains(&expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(err.contains("^"), "carets under the columns");
+}
+
+#[test]
+fn check_warns_but_passes_and_explains_a_route() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &[("pub", "platform = \"vapi\"\nupstream = \"http://203.0.113.7/mcp\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n")]);
+    let (code, out, err) = run(&["check", dir.path().to_str().unwrap(), "--explain", "pub"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("config.inbound_auth_off"), "{out}");
+    assert!(out.contains("config.plain_http_upstream"), "{out}");
+    assert!(out.contains("session_keys:        header:x-call-id, header:x-chat-id, header:x-session-id"), "{out}");
+}
+
+#[test]
+fn render_route_prints_each_header_and_redacts() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &[("crm", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\nx-session = \"<< session.id >>\"\n")]);
+    let vars = dir.path().join("v.json");
+    std::fs::write(&vars, r#"{"call":{"metadata":{"token":"tok-secret-1"}}}"#).unwrap();
+    let t = dir.path().to_str().unwrap();
+    let (code, out, _) = run(&["render", "--route", "crm", "--vars", vars.to_str().unwrap(), "--templates", t, "--session-id", "s-9"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "authorization: Bearer tok-secret-1\nx-session: s-9\n");
+    let (code, out, _) = run(&["render", "--route", "crm", "--vars", vars.to_str().unwrap(), "--templates", t, "--redact"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("tok-secret-1"), "{out}");
+    assert!(out.starts_with("authorization: Bear… (19 bytes)"), "{out}");
+}
+
+/// A `headgate serve` child whose every output line is captured.
+struct Served {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    listen: String,
+    admin: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = bin();
+    cmd.arg("serve").arg("--templates").arg(dir).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    let started = Instant::now();
+    loop {
+        let text = log.lock().unwrap().clone();
+        if let Some(i) = text.find("listening on ") {
+            let rest = &text[i + "listening on ".len()..];
+            let listen = rest.split_whitespace().next().unwrap().to_string();
+            let admin = rest.split("admin on ").nth(1).unwrap().split(')').next().unwrap().to_string();
+            return Served { child, log, listen, admin };
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "headgate did not start:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_bodies_or_metrics() {
+    const TOKEN: &str = "SECRET-session-token-7f3a";
+    const TENANT: &str = "SECRET-tenant-value-91";
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n[webhooks.vapi]\nsecret_env = \"HG_TEST_WEBHOOK_SECRET\"\n[resolver]\nurl = \"http://127.0.0.1:9/call/<< session.id >>\"\ntimeout = \"200ms\"\n";
+    let headers = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\nx-tenant = \"<< call.metadata.tenant >>\"\nx-decoded = { template = \"<< call.metadata.blob | base64_decode >>\", on_error = \"omit\" }\nx-crlf = { template = \"<< call.metadata.crlf >>\", on_error = \"omit\" }\n";
+    write_config(
+        dir.path(),
+        main,
+        &[
+            ("crm", &route(&up.url(), &format!("error_style = \"jsonrpc\"\n{headers}"))),
+            ("res", &route(&up.url(), &format!("on_unknown_session = \"resolve\"\n{headers}"))),
+            ("strict", &route(&up.url(), "[headers]\nx-missing = \"<< call.metadata.nope >> << call.metadata.token >>\"\n")),
+        ],
+    );
+    let s = serve(dir.path(), &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"], &[("RUST_LOG", "trace"), ("HEADGATE_LOG_FORMAT", "json")]);
+    let c = client();
+    let admin = |p: &str| format!("http://{}{p}", s.admin);
+    let public = |p: &str| format!("http://{}{p}", s.listen);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let mut bodies = String::new();
+    let vars = json!({"call": {"metadata": {"token": TOKEN, "tenant": TENANT, "blob": format!("{TOKEN}!!notb64"), "crlf": format!("{TOKEN}\r\nX-Evil: 1")}}});
+
+    let r = c.put(admin("/sessions/call-1")).header("authorization", &auth).json(&vars).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    for req in [
+        c.get(admin("/sessions/call-1")).header("authorization", &auth),
+        c.get(admin("/sessions/call-1")).header("authorization", format!("Bearer {ADMIN_TOKEN}x")),
+        c.patch(admin("/sessions/call-1")).header("authorization", &auth).json(&json!({"call": {"extra": TOKEN}})),
+        c.put(admin("/sessions/bad")).header("authorization", &auth).body(format!("{{\"x\": \"{TOKEN}\"")),
+        c.get(admin("/metrics")).header("authorization", &auth),
+        c.post(public("/crm")).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "call-1").body(r#"{"id":1}"#),
+        c.post(public("/crm")).header("x-headgate-key", format!("{ROUTE_KEY}-wrong")).header("x-call-id", "call-1").body(r#"{"id":2}"#),
+        c.post(public("/crm")).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "unknown").body(r#"{"id":3}"#),
+        c.get(public("/strict")).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "call-1"),
+        c.get(public("/res")).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "needs-fetch"),
+        c.post(public("/_hooks/vapi")).header("x-vapi-secret", format!("{WEBHOOK_SECRET}-wrong")).body(format!("{{\"message\":{{\"type\":\"status-update\",\"call\":{{\"id\":\"c\",\"metadata\":{{\"token\":\"{TOKEN}\"}}}}}}}}")),
+        c.post(public("/_hooks/vapi")).header("x-vapi-secret", WEBHOOK_SECRET).body(format!("{{\"message\":{{\"type\":\"status-update\",\"call\":{{\"id\":\"hooked\",\"metadata\":{{\"token\":\"{TOKEN}\"}}}}}}}}")),
+        c.post(public("/_hooks/vapi")).header("x-vapi-secret", WEBHOOK_SECRET).body("not json"),
+    ] {
+        let r = req.send().await.unwrap();
+        bodies.push_str(&format!("{:?}\n", r.headers()));
+        bodies.push_str(&r.text().await.unwrap());
+        bodies.push('\n');
+    }
+    // The upstream really got the secrets (so the harness would see a leak).
+    let got = up.seen();
+    assert!(got.iter().any(|s| s.headers.get("authorization").is_some_and(|v| v == format!("Bearer {TOKEN}").as_str())));
+    assert!(got.iter().all(|s| s.headers.get("x-crlf").is_none()), "a CR/LF value is never sent");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = s.log.lock().unwrap().clone();
+    assert!(log.contains("\"request\""), "JSON request logs expected:\n{log}");
+    for secret in [TOKEN, TENANT, ADMIN_TOKEN, ROUTE_KEY, WEBHOOK_SECRET] {
+        assert!(!log.contains(secret), "`{secret}` leaked into the logs:\n{log}");
+        assert!(!bodies.contains(secret), "`{secret}` leaked into a response:\n{bodies}");
+    }
+}
+
+#[test]
+fn readme_quick_start_works_verbatim() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme.split("<!-- quickstart-curl -->").nth(1).and_then(|s| s.split("```sh").nth(1)).and_then(|s| s.split("```").next()).expect("README has a quickstart-curl block");
+    let s = serve(&root.join("templates"), &[], &[("RUST_LOG", "info")]);
+    assert_eq!(s.listen, "127.0.0.1:8080", "the quick start uses the built-in defaults");
+    let out = Command::new("sh").arg("-c").arg(block).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"authorization\":\"Bearer tok-abc\""), "the injected header comes back:\n{stdout}");
+    assert!(stdout.contains("\"x-tenant\":\"acme\""), "{stdout}");
+}
