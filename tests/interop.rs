@@ -1,0 +1,113 @@
+//! Interop with real MCP software: the official MCP Python SDK client talks
+//! Streamable HTTP through headgate (sending `X-Call-Id` as Vapi does) to a
+//! real bearer-auth MCP server (fastmcp). Two users at once, each must get
+//! only their own data, and progress notifications must stream through as
+//! they happen.
+//!
+//! Needs `.venv` with `tests/interop/requirements.txt` (scripts/test.sh).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(p.exists(), "{} is missing: run `bash scripts/test.sh` (it creates the venv with the MCP SDK and fastmcp)", p.display());
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Killed(tokio::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn run_client(url: &str, call_id: &str, key: &str) -> Value {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let out = tokio::process::Command::new(python())
+        .arg(dir.join("mcp_client.py"))
+        .args([url, call_id, key])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client for {call_id} failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| panic!("client output: {stdout}\n{stderr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_sdk_through_headgate_to_fastmcp_two_users() {
+    let dir_i = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let port = free_port();
+    let server = Killed(
+        tokio::process::Command::new(python())
+            .arg(dir_i.join("mcp_server.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "fastmcp server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(&format!("http://127.0.0.1:{port}/mcp"), "platform = \"vapi\"\nerror_style = \"jsonrpc\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n");
+    write_config(dir.path(), "", &[("crm", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "call-alice", json!({"call": {"metadata": {"token": "tok-alice-7c1"}}})).await;
+    put_session(&h, "call-bob", json!({"call": {"metadata": {"token": "tok-bob-93e"}}})).await;
+    let url = format!("http://{}/crm", h.listen);
+
+    let (alice, bob) = tokio::join!(run_client(&url, "call-alice", ROUTE_KEY), run_client(&url, "call-bob", ROUTE_KEY));
+    assert_eq!(alice["data"], "orders of alice: 3");
+    assert_eq!(bob["data"], "orders of bob: 7");
+    assert_eq!(alice["tools"], json!(["my_data", "slow_report"]));
+
+    for who in [&alice, &bob] {
+        let rep = &who["report"];
+        assert_eq!(rep["text"], "report done");
+        let times: Vec<f64> = rep["progress"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let done = rep["done"].as_f64().unwrap();
+        assert_eq!(times.len(), 4, "{rep}");
+        // Streamed as they happen: ~300 ms apart, the first long before the result.
+        assert!(times[0] < done - 0.6, "first progress at {} s, result at {done} s: buffered ({rep})", times[0]);
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] > 0.15, "progress notifications arrived together: {times:?}");
+        }
+    }
+
+    // An unregistered call gets nothing from the server, not someone else's data.
+    let status = client()
+        .post(&url)
+        .header("x-call-id", "call-mallory")
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = status.json().await.unwrap();
+    assert_eq!(v["id"], 7);
+    assert_eq!(v["error"]["data"]["code"], "session.not_found");
+
+    h.shutdown().await;
+    drop(server);
+}
