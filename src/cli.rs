@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::config::{self, LoadMode};
 use crate::proxy::{self, ServeOptions};
@@ -76,9 +76,26 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { templates, listen, admin_listen, no_watch } => serve(ServeOptions { templates, listen, admin_listen, watch: !no_watch }),
+        Command::Serve {
+            templates,
+            listen,
+            admin_listen,
+            no_watch,
+        } => serve(ServeOptions {
+            templates,
+            listen,
+            admin_listen,
+            watch: !no_watch,
+        }),
         Command::Check { dir, explain } => check(&dir, explain.as_deref()),
-        Command::Render { template, route, vars, templates, session_id, redact } => {
+        Command::Render {
+            template,
+            route,
+            vars,
+            templates,
+            session_id,
+            redact,
+        } => {
             let vars = match read_vars(vars.as_ref()) {
                 Ok(v) => v,
                 Err(e) => {
@@ -99,7 +116,9 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HEADGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if json {
         b.json().init();
     } else {
@@ -109,7 +128,10 @@ fn init_logging() {
 
 fn serve(opts: ServeOptions) -> ExitCode {
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -144,24 +166,48 @@ fn check(dir: &std::path::Path, explain: Option<&str>) -> ExitCode {
                     return ExitCode::FAILURE;
                 };
                 println!("route {name} ({})", r.file.display());
-                println!("  platform:            {}", r.platform.as_deref().unwrap_or("(none)"));
+                println!(
+                    "  platform:            {}",
+                    r.platform.as_deref().unwrap_or("(none)")
+                );
                 println!("  upstream:            {}", r.upstream);
-                println!("  session_keys:        {}", r.session_keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+                println!(
+                    "  session_keys:        {}",
+                    r.session_keys
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 println!("  session_key_pattern: {}", r.session_key_pattern.as_str());
-                println!("  inbound_auth:        {}", match &r.inbound_auth {
-                    config::InboundAuth::None => "none".to_string(),
-                    config::InboundAuth::Header { header, .. } => format!("header {header}"),
-                    config::InboundAuth::Platform { platform, .. } => format!("{platform} signature"),
-                });
+                println!(
+                    "  inbound_auth:        {}",
+                    match &r.inbound_auth {
+                        config::InboundAuth::None => "none".to_string(),
+                        config::InboundAuth::Header { header, .. } => format!("header {header}"),
+                        config::InboundAuth::Platform { platform, .. } =>
+                            format!("{platform} signature"),
+                    }
+                );
                 println!("  on_unknown_session:  {:?}", r.on_unknown_session);
                 println!("  wait_for_session:    {:?}", r.wait_for_session);
                 println!("  error_style:         {:?}", r.error_style);
                 println!("  body_limit:          {} bytes", r.body_limit);
                 for h in &r.headers {
-                    println!("  header {}: {}  (on_error = {:?})", h.name, h.template.source(), h.on_error);
+                    println!(
+                        "  header {}: {}  (on_error = {:?})",
+                        h.name,
+                        h.template.source(),
+                        h.on_error
+                    );
                 }
             }
-            println!("ok: {} route(s), {} webhook(s), {} warning(s)", cfg.routes.len(), cfg.webhooks.len(), cfg.warnings.len());
+            println!(
+                "ok: {} route(s), {} webhook(s), {} warning(s)",
+                cfg.routes.len(),
+                cfg.webhooks.len(),
+                cfg.warnings.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errs) => {
@@ -179,7 +225,8 @@ fn read_vars(path: Option<&PathBuf>) -> Result<Value, String> {
         None => return Ok(json!({})),
         Some(p) if p.as_os_str() == "-" => {
             let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| format!("reading standard input: {e}"))?;
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| format!("reading standard input: {e}"))?;
             s
         }
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -209,7 +256,13 @@ fn redact(v: &str) -> String {
     format!("{shown}… ({} bytes)", v.len())
 }
 
-fn render_route(dir: &std::path::Path, name: &str, mut vars: Value, session_id: &str, redacted: bool) -> ExitCode {
+fn render_route(
+    dir: &std::path::Path,
+    name: &str,
+    mut vars: Value,
+    session_id: &str,
+    redacted: bool,
+) -> ExitCode {
     let cfg = match config::load_dir(dir, LoadMode::Check) {
         Ok(c) => c,
         Err(errs) => {
@@ -224,16 +277,22 @@ fn render_route(dir: &std::path::Path, name: &str, mut vars: Value, session_id: 
         return ExitCode::FAILURE;
     };
     if let Value::Object(m) = &mut vars {
-        m.entry("session").or_insert_with(|| json!({ "id": session_id }));
+        m.entry("session")
+            .or_insert_with(|| json!({ "id": session_id }));
         m.entry("env").or_insert_with(|| (*cfg.env).clone());
-        m.entry("request").or_insert_with(|| json!({ "method": "POST", "path": "", "query": {}, "headers": {} }));
+        m.entry("request")
+            .or_insert_with(|| json!({ "method": "POST", "path": "", "query": {}, "headers": {} }));
     }
     let mut failed = false;
     for h in &route.headers {
         match h.template.render(&vars) {
             Ok(v) => {
                 let s = String::from_utf8_lossy(v.as_bytes());
-                println!("{}: {}", h.name, if redacted { redact(&s) } else { s.into_owned() });
+                println!(
+                    "{}: {}",
+                    h.name,
+                    if redacted { redact(&s) } else { s.into_owned() }
+                );
             }
             Err(e) => {
                 failed = true;
@@ -241,5 +300,9 @@ fn render_route(dir: &std::path::Path, name: &str, mut vars: Value, session_id: 
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::response::Body;
@@ -23,7 +23,9 @@ pub fn build(connect_timeout: Duration) -> Result<HttpClient, rustls::Error> {
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
+        .with_provider_and_webpki_roots(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))?
         .https_or_http()
         .enable_http1()
         .enable_http2()

@@ -7,7 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// `route`, `status`.
@@ -82,24 +82,65 @@ impl Metrics {
         let render_failures = Family::<Code, Counter>::default();
         let sessions = Family::<Outcome, Counter>::default();
         let upstream_unauthorized = Family::<RouteLabel, Counter>::default();
-        let upstream_latency =
-            Family::<RouteLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        let upstream_latency = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
         let render_latency = Histogram::new(exponential_buckets(0.000_000_5, 2.0, 16));
         let open_streams = Gauge::default();
         let webhooks = Family::<Outcome, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
         let stored_sessions = Gauge::default();
         registry.register("requests", "Requests by route and status", requests.clone());
-        registry.register("errors", "Errors returned by the proxy, by code", errors.clone());
-        registry.register("render_failures", "Header template render failures, by code", render_failures.clone());
-        registry.register("session_lookups", "Session lookups by outcome", sessions.clone());
-        registry.register("upstream_unauthorized", "Upstream 401 responses passed through", upstream_unauthorized.clone());
-        registry.register("upstream_latency_seconds", "Time to upstream response headers", upstream_latency.clone());
-        registry.register("render_latency_seconds", "Time to render a request's headers", render_latency.clone());
-        registry.register("open_streams", "Open event-stream responses", open_streams.clone());
-        registry.register("webhooks", "Webhook deliveries by outcome", webhooks.clone());
-        registry.register("config_reloads", "Config reloads by outcome", reloads.clone());
-        registry.register("sessions", "Sessions held by the store", stored_sessions.clone());
+        registry.register(
+            "errors",
+            "Errors returned by the proxy, by code",
+            errors.clone(),
+        );
+        registry.register(
+            "render_failures",
+            "Header template render failures, by code",
+            render_failures.clone(),
+        );
+        registry.register(
+            "session_lookups",
+            "Session lookups by outcome",
+            sessions.clone(),
+        );
+        registry.register(
+            "upstream_unauthorized",
+            "Upstream 401 responses passed through",
+            upstream_unauthorized.clone(),
+        );
+        registry.register(
+            "upstream_latency_seconds",
+            "Time to upstream response headers",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "render_latency_seconds",
+            "Time to render a request's headers",
+            render_latency.clone(),
+        );
+        registry.register(
+            "open_streams",
+            "Open event-stream responses",
+            open_streams.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Webhook deliveries by outcome",
+            webhooks.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads by outcome",
+            reloads.clone(),
+        );
+        registry.register(
+            "sessions",
+            "Sessions held by the store",
+            stored_sessions.clone(),
+        );
         Self {
             registry,
             requests,

@@ -2,8 +2,8 @@
 //! API and the webhook endpoints. Bodies never echo request data.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
 /// The body type every handler returns.
 pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -28,7 +28,10 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
 pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -36,7 +39,10 @@ pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
 pub fn text(status: StatusCode, s: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(s));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -56,7 +62,12 @@ where
 {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ReadError::TooLarge),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ReadError::TooLarge)
+        }
         Err(_) => Err(ReadError::Aborted),
     }
 }

@@ -18,7 +18,11 @@ fn bin() -> Command {
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = bin().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -26,18 +30,48 @@ fn render_template_prints_the_value_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let vars = dir.path().join("vars.json");
     std::fs::write(&vars, r#"{"call":{"metadata":{"token":"tok-1"}}}"#).unwrap();
-    let (code, out, err) = run(&["render", "--template", "Bearer << call.metadata.token >>", "--vars", vars.to_str().unwrap()]);
-    assert_eq!((code, out.as_str(), err.as_str()), (0, "Bearer tok-1\n", ""));
+    let (code, out, err) = run(&[
+        "render",
+        "--template",
+        "Bearer << call.metadata.token >>",
+        "--vars",
+        vars.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "Bearer tok-1\n", "")
+    );
 
-    let (code, out, err) = run(&["render", "--template", "Bearer << call.metadata.nope >>", "--vars", vars.to_str().unwrap()]);
+    let (code, out, err) = run(&[
+        "render",
+        "--template",
+        "Bearer << call.metadata.nope >>",
+        "--vars",
+        vars.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1);
     assert_eq!(out, "");
-    assert!(err.starts_with("1:11: template.undefined_variable:"), "{err}");
-    assert!(err.ends_with("  Bearer << call.metadata.nope >>\n            ^\n"), "caret under the column:\n{err}");
+    assert!(
+        err.starts_with("1:11: template.undefined_variable:"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("  Bearer << call.metadata.nope >>\n            ^\n"),
+        "caret under the column:\n{err}"
+    );
 
-    let (code, _, err) = run(&["render", "--template", "<< call | bogus >>", "--vars", vars.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "render",
+        "--template",
+        "<< call | bogus >>",
+        "--vars",
+        vars.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1);
-    assert!(err.contains("template.unknown_filter") && err.contains('^'), "{err}");
+    assert!(
+        err.contains("template.unknown_filter") && err.contains('^'),
+        "{err}"
+    );
     let (code, _, _) = run(&["--version"]);
     assert_eq!(code, 0);
     let (code, out, _) = run(&["--help"]);
@@ -52,13 +86,28 @@ fn check_reports_every_error_with_its_location() {
         dir.path(),
         "listen = \"not-an-address\"\nttl = \"5 parsecs\"\n",
         &[
-            ("bad_template", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.token | nope >>\"\n"),
+            (
+                "bad_template",
+                "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.token | nope >>\"\n",
+            ),
             ("bad_toml", "upstream = \"http://x/\"\nthis is not toml\n"),
-            ("forbidden", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nhost = \"x\"\n"),
+            (
+                "forbidden",
+                "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nhost = \"x\"\n",
+            ),
             ("no_auth", "upstream = \"http://127.0.0.1:1/\"\n"),
-            ("bad_upstream", "upstream = \"ftp://x\"\ninbound_auth = \"none\"\n"),
-            ("typo", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\nsesion_keys = []\n"),
-            ("bad_key", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\nsession_keys = [\"cookie:x\"]\n"),
+            (
+                "bad_upstream",
+                "upstream = \"ftp://x\"\ninbound_auth = \"none\"\n",
+            ),
+            (
+                "typo",
+                "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\nsesion_keys = []\n",
+            ),
+            (
+                "bad_key",
+                "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\nsession_keys = [\"cookie:x\"]\n",
+            ),
         ],
     );
     let (code, _, err) = run(&["check", dir.path().to_str().unwrap()]);
@@ -83,25 +132,63 @@ fn check_reports_every_error_with_its_location() {
 #[test]
 fn check_warns_but_passes_and_explains_a_route() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "", &[("pub", "platform = \"vapi\"\nupstream = \"http://203.0.113.7/mcp\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n")]);
+    write_config(
+        dir.path(),
+        "",
+        &[(
+            "pub",
+            "platform = \"vapi\"\nupstream = \"http://203.0.113.7/mcp\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+        )],
+    );
     let (code, out, err) = run(&["check", dir.path().to_str().unwrap(), "--explain", "pub"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("config.inbound_auth_off"), "{out}");
     assert!(out.contains("config.plain_http_upstream"), "{out}");
-    assert!(out.contains("session_keys:        header:x-call-id, header:x-chat-id, header:x-session-id"), "{out}");
+    assert!(
+        out.contains(
+            "session_keys:        header:x-call-id, header:x-chat-id, header:x-session-id"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
 fn render_route_prints_each_header_and_redacts() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "", &[("crm", "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\nx-session = \"<< session.id >>\"\n")]);
+    write_config(
+        dir.path(),
+        "",
+        &[(
+            "crm",
+            "upstream = \"http://127.0.0.1:1/\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\nx-session = \"<< session.id >>\"\n",
+        )],
+    );
     let vars = dir.path().join("v.json");
     std::fs::write(&vars, r#"{"call":{"metadata":{"token":"tok-secret-1"}}}"#).unwrap();
     let t = dir.path().to_str().unwrap();
-    let (code, out, _) = run(&["render", "--route", "crm", "--vars", vars.to_str().unwrap(), "--templates", t, "--session-id", "s-9"]);
+    let (code, out, _) = run(&[
+        "render",
+        "--route",
+        "crm",
+        "--vars",
+        vars.to_str().unwrap(),
+        "--templates",
+        t,
+        "--session-id",
+        "s-9",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(out, "authorization: Bearer tok-secret-1\nx-session: s-9\n");
-    let (code, out, _) = run(&["render", "--route", "crm", "--vars", vars.to_str().unwrap(), "--templates", t, "--redact"]);
+    let (code, out, _) = run(&[
+        "render",
+        "--route",
+        "crm",
+        "--vars",
+        vars.to_str().unwrap(),
+        "--templates",
+        t,
+        "--redact",
+    ]);
     assert_eq!(code, 0);
     assert!(!out.contains("tok-secret-1"), "{out}");
     assert!(out.starts_with("authorization: Bear… (19 bytes)"), "{out}");
@@ -124,14 +211,35 @@ impl Drop for Served {
 
 fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut cmd = bin();
-    cmd.arg("serve").arg("--templates").arg(dir).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("serve")
+        .arg("--templates")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
-        let log = log.clone();
+    let mut served = Served {
+        child: cmd.spawn().unwrap(),
+        log: Arc::new(Mutex::new(String::new())),
+        listen: String::new(),
+        admin: String::new(),
+    };
+    let pipes = [
+        served
+            .child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        served
+            .child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ];
+    for pipe in pipes.into_iter().flatten() {
+        let log = served.log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 let mut l = log.lock().unwrap();
@@ -142,14 +250,24 @@ fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
     }
     let started = Instant::now();
     loop {
-        let text = log.lock().unwrap().clone();
+        let text = served.log.lock().unwrap().clone();
         if let Some(i) = text.find("listening on ") {
             let rest = &text[i + "listening on ".len()..];
-            let listen = rest.split_whitespace().next().unwrap().to_string();
-            let admin = rest.split("admin on ").nth(1).unwrap().split(')').next().unwrap().to_string();
-            return Served { child, log, listen, admin };
+            served.listen = rest.split_whitespace().next().unwrap().to_string();
+            served.admin = rest
+                .split("admin on ")
+                .nth(1)
+                .unwrap()
+                .split(')')
+                .next()
+                .unwrap()
+                .to_string();
+            return served;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "headgate did not start:\n{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "headgate did not start:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -166,12 +284,31 @@ async fn secrets_never_reach_logs_bodies_or_metrics() {
         dir.path(),
         main,
         &[
-            ("crm", &route(&up.url(), &format!("error_style = \"jsonrpc\"\n{headers}"))),
-            ("res", &route(&up.url(), &format!("on_unknown_session = \"resolve\"\n{headers}"))),
-            ("strict", &route(&up.url(), "[headers]\nx-missing = \"<< call.metadata.nope >> << call.metadata.token >>\"\n")),
+            (
+                "crm",
+                &route(&up.url(), &format!("error_style = \"jsonrpc\"\n{headers}")),
+            ),
+            (
+                "res",
+                &route(
+                    &up.url(),
+                    &format!("on_unknown_session = \"resolve\"\n{headers}"),
+                ),
+            ),
+            (
+                "strict",
+                &route(
+                    &up.url(),
+                    "[headers]\nx-missing = \"<< call.metadata.nope >> << call.metadata.token >>\"\n",
+                ),
+            ),
         ],
     );
-    let s = serve(dir.path(), &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"], &[("RUST_LOG", "trace"), ("HEADGATE_LOG_FORMAT", "json")]);
+    let s = serve(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[("RUST_LOG", "trace"), ("HEADGATE_LOG_FORMAT", "json")],
+    );
     let c = client();
     let admin = |p: &str| format!("http://{}{p}", s.admin);
     let public = |p: &str| format!("http://{}{p}", s.listen);
@@ -179,7 +316,13 @@ async fn secrets_never_reach_logs_bodies_or_metrics() {
     let mut bodies = String::new();
     let vars = json!({"call": {"metadata": {"token": TOKEN, "tenant": TENANT, "blob": format!("{TOKEN}!!notb64"), "crlf": format!("{TOKEN}\r\nX-Evil: 1")}}});
 
-    let r = c.put(admin("/sessions/call-1")).header("authorization", &auth).json(&vars).send().await.unwrap();
+    let r = c
+        .put(admin("/sessions/call-1"))
+        .header("authorization", &auth)
+        .json(&vars)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     for req in [
         c.get(admin("/sessions/call-1")).header("authorization", &auth),
@@ -203,14 +346,30 @@ async fn secrets_never_reach_logs_bodies_or_metrics() {
     }
     // The upstream really got the secrets (so the harness would see a leak).
     let got = up.seen();
-    assert!(got.iter().any(|s| s.headers.get("authorization").is_some_and(|v| v == format!("Bearer {TOKEN}").as_str())));
-    assert!(got.iter().all(|s| s.headers.get("x-crlf").is_none()), "a CR/LF value is never sent");
+    assert!(got.iter().any(|s| {
+        s.headers
+            .get("authorization")
+            .is_some_and(|v| v == format!("Bearer {TOKEN}").as_str())
+    }));
+    assert!(
+        got.iter().all(|s| s.headers.get("x-crlf").is_none()),
+        "a CR/LF value is never sent"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let log = s.log.lock().unwrap().clone();
-    assert!(log.contains("\"request\""), "JSON request logs expected:\n{log}");
+    assert!(
+        log.contains("\"request\""),
+        "JSON request logs expected:\n{log}"
+    );
     for secret in [TOKEN, TENANT, ADMIN_TOKEN, ROUTE_KEY, WEBHOOK_SECRET] {
-        assert!(!log.contains(secret), "`{secret}` leaked into the logs:\n{log}");
-        assert!(!bodies.contains(secret), "`{secret}` leaked into a response:\n{bodies}");
+        assert!(
+            !log.contains(secret),
+            "`{secret}` leaked into the logs:\n{log}"
+        );
+        assert!(
+            !bodies.contains(secret),
+            "`{secret}` leaked into a response:\n{bodies}"
+        );
     }
 }
 
@@ -218,12 +377,27 @@ async fn secrets_never_reach_logs_bodies_or_metrics() {
 fn readme_quick_start_works_verbatim() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let block = readme.split("<!-- quickstart-curl -->").nth(1).and_then(|s| s.split("```sh").nth(1)).and_then(|s| s.split("```").next()).expect("README has a quickstart-curl block");
+    let block = readme
+        .split("<!-- quickstart-curl -->")
+        .nth(1)
+        .and_then(|s| s.split("```sh").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has a quickstart-curl block");
     let s = serve(&root.join("templates"), &[], &[("RUST_LOG", "info")]);
-    assert_eq!(s.listen, "127.0.0.1:8080", "the quick start uses the built-in defaults");
+    assert_eq!(
+        s.listen, "127.0.0.1:8080",
+        "the quick start uses the built-in defaults"
+    );
     let out = Command::new("sh").arg("-c").arg(block).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("\"authorization\":\"Bearer tok-abc\""), "the injected header comes back:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"authorization\":\"Bearer tok-abc\""),
+        "the injected header comes back:\n{stdout}"
+    );
     assert!(stdout.contains("\"x-tenant\":\"acme\""), "{stdout}");
 }

@@ -33,13 +33,20 @@ fn corpus_matches_liquidjs() {
         .arg(dir.join("render.js"))
         .output()
         .expect("node must be on PATH to run the LiquidJS conformance suite");
-    assert!(out.status.success(), "render.js failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "render.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let corpus: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("corpus.json")).unwrap()).unwrap();
     let cases = corpus["cases"].as_array().unwrap();
     assert_eq!(cases.len(), expected.len());
-    assert!(cases.len() >= 150, "the corpus must keep at least 150 templates");
+    assert!(
+        cases.len() >= 150,
+        "the corpus must keep at least 150 templates"
+    );
 
     let mut failures = Vec::new();
     for (case, want) in cases.iter().zip(&expected) {

@@ -13,16 +13,24 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn python() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(p.exists(), "{} is missing: run `bash scripts/test.sh` (it creates the venv with the MCP SDK and fastmcp)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/test.sh` (it creates the venv with the MCP SDK and fastmcp)",
+        p.display()
+    );
     p
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Killed(tokio::process::Child);
@@ -43,8 +51,12 @@ async fn run_client(url: &str, call_id: &str, key: &str) -> Value {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "client for {call_id} failed:\n{stdout}\n{stderr}");
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| panic!("client output: {stdout}\n{stderr}"))
+    assert!(
+        out.status.success(),
+        "client for {call_id} failed:\n{stdout}\n{stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("client output: {stdout}\n{stderr}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,20 +74,42 @@ async fn mcp_sdk_through_headgate_to_fastmcp_two_users() {
             .unwrap(),
     );
     let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "fastmcp server did not start");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "fastmcp server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let r = route(&format!("http://127.0.0.1:{port}/mcp"), "platform = \"vapi\"\nerror_style = \"jsonrpc\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n");
+    let r = route(
+        &format!("http://127.0.0.1:{port}/mcp"),
+        "platform = \"vapi\"\nerror_style = \"jsonrpc\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+    );
     write_config(dir.path(), "", &[("crm", &r)]);
     let h = start(dir.path()).await;
-    put_session(&h, "call-alice", json!({"call": {"metadata": {"token": "tok-alice-7c1"}}})).await;
-    put_session(&h, "call-bob", json!({"call": {"metadata": {"token": "tok-bob-93e"}}})).await;
+    put_session(
+        &h,
+        "call-alice",
+        json!({"call": {"metadata": {"token": "tok-alice-7c1"}}}),
+    )
+    .await;
+    put_session(
+        &h,
+        "call-bob",
+        json!({"call": {"metadata": {"token": "tok-bob-93e"}}}),
+    )
+    .await;
     let url = format!("http://{}/crm", h.listen);
 
-    let (alice, bob) = tokio::join!(run_client(&url, "call-alice", ROUTE_KEY), run_client(&url, "call-bob", ROUTE_KEY));
+    let (alice, bob) = tokio::join!(
+        run_client(&url, "call-alice", ROUTE_KEY),
+        run_client(&url, "call-bob", ROUTE_KEY)
+    );
     assert_eq!(alice["data"], "orders of alice: 3");
     assert_eq!(bob["data"], "orders of bob: 7");
     assert_eq!(alice["tools"], json!(["my_data", "slow_report"]));
@@ -83,13 +117,25 @@ async fn mcp_sdk_through_headgate_to_fastmcp_two_users() {
     for who in [&alice, &bob] {
         let rep = &who["report"];
         assert_eq!(rep["text"], "report done");
-        let times: Vec<f64> = rep["progress"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let times: Vec<f64> = rep["progress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let done = rep["done"].as_f64().unwrap();
         assert_eq!(times.len(), 4, "{rep}");
         // Streamed as they happen: ~300 ms apart, the first long before the result.
-        assert!(times[0] < done - 0.6, "first progress at {} s, result at {done} s: buffered ({rep})", times[0]);
+        assert!(
+            times[0] < done - 0.6,
+            "first progress at {} s, result at {done} s: buffered ({rep})",
+            times[0]
+        );
         for w in times.windows(2) {
-            assert!(w[1] - w[0] > 0.15, "progress notifications arrived together: {times:?}");
+            assert!(
+                w[1] - w[0] > 0.15,
+                "progress notifications arrived together: {times:?}"
+            );
         }
     }
 

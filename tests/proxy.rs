@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const MAIN: &str = "builtin_echo = false\n[timeouts]\nresponse_headers = \"1s\"\nconnect = \"1s\"\nshutdown = \"3s\"\n";
 
@@ -28,14 +28,31 @@ fn url(h: &headgate::proxy::Running, path: &str) -> String {
 #[tokio::test]
 async fn each_session_gets_its_own_token_concurrently() {
     let (_d, up, h) = setup(HEADERS).await;
-    put_session(&h, "call-a", json!({"call": {"metadata": {"token": "tok-A", "tenant": "acme"}}})).await;
-    put_session(&h, "call-b", json!({"call": {"metadata": {"token": "tok-B"}}})).await;
+    put_session(
+        &h,
+        "call-a",
+        json!({"call": {"metadata": {"token": "tok-A", "tenant": "acme"}}}),
+    )
+    .await;
+    put_session(
+        &h,
+        "call-b",
+        json!({"call": {"metadata": {"token": "tok-B"}}}),
+    )
+    .await;
     let c = client();
     let mut tasks = Vec::new();
     for i in 0..60 {
         let id = if i % 2 == 0 { "call-a" } else { "call-b" };
-        let req = c.post(url(&h, "/crm")).header("x-call-id", id).header("x-headgate-key", ROUTE_KEY).header("x-req", i.to_string()).body("{}");
-        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status() }));
+        let req = c
+            .post(url(&h, "/crm"))
+            .header("x-call-id", id)
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-req", i.to_string())
+            .body("{}");
+        tasks.push(tokio::spawn(
+            async move { req.send().await.unwrap().status() },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
@@ -51,7 +68,10 @@ async fn each_session_gets_its_own_token_concurrently() {
             "call-b" => assert_eq!((auth, tenant), ("Bearer tok-B", "public")),
             other => panic!("unexpected call id {other}"),
         }
-        assert!(s.headers.get("x-headgate-key").is_none(), "the route key must not reach the upstream");
+        assert!(
+            s.headers.get("x-headgate-key").is_none(),
+            "the route key must not reach the upstream"
+        );
     }
     h.shutdown().await;
 }
@@ -74,7 +94,10 @@ async fn client_authorization_is_replaced_and_hop_by_hop_removed() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("x-upstream-hop").is_none(), "response hop-by-hop headers named in Connection are removed");
+    assert!(
+        r.headers().get("x-upstream-hop").is_none(),
+        "response hop-by-hop headers named in Connection are removed"
+    );
     assert_eq!(r.headers()["mcp-session-id"], "mcp-123");
     let s = up.last();
     assert_eq!(s.path, "/mcp/tools/list");
@@ -93,7 +116,10 @@ async fn client_authorization_is_replaced_and_hop_by_hop_removed() {
 async fn error_of(r: reqwest::Response) -> (u16, String) {
     let status = r.status().as_u16();
     let v: Value = r.json().await.unwrap();
-    (status, v["error"]["code"].as_str().unwrap_or_default().to_string())
+    (
+        status,
+        v["error"]["code"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 #[tokio::test]
@@ -101,11 +127,23 @@ async fn every_contract_error() {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let main = "[timeouts]\nresponse_headers = \"300ms\"\nconnect = \"300ms\"\n";
-    let crm = route(&format!("{}/mcp", up.url()), &format!("body_limit = \"1KiB\"\n{HEADERS}"));
+    let crm = route(
+        &format!("{}/mcp", up.url()),
+        &format!("body_limit = \"1KiB\"\n{HEADERS}"),
+    );
     let dead = route("http://127.0.0.1:9/", HEADERS);
-    let resolve = route(&up.url(), &format!("on_unknown_session = \"resolve\"\n{HEADERS}"));
-    let main_resolver = format!("{main}[resolver]\nurl = \"http://127.0.0.1:9/call/<< session.id >>\"\ntimeout = \"300ms\"\n");
-    write_config(dir.path(), &main_resolver, &[("crm", &crm), ("dead", &dead), ("res", &resolve)]);
+    let resolve = route(
+        &up.url(),
+        &format!("on_unknown_session = \"resolve\"\n{HEADERS}"),
+    );
+    let main_resolver = format!(
+        "{main}[resolver]\nurl = \"http://127.0.0.1:9/call/<< session.id >>\"\ntimeout = \"300ms\"\n"
+    );
+    write_config(
+        dir.path(),
+        &main_resolver,
+        &[("crm", &crm), ("dead", &dead), ("res", &resolve)],
+    );
     let h = start(dir.path()).await;
     put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
     put_session(&h, "no-token", json!({"call": {"metadata": {}}})).await;
@@ -113,17 +151,78 @@ async fn every_contract_error() {
     let k = ("x-headgate-key", ROUTE_KEY);
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (c.get(url(&h, "/crm")).header("x-call-id", "c1"), 401, "auth.inbound_failed"),
-        (c.get(url(&h, "/crm")).header("x-call-id", "c1").header("x-headgate-key", "wrong"), 401, "auth.inbound_failed"),
-        (c.get(url(&h, "/crm")).header(k.0, k.1), 400, "session.key_missing"),
-        (c.get(url(&h, "/crm")).header(k.0, k.1).header("x-call-id", "../etc/passwd"), 400, "session.key_invalid"),
-        (c.get(url(&h, "/crm")).header(k.0, k.1).header("x-call-id", "unknown"), 403, "session.not_found"),
-        (c.get(url(&h, "/nope/x")).header(k.0, k.1), 404, "route.not_found"),
-        (c.post(url(&h, "/crm")).header(k.0, k.1).header("x-call-id", "c1").body(vec![b'x'; 4096]), 413, "request.too_large"),
-        (c.get(url(&h, "/crm")).header(k.0, k.1).header("x-call-id", "no-token"), 502, "template.render_failed"),
-        (c.get(url(&h, "/dead")).header(k.0, k.1).header("x-call-id", "c1"), 502, "upstream.unreachable"),
-        (c.get(url(&h, "/res")).header(k.0, k.1).header("x-call-id", "fresh"), 503, "resolver.unavailable"),
-        (c.get(url(&h, "/crm/slow?ms=2000")).header(k.0, k.1).header("x-call-id", "c1"), 504, "upstream.timeout"),
+        (
+            c.get(url(&h, "/crm")).header("x-call-id", "c1"),
+            401,
+            "auth.inbound_failed",
+        ),
+        (
+            c.get(url(&h, "/crm"))
+                .header("x-call-id", "c1")
+                .header("x-headgate-key", "wrong"),
+            401,
+            "auth.inbound_failed",
+        ),
+        (
+            c.get(url(&h, "/crm")).header(k.0, k.1),
+            400,
+            "session.key_missing",
+        ),
+        (
+            c.get(url(&h, "/crm"))
+                .header(k.0, k.1)
+                .header("x-call-id", "../etc/passwd"),
+            400,
+            "session.key_invalid",
+        ),
+        (
+            c.get(url(&h, "/crm"))
+                .header(k.0, k.1)
+                .header("x-call-id", "unknown"),
+            403,
+            "session.not_found",
+        ),
+        (
+            c.get(url(&h, "/nope/x")).header(k.0, k.1),
+            404,
+            "route.not_found",
+        ),
+        (
+            c.post(url(&h, "/crm"))
+                .header(k.0, k.1)
+                .header("x-call-id", "c1")
+                .body(vec![b'x'; 4096]),
+            413,
+            "request.too_large",
+        ),
+        (
+            c.get(url(&h, "/crm"))
+                .header(k.0, k.1)
+                .header("x-call-id", "no-token"),
+            502,
+            "template.render_failed",
+        ),
+        (
+            c.get(url(&h, "/dead"))
+                .header(k.0, k.1)
+                .header("x-call-id", "c1"),
+            502,
+            "upstream.unreachable",
+        ),
+        (
+            c.get(url(&h, "/res"))
+                .header(k.0, k.1)
+                .header("x-call-id", "fresh"),
+            503,
+            "resolver.unavailable",
+        ),
+        (
+            c.get(url(&h, "/crm/slow?ms=2000"))
+                .header(k.0, k.1)
+                .header("x-call-id", "c1"),
+            504,
+            "upstream.timeout",
+        ),
     ];
     for (req, status, code) in cases {
         let (s, got) = error_of(req.send().await.unwrap()).await;
@@ -136,15 +235,37 @@ async fn every_contract_error() {
         assert!(raw.contains("request.invalid_path"), "{raw}");
     }
     // The 502 message names the header and the variable, never a value.
-    let r = c.get(url(&h, "/crm")).header(k.0, k.1).header("x-call-id", "no-token").send().await.unwrap();
+    let r = c
+        .get(url(&h, "/crm"))
+        .header(k.0, k.1)
+        .header("x-call-id", "no-token")
+        .send()
+        .await
+        .unwrap();
     let body = r.text().await.unwrap();
     assert!(body.contains("call.metadata.token"), "{body}");
     // Upstream 401 passes through with its WWW-Authenticate.
-    let r = c.get(url(&h, "/crm/status/401")).header(k.0, k.1).header("x-call-id", "c1").send().await.unwrap();
+    let r = c
+        .get(url(&h, "/crm/status/401"))
+        .header(k.0, k.1)
+        .header("x-call-id", "c1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"crm\"");
-    let metrics = c.get(format!("http://{}/metrics", h.admin)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("headgate_upstream_unauthorized_total{route=\"crm\"} 1"), "{metrics}");
+    let metrics = c
+        .get(format!("http://{}/metrics", h.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("headgate_upstream_unauthorized_total{route=\"crm\"} 1"),
+        "{metrics}"
+    );
     h.shutdown().await;
 }
 
@@ -191,14 +312,22 @@ async fn sse_events_arrive_one_by_one() {
         buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
         while let Some(end) = buf.find("\n\n") {
             let ev: String = buf.drain(..end + 2).collect();
-            let sent: u128 = ev.lines().find_map(|l| l.strip_prefix("data: ")).unwrap().parse().unwrap();
+            let sent: u128 = ev
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap()
+                .parse()
+                .unwrap();
             lags.push(epoch.elapsed().as_micros() - sent);
         }
     }
     assert_eq!(lags.len(), 6);
     // Each event arrives long before the upstream sends the next (150 ms later).
     for lag in &lags {
-        assert!(*lag < 100_000, "an event waited {lag} µs: it was buffered, not streamed ({lags:?})");
+        assert!(
+            *lag < 100_000,
+            "an event waited {lag} µs: it was buffered, not streamed ({lags:?})"
+        );
     }
     let s = up.last();
     assert_eq!(s.headers["last-event-id"], "3");
@@ -230,7 +359,9 @@ async fn large_upload_is_streamed_through() {
     let (_d, up, h) = setup(&format!("body_limit = \"64MiB\"\n{HEADERS}")).await;
     put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
     // 16 MiB, chunked (no content-length), produced lazily.
-    let chunks = futures_util::stream::iter((0..256).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 64 << 10]))));
+    let chunks = futures_util::stream::iter(
+        (0..256).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 64 << 10]))),
+    );
     let r = client()
         .post(url(&h, "/crm/upload"))
         .header("x-headgate-key", ROUTE_KEY)
@@ -259,7 +390,11 @@ async fn graceful_shutdown_lets_an_open_stream_finish() {
     let started = Instant::now();
     let stopping = tokio::spawn(h.shutdown());
     let body = r.text().await.unwrap();
-    assert_eq!(body.matches("data: ").count(), 5, "the stream was cut: {body}");
+    assert_eq!(
+        body.matches("data: ").count(),
+        5,
+        "the stream was cut: {body}"
+    );
     stopping.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
     // No new connections after shutdown.
@@ -272,12 +407,29 @@ async fn unknown_session_can_wait_for_its_registration() {
     let admin = h.admin;
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        client().put(format!("http://{admin}/sessions/late")).json(&json!({"call": {"metadata": {"token": "arrived"}}})).send().await.unwrap();
+        client()
+            .put(format!("http://{admin}/sessions/late"))
+            .json(&json!({"call": {"metadata": {"token": "arrived"}}}))
+            .send()
+            .await
+            .unwrap();
     });
-    let r = client().get(url(&h, "/crm")).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "late").send().await.unwrap();
+    let r = client()
+        .get(url(&h, "/crm"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "late")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().headers["authorization"], "Bearer arrived");
-    let r = client().get(url(&h, "/crm")).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "never").send().await.unwrap();
+    let r = client()
+        .get(url(&h, "/crm"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "never")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     h.shutdown().await;
 }
@@ -294,7 +446,10 @@ async fn pass_forwards_unknown_sessions_without_injection() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(up.last().headers.get("authorization").is_none(), "a templated header is never taken from the client");
+    assert!(
+        up.last().headers.get("authorization").is_none(),
+        "a templated header is never taken from the client"
+    );
     h.shutdown().await;
 }
 
@@ -303,7 +458,14 @@ async fn omit_on_error_drops_only_that_header() {
     let extra = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\nx-optional = { template = \"<< call.metadata.missing >>\", on_error = \"omit\" }\n";
     let (_d, up, h) = setup(extra).await;
     put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
-    let r = client().get(url(&h, "/crm")).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "c1").header("x-optional", "client-value").send().await.unwrap();
+    let r = client()
+        .get(url(&h, "/crm"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .header("x-optional", "client-value")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let s = up.last();
     assert_eq!(s.headers["authorization"], "Bearer t");
@@ -318,10 +480,21 @@ async fn request_and_session_roots_render() {
     put_session(&h, "q1", json!({"call": {}})).await;
     put_session(&h, "p1", json!({"call": {}})).await;
     let c = client();
-    let r = c.post(url(&h, "/crm/x?call=q1")).header("x-headgate-key", ROUTE_KEY).header("x-trace", "tr-1").send().await.unwrap();
+    let r = c
+        .post(url(&h, "/crm/x?call=q1"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-trace", "tr-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().headers["x-who"], "q1/POST/tr-1");
-    let r = c.get(url(&h, "/crm/p1/tools")).header("x-headgate-key", ROUTE_KEY).send().await.unwrap();
+    let r = c
+        .get(url(&h, "/crm/p1/tools"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().headers["x-who"], "p1/GET/none");
     h.shutdown().await;

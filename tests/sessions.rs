@@ -4,8 +4,8 @@
 mod common;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,76 +13,277 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const HEADERS: &str = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n";
 
 async fn code(r: reqwest::Response) -> (u16, String) {
     let s = r.status().as_u16();
     let t = r.text().await.unwrap_or_default();
-    let c = serde_json::from_str::<Value>(&t).ok().and_then(|v| v["error"]["code"].as_str().map(String::from)).unwrap_or_default();
+    let c = serde_json::from_str::<Value>(&t)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(String::from))
+        .unwrap_or_default();
     (s, c)
 }
 
 #[tokio::test]
 async fn admin_api_statuses_and_codes() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\nmax_session_bytes = \"2KiB\"\n", &[("crm", &route("http://127.0.0.1:9/", HEADERS))]);
+    write_config(
+        dir.path(),
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\nmax_session_bytes = \"2KiB\"\n",
+        &[("crm", &route("http://127.0.0.1:9/", HEADERS))],
+    );
     let h = start(dir.path()).await;
     let c = client();
     let base = format!("http://{}", h.admin);
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let s = |p: &str| format!("{base}/sessions/{p}");
 
-    assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200, "healthz needs no token");
-    assert_eq!(c.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
-    assert_eq!(code(c.put(s("a")).json(&json!({"call": {}})).send().await.unwrap()).await, (401, "admin.unauthorized".into()));
-    assert_eq!(code(c.put(s("a")).header("authorization", "Bearer wrong").json(&json!({})).send().await.unwrap()).await, (401, "admin.unauthorized".into()));
-    assert_eq!(code(c.get(format!("{base}/metrics")).send().await.unwrap()).await.0, 401);
+    assert_eq!(
+        c.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "healthz needs no token"
+    );
+    assert_eq!(
+        c.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        code(
+            c.put(s("a"))
+                .json(&json!({"call": {}}))
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (401, "admin.unauthorized".into())
+    );
+    assert_eq!(
+        code(
+            c.put(s("a"))
+                .header("authorization", "Bearer wrong")
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (401, "admin.unauthorized".into())
+    );
+    assert_eq!(
+        code(c.get(format!("{base}/metrics")).send().await.unwrap())
+            .await
+            .0,
+        401
+    );
 
-    let put = |id: &str, body: &str| c.put(s(id)).header("authorization", &auth).body(body.to_string());
-    assert_eq!(put("a", r#"{"call":{"metadata":{"token":"sekrit-tok"}}}"#).send().await.unwrap().status(), 204);
-    assert_eq!(code(put("a", "not json").send().await.unwrap()).await, (400, "session.invalid".into()));
-    assert_eq!(code(put("a", "[1,2]").send().await.unwrap()).await, (400, "session.invalid".into()));
-    assert_eq!(code(put("a", r#"{"session":{}}"#).send().await.unwrap()).await, (400, "session.invalid".into()));
+    let put = |id: &str, body: &str| {
+        c.put(s(id))
+            .header("authorization", &auth)
+            .body(body.to_string())
+    };
+    assert_eq!(
+        put("a", r#"{"call":{"metadata":{"token":"sekrit-tok"}}}"#)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        code(put("a", "not json").send().await.unwrap()).await,
+        (400, "session.invalid".into())
+    );
+    assert_eq!(
+        code(put("a", "[1,2]").send().await.unwrap()).await,
+        (400, "session.invalid".into())
+    );
+    assert_eq!(
+        code(put("a", r#"{"session":{}}"#).send().await.unwrap()).await,
+        (400, "session.invalid".into())
+    );
     let big = format!(r#"{{"call":{{"x":"{}"}}}}"#, "y".repeat(3000));
-    assert_eq!(code(put("a", &big).send().await.unwrap()).await, (413, "session.too_large".into()));
-    assert_eq!(code(put("bad%20id", "{}").send().await.unwrap()).await, (400, "session.key_invalid".into()));
-    assert_eq!(code(c.put(format!("{}?ttl=0", s("a"))).header("authorization", &auth).body("{}").send().await.unwrap()).await, (400, "session.invalid_ttl".into()));
-    assert_eq!(c.put(format!("{}?ttl=60", s("short"))).header("authorization", &auth).body(r#"{"call":{}}"#).send().await.unwrap().status(), 204);
+    assert_eq!(
+        code(put("a", &big).send().await.unwrap()).await,
+        (413, "session.too_large".into())
+    );
+    assert_eq!(
+        code(put("bad%20id", "{}").send().await.unwrap()).await,
+        (400, "session.key_invalid".into())
+    );
+    assert_eq!(
+        code(
+            c.put(format!("{}?ttl=0", s("a")))
+                .header("authorization", &auth)
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (400, "session.invalid_ttl".into())
+    );
+    assert_eq!(
+        c.put(format!("{}?ttl=60", s("short")))
+            .header("authorization", &auth)
+            .body(r#"{"call":{}}"#)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
 
     // GET shows names and TTL, never values.
-    let r = c.get(s("a")).header("authorization", &auth).send().await.unwrap();
+    let r = c
+        .get(s("a"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let t = r.text().await.unwrap();
     assert!(!t.contains("sekrit"), "{t}");
     let v: Value = serde_json::from_str(&t).unwrap();
     assert_eq!(v["variables"], json!(["call"]));
     assert!(v["ttl_seconds"].as_u64().unwrap() > 7000);
-    let v: Value = c.get(s("short")).header("authorization", &auth).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(s("short"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(v["ttl_seconds"].as_u64().unwrap() <= 60);
 
     // PATCH deep-merges; 404 when absent.
-    let r = c.patch(s("a")).header("authorization", &auth).body(r#"{"call":{"metadata":{"tenant":"acme"}},"user":{"id":1}}"#).send().await.unwrap();
+    let r = c
+        .patch(s("a"))
+        .header("authorization", &auth)
+        .body(r#"{"call":{"metadata":{"tenant":"acme"}},"user":{"id":1}}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    let v: Value = c.get(s("a")).header("authorization", &auth).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(s("a"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["variables"], json!(["call", "user"]));
-    assert_eq!(code(c.patch(s("missing")).header("authorization", &auth).body("{}").send().await.unwrap()).await, (404, "session.not_found".into()));
-    assert_eq!(code(c.patch(s("a")).header("authorization", &auth).body("[]").send().await.unwrap()).await, (400, "session.invalid".into()));
+    assert_eq!(
+        code(
+            c.patch(s("missing"))
+                .header("authorization", &auth)
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (404, "session.not_found".into())
+    );
+    assert_eq!(
+        code(
+            c.patch(s("a"))
+                .header("authorization", &auth)
+                .body("[]")
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (400, "session.invalid".into())
+    );
 
     // DELETE is idempotent.
-    assert_eq!(c.delete(s("a")).header("authorization", &auth).send().await.unwrap().status(), 204);
-    assert_eq!(c.delete(s("a")).header("authorization", &auth).send().await.unwrap().status(), 204);
-    assert_eq!(code(c.get(s("a")).header("authorization", &auth).send().await.unwrap()).await, (404, "session.not_found".into()));
-    assert_eq!(code(c.post(s("a")).header("authorization", &auth).send().await.unwrap()).await.0, 405);
-    assert_eq!(code(c.get(format!("{base}/other")).header("authorization", &auth).send().await.unwrap()).await, (404, "route.not_found".into()));
-    let m = c.get(format!("{base}/metrics")).header("authorization", &auth).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        c.delete(s("a"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.delete(s("a"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        code(
+            c.get(s("a"))
+                .header("authorization", &auth)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (404, "session.not_found".into())
+    );
+    assert_eq!(
+        code(
+            c.post(s("a"))
+                .header("authorization", &auth)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await
+        .0,
+        405
+    );
+    assert_eq!(
+        code(
+            c.get(format!("{base}/other"))
+                .header("authorization", &auth)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (404, "route.not_found".into())
+    );
+    let m = c
+        .get(format!("{base}/metrics"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("headgate_sessions"), "{m}");
     h.shutdown().await;
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
@@ -95,51 +296,128 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
     let c = client();
     let hook = |p: &str| format!("http://{}/_hooks/{p}", h.listen);
     let call = |id: &str| {
-        client().get(format!("http://{}/crm", h.listen)).header("x-headgate-key", ROUTE_KEY).header("x-call-id", id.to_string())
+        client()
+            .get(format!("http://{}/crm", h.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", id.to_string())
     };
 
     // Vapi: status-update stores the call with the call.metadata view.
     let body = json!({"message": {"type": "status-update", "status": "in-progress", "call": {"id": "vc-1", "assistantOverrides": {"variableValues": {"token": "from-vapi"}}}}}).to_string();
     let ts = now_secs().to_string();
     let sig = headgate::session::webhooks::sign_vapi(WEBHOOK_SECRET, body.as_bytes(), &ts);
-    let send = |sig: String, ts: String, body: String| c.post(hook("vapi")).header("x-signature", sig).header("x-timestamp", ts).body(body);
-    assert_eq!(code(send("00".repeat(32), ts.clone(), body.clone()).send().await.unwrap()).await, (401, "webhook.unauthorized".into()));
-    assert_eq!(code(c.post(hook("vapi")).body(body.clone()).send().await.unwrap()).await, (401, "webhook.unauthorized".into()));
-    assert_eq!(call("vc-1").send().await.unwrap().status(), 403, "a refused hook changed nothing");
-    let r = send(sig.clone(), ts.clone(), body.clone()).send().await.unwrap();
+    let send = |sig: String, ts: String, body: String| {
+        c.post(hook("vapi"))
+            .header("x-signature", sig)
+            .header("x-timestamp", ts)
+            .body(body)
+    };
+    assert_eq!(
+        code(
+            send("00".repeat(32), ts.clone(), body.clone())
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (401, "webhook.unauthorized".into())
+    );
+    assert_eq!(
+        code(
+            c.post(hook("vapi"))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (401, "webhook.unauthorized".into())
+    );
+    assert_eq!(
+        call("vc-1").send().await.unwrap().status(),
+        403,
+        "a refused hook changed nothing"
+    );
+    let r = send(sig.clone(), ts.clone(), body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "stored");
     assert_eq!(call("vc-1").send().await.unwrap().status(), 200);
     assert_eq!(up.last().headers["authorization"], "Bearer from-vapi");
 
     // End of call purges; replaying the earlier delivery changes nothing.
-    let end = json!({"message": {"type": "end-of-call-report", "call": {"id": "vc-1"}}}).to_string();
-    let r = c.post(hook("vapi")).header("x-vapi-secret", WEBHOOK_SECRET).body(end).send().await.unwrap();
+    let end =
+        json!({"message": {"type": "end-of-call-report", "call": {"id": "vc-1"}}}).to_string();
+    let r = c
+        .post(hook("vapi"))
+        .header("x-vapi-secret", WEBHOOK_SECRET)
+        .body(end)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "purged");
     assert_eq!(call("vc-1").send().await.unwrap().status(), 403);
     let r = send(sig, ts, body).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "replayed");
-    assert_eq!(call("vc-1").send().await.unwrap().status(), 403, "a replay must not resurrect the session");
+    assert_eq!(
+        call("vc-1").send().await.unwrap().status(),
+        403,
+        "a replay must not resurrect the session"
+    );
 
     // Retell: signed call_started stores, a stale signature is refused.
     let body = json!({"event": "call_started", "call": {"call_id": "rc-1", "metadata": {"token": "from-retell"}}}).to_string();
     let ms = now_secs() * 1000;
     let good = headgate::session::webhooks::sign_retell(RETELL_KEY, body.as_bytes(), ms);
-    let stale = headgate::session::webhooks::sign_retell(RETELL_KEY, body.as_bytes(), ms - 3_600_000);
-    assert_eq!(code(c.post(hook("retell")).header("x-retell-signature", stale).body(body.clone()).send().await.unwrap()).await.0, 401);
-    assert_eq!(c.post(hook("retell")).header("x-retell-signature", good).body(body).send().await.unwrap().status(), 200);
+    let stale =
+        headgate::session::webhooks::sign_retell(RETELL_KEY, body.as_bytes(), ms - 3_600_000);
+    assert_eq!(
+        code(
+            c.post(hook("retell"))
+                .header("x-retell-signature", stale)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        c.post(hook("retell"))
+            .header("x-retell-signature", good)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(call("rc-1").send().await.unwrap().status(), 200);
     assert_eq!(up.last().headers["authorization"], "Bearer from-retell");
 
     // ElevenLabs: a signed post-call webhook purges.
     put_session(&h, "el-1", json!({"call": {"metadata": {"token": "x"}}})).await;
     let body = json!({"type": "post_call_transcription", "event_timestamp": now_secs(), "data": {"conversation_id": "el-1", "agent_id": "a"}}).to_string();
-    let sig = headgate::session::webhooks::sign_elevenlabs(WEBHOOK_SECRET, body.as_bytes(), now_secs());
-    let r = c.post(hook("elevenlabs")).header("elevenlabs-signature", sig).body(body).send().await.unwrap();
+    let sig =
+        headgate::session::webhooks::sign_elevenlabs(WEBHOOK_SECRET, body.as_bytes(), now_secs());
+    let r = c
+        .post(hook("elevenlabs"))
+        .header("elevenlabs-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "purged");
     assert_eq!(call("el-1").send().await.unwrap().status(), 403);
 
-    assert_eq!(code(c.post(hook("nope")).body("{}").send().await.unwrap()).await, (404, "route.not_found".into()));
+    assert_eq!(
+        code(c.post(hook("nope")).body("{}").send().await.unwrap()).await,
+        (404, "route.not_found".into())
+    );
     h.shutdown().await;
 }
 
@@ -157,7 +435,9 @@ async fn fake_api(api: FakeApi) -> std::net::SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
             let api = api.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -165,8 +445,18 @@ async fn fake_api(api: FakeApi) -> std::net::SocketAddr {
                     async move {
                         api.hits.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        let auth_ok = req.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {API_KEY}"));
-                        let id = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+                        let auth_ok = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            == Some(&format!("Bearer {API_KEY}"));
+                        let id = req
+                            .uri()
+                            .path()
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
                         let (status, body) = match (auth_ok, api.mode.load(Ordering::SeqCst)) {
                             (false, _) => (401, "{}".to_string()),
                             (true, 1) => (500, "{}".to_string()),
@@ -176,12 +466,18 @@ async fn fake_api(api: FakeApi) -> std::net::SocketAddr {
                                 json!({"id": id, "assistantOverrides": {"variableValues": {"token": format!("tok-{}", api.generation.load(Ordering::SeqCst))}}}).to_string(),
                             ),
                         };
-                        let mut r = hyper::Response::new(Full::new(Bytes::from(body)).map_err(|n: Infallible| match n {}).boxed());
+                        let mut r = hyper::Response::new(
+                            Full::new(Bytes::from(body))
+                                .map_err(|n: Infallible| match n {})
+                                .boxed(),
+                        );
                         *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                         Ok::<_, Infallible>(r)
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(s), svc).await;
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
@@ -197,9 +493,25 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
     let main = format!(
         "env_allow = [\"HG_TEST_API_KEY\"]\n[resolver]\nplatform = \"vapi\"\nurl = \"http://{api_addr}/call/<< session.id | url_encode >>\"\nheaders = {{ authorization = \"Bearer << env.HG_TEST_API_KEY >>\" }}\ntimeout = \"2s\"\nnegative_ttl = \"300ms\"\n"
     );
-    write_config(dir.path(), &main, &[("crm", &route(&up.url(), &format!("on_unknown_session = \"resolve\"\n{HEADERS}")))]);
+    write_config(
+        dir.path(),
+        &main,
+        &[(
+            "crm",
+            &route(
+                &up.url(),
+                &format!("on_unknown_session = \"resolve\"\n{HEADERS}"),
+            ),
+        )],
+    );
     let h = start(dir.path()).await;
-    let get = |id: &str, path: &str| client().get(format!("http://{}/crm{path}", h.listen)).header("x-headgate-key", ROUTE_KEY).header("x-call-id", id.to_string()).send();
+    let get = |id: &str, path: &str| {
+        client()
+            .get(format!("http://{}/crm{path}", h.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", id.to_string())
+            .send()
+    };
 
     // 100 concurrent misses for one call: one fetch.
     let mut tasks = Vec::new();
@@ -210,8 +522,17 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    assert_eq!(api.hits.load(Ordering::SeqCst), 1, "single-flight: one request for 100 concurrent misses");
-    assert!(up.seen().iter().all(|s| s.headers["authorization"] == "Bearer tok-0"), "the Vapi view exposes variableValues as call.metadata");
+    assert_eq!(
+        api.hits.load(Ordering::SeqCst),
+        1,
+        "single-flight: one request for 100 concurrent misses"
+    );
+    assert!(
+        up.seen()
+            .iter()
+            .all(|s| s.headers["authorization"] == "Bearer tok-0"),
+        "the Vapi view exposes variableValues as call.metadata"
+    );
 
     // Cached: no new fetch.
     assert_eq!(get("call-x", "").await.unwrap().status(), 200);
@@ -219,12 +540,26 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
 
     // Failure → 503, remembered briefly, then recovery.
     api.mode.store(1, Ordering::SeqCst);
-    assert_eq!(code(get("call-y", "").await.unwrap()).await, (503, "resolver.unavailable".into()));
-    assert_eq!(code(get("call-y", "").await.unwrap()).await, (503, "resolver.unavailable".into()));
-    assert_eq!(api.hits.load(Ordering::SeqCst), 2, "the failure is cached (negative_ttl)");
+    assert_eq!(
+        code(get("call-y", "").await.unwrap()).await,
+        (503, "resolver.unavailable".into())
+    );
+    assert_eq!(
+        code(get("call-y", "").await.unwrap()).await,
+        (503, "resolver.unavailable".into())
+    );
+    assert_eq!(
+        api.hits.load(Ordering::SeqCst),
+        2,
+        "the failure is cached (negative_ttl)"
+    );
     api.mode.store(2, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(code(get("call-y", "").await.unwrap()).await, (503, "resolver.unavailable".into()), "garbage is a failure too");
+    assert_eq!(
+        code(get("call-y", "").await.unwrap()).await,
+        (503, "resolver.unavailable".into()),
+        "garbage is a failure too"
+    );
     api.mode.store(0, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(get("call-y", "").await.unwrap().status(), 200, "recovered");
@@ -238,6 +573,9 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
     assert_eq!(up.last().headers["authorization"], "Bearer tok-1");
 
     // A key that would inject into the resolver URL never gets that far.
-    assert_eq!(code(get("../admin", "").await.unwrap()).await, (400, "session.key_invalid".into()));
+    assert_eq!(
+        code(get("../admin", "").await.unwrap()).await,
+        (400, "session.key_invalid".into())
+    );
     h.shutdown().await;
 }

@@ -22,7 +22,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at a byte offset of a file's text.
-    pub fn at(path: &Path, text: &str, offset: usize, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn at(
+        path: &Path,
+        text: &str,
+        offset: usize,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         let offset = offset.min(text.len());
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
@@ -64,9 +70,23 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: {}: {}", self.path.display(), self.line, self.column, self.code, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.path.display(),
+                self.line,
+                self.column,
+                self.code,
+                self.message
+            )
         } else {
-            write!(f, "{}: {}: {}", self.path.display(), self.code, self.message)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.path.display(),
+                self.code,
+                self.message
+            )
         }
     }
 }

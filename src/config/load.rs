@@ -40,7 +40,11 @@ const FORBIDDEN_TARGETS: &[&str] = &[
     "mcp-session-id",
 ];
 
-const DEFAULT_KEYS: &[&str] = &["header:x-call-id", "header:x-chat-id", "header:x-session-id"];
+const DEFAULT_KEYS: &[&str] = &[
+    "header:x-call-id",
+    "header:x-chat-id",
+    "header:x-session-id",
+];
 const DEFAULT_KEY_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
 #[derive(Deserialize, Default)]
@@ -145,16 +149,25 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&mut self, offset: usize, code: &'static str, msg: impl Into<String>) {
-        self.errors.push(ConfigError::at(self.path, self.text, offset, code, msg));
+        self.errors
+            .push(ConfigError::at(self.path, self.text, offset, code, msg));
     }
     fn warn(&mut self, offset: usize, code: &'static str, msg: impl Into<String>) {
-        self.warnings.push(ConfigError::at(self.path, self.text, offset, code, msg));
+        self.warnings
+            .push(ConfigError::at(self.path, self.text, offset, code, msg));
     }
     fn duration(&mut self, v: &Option<Spanned<String>>, default: Duration) -> Duration {
         match v {
             None => default,
             Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|| {
-                self.err(s.span().start, "config.invalid_duration", format!("`{}` is not a duration; write e.g. `800ms`, `5s`, `2h`", s.get_ref()));
+                self.err(
+                    s.span().start,
+                    "config.invalid_duration",
+                    format!(
+                        "`{}` is not a duration; write e.g. `800ms`, `5s`, `2h`",
+                        s.get_ref()
+                    ),
+                );
                 default
             }),
         }
@@ -163,7 +176,14 @@ impl Ctx<'_> {
         match v {
             None => default,
             Some(s) => parse_size(s.get_ref()).unwrap_or_else(|| {
-                self.err(s.span().start, "config.invalid_size", format!("`{}` is not a size; write e.g. `64KiB`, `10MiB`", s.get_ref()));
+                self.err(
+                    s.span().start,
+                    "config.invalid_size",
+                    format!(
+                        "`{}` is not a size; write e.g. `64KiB`, `10MiB`",
+                        s.get_ref()
+                    ),
+                );
                 default
             }),
         }
@@ -173,7 +193,10 @@ impl Ctx<'_> {
         match std::env::var(env.get_ref()) {
             Ok(v) if !v.is_empty() => Some(Secret::new(v)),
             _ => {
-                let msg = format!("environment variable `{}` is not set; export it before `headgate serve`", env.get_ref());
+                let msg = format!(
+                    "environment variable `{}` is not set; export it before `headgate serve`",
+                    env.get_ref()
+                );
                 match self.mode {
                     LoadMode::Serve => self.err(env.span().start, "config.missing_secret", msg),
                     LoadMode::Check => self.warn(env.span().start, "config.missing_secret", msg),
@@ -225,10 +248,19 @@ pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
             RawServer::default()
         }
     };
-    let mut ctx = Ctx { path: &main_path, text: &main_text, errors: &mut errors, warnings: &mut warnings, mode };
+    let mut ctx = Ctx {
+        path: &main_path,
+        text: &main_text,
+        errors: &mut errors,
+        warnings: &mut warnings,
+        mode,
+    };
     let server = server_settings(&mut ctx, &raw);
     let env = env_object(&raw);
-    let resolver = raw.resolver.as_ref().and_then(|r| resolver(&mut ctx, r, server.ttl));
+    let resolver = raw
+        .resolver
+        .as_ref()
+        .and_then(|r| resolver(&mut ctx, r, server.ttl));
     let mut webhooks = HashMap::new();
     for (name, w) in &raw.webhooks {
         if let Some(hook) = webhook(&mut ctx, name, w, server.ttl) {
@@ -247,10 +279,17 @@ pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
         .unwrap_or_default();
     files.sort();
     if files.is_empty() {
-        warnings.push(ConfigError::file(&routes_dir, "config.no_routes", "no routes: add routes/<name>.toml"));
+        warnings.push(ConfigError::file(
+            &routes_dir,
+            "config.no_routes",
+            "no routes: add routes/<name>.toml",
+        ));
     }
     for file in files {
-        let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
@@ -258,7 +297,12 @@ pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
                 continue;
             }
         };
-        if name.is_empty() || name.starts_with('_') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || name.starts_with('_')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             errors.push(ConfigError::file(&file, "config.invalid_route_name", "route file names must be letters, digits, `-`, `_` or `.`, not starting with `_` (reserved for /_hooks and /_echo)"));
             continue;
         }
@@ -269,14 +313,28 @@ pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
                 continue;
             }
         };
-        let mut ctx = Ctx { path: &file, text: &text, errors: &mut errors, warnings: &mut warnings, mode };
+        let mut ctx = Ctx {
+            path: &file,
+            text: &text,
+            errors: &mut errors,
+            warnings: &mut warnings,
+            mode,
+        };
         if let Some(r) = route(&mut ctx, &name, &file, raw, &server, resolver.is_some()) {
             routes.insert(name, Arc::new(r));
         }
     }
 
     if errors.is_empty() {
-        Ok(Config { dir: dir.to_path_buf(), server, routes, webhooks, resolver: resolver.map(Arc::new), env: Arc::new(env), warnings })
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            server,
+            routes,
+            webhooks,
+            resolver: resolver.map(Arc::new),
+            env: Arc::new(env),
+            warnings,
+        })
     } else {
         Err(ConfigErrors(errors))
     }
@@ -293,11 +351,20 @@ fn env_object(raw: &RawServer) -> serde_json::Value {
 }
 
 fn addr(ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, default: &str) -> std::net::SocketAddr {
-    let fallback = default.parse().unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let fallback = default
+        .parse()
+        .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     match v {
         None => fallback,
         Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
-            ctx.err(s.span().start, "config.invalid_address", format!("`{}` is not an address; write e.g. `127.0.0.1:8080` or `[::1]:8080`", s.get_ref()));
+            ctx.err(
+                s.span().start,
+                "config.invalid_address",
+                format!(
+                    "`{}` is not an address; write e.g. `127.0.0.1:8080` or `[::1]:8080`",
+                    s.get_ref()
+                ),
+            );
             fallback
         }),
     }
@@ -306,8 +373,14 @@ fn addr(ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, default: &str) -> std::n
 fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
     let listen = addr(ctx, &raw.listen, "127.0.0.1:8080");
     let admin_listen = addr(ctx, &raw.admin_listen, "127.0.0.1:9090");
-    let admin_token_env = raw.admin_token_env.clone().unwrap_or_else(|| "HEADGATE_ADMIN_TOKEN".into());
-    let admin_token = std::env::var(&admin_token_env).ok().filter(|t| !t.is_empty()).map(Secret::new);
+    let admin_token_env = raw
+        .admin_token_env
+        .clone()
+        .unwrap_or_else(|| "HEADGATE_ADMIN_TOKEN".into());
+    let admin_token = std::env::var(&admin_token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
     if admin_token.is_none() && !admin_listen.ip().is_loopback() {
         let offset = raw.admin_listen.as_ref().map_or(0, |s| s.span().start);
         ctx.err(offset, "config.admin_token_required", format!("the admin API listens on a non-loopback address, so it needs a token: set `{admin_token_env}`"));
@@ -339,11 +412,18 @@ fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         Some(s) => match s.kind.get_ref().as_str() {
             "memory" => StoreKind::Memory,
             "redis" => StoreKind::Redis {
-                url: s.url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379/0".into()),
+                url: s
+                    .url
+                    .clone()
+                    .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into()),
                 prefix: s.prefix.clone().unwrap_or_else(|| "headgate:".into()),
             },
             other => {
-                ctx.err(s.kind.span().start, "config.invalid_value", format!("store kind `{other}` is not `memory` or `redis`"));
+                ctx.err(
+                    s.kind.span().start,
+                    "config.invalid_value",
+                    format!("store kind `{other}` is not `memory` or `redis`"),
+                );
                 StoreKind::Memory
             }
         },
@@ -368,7 +448,11 @@ fn header_name(ctx: &mut Ctx<'_>, s: &str, offset: usize) -> Option<HeaderName> 
     match HeaderName::from_bytes(s.trim().to_ascii_lowercase().as_bytes()) {
         Ok(h) => Some(h),
         Err(_) => {
-            ctx.err(offset, "config.invalid_header_name", format!("`{s}` is not a valid header name"));
+            ctx.err(
+                offset,
+                "config.invalid_header_name",
+                format!("`{s}` is not a valid header name"),
+            );
             None
         }
     }
@@ -397,19 +481,34 @@ fn key_source(ctx: &mut Ctx<'_>, s: &str, offset: usize) -> Option<KeySource> {
             Ok(n) => Some(KeySource::Path(n)),
             Err(_) => bad(ctx),
         },
-        Some(("body", p)) if p.is_empty() || p.starts_with('/') => Some(KeySource::Body(p.to_string())),
+        Some(("body", p)) if p.is_empty() || p.starts_with('/') => {
+            Some(KeySource::Body(p.to_string()))
+        }
         _ => bad(ctx),
     }
 }
 
-fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Server, has_resolver: bool) -> Option<Route> {
+fn route(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    file: &Path,
+    raw: RawRoute,
+    server: &Server,
+    has_resolver: bool,
+) -> Option<Route> {
     let before = ctx.errors.len();
     let upstream_s = raw.upstream.get_ref();
     let upstream: Option<http::Uri> = match upstream_s.parse::<http::Uri>() {
-        Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some() => {
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http") | Some("https"))
+                && u.authority().is_some() =>
+        {
             if u.scheme_str() == Some("http") {
                 let host = u.host().unwrap_or_default().trim_matches(['[', ']']);
-                let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || is_private(&ip));
+                let local = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback() || is_private(&ip));
                 if !local {
                     ctx.warn(raw.upstream.span().start, "config.plain_http_upstream", "upstream is plain HTTP on a public address: injected credentials would cross the network unencrypted; use https://");
                 }
@@ -417,16 +516,28 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
             Some(u)
         }
         _ => {
-            ctx.err(raw.upstream.span().start, "config.invalid_upstream", format!("`{upstream_s}` is not an http:// or https:// URL"));
+            ctx.err(
+                raw.upstream.span().start,
+                "config.invalid_upstream",
+                format!("`{upstream_s}` is not an http:// or https:// URL"),
+            );
             None
         }
     };
 
     let platform = raw.platform.as_ref().map(|p| p.get_ref().clone());
-    if let Some(p) = &raw.platform {
-        if !PLATFORMS.contains(&p.get_ref().as_str()) {
-            ctx.err(p.span().start, "config.unknown_platform", format!("unknown platform `{}`; known: {}", p.get_ref(), PLATFORMS.join(", ")));
-        }
+    if let Some(p) = &raw.platform
+        && !PLATFORMS.contains(&p.get_ref().as_str())
+    {
+        ctx.err(
+            p.span().start,
+            "config.unknown_platform",
+            format!(
+                "unknown platform `{}`; known: {}",
+                p.get_ref(),
+                PLATFORMS.join(", ")
+            ),
+        );
     }
     let mut session_keys = Vec::new();
     match &raw.session_keys {
@@ -437,7 +548,11 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
                 }
             }
             if keys.get_ref().is_empty() {
-                ctx.err(keys.span().start, "config.invalid_session_key", "session_keys is empty: list at least one source");
+                ctx.err(
+                    keys.span().start,
+                    "config.invalid_session_key",
+                    "session_keys is empty: list at least one source",
+                );
             }
         }
         None => {
@@ -448,12 +563,22 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
             }
         }
     }
-    let pattern_src = raw.session_key_pattern.as_ref().map_or(DEFAULT_KEY_PATTERN, |p| p.get_ref().as_str());
+    let pattern_src = raw
+        .session_key_pattern
+        .as_ref()
+        .map_or(DEFAULT_KEY_PATTERN, |p| p.get_ref().as_str());
     let session_key_pattern = match Regex::new(pattern_src) {
         Ok(r) => Some(r),
         Err(e) => {
-            let off = raw.session_key_pattern.as_ref().map_or(0, |p| p.span().start);
-            ctx.err(off, "config.invalid_pattern", format!("session_key_pattern is not a valid regex: {e}"));
+            let off = raw
+                .session_key_pattern
+                .as_ref()
+                .map_or(0, |p| p.span().start);
+            ctx.err(
+                off,
+                "config.invalid_pattern",
+                format!("session_key_pattern is not a valid regex: {e}"),
+            );
             None
         }
     };
@@ -472,17 +597,33 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
                 }
                 toml::Value::Table(t) => {
                     let secret_env = t.get("secret_env").and_then(|v| v.as_str());
-                    let unknown: Vec<_> = t.keys().filter(|k| !["header", "secret_env", "platform"].contains(&k.as_str())).cloned().collect();
+                    let unknown: Vec<_> = t
+                        .keys()
+                        .filter(|k| !["header", "secret_env", "platform"].contains(&k.as_str()))
+                        .cloned()
+                        .collect();
                     if !unknown.is_empty() {
-                        ctx.err(off, "config.unknown_field", format!("unknown inbound_auth field(s): {}", unknown.join(", ")));
+                        ctx.err(
+                            off,
+                            "config.unknown_field",
+                            format!("unknown inbound_auth field(s): {}", unknown.join(", ")),
+                        );
                     }
-                    match (secret_env, t.get("header").and_then(|v| v.as_str()), t.get("platform").and_then(|v| v.as_str())) {
+                    match (
+                        secret_env,
+                        t.get("header").and_then(|v| v.as_str()),
+                        t.get("platform").and_then(|v| v.as_str()),
+                    ) {
                         (Some(env), Some(h), None) => {
                             let header = header_name(ctx, h, off);
                             let secret = ctx.secret(&Spanned::new(off..off, env.to_string()));
                             match (header, secret) {
-                                (Some(header), Some(secret)) => Some(InboundAuth::Header { header, secret }),
-                                (Some(_), None) if ctx.mode == LoadMode::Check => Some(InboundAuth::None),
+                                (Some(header), Some(secret)) => {
+                                    Some(InboundAuth::Header { header, secret })
+                                }
+                                (Some(_), None) if ctx.mode == LoadMode::Check => {
+                                    Some(InboundAuth::None)
+                                }
                                 _ => None,
                             }
                         }
@@ -491,7 +632,10 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
                                 ctx.err(off, "config.unknown_platform", format!("inbound_auth by signature supports platform \"retell\", not `{p}`"));
                             }
                             match ctx.secret(&Spanned::new(off..off, env.to_string())) {
-                                Some(secret) => Some(InboundAuth::Platform { platform: p.to_string(), secret }),
+                                Some(secret) => Some(InboundAuth::Platform {
+                                    platform: p.to_string(),
+                                    secret,
+                                }),
                                 None if ctx.mode == LoadMode::Check => Some(InboundAuth::None),
                                 None => None,
                             }
@@ -503,32 +647,56 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
                     }
                 }
                 _ => {
-                    ctx.err(off, "config.invalid_inbound_auth", "inbound_auth must be a table or \"none\"");
+                    ctx.err(
+                        off,
+                        "config.invalid_inbound_auth",
+                        "inbound_auth must be a table or \"none\"",
+                    );
                     None
                 }
             }
         }
     };
 
-    let on_unknown_session = match raw.on_unknown_session.as_ref().map(|s| (s.get_ref().as_str(), s.span().start)) {
+    let on_unknown_session = match raw
+        .on_unknown_session
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span().start))
+    {
         None | Some(("reject", _)) => OnUnknown::Reject,
         Some(("resolve", off)) => {
             if !has_resolver {
-                ctx.err(off, "config.resolver_missing", "on_unknown_session = \"resolve\" needs a [resolver] section in headgate.toml");
+                ctx.err(
+                    off,
+                    "config.resolver_missing",
+                    "on_unknown_session = \"resolve\" needs a [resolver] section in headgate.toml",
+                );
             }
             OnUnknown::Resolve
         }
         Some(("pass", _)) => OnUnknown::Pass,
         Some((other, off)) => {
-            ctx.err(off, "config.invalid_value", format!("on_unknown_session `{other}` is not `reject`, `resolve` or `pass`"));
+            ctx.err(
+                off,
+                "config.invalid_value",
+                format!("on_unknown_session `{other}` is not `reject`, `resolve` or `pass`"),
+            );
             OnUnknown::Reject
         }
     };
-    let error_style = match raw.error_style.as_ref().map(|s| (s.get_ref().as_str(), s.span().start)) {
+    let error_style = match raw
+        .error_style
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span().start))
+    {
         None | Some(("json", _)) => ErrorStyle::Json,
         Some(("jsonrpc", _)) => ErrorStyle::JsonRpc,
         Some((other, off)) => {
-            ctx.err(off, "config.invalid_value", format!("error_style `{other}` is not `json` or `jsonrpc`"));
+            ctx.err(
+                off,
+                "config.invalid_value",
+                format!("error_style `{other}` is not `json` or `jsonrpc`"),
+            );
             ErrorStyle::Json
         }
     };
@@ -539,27 +707,43 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
     let mut needs_request = false;
     for (hname, v) in &raw.headers {
         let off = v.span().start;
-        let Some(name) = header_name(ctx, hname, off) else { continue };
+        let Some(name) = header_name(ctx, hname, off) else {
+            continue;
+        };
         if FORBIDDEN_TARGETS.contains(&name.as_str()) {
-            ctx.err(off, "config.forbidden_header", format!("`{name}` is managed by the proxy and cannot be templated"));
+            ctx.err(
+                off,
+                "config.forbidden_header",
+                format!("`{name}` is managed by the proxy and cannot be templated"),
+            );
             continue;
         }
         let (src, on_error, src_off) = match v.get_ref() {
             toml::Value::String(s) => (s.clone(), OnError::Reject, off),
             toml::Value::Table(t) => {
                 let Some(s) = t.get("template").and_then(|v| v.as_str()) else {
-                    ctx.err(off, "config.invalid_header", "a header table needs `template = \"…\"`");
+                    ctx.err(
+                        off,
+                        "config.invalid_header",
+                        "a header table needs `template = \"…\"`",
+                    );
                     continue;
                 };
                 let on_error = match t.get("on_error").and_then(|v| v.as_str()) {
                     None | Some("reject") => OnError::Reject,
                     Some("omit") => OnError::Omit,
                     Some(o) => {
-                        ctx.err(off, "config.invalid_value", format!("on_error `{o}` is not `reject` or `omit`"));
+                        ctx.err(
+                            off,
+                            "config.invalid_value",
+                            format!("on_error `{o}` is not `reject` or `omit`"),
+                        );
                         OnError::Reject
                     }
                 };
-                let inner = ctx.text[off..].find("template").map_or(off, |i| off + i + ctx.text[off + i..].find(['"', '\'']).unwrap_or(0));
+                let inner = ctx.text[off..].find("template").map_or(off, |i| {
+                    off + i + ctx.text[off + i..].find(['"', '\'']).unwrap_or(0)
+                });
                 (s.to_string(), on_error, inner)
             }
             _ => {
@@ -569,7 +753,11 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
         };
         if let Some(template) = ctx.template(&src, src_off) {
             needs_request |= template.roots().any(|r| r == "request");
-            headers.push(HeaderRule { name, template, on_error });
+            headers.push(HeaderRule {
+                name,
+                template,
+                on_error,
+            });
         }
     }
 
@@ -583,7 +771,11 @@ fn route(ctx: &mut Ctx<'_>, name: &str, file: &Path, raw: RawRoute, server: &Ser
     }
     if let Some(p) = &raw.vars_from_body {
         if !p.get_ref().is_empty() && !p.get_ref().starts_with('/') {
-            ctx.err(p.span().start, "config.invalid_pointer", "vars_from_body must be a JSON pointer such as \"/call\"");
+            ctx.err(
+                p.span().start,
+                "config.invalid_pointer",
+                "vars_from_body must be a JSON pointer such as \"/call\"",
+            );
         }
         if !matches!(inbound_auth, Some(InboundAuth::Platform { .. })) {
             ctx.err(p.span().start, "config.unsigned_body_vars", "vars_from_body needs a signature check (inbound_auth = { platform = \"retell\", … }): an unsigned body could carry any credentials");
@@ -619,11 +811,26 @@ fn is_private(ip: &std::net::IpAddr) -> bool {
     }
 }
 
-fn webhook(ctx: &mut Ctx<'_>, name: &str, raw: &RawWebhook, default_ttl: Duration) -> Option<Webhook> {
-    let platform = raw.platform.as_ref().map_or_else(|| name.to_string(), |p| p.get_ref().clone());
+fn webhook(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    raw: &RawWebhook,
+    default_ttl: Duration,
+) -> Option<Webhook> {
+    let platform = raw
+        .platform
+        .as_ref()
+        .map_or_else(|| name.to_string(), |p| p.get_ref().clone());
     if !PLATFORMS.contains(&platform.as_str()) {
         let off = raw.platform.as_ref().map_or(0, |p| p.span().start);
-        ctx.err(off, "config.unknown_platform", format!("unknown webhook platform `{platform}`; known: {}", PLATFORMS.join(", ")));
+        ctx.err(
+            off,
+            "config.unknown_platform",
+            format!(
+                "unknown webhook platform `{platform}`; known: {}",
+                PLATFORMS.join(", ")
+            ),
+        );
         return None;
     }
     let secret = match &raw.secret_env {
@@ -645,39 +852,75 @@ fn webhook(ctx: &mut Ctx<'_>, name: &str, raw: &RawWebhook, default_ttl: Duratio
     let hmac = HmacPlan {
         algorithm: get(|h| &h.algorithm).unwrap_or_else(|| "sha256".into()),
         signature_header: header_name(ctx, &signature_header, 0)?,
-        timestamp_header: if timestamp_header.is_empty() { None } else { Some(header_name(ctx, &timestamp_header, 0)?) },
+        timestamp_header: if timestamp_header.is_empty() {
+            None
+        } else {
+            Some(header_name(ctx, &timestamp_header, 0)?)
+        },
         payload: get(|h| &h.payload).unwrap_or_else(|| def_payload.into()),
         encoding: get(|h| &h.encoding).unwrap_or_else(|| "hex".into()),
         prefix: get(|h| &h.prefix).unwrap_or_default(),
     };
     if !["sha256", "sha512", "sha1"].contains(&hmac.algorithm.as_str()) {
-        ctx.err(0, "config.invalid_value", format!("[webhooks.{name}] hmac.algorithm must be sha256, sha512 or sha1"));
+        ctx.err(
+            0,
+            "config.invalid_value",
+            format!("[webhooks.{name}] hmac.algorithm must be sha256, sha512 or sha1"),
+        );
     }
     if !["hex", "base64"].contains(&hmac.encoding.as_str()) {
-        ctx.err(0, "config.invalid_value", format!("[webhooks.{name}] hmac.encoding must be hex or base64"));
+        ctx.err(
+            0,
+            "config.invalid_value",
+            format!("[webhooks.{name}] hmac.encoding must be hex or base64"),
+        );
     }
-    let default_tol = if platform == "retell" { Duration::from_secs(300) } else { Duration::from_secs(1800) };
+    let default_tol = if platform == "retell" {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(1800)
+    };
     let tolerance = ctx.duration(&raw.tolerance, default_tol);
     let ttl = ctx.duration(&raw.ttl, default_ttl);
     if ctx.mode == LoadMode::Serve && secret.is_none() {
         return None;
     }
-    Some(Webhook { name: name.to_string(), platform, secret, hmac, tolerance, ttl })
+    Some(Webhook {
+        name: name.to_string(),
+        platform,
+        secret,
+        hmac,
+        tolerance,
+        ttl,
+    })
 }
 
 fn resolver(ctx: &mut Ctx<'_>, raw: &RawResolver, default_ttl: Duration) -> Option<Resolver> {
     let platform = raw.platform.as_ref().map(|p| p.get_ref().clone());
     let (def_url, def_headers): (Option<&str>, &[(&str, &str)]) = match platform.as_deref() {
-        Some("vapi") => (Some("https://api.vapi.ai/call/<< session.id | url_encode >>"), &[("authorization", "Bearer << env.VAPI_API_KEY >>")]),
-        Some("retell") => (Some("https://api.retellai.com/v2/get-call/<< session.id | url_encode >>"), &[("authorization", "Bearer << env.RETELL_API_KEY >>")]),
-        Some("elevenlabs") => (Some("https://api.elevenlabs.io/v1/convai/conversations/<< session.id | url_encode >>"), &[("xi-api-key", "<< env.ELEVENLABS_API_KEY >>")]),
+        Some("vapi") => (
+            Some("https://api.vapi.ai/call/<< session.id | url_encode >>"),
+            &[("authorization", "Bearer << env.VAPI_API_KEY >>")],
+        ),
+        Some("retell") => (
+            Some("https://api.retellai.com/v2/get-call/<< session.id | url_encode >>"),
+            &[("authorization", "Bearer << env.RETELL_API_KEY >>")],
+        ),
+        Some("elevenlabs") => (
+            Some("https://api.elevenlabs.io/v1/convai/conversations/<< session.id | url_encode >>"),
+            &[("xi-api-key", "<< env.ELEVENLABS_API_KEY >>")],
+        ),
         _ => (None, &[]),
     };
     let url = match (&raw.url, def_url) {
         (Some(u), _) => ctx.template(u.get_ref(), u.span().start)?,
         (None, Some(d)) => ctx.template(d, 0)?,
         (None, None) => {
-            ctx.err(0, "config.resolver_url_required", "[resolver] needs `url` (or `platform = \"vapi\"`, …)");
+            ctx.err(
+                0,
+                "config.resolver_url_required",
+                "[resolver] needs `url` (or `platform = \"vapi\"`, …)",
+            );
             return None;
         }
     };
@@ -695,10 +938,18 @@ fn resolver(ctx: &mut Ctx<'_>, raw: &RawResolver, default_ttl: Duration) -> Opti
     }
     let method = match &raw.method {
         None => http::Method::GET,
-        Some(m) => m.get_ref().to_ascii_uppercase().parse().unwrap_or_else(|_| {
-            ctx.err(m.span().start, "config.invalid_value", "resolver method is not an HTTP method");
-            http::Method::GET
-        }),
+        Some(m) => m
+            .get_ref()
+            .to_ascii_uppercase()
+            .parse()
+            .unwrap_or_else(|_| {
+                ctx.err(
+                    m.span().start,
+                    "config.invalid_value",
+                    "resolver method is not an HTTP method",
+                );
+                http::Method::GET
+            }),
     };
     Some(Resolver {
         url,

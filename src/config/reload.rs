@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{load_dir, Config, LoadMode};
+use super::{Config, LoadMode, load_dir};
 
 /// Outcome of one reload attempt, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,10 @@ pub fn reload_once(dir: &std::path::Path, tx: &watch::Sender<Arc<Config>>) -> Re
         }
         Err(errs) => {
             for e in &errs.0 {
-                tracing::error!(code = e.code, "config reload rejected, still serving the previous config: {e}");
+                tracing::error!(
+                    code = e.code,
+                    "config reload rejected, still serving the previous config: {e}"
+                );
             }
             Reloaded::Rejected
         }
@@ -42,22 +45,29 @@ pub fn reload_once(dir: &std::path::Path, tx: &watch::Sender<Arc<Config>>) -> Re
 
 /// Watches `dir` for changes and SIGHUP; runs until the sender is dropped.
 /// `on_reload` is told each outcome (metrics).
-pub async fn watch_config(dir: PathBuf, tx: Arc<watch::Sender<Arc<Config>>>, on_reload: impl Fn(Reloaded) + Send + 'static) {
+pub async fn watch_config(
+    dir: PathBuf,
+    tx: Arc<watch::Sender<Arc<Config>>>,
+    on_reload: impl Fn(Reloaded) + Send + 'static,
+) {
     use notify::Watcher;
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<()>(16);
     let ev_tx2 = ev_tx.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if !matches!(ev.kind, notify::EventKind::Access(_)) {
-                let _ = ev_tx2.try_send(());
-            }
+        if let Ok(ev) = res
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            let _ = ev_tx2.try_send(());
         }
     });
     let _watcher = match watcher {
         Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::Recursive) {
             Ok(()) => Some(w),
             Err(e) => {
-                tracing::warn!("cannot watch {} for changes ({e}); reload with SIGHUP", dir.display());
+                tracing::warn!(
+                    "cannot watch {} for changes ({e}); reload with SIGHUP",
+                    dir.display()
+                );
                 None
             }
         },
@@ -70,8 +80,10 @@ pub async fn watch_config(dir: PathBuf, tx: Arc<watch::Sender<Arc<Config>>>, on_
     {
         let ev_tx = ev_tx.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 if ev_tx.send(()).await.is_err() {
                     return;

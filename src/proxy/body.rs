@@ -47,7 +47,12 @@ impl<B> Streamed<B> {
         if let Some(g) = &open {
             g.inc();
         }
-        Self { inner, idle: tokio::time::sleep(idle_for), idle_for, open }
+        Self {
+            inner,
+            idle: tokio::time::sleep(idle_for),
+            idle_for,
+            open,
+        }
     }
 }
 
@@ -59,7 +64,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

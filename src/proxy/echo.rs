@@ -3,7 +3,7 @@
 //! On only when `builtin_echo = true`.
 
 use http::{Request, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::response::{self, Body};
 
@@ -11,7 +11,10 @@ use crate::response::{self, Body};
 pub fn answer<B>(req: &Request<B>) -> Response<Body> {
     let mut headers = Map::new();
     for (k, v) in req.headers() {
-        headers.insert(k.as_str().to_string(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
+        headers.insert(
+            k.as_str().to_string(),
+            Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        );
     }
     response::json(
         StatusCode::OK,

@@ -1,8 +1,8 @@
 //! Errors the proxy itself returns (CONTRACT §5). Each knows its status,
 //! its stable code and which side failed; none carries a secret.
 
-use http::{header, HeaderValue, Response, StatusCode};
-use serde_json::{json, Value};
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
 
 use crate::config::ErrorStyle;
 use crate::response::{self, Body};
@@ -31,7 +31,9 @@ pub enum ProxyError {
     #[error("the session key does not match session_key_pattern")]
     KeyInvalid,
     /// Unknown session and the route rejects unknown sessions.
-    #[error("unknown session: register it (PUT /sessions/{{id}}) or let a platform webhook do so before the call")]
+    #[error(
+        "unknown session: register it (PUT /sessions/{{id}}) or let a platform webhook do so before the call"
+    )]
     SessionNotFound,
     /// No route for the path.
     #[error("no route for this path; routes are served at /<route name>/…")]
@@ -91,13 +93,20 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::InboundAuth => StatusCode::UNAUTHORIZED,
-            ProxyError::KeyMissing(_) | ProxyError::KeyInvalid | ProxyError::InvalidPath | ProxyError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::KeyMissing(_)
+            | ProxyError::KeyInvalid
+            | ProxyError::InvalidPath
+            | ProxyError::BadBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::SessionNotFound => StatusCode::FORBIDDEN,
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::RenderFailed { .. } | ProxyError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            ProxyError::RenderFailed { .. } | ProxyError::UpstreamUnreachable => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ResolverUnavailable | ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ResolverUnavailable | ProxyError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -105,7 +114,9 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamTimeout => Side::Upstream,
-            ProxyError::RenderFailed { .. } | ProxyError::ResolverUnavailable | ProxyError::StoreUnavailable => Side::Internal,
+            ProxyError::RenderFailed { .. }
+            | ProxyError::ResolverUnavailable
+            | ProxyError::StoreUnavailable => Side::Internal,
             _ => Side::Downstream,
         }
     }
@@ -129,7 +140,10 @@ impl ProxyError {
             _ => response::error(self.status(), self.code(), &self.to_string()),
         };
         if matches!(self, ProxyError::InboundAuth) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("headgate-key"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("headgate-key"),
+            );
         }
         r
     }

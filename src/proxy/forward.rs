@@ -11,16 +11,16 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
+use super::App;
 use super::body::Streamed;
 use super::error::ProxyError;
 use super::headers::strip_hop_by_hop;
-use super::App;
 use crate::config::{Config, ErrorStyle, InboundAuth, KeySource, OnError, OnUnknown, Route};
 use crate::metrics::{Code, RouteLabel, RouteStatus};
-use crate::response::{self, read_limited, Body, ReadError};
-use crate::session::{id_hash, resolver::ResolveError, webhooks, Session, SessionStore, Source};
+use crate::response::{self, Body, ReadError, read_limited};
+use crate::session::{Session, SessionStore, Source, id_hash, resolver::ResolveError, webhooks};
 use crate::template::{Scope, Vars};
 
 /// Bytes read to find a JSON-RPC id for an error response.
@@ -45,7 +45,14 @@ pub async fn handle(req: Request<Incoming>, app: Arc<App>, remote: SocketAddr) -
     };
     let started = Instant::now();
     let rest = rest.to_string();
-    let mut ctx = Exchange { app: &app, cfg: &cfg, route: &route, remote, session_key: None, rpc_id: None };
+    let mut ctx = Exchange {
+        app: &app,
+        cfg: &cfg,
+        route: &route,
+        remote,
+        session_key: None,
+        rpc_id: None,
+    };
     let resp = match ctx.run(req, &rest).await {
         Ok(r) => r,
         Err((e, body)) => {
@@ -59,7 +66,13 @@ pub async fn handle(req: Request<Incoming>, app: Arc<App>, remote: SocketAddr) -
         }
     };
     let status = resp.status().as_u16();
-    app.metrics.requests.get_or_create(&RouteStatus { route: route.name.clone(), status }).inc();
+    app.metrics
+        .requests
+        .get_or_create(&RouteStatus {
+            route: route.name.clone(),
+            status,
+        })
+        .inc();
     tracing::info!(
         route = %route.name,
         status,
@@ -71,7 +84,12 @@ pub async fn handle(req: Request<Incoming>, app: Arc<App>, remote: SocketAddr) -
 }
 
 fn count(app: &App, route: &str, e: &ProxyError) {
-    app.metrics.errors.get_or_create(&Code { code: e.code().to_string() }).inc();
+    app.metrics
+        .errors
+        .get_or_create(&Code {
+            code: e.code().to_string(),
+        })
+        .inc();
     tracing::debug!(route, code = e.code(), side = ?e.side(), "refused");
 }
 
@@ -85,7 +103,10 @@ fn split_route(path: &str) -> (&str, &str) {
 }
 
 fn rpc_id(body: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("id").cloned()).unwrap_or(Value::Null)
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null)
 }
 
 type Failure = (ProxyError, Option<Bytes>);
@@ -113,18 +134,27 @@ impl Exchange<'_> {
         if has_dot_segments(rest) {
             return Err((ProxyError::InvalidPath, None));
         }
-        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > route.body_limit) {
             return Err((ProxyError::TooLarge, None));
         }
         let needs_body = matches!(route.inbound_auth, InboundAuth::Platform { .. })
             || route.vars_from_body.is_some()
-            || route.session_keys.iter().any(|k| matches!(k, KeySource::Body(_)));
+            || route
+                .session_keys
+                .iter()
+                .any(|k| matches!(k, KeySource::Body(_)));
         let mut body = if needs_body {
             match read_limited(incoming, route.body_limit as usize).await {
                 Ok(b) => InBody::Read(b),
                 Err(ReadError::TooLarge) => return Err((ProxyError::TooLarge, None)),
-                Err(ReadError::Aborted) => return Err((ProxyError::BadBody("the request body was cut short"), None)),
+                Err(ReadError::Aborted) => {
+                    return Err((ProxyError::BadBody("the request body was cut short"), None));
+                }
             }
         } else {
             InBody::Stream(incoming)
@@ -141,7 +171,15 @@ impl Exchange<'_> {
 
         // Find the session.
         let parsed_body: Option<Value> = match &body {
-            InBody::Read(b) if route.vars_from_body.is_some() || route.session_keys.iter().any(|k| matches!(k, KeySource::Body(_))) => serde_json::from_slice(b).ok(),
+            InBody::Read(b)
+                if route.vars_from_body.is_some()
+                    || route
+                        .session_keys
+                        .iter()
+                        .any(|k| matches!(k, KeySource::Body(_))) =>
+            {
+                serde_json::from_slice(b).ok()
+            }
             _ => None,
         };
         if let Some(v) = &parsed_body {
@@ -172,7 +210,12 @@ impl Exchange<'_> {
             None => return Err((ProxyError::InvalidPath, read(&body))),
         };
         let mut headers = parts.headers;
-        let original_host = headers.get(header::HOST).cloned().or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let original_host = headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         strip_hop_by_hop(&mut headers);
         headers.remove(header::HOST);
         if let InboundAuth::Header { header, .. } = &route.inbound_auth {
@@ -208,11 +251,23 @@ impl Exchange<'_> {
 
         let started = Instant::now();
         let timeouts = &self.cfg.server.timeouts;
-        let resp = match tokio::time::timeout(timeouts.response_headers, self.app.client.request(up)).await {
+        let resp = match tokio::time::timeout(
+            timeouts.response_headers,
+            self.app.client.request(up),
+        )
+        .await
+        {
             Err(_) => return Err((ProxyError::UpstreamTimeout, None)),
             Ok(Err(e)) => {
-                let limited = std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
-                let err = if limited { ProxyError::TooLarge } else { ProxyError::UpstreamUnreachable };
+                let limited = std::error::Error::source(&e).is_some_and(|s| {
+                    s.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                });
+                let err = if limited {
+                    ProxyError::TooLarge
+                } else {
+                    ProxyError::UpstreamUnreachable
+                };
                 return Err((err, None));
             }
             Ok(Ok(r)) => r,
@@ -220,13 +275,24 @@ impl Exchange<'_> {
         self.app
             .metrics
             .upstream_latency
-            .get_or_create(&RouteLabel { route: route.name.clone() })
+            .get_or_create(&RouteLabel {
+                route: route.name.clone(),
+            })
             .observe(started.elapsed().as_secs_f64());
 
         if resp.status() == StatusCode::UNAUTHORIZED {
-            self.app.metrics.upstream_unauthorized.get_or_create(&RouteLabel { route: route.name.clone() }).inc();
+            self.app
+                .metrics
+                .upstream_unauthorized
+                .get_or_create(&RouteLabel {
+                    route: route.name.clone(),
+                })
+                .inc();
             // A resolver-fetched token may have rotated: fetch afresh next time.
-            if session.as_ref().is_some_and(|s| s.source == Source::Resolver) {
+            if session
+                .as_ref()
+                .is_some_and(|s| s.source == Source::Resolver)
+            {
                 let _ = self.app.store.delete(&key).await;
             }
         }
@@ -251,7 +317,11 @@ impl Exchange<'_> {
         let bytes = match std::mem::replace(body, InBody::Read(Bytes::new())) {
             InBody::Read(b) => b,
             InBody::Stream(inc) => {
-                let read = tokio::time::timeout(std::time::Duration::from_secs(2), read_limited(inc, RPC_ID_PEEK)).await;
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    read_limited(inc, RPC_ID_PEEK),
+                )
+                .await;
                 read.ok().and_then(Result::ok).unwrap_or_default()
             }
         };
@@ -262,31 +332,61 @@ impl Exchange<'_> {
         match &self.route.inbound_auth {
             InboundAuth::None => Ok(()),
             InboundAuth::Header { header, secret } => {
-                let given = headers.get(header).map(HeaderValue::as_bytes).unwrap_or_default();
-                if secret.matches(given) { Ok(()) } else { Err(ProxyError::InboundAuth) }
+                let given = headers
+                    .get(header)
+                    .map(HeaderValue::as_bytes)
+                    .unwrap_or_default();
+                if secret.matches(given) {
+                    Ok(())
+                } else {
+                    Err(ProxyError::InboundAuth)
+                }
             }
             InboundAuth::Platform { secret, .. } => {
-                let InBody::Read(b) = body else { return Err(ProxyError::InboundAuth) };
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                webhooks::verify_retell(secret, headers, b, std::time::Duration::from_secs(300), now)
-                    .map(|_| ())
-                    .ok_or(ProxyError::InboundAuth)
+                let InBody::Read(b) = body else {
+                    return Err(ProxyError::InboundAuth);
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                webhooks::verify_retell(
+                    secret,
+                    headers,
+                    b,
+                    std::time::Duration::from_secs(300),
+                    now,
+                )
+                .map(|_| ())
+                .ok_or(ProxyError::InboundAuth)
             }
         }
     }
 
-    fn session_key(&self, parts: &http::request::Parts, rest: &str, body: Option<&Value>) -> Result<String, ProxyError> {
+    fn session_key(
+        &self,
+        parts: &http::request::Parts,
+        rest: &str,
+        body: Option<&Value>,
+    ) -> Result<String, ProxyError> {
         let route = self.route;
         for src in &route.session_keys {
             let found: Option<String> = match src {
-                KeySource::Header(h) => parts.headers.get(h).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string()),
+                KeySource::Header(h) => parts
+                    .headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.trim().to_string()),
                 KeySource::Query(q) => parts.uri.query().and_then(|query| {
                     query.split('&').find_map(|pair| {
                         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                         (decode(k) == *q).then(|| decode(v))
                     })
                 }),
-                KeySource::Path(n) => rest.split('/').filter(|s| !s.is_empty()).nth(*n).map(decode),
+                KeySource::Path(n) => rest
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .nth(*n)
+                    .map(decode),
                 KeySource::Body(ptr) => body.and_then(|b| b.pointer(ptr)).and_then(|v| match v {
                     Value::String(s) => Some(s.clone()),
                     Value::Number(n) => Some(n.to_string()),
@@ -294,46 +394,83 @@ impl Exchange<'_> {
                 }),
             };
             if let Some(k) = found.filter(|k| !k.is_empty()) {
-                return if route.session_key_pattern.is_match(&k) { Ok(k) } else { Err(ProxyError::KeyInvalid) };
+                return if route.session_key_pattern.is_match(&k) {
+                    Ok(k)
+                } else {
+                    Err(ProxyError::KeyInvalid)
+                };
             }
         }
         let names: Vec<String> = route.session_keys.iter().map(ToString::to_string).collect();
         Err(ProxyError::KeyMissing(names.join(", ")))
     }
 
-    async fn find_session(&self, key: &str, body: Option<&Value>) -> Result<Option<Arc<Session>>, ProxyError> {
+    async fn find_session(
+        &self,
+        key: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Arc<Session>>, ProxyError> {
         let route = self.route;
         let app = self.app;
         if let Some(ptr) = &route.vars_from_body {
             // Signed body (checked in `authenticate`): render from its own call object.
             let Some(obj) = body.and_then(|b| b.pointer(ptr)).filter(|v| v.is_object()) else {
-                return Err(ProxyError::BadBody("the signed body has no object at vars_from_body"));
+                return Err(ProxyError::BadBody(
+                    "the signed body has no object at vars_from_body",
+                ));
             };
             let mut m = serde_json::Map::new();
             m.insert("call".into(), obj.clone());
-            return Ok(Some(Arc::new(Session::new(Vars::from_map(m), Source::Webhook, std::time::Duration::ZERO))));
+            return Ok(Some(Arc::new(Session::new(
+                Vars::from_map(m),
+                Source::Webhook,
+                std::time::Duration::ZERO,
+            ))));
         }
         let store_err = |_| ProxyError::StoreUnavailable;
         if let Some(s) = app.store.get(key).await.map_err(store_err)? {
             app.metrics.session("hit");
             if let Some(r) = &self.cfg.resolver {
-                app.resolver.maybe_refresh(r.clone(), self.cfg.env.clone(), key, &s, app.store.clone(), self.cfg.server.max_session_bytes);
+                app.resolver.maybe_refresh(
+                    r.clone(),
+                    self.cfg.env.clone(),
+                    key,
+                    &s,
+                    app.store.clone(),
+                    self.cfg.server.max_session_bytes,
+                );
             }
             return Ok(Some(s));
         }
-        if !route.wait_for_session.is_zero() {
-            if let Some(s) = app.store.wait_for(key, route.wait_for_session).await.map_err(store_err)? {
-                app.metrics.session("waited");
-                return Ok(Some(s));
-            }
+        if !route.wait_for_session.is_zero()
+            && let Some(s) = app
+                .store
+                .wait_for(key, route.wait_for_session)
+                .await
+                .map_err(store_err)?
+        {
+            app.metrics.session("waited");
+            return Ok(Some(s));
         }
         app.metrics.session("miss");
         match route.on_unknown_session {
             OnUnknown::Reject => Err(ProxyError::SessionNotFound),
             OnUnknown::Pass => Ok(None),
             OnUnknown::Resolve => {
-                let Some(r) = &self.cfg.resolver else { return Err(ProxyError::ResolverUnavailable) };
-                match app.resolver.resolve(r, &self.cfg.env, key, &app.store, self.cfg.server.max_session_bytes).await {
+                let Some(r) = &self.cfg.resolver else {
+                    return Err(ProxyError::ResolverUnavailable);
+                };
+                match app
+                    .resolver
+                    .resolve(
+                        r,
+                        &self.cfg.env,
+                        key,
+                        &app.store,
+                        self.cfg.server.max_session_bytes,
+                    )
+                    .await
+                {
                     Ok(s) => {
                         app.metrics.session("fetch");
                         Ok(Some(s))
@@ -353,18 +490,35 @@ impl Exchange<'_> {
     }
 
     /// The one phase that injects: each rule renders to a validated value.
-    fn render_headers(&self, parts: &http::request::Parts, rest: &str, key: &str, vars: &Vars) -> Result<Vec<(HeaderName, HeaderValue)>, ProxyError> {
+    fn render_headers(
+        &self,
+        parts: &http::request::Parts,
+        rest: &str,
+        key: &str,
+        vars: &Vars,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ProxyError> {
         let route = self.route;
         let started = Instant::now();
         let session = json!({ "id": key });
         let request = route.needs_request.then(|| request_object(parts, rest));
-        let scope = RequestScope { vars, session: &session, request: request.as_ref(), env: &self.cfg.env };
+        let scope = RequestScope {
+            vars,
+            session: &session,
+            request: request.as_ref(),
+            env: &self.cfg.env,
+        };
         let mut out = Vec::with_capacity(route.headers.len());
         for rule in &route.headers {
             match rule.template.render(&scope) {
                 Ok(v) => out.push((rule.name.clone(), v)),
                 Err(e) => {
-                    self.app.metrics.render_failures.get_or_create(&Code { code: e.code().to_string() }).inc();
+                    self.app
+                        .metrics
+                        .render_failures
+                        .get_or_create(&Code {
+                            code: e.code().to_string(),
+                        })
+                        .inc();
                     tracing::warn!(route = %route.name, header = %rule.name, code = e.code(), "{}", e.message());
                     if rule.on_error == OnError::Reject {
                         return Err(ProxyError::RenderFailed {
@@ -375,7 +529,10 @@ impl Exchange<'_> {
                 }
             }
         }
-        self.app.metrics.render_latency.observe(started.elapsed().as_secs_f64());
+        self.app
+            .metrics
+            .render_latency
+            .observe(started.elapsed().as_secs_f64());
         Ok(out)
     }
 }
@@ -403,20 +560,32 @@ fn request_object(parts: &http::request::Parts, rest: &str) -> Value {
     let mut headers = serde_json::Map::new();
     for (k, v) in &parts.headers {
         if let Ok(s) = v.to_str() {
-            headers.entry(k.as_str().to_string()).or_insert_with(|| Value::String(s.to_string()));
+            headers
+                .entry(k.as_str().to_string())
+                .or_insert_with(|| Value::String(s.to_string()));
         }
     }
     let mut query = serde_json::Map::new();
-    for pair in parts.uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        query.entry(decode(k)).or_insert_with(|| Value::String(decode(v)));
+        query
+            .entry(decode(k))
+            .or_insert_with(|| Value::String(decode(v)));
     }
     json!({ "method": parts.method.as_str(), "path": rest, "query": query, "headers": headers })
 }
 
 fn decode(s: &str) -> String {
     let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// True if any segment, once percent-decoded, is `.` or `..` (or holds a
@@ -450,7 +619,12 @@ fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Option<Uri> {
         }
         (None, None) => {}
     }
-    Uri::builder().scheme(base.scheme()?.clone()).authority(base.authority()?.clone()).path_and_query(pq).build().ok()
+    Uri::builder()
+        .scheme(base.scheme()?.clone())
+        .authority(base.authority()?.clone())
+        .path_and_query(pq)
+        .build()
+        .ok()
 }
 
 fn forwarded_headers(h: &mut HeaderMap, remote: SocketAddr, host: Option<HeaderValue>) {
@@ -470,38 +644,84 @@ fn forwarded_headers(h: &mut HeaderMap, remote: SocketAddr, host: Option<HeaderV
 
 async fn webhook(req: Request<Incoming>, app: &App, cfg: &Config, name: &str) -> Response<Body> {
     let Some(hook) = cfg.webhooks.get(name) else {
-        return response::error(StatusCode::NOT_FOUND, "route.not_found", "no webhook with that name; configure [webhooks.<name>] in headgate.toml");
+        return response::error(
+            StatusCode::NOT_FOUND,
+            "route.not_found",
+            "no webhook with that name; configure [webhooks.<name>] in headgate.toml",
+        );
     };
     if req.method() != http::Method::POST {
-        return response::error(StatusCode::METHOD_NOT_ALLOWED, "webhook.method_not_allowed", "webhooks are POST");
+        return response::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "webhook.method_not_allowed",
+            "webhooks are POST",
+        );
     }
     let (parts, body) = req.into_parts();
     let body = match read_limited(body, 1 << 20).await {
         Ok(b) => b,
-        Err(ReadError::TooLarge) => return response::error(StatusCode::PAYLOAD_TOO_LARGE, "request.too_large", "webhook bodies are limited to 1 MiB"),
-        Err(ReadError::Aborted) => return response::error(StatusCode::BAD_REQUEST, "request.aborted", "the request body was cut short"),
+        Err(ReadError::TooLarge) => {
+            return response::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request.too_large",
+                "webhook bodies are limited to 1 MiB",
+            );
+        }
+        Err(ReadError::Aborted) => {
+            return response::error(
+                StatusCode::BAD_REQUEST,
+                "request.aborted",
+                "the request body was cut short",
+            );
+        }
     };
-    let outcome = webhooks::deliver(hook, &parts.headers, &body, &app.store, &app.replay, cfg.server.max_session_bytes).await;
+    let outcome = webhooks::deliver(
+        hook,
+        &parts.headers,
+        &body,
+        &app.store,
+        &app.replay,
+        cfg.server.max_session_bytes,
+    )
+    .await;
     let label = match &outcome {
         Ok(o) => o.label(),
         Err(_) => "rejected",
     };
-    app.metrics.webhooks.get_or_create(&crate::metrics::Outcome { outcome: label }).inc();
+    app.metrics
+        .webhooks
+        .get_or_create(&crate::metrics::Outcome { outcome: label })
+        .inc();
     let resp = match outcome {
         Ok(o) => response::json(StatusCode::OK, &json!({ "ok": true, "outcome": o.label() })),
         Err(e) => {
             let status = match &e {
                 webhooks::HookError::Unauthorized => StatusCode::UNAUTHORIZED,
                 webhooks::HookError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
-                webhooks::HookError::Session(crate::session::SessionError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-                webhooks::HookError::Session(crate::session::SessionError::TooLarge(..)) => StatusCode::PAYLOAD_TOO_LARGE,
+                webhooks::HookError::Session(crate::session::SessionError::Unavailable(_)) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                webhooks::HookError::Session(crate::session::SessionError::TooLarge(..)) => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
                 webhooks::HookError::Session(_) => StatusCode::BAD_REQUEST,
             };
             response::error(status, e.code(), &e.to_string())
         }
     };
-    app.metrics.requests.get_or_create(&RouteStatus { route: "_hooks".into(), status: resp.status().as_u16() }).inc();
-    tracing::info!(hook = name, status = resp.status().as_u16(), outcome = label, "webhook");
+    app.metrics
+        .requests
+        .get_or_create(&RouteStatus {
+            route: "_hooks".into(),
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    tracing::info!(
+        hook = name,
+        status = resp.status().as_u16(),
+        outcome = label,
+        "webhook"
+    );
     resp
 }
 
@@ -519,12 +739,26 @@ mod tests {
     #[test]
     fn upstream_paths() {
         let base: Uri = "https://crm.example.com/mcp".parse().unwrap();
-        assert_eq!(upstream_uri(&base, "", None).unwrap().to_string(), "https://crm.example.com/mcp");
-        assert_eq!(upstream_uri(&base, "/x/y", Some("a=1")).unwrap().to_string(), "https://crm.example.com/mcp/x/y?a=1");
+        assert_eq!(
+            upstream_uri(&base, "", None).unwrap().to_string(),
+            "https://crm.example.com/mcp"
+        );
+        assert_eq!(
+            upstream_uri(&base, "/x/y", Some("a=1"))
+                .unwrap()
+                .to_string(),
+            "https://crm.example.com/mcp/x/y?a=1"
+        );
         let root: Uri = "http://127.0.0.1:9/".parse().unwrap();
-        assert_eq!(upstream_uri(&root, "", None).unwrap().to_string(), "http://127.0.0.1:9/");
+        assert_eq!(
+            upstream_uri(&root, "", None).unwrap().to_string(),
+            "http://127.0.0.1:9/"
+        );
         let q: Uri = "http://h/p?k=v".parse().unwrap();
-        assert_eq!(upstream_uri(&q, "/s", Some("a=1")).unwrap().to_string(), "http://h/p/s?k=v&a=1");
+        assert_eq!(
+            upstream_uri(&q, "/s", Some("a=1")).unwrap().to_string(),
+            "http://h/p/s?k=v&a=1"
+        );
     }
 
     #[test]

@@ -46,7 +46,10 @@ mod tests {
     #[test]
     fn removes_listed_and_fixed_hop_by_hop() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, X-Secret-Hop"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, X-Secret-Hop"),
+        );
         h.append("connection", HeaderValue::from_static("x-other"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("x-other", HeaderValue::from_static("1"));

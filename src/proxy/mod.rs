@@ -10,8 +10,8 @@ mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -110,30 +110,41 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         cfg.server.admin_listen = a;
     }
     if cfg.server.admin_token.is_none() && !cfg.server.admin_listen.ip().is_loopback() {
-        return Err(ServeError::AdminExposed(cfg.server.admin_listen, cfg.server.admin_token_env.clone()));
+        return Err(ServeError::AdminExposed(
+            cfg.server.admin_listen,
+            cfg.server.admin_token_env.clone(),
+        ));
     }
     for w in &cfg.warnings {
         tracing::warn!(code = w.code, "{w}");
     }
     if cfg.server.admin_token.is_none() {
-        tracing::warn!("{} is not set: the admin API (loopback only) accepts requests without a token", cfg.server.admin_token_env);
+        tracing::warn!(
+            "{} is not set: the admin API (loopback only) accepts requests without a token",
+            cfg.server.admin_token_env
+        );
     }
-    let store = match &cfg.server.store {
-        StoreKind::Memory => {
-            let m = MemoryStore::new(cfg.server.max_sessions, cfg.server.max_store_bytes);
-            let maint = m.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
-                    maint.run_pending_tasks().await;
-                }
-            });
-            Store::Memory(m)
-        }
-        StoreKind::Redis { .. } => return Err(ServeError::Store("store kind \"redis\" is not available in this build yet; use kind = \"memory\"".into())),
-    };
-    let client = client::build(cfg.server.timeouts.connect).map_err(|e| ServeError::Tls(e.to_string()))?;
+    let store =
+        match &cfg.server.store {
+            StoreKind::Memory => {
+                let m = MemoryStore::new(cfg.server.max_sessions, cfg.server.max_store_bytes);
+                let maint = m.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tick.tick().await;
+                        maint.run_pending_tasks().await;
+                    }
+                });
+                Store::Memory(m)
+            }
+            StoreKind::Redis { .. } => return Err(ServeError::Store(
+                "store kind \"redis\" is not available in this build yet; use kind = \"memory\""
+                    .into(),
+            )),
+        };
+    let client =
+        client::build(cfg.server.timeouts.connect).map_err(|e| ServeError::Tls(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let listen_addr = cfg.server.listen;
     let admin_addr = cfg.server.admin_listen;
@@ -150,12 +161,25 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
     });
-    let public = tokio::net::TcpListener::bind(listen_addr).await.map_err(|e| ServeError::Bind(listen_addr, e))?;
-    let admin = tokio::net::TcpListener::bind(admin_addr).await.map_err(|e| ServeError::Bind(admin_addr, e))?;
-    let listen = public.local_addr().map_err(|e| ServeError::Bind(listen_addr, e))?;
-    let admin_bound = admin.local_addr().map_err(|e| ServeError::Bind(admin_addr, e))?;
+    let public = tokio::net::TcpListener::bind(listen_addr)
+        .await
+        .map_err(|e| ServeError::Bind(listen_addr, e))?;
+    let admin = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| ServeError::Bind(admin_addr, e))?;
+    let listen = public
+        .local_addr()
+        .map_err(|e| ServeError::Bind(listen_addr, e))?;
+    let admin_bound = admin
+        .local_addr()
+        .map_err(|e| ServeError::Bind(admin_addr, e))?;
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_ctx = Arc::new(AdminCtx { store: app.store.clone(), config: config_rx, metrics: metrics.clone(), ready: ready.clone() });
+    let admin_ctx = Arc::new(AdminCtx {
+        store: app.store.clone(),
+        config: config_rx,
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
 
     if opts.watch {
         let tx = config_tx.clone();
@@ -173,10 +197,24 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let done = tokio::spawn(server::run(server::Listeners { public, admin }, app.clone(), admin_ctx, shutdown_rx, shutdown_after, header_read));
+    let done = tokio::spawn(server::run(
+        server::Listeners { public, admin },
+        app.clone(),
+        admin_ctx,
+        shutdown_rx,
+        shutdown_after,
+        header_read,
+    ));
     ready.store(true, Ordering::Relaxed);
     tracing::info!("listening on {listen} (admin on {admin_bound})");
-    Ok(Running { listen, admin: admin_bound, app, shutdown: shutdown_tx, done, _config_tx: config_tx })
+    Ok(Running {
+        listen,
+        admin: admin_bound,
+        app,
+        shutdown: shutdown_tx,
+        done,
+        _config_tx: config_tx,
+    })
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
@@ -192,8 +230,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -22,8 +22,13 @@ pub(super) struct Listeners {
 
 fn builder(header_read: Duration) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(header_read).max_buf_size(64 << 10);
-    b.http2().timer(TokioTimer::new()).max_header_list_size(64 << 10);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read)
+        .max_buf_size(64 << 10);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(64 << 10);
     b
 }
 
@@ -77,7 +82,12 @@ pub(super) async fn run(
         }
     }
     drop(listeners);
-    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
-        tracing::warn!("shutdown deadline of {deadline:?} passed; closing the remaining connections");
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown deadline of {deadline:?} passed; closing the remaining connections"
+        );
     }
 }

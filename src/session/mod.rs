@@ -50,7 +50,13 @@ impl Session {
     /// A new session, sized from its JSON.
     pub fn new(vars: Vars, source: Source, ttl: Duration) -> Self {
         let bytes = approx_size(&Value::Object(vars.as_map().clone()));
-        Self { vars, source, ttl, stored_at: Instant::now(), bytes }
+        Self {
+            vars,
+            source,
+            ttl,
+            stored_at: Instant::now(),
+            bytes,
+        }
     }
 
     /// Time left before it expires.
@@ -110,18 +116,29 @@ pub fn validate(value: Value, max_bytes: usize) -> Result<Vars, SessionError> {
         return Err(SessionError::Invalid("session variables must be a JSON object, e.g. {\"call\": {\"metadata\": {\"token\": \"…\"}}}".into()));
     };
     for k in map.keys() {
-        let ident = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let ident = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ident {
-            return Err(SessionError::Invalid(format!("top-level key `{}` is not a template identifier (letters, digits, `_`, `-`, not starting with a digit)", truncate(k))));
+            return Err(SessionError::Invalid(format!(
+                "top-level key `{}` is not a template identifier (letters, digits, `_`, `-`, not starting with a digit)",
+                truncate(k)
+            )));
         }
         if RESERVED_ROOTS.contains(&k.as_str()) {
-            return Err(SessionError::Invalid(format!("top-level key `{k}` is reserved (session.id, request.*, env.* are set by the proxy)")));
+            return Err(SessionError::Invalid(format!(
+                "top-level key `{k}` is reserved (session.id, request.*, env.* are set by the proxy)"
+            )));
         }
     }
     let v = Value::Object(map);
     if depth(&v) > MAX_DEPTH {
-        return Err(SessionError::Invalid(format!("session variables nest deeper than {MAX_DEPTH} levels")));
+        return Err(SessionError::Invalid(format!(
+            "session variables nest deeper than {MAX_DEPTH} levels"
+        )));
     }
     let size = approx_size(&v);
     if size > max_bytes {
@@ -153,7 +170,12 @@ pub fn approx_size(v: &Value) -> usize {
         Value::Number(_) => 8,
         Value::String(s) => s.len() + 2,
         Value::Array(a) => 2 + a.iter().map(|x| approx_size(x) + 1).sum::<usize>(),
-        Value::Object(o) => 2 + o.iter().map(|(k, x)| k.len() + 4 + approx_size(x)).sum::<usize>(),
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, x)| k.len() + 4 + approx_size(x))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -199,7 +221,14 @@ mod tests {
     #[test]
     fn validation_accepts_objects_and_rejects_the_rest() {
         assert!(validate(json!({"call": {"id": "x"}}), 1000).is_ok());
-        for bad in [json!([1]), json!("s"), json!({"1abc": 1}), json!({"a b": 1}), json!({"session": {}}), json!({"env": 1})] {
+        for bad in [
+            json!([1]),
+            json!("s"),
+            json!({"1abc": 1}),
+            json!({"a b": 1}),
+            json!({"session": {}}),
+            json!({"env": 1}),
+        ] {
             let e = validate(bad, 1000).unwrap_err();
             assert_eq!(e.code(), "session.invalid");
         }
@@ -209,17 +238,28 @@ mod tests {
         for _ in 0..40 {
             deep = json!({"a": deep});
         }
-        assert_eq!(validate(deep, 1 << 20).unwrap_err().code(), "session.invalid");
+        assert_eq!(
+            validate(deep, 1 << 20).unwrap_err().code(),
+            "session.invalid"
+        );
     }
 
     #[test]
     fn deep_merge_merges_objects_and_removes_nulls() {
-        let mut base = json!({"call": {"metadata": {"token": "a", "tenant": "t"}, "id": "1"}, "x": 1});
+        let mut base =
+            json!({"call": {"metadata": {"token": "a", "tenant": "t"}, "id": "1"}, "x": 1});
         let patch = json!({"call": {"metadata": {"token": "b", "tenant": null}}, "y": [1]});
-        let Value::Object(b) = &mut base else { unreachable!() };
-        let Value::Object(p) = patch else { unreachable!() };
+        let Value::Object(b) = &mut base else {
+            unreachable!()
+        };
+        let Value::Object(p) = patch else {
+            unreachable!()
+        };
         deep_merge(b, p);
-        assert_eq!(base, json!({"call": {"metadata": {"token": "b"}, "id": "1"}, "x": 1, "y": [1]}));
+        assert_eq!(
+            base,
+            json!({"call": {"metadata": {"token": "b"}, "id": "1"}, "x": 1, "y": [1]})
+        );
     }
 
     #[test]

@@ -10,14 +10,14 @@
 //! - An entry close to expiry (`refresh_before`) is served and refreshed in
 //!   the background (stale-while-revalidate).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{header, Request, Uri};
-use serde_json::{json, Value};
+use http::{Request, Uri, header};
+use serde_json::{Value, json};
 
-use super::{validate, views, Session, SessionError, SessionStore, Source, Store};
+use super::{Session, SessionError, SessionStore, Source, Store, validate, views};
 use crate::client::HttpClient;
 use crate::config::Resolver;
 use crate::response::{empty, read_limited};
@@ -60,8 +60,14 @@ impl ResolverRuntime {
         Self {
             // Entries live only long enough to coalesce concurrent misses;
             // the session itself goes to the store.
-            inflight: moka::future::Cache::builder().time_to_live(Duration::from_millis(500)).max_capacity(100_000).build(),
-            negative: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(3600)).build(),
+            inflight: moka::future::Cache::builder()
+                .time_to_live(Duration::from_millis(500))
+                .max_capacity(100_000)
+                .build(),
+            negative: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
             client,
             fetches: AtomicU64::new(0),
         }
@@ -74,10 +80,23 @@ impl ResolverRuntime {
 
     /// Fetches `id` (once, however many callers ask at the same time) and
     /// stores it.
-    pub async fn resolve(&self, cfg: &Resolver, env: &Value, id: &str, store: &Store, max_bytes: usize) -> Result<Arc<Session>, ResolveError> {
+    pub async fn resolve(
+        &self,
+        cfg: &Resolver,
+        env: &Value,
+        id: &str,
+        store: &Store,
+        max_bytes: usize,
+    ) -> Result<Arc<Session>, ResolveError> {
         if let Some((until, not_found)) = self.negative.get(id) {
             if until > Instant::now() {
-                return Err(if not_found { ResolveError::NotFound } else { ResolveError::Unavailable("recent fetch failed; retrying after negative_ttl".into()) });
+                return Err(if not_found {
+                    ResolveError::NotFound
+                } else {
+                    ResolveError::Unavailable(
+                        "recent fetch failed; retrying after negative_ttl".into(),
+                    )
+                });
             }
             self.negative.invalidate(id);
         }
@@ -86,7 +105,10 @@ impl ResolverRuntime {
             .inflight
             .try_get_with(key.clone(), async {
                 let s = Arc::new(self.fetch(cfg, env, id, max_bytes).await?);
-                store.put(id, (*s).clone()).await.map_err(|e| ResolveError::Unavailable(e.to_string()))?;
+                store
+                    .put(id, (*s).clone())
+                    .await
+                    .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
                 Ok::<_, ResolveError>(s)
             })
             .await;
@@ -94,7 +116,13 @@ impl ResolverRuntime {
             Ok(s) => Ok(s),
             Err(e) => {
                 let e = (*e).clone();
-                self.negative.insert(key, (Instant::now() + cfg.negative_ttl, matches!(e, ResolveError::NotFound)));
+                self.negative.insert(
+                    key,
+                    (
+                        Instant::now() + cfg.negative_ttl,
+                        matches!(e, ResolveError::NotFound),
+                    ),
+                );
                 Err(e)
             }
         }
@@ -102,7 +130,15 @@ impl ResolverRuntime {
 
     /// Refreshes `id` in the background if `session` came from the resolver
     /// and is within `refresh_before` of expiring.
-    pub fn maybe_refresh(self: &Arc<Self>, cfg: Arc<Resolver>, env: Arc<Value>, id: &str, session: &Session, store: Arc<Store>, max_bytes: usize) {
+    pub fn maybe_refresh(
+        self: &Arc<Self>,
+        cfg: Arc<Resolver>,
+        env: Arc<Value>,
+        id: &str,
+        session: &Session,
+        store: Arc<Store>,
+        max_bytes: usize,
+    ) {
         if session.source != Source::Resolver || session.ttl_left() > cfg.refresh_before {
             return;
         }
@@ -114,16 +150,31 @@ impl ResolverRuntime {
         });
     }
 
-    async fn fetch(&self, cfg: &Resolver, env: &Value, id: &str, max_bytes: usize) -> Result<Session, ResolveError> {
+    async fn fetch(
+        &self,
+        cfg: &Resolver,
+        env: &Value,
+        id: &str,
+        max_bytes: usize,
+    ) -> Result<Session, ResolveError> {
         let scope = json!({ "session": { "id": id }, "env": env });
-        let url = cfg.url.render_string(&scope).map_err(|e| ResolveError::Unavailable(format!("url template: {}", e.code())))?;
-        let uri: Uri = url.parse().map_err(|_| ResolveError::Unavailable("the rendered resolver url is not a URL".into()))?;
+        let url = cfg
+            .url
+            .render_string(&scope)
+            .map_err(|e| ResolveError::Unavailable(format!("url template: {}", e.code())))?;
+        let uri: Uri = url.parse().map_err(|_| {
+            ResolveError::Unavailable("the rendered resolver url is not a URL".into())
+        })?;
         if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.authority().is_none() {
-            return Err(ResolveError::Unavailable("the rendered resolver url is not http(s)".into()));
+            return Err(ResolveError::Unavailable(
+                "the rendered resolver url is not http(s)".into(),
+            ));
         }
         let mut req = Request::builder().method(cfg.method.clone()).uri(uri);
         for (name, t) in &cfg.headers {
-            let v = t.render(&scope).map_err(|e| ResolveError::Unavailable(format!("header `{name}`: {}", e.code())))?;
+            let v = t
+                .render(&scope)
+                .map_err(|e| ResolveError::Unavailable(format!("header `{name}`: {}", e.code())))?;
             req = req.header(name, v);
         }
         let req = req
@@ -140,25 +191,37 @@ impl ResolverRuntime {
             return Err(ResolveError::NotFound);
         }
         if !status.is_success() {
-            return Err(ResolveError::Unavailable(format!("the API answered {}", status.as_u16())));
+            return Err(ResolveError::Unavailable(format!(
+                "the API answered {}",
+                status.as_u16()
+            )));
         }
         let body = tokio::time::timeout(cfg.timeout, read_limited(resp.into_body(), MAX_RESPONSE))
             .await
             .map_err(|_| ResolveError::Unavailable("response body too slow".into()))?
-            .map_err(|_| ResolveError::Unavailable("response body too large or cut short".into()))?;
-        let mut doc: Value = serde_json::from_slice(&body).map_err(|_| ResolveError::Unavailable("the API answered something that is not JSON".into()))?;
+            .map_err(|_| {
+                ResolveError::Unavailable("response body too large or cut short".into())
+            })?;
+        let mut doc: Value = serde_json::from_slice(&body).map_err(|_| {
+            ResolveError::Unavailable("the API answered something that is not JSON".into())
+        })?;
         if let Some(p) = &cfg.pointer {
-            doc = doc.pointer(p).cloned().ok_or_else(|| ResolveError::Unavailable(format!("the response has nothing at `{p}`")))?;
+            doc = doc.pointer(p).cloned().ok_or_else(|| {
+                ResolveError::Unavailable(format!("the response has nothing at `{p}`"))
+            })?;
         }
         if !doc.is_object() {
-            return Err(ResolveError::Unavailable("the API answered JSON that is not an object".into()));
+            return Err(ResolveError::Unavailable(
+                "the API answered JSON that is not an object".into(),
+            ));
         }
         if let Some(platform) = &cfg.platform {
             views::apply(platform, &mut doc);
         }
         let mut vars = serde_json::Map::new();
         vars.insert(cfg.bind.clone(), doc);
-        let vars = validate(Value::Object(vars), max_bytes).map_err(|e: SessionError| ResolveError::Unavailable(e.to_string()))?;
+        let vars = validate(Value::Object(vars), max_bytes)
+            .map_err(|e: SessionError| ResolveError::Unavailable(e.to_string()))?;
         Ok(Session::new(vars, Source::Resolver, cfg.ttl))
     }
 }

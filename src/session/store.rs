@@ -10,18 +10,30 @@ use moka::ops::compute::Op;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-use super::{deep_merge, validate, Session, SessionError, Source};
+use super::{Session, SessionError, Source, deep_merge, validate};
 
 /// What every store does. Implemented by [`MemoryStore`] and dispatched
 /// statically through [`Store`] (no boxing on the hot path).
 pub trait SessionStore: Send + Sync {
     /// The session, if present and not expired.
-    fn get(&self, id: &str) -> impl Future<Output = Result<Option<Arc<Session>>, SessionError>> + Send;
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<Session>>, SessionError>> + Send;
     /// Creates or replaces.
-    fn put(&self, id: &str, session: Session) -> impl Future<Output = Result<(), SessionError>> + Send;
+    fn put(
+        &self,
+        id: &str,
+        session: Session,
+    ) -> impl Future<Output = Result<(), SessionError>> + Send;
     /// Deep-merges `patch` into an existing session, keeping its expiry;
     /// `Ok(false)` if there is none.
-    fn patch(&self, id: &str, patch: Map<String, Value>, max_bytes: usize) -> impl Future<Output = Result<bool, SessionError>> + Send;
+    fn patch(
+        &self,
+        id: &str,
+        patch: Map<String, Value>,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<bool, SessionError>> + Send;
     /// Removes (no error if absent).
     fn delete(&self, id: &str) -> impl Future<Output = Result<(), SessionError>> + Send;
 }
@@ -35,7 +47,11 @@ pub enum Store {
 impl Store {
     /// Waits up to `wait` for `id` to be written (webhook racing the tool
     /// call); returns it if it arrived.
-    pub async fn wait_for(&self, id: &str, wait: Duration) -> Result<Option<Arc<Session>>, SessionError> {
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<Arc<Session>>, SessionError> {
         match self {
             Store::Memory(m) => m.wait_for(id, wait).await,
         }
@@ -65,7 +81,12 @@ impl SessionStore for Store {
             Store::Memory(m) => m.put(id, session).await,
         }
     }
-    async fn patch(&self, id: &str, patch: Map<String, Value>, max_bytes: usize) -> Result<bool, SessionError> {
+    async fn patch(
+        &self,
+        id: &str,
+        patch: Map<String, Value>,
+        max_bytes: usize,
+    ) -> Result<bool, SessionError> {
         match self {
             Store::Memory(m) => m.patch(id, patch, max_bytes).await,
         }
@@ -80,10 +101,21 @@ impl SessionStore for Store {
 struct PerEntryTtl;
 
 impl moka::Expiry<Arc<str>, Arc<Session>> for PerEntryTtl {
-    fn expire_after_create(&self, _k: &Arc<str>, v: &Arc<Session>, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _k: &Arc<str>,
+        v: &Arc<Session>,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(v.ttl_left())
     }
-    fn expire_after_update(&self, _k: &Arc<str>, v: &Arc<Session>, _now: Instant, _d: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _k: &Arc<str>,
+        v: &Arc<Session>,
+        _now: Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
         Some(v.ttl_left())
     }
 }
@@ -124,7 +156,11 @@ impl MemoryStore {
         }
     }
 
-    async fn wait_for(&self, id: &str, wait: Duration) -> Result<Option<Arc<Session>>, SessionError> {
+    async fn wait_for(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<Arc<Session>>, SessionError> {
         let mut rx = self.written.subscribe();
         if let Some(s) = self.cache.get(id).await {
             return Ok(Some(s));
@@ -157,7 +193,12 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn patch(&self, id: &str, patch: Map<String, Value>, max_bytes: usize) -> Result<bool, SessionError> {
+    async fn patch(
+        &self,
+        id: &str,
+        patch: Map<String, Value>,
+        max_bytes: usize,
+    ) -> Result<bool, SessionError> {
         let mut failure = None;
         let result = self
             .cache
@@ -172,7 +213,11 @@ impl SessionStore for MemoryStore {
                         match validate(Value::Object(map), max_bytes) {
                             Ok(vars) => {
                                 let mut s = Session::new(vars, old.source, old.ttl_left());
-                                s.source = if old.source == Source::Resolver { Source::Admin } else { old.source };
+                                s.source = if old.source == Source::Resolver {
+                                    Source::Admin
+                                } else {
+                                    old.source
+                                };
                                 Op::Put(Arc::new(s))
                             }
                             Err(e) => {
@@ -208,7 +253,11 @@ mod tests {
     use serde_json::json;
 
     fn sess(ttl: Duration) -> Session {
-        Session::new(Vars::from_json(json!({"call": {"metadata": {"token": "t"}}})).unwrap(), Source::Admin, ttl)
+        Session::new(
+            Vars::from_json(json!({"call": {"metadata": {"token": "t"}}})).unwrap(),
+            Source::Admin,
+            ttl,
+        )
     }
 
     #[tokio::test]
@@ -224,7 +273,9 @@ mod tests {
     #[tokio::test]
     async fn entries_expire_after_their_own_ttl() {
         let s = MemoryStore::new(100, 1 << 20);
-        s.put("short", sess(Duration::from_millis(50))).await.unwrap();
+        s.put("short", sess(Duration::from_millis(50)))
+            .await
+            .unwrap();
         s.put("long", sess(Duration::from_secs(60))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(120)).await;
         s.run_pending_tasks().await;
@@ -236,7 +287,9 @@ mod tests {
     async fn capacity_evicts_instead_of_growing() {
         let s = MemoryStore::new(50, 1 << 20);
         for i in 0..500 {
-            s.put(&format!("k{i}"), sess(Duration::from_secs(60))).await.unwrap();
+            s.put(&format!("k{i}"), sess(Duration::from_secs(60)))
+                .await
+                .unwrap();
         }
         s.run_pending_tasks().await;
         let n = s.cache.entry_count();
@@ -249,13 +302,23 @@ mod tests {
         let s = MemoryStore::new(100, 1 << 20);
         assert!(!s.patch("none", Map::new(), 1000).await.unwrap());
         s.put("a", sess(Duration::from_secs(60))).await.unwrap();
-        let Value::Object(p) = json!({"call": {"metadata": {"tenant": "acme"}}}) else { unreachable!() };
+        let Value::Object(p) = json!({"call": {"metadata": {"tenant": "acme"}}}) else {
+            unreachable!()
+        };
         assert!(s.patch("a", p, 1000).await.unwrap());
         let got = s.get("a").await.unwrap().unwrap();
-        assert_eq!(Value::Object(got.vars.as_map().clone()), json!({"call": {"metadata": {"token": "t", "tenant": "acme"}}}));
+        assert_eq!(
+            Value::Object(got.vars.as_map().clone()),
+            json!({"call": {"metadata": {"token": "t", "tenant": "acme"}}})
+        );
         assert!(got.ttl_left() <= Duration::from_secs(60));
-        let Value::Object(big) = json!({"x": "y".repeat(2000)}) else { unreachable!() };
-        assert_eq!(s.patch("a", big, 1000).await.unwrap_err().code(), "session.too_large");
+        let Value::Object(big) = json!({"x": "y".repeat(2000)}) else {
+            unreachable!()
+        };
+        assert_eq!(
+            s.patch("a", big, 1000).await.unwrap_err().code(),
+            "session.too_large"
+        );
     }
 
     #[tokio::test]
@@ -268,7 +331,10 @@ mod tests {
         });
         let got = s.wait_for("late", Duration::from_secs(2)).await.unwrap();
         assert!(got.is_some());
-        let none = s.wait_for("never", Duration::from_millis(30)).await.unwrap();
+        let none = s
+            .wait_for("never", Duration::from_millis(30))
+            .await
+            .unwrap();
         assert!(none.is_none());
     }
 }

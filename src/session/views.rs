@@ -20,7 +20,9 @@ pub fn apply(platform: &str, call: &mut Value) {
 
 /// The Vapi `call.metadata` view (see the module docs).
 pub fn vapi_call(call: &mut Value) {
-    let Some(obj) = call.as_object_mut() else { return };
+    let Some(obj) = call.as_object_mut() else {
+        return;
+    };
     let mut merged = match obj.get("metadata") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
@@ -50,7 +52,10 @@ mod tests {
         });
         vapi_call(&mut call);
         assert_eq!(call["metadata"], json!({"token": "vv", "tenant": "acme"}));
-        assert_eq!(call["assistantOverrides"]["metadata"]["token"], "m", "original fields are kept");
+        assert_eq!(
+            call["assistantOverrides"]["metadata"]["token"], "m",
+            "original fields are kept"
+        );
     }
 
     #[test]

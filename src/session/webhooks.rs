@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use hmac::Mac as _;
 use http::HeaderMap;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 
-use super::{validate, views, Session, SessionError, SessionStore, Source, Store};
+use super::{Session, SessionError, SessionStore, Source, Store, validate, views};
 use crate::config::{HmacPlan, Secret, Webhook};
 
 /// What a delivery did.
@@ -87,7 +87,12 @@ impl Default for ReplayGuard {
 impl ReplayGuard {
     /// Keeps delivery fingerprints for `window`.
     pub fn new(window: Duration) -> Self {
-        Self { seen: moka::sync::Cache::builder().max_capacity(200_000).time_to_live(window).build() }
+        Self {
+            seen: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(window)
+                .build(),
+        }
     }
 
     /// True the first time a fingerprint is offered within the window.
@@ -98,7 +103,9 @@ impl ReplayGuard {
 }
 
 fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -134,7 +141,7 @@ fn decode_sig(s: &str, encoding: &str) -> Option<Vec<u8>> {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -168,7 +175,14 @@ fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
 
 /// Vapi: `x-vapi-secret`, a bearer credential, or the HMAC plan. Returns
 /// the delivery fingerprint.
-pub fn verify_vapi(plan: &HmacPlan, secret: &Secret, headers: &HeaderMap, body: &[u8], tolerance: Duration, now: f64) -> Option<[u8; 32]> {
+pub fn verify_vapi(
+    plan: &HmacPlan,
+    secret: &Secret,
+    headers: &HeaderMap,
+    body: &[u8],
+    tolerance: Duration,
+    now: f64,
+) -> Option<[u8; 32]> {
     if let Some(v) = header(headers, "x-vapi-secret") {
         return secret.matches(v.as_bytes()).then(|| fingerprint(&[body]));
     }
@@ -188,7 +202,10 @@ pub fn verify_vapi(plan: &HmacPlan, secret: &Secret, headers: &HeaderMap, body: 
         let mut parts: Vec<&[u8]> = Vec::new();
         let mut rest = plan.payload.as_str();
         while !rest.is_empty() {
-            let next = [rest.find("{timestamp}"), rest.find("{body}")].into_iter().flatten().min();
+            let next = [rest.find("{timestamp}"), rest.find("{body}")]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 None => {
                     parts.push(rest.as_bytes());
@@ -210,14 +227,25 @@ pub fn verify_vapi(plan: &HmacPlan, secret: &Secret, headers: &HeaderMap, body: 
         return ct_eq(&expected, &provided).then(|| fingerprint(&[sig.as_bytes(), body]));
     }
     if let Some(auth) = header(headers, "authorization") {
-        let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")).unwrap_or(auth);
-        return secret.matches(token.as_bytes()).then(|| fingerprint(&[body]));
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .unwrap_or(auth);
+        return secret
+            .matches(token.as_bytes())
+            .then(|| fingerprint(&[body]));
     }
     None
 }
 
 /// Retell: `x-retell-signature: v=<unix ms>,d=<hex hmac-sha256(body + ts)>`.
-pub fn verify_retell(secret: &Secret, headers: &HeaderMap, body: &[u8], tolerance: Duration, now: f64) -> Option<[u8; 32]> {
+pub fn verify_retell(
+    secret: &Secret,
+    headers: &HeaderMap,
+    body: &[u8],
+    tolerance: Duration,
+    now: f64,
+) -> Option<[u8; 32]> {
     let sig = header(headers, "x-retell-signature")?;
     let mut ts = None;
     let mut digest = None;
@@ -238,7 +266,13 @@ pub fn verify_retell(secret: &Secret, headers: &HeaderMap, body: &[u8], toleranc
 }
 
 /// ElevenLabs: `elevenlabs-signature: t=<unix s>,v0=<hex hmac-sha256("t.body")>`.
-pub fn verify_elevenlabs(secret: &Secret, headers: &HeaderMap, body: &[u8], tolerance: Duration, now: f64) -> Option<[u8; 32]> {
+pub fn verify_elevenlabs(
+    secret: &Secret,
+    headers: &HeaderMap,
+    body: &[u8],
+    tolerance: Duration,
+    now: f64,
+) -> Option<[u8; 32]> {
     let sig = header(headers, "elevenlabs-signature")?;
     let mut ts = None;
     let mut digests = Vec::new();
@@ -253,7 +287,11 @@ pub fn verify_elevenlabs(secret: &Secret, headers: &HeaderMap, body: &[u8], tole
     if !within(unix_secs(ts)?, tolerance, now) {
         return None;
     }
-    let expected = mac("sha256", secret.expose().as_bytes(), &[ts.as_bytes(), b".", body]);
+    let expected = mac(
+        "sha256",
+        secret.expose().as_bytes(),
+        &[ts.as_bytes(), b".", body],
+    );
     digests
         .iter()
         .any(|d| hex_decode(d).is_some_and(|p| ct_eq(&expected, &p)))
@@ -283,7 +321,9 @@ pub enum Action {
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
-    v.pointer(ptr).and_then(Value::as_str).filter(|s| !s.is_empty())
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Interprets a platform payload (pure: no I/O).
@@ -291,8 +331,10 @@ pub fn interpret(platform: &str, payload: &Value) -> Result<Action, HookError> {
     let bad = |m: &str| HookError::InvalidPayload(m.to_string());
     match platform {
         "retell" => {
-            let event = str_at(payload, "/event").ok_or_else(|| bad("Retell webhook without `event`"))?;
-            let id = str_at(payload, "/call/call_id").ok_or_else(|| bad("Retell webhook without `call.call_id`"))?;
+            let event =
+                str_at(payload, "/event").ok_or_else(|| bad("Retell webhook without `event`"))?;
+            let id = str_at(payload, "/call/call_id")
+                .ok_or_else(|| bad("Retell webhook without `call.call_id`"))?;
             Ok(match event {
                 "call_ended" | "call_analyzed" => Action::Purge(id.to_string()),
                 "call_started" => Action::Store(id.to_string(), json!({ "call": payload["call"] })),
@@ -300,21 +342,31 @@ pub fn interpret(platform: &str, payload: &Value) -> Result<Action, HookError> {
             })
         }
         "elevenlabs" => {
-            let kind = str_at(payload, "/type").ok_or_else(|| bad("ElevenLabs webhook without `type`"))?;
+            let kind =
+                str_at(payload, "/type").ok_or_else(|| bad("ElevenLabs webhook without `type`"))?;
             let id = str_at(payload, "/data/conversation_id");
             Ok(match (kind, id) {
-                ("post_call_transcription" | "post_call_audio" | "call_initiation_failure", Some(id)) => Action::Purge(id.to_string()),
-                (_, None) if kind.starts_with("post_call") => return Err(bad("ElevenLabs webhook without `data.conversation_id`")),
+                (
+                    "post_call_transcription" | "post_call_audio" | "call_initiation_failure",
+                    Some(id),
+                ) => Action::Purge(id.to_string()),
+                (_, None) if kind.starts_with("post_call") => {
+                    return Err(bad("ElevenLabs webhook without `data.conversation_id`"));
+                }
                 _ => Action::Ignore,
             })
         }
         _ => {
-            let msg = payload.get("message").ok_or_else(|| bad("Vapi server message without `message`"))?;
-            let kind = str_at(msg, "/type").ok_or_else(|| bad("Vapi server message without `message.type`"))?;
+            let msg = payload
+                .get("message")
+                .ok_or_else(|| bad("Vapi server message without `message`"))?;
+            let kind = str_at(msg, "/type")
+                .ok_or_else(|| bad("Vapi server message without `message.type`"))?;
             let Some(id) = str_at(msg, "/call/id") else {
                 return Ok(Action::Ignore);
             };
-            let ended = kind == "end-of-call-report" || (kind == "status-update" && str_at(msg, "/status") == Some("ended"));
+            let ended = kind == "end-of-call-report"
+                || (kind == "status-update" && str_at(msg, "/status") == Some("ended"));
             if ended {
                 return Ok(Action::Purge(id.to_string()));
             }
@@ -330,9 +382,17 @@ pub fn interpret(platform: &str, payload: &Value) -> Result<Action, HookError> {
 }
 
 /// Handles one verified-or-not delivery end to end.
-pub async fn deliver(hook: &Webhook, headers: &HeaderMap, body: &[u8], store: &Store, replay: &ReplayGuard, max_session_bytes: usize) -> Result<HookOutcome, HookError> {
+pub async fn deliver(
+    hook: &Webhook,
+    headers: &HeaderMap,
+    body: &[u8],
+    store: &Store,
+    replay: &ReplayGuard,
+    max_session_bytes: usize,
+) -> Result<HookOutcome, HookError> {
     let fp = verify(hook, headers, body).ok_or(HookError::Unauthorized)?;
-    let payload: Value = serde_json::from_slice(body).map_err(|_| HookError::InvalidPayload("body is not JSON".into()))?;
+    let payload: Value = serde_json::from_slice(body)
+        .map_err(|_| HookError::InvalidPayload("body is not JSON".into()))?;
     let action = interpret(&hook.platform, &payload)?;
     if !replay.first_time(fp) {
         return Ok(HookOutcome::Replayed);
@@ -345,7 +405,9 @@ pub async fn deliver(hook: &Webhook, headers: &HeaderMap, body: &[u8], store: &S
         }
         Action::Store(id, vars) => {
             let vars = validate(vars, max_session_bytes)?;
-            store.put(&id, Session::new(vars, Source::Webhook, hook.ttl)).await?;
+            store
+                .put(&id, Session::new(vars, Source::Webhook, hook.ttl))
+                .await?;
             Ok(HookOutcome::Stored)
         }
     }
@@ -367,7 +429,11 @@ pub fn sign_elevenlabs(secret: &str, body: &[u8], ts: u64) -> String {
 
 /// Signs with a Vapi HMAC plan's defaults: hex HMAC-SHA256 of `ts.body`.
 pub fn sign_vapi(secret: &str, body: &[u8], ts: &str) -> String {
-    hex(&mac("sha256", secret.as_bytes(), &[ts.as_bytes(), b".", body]))
+    hex(&mac(
+        "sha256",
+        secret.as_bytes(),
+        &[ts.as_bytes(), b".", body],
+    ))
 }
 
 fn hex(b: &[u8]) -> String {
@@ -406,18 +472,30 @@ mod tests {
         let body = br#"{"message":{"type":"status-update"}}"#;
         let now = 1_700_000_000.0;
         let ts = "1700000000";
-        let good = hm(&[("x-signature", sign_vapi("whsec", body, ts)), ("x-timestamp", ts.into())]);
+        let good = hm(&[
+            ("x-signature", sign_vapi("whsec", body, ts)),
+            ("x-timestamp", ts.into()),
+        ]);
         assert!(verify_vapi(&plan(), &s, &good, body, TOL, now).is_some());
         assert!(verify_vapi(&plan(), &s, &good, b"tampered", TOL, now).is_none());
-        assert!(verify_vapi(&plan(), &s, &good, body, TOL, now + 3600.0).is_none(), "stale timestamp");
-        let wrong = hm(&[("x-signature", sign_vapi("other", body, ts)), ("x-timestamp", ts.into())]);
+        assert!(
+            verify_vapi(&plan(), &s, &good, body, TOL, now + 3600.0).is_none(),
+            "stale timestamp"
+        );
+        let wrong = hm(&[
+            ("x-signature", sign_vapi("other", body, ts)),
+            ("x-timestamp", ts.into()),
+        ]);
         assert!(verify_vapi(&plan(), &s, &wrong, body, TOL, now).is_none());
         assert!(verify_vapi(&plan(), &s, &HeaderMap::new(), body, TOL, now).is_none());
         let mut p = plan();
         p.encoding = "base64".into();
         p.prefix = "sha256=".into();
         let raw = mac("sha256", b"whsec", &[ts.as_bytes(), b".", body]);
-        let b64 = format!("sha256={}", base64::engine::general_purpose::STANDARD.encode(raw));
+        let b64 = format!(
+            "sha256={}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        );
         let h = hm(&[("x-signature", b64), ("x-timestamp", ts.into())]);
         assert!(verify_vapi(&p, &s, &h, body, TOL, now).is_some());
     }
@@ -425,10 +503,50 @@ mod tests {
     #[test]
     fn vapi_secret_and_bearer_forms() {
         let s = Secret::new("shh");
-        assert!(verify_vapi(&plan(), &s, &hm(&[("x-vapi-secret", "shh".into())]), b"{}", TOL, 0.0).is_some());
-        assert!(verify_vapi(&plan(), &s, &hm(&[("x-vapi-secret", "nope".into())]), b"{}", TOL, 0.0).is_none());
-        assert!(verify_vapi(&plan(), &s, &hm(&[("authorization", "Bearer shh".into())]), b"{}", TOL, 0.0).is_some());
-        assert!(verify_vapi(&plan(), &s, &hm(&[("authorization", "Bearer sh".into())]), b"{}", TOL, 0.0).is_none());
+        assert!(
+            verify_vapi(
+                &plan(),
+                &s,
+                &hm(&[("x-vapi-secret", "shh".into())]),
+                b"{}",
+                TOL,
+                0.0
+            )
+            .is_some()
+        );
+        assert!(
+            verify_vapi(
+                &plan(),
+                &s,
+                &hm(&[("x-vapi-secret", "nope".into())]),
+                b"{}",
+                TOL,
+                0.0
+            )
+            .is_none()
+        );
+        assert!(
+            verify_vapi(
+                &plan(),
+                &s,
+                &hm(&[("authorization", "Bearer shh".into())]),
+                b"{}",
+                TOL,
+                0.0
+            )
+            .is_some()
+        );
+        assert!(
+            verify_vapi(
+                &plan(),
+                &s,
+                &hm(&[("authorization", "Bearer sh".into())]),
+                b"{}",
+                TOL,
+                0.0
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -438,7 +556,10 @@ mod tests {
         let ms = 1_700_000_000_000u64;
         let h = hm(&[("x-retell-signature", sign_retell("key_abc", body, ms))]);
         assert!(verify_retell(&s, &h, body, TOL, 1_700_000_010.0).is_some());
-        assert!(verify_retell(&s, &h, body, TOL, 1_700_001_000.0).is_none(), "outside 5 minutes");
+        assert!(
+            verify_retell(&s, &h, body, TOL, 1_700_001_000.0).is_none(),
+            "outside 5 minutes"
+        );
         assert!(verify_retell(&s, &h, b"{}", TOL, 1_700_000_010.0).is_none());
     }
 
@@ -446,9 +567,16 @@ mod tests {
     fn elevenlabs_signature() {
         let s = Secret::new("wsec");
         let body = br#"{"type":"post_call_transcription","data":{"conversation_id":"conv1"}}"#;
-        let h = hm(&[("elevenlabs-signature", sign_elevenlabs("wsec", body, 1_700_000_000))]);
-        assert!(verify_elevenlabs(&s, &h, body, Duration::from_secs(1800), 1_700_000_100.0).is_some());
-        assert!(verify_elevenlabs(&s, &h, body, Duration::from_secs(1800), 1_700_010_000.0).is_none());
+        let h = hm(&[(
+            "elevenlabs-signature",
+            sign_elevenlabs("wsec", body, 1_700_000_000),
+        )]);
+        assert!(
+            verify_elevenlabs(&s, &h, body, Duration::from_secs(1800), 1_700_000_100.0).is_some()
+        );
+        assert!(
+            verify_elevenlabs(&s, &h, body, Duration::from_secs(1800), 1_700_010_000.0).is_none()
+        );
     }
 
     #[test]
@@ -461,14 +589,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let ended = json!({"message": {"type": "status-update", "status": "ended", "call": {"id": "c1"}}});
-        assert_eq!(interpret("vapi", &ended).unwrap(), Action::Purge("c1".into()));
+        let ended =
+            json!({"message": {"type": "status-update", "status": "ended", "call": {"id": "c1"}}});
+        assert_eq!(
+            interpret("vapi", &ended).unwrap(),
+            Action::Purge("c1".into())
+        );
         let eocr = json!({"message": {"type": "end-of-call-report", "call": {"id": "c1"}}});
-        assert_eq!(interpret("vapi", &eocr).unwrap(), Action::Purge("c1".into()));
+        assert_eq!(
+            interpret("vapi", &eocr).unwrap(),
+            Action::Purge("c1".into())
+        );
         assert!(interpret("vapi", &json!({"x": 1})).is_err());
         let r = json!({"event": "call_ended", "call": {"call_id": "r1"}});
         assert_eq!(interpret("retell", &r).unwrap(), Action::Purge("r1".into()));
         let e = json!({"type": "post_call_transcription", "data": {"conversation_id": "e1"}});
-        assert_eq!(interpret("elevenlabs", &e).unwrap(), Action::Purge("e1".into()));
+        assert_eq!(
+            interpret("elevenlabs", &e).unwrap(),
+            Action::Purge("e1".into())
+        );
     }
 }

@@ -46,7 +46,12 @@ fn parser() -> Result<&'static liquid::Parser, TemplateError> {
                 .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| TemplateError::new(ErrorKind::Syntax, format!("template engine failed to start: {e}")))
+        .map_err(|e| {
+            TemplateError::new(
+                ErrorKind::Syntax,
+                format!("template engine failed to start: {e}"),
+            )
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,9 +135,15 @@ pub(crate) fn compile(src: &str) -> Result<Compiled, TemplateError> {
     let liquid = parser()?.parse(&t.out).map_err(|e| {
         // Only template text appears in `liquid`'s parse errors.
         let msg = e.to_string();
-        let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid syntax");
-        TemplateError::new(ErrorKind::Syntax, format!("invalid Liquid: {}", first.trim()))
-            .at(src, Span::new(0, 0))
+        let first = msg
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid syntax");
+        TemplateError::new(
+            ErrorKind::Syntax,
+            format!("invalid Liquid: {}", first.trim()),
+        )
+        .at(src, Span::new(0, 0))
     })?;
     let fast = (t.fast_ok && !t.has_tags).then_some(t.fast);
     Ok(Compiled {
@@ -187,6 +198,12 @@ impl<'s> Translator<'s> {
     }
 
     fn check_filters(&self, fv: &FilteredValue) -> Result<(), TemplateError> {
+        let ranges = std::iter::once(&fv.value).chain(fv.filters.iter().flat_map(|f| f.args.iter()));
+        for op in ranges {
+            if let Operand::Range { span, .. } = op {
+                return Err(TemplateError::new(ErrorKind::Syntax, "a range `(a..b)` is only allowed as a `for` collection").at(self.src, *span));
+            }
+        }
         for f in &fv.filters {
             if !PUBLIC_FILTERS.contains(&f.name.as_str()) {
                 let hint = if INTERNAL_FILTERS.contains(&f.name.as_str()) {
@@ -206,7 +223,10 @@ impl<'s> Translator<'s> {
             if f.args.is_empty() && filters::REQUIRES_ARGUMENT.contains(&f.name.as_str()) {
                 return Err(TemplateError::new(
                     ErrorKind::Syntax,
-                    format!("filter `{}` needs an argument, e.g. `| {}: \"text\"`", f.name, f.name),
+                    format!(
+                        "filter `{}` needs an argument, e.g. `| {}: \"text\"`",
+                        f.name, f.name
+                    ),
                 )
                 .at(self.src, f.name_span));
             }
@@ -218,13 +238,13 @@ impl<'s> Translator<'s> {
     fn check_args(&mut self, fv: &FilteredValue) {
         for f in &fv.filters {
             for a in &f.args {
-                if let Some(id) = self.new_ref(a) {
-                    if let Operand::Path { span, .. } = a {
-                        let text = &self.src[span.start..span.end];
-                        self.out.push_str(&format!(
-                            "{{{{nil|hg_at:{id}}}}}{{{{ {text} | hg_defined | hg_void }}}}"
-                        ));
-                    }
+                if let Some(id) = self.new_ref(a)
+                    && let Operand::Path { span, .. } = a
+                {
+                    let text = &self.src[span.start..span.end];
+                    self.out.push_str(&format!(
+                        "{{{{nil|hg_at:{id}}}}}{{{{ {text} | hg_defined | hg_void }}}}"
+                    ));
                 }
             }
         }
@@ -269,7 +289,11 @@ impl<'s> Translator<'s> {
         let value_text = &self.src[inner.start..fv.value_end];
         let rest = &self.src[fv.value_end..inner.end];
         let at = id.map_or(u32::MAX, |i| i);
-        let check = if !lenient && id.is_some() { " | hg_defined" } else { "" };
+        let check = if !lenient && id.is_some() {
+            " | hg_defined"
+        } else {
+            ""
+        };
         self.out.push_str(&format!(
             "{{{{nil|hg_at:{at}}}}}{{{{ {value_text}{check} {rest} | hg_out }}}}"
         ));
@@ -319,12 +343,15 @@ impl<'s> Translator<'s> {
             } else {
                 Err(TemplateError::new(
                     ErrorKind::Syntax,
-                    format!("`{name_s}` is only allowed inside {}", match allowed {
-                        [Block::If, Block::Unless] => "`if` or `unless`",
-                        [Block::Case] => "`case`",
-                        [Block::For] => "`for`",
-                        _ => "`if`, `unless`, `case` or `for`",
-                    }),
+                    format!(
+                        "`{name_s}` is only allowed inside {}",
+                        match allowed {
+                            [Block::If, Block::Unless] => "`if` or `unless`",
+                            [Block::Case] => "`case`",
+                            [Block::For] => "`for`",
+                            _ => "`if`, `unless`, `case` or `for`",
+                        }
+                    ),
                 )
                 .at(self.src, span))
             }
@@ -339,11 +366,14 @@ impl<'s> Translator<'s> {
         match name_s {
             "if" | "unless" | "case" => {
                 self.validate_operands(args)?;
-                open(stack, match name_s {
-                    "if" => Block::If,
-                    "unless" => Block::Unless,
-                    _ => Block::Case,
-                })?;
+                open(
+                    stack,
+                    match name_s {
+                        "if" => Block::If,
+                        "unless" => Block::Unless,
+                        _ => Block::Case,
+                    },
+                )?;
                 plain(self);
             }
             "elsif" => {
@@ -380,8 +410,11 @@ impl<'s> Translator<'s> {
                 let mut p = Parser::new(self.src, args)?;
                 let var = p.ident()?;
                 if !p.eat_assign() {
-                    return Err(TemplateError::new(ErrorKind::Syntax, "expected `=` in `assign name = value`")
-                        .at(self.src, args));
+                    return Err(TemplateError::new(
+                        ErrorKind::Syntax,
+                        "expected `=` in `assign name = value`",
+                    )
+                    .at(self.src, args));
                 }
                 let fv = p.filtered_value()?;
                 p.expect_end("the assigned value")?;
@@ -403,23 +436,33 @@ impl<'s> Translator<'s> {
                 let mut p = Parser::new(self.src, args)?;
                 let var = p.ident()?;
                 if !p.eat_ident("in") {
-                    return Err(TemplateError::new(ErrorKind::Syntax, "expected `in` in `for item in collection`")
-                        .at(self.src, args));
+                    return Err(TemplateError::new(
+                        ErrorKind::Syntax,
+                        "expected `in` in `for item in collection`",
+                    )
+                    .at(self.src, args));
                 }
                 let coll = p.operand()?;
                 p.rest_operands()?;
-                if let Some(id) = self.new_ref(&coll) {
-                    if let Operand::Path { span, .. } = &coll {
-                        let text = &self.src[span.start..span.end];
-                        self.out.push_str(&format!(
-                            "{{{{nil|hg_at:{id}}}}}{{{{ {text} | hg_defined | hg_void }}}}"
-                        ));
-                    }
+                if let Operand::Range { lo, hi, .. } = &coll {
+                    // `liquid` materialises ranges: check the size first.
+                    let (lo, hi) = (&self.src[lo.start..lo.end], &self.src[hi.start..hi.end]);
+                    self.out.push_str(&format!("{{{{ {hi} | hg_range: {lo} }}}}"));
+                }
+                if let Some(id) = self.new_ref(&coll)
+                    && let Operand::Path { span, .. } = &coll
+                {
+                    let text = &self.src[span.start..span.end];
+                    self.out.push_str(&format!(
+                        "{{{{nil|hg_at:{id}}}}}{{{{ {text} | hg_defined | hg_void }}}}"
+                    ));
                 }
                 self.locals.push(var);
                 self.locals.push("forloop".into());
                 open(stack, Block::For)?;
                 plain(self);
+                // Every iteration spends fuel: loops cannot run away.
+                self.out.push_str("{{nil|hg_tick}}");
             }
             "break" | "continue" => {
                 if !stack.iter().any(|(b, _)| *b == Block::For) {
@@ -467,10 +510,11 @@ impl<'s> Translator<'s> {
     fn validate_operands(&mut self, args: Span) -> Result<(), TemplateError> {
         let mut p = Parser::new(self.src, args)?;
         for op in p.rest_operands()? {
-            if let Operand::Path { root, .. } = &op {
-                if !self.locals.contains(root) && !self.roots.contains(root) {
-                    self.roots.push(root.clone());
-                }
+            if let Operand::Path { root, .. } = &op
+                && !self.locals.contains(root)
+                && !self.roots.contains(root)
+            {
+                self.roots.push(root.clone());
             }
         }
         Ok(())

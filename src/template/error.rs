@@ -162,7 +162,10 @@ impl TemplateError {
     pub fn display_with_source(&self) -> String {
         let mut out = self.to_string();
         if let (Some(line), true) = (&self.repr.source_line, self.repr.column > 0) {
-            let shown: String = line.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
+            let shown: String = line
+                .chars()
+                .map(|c| if c == '\t' { ' ' } else { c })
+                .collect();
             out.push_str("\n  ");
             out.push_str(&shown);
             out.push_str("\n  ");

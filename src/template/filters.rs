@@ -23,9 +23,9 @@ use liquid_core::{Error, Filter, Result};
 use sha2::Digest as _;
 
 use super::error::ErrorKind;
-use super::value::{js_number, stringify_view, take_miss, view_to_json};
 #[cfg(test)]
 use super::value::stringify_scalar;
+use super::value::{js_number, stringify_view, take_miss, view_to_json};
 
 /// Why the last render stopped, recorded by the internal filters (rendering
 /// is synchronous, so a thread-local is exact).
@@ -35,12 +35,21 @@ pub(crate) struct Failure {
     pub message: &'static str,
 }
 
+/// Loop iterations one render may run (all loops together).
+pub(crate) const MAX_ITERATIONS: u32 = 10_000;
+/// Largest range a `for` may walk.
+pub(crate) const MAX_RANGE: f64 = 10_000.0;
+/// Largest string or array any filter may produce.
+pub(crate) const MAX_VALUE_BYTES: usize = 256 << 10;
+
 thread_local! {
+    static TICKS: Cell<u32> = const { Cell::new(0) };
     static CURRENT: Cell<u32> = const { Cell::new(u32::MAX) };
     static FAILURE: Cell<Option<Failure>> = const { Cell::new(None) };
 }
 
 pub(crate) fn reset_state() {
+    TICKS.with(|t| t.set(0));
     CURRENT.with(|c| c.set(u32::MAX));
     FAILURE.with(|f| f.set(None));
     take_miss();
@@ -120,7 +129,7 @@ pub(crate) const PUBLIC_FILTERS: &[&str] = &[
 pub(crate) const REQUIRES_ARGUMENT: &[&str] = &["append", "prepend"];
 
 /// Internal filters the compiler inserts.
-pub(crate) const INTERNAL_FILTERS: &[&str] = &["hg_at", "hg_defined", "hg_void", "hg_out"];
+pub(crate) const INTERNAL_FILTERS: &[&str] = &["hg_at", "hg_defined", "hg_void", "hg_out", "hg_range", "hg_tick"];
 
 /// Registers our filters on a `liquid` parser builder (after the stdlib, so
 /// ours replace its same-named ones).
@@ -156,10 +165,8 @@ impl FilterReflection for JsFilter {
 impl ParseFilter for JsFilter {
     fn parse(&self, arguments: FilterArguments<'_>) -> Result<Box<dyn Filter>> {
         let args: Vec<Expression> = arguments.positional.collect();
-        let kwargs: Vec<(String, Expression)> = arguments
-            .keyword
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let kwargs: Vec<(String, Expression)> =
+            arguments.keyword.map(|(k, v)| (k.to_string(), v)).collect();
         Ok(Box::new(Applied {
             name: self.name,
             args,
@@ -245,7 +252,8 @@ fn number(n: f64) -> Value {
 }
 
 fn is_falsy(v: &dyn ValueView) -> bool {
-    v.is_nil() || matches!(v.as_scalar(), Some(sc) if sc.type_name() == "boolean" && sc.to_bool() == Some(false))
+    v.is_nil()
+        || matches!(v.as_scalar(), Some(sc) if sc.type_name() == "boolean" && sc.to_bool() == Some(false))
 }
 
 fn is_string(v: &dyn ValueView) -> bool {
@@ -306,7 +314,8 @@ fn decode_uri_component(s: &str) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let ok = b.len() >= i + 3 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+            let ok =
+                b.len() >= i + 3 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
             if !ok {
                 return None;
             }
@@ -345,9 +354,7 @@ fn ordered_cmp(a: &Value, b: &Value, fold: bool) -> std::cmp::Ordering {
         _ => {}
     }
     let (sa, sb) = (a.as_scalar(), b.as_scalar());
-    let numeric = |x: &Option<ScalarCow<'_>>| {
-        matches!(x, Some(sc) if matches!(sc.type_name(), "whole number" | "fractional number"))
-    };
+    let numeric = |x: &Option<ScalarCow<'_>>| matches!(x, Some(sc) if matches!(sc.type_name(), "whole number" | "fractional number"));
     if !fold && numeric(&sa) && numeric(&sb) {
         return num(a).partial_cmp(&num(b)).unwrap_or(Equal);
     }
@@ -370,7 +377,11 @@ fn read_path(item: &Value, prop: &str) -> Value {
                 "size" => Some(Value::scalar(a.size())),
                 "first" => a.first().map(|v| v.to_value()),
                 "last" => a.last().map(|v| v.to_value()),
-                _ => key.parse::<i64>().ok().and_then(|i| a.get(i)).map(|v| v.to_value()),
+                _ => key
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|i| a.get(i))
+                    .map(|v| v.to_value()),
             }
         } else if is_string(&cur) && key == "size" {
             Some(Value::scalar(utf16_len(&s(&cur)) as i64))
@@ -470,15 +481,22 @@ fn write_json(v: &serde_json::Value, indent: usize, depth: usize, out: &mut Stri
 
 /// LiquidJS `isBase64` followed by a lenient decode.
 fn base64_decode(t: &str) -> Option<String> {
-    let mut s: String = t.chars().filter(|c| !matches!(c, '\t' | '\n' | '\u{c}' | '\r' | ' ')).collect();
-    if s.len() % 4 == 0 {
+    let mut s: String = t
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\u{c}' | '\r' | ' '))
+        .collect();
+    if s.len().is_multiple_of(4) {
         if s.ends_with("==") {
             s.truncate(s.len() - 2);
         } else if s.ends_with('=') {
             s.truncate(s.len() - 1);
         }
     }
-    if s.len() % 4 == 1 || !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/') {
+    if s.len() % 4 == 1
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+    {
         return None;
     }
     let engine = base64::engine::GeneralPurpose::new(
@@ -492,7 +510,12 @@ fn base64_decode(t: &str) -> Option<String> {
 }
 
 fn strip_html(st: &str) -> String {
-    let blocks: [(&str, &str); 4] = [("<script", "</script>"), ("<style", "</style>"), ("<!--", "-->"), ("<", ">")];
+    let blocks: [(&str, &str); 4] = [
+        ("<script", "</script>"),
+        ("<style", "</style>"),
+        ("<!--", "-->"),
+        ("<", ">"),
+    ];
     let mut alive = [true; 4];
     let mut out = String::new();
     let mut i = 0;
@@ -534,7 +557,7 @@ fn round(v: f64, places: f64) -> f64 {
         format!("{m}e{}", p + e).parse().unwrap_or(f64::NAN)
     }
     let scaled = shift(v.abs(), places);
-    if !(scaled <= 9007199254740991.0) {
+    if scaled.is_nan() || scaled > 9007199254740991.0 {
         return v;
     }
     let r = shift((scaled + 0.5).floor(), -places);
@@ -547,6 +570,21 @@ impl Filter for Applied {
         for a in &self.args {
             args.push(a.evaluate(runtime)?.to_value());
         }
+        let out = self.apply(input, runtime, &args)?;
+        let too_big = match &out {
+            Value::Scalar(sc) => sc.to_kstr().len() > MAX_VALUE_BYTES,
+            Value::Array(a) => a.len() > MAX_VALUE_BYTES / 8,
+            _ => false,
+        };
+        if too_big {
+            return Err(fail(ErrorKind::RenderFailed, "a filter produced a value larger than 256 KiB"));
+        }
+        Ok(out)
+    }
+}
+
+impl Applied {
+    fn apply(&self, input: &dyn ValueView, runtime: &dyn Runtime, args: &[Value]) -> Result<Value> {
         let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Nil);
         let sarg = |i: usize| args.get(i).map(|a| s(a)).unwrap_or_default();
         let has_arg = |i: usize| args.get(i).is_some_and(|a| !a.is_nil());
@@ -554,6 +592,24 @@ impl Filter for Applied {
         let st = || s(input);
         Ok(match self.name {
             // Internal.
+            "hg_tick" => {
+                let t = TICKS.with(|t| {
+                    let v = t.get() + 1;
+                    t.set(v);
+                    v
+                });
+                if t > MAX_ITERATIONS {
+                    return Err(fail(ErrorKind::RenderFailed, "loops ran more than 10000 iterations"));
+                }
+                Value::Nil
+            }
+            "hg_range" => {
+                let span = n() - num(&arg(0));
+                if span > MAX_RANGE {
+                    return Err(fail(ErrorKind::RenderFailed, "a `for` range is longer than 10000"));
+                }
+                Value::Nil
+            }
             "hg_at" => {
                 let id = args.first().map_or(u32::MAX, |a| num(a) as u32);
                 CURRENT.with(|c| c.set(id));
@@ -603,7 +659,9 @@ impl Filter for Applied {
             }
             "strip" | "lstrip" | "rstrip" => {
                 let t = st();
-                let chars: Option<Vec<char>> = has_arg(0).then(|| sarg(0).chars().collect()).filter(|c: &Vec<char>| !c.is_empty());
+                let chars: Option<Vec<char>> = has_arg(0)
+                    .then(|| sarg(0).chars().collect())
+                    .filter(|c: &Vec<char>| !c.is_empty());
                 let left = self.name != "rstrip";
                 let right = self.name != "lstrip";
                 let mut r: &str = &t;
@@ -632,7 +690,11 @@ impl Filter for Applied {
             "remove_first" | "replace_first" => {
                 let t = st();
                 let pat = sarg(0);
-                let rep = if self.name == "remove_first" { String::new() } else { sarg(1) };
+                let rep = if self.name == "remove_first" {
+                    String::new()
+                } else {
+                    sarg(1)
+                };
                 Value::scalar(t.replacen(&pat, &rep, 1))
             }
             "split" => {
@@ -650,7 +712,11 @@ impl Filter for Applied {
             "truncate" => {
                 let t = st();
                 let l = if has_arg(0) { num(&arg(0)) } else { 50.0 };
-                let o = if args.len() > 1 { sarg(1) } else { "...".to_string() };
+                let o = if args.len() > 1 {
+                    sarg(1)
+                } else {
+                    "...".to_string()
+                };
                 let cps = t.chars().count();
                 if (cps as f64) <= l {
                     input.to_value()
@@ -662,13 +728,22 @@ impl Filter for Applied {
             "truncatewords" => {
                 let t = st();
                 let mut words = if has_arg(0) { num(&arg(0)) } else { 15.0 };
-                let o = if args.len() > 1 { sarg(1) } else { "...".to_string() };
+                let o = if args.len() > 1 {
+                    sarg(1)
+                } else {
+                    "...".to_string()
+                };
                 let arr: Vec<&str> = split_ws(js_trim_start(&t));
                 if words <= 0.0 {
                     words = 1.0;
                 }
                 let words = words as usize;
-                let mut ret = arr.iter().take(words).copied().collect::<Vec<_>>().join(" ");
+                let mut ret = arr
+                    .iter()
+                    .take(words)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 if arr.len() >= words {
                     ret.push_str(&o);
                 }
@@ -677,13 +752,27 @@ impl Filter for Applied {
             "url_encode" => Value::scalar(encode_uri_component(&st()).replace("%20", "+")),
             "url_decode" => match decode_uri_component(&st().replace('+', " ")) {
                 Some(d) => Value::scalar(d),
-                None => return Err(fail(ErrorKind::RenderFailed, "url_decode: malformed percent-encoding")),
+                None => {
+                    return Err(fail(
+                        ErrorKind::RenderFailed,
+                        "url_decode: malformed percent-encoding",
+                    ));
+                }
             },
-            "base64_encode" => Value::scalar(base64::engine::general_purpose::STANDARD.encode(st())),
-            "base64_url_safe_encode" => Value::scalar(base64::engine::general_purpose::URL_SAFE.encode(st())),
+            "base64_encode" => {
+                Value::scalar(base64::engine::general_purpose::STANDARD.encode(st()))
+            }
+            "base64_url_safe_encode" => {
+                Value::scalar(base64::engine::general_purpose::URL_SAFE.encode(st()))
+            }
             "base64_decode" => match base64_decode(&st()) {
                 Some(d) => Value::scalar(d),
-                None => return Err(fail(ErrorKind::RenderFailed, "base64_decode: input is not base64")),
+                None => {
+                    return Err(fail(
+                        ErrorKind::RenderFailed,
+                        "base64_decode: input is not base64",
+                    ));
+                }
             },
             "sha256" => Value::scalar(hex(&sha2::Sha256::digest(st().as_bytes()))),
             "hmac_sha256" => {
@@ -695,7 +784,11 @@ impl Filter for Applied {
                 Value::scalar(hex(&mac.finalize().into_bytes()))
             }
             "json" => {
-                let indent = if has_arg(0) { num(&arg(0)).clamp(0.0, 10.0) as usize } else { 0 };
+                let indent = if has_arg(0) {
+                    num(&arg(0)).clamp(0.0, 10.0) as usize
+                } else {
+                    0
+                };
                 Value::scalar(json_string(input, indent))
             }
 
@@ -713,7 +806,11 @@ impl Filter for Applied {
                 } else {
                     is_falsy(input)
                 };
-                if use_default { arg(0) } else { input.to_value() }
+                if use_default {
+                    arg(0)
+                } else {
+                    input.to_value()
+                }
             }
             "size" => {
                 if is_string(input) {
@@ -732,7 +829,9 @@ impl Filter for Applied {
                 } else if is_string(input) {
                     let t: Vec<u16> = st().encode_utf16().collect();
                     let unit = if first { t.first() } else { t.last() };
-                    unit.map_or(Value::Nil, |u| Value::scalar(String::from_utf16_lossy(&[*u])))
+                    unit.map_or(Value::Nil, |u| {
+                        Value::scalar(String::from_utf16_lossy(&[*u]))
+                    })
                 } else {
                     Value::scalar("")
                 }
@@ -755,7 +854,12 @@ impl Filter for Applied {
                 a.reverse();
                 Value::Array(a)
             }
-            "compact" => Value::Array(to_array(input).into_iter().filter(|x| !x.is_nil()).collect()),
+            "compact" => Value::Array(
+                to_array(input)
+                    .into_iter()
+                    .filter(|x| !x.is_nil())
+                    .collect(),
+            ),
             "concat" => {
                 let mut a = to_array(input);
                 a.extend(to_array(&arg(0)));
@@ -814,19 +918,39 @@ impl Filter for Applied {
                     Value::Array(Vec::new())
                 } else if let Some(a) = input.as_array() {
                     let items: Vec<Value> = a.values().map(|x| x.to_value()).collect();
-                    let begin = if begin < 0.0 { items.len() as f64 + begin } else { begin };
+                    let begin = if begin < 0.0 {
+                        items.len() as f64 + begin
+                    } else {
+                        begin
+                    };
                     if begin < 0.0 || len < 0.0 {
                         Value::Array(Vec::new())
                     } else {
-                        Value::Array(items.into_iter().skip(begin as usize).take(len as usize).collect())
+                        Value::Array(
+                            items
+                                .into_iter()
+                                .skip(begin as usize)
+                                .take(len as usize)
+                                .collect(),
+                        )
                     }
                 } else {
                     let chars: Vec<char> = st().chars().collect();
-                    let begin = if begin < 0.0 { chars.len() as f64 + begin } else { begin };
+                    let begin = if begin < 0.0 {
+                        chars.len() as f64 + begin
+                    } else {
+                        begin
+                    };
                     if begin < 0.0 || len < 0.0 {
                         Value::scalar("")
                     } else {
-                        Value::scalar(chars.into_iter().skip(begin as usize).take(len as usize).collect::<String>())
+                        Value::scalar(
+                            chars
+                                .into_iter()
+                                .skip(begin as usize)
+                                .take(len as usize)
+                                .collect::<String>(),
+                        )
                     }
                 }
             }

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::compile::FastSeg;
 use super::error::{ErrorKind, TemplateError};
 use super::filters;
-use super::value::{stringify_json, Scope, ScopeView};
+use super::value::{Scope, ScopeView, stringify_json};
 use super::{HeaderTemplate, MAX_HEADER_VALUE_BYTES};
 
 thread_local! {
@@ -142,6 +142,30 @@ fn render_fast<S: Scope + ?Sized>(
     Ok(out)
 }
 
+/// Most bytes one render may write (header values are limited to 8 KiB;
+/// this bounds the work a hostile template can do before that check).
+const MAX_RENDER_BYTES: usize = 64 << 10;
+
+/// A writer that refuses to grow past [`MAX_RENDER_BYTES`].
+struct Capped<'a> {
+    buf: &'a mut Vec<u8>,
+    overflow: bool,
+}
+
+impl std::io::Write for Capped<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > MAX_RENDER_BYTES {
+            self.overflow = true;
+            return Err(std::io::Error::other("render output too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn render_liquid<S: Scope + ?Sized>(
     t: &HeaderTemplate,
     scope: &S,
@@ -149,8 +173,15 @@ fn render_liquid<S: Scope + ?Sized>(
 ) -> Result<(), TemplateError> {
     filters::reset_state();
     let globals = ScopeView(scope);
-    let result = t.inner.compiled.liquid.render_to(buf, &globals);
+    let mut w = Capped { buf, overflow: false };
+    let result = t.inner.compiled.liquid.render_to(&mut w, &globals);
     let (current, failure) = filters::take_state();
+    if w.overflow {
+        return Err(TemplateError::new(
+            ErrorKind::RenderFailed,
+            format!("the template produced more than {MAX_RENDER_BYTES} bytes"),
+        ));
+    }
     match result {
         Ok(()) => Ok(()),
         Err(_) => {
@@ -165,10 +196,12 @@ fn render_liquid<S: Scope + ?Sized>(
                 (kind, cur) => {
                     let msg = failure.map_or("render failed", |f| f.message);
                     let err = TemplateError::new(kind, msg);
-                    Err(match cur.and_then(|id| t.inner.compiled.refs.get(id as usize)) {
-                        Some(r) => err.at(&t.inner.source, r.span),
-                        None => err,
-                    })
+                    Err(
+                        match cur.and_then(|id| t.inner.compiled.refs.get(id as usize)) {
+                            Some(r) => err.at(&t.inner.source, r.span),
+                            None => err,
+                        },
+                    )
                 }
             }
         }
@@ -179,10 +212,19 @@ fn render_liquid<S: Scope + ?Sized>(
 /// send: no control characters (CR, LF, NUL, …, DEL), at most 8 KiB.
 fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
     let b = &bytes[..];
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(start, |i| i + 1);
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
     let v = &b[start..end];
-    if let Some(pos) = v.iter().position(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+    if let Some(pos) = v
+        .iter()
+        .position(|&c| (c < 0x20 && c != b'\t') || c == 0x7f)
+    {
         let what = match v[pos] {
             b'\r' => "a carriage return (CR)",
             b'\n' => "a line feed (LF)",
@@ -191,7 +233,9 @@ fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
         };
         return Err(TemplateError::new(
             ErrorKind::InvalidHeaderValue,
-            format!("the rendered value contains {what}; header values cannot, so nothing was sent"),
+            format!(
+                "the rendered value contains {what}; header values cannot, so nothing was sent"
+            ),
         ));
     }
     if v.len() > MAX_HEADER_VALUE_BYTES {
@@ -205,6 +249,9 @@ fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
     }
     let sliced = bytes.slice(start..end);
     HeaderValue::from_maybe_shared(sliced).map_err(|_| {
-        TemplateError::new(ErrorKind::InvalidHeaderValue, "the rendered value is not a valid header value")
+        TemplateError::new(
+            ErrorKind::InvalidHeaderValue,
+            "the rendered value is not a valid header value",
+        )
     })
 }

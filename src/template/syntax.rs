@@ -32,11 +32,7 @@ pub(crate) enum Token {
     /// `<< expr >>`; `inner` is the trimmed expression.
     Output { span: Span, inner: Span },
     /// `<% name args %>`.
-    Tag {
-        span: Span,
-        name: Span,
-        args: Span,
-    },
+    Tag { span: Span, name: Span, args: Span },
 }
 
 /// Maximum template size and nesting accepted at compile time: a header
@@ -56,12 +52,8 @@ pub(crate) fn is_blank(c: char) -> bool {
             | '\u{a0}'
             | '\u{1680}'
             | '\u{180e}'
-            | '\u{2000}'..='\u{200a}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202f}'
-                | '\u{205f}'
-                | '\u{3000}'
+            | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
     )
 }
 
@@ -158,11 +150,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, TemplateError> {
         if b[p..].starts_with(b"<%") {
             let begin = p;
             let Some(close) = find(b, p + 2, b"%>") else {
-                return Err(TemplateError::new(
-                    ErrorKind::Syntax,
-                    "tag is not closed: add `%>`",
-                )
-                .at(src, Span::new(begin, begin + 2)));
+                return Err(
+                    TemplateError::new(ErrorKind::Syntax, "tag is not closed: add `%>`")
+                        .at(src, Span::new(begin, begin + 2)),
+                );
             };
             let end = close + 2;
             let (l, r, tl, tr) = content_range(src, begin + 2, close);
@@ -176,11 +167,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, TemplateError> {
                 }
             }
             if q == l {
-                return Err(TemplateError::new(
-                    ErrorKind::Syntax,
-                    "tag name expected after `<%`",
-                )
-                .at(src, Span::new(begin, end)));
+                return Err(
+                    TemplateError::new(ErrorKind::Syntax, "tag name expected after `<%`")
+                        .at(src, Span::new(begin, end)),
+                );
             }
             let name = Span::new(l, q);
             while q < r && is_blank_at(src, q) {
@@ -243,22 +233,26 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, TemplateError> {
         if matches!(toks[i].tok, Token::Text(_)) {
             continue;
         }
-        if !raw && toks[i].trim_left && i > 0 {
-            if let Token::Text(s) = &mut spans[i - 1] {
-                let t = src[s.start..s.end].trim_end_matches(is_blank);
-                s.end = s.start + t.len();
-            }
+        if !raw
+            && toks[i].trim_left
+            && i > 0
+            && let Token::Text(s) = &mut spans[i - 1]
+        {
+            let t = src[s.start..s.end].trim_end_matches(is_blank);
+            s.end = s.start + t.len();
         }
         if toks[i].is_raw_open {
             raw = true;
         } else if toks[i].is_raw_close {
             raw = false;
         }
-        if !raw && toks[i].trim_right && i + 1 < spans.len() {
-            if let Token::Text(s) = &mut spans[i + 1] {
-                let t = src[s.start..s.end].trim_start_matches(is_blank);
-                s.start = s.end - t.len();
-            }
+        if !raw
+            && toks[i].trim_right
+            && i + 1 < spans.len()
+            && let Token::Text(s) = &mut spans[i + 1]
+        {
+            let t = src[s.start..s.end].trim_start_matches(is_blank);
+            s.start = s.end - t.len();
         }
     }
     Ok(spans
@@ -413,14 +407,20 @@ pub(crate) fn lex_expr(src: &str, span: Span) -> Result<Vec<Lexed>, TemplateErro
                 Tok::Str(text[body_start..i - 1].to_string())
             }
             '0'..='9' => {
-                while i < b.len() && (b[i].is_ascii_digit() || (b[i] == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))) {
+                while i < b.len()
+                    && (b[i].is_ascii_digit()
+                        || (b[i] == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+                {
                     i += 1;
                 }
                 Tok::Num
             }
             '-' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 i += 1;
-                while i < b.len() && (b[i].is_ascii_digit() || (b[i] == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))) {
+                while i < b.len()
+                    && (b[i].is_ascii_digit()
+                        || (b[i] == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+                {
                     i += 1;
                 }
                 Tok::Num
@@ -479,7 +479,10 @@ pub(crate) fn lex_expr(src: &str, span: Span) -> Result<Vec<Lexed>, TemplateErro
                     ErrorKind::Syntax,
                     format!("unexpected character `{c}` in expression"),
                 )
-                .at(src, Span::new(span.start + start, span.start + i + c.len_utf8())));
+                .at(
+                    src,
+                    Span::new(span.start + start, span.start + i + c.len_utf8()),
+                ));
             }
         };
         out.push(Lexed {
@@ -503,7 +506,13 @@ pub(crate) enum Seg {
 #[derive(Debug, Clone)]
 pub(crate) enum Operand {
     Literal,
-    Path { root: String, segs: Vec<Seg>, span: Span },
+    /// `(lo..hi)`: only allowed as a `for` collection.
+    Range { lo: Span, hi: Span, span: Span },
+    Path {
+        root: String,
+        segs: Vec<Seg>,
+        span: Span,
+    },
 }
 
 /// A filter call: `| name: arg, key: arg`.
@@ -617,17 +626,28 @@ impl<'s> Parser<'s> {
             }
             Tok::LParen => {
                 self.pos += 1;
-                self.operand()?;
+                let lo_start = self.toks.get(self.pos).map_or(0, |l| l.span.start);
+                let lo = self.operand()?;
+                let lo_span = Span::new(lo_start, self.end_of_prev());
                 if self.peek() != Some(&Tok::DotDot) {
                     return Err(self.err("expected `..` in a range `(a..b)`"));
                 }
                 self.pos += 1;
-                self.operand()?;
+                let hi_start = self.toks.get(self.pos).map_or(0, |l| l.span.start);
+                let hi = self.operand()?;
+                let hi_span = Span::new(hi_start, self.end_of_prev());
                 if self.peek() != Some(&Tok::RParen) {
                     return Err(self.err("expected `)` to close the range"));
                 }
                 self.pos += 1;
-                Ok(Operand::Literal)
+                if matches!(lo, Operand::Range { .. }) || matches!(hi, Operand::Range { .. }) {
+                    return Err(self.err("a range bound cannot be a range"));
+                }
+                Ok(Operand::Range {
+                    lo: lo_span,
+                    hi: hi_span,
+                    span: Span::new(first.span.start, self.end_of_prev()),
+                })
             }
             Tok::Ident(ref w) if KEYWORDS.contains(&w.as_str()) => {
                 self.pos += 1;
@@ -691,7 +711,9 @@ impl<'s> Parser<'s> {
         while self.peek() == Some(&Tok::Pipe) {
             self.pos += 1;
             let name_span = self.toks.get(self.pos).map(|l| l.span).unwrap_or_default();
-            let name = self.ident().map_err(|_| self.err("a filter name is expected after `|`"))?;
+            let name = self
+                .ident()
+                .map_err(|_| self.err("a filter name is expected after `|`"))?;
             let mut args = Vec::new();
             if self.peek() == Some(&Tok::Colon) {
                 self.pos += 1;
@@ -750,7 +772,11 @@ mod tests {
                 Token::Text(s) => format!("T:{}", &src[s.start..s.end]),
                 Token::Output { inner, .. } => format!("O:{}", &src[inner.start..inner.end]),
                 Token::Tag { name, args, .. } => {
-                    format!("G:{}|{}", &src[name.start..name.end], &src[args.start..args.end])
+                    format!(
+                        "G:{}|{}",
+                        &src[name.start..name.end],
+                        &src[args.start..args.end]
+                    )
                 }
             })
             .collect()
@@ -762,7 +788,10 @@ mod tests {
             texts("Bearer << call.token >>!"),
             ["T:Bearer ", "O:call.token", "T:!"]
         );
-        assert_eq!(texts("<% if a %>x<% endif %>"), ["G:if|a", "T:x", "G:endif|"]);
+        assert_eq!(
+            texts("<% if a %>x<% endif %>"),
+            ["G:if|a", "T:x", "G:endif|"]
+        );
     }
 
     #[test]

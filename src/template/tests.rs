@@ -6,7 +6,8 @@ use super::*;
 
 fn render(t: &str, vars: serde_json::Value) -> Result<String, TemplateError> {
     let t = HeaderTemplate::compile(t)?;
-    t.render(&vars).map(|v| v.to_str().unwrap_or("<non-ascii>").to_string())
+    t.render(&vars)
+        .map(|v| v.to_str().unwrap_or("<non-ascii>").to_string())
 }
 
 fn both(t: &str, vars: serde_json::Value) -> String {
@@ -30,23 +31,60 @@ fn bearer_token_fast_path() {
     let t = HeaderTemplate::compile("Bearer << call.metadata.token >>").unwrap();
     assert!(t.is_fast_path());
     assert_eq!(t.render(&vars()).unwrap(), "Bearer tok-abc");
-    assert_eq!(both("Bearer << call.metadata.token >>", vars()), "Bearer tok-abc");
-    assert_eq!(both("<< call.metadata.n >>/<< call.metadata.f >>/<< call.metadata.nil >>x", vars()), "3/2.5/x");
+    assert_eq!(
+        both("Bearer << call.metadata.token >>", vars()),
+        "Bearer tok-abc"
+    );
+    assert_eq!(
+        both(
+            "<< call.metadata.n >>/<< call.metadata.f >>/<< call.metadata.nil >>x",
+            vars()
+        ),
+        "3/2.5/x"
+    );
 }
 
 #[test]
 fn literal_braces_come_out_byte_for_byte() {
-    for lit in ["{{ x }}", "{% if %}", "}}%}", "{", "a{", "{{{", "endraw", "{%- raw -%}"] {
-        assert_eq!(render(&format!("{lit}<< call.id >>{lit}"), vars()).unwrap(), format!("{lit}c-1{lit}"));
-        assert_eq!(render(&format!("<% if true %>{lit}<% endif %>"), vars()).unwrap(), lit.trim());
+    for lit in [
+        "{{ x }}",
+        "{% if %}",
+        "}}%}",
+        "{",
+        "a{",
+        "{{{",
+        "endraw",
+        "{%- raw -%}",
+    ] {
+        assert_eq!(
+            render(&format!("{lit}<< call.id >>{lit}"), vars()).unwrap(),
+            format!("{lit}c-1{lit}")
+        );
+        assert_eq!(
+            render(&format!("<% if true %>{lit}<% endif %>"), vars()).unwrap(),
+            lit.trim()
+        );
     }
 }
 
 #[test]
 fn default_guards_undefined() {
-    assert_eq!(render("<< call.metadata.missing | default: 'public' >>", vars()).unwrap(), "public");
-    assert_eq!(render("<< nope.deep.path | default: 'x' | upcase >>", vars()).unwrap(), "X");
-    assert_eq!(render("<< call.metadata.tenant | default: 'public' | upcase >>", vars()).unwrap(), "ACME");
+    assert_eq!(
+        render("<< call.metadata.missing | default: 'public' >>", vars()).unwrap(),
+        "public"
+    );
+    assert_eq!(
+        render("<< nope.deep.path | default: 'x' | upcase >>", vars()).unwrap(),
+        "X"
+    );
+    assert_eq!(
+        render(
+            "<< call.metadata.tenant | default: 'public' | upcase >>",
+            vars()
+        )
+        .unwrap(),
+        "ACME"
+    );
 }
 
 #[test]
@@ -65,32 +103,100 @@ fn unguarded_undefined_is_an_error_naming_the_path() {
 
 #[test]
 fn if_is_lenient() {
-    assert_eq!(render("<% if call.metadata.plan == 'pro' %>pro<% else %>free<% endif %>", vars()).unwrap(), "pro");
-    assert_eq!(render("<% if call.x.y == 'pro' %>pro<% else %>free<% endif %>", vars()).unwrap(), "free");
-    assert_eq!(render("<% unless call.x %>none<% endunless %>", vars()).unwrap(), "none");
+    assert_eq!(
+        render(
+            "<% if call.metadata.plan == 'pro' %>pro<% else %>free<% endif %>",
+            vars()
+        )
+        .unwrap(),
+        "pro"
+    );
+    assert_eq!(
+        render(
+            "<% if call.x.y == 'pro' %>pro<% else %>free<% endif %>",
+            vars()
+        )
+        .unwrap(),
+        "free"
+    );
+    assert_eq!(
+        render("<% unless call.x %>none<% endunless %>", vars()).unwrap(),
+        "none"
+    );
     // An undefined reference in a branch not taken is not an error.
-    assert_eq!(render("<% if false %><< nope >><% endif %>ok", vars()).unwrap(), "ok");
+    assert_eq!(
+        render("<% if false %><< nope >><% endif %>ok", vars()).unwrap(),
+        "ok"
+    );
 }
 
 #[test]
 fn tags_ops_use() {
-    assert_eq!(render("<% assign t = call.metadata.tenant | upcase %>T=<< t >>", vars()).unwrap(), "T=ACME");
-    assert_eq!(render("<% capture c %>x-<< call.id >><% endcapture %><< c >>", vars()).unwrap(), "x-c-1");
-    assert_eq!(render("<% case call.metadata.plan %><% when 'pro' %>P<% else %>F<% endcase %>", vars()).unwrap(), "P");
-    assert_eq!(render("<% for i in (1..3) %><< i >><% endfor %>", vars()).unwrap(), "123");
-    assert_eq!(render("a <%- if true -%> b <%- endif -%> c", vars()).unwrap(), "abc");
-    assert_eq!(render("<% raw %><< x >><% endraw %>", vars()).unwrap(), "<< x >>");
-    assert_eq!(render("<% comment %><< nope >><% endcomment %>ok", vars()).unwrap(), "ok");
+    assert_eq!(
+        render(
+            "<% assign t = call.metadata.tenant | upcase %>T=<< t >>",
+            vars()
+        )
+        .unwrap(),
+        "T=ACME"
+    );
+    assert_eq!(
+        render(
+            "<% capture c %>x-<< call.id >><% endcapture %><< c >>",
+            vars()
+        )
+        .unwrap(),
+        "x-c-1"
+    );
+    assert_eq!(
+        render(
+            "<% case call.metadata.plan %><% when 'pro' %>P<% else %>F<% endcase %>",
+            vars()
+        )
+        .unwrap(),
+        "P"
+    );
+    assert_eq!(
+        render("<% for i in (1..3) %><< i >><% endfor %>", vars()).unwrap(),
+        "123"
+    );
+    assert_eq!(
+        render("a <%- if true -%> b <%- endif -%> c", vars()).unwrap(),
+        "abc"
+    );
+    assert_eq!(
+        render("<% raw %><< x >><% endraw %>", vars()).unwrap(),
+        "<< x >>"
+    );
+    assert_eq!(
+        render("<% comment %><< nope >><% endcomment %>ok", vars()).unwrap(),
+        "ok"
+    );
 }
 
 #[test]
 fn filters_follow_liquidjs() {
-    assert_eq!(render("<< 'a b+c' | url_encode >>", vars()).unwrap(), "a+b%2Bc");
+    assert_eq!(
+        render("<< 'a b+c' | url_encode >>", vars()).unwrap(),
+        "a+b%2Bc"
+    );
     assert_eq!(render("<< 10 | divided_by: 4 >>", vars()).unwrap(), "2.5");
-    assert_eq!(render("<< 'user:pass' | base64_encode >>", vars()).unwrap(), "dXNlcjpwYXNz");
-    assert_eq!(render("<< 'abc' | sha256 >>", vars()).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    assert_eq!(render("<< call.metadata | json >>", vars()).unwrap(), r#"{"f":2.5,"n":3,"nil":null,"plan":"pro","tenant":"acme","token":"tok-abc"}"#);
-    assert_eq!(render("<< 'msg' | hmac_sha256: 'key' >>", vars()).unwrap(), "2d93cbc1be167bcb1637a4a23cbff01a7878f0c50ee833954ea5221bb1b8c628");
+    assert_eq!(
+        render("<< 'user:pass' | base64_encode >>", vars()).unwrap(),
+        "dXNlcjpwYXNz"
+    );
+    assert_eq!(
+        render("<< 'abc' | sha256 >>", vars()).unwrap(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(
+        render("<< call.metadata | json >>", vars()).unwrap(),
+        r#"{"f":2.5,"n":3,"nil":null,"plan":"pro","tenant":"acme","token":"tok-abc"}"#
+    );
+    assert_eq!(
+        render("<< 'msg' | hmac_sha256: 'key' >>", vars()).unwrap(),
+        "2d93cbc1be167bcb1637a4a23cbff01a7878f0c50ee833954ea5221bb1b8c628"
+    );
 }
 
 #[test]
@@ -99,26 +205,72 @@ fn unknown_filter_is_a_compile_error_with_position() {
     assert_eq!(e.code(), "template.unknown_filter");
     assert_eq!((e.line(), e.column()), (2, 16));
     let shown = e.display_with_source();
-    assert!(shown.ends_with("  << call.id | bogus >>\n                 ^"), "{shown}");
+    assert!(
+        shown.ends_with("  << call.id | bogus >>\n                 ^"),
+        "{shown}"
+    );
     assert!(HeaderTemplate::compile("<< x | hg_out >>").is_err());
 }
 
 #[test]
 fn unsupported_tags_and_unbalanced_blocks() {
-    assert_eq!(HeaderTemplate::compile("<% include 'x' %>").unwrap_err().code(), "template.unknown_tag");
-    assert_eq!(HeaderTemplate::compile("<% if a %>").unwrap_err().code(), "template.syntax");
-    assert_eq!(HeaderTemplate::compile("<% endif %>").unwrap_err().code(), "template.syntax");
-    assert_eq!(HeaderTemplate::compile("<% else %>").unwrap_err().code(), "template.syntax");
+    assert_eq!(
+        HeaderTemplate::compile("<% include 'x' %>")
+            .unwrap_err()
+            .code(),
+        "template.unknown_tag"
+    );
+    assert_eq!(
+        HeaderTemplate::compile("<% if a %>").unwrap_err().code(),
+        "template.syntax"
+    );
+    assert_eq!(
+        HeaderTemplate::compile("<% endif %>").unwrap_err().code(),
+        "template.syntax"
+    );
+    assert_eq!(
+        HeaderTemplate::compile("<% else %>").unwrap_err().code(),
+        "template.syntax"
+    );
     let deep = "<% if a %>".repeat(40) + &"<% endif %>".repeat(40);
-    assert_eq!(HeaderTemplate::compile(&deep).unwrap_err().code(), "template.too_deep");
+    assert_eq!(
+        HeaderTemplate::compile(&deep).unwrap_err().code(),
+        "template.too_deep"
+    );
     let big = "x".repeat(70_000);
-    assert_eq!(HeaderTemplate::compile(&big).unwrap_err().code(), "template.too_large");
+    assert_eq!(
+        HeaderTemplate::compile(&big).unwrap_err().code(),
+        "template.too_large"
+    );
+}
+
+#[test]
+fn hostile_templates_run_out_of_fuel_instead_of_hanging() {
+    let v = json!({"n": 100000000, "s": "x"});
+    for (t, want) in [
+        ("<% for i in (1..100000000) %><% endfor %>", "template.render_failed"),
+        ("<% for i in (1..n) %><% endfor %>", "template.render_failed"),
+        ("<% for i in (1..5000) %><% for j in (1..5000) %><% endfor %><% endfor %>", "template.render_failed"),
+        ("<% assign a = s %><% for i in (1..40) %><% assign a = a | append: a %><% endfor %><< a | size >>", "template.render_failed"),
+        ("<% for i in (1..9000) %>xxxxxxxxxx<% endfor %>", "template.render_failed"),
+    ] {
+        let e = render(t, v.clone()).unwrap_err();
+        assert_eq!(e.code(), want, "{t}");
+    }
+    assert_eq!(HeaderTemplate::compile("<< (1..5) | join >>").unwrap_err().code(), "template.syntax");
+    assert_eq!(render("<% for i in (1..3) %><< i >><% endfor %>", v).unwrap(), "123");
 }
 
 #[test]
 fn header_values_are_validated_never_stripped() {
     let v = json!({"a": "x\r\nInjected: 1", "b": "  padded\t", "c": "nul\u{0}", "big": "y".repeat(9000)});
-    for t in ["<< a >>", "<< c >>", "<< a | upcase >>", "<< big >>", "<< 'a%0Ab' | url_decode >>"] {
+    for t in [
+        "<< a >>",
+        "<< c >>",
+        "<< a | upcase >>",
+        "<< big >>",
+        "<< 'a%0Ab' | url_decode >>",
+    ] {
         let e = render(t, v.clone()).unwrap_err();
         assert_eq!(e.code(), "template.invalid_header_value", "{t}");
         assert!(!e.to_string().contains("Injected"));
@@ -129,7 +281,10 @@ fn header_values_are_validated_never_stripped() {
 #[test]
 fn errors_never_quote_values() {
     let v = json!({"secret": "s3cr3t-value"});
-    for t in ["<< secret | base64_decode >>", "<< secret | url_decode | append: nope >>"] {
+    for t in [
+        "<< secret | base64_decode >>",
+        "<< secret | url_decode | append: nope >>",
+    ] {
         let e = render(t, v.clone()).unwrap_err();
         assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e}");
     }
@@ -138,7 +293,13 @@ fn errors_never_quote_values() {
 #[test]
 fn reserved_roots_render() {
     let v = json!({"session": {"id": "sess-1"}, "request": {"headers": {"x-a": "b"}}, "env": {"K": "v"}});
-    assert_eq!(both("<< session.id >>|<< request.headers['x-a'] >>|<< env.K >>", v), "sess-1|b|v");
+    assert_eq!(
+        both(
+            "<< session.id >>|<< request.headers['x-a'] >>|<< env.K >>",
+            v
+        ),
+        "sess-1|b|v"
+    );
 }
 
 mod fast_path_equivalence {
@@ -154,7 +315,8 @@ mod fast_path_equivalence {
             "[ -~éü👋{}%<>\\t]{0,12}".prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
             (-1e9f64..1e9).prop_map(Value::from),
-            prop_oneof![Just(1e21), Just(1.5e-7), Just(0.1), Just(-0.0), Just(3.0)].prop_map(Value::from),
+            prop_oneof![Just(1e21), Just(1.5e-7), Just(0.1), Just(-0.0), Just(3.0)]
+                .prop_map(Value::from),
             any::<bool>().prop_map(Value::from),
             Just(Value::Null),
         ]
@@ -164,9 +326,15 @@ mod fast_path_equivalence {
         leaf().prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
-                prop::collection::btree_map(prop::sample::select(NAMES), inner, 0..4).prop_map(|m| {
-                    Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>())
-                }),
+                prop::collection::btree_map(prop::sample::select(NAMES), inner, 0..4).prop_map(
+                    |m| {
+                        Value::Object(
+                            m.into_iter()
+                                .map(|(k, v)| (k.to_string(), v))
+                                .collect::<Map<_, _>>(),
+                        )
+                    }
+                ),
             ]
         })
     }
@@ -175,14 +343,17 @@ mod fast_path_equivalence {
         prop_oneof![
             // Literal text, braces included, never a delimiter.
             "[ a-z{}%>#:\\-]{0,8}".prop_map(|s| s.replace('<', "")),
-            (prop::collection::vec(prop::sample::select(NAMES), 1..4), any::<bool>(), any::<bool>()).prop_map(
-                |(path, tl, tr)| format!(
+            (
+                prop::collection::vec(prop::sample::select(NAMES), 1..4),
+                any::<bool>(),
+                any::<bool>()
+            )
+                .prop_map(|(path, tl, tr)| format!(
                     "<<{} {} {}>>",
                     if tl { "-" } else { "" },
                     path.join("."),
                     if tr { "-" } else { "" }
-                )
-            ),
+                )),
         ]
     }
 

@@ -345,7 +345,11 @@ impl ArrayView for JsonView {
     }
     fn get(&self, index: i64) -> Option<&dyn ValueView> {
         let a = self.0.as_array()?;
-        let i = if index < 0 { a.len() as i64 + index } else { index };
+        let i = if index < 0 {
+            a.len() as i64 + index
+        } else {
+            index
+        };
         match usize::try_from(i).ok().and_then(|i| a.get(i)) {
             Some(v) => Some(JsonView::new(v)),
             None => {
@@ -563,7 +567,10 @@ pub(crate) fn view_to_json(v: &dyn ValueView) -> Json {
     if let Some(o) = v.as_object() {
         // `liquid` copies looked-up objects into hash maps, losing the
         // session's key order; sorting keeps the output deterministic.
-        let mut entries: Vec<_> = o.iter().map(|(k, v)| (k.to_string(), view_to_json(v))).collect();
+        let mut entries: Vec<_> = o
+            .iter()
+            .map(|(k, v)| (k.to_string(), view_to_json(v)))
+            .collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         return Json::Object(entries.into_iter().collect());
     }
@@ -617,6 +624,9 @@ mod tests {
         let d = format!("{v:?}");
         assert!(!d.contains("sekrit"), "{d}");
         assert!(d.contains("call"));
-        assert_eq!(format!("{:?}", JsonView::new(&serde_json::json!("sekrit"))), "<redacted>");
+        assert_eq!(
+            format!("{:?}", JsonView::new(&serde_json::json!("sekrit"))),
+            "<redacted>"
+        );
     }
 }

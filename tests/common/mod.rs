@@ -49,7 +49,10 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen().last().cloned().expect("the upstream saw no request")
+        self.seen()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 }
 
@@ -62,11 +65,17 @@ pub async fn upstream() -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let epoch = Instant::now();
-    let up = Upstream { addr: Some(addr), seen: Default::default(), epoch: Some(epoch) };
+    let up = Upstream {
+        addr: Some(addr),
+        seen: Default::default(),
+        epoch: Some(epoch),
+    };
     let seen = up.seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let seen = seen.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
@@ -85,13 +94,24 @@ pub async fn upstream() -> Upstream {
 fn param(q: Option<&str>, name: &str, default: u64) -> u64 {
     q.unwrap_or("")
         .split('&')
-        .find_map(|p| p.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
+        .find_map(|p| {
+            p.strip_prefix(&format!("{name}="))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(default)
 }
 
-async fn serve_up(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>, epoch: Instant) -> Response<UpBody> {
+async fn serve_up(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    epoch: Instant,
+) -> Response<UpBody> {
     let (parts, body) = req.into_parts();
-    let body_len = body.collect().await.map(|c| c.to_bytes().len()).unwrap_or(0);
+    let body_len = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes().len())
+        .unwrap_or(0);
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
     seen.lock().unwrap().push(Seen {
@@ -118,7 +138,8 @@ async fn serve_up(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>, epoch: In
         });
         let stream = tokio_stream_from(rx);
         let mut r = Response::new(StreamBody::new(stream).boxed());
-        r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
         if let Some(sid) = parts.headers.get("mcp-session-id") {
             r.headers_mut().insert("mcp-session-id", sid.clone());
         }
@@ -127,18 +148,25 @@ async fn serve_up(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>, epoch: In
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_millis(param(q, "ms", 1000))).await;
     }
-    if let Some(code) = path.rsplit_once("/status/").and_then(|(_, c)| c.parse::<u16>().ok()) {
+    if let Some(code) = path
+        .rsplit_once("/status/")
+        .and_then(|(_, c)| c.parse::<u16>().ok())
+    {
         let mut r = Response::new(full("{}"));
         *r.status_mut() = StatusCode::from_u16(code).unwrap();
         if code == 401 {
-            r.headers_mut().insert("www-authenticate", "Bearer realm=\"crm\"".parse().unwrap());
+            r.headers_mut()
+                .insert("www-authenticate", "Bearer realm=\"crm\"".parse().unwrap());
         }
         return r;
     }
     let mut r = Response::new(full(r#"{"ok":true}"#));
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
-    r.headers_mut().insert("connection", "x-upstream-hop".parse().unwrap());
-    r.headers_mut().insert("x-upstream-hop", "1".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("connection", "x-upstream-hop".parse().unwrap());
+    r.headers_mut()
+        .insert("x-upstream-hop", "1".parse().unwrap());
     if let Some(sid) = parts.headers.get("mcp-session-id") {
         r.headers_mut().insert("mcp-session-id", sid.clone());
     }
