@@ -229,8 +229,6 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// Loads and validates `dir` (`headgate.toml` optional, `routes/*.toml`).
 pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
     if !dir.is_dir() {
         return Err(ConfigErrors(vec![ConfigError::file(
             dir,
@@ -238,19 +236,57 @@ pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
             "config directory not found; pass --templates DIR or create templates/",
         )]));
     }
+    let main_text = std::fs::read_to_string(dir.join("headgate.toml")).unwrap_or_default();
+    let routes_dir = dir.join("routes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&routes_dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut routes = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(t) => routes.push((file, t)),
+            Err(e) => errors.push(ConfigError::file(&file, "config.unreadable", e.to_string())),
+        }
+    }
+    build(dir, &main_text, &routes, mode, errors)
+}
 
+/// Validates config given as text (`headgate.toml` and `(name, route
+/// file)` pairs), as `check` would: for tools and fuzzing.
+pub fn check_texts(main: &str, routes: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let dir = Path::new("<memory>");
+    let routes: Vec<(PathBuf, String)> = routes
+        .iter()
+        .map(|(n, t)| (dir.join("routes").join(format!("{n}.toml")), t.to_string()))
+        .collect();
+    build(dir, main, &routes, LoadMode::Check, Vec::new())
+}
+
+fn build(
+    dir: &Path,
+    main_text: &str,
+    route_files: &[(PathBuf, String)],
+    mode: LoadMode,
+    mut errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
+    let mut warnings = Vec::new();
     let main_path = dir.join("headgate.toml");
-    let main_text = std::fs::read_to_string(&main_path).unwrap_or_default();
-    let raw: RawServer = match toml::from_str(&main_text) {
+    let raw: RawServer = match toml::from_str(main_text) {
         Ok(r) => r,
         Err(e) => {
-            errors.push(toml_error(&main_path, &main_text, &e));
+            errors.push(toml_error(&main_path, main_text, &e));
             RawServer::default()
         }
     };
     let mut ctx = Ctx {
         path: &main_path,
-        text: &main_text,
+        text: main_text,
         errors: &mut errors,
         warnings: &mut warnings,
         mode,
@@ -269,58 +305,42 @@ pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
     }
 
     let mut routes = HashMap::new();
-    let routes_dir = dir.join("routes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&routes_dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    if files.is_empty() {
+    if route_files.is_empty() {
         warnings.push(ConfigError::file(
-            &routes_dir,
+            &dir.join("routes"),
             "config.no_routes",
             "no routes: add routes/<name>.toml",
         ));
     }
-    for file in files {
+    for (file, text) in route_files {
         let name = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(ConfigError::file(&file, "config.unreadable", e.to_string()));
-                continue;
-            }
-        };
         if name.is_empty()
             || name.starts_with('_')
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            errors.push(ConfigError::file(&file, "config.invalid_route_name", "route file names must be letters, digits, `-`, `_` or `.`, not starting with `_` (reserved for /_hooks and /_echo)"));
+            errors.push(ConfigError::file(file, "config.invalid_route_name", "route file names must be letters, digits, `-`, `_` or `.`, not starting with `_` (reserved for /_hooks and /_echo)"));
             continue;
         }
-        let raw: RawRoute = match toml::from_str(&text) {
+        let raw: RawRoute = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                errors.push(toml_error(&file, &text, &e));
+                errors.push(toml_error(file, text, &e));
                 continue;
             }
         };
         let mut ctx = Ctx {
-            path: &file,
-            text: &text,
+            path: file,
+            text,
             errors: &mut errors,
             warnings: &mut warnings,
             mode,
         };
-        if let Some(r) = route(&mut ctx, &name, &file, raw, &server, resolver.is_some()) {
+        if let Some(r) = route(&mut ctx, &name, file, raw, &server, resolver.is_some()) {
             routes.insert(name, Arc::new(r));
         }
     }

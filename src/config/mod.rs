@@ -20,7 +20,7 @@ use http::HeaderName;
 use regex::Regex;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{LoadMode, load_dir};
+pub use load::{LoadMode, check_texts, load_dir};
 
 use crate::template::HeaderTemplate;
 

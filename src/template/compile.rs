@@ -198,10 +198,15 @@ impl<'s> Translator<'s> {
     }
 
     fn check_filters(&self, fv: &FilteredValue) -> Result<(), TemplateError> {
-        let ranges = std::iter::once(&fv.value).chain(fv.filters.iter().flat_map(|f| f.args.iter()));
+        let ranges =
+            std::iter::once(&fv.value).chain(fv.filters.iter().flat_map(|f| f.args.iter()));
         for op in ranges {
             if let Operand::Range { span, .. } = op {
-                return Err(TemplateError::new(ErrorKind::Syntax, "a range `(a..b)` is only allowed as a `for` collection").at(self.src, *span));
+                return Err(TemplateError::new(
+                    ErrorKind::Syntax,
+                    "a range `(a..b)` is only allowed as a `for` collection",
+                )
+                .at(self.src, *span));
             }
         }
         for f in &fv.filters {
@@ -447,7 +452,8 @@ impl<'s> Translator<'s> {
                 if let Operand::Range { lo, hi, .. } = &coll {
                     // `liquid` materialises ranges: check the size first.
                     let (lo, hi) = (&self.src[lo.start..lo.end], &self.src[hi.start..hi.end]);
-                    self.out.push_str(&format!("{{{{ {hi} | hg_range: {lo} }}}}"));
+                    self.out
+                        .push_str(&format!("{{{{ {hi} | hg_range: {lo} }}}}"));
                 }
                 if let Some(id) = self.new_ref(&coll)
                     && let Operand::Path { span, .. } = &coll

@@ -129,7 +129,14 @@ pub(crate) const PUBLIC_FILTERS: &[&str] = &[
 pub(crate) const REQUIRES_ARGUMENT: &[&str] = &["append", "prepend"];
 
 /// Internal filters the compiler inserts.
-pub(crate) const INTERNAL_FILTERS: &[&str] = &["hg_at", "hg_defined", "hg_void", "hg_out", "hg_range", "hg_tick"];
+pub(crate) const INTERNAL_FILTERS: &[&str] = &[
+    "hg_at",
+    "hg_defined",
+    "hg_void",
+    "hg_out",
+    "hg_range",
+    "hg_tick",
+];
 
 /// Registers our filters on a `liquid` parser builder (after the stdlib, so
 /// ours replace its same-named ones).
@@ -577,7 +584,10 @@ impl Filter for Applied {
             _ => false,
         };
         if too_big {
-            return Err(fail(ErrorKind::RenderFailed, "a filter produced a value larger than 256 KiB"));
+            return Err(fail(
+                ErrorKind::RenderFailed,
+                "a filter produced a value larger than 256 KiB",
+            ));
         }
         Ok(out)
     }
@@ -599,14 +609,20 @@ impl Applied {
                     v
                 });
                 if t > MAX_ITERATIONS {
-                    return Err(fail(ErrorKind::RenderFailed, "loops ran more than 10000 iterations"));
+                    return Err(fail(
+                        ErrorKind::RenderFailed,
+                        "loops ran more than 10000 iterations",
+                    ));
                 }
                 Value::Nil
             }
             "hg_range" => {
                 let span = n() - num(&arg(0));
                 if span > MAX_RANGE {
-                    return Err(fail(ErrorKind::RenderFailed, "a `for` range is longer than 10000"));
+                    return Err(fail(
+                        ErrorKind::RenderFailed,
+                        "a `for` range is longer than 10000",
+                    ));
                 }
                 Value::Nil
             }

@@ -2,7 +2,7 @@
 //! everything else, and the header-value check both share.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -23,13 +23,22 @@ pub(crate) fn render_header<S: Scope + ?Sized>(
     t: &HeaderTemplate,
     scope: &S,
 ) -> Result<HeaderValue, TemplateError> {
-    match &t.inner.compiled.fast {
-        Some(segs) => {
-            let s = render_fast(t, segs, scope)?;
-            to_header(Bytes::from(s.into_bytes()))
-        }
-        None => render_header_slow(t, scope),
+    let Some(segs) = &t.inner.compiled.fast else {
+        return render_header_slow(t, scope);
+    };
+    let mut out = Vec::new();
+    render_fast(t, segs, scope, &mut out)?;
+    let blank = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    if blank(out.first()) || blank(out.last()) || out.len() > MAX_HEADER_VALUE_BYTES {
+        return to_header(Bytes::from(out));
     }
+    // `HeaderValue` rejects exactly the bytes we do (controls but tab, DEL):
+    // one scan. On failure, render again for an error that says what was wrong.
+    HeaderValue::from_maybe_shared(Bytes::from(out)).or_else(|_| {
+        let mut again = Vec::new();
+        render_fast(t, segs, scope, &mut again)?;
+        to_header(Bytes::from(again))
+    })
 }
 
 pub(crate) fn render_header_slow<S: Scope + ?Sized>(
@@ -50,7 +59,10 @@ pub(crate) fn render_text<S: Scope + ?Sized>(
     _validate: bool,
 ) -> Result<String, TemplateError> {
     if let Some(segs) = &t.inner.compiled.fast {
-        return render_fast(t, segs, scope);
+        let mut out = Vec::new();
+        render_fast(t, segs, scope, &mut out)?;
+        return Ok(String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()));
     }
     let mut buf = Vec::new();
     render_liquid(t, scope, &mut buf)?;
@@ -92,12 +104,13 @@ fn undefined(t: &HeaderTemplate, id: u32) -> TemplateError {
 }
 
 /// Fast path: at most 8 lookups cached on the stack, one allocation sized
-/// up front for the output.
+/// up front.
 fn render_fast<S: Scope + ?Sized>(
     t: &HeaderTemplate,
     segs: &[FastSeg],
     scope: &S,
-) -> Result<String, TemplateError> {
+    out: &mut Vec<u8>,
+) -> Result<(), TemplateError> {
     const CACHED: usize = 8;
     let mut found: [Option<&Json>; CACHED] = [None; CACHED];
     let mut len = 0;
@@ -118,11 +131,11 @@ fn render_fast<S: Scope + ?Sized>(
             }
         }
     }
-    let mut out = String::with_capacity(len);
+    out.reserve_exact(len);
     let mut i = 0;
     for seg in segs {
         match seg {
-            FastSeg::Lit(s) => out.push_str(s),
+            FastSeg::Lit(s) => out.extend_from_slice(s.as_bytes()),
             FastSeg::Var { path, id } => {
                 let v = match found.get(i).copied().flatten() {
                     Some(v) => v,
@@ -130,16 +143,20 @@ fn render_fast<S: Scope + ?Sized>(
                 };
                 i += 1;
                 match v {
-                    Json::String(s) => out.push_str(s),
+                    Json::String(s) => out.extend_from_slice(s.as_bytes()),
                     Json::Number(n) if n.is_i64() => {
                         let _ = write!(out, "{}", n.as_i64().unwrap_or_default());
                     }
-                    other => stringify_json(other, &mut out),
+                    other => {
+                        let mut text = String::new();
+                        stringify_json(other, &mut text);
+                        out.extend_from_slice(text.as_bytes());
+                    }
                 }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Most bytes one render may write (header values are limited to 8 KiB;
@@ -173,7 +190,10 @@ fn render_liquid<S: Scope + ?Sized>(
 ) -> Result<(), TemplateError> {
     filters::reset_state();
     let globals = ScopeView(scope);
-    let mut w = Capped { buf, overflow: false };
+    let mut w = Capped {
+        buf,
+        overflow: false,
+    };
     let result = t.inner.compiled.liquid.render_to(&mut w, &globals);
     let (current, failure) = filters::take_state();
     if w.overflow {

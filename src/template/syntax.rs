@@ -507,7 +507,11 @@ pub(crate) enum Seg {
 pub(crate) enum Operand {
     Literal,
     /// `(lo..hi)`: only allowed as a `for` collection.
-    Range { lo: Span, hi: Span, span: Span },
+    Range {
+        lo: Span,
+        hi: Span,
+        span: Span,
+    },
     Path {
         root: String,
         segs: Vec<Seg>,

@@ -248,17 +248,40 @@ fn unsupported_tags_and_unbalanced_blocks() {
 fn hostile_templates_run_out_of_fuel_instead_of_hanging() {
     let v = json!({"n": 100000000, "s": "x"});
     for (t, want) in [
-        ("<% for i in (1..100000000) %><% endfor %>", "template.render_failed"),
-        ("<% for i in (1..n) %><% endfor %>", "template.render_failed"),
-        ("<% for i in (1..5000) %><% for j in (1..5000) %><% endfor %><% endfor %>", "template.render_failed"),
-        ("<% assign a = s %><% for i in (1..40) %><% assign a = a | append: a %><% endfor %><< a | size >>", "template.render_failed"),
-        ("<% for i in (1..9000) %>xxxxxxxxxx<% endfor %>", "template.render_failed"),
+        (
+            "<% for i in (1..100000000) %><% endfor %>",
+            "template.render_failed",
+        ),
+        (
+            "<% for i in (1..n) %><% endfor %>",
+            "template.render_failed",
+        ),
+        (
+            "<% for i in (1..5000) %><% for j in (1..5000) %><% endfor %><% endfor %>",
+            "template.render_failed",
+        ),
+        (
+            "<% assign a = s %><% for i in (1..40) %><% assign a = a | append: a %><% endfor %><< a | size >>",
+            "template.render_failed",
+        ),
+        (
+            "<% for i in (1..9000) %>xxxxxxxxxx<% endfor %>",
+            "template.render_failed",
+        ),
     ] {
         let e = render(t, v.clone()).unwrap_err();
         assert_eq!(e.code(), want, "{t}");
     }
-    assert_eq!(HeaderTemplate::compile("<< (1..5) | join >>").unwrap_err().code(), "template.syntax");
-    assert_eq!(render("<% for i in (1..3) %><< i >><% endfor %>", v).unwrap(), "123");
+    assert_eq!(
+        HeaderTemplate::compile("<< (1..5) | join >>")
+            .unwrap_err()
+            .code(),
+        "template.syntax"
+    );
+    assert_eq!(
+        render("<% for i in (1..3) %><< i >><% endfor %>", v).unwrap(),
+        "123"
+    );
 }
 
 #[test]
