@@ -485,6 +485,17 @@ pub(crate) fn lex_expr(src: &str, span: Span) -> Result<Vec<Lexed>, TemplateErro
                 ));
             }
         };
+        if tok == Tok::Num {
+            // `liquid` panics on integers that overflow i64: refuse them here.
+            let digits = &text[start..i];
+            if !digits.contains('.') && digits.parse::<i64>().is_err() {
+                return Err(TemplateError::new(
+                    ErrorKind::Syntax,
+                    "integer literal out of range (at most 19 digits)",
+                )
+                .at(src, Span::new(span.start + start, span.start + i)));
+            }
+        }
         out.push(Lexed {
             tok,
             span: Span::new(span.start + start, span.start + i),
