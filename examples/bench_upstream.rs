@@ -29,17 +29,31 @@ struct Stats {
 /// Wall-clock nanoseconds: the measuring client runs on the same machine
 /// and reads the same clock, so arrival minus stamp is the relay latency.
 fn now_ns() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 async fn handle(req: Request<Incoming>, stats: Arc<Stats>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path.ends_with("/_stats") {
-        let body = format!("{{\"ok\":{},\"mismatch\":{}}}", stats.ok.load(Ordering::Relaxed), stats.mismatch.load(Ordering::Relaxed));
+        let body = format!(
+            "{{\"ok\":{},\"mismatch\":{}}}",
+            stats.ok.load(Ordering::Relaxed),
+            stats.mismatch.load(Ordering::Relaxed)
+        );
         return Response::new(Full::new(Bytes::from(body)).boxed());
     }
-    let id = req.headers().get("x-call-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let id = req
+        .headers()
+        .get("x-call-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let good = !id.is_empty() && auth.strip_prefix("Bearer tok-") == Some(id);
     if good {
         stats.ok.fetch_add(1, Ordering::Relaxed);
@@ -48,7 +62,14 @@ async fn handle(req: Request<Incoming>, stats: Arc<Stats>) -> Response<Body> {
     }
     if path.ends_with("/sse") {
         let q = req.uri().query().unwrap_or("").to_string();
-        let get = |k: &str, d: u64| q.split('&').find_map(|p| p.strip_prefix(&format!("{k}=")).and_then(|v| v.parse().ok())).unwrap_or(d);
+        let get = |k: &str, d: u64| {
+            q.split('&')
+                .find_map(|p| {
+                    p.strip_prefix(&format!("{k}="))
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(d)
+        };
         let (n, gap) = (get("n", 300), get("gap_ms", 5));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
         tokio::spawn(async move {
@@ -62,18 +83,34 @@ async fn handle(req: Request<Incoming>, stats: Arc<Stats>) -> Response<Body> {
         });
         let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         let mut r = Response::new(StreamBody::new(stream).boxed());
-        r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap_or(http::HeaderValue::from_static("text/event-stream")));
-        r.headers_mut().insert("cache-control", http::HeaderValue::from_static("no-cache"));
+        r.headers_mut().insert(
+            "content-type",
+            "text/event-stream"
+                .parse()
+                .unwrap_or(http::HeaderValue::from_static("text/event-stream")),
+        );
+        r.headers_mut()
+            .insert("cache-control", http::HeaderValue::from_static("no-cache"));
         return r;
     }
-    let mut r = Response::new(Full::new(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}"#)).boxed());
-    r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}"#,
+        ))
+        .boxed(),
+    );
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18000".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let stats = Arc::new(Stats::default());
     eprintln!("bench upstream on {addr}");
@@ -86,7 +123,9 @@ async fn main() -> std::io::Result<()> {
                 let stats = stats.clone();
                 async move { Ok::<_, Infallible>(handle(req, stats).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(s), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(s), svc)
+                .await;
         });
     }
 }

@@ -7,13 +7,17 @@
 use futures_util::StreamExt;
 
 fn now_ns() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or("usage: sse_latency URL [HEADER:VALUE …]")?;
+    let url = args
+        .next()
+        .ok_or("usage: sse_latency URL [HEADER:VALUE …]")?;
     let mut req = reqwest::Client::builder().no_proxy().build()?.get(&url);
     for h in args {
         if let Some((k, v)) = h.split_once(':') {
@@ -32,13 +36,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         buf.push_str(std::str::from_utf8(&chunk?)?);
         while let Some(end) = buf.find("\n\n") {
             let ev: String = buf.drain(..end + 2).collect();
-            if let Some(sent) = ev.lines().find_map(|l| l.strip_prefix("data: ")).and_then(|s| s.trim().parse::<u128>().ok()) {
+            if let Some(sent) = ev
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .and_then(|s| s.trim().parse::<u128>().ok())
+            {
                 lags.push(arrived.saturating_sub(sent) as f64 / 1e6);
             }
         }
     }
     lags.sort_by(f64::total_cmp);
-    let pct = |p: f64| lags.get(((lags.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
-    println!("RESULT events={} p50={:.3} p99={:.3} max={:.3}", lags.len(), pct(0.5), pct(0.99), pct(1.0));
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "RESULT events={} p50={:.3} p99={:.3} max={:.3}",
+        lags.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
     Ok(())
 }

@@ -401,3 +401,34 @@ fn readme_quick_start_works_verbatim() {
     );
     assert!(stdout.contains("\"x-tenant\":\"acme\""), "{stdout}");
 }
+
+#[test]
+fn shipped_examples_pass_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("routes")).unwrap();
+    std::fs::copy(
+        root.join("templates/examples/headgate.platforms.toml"),
+        dir.path().join("headgate.toml"),
+    )
+    .unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(root.join("templates/examples")).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".toml") && !name.starts_with("headgate.") {
+            std::fs::copy(&p, dir.path().join("routes").join(&name)).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 5);
+    let (code, out, err) = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("ok: {n} route(s), 3 webhook(s)")),
+        "{out}"
+    );
+    // The shipped default config passes too.
+    let (code, out, err) = run(&["check", root.join("templates").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -11,13 +11,21 @@ use common::*;
 use serde_json::json;
 
 fn route_with(up: &str, value: &str) -> String {
-    route(up, &format!("[headers]\nx-version = \"{value}\"\nauthorization = \"Bearer << call.metadata.token >>\"\n"))
+    route(
+        up,
+        &format!(
+            "[headers]\nx-version = \"{value}\"\nauthorization = \"Bearer << call.metadata.token >>\"\n"
+        ),
+    )
 }
 
 async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
     let started = Instant::now();
     while !f() {
-        assert!(started.elapsed() < Duration::from_secs(15), "timed out waiting for {what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -47,7 +55,12 @@ async fn reload_under_traffic_never_fails_a_request() {
         workers.push(tokio::spawn(async move {
             let c = client();
             while !stop.load(Ordering::Relaxed) {
-                let r = c.get(&url).header("x-headgate-key", ROUTE_KEY).header("x-call-id", "c1").send().await;
+                let r = c
+                    .get(&url)
+                    .header("x-headgate-key", ROUTE_KEY)
+                    .header("x-call-id", "c1")
+                    .send()
+                    .await;
                 sent.fetch_add(1, Ordering::Relaxed);
                 if !matches!(r, Ok(ref r) if r.status() == 200) {
                     failures.fetch_add(1, Ordering::Relaxed);
@@ -55,43 +68,95 @@ async fn reload_under_traffic_never_fails_a_request() {
             }
         }));
     }
-    let version = |up: &Upstream| up.last().headers.get("x-version").map(|v| v.to_str().unwrap().to_string());
+    let version = |up: &Upstream| {
+        up.last()
+            .headers
+            .get("x-version")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
     wait_for("traffic", || sent.load(Ordering::Relaxed) > 20).await;
 
     // Good change: applied.
-    std::fs::write(dir.path().join("routes/crm.toml"), route_with(&up.url(), "v2")).unwrap();
+    std::fs::write(
+        dir.path().join("routes/crm.toml"),
+        route_with(&up.url(), "v2"),
+    )
+    .unwrap();
     wait_for("v2 to serve", || version(&up).as_deref() == Some("v2")).await;
 
     // Bad change: rejected, v2 keeps serving.
-    std::fs::write(dir.path().join("routes/crm.toml"), "upstream = \"not a url\"\n[headers]\nx = \"<< a | nope >>\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("routes/crm.toml"),
+        "upstream = \"not a url\"\n[headers]\nx = \"<< a | nope >>\"\n",
+    )
+    .unwrap();
     let metrics_url = format!("http://{}/metrics", h.admin);
     let c = client();
     let started = Instant::now();
     loop {
-        let m = c.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        let m = c
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if m.contains("headgate_config_reloads_total{outcome=\"rejected\"}") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "the bad config was never rejected:\n{m}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the bad config was never rejected:\n{m}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = sent.load(Ordering::Relaxed);
-    wait_for("traffic after the bad reload", || sent.load(Ordering::Relaxed) > before + 20).await;
-    assert_eq!(version(&up).as_deref(), Some("v2"), "the previous config keeps serving");
+    wait_for("traffic after the bad reload", || {
+        sent.load(Ordering::Relaxed) > before + 20
+    })
+    .await;
+    assert_eq!(
+        version(&up).as_deref(),
+        Some("v2"),
+        "the previous config keeps serving"
+    );
 
     // Fixed: applied again.
-    std::fs::write(dir.path().join("routes/crm.toml"), route_with(&up.url(), "v3")).unwrap();
+    std::fs::write(
+        dir.path().join("routes/crm.toml"),
+        route_with(&up.url(), "v3"),
+    )
+    .unwrap();
     wait_for("v3 to serve", || version(&up).as_deref() == Some("v3")).await;
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "{} requests sent", sent.load(Ordering::Relaxed));
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "{} requests sent",
+        sent.load(Ordering::Relaxed)
+    );
     // Sessions survive reloads.
     assert_eq!(up.last().headers["authorization"], "Bearer t");
-    let m = c.get(&metrics_url).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("headgate_config_reloads_total{outcome=\"applied\"}"), "{m}");
-    assert!(m.contains("headgate_requests_total{route=\"crm\",status=\"200\"}"), "{m}");
+    let m = c
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("headgate_config_reloads_total{outcome=\"applied\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("headgate_requests_total{route=\"crm\",status=\"200\"}"),
+        "{m}"
+    );
     h.shutdown().await;
 }

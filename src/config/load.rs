@@ -641,8 +641,12 @@ fn route(
                                 (Some(header), Some(secret)) => {
                                     Some(InboundAuth::Header { header, secret })
                                 }
-                                (Some(_), None) if ctx.mode == LoadMode::Check => {
-                                    Some(InboundAuth::None)
+                                // `check` without the secret: validate the rest as configured.
+                                (Some(header), None) if ctx.mode == LoadMode::Check => {
+                                    Some(InboundAuth::Header {
+                                        header,
+                                        secret: Secret::new(""),
+                                    })
                                 }
                                 _ => None,
                             }
@@ -656,7 +660,12 @@ fn route(
                                     platform: p.to_string(),
                                     secret,
                                 }),
-                                None if ctx.mode == LoadMode::Check => Some(InboundAuth::None),
+                                None if ctx.mode == LoadMode::Check => {
+                                    Some(InboundAuth::Platform {
+                                        platform: p.to_string(),
+                                        secret: Secret::new(""),
+                                    })
+                                }
                                 None => None,
                             }
                         }

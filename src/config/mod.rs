@@ -117,10 +117,10 @@ impl Secret {
         &self.0
     }
 
-    /// Constant-time comparison.
+    /// Constant-time comparison; an empty secret matches nothing.
     pub fn matches(&self, other: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(other).into()
+        !self.0.is_empty() && bool::from(self.0.as_bytes().ct_eq(other))
     }
 }
 

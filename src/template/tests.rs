@@ -215,8 +215,16 @@ fn unknown_filter_is_a_compile_error_with_position() {
 #[test]
 fn huge_integer_literals_are_refused_not_a_panic() {
     // Found by fuzzing: the `liquid` crate panics on these.
-    for t in ["<< 33333333333333333333333333 >>", "<% if a == 99999999999999999999 %>x<% endif %>", "<< a | plus: -99999999999999999999 >>"] {
-        assert_eq!(HeaderTemplate::compile(t).unwrap_err().code(), "template.syntax", "{t}");
+    for t in [
+        "<< 33333333333333333333333333 >>",
+        "<% if a == 99999999999999999999 %>x<% endif %>",
+        "<< a | plus: -99999999999999999999 >>",
+    ] {
+        assert_eq!(
+            HeaderTemplate::compile(t).unwrap_err().code(),
+            "template.syntax",
+            "{t}"
+        );
     }
     assert!(HeaderTemplate::compile("<< 9223372036854775807 >>").is_ok());
 }
