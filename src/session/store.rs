@@ -60,7 +60,7 @@ impl Store {
     /// Entries currently held (approximate).
     pub fn len(&self) -> u64 {
         match self {
-            Store::Memory(m) => m.cache.entry_count(),
+            Store::Memory(m) => m.entry_count(),
         }
     }
 
@@ -98,16 +98,89 @@ impl SessionStore for Store {
     }
 }
 
-struct PerEntryTtl;
+/// A session as the cold store keeps it: compact JSON text (a 300-byte call
+/// object costs ~300 bytes, not the ~3.7 KB of a `serde_json::Value` tree).
+struct Stored {
+    json: Box<[u8]>,
+    source: Source,
+    ttl: Duration,
+    stored_at: Instant,
+}
 
-impl moka::Expiry<Arc<str>, Arc<Session>> for PerEntryTtl {
+impl Stored {
+    fn ttl_left(&self) -> Duration {
+        self.ttl.saturating_sub(self.stored_at.elapsed())
+    }
+
+    fn encode(s: &Session) -> Self {
+        let json = serde_json::to_vec(s.vars.as_map())
+            .unwrap_or_default()
+            .into_boxed_slice();
+        Self {
+            json,
+            source: s.source,
+            ttl: s.ttl,
+            stored_at: s.stored_at,
+        }
+    }
+
+    fn decode(&self) -> Option<Session> {
+        let map: serde_json::Map<String, Value> = serde_json::from_slice(&self.json).ok()?;
+        Some(Session {
+            vars: crate::template::Vars::from_map(map),
+            source: self.source,
+            ttl: self.ttl,
+            stored_at: self.stored_at,
+            bytes: self.json.len(),
+        })
+    }
+}
+
+struct ColdTtl;
+
+impl moka::Expiry<Arc<str>, Arc<Stored>> for ColdTtl {
+    fn expire_after_create(
+        &self,
+        _k: &Arc<str>,
+        v: &Arc<Stored>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(v.ttl_left())
+    }
+    fn expire_after_update(
+        &self,
+        _k: &Arc<str>,
+        v: &Arc<Stored>,
+        _now: Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.ttl_left())
+    }
+}
+
+/// Decoded sessions of active calls live at most this long without use.
+const HOT_IDLE: Duration = Duration::from_secs(300);
+
+struct HotTtl;
+
+impl moka::Expiry<Arc<str>, Arc<Session>> for HotTtl {
     fn expire_after_create(
         &self,
         _k: &Arc<str>,
         v: &Arc<Session>,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(v.ttl_left())
+        Some(v.ttl_left().min(HOT_IDLE))
+    }
+    fn expire_after_read(
+        &self,
+        _k: &Arc<str>,
+        v: &Arc<Session>,
+        _now: Instant,
+        _d: Option<Duration>,
+        _t: Instant,
+    ) -> Option<Duration> {
+        Some(v.ttl_left().min(HOT_IDLE))
     }
     fn expire_after_update(
         &self,
@@ -116,38 +189,59 @@ impl moka::Expiry<Arc<str>, Arc<Session>> for PerEntryTtl {
         _now: Instant,
         _d: Option<Duration>,
     ) -> Option<Duration> {
-        Some(v.ttl_left())
+        Some(v.ttl_left().min(HOT_IDLE))
     }
 }
 
-/// In-memory sessions.
+/// In-memory sessions: a cold store of compact JSON (bounded by count and
+/// bytes, TTL per entry) and a small hot cache of decoded sessions for the
+/// calls in progress, so the request path reads a ready `Vars` lock-free.
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<Arc<str>, Arc<Session>>,
+    cold: Cache<Arc<str>, Arc<Stored>>,
+    hot: Cache<Arc<str>, Arc<Session>>,
     written: broadcast::Sender<Arc<str>>,
 }
+
+/// Decoded sessions kept hot (calls in progress); the rest stay compact.
+pub const HOT_SESSIONS: u64 = 20_000;
 
 impl MemoryStore {
     /// At most `max_sessions` entries and about `max_bytes` of data: every
     /// entry weighs at least `max_bytes / max_sessions`, so both bounds hold.
     pub fn new(max_sessions: u64, max_bytes: u64) -> Self {
+        Self::with_hot(max_sessions, max_bytes, HOT_SESSIONS)
+    }
+
+    /// As [`MemoryStore::new`], with `hot` decoded sessions kept ready.
+    pub fn with_hot(max_sessions: u64, max_bytes: u64, hot: u64) -> Self {
         let floor = (max_bytes / max_sessions.max(1)).clamp(1, u32::MAX as u64) as u32;
-        let cache = Cache::builder()
+        let cold = Cache::builder()
             .max_capacity(max_bytes.max(1))
-            .weigher(move |k: &Arc<str>, v: &Arc<Session>| -> u32 {
-                let w = (k.len() + v.bytes + 64).min(u32::MAX as usize) as u32;
+            .weigher(move |k: &Arc<str>, v: &Arc<Stored>| -> u32 {
+                let w = (k.len() + v.json.len() + 96).min(u32::MAX as usize) as u32;
                 w.max(floor)
             })
-            .expire_after(PerEntryTtl)
+            .expire_after(ColdTtl)
+            .build();
+        let hot = Cache::builder()
+            .max_capacity(hot.min(max_sessions).max(1))
+            .expire_after(HotTtl)
             .build();
         let (written, _) = broadcast::channel(1024);
-        Self { cache, written }
+        Self { cold, hot, written }
     }
 
     /// Runs moka's maintenance (expiry, eviction) now; `serve` calls this on
     /// an interval so expiry and capacity are timely.
     pub async fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks().await;
+        self.cold.run_pending_tasks().await;
+        self.hot.run_pending_tasks().await;
+    }
+
+    /// Sessions held (approximate).
+    pub fn entry_count(&self) -> u64 {
+        self.cold.entry_count()
     }
 
     fn announce(&self, id: &str) {
@@ -162,17 +256,17 @@ impl MemoryStore {
         wait: Duration,
     ) -> Result<Option<Arc<Session>>, SessionError> {
         let mut rx = self.written.subscribe();
-        if let Some(s) = self.cache.get(id).await {
+        if let Some(s) = self.get(id).await? {
             return Ok(Some(s));
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Ok(None),
-                Ok(Ok(k)) if &*k == id => return Ok(self.cache.get(id).await),
+                Ok(Ok(k)) if &*k == id => return self.get(id).await,
                 Ok(Ok(_)) => {}
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if let Some(s) = self.cache.get(id).await {
+                    if let Some(s) = self.get(id).await? {
                         return Ok(Some(s));
                     }
                 }
@@ -184,11 +278,33 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
-        Ok(self.cache.get(id).await)
+        if let Some(s) = self.hot.get(id).await {
+            return Ok(Some(s));
+        }
+        let Some(stored) = self.cold.get(id).await else {
+            return Ok(None);
+        };
+        let Some(session) = stored.decode() else {
+            return Ok(None);
+        };
+        let session = Arc::new(session);
+        let key: Arc<str> = Arc::from(id);
+        self.hot.insert(key.clone(), session.clone()).await;
+        // A delete may have run since we read the cold entry: never let the
+        // hot cache resurrect it.
+        if !self.cold.contains_key(id) {
+            self.hot.invalidate(&key).await;
+            return Ok(None);
+        }
+        Ok(Some(session))
     }
 
     async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
-        self.cache.insert(Arc::from(id), Arc::new(session)).await;
+        let key: Arc<str> = Arc::from(id);
+        self.cold
+            .insert(key.clone(), Arc::new(Stored::encode(&session)))
+            .await;
+        self.hot.insert(key, Arc::new(session)).await;
         self.announce(id);
         Ok(())
     }
@@ -200,25 +316,28 @@ impl SessionStore for MemoryStore {
         max_bytes: usize,
     ) -> Result<bool, SessionError> {
         let mut failure = None;
+        let mut merged = None;
         let result = self
-            .cache
+            .cold
             .entry(Arc::from(id))
             .and_compute_with(|existing| {
-                let op = match existing {
+                let op = match existing.and_then(|e| e.into_value().decode()) {
                     None => Op::Nop,
-                    Some(entry) => {
-                        let old = entry.into_value();
+                    Some(old) => {
                         let mut map = old.vars.as_map().clone();
                         deep_merge(&mut map, patch);
                         match validate(Value::Object(map), max_bytes) {
                             Ok(vars) => {
-                                let mut s = Session::new(vars, old.source, old.ttl_left());
-                                s.source = if old.source == Source::Resolver {
+                                // Admin-patched data is no longer purely the resolver's.
+                                let source = if old.source == Source::Resolver {
                                     Source::Admin
                                 } else {
                                     old.source
                                 };
-                                Op::Put(Arc::new(s))
+                                let s = Session::new(vars, source, old.ttl_left());
+                                let stored = Stored::encode(&s);
+                                merged = Some(s);
+                                Op::Put(Arc::new(stored))
                             }
                             Err(e) => {
                                 failure = Some(e);
@@ -234,14 +353,16 @@ impl SessionStore for MemoryStore {
             return Err(e);
         }
         let existed = !matches!(result, moka::ops::compute::CompResult::StillNone(_));
-        if existed {
+        if let Some(s) = merged {
+            self.hot.insert(Arc::from(id), Arc::new(s)).await;
             self.announce(id);
         }
         Ok(existed)
     }
 
     async fn delete(&self, id: &str) -> Result<(), SessionError> {
-        self.cache.invalidate(id).await;
+        self.cold.invalidate(id).await;
+        self.hot.invalidate(id).await;
         Ok(())
     }
 }
@@ -292,7 +413,7 @@ mod tests {
                 .unwrap();
         }
         s.run_pending_tasks().await;
-        let n = s.cache.entry_count();
+        let n = s.entry_count();
         assert!(n <= 50, "{n} entries kept with max_sessions = 50");
         assert!(n > 0);
     }
@@ -318,6 +439,41 @@ mod tests {
         assert_eq!(
             s.patch("a", big, 1000).await.unwrap_err().code(),
             "session.too_large"
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_decode_from_the_compact_store_when_not_hot() {
+        let s = MemoryStore::with_hot(1000, 1 << 20, 2);
+        for i in 0..50 {
+            let vars =
+                Vars::from_json(json!({"call": {"metadata": {"token": format!("t{i}")}, "n": i}}))
+                    .unwrap();
+            s.put(
+                &format!("k{i}"),
+                Session::new(vars, Source::Webhook, Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        }
+        s.run_pending_tasks().await;
+        assert!(s.hot.entry_count() <= 2);
+        for i in [0, 17, 49] {
+            let got = s.get(&format!("k{i}")).await.unwrap().unwrap();
+            assert_eq!(
+                got.vars.as_map()["call"]["metadata"]["token"],
+                format!("t{i}")
+            );
+            assert_eq!(got.source, Source::Webhook);
+            assert!(
+                got.ttl_left() <= Duration::from_secs(60)
+                    && got.ttl_left() > Duration::from_secs(50)
+            );
+        }
+        s.delete("k17").await.unwrap();
+        assert!(
+            s.get("k17").await.unwrap().is_none(),
+            "deleted from both tiers"
         );
     }
 
