@@ -157,3 +157,38 @@ async fn mcp_sdk_through_headgate_to_fastmcp_two_users() {
     h.shutdown().await;
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_sdks_and_headgate_agree() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let main = "builtin_echo = true\n[webhooks.vapi]\nsecret_env = \"HG_TEST_WEBHOOK_SECRET\"\n[webhooks.retell]\nsecret_env = \"HG_TEST_RETELL_KEY\"\n[webhooks.elevenlabs]\nsecret_env = \"HG_TEST_WEBHOOK_SECRET\"\n";
+    let r = route(
+        &format!("http://127.0.0.1:{port}/_echo"),
+        "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+    );
+    write_config(dir.path(), main, &[("echo", &r)]);
+    let h = headgate::proxy::start(headgate::proxy::ServeOptions {
+        templates: dir.path().to_path_buf(),
+        listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        watch: false,
+    })
+    .await
+    .unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/platform_sdks.py");
+    let out = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("{stdout}\n{stderr}"));
+    assert_eq!(v["failures"], json!([]), "SDK and headgate disagree: {v}");
+    assert!(v["checks"].as_u64().unwrap() >= 14, "{v}");
+    h.shutdown().await;
+}
