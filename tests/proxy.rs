@@ -8,7 +8,7 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-const MAIN: &str = "builtin_echo = false\n[timeouts]\nresponse_headers = \"1s\"\nconnect = \"1s\"\nshutdown = \"3s\"\n";
+const MAIN: &str = "builtin_echo = false\n[timeouts]\nresponse_headers = \"1s\"\nconnect = \"1s\"\nshutdown = \"3s\"\nheader_read = \"500ms\"\n";
 
 async fn setup(route_extra: &str) -> (tempfile::TempDir, Upstream, headgate::proxy::Running) {
     let up = upstream().await;
@@ -507,4 +507,20 @@ async fn raw_request(addr: std::net::SocketAddr, req: &str) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn slow_request_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_d, up, h) = setup(HEADERS).await;
+    let mut s = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    s.write_all(b"GET /crm HTTP/1.1\r\nHost: x\r\nx-call-id: c1\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    // The proxy closes the connection once `header_read` (500 ms) passes.
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was held open past the header timeout");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(up.seen().is_empty(), "nothing reached the upstream");
+    h.shutdown().await;
 }
