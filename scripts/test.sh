@@ -18,3 +18,5 @@ fi
 
 echo "== cargo test"
 cargo test --locked --all-targets "$@"
+echo "== cargo test --doc"
+cargo test --locked --doc

@@ -15,17 +15,30 @@ use crate::response::Body;
 /// The shared client type.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Builds a client with `connect_timeout`.
-pub fn build(connect_timeout: Duration) -> Result<HttpClient, rustls::Error> {
+/// Builds a client with `connect_timeout`, trusting the webpki roots plus
+/// `extra_roots` (an internal CA, `[tls] ca_file`).
+pub fn build(
+    connect_timeout: Duration,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<HttpClient, rustls::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots.add(cert.clone())?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))?
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()

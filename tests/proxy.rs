@@ -514,12 +514,17 @@ async fn slow_request_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (_d, up, h) = setup(HEADERS).await;
     let mut s = tokio::net::TcpStream::connect(h.listen).await.unwrap();
-    s.write_all(b"GET /crm HTTP/1.1\r\nHost: x\r\nx-call-id: c1\r\n").await.unwrap();
+    s.write_all(b"GET /crm HTTP/1.1\r\nHost: x\r\nx-call-id: c1\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut buf = Vec::new();
     // The proxy closes the connection once `header_read` (500 ms) passes.
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the connection was held open past the header timeout");
+    assert!(
+        read.is_ok(),
+        "the connection was held open past the header timeout"
+    );
     assert!(started.elapsed() >= Duration::from_millis(400));
     assert!(up.seen().is_empty(), "nothing reached the upstream");
     h.shutdown().await;

@@ -64,9 +64,16 @@ struct RawServer {
     #[serde(default)]
     timeouts: BTreeMap<String, Spanned<String>>,
     store: Option<RawStore>,
+    tls: Option<RawTls>,
     resolver: Option<RawResolver>,
     #[serde(default)]
     webhooks: BTreeMap<String, RawWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -461,6 +468,39 @@ fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         timeouts,
         store,
         builtin_echo: raw.builtin_echo.unwrap_or(false),
+        extra_roots: extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
+    }
+}
+
+/// Reads `[tls] ca_file` (PEM, one or more certificates).
+fn extra_roots(
+    ctx: &mut Ctx<'_>,
+    file: Option<&Spanned<String>>,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(f) = file else { return Vec::new() };
+    let path = ctx
+        .path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(f.get_ref());
+    let certs: Result<Vec<_>, _> = match rustls::pki_types::CertificateDer::pem_file_iter(&path) {
+        Ok(it) => it.collect(),
+        Err(e) => Err(e),
+    };
+    match certs {
+        Ok(c) if !c.is_empty() => c,
+        _ => {
+            ctx.err(
+                f.span().start,
+                "config.invalid_ca_file",
+                format!(
+                    "`{}` is not a readable PEM file of certificates",
+                    path.display()
+                ),
+            );
+            Vec::new()
+        }
     }
 }
 

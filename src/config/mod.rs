@@ -71,6 +71,8 @@ pub struct Server {
     /// Serve `/_echo`, an upstream that answers with what it received
     /// (for the quick start and for trying templates).
     pub builtin_echo: bool,
+    /// Extra CA certificates trusted for upstreams (`[tls] ca_file`).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// Timeouts, nginx-style.

@@ -143,8 +143,8 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
                     .into(),
             )),
         };
-    let client =
-        client::build(cfg.server.timeouts.connect).map_err(|e| ServeError::Tls(e.to_string()))?;
+    let client = client::build(cfg.server.timeouts.connect, &cfg.server.extra_roots)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let listen_addr = cfg.server.listen;
     let admin_addr = cfg.server.admin_listen;
