@@ -13,6 +13,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
+/// What the TLS upstream saw: protocol version and `Authorization`.
+type Seen2 = (http::Version, Option<String>);
+
 #[tokio::test]
 async fn https_upstream_over_http2_with_an_internal_ca() {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -30,7 +33,7 @@ async fn https_upstream_over_http2_with_an_internal_ca() {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen: Arc<Mutex<Vec<(http::Version, Option<String>)>>> = Default::default();
+    let seen: Arc<Mutex<Vec<Seen2>>> = Default::default();
     let seen2 = seen.clone();
     tokio::spawn(async move {
         loop {
