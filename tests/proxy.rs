@@ -529,3 +529,47 @@ async fn slow_request_headers_are_cut_off() {
     assert!(up.seen().is_empty(), "nothing reached the upstream");
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_silent_stream_is_closed_after_the_idle_timeout() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "[timeouts]\nidle = \"300ms\"\n",
+        &[("crm", &route(&format!("{}/mcp", up.url()), HEADERS))],
+    );
+    let h = start(dir.path()).await;
+    put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
+    let r = client()
+        .get(url(&h, "/crm/sse?n=3&gap_ms=2000"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut stream = r.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("data: "));
+    // The upstream waits 2 s before the next event; the proxy gives up after 300 ms.
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut ended_with_error = false;
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                ended_with_error = true;
+                break;
+            }
+        }
+        ended_with_error
+    })
+    .await
+    .expect("the stream was not closed");
+    assert!(rest, "an idle stream ends with an error, not a clean end");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "closed after {took:?}, not the 300 ms idle timeout"
+    );
+    h.shutdown().await;
+}

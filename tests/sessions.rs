@@ -579,3 +579,55 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn resolver_refreshes_a_session_near_expiry_in_the_background() {
+    let up = upstream().await;
+    let api = FakeApi::default();
+    let api_addr = fake_api(api.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!(
+        "env_allow = [\"HG_TEST_API_KEY\"]\n[resolver]\nplatform = \"vapi\"\nurl = \"http://{api_addr}/call/<< session.id >>\"\nheaders = {{ authorization = \"Bearer << env.HG_TEST_API_KEY >>\" }}\nttl = \"3s\"\nrefresh_before = \"2500ms\"\n"
+    );
+    write_config(
+        dir.path(),
+        &main,
+        &[(
+            "crm",
+            &route(
+                &up.url(),
+                &format!("on_unknown_session = \"resolve\"\n{HEADERS}"),
+            ),
+        )],
+    );
+    let h = start(dir.path()).await;
+    let get = || {
+        client()
+            .get(format!("http://{}/crm", h.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "swr")
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(api.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(up.last().headers["authorization"], "Bearer tok-0");
+    // Rotate the token; once less than refresh_before is left, a hit is
+    // served from the cache at once and refreshed behind it.
+    api.generation.store(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(
+        up.last().headers["authorization"],
+        "Bearer tok-0",
+        "served stale while revalidating"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        api.hits.load(Ordering::SeqCst),
+        2,
+        "refreshed once in the background"
+    );
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(up.last().headers["authorization"], "Bearer tok-1");
+    h.shutdown().await;
+}
