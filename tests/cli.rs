@@ -432,3 +432,62 @@ fn shipped_examples_pass_check() {
     let (code, out, err) = run(&["check", root.join("templates").to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_config() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = |v: &str| route(&up.url(), &format!("[headers]\nx-version = \"{v}\"\n"));
+    write_config(dir.path(), "", &[("crm", &r("before"))]);
+    let s = serve(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--no-watch",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let admin = format!("http://{}/sessions/c1", s.admin);
+    client()
+        .put(&admin)
+        .json(&json!({"call": {}}))
+        .send()
+        .await
+        .unwrap();
+    let call = || {
+        client()
+            .get(format!("http://{}/crm", s.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "c1")
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(up.last().headers["x-version"], "before");
+
+    std::fs::write(dir.path().join("routes/crm.toml"), r("after")).unwrap();
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    loop {
+        assert_eq!(call().await.unwrap().status(), 200);
+        if up.last().headers["x-version"] == "after" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not reload:\n{}",
+            s.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(s.log.lock().unwrap().contains("config reloaded"));
+}

@@ -43,38 +43,20 @@ pub fn reload_once(dir: &std::path::Path, tx: &watch::Sender<Arc<Config>>) -> Re
     }
 }
 
-/// Watches `dir` for changes and SIGHUP; runs until the sender is dropped.
-/// `on_reload` is told each outcome (metrics).
+/// Reloads on SIGHUP, and on file changes in `dir` when `watch_files`;
+/// runs until the sender is dropped. `on_reload` is told each outcome.
 pub async fn watch_config(
     dir: PathBuf,
+    watch_files: bool,
     tx: Arc<watch::Sender<Arc<Config>>>,
     on_reload: impl Fn(Reloaded) + Send + 'static,
 ) {
-    use notify::Watcher;
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<()>(16);
-    let ev_tx2 = ev_tx.clone();
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res
-            && !matches!(ev.kind, notify::EventKind::Access(_))
-        {
-            let _ = ev_tx2.try_send(());
-        }
-    });
-    let _watcher = match watcher {
-        Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::Recursive) {
-            Ok(()) => Some(w),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot watch {} for changes ({e}); reload with SIGHUP",
-                    dir.display()
-                );
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!("file watching unavailable ({e}); reload with SIGHUP");
-            None
-        }
+    // Kept alive for the loop's lifetime; `None` when not watching files.
+    let _watcher = if watch_files {
+        file_watcher(&dir, ev_tx.clone())
+    } else {
+        None
     };
     #[cfg(unix)]
     {
@@ -101,5 +83,36 @@ pub async fn watch_config(
         }
         let outcome = reload_once(&dir, &tx);
         on_reload(outcome);
+    }
+}
+
+/// A `notify` watcher that pokes `ev_tx` on every change under `dir`.
+fn file_watcher(
+    dir: &std::path::Path,
+    ev_tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            let _ = ev_tx.try_send(());
+        }
+    });
+    match watcher {
+        Ok(mut w) => match w.watch(dir, notify::RecursiveMode::Recursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} for changes ({e}); reload with SIGHUP",
+                    dir.display()
+                );
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("file watching unavailable ({e}); reload with SIGHUP");
+            None
+        }
     }
 }

@@ -181,11 +181,13 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         ready: ready.clone(),
     });
 
-    if opts.watch {
+    // SIGHUP always reloads; `watch` adds reload on file change.
+    {
         let tx = config_tx.clone();
+        let watch_files = opts.watch;
         let m = metrics.clone();
         tokio::spawn(async move {
-            config::reload::watch_config(dir, tx, move |o| {
+            config::reload::watch_config(dir, watch_files, tx, move |o| {
                 let outcome = match o {
                     config::reload::Reloaded::Applied => "applied",
                     config::reload::Reloaded::Rejected => "rejected",
