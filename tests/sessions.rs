@@ -484,27 +484,35 @@ async fn fake_api(api: FakeApi) -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn resolver_single_flight_failure_recovery_and_401_eviction() {
+/// A headgate whose `crm` route resolves unknown sessions from a local fake
+/// of Vapi's get-call API; `resolver_extra` adds `[resolver]` settings.
+async fn resolver_setup(
+    resolver_extra: &str,
+) -> (
+    Upstream,
+    FakeApi,
+    tempfile::TempDir,
+    headgate::proxy::Running,
+) {
     let up = upstream().await;
     let api = FakeApi::default();
     let api_addr = fake_api(api.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let main = format!(
-        "env_allow = [\"HG_TEST_API_KEY\"]\n[resolver]\nplatform = \"vapi\"\nurl = \"http://{api_addr}/call/<< session.id | url_encode >>\"\nheaders = {{ authorization = \"Bearer << env.HG_TEST_API_KEY >>\" }}\ntimeout = \"2s\"\nnegative_ttl = \"300ms\"\n"
+        "env_allow = [\"HG_TEST_API_KEY\"]\n[resolver]\nplatform = \"vapi\"\nurl = \"http://{api_addr}/call/<< session.id | url_encode >>\"\nheaders = {{ authorization = \"Bearer << env.HG_TEST_API_KEY >>\" }}\n{resolver_extra}"
     );
-    write_config(
-        dir.path(),
-        &main,
-        &[(
-            "crm",
-            &route(
-                &up.url(),
-                &format!("on_unknown_session = \"resolve\"\n{HEADERS}"),
-            ),
-        )],
+    let r = route(
+        &up.url(),
+        &format!("on_unknown_session = \"resolve\"\n{HEADERS}"),
     );
+    write_config(dir.path(), &main, &[("crm", &r)]);
     let h = start(dir.path()).await;
+    (up, api, dir, h)
+}
+
+#[tokio::test]
+async fn resolver_single_flight_failure_recovery_and_401_eviction() {
+    let (up, api, _dir, h) = resolver_setup("timeout = \"2s\"\nnegative_ttl = \"300ms\"\n").await;
     let get = |id: &str, path: &str| {
         client()
             .get(format!("http://{}/crm{path}", h.listen))
@@ -582,25 +590,7 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
 
 #[tokio::test]
 async fn resolver_refreshes_a_session_near_expiry_in_the_background() {
-    let up = upstream().await;
-    let api = FakeApi::default();
-    let api_addr = fake_api(api.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let main = format!(
-        "env_allow = [\"HG_TEST_API_KEY\"]\n[resolver]\nplatform = \"vapi\"\nurl = \"http://{api_addr}/call/<< session.id >>\"\nheaders = {{ authorization = \"Bearer << env.HG_TEST_API_KEY >>\" }}\nttl = \"3s\"\nrefresh_before = \"2500ms\"\n"
-    );
-    write_config(
-        dir.path(),
-        &main,
-        &[(
-            "crm",
-            &route(
-                &up.url(),
-                &format!("on_unknown_session = \"resolve\"\n{HEADERS}"),
-            ),
-        )],
-    );
-    let h = start(dir.path()).await;
+    let (up, api, _dir, h) = resolver_setup("ttl = \"3s\"\nrefresh_before = \"2500ms\"\n").await;
     let get = || {
         client()
             .get(format!("http://{}/crm", h.listen))

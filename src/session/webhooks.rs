@@ -238,6 +238,15 @@ pub fn verify_vapi(
     None
 }
 
+/// The values of `name` in a `k=v,k=v` signature header (Retell, ElevenLabs).
+fn sig_fields<'a>(sig: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    sig.split(',')
+        .filter_map(move |part| match part.trim().split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            _ => None,
+        })
+}
+
 /// Retell: `x-retell-signature: v=<unix ms>,d=<hex hmac-sha256(body + ts)>`.
 pub fn verify_retell(
     secret: &Secret,
@@ -247,16 +256,8 @@ pub fn verify_retell(
     now: f64,
 ) -> Option<[u8; 32]> {
     let sig = header(headers, "x-retell-signature")?;
-    let mut ts = None;
-    let mut digest = None;
-    for part in sig.split(',') {
-        match part.trim().split_once('=') {
-            Some(("v", v)) => ts = Some(v),
-            Some(("d", d)) => digest = Some(d),
-            _ => {}
-        }
-    }
-    let (ts, digest) = (ts?, digest?);
+    let ts = sig_fields(sig, "v").next()?;
+    let digest = sig_fields(sig, "d").next()?;
     if !within(unix_secs(ts)?, tolerance, now) {
         return None;
     }
@@ -274,16 +275,8 @@ pub fn verify_elevenlabs(
     now: f64,
 ) -> Option<[u8; 32]> {
     let sig = header(headers, "elevenlabs-signature")?;
-    let mut ts = None;
-    let mut digests = Vec::new();
-    for part in sig.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", v)) => ts = Some(v),
-            Some(("v0", d)) => digests.push(d),
-            _ => {}
-        }
-    }
-    let ts = ts?;
+    let ts = sig_fields(sig, "t").next()?;
+    let digests: Vec<&str> = sig_fields(sig, "v0").collect();
     if !within(unix_secs(ts)?, tolerance, now) {
         return None;
     }
