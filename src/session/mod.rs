@@ -42,20 +42,16 @@ pub struct Session {
     pub ttl: Duration,
     /// When it was stored.
     pub stored_at: Instant,
-    /// Approximate size in bytes (for the store's weigher).
-    pub bytes: usize,
 }
 
 impl Session {
-    /// A new session, sized from its JSON.
+    /// A new session, stored now.
     pub fn new(vars: Vars, source: Source, ttl: Duration) -> Self {
-        let bytes = approx_size(&Value::Object(vars.as_map().clone()));
         Self {
             vars,
             source,
             ttl,
             stored_at: Instant::now(),
-            bytes,
         }
     }
 

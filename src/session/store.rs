@@ -131,7 +131,6 @@ impl Stored {
             source: self.source,
             ttl: self.ttl,
             stored_at: self.stored_at,
-            bytes: self.json.len(),
         })
     }
 }
