@@ -73,7 +73,7 @@ impl HeaderTemplate {
 
     /// Renders to text without header validation (e.g. a resolver URL).
     pub fn render_string<S: Scope + ?Sized>(&self, scope: &S) -> Result<String, TemplateError> {
-        render::render_text(self, scope, false)
+        render::render_text(self, scope)
     }
 
     /// Renders through the Liquid interpreter even when the fast path

@@ -56,7 +56,6 @@ pub(crate) fn render_header_slow<S: Scope + ?Sized>(
 pub(crate) fn render_text<S: Scope + ?Sized>(
     t: &HeaderTemplate,
     scope: &S,
-    _validate: bool,
 ) -> Result<String, TemplateError> {
     if let Some(segs) = &t.inner.compiled.fast {
         let mut out = Vec::new();
