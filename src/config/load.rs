@@ -773,7 +773,6 @@ fn route(
     let body_limit = ctx.size(&raw.body_limit, server.body_limit);
 
     let mut headers = Vec::new();
-    let mut needs_request = false;
     for (hname, v) in &raw.headers {
         let off = v.span().start;
         let Some(name) = header_name(ctx, hname, off) else {
@@ -821,7 +820,6 @@ fn route(
             }
         };
         if let Some(template) = ctx.template(&src, src_off) {
-            needs_request |= template.roots().any(|r| r == "request");
             headers.push(HeaderRule {
                 name,
                 template,
@@ -868,7 +866,6 @@ fn route(
         error_style,
         body_limit,
         vars_from_body: raw.vars_from_body.map(|v| v.into_inner()),
-        needs_request,
         platform,
     })
 }

@@ -246,8 +246,6 @@ pub struct Route {
     pub body_limit: u64,
     /// Render from this JSON pointer of the body (bound as `call`), no store.
     pub vars_from_body: Option<String>,
-    /// Templates read `request.*`.
-    pub needs_request: bool,
     /// Platform preset applied, if any.
     pub platform: Option<String>,
 }

@@ -499,13 +499,14 @@ impl Exchange<'_> {
     ) -> Result<Vec<(HeaderName, HeaderValue)>, ProxyError> {
         let route = self.route;
         let started = Instant::now();
-        let session = json!({ "id": key });
-        let request = route.needs_request.then(|| request_object(parts, rest));
         let scope = RequestScope {
             vars,
-            session: &session,
-            request: request.as_ref(),
+            key,
+            parts,
+            rest,
             env: &self.cfg.env,
+            session: std::cell::OnceCell::new(),
+            request: std::cell::OnceCell::new(),
         };
         let mut out = Vec::with_capacity(route.headers.len());
         for rule in &route.headers {
@@ -538,18 +539,26 @@ impl Exchange<'_> {
 }
 
 /// The render-time roots for one request (CONTRACT §1).
+/// `session` and `request` are built on first read, so a request whose
+/// templates read neither (the usual case) allocates nothing for them.
 struct RequestScope<'a> {
     vars: &'a Vars,
-    session: &'a Value,
-    request: Option<&'a Value>,
+    key: &'a str,
+    parts: &'a http::request::Parts,
+    rest: &'a str,
     env: &'a Value,
+    session: std::cell::OnceCell<Value>,
+    request: std::cell::OnceCell<Value>,
 }
 
 impl Scope for RequestScope<'_> {
     fn root(&self, name: &str) -> Option<&Value> {
         match name {
-            "session" => Some(self.session),
-            "request" => self.request,
+            "session" => Some(self.session.get_or_init(|| json!({ "id": self.key }))),
+            "request" => Some(
+                self.request
+                    .get_or_init(|| request_object(self.parts, self.rest)),
+            ),
             "env" => Some(self.env),
             _ => self.vars.root(name),
         }
