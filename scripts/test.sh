@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the suite needs (LiquidJS for the
 # conformance suite, the MCP Python SDK and fastmcp for interop) into
-# ignored folders of this checkout, then runs `cargo test`.
+# ignored folders of this checkout, and redis-server from Debian if it is
+# missing, then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,15 @@ if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp, rete
   echo "== installing the MCP Python SDK and fastmcp (interop)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (the Redis store tests start their own on loopback)"
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
 fi
 
 echo "== cargo test"

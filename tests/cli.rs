@@ -3,18 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_headgate"))
-}
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = bin().args(args).output().unwrap();
@@ -192,84 +186,6 @@ fn render_route_prints_each_header_and_redacts() {
     assert_eq!(code, 0);
     assert!(!out.contains("tok-secret-1"), "{out}");
     assert!(out.starts_with("authorization: Bear… (19 bytes)"), "{out}");
-}
-
-/// A `headgate serve` child whose every output line is captured.
-struct Served {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    listen: String,
-    admin: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
-    let mut cmd = bin();
-    cmd.arg("serve")
-        .arg("--templates")
-        .arg(dir)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut served = Served {
-        child: cmd.spawn().unwrap(),
-        log: Arc::new(Mutex::new(String::new())),
-        listen: String::new(),
-        admin: String::new(),
-    };
-    let pipes = [
-        served
-            .child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        served
-            .child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ];
-    for pipe in pipes.into_iter().flatten() {
-        let log = served.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
-    let started = Instant::now();
-    loop {
-        let text = served.log.lock().unwrap().clone();
-        if let Some(i) = text.find("listening on ") {
-            let rest = &text[i + "listening on ".len()..];
-            served.listen = rest.split_whitespace().next().unwrap().to_string();
-            served.admin = rest
-                .split("admin on ")
-                .nth(1)
-                .unwrap()
-                .split(')')
-                .next()
-                .unwrap()
-                .to_string();
-            return served;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "headgate did not start:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test]

@@ -80,8 +80,11 @@ struct RawTls {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     kind: Spanned<String>,
-    url: Option<String>,
+    url: Option<Spanned<String>>,
     prefix: Option<String>,
+    cache_ttl: Option<Spanned<String>>,
+    stale_ttl: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -438,13 +441,28 @@ fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         None => StoreKind::Memory,
         Some(s) => match s.kind.get_ref().as_str() {
             "memory" => StoreKind::Memory,
-            "redis" => StoreKind::Redis {
-                url: s
-                    .url
-                    .clone()
-                    .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into()),
-                prefix: s.prefix.clone().unwrap_or_else(|| "headgate:".into()),
-            },
+            "redis" => {
+                let url = match &s.url {
+                    None => "redis://127.0.0.1:6379/0".to_string(),
+                    Some(u) => {
+                        if !u.get_ref().starts_with("redis://") {
+                            ctx.err(
+                                u.span().start,
+                                "config.invalid_value",
+                                "store url must be `redis://[user:password@]host:port/db` (TLS and unix sockets are not supported)",
+                            );
+                        }
+                        u.get_ref().clone()
+                    }
+                };
+                StoreKind::Redis(RedisSettings {
+                    url,
+                    prefix: s.prefix.clone().unwrap_or_else(|| "headgate:".into()),
+                    cache_ttl: ctx.duration(&s.cache_ttl, Duration::from_secs(5)),
+                    stale_ttl: ctx.duration(&s.stale_ttl, Duration::from_secs(900)),
+                    timeout: ctx.duration(&s.timeout, Duration::from_secs(1)),
+                })
+            }
             other => {
                 ctx.err(
                     s.kind.span().start,
@@ -1029,4 +1047,54 @@ fn resolver(ctx: &mut Ctx<'_>, raw: &RawResolver, default_ttl: Duration) -> Opti
         ttl: ctx.duration(&raw.ttl, default_ttl),
         refresh_before: ctx.duration(&raw.refresh_before, Duration::from_secs(60)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_store_settings_default_and_override() {
+        let c = check_texts("[store]\nkind = \"redis\"\n", &[]).unwrap();
+        let StoreKind::Redis(r) = &c.server.store else {
+            panic!("not redis")
+        };
+        assert_eq!(r.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(r.prefix, "headgate:");
+        assert_eq!(r.cache_ttl, Duration::from_secs(5));
+        let c = check_texts(
+            "[store]\nkind = \"redis\"\nurl = \"redis://:pw-secret@10.0.0.5:6380/2\"\nprefix = \"hg:\"\ncache_ttl = \"2s\"\nstale_ttl = \"1m\"\ntimeout = \"250ms\"\n",
+            &[],
+        )
+        .unwrap();
+        let StoreKind::Redis(r) = &c.server.store else {
+            panic!("not redis")
+        };
+        assert_eq!(
+            (r.prefix.as_str(), r.cache_ttl, r.stale_ttl, r.timeout),
+            (
+                "hg:",
+                Duration::from_secs(2),
+                Duration::from_secs(60),
+                Duration::from_millis(250)
+            )
+        );
+        let shown = format!("{:?}", c.server);
+        assert!(!shown.contains("pw-secret"), "{shown}");
+        assert!(shown.contains("redis://***@10.0.0.5:6380/2"), "{shown}");
+    }
+
+    #[test]
+    fn redis_store_errors_point_at_the_value() {
+        let e = check_texts(
+            "[store]\nkind = \"redis\"\nurl = \"rediss://x\"\ncache_ttl = \"soon\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let found: Vec<_> = e.0.iter().map(|e| (e.line, e.code)).collect();
+        assert_eq!(
+            found,
+            [(3, "config.invalid_value"), (4, "config.invalid_duration")]
+        );
+    }
 }

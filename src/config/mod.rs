@@ -96,12 +96,49 @@ pub enum StoreKind {
     /// In this process (default).
     Memory,
     /// Shared through Redis.
-    Redis {
-        /// `redis://host:port/db`.
-        url: String,
-        /// Key prefix.
-        prefix: String,
-    },
+    Redis(RedisSettings),
+}
+
+/// `[store] kind = "redis"`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port/db`.
+    pub url: String,
+    /// Prefix of every key and of the invalidation channel.
+    pub prefix: String,
+    /// How long a replica serves a session from its own cache before asking
+    /// Redis again; bounds how stale a replica can be if an invalidation
+    /// message is lost.
+    pub cache_ttl: Duration,
+    /// How long past `cache_ttl` a cached session is still served while
+    /// Redis cannot be reached.
+    pub stale_ttl: Duration,
+    /// Connect and per-command deadline; a miss while Redis is down fails
+    /// after this with `store.unavailable`.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for RedisSettings {
+    /// The URL may carry a password: only its host part is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_userinfo(&self.url))
+            .field("prefix", &self.prefix)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("stale_ttl", &self.stale_ttl)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `redis://user:pw@host/0` → `redis://***@host/0`.
+pub fn redact_userinfo(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) if at > scheme.len() => {
+            format!("{scheme}://***{}", &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// A secret read from the environment: `Debug` and `Display` never show it.

@@ -124,25 +124,42 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
             cfg.server.admin_token_env
         );
     }
-    let store =
-        match &cfg.server.store {
-            StoreKind::Memory => {
-                let m = MemoryStore::new(cfg.server.max_sessions, cfg.server.max_store_bytes);
-                let maint = m.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(1));
-                    loop {
-                        tick.tick().await;
-                        maint.run_pending_tasks().await;
-                    }
-                });
-                Store::Memory(m)
+    let store = match &cfg.server.store {
+        StoreKind::Memory => Store::Memory(MemoryStore::new(
+            cfg.server.max_sessions,
+            cfg.server.max_store_bytes,
+        )),
+        #[cfg(feature = "redis")]
+        StoreKind::Redis(r) => {
+            tracing::info!(
+                url = %config::redact_userinfo(&r.url),
+                prefix = %r.prefix,
+                "sessions in redis"
+            );
+            Store::Redis(
+                crate::session::RedisStore::connect(r)
+                    .map_err(|e| ServeError::Store(e.to_string()))?,
+            )
+        }
+        #[cfg(not(feature = "redis"))]
+        StoreKind::Redis(_) => {
+            return Err(ServeError::Store(
+                "this build has no Redis store (built without the `redis` feature); use kind = \"memory\"".into(),
+            ));
+        }
+    };
+    let store = Arc::new(store);
+    {
+        let maint = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(s) = maint.upgrade() else { return };
+                s.run_pending_tasks().await;
             }
-            StoreKind::Redis { .. } => return Err(ServeError::Store(
-                "store kind \"redis\" is not available in this build yet; use kind = \"memory\""
-                    .into(),
-            )),
-        };
+        });
+    }
     let client = client::build(cfg.server.timeouts.connect, &cfg.server.extra_roots)
         .map_err(|e| ServeError::Tls(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
@@ -155,7 +172,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let config_tx = Arc::new(config_tx);
     let app = Arc::new(App {
         config: config_rx.clone(),
-        store: Arc::new(store),
+        store,
         resolver: Arc::new(ResolverRuntime::new(client.clone())),
         client,
         metrics: metrics.clone(),

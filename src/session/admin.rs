@@ -121,7 +121,7 @@ where
                     "id": id,
                     "variables": s.vars.keys().collect::<Vec<_>>(),
                     "ttl_seconds": s.ttl_left().as_secs(),
-                    "source": format!("{:?}", s.source).to_lowercase(),
+                    "source": s.source.name(),
                 }),
             ),
             Ok(None) => session_error(&SessionError::NotFound),

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
 pub use store::{MemoryStore, SessionStore, Store};
 
 use crate::template::Vars;
@@ -29,6 +31,24 @@ pub enum Source {
     Webhook,
     /// Fetched on a miss.
     Resolver,
+}
+
+impl Source {
+    /// The name the admin API shows and the Redis store writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Admin => "admin",
+            Source::Webhook => "webhook",
+            Source::Resolver => "resolver",
+        }
+    }
+
+    /// The inverse of [`Source::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Source::Admin, Source::Webhook, Source::Resolver]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
 }
 
 /// One session's variables and bookkeeping.

@@ -1,102 +1,15 @@
-//! Session stores. The in-memory store is a `moka` cache: lock-free reads on
-//! the hot path, per-entry TTL, bounded by count and by bytes.
+//! The in-memory store: a `moka` cache with lock-free reads on the hot path,
+//! per-entry TTL, bounded by count and by bytes.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::ops::compute::Op;
 use serde_json::{Map, Value};
-use tokio::sync::broadcast;
 
-use super::{Session, SessionError, Source, deep_merge, validate};
-
-/// What every store does. Implemented by [`MemoryStore`] and dispatched
-/// statically through [`Store`] (no boxing on the hot path).
-pub trait SessionStore: Send + Sync {
-    /// The session, if present and not expired.
-    fn get(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<Arc<Session>>, SessionError>> + Send;
-    /// Creates or replaces.
-    fn put(
-        &self,
-        id: &str,
-        session: Session,
-    ) -> impl Future<Output = Result<(), SessionError>> + Send;
-    /// Deep-merges `patch` into an existing session, keeping its expiry;
-    /// `Ok(false)` if there is none.
-    fn patch(
-        &self,
-        id: &str,
-        patch: Map<String, Value>,
-        max_bytes: usize,
-    ) -> impl Future<Output = Result<bool, SessionError>> + Send;
-    /// Removes (no error if absent).
-    fn delete(&self, id: &str) -> impl Future<Output = Result<(), SessionError>> + Send;
-}
-
-/// The store `serve` runs with.
-pub enum Store {
-    /// In this process.
-    Memory(MemoryStore),
-}
-
-impl Store {
-    /// Waits up to `wait` for `id` to be written (webhook racing the tool
-    /// call); returns it if it arrived.
-    pub async fn wait_for(
-        &self,
-        id: &str,
-        wait: Duration,
-    ) -> Result<Option<Arc<Session>>, SessionError> {
-        match self {
-            Store::Memory(m) => m.wait_for(id, wait).await,
-        }
-    }
-
-    /// Entries currently held (approximate).
-    pub fn len(&self) -> u64 {
-        match self {
-            Store::Memory(m) => m.entry_count(),
-        }
-    }
-
-    /// Whether the store holds nothing (approximate).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl SessionStore for Store {
-    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
-        match self {
-            Store::Memory(m) => m.get(id).await,
-        }
-    }
-    async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
-        match self {
-            Store::Memory(m) => m.put(id, session).await,
-        }
-    }
-    async fn patch(
-        &self,
-        id: &str,
-        patch: Map<String, Value>,
-        max_bytes: usize,
-    ) -> Result<bool, SessionError> {
-        match self {
-            Store::Memory(m) => m.patch(id, patch, max_bytes).await,
-        }
-    }
-    async fn delete(&self, id: &str) -> Result<(), SessionError> {
-        match self {
-            Store::Memory(m) => m.delete(id).await,
-        }
-    }
-}
+use super::{SessionStore, Writes};
+use crate::session::{Session, SessionError, Source};
 
 /// A session as the cold store keeps it: compact JSON text (a 300-byte call
 /// object costs ~300 bytes, not the ~3.7 KB of a `serde_json::Value` tree).
@@ -199,7 +112,7 @@ impl moka::Expiry<Arc<str>, Arc<Session>> for HotTtl {
 pub struct MemoryStore {
     cold: Cache<Arc<str>, Arc<Stored>>,
     hot: Cache<Arc<str>, Arc<Session>>,
-    written: broadcast::Sender<Arc<str>>,
+    written: Writes,
 }
 
 /// Decoded sessions kept hot (calls in progress); the rest stay compact.
@@ -227,8 +140,11 @@ impl MemoryStore {
             .max_capacity(hot.min(max_sessions).max(1))
             .expire_after(HotTtl)
             .build();
-        let (written, _) = broadcast::channel(1024);
-        Self { cold, hot, written }
+        Self {
+            cold,
+            hot,
+            written: Writes::new(),
+        }
     }
 
     /// Runs moka's maintenance (expiry, eviction) now; `serve` calls this on
@@ -243,35 +159,8 @@ impl MemoryStore {
         self.cold.entry_count()
     }
 
-    fn announce(&self, id: &str) {
-        if self.written.receiver_count() > 0 {
-            let _ = self.written.send(Arc::from(id));
-        }
-    }
-
-    async fn wait_for(
-        &self,
-        id: &str,
-        wait: Duration,
-    ) -> Result<Option<Arc<Session>>, SessionError> {
-        let mut rx = self.written.subscribe();
-        if let Some(s) = self.get(id).await? {
-            return Ok(Some(s));
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Err(_) => return Ok(None),
-                Ok(Ok(k)) if &*k == id => return self.get(id).await,
-                Ok(Ok(_)) => {}
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if let Some(s) = self.get(id).await? {
-                        return Ok(Some(s));
-                    }
-                }
-                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
-            }
-        }
+    pub(super) fn writes(&self) -> &Writes {
+        &self.written
     }
 }
 
@@ -304,7 +193,7 @@ impl SessionStore for MemoryStore {
             .insert(key.clone(), Arc::new(Stored::encode(&session)))
             .await;
         self.hot.insert(key, Arc::new(session)).await;
-        self.announce(id);
+        self.written.announce(id);
         Ok(())
     }
 
@@ -322,28 +211,17 @@ impl SessionStore for MemoryStore {
             .and_compute_with(|existing| {
                 let op = match existing.and_then(|e| e.into_value().decode()) {
                     None => Op::Nop,
-                    Some(old) => {
-                        let mut map = old.vars.as_map().clone();
-                        deep_merge(&mut map, patch);
-                        match validate(Value::Object(map), max_bytes) {
-                            Ok(vars) => {
-                                // Admin-patched data is no longer purely the resolver's.
-                                let source = if old.source == Source::Resolver {
-                                    Source::Admin
-                                } else {
-                                    old.source
-                                };
-                                let s = Session::new(vars, source, old.ttl_left());
-                                let stored = Stored::encode(&s);
-                                merged = Some(s);
-                                Op::Put(Arc::new(stored))
-                            }
-                            Err(e) => {
-                                failure = Some(e);
-                                Op::Nop
-                            }
+                    Some(old) => match super::patched(&old, patch, max_bytes) {
+                        Ok(s) => {
+                            let stored = Stored::encode(&s);
+                            merged = Some(s);
+                            Op::Put(Arc::new(stored))
                         }
-                    }
+                        Err(e) => {
+                            failure = Some(e);
+                            Op::Nop
+                        }
+                    },
                 };
                 std::future::ready(op)
             })
@@ -354,7 +232,7 @@ impl SessionStore for MemoryStore {
         let existed = !matches!(result, moka::ops::compute::CompResult::StillNone(_));
         if let Some(s) = merged {
             self.hot.insert(Arc::from(id), Arc::new(s)).await;
-            self.announce(id);
+            self.written.announce(id);
         }
         Ok(existed)
     }
@@ -369,6 +247,7 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Store;
     use crate::template::Vars;
     use serde_json::json;
 
@@ -484,6 +363,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             s2.put("late", sess(Duration::from_secs(60))).await.unwrap();
         });
+        let s = Store::Memory(s);
         let got = s.wait_for("late", Duration::from_secs(2)).await.unwrap();
         assert!(got.is_some());
         let none = s

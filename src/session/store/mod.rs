@@ -1,0 +1,180 @@
+//! Session stores: where sessions live between the write (admin API,
+//! webhook, resolver) and the requests that render from them.
+//!
+//! [`MemoryStore`] keeps them in this process; [`RedisStore`] (feature
+//! `redis`) shares them between replicas. [`Store`] dispatches statically so
+//! the request path pays no boxing.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+pub use memory::{HOT_SESSIONS, MemoryStore};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+
+use super::{Session, SessionError, Source, deep_merge, validate};
+
+/// What every store does. Implemented by [`MemoryStore`] and `RedisStore`, dispatched
+/// statically through [`Store`] (no boxing on the hot path).
+pub trait SessionStore: Send + Sync {
+    /// The session, if present and not expired.
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<Session>>, SessionError>> + Send;
+    /// Creates or replaces.
+    fn put(
+        &self,
+        id: &str,
+        session: Session,
+    ) -> impl Future<Output = Result<(), SessionError>> + Send;
+    /// Deep-merges `patch` into an existing session, keeping its expiry;
+    /// `Ok(false)` if there is none.
+    fn patch(
+        &self,
+        id: &str,
+        patch: Map<String, Value>,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<bool, SessionError>> + Send;
+    /// Removes (no error if absent).
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), SessionError>> + Send;
+}
+
+/// The store `serve` runs with.
+pub enum Store {
+    /// In this process.
+    Memory(MemoryStore),
+    /// Shared through Redis, with a local cache in front.
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
+}
+
+/// Dispatches one expression over every variant.
+macro_rules! each {
+    ($store:expr, $s:ident => $e:expr) => {
+        match $store {
+            Store::Memory($s) => $e,
+            #[cfg(feature = "redis")]
+            Store::Redis($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Waits up to `wait` for `id` to be written (webhook racing the tool
+    /// call); returns it if it arrived. Writes from other replicas count
+    /// too: the Redis store announces what it hears on pub/sub.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<Arc<Session>>, SessionError> {
+        let mut rx = each!(self, s => s.writes().subscribe());
+        if let Some(s) = self.get(id).await? {
+            return Ok(Some(s));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(k)) if &*k == id => {
+                    if let Some(s) = self.get(id).await? {
+                        return Ok(Some(s));
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if let Some(s) = self.get(id).await? {
+                        return Ok(Some(s));
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
+            }
+        }
+    }
+
+    /// Sessions this process holds (approximate): every session for the
+    /// memory store, the locally cached ones for Redis.
+    pub fn len(&self) -> u64 {
+        each!(self, s => s.entry_count())
+    }
+
+    /// Whether [`Store::len`] is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs cache maintenance (expiry, eviction) now; `serve` calls this
+    /// every second so expiry and capacity are timely.
+    pub async fn run_pending_tasks(&self) {
+        each!(self, s => s.run_pending_tasks().await)
+    }
+}
+
+impl SessionStore for Store {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        each!(self, s => s.get(id).await)
+    }
+    async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
+        each!(self, s => s.put(id, session).await)
+    }
+    async fn patch(
+        &self,
+        id: &str,
+        patch: Map<String, Value>,
+        max_bytes: usize,
+    ) -> Result<bool, SessionError> {
+        each!(self, s => s.patch(id, patch, max_bytes).await)
+    }
+    async fn delete(&self, id: &str) -> Result<(), SessionError> {
+        each!(self, s => s.delete(id).await)
+    }
+}
+
+/// Announces writes to whoever waits for a session ([`Store::wait_for`]).
+#[derive(Clone)]
+pub(crate) struct Writes(broadcast::Sender<Arc<str>>);
+
+impl Writes {
+    fn new() -> Self {
+        Self(broadcast::channel(1024).0)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.0.subscribe()
+    }
+
+    fn announce(&self, id: &str) {
+        if self.0.receiver_count() > 0 {
+            let _ = self.0.send(Arc::from(id));
+        }
+    }
+}
+
+/// `old` with `patch` deep-merged in, validated, keeping its expiry: the one
+/// PATCH rule every store applies.
+fn patched(
+    old: &Session,
+    patch: Map<String, Value>,
+    max_bytes: usize,
+) -> Result<Session, SessionError> {
+    let mut map = old.vars.as_map().clone();
+    deep_merge(&mut map, patch);
+    let vars = validate(Value::Object(map), max_bytes)?;
+    // Admin-patched data is no longer purely the resolver's (so a 401 from
+    // the upstream does not evict it as a stale fetched token).
+    let source = if old.source == Source::Resolver {
+        Source::Admin
+    } else {
+        old.source
+    };
+    Ok(Session::new(vars, source, old.ttl_left()))
+}

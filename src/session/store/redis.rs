@@ -1,0 +1,502 @@
+//! Sessions shared between replicas through Redis.
+//!
+//! Each session is one Redis string, `<prefix>session:<id>`, holding
+//! `{"s": source, "t": ttl_ms, "v": variables}` with a Redis expiry (`PX`),
+//! so TTL is per entry and Redis does the expiring. In front sits a small
+//! `moka` cache so the request path rarely leaves the process:
+//!
+//! - an entry is *fresh* for `cache_ttl` (default 5 s) and served without
+//!   asking Redis; after that the next request reads Redis again. Only
+//!   while the invalidation subscription is up: without it every read asks
+//!   Redis;
+//! - every write publishes the id on `<prefix>invalidate`; the other
+//!   replicas drop their copy at once (and wake anyone in `wait_for`), so a
+//!   PATCH or DELETE reaches every replica within a pub/sub hop, and within
+//!   `cache_ttl` even if the message is lost;
+//! - while Redis cannot be reached, a cached entry is still served up to
+//!   `stale_ttl` past its freshness (calls in progress keep working); a miss
+//!   is `store.unavailable` (503). The connection and the subscription come
+//!   back on their own.
+//!
+//! PATCH is atomic across replicas: read, merge and validate here, then a
+//! Lua compare-and-set writes only if the value is still the one read
+//! (`KEEPTTL` keeps the expiry), retrying on conflict.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use moka::future::Cache;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{HOT_SESSIONS, SessionStore, Writes};
+use crate::config::{RedisSettings, redact_userinfo};
+use crate::session::{Session, SessionError, Source};
+use crate::template::Vars;
+
+/// Compare-and-set for PATCH: 1 written, 0 gone, -1 changed since read.
+const CAS: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if cur ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return 1
+";
+
+/// PATCH attempts before giving up on a session that keeps changing. Each
+/// conflict means another write landed, so every round makes progress; the
+/// jittered pause spreads contenders out.
+const CAS_ATTEMPTS: u32 = 64;
+
+/// A pause of 0 to `attempt` ms (capped at 20), jittered per call.
+fn jitter(attempt: u32) -> Duration {
+    let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    Duration::from_micros(r % (u64::from(attempt.min(20)) * 1000 + 1))
+}
+
+/// Sessions in Redis, cached in this process. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    cache: Cache<Arc<str>, Cached>,
+    prefix: String,
+    channel: String,
+    /// This replica's tag on the messages it publishes, so it skips its own.
+    origin: String,
+    cache_ttl: Duration,
+    timeout: Duration,
+    cas: redis::Script,
+    /// Bumped by every invalidation: a read from Redis that raced one is
+    /// not cached (it may be the value the invalidation replaced).
+    generation: AtomicU64,
+    /// Counts subscriptions made and lost: odd while invalidations are
+    /// being heard. An entry is fresh only under the subscription it was
+    /// cached in; otherwise it may have missed a message and is only a
+    /// fallback for outages, and reads ask Redis.
+    subscription: AtomicU64,
+    written: Writes,
+    _listener: AbortOnDrop,
+}
+
+#[derive(Clone)]
+struct Cached {
+    session: Arc<Session>,
+    fresh_until: Instant,
+    subscription: u64,
+}
+
+struct CacheTtl {
+    longest: Duration,
+}
+
+impl moka::Expiry<Arc<str>, Cached> for CacheTtl {
+    fn expire_after_create(&self, _k: &Arc<str>, v: &Cached, _now: Instant) -> Option<Duration> {
+        Some(v.session.ttl_left().min(self.longest))
+    }
+    fn expire_after_update(
+        &self,
+        _k: &Arc<str>,
+        v: &Cached,
+        _now: Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.session.ttl_left().min(self.longest))
+    }
+}
+
+struct AbortOnDrop(std::sync::OnceLock<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.get() {
+            h.abort();
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    s: &'static str,
+    t: u64,
+    v: &'a Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct WireIn {
+    s: String,
+    t: u64,
+    v: Map<String, Value>,
+}
+
+fn encode(s: &Session) -> Vec<u8> {
+    let wire = WireOut {
+        s: s.source.name(),
+        t: s.ttl.as_millis().min(u64::MAX as u128) as u64,
+        v: s.vars.as_map(),
+    };
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// `pttl_ms` is what Redis says is left (negative: no expiry).
+fn decode(raw: &[u8], pttl_ms: i64) -> Option<Session> {
+    let w: WireIn = serde_json::from_slice(raw).ok()?;
+    let ttl = Duration::from_millis(w.t);
+    let left = if pttl_ms < 0 {
+        ttl
+    } else {
+        Duration::from_millis(pttl_ms as u64).min(ttl)
+    };
+    let now = Instant::now();
+    Some(Session {
+        vars: Vars::from_map(w.v),
+        source: Source::from_name(&w.s)?,
+        ttl,
+        stored_at: now.checked_sub(ttl - left).unwrap_or(now),
+    })
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SessionError {
+    SessionError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// Connects lazily (a Redis that is down at start is retried, not
+    /// fatal) and starts listening for invalidations. Must be called
+    /// inside a tokio runtime.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, SessionError> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(|e| {
+            SessionError::Unavailable(format!(
+                "store url `{}` is not a Redis URL: {e}",
+                redact_userinfo(&settings.url)
+            ))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let cache = Cache::builder()
+            .max_capacity(HOT_SESSIONS)
+            .expire_after(CacheTtl {
+                longest: settings.cache_ttl + settings.stale_ttl,
+            })
+            .build();
+        let origin = format!(
+            "{:016x}",
+            std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+        );
+        let inner = Arc::new(Inner {
+            conn,
+            cache,
+            channel: format!("{}invalidate", settings.prefix),
+            prefix: settings.prefix.clone(),
+            origin,
+            cache_ttl: settings.cache_ttl,
+            timeout: settings.timeout,
+            cas: redis::Script::new(CAS),
+            generation: AtomicU64::new(0),
+            subscription: AtomicU64::new(0),
+            written: Writes::new(),
+            _listener: AbortOnDrop(std::sync::OnceLock::new()),
+        });
+        let task = tokio::spawn(listen(client, Arc::downgrade(&inner), settings.timeout));
+        let _ = inner._listener.0.set(task.abort_handle());
+        Ok(Self { inner })
+    }
+
+    /// Sessions cached in this process.
+    pub fn entry_count(&self) -> u64 {
+        self.inner.cache.entry_count()
+    }
+
+    /// Runs the cache's expiry and eviction now.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.cache.run_pending_tasks().await;
+    }
+
+    pub(super) fn writes(&self) -> &Writes {
+        &self.inner.written
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}session:{id}", self.inner.prefix)
+    }
+
+    fn message(&self, id: &str) -> String {
+        format!("{}:{id}", self.inner.origin)
+    }
+
+    /// Runs one Redis exchange under the store's deadline.
+    async fn io<T>(
+        &self,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, SessionError> {
+        match tokio::time::timeout(self.inner.timeout, f).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(unavailable(format!(
+                "no answer within {:?}",
+                self.inner.timeout
+            ))),
+        }
+    }
+
+    /// The stored bytes and the expiry left, in one round trip.
+    async fn fetch_raw(&self, id: &str) -> Result<Option<(Vec<u8>, i64)>, SessionError> {
+        let key = self.key(id);
+        let mut conn = self.inner.conn.clone();
+        let (raw, pttl): (Option<Vec<u8>>, i64) = self
+            .io(redis::pipe().get(&key).pttl(&key).query_async(&mut conn))
+            .await?;
+        Ok(raw.map(|r| (r, pttl)))
+    }
+
+    /// Caches `session` unless an invalidation ran since `generation` was
+    /// read (the value may be the one it replaced).
+    async fn remember(&self, id: &str, session: Arc<Session>, generation: u64) {
+        let entry = Cached {
+            session,
+            fresh_until: Instant::now() + self.inner.cache_ttl,
+            subscription: self.inner.subscription.load(Ordering::Acquire),
+        };
+        let key: Arc<str> = Arc::from(id);
+        self.inner.cache.insert(key.clone(), entry).await;
+        if self.inner.generation.load(Ordering::Acquire) != generation {
+            self.inner.cache.invalidate(&key).await;
+        }
+    }
+
+    async fn forget(&self, id: &str) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.cache.invalidate(id).await;
+    }
+}
+
+/// Follows `<prefix>invalidate` for as long as the store lives,
+/// resubscribing after any disconnection.
+async fn listen(client: redis::Client, store: Weak<Inner>, timeout: Duration) {
+    let mut backoff = Duration::from_millis(100);
+    let mut was_down = false;
+    loop {
+        let Some(channel) = store.upgrade().map(|s| s.channel.clone()) else {
+            return;
+        };
+        let subscribed = tokio::time::timeout(timeout, async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        })
+        .await;
+        let mut ps = match subscribed {
+            Ok(Ok(ps)) => ps,
+            Ok(Err(e)) => {
+                if !was_down {
+                    tracing::warn!(
+                        code = "store.unavailable",
+                        "redis subscription failed: {e}; cached sessions are served while retrying"
+                    );
+                }
+                was_down = true;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(_) => {
+                was_down = true;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if let Some(s) = store.upgrade() {
+            // Entries from before are no longer fresh (they may have missed
+            // a message) but stay as the outage fallback.
+            s.subscription.fetch_add(1, Ordering::AcqRel);
+        }
+        if was_down {
+            tracing::info!("redis subscription restored");
+        }
+        let mut messages = ps.on_message();
+        while let Some(msg) = messages.next().await {
+            let Some(s) = store.upgrade() else { return };
+            let payload = msg.get_payload_bytes();
+            let Some((origin, id)) = std::str::from_utf8(payload)
+                .ok()
+                .and_then(|p| p.split_once(':'))
+            else {
+                continue;
+            };
+            if origin == s.origin {
+                continue;
+            }
+            s.generation.fetch_add(1, Ordering::AcqRel);
+            s.cache.invalidate(id).await;
+            s.written.announce(id);
+        }
+        if let Some(s) = store.upgrade() {
+            s.subscription.fetch_add(1, Ordering::AcqRel);
+        }
+        tracing::warn!(
+            code = "store.unavailable",
+            "redis subscription lost; reconnecting"
+        );
+        was_down = true;
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        let cached = self.inner.cache.get(id).await;
+        if let Some(c) = &cached
+            && Instant::now() < c.fresh_until
+            && c.subscription % 2 == 1
+            && c.subscription == self.inner.subscription.load(Ordering::Acquire)
+        {
+            return Ok(Some(c.session.clone()));
+        }
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        match self.fetch_raw(id).await {
+            Ok(Some((raw, pttl))) => {
+                let Some(session) = decode(&raw, pttl) else {
+                    tracing::warn!(
+                        code = "store.invalid_entry",
+                        "a Redis session entry is not in headgate's format; treated as absent"
+                    );
+                    return Ok(None);
+                };
+                let session = Arc::new(session);
+                self.remember(id, session.clone(), generation).await;
+                Ok(Some(session))
+            }
+            Ok(None) => {
+                if cached.is_some() {
+                    self.inner.cache.invalidate(id).await;
+                }
+                Ok(None)
+            }
+            // Redis is unreachable: a call in progress keeps its session.
+            Err(e) => match cached {
+                Some(c) => {
+                    tracing::debug!("serving a cached session while redis is unreachable: {e}");
+                    Ok(Some(c.session))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
+        let ttl_ms = session.ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let mut conn = self.inner.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(id))
+            .arg(encode(&session))
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .publish(&self.inner.channel, self.message(id))
+            .ignore();
+        self.io(pipe.query_async::<()>(&mut conn)).await?;
+        self.remember(id, Arc::new(session), generation).await;
+        self.inner.written.announce(id);
+        Ok(())
+    }
+
+    async fn patch(
+        &self,
+        id: &str,
+        patch: Map<String, Value>,
+        max_bytes: usize,
+    ) -> Result<bool, SessionError> {
+        let key = self.key(id);
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(jitter(attempt)).await;
+            }
+            let generation = self.inner.generation.load(Ordering::Acquire);
+            let Some((raw, pttl)) = self.fetch_raw(id).await? else {
+                self.forget(id).await;
+                return Ok(false);
+            };
+            let Some(old) = decode(&raw, pttl) else {
+                return Ok(false);
+            };
+            let merged = super::patched(&old, patch.clone(), max_bytes)?;
+            let mut conn = self.inner.conn.clone();
+            let written: i64 = self
+                .io(self
+                    .inner
+                    .cas
+                    .key(&key)
+                    .key(&self.inner.channel)
+                    .arg(&raw)
+                    .arg(encode(&merged))
+                    .arg(self.message(id))
+                    .invoke_async(&mut conn))
+                .await?;
+            match written {
+                1 => {
+                    self.remember(id, Arc::new(merged), generation).await;
+                    self.inner.written.announce(id);
+                    return Ok(true);
+                }
+                0 => {
+                    self.forget(id).await;
+                    return Ok(false);
+                }
+                _ => continue,
+            }
+        }
+        Err(SessionError::Unavailable(format!(
+            "the session changed under {CAS_ATTEMPTS} PATCH attempts in a row; retry"
+        )))
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), SessionError> {
+        let mut conn = self.inner.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.del(self.key(id))
+            .ignore()
+            .publish(&self.inner.channel, self.message(id))
+            .ignore();
+        let result = self.io(pipe.query_async::<()>(&mut conn)).await;
+        // Forget locally even if Redis failed: never serve what was asked gone.
+        self.forget(id).await;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wire_format_round_trips_with_the_expiry_redis_reports() {
+        let vars = Vars::from_json(json!({"call": {"metadata": {"token": "t"}}})).unwrap();
+        let s = Session::new(vars, Source::Webhook, Duration::from_secs(60));
+        let raw = encode(&s);
+        let back = decode(&raw, 30_000).unwrap();
+        assert_eq!(back.source, Source::Webhook);
+        assert_eq!(back.ttl, Duration::from_secs(60));
+        assert!(back.ttl_left() <= Duration::from_secs(30));
+        assert!(back.ttl_left() > Duration::from_secs(29));
+        assert_eq!(back.vars.as_map()["call"]["metadata"]["token"], "t");
+        assert!(decode(b"{\"not\":\"ours\"}", 10).is_none());
+        assert!(decode(b"garbage", 10).is_none());
+    }
+}

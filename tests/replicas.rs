@@ -1,0 +1,190 @@
+//! Several replicas: two real `headgate serve` processes share one Redis.
+//! A session registered on one is injected by the other; a PATCH and a
+//! DELETE reach the other; Redis killed and restarted mid-test: calls in
+//! progress keep their token, misses and writes get `store.unavailable`,
+//! nobody panics, and everything works again after the restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn config(redis: &RedisServer) -> String {
+    format!(
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n\
+         [store]\nkind = \"redis\"\nurl = \"{}\"\nprefix = \"hg-test:\"\n\
+         cache_ttl = \"30s\"\ntimeout = \"300ms\"\n",
+        redis.url()
+    )
+}
+
+struct Replica {
+    served: Served,
+}
+
+impl Replica {
+    fn start(dir: &std::path::Path) -> Self {
+        Self {
+            served: serve(
+                dir,
+                &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+                &[("RUST_LOG", "info")],
+            ),
+        }
+    }
+
+    async fn admin(&self, method: reqwest::Method, id: &str, body: Option<Value>) -> u16 {
+        let mut r = client()
+            .request(
+                method,
+                format!("http://{}/sessions/{id}", self.served.admin),
+            )
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap().status().as_u16()
+    }
+
+    /// A tool call through this replica: (status, JSON body).
+    async fn call(&self, id: &str) -> (u16, Value) {
+        let r = client()
+            .post(format!("http://{}/crm/tools", self.served.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", id)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn alive(&mut self) -> bool {
+        self.served.child.try_wait().unwrap().is_none()
+    }
+
+    fn log(&self) -> String {
+        self.served.log.lock().unwrap().clone()
+    }
+}
+
+fn token(v: &str) -> Value {
+    json!({"call": {"metadata": {"token": v}}})
+}
+
+#[tokio::test]
+async fn two_replicas_share_sessions_through_redis() {
+    let mut redis = RedisServer::start();
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &config(&redis),
+        &[(
+            "crm",
+            &route(
+                &up.url(),
+                "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"",
+            ),
+        )],
+    );
+    let mut a = Replica::start(dir.path());
+    let mut b = Replica::start(dir.path());
+    let auth = |up: &Upstream| {
+        up.last()
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // Registered on A, injected by B.
+    assert_eq!(
+        a.admin(reqwest::Method::PUT, "call-1", Some(token("tok-1")))
+            .await,
+        204
+    );
+    let (status, _) = b.call("call-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(auth(&up).as_deref(), Some("Bearer tok-1"));
+
+    // B now caches it for 30 s; a PATCH on A must still reach it.
+    assert_eq!(
+        a.admin(reqwest::Method::PATCH, "call-1", Some(token("tok-2")))
+            .await,
+        204
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            b.call("call-1").await.0 == 200 && auth(&up).as_deref() == Some("Bearer tok-2")
+        })
+        .await,
+        "the PATCH on A did not reach B"
+    );
+
+    // Deleted on B: A refuses it.
+    a.call("call-1").await;
+    assert_eq!(b.admin(reqwest::Method::DELETE, "call-1", None).await, 204);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            let (s, body) = a.call("call-1").await;
+            s == 403 && body["error"]["code"] == "session.not_found"
+        })
+        .await,
+        "A still serves a session deleted on B"
+    );
+
+    // Redis dies while a call is in progress on B.
+    assert_eq!(
+        a.admin(reqwest::Method::PUT, "live", Some(token("tok-live")))
+            .await,
+        204
+    );
+    assert_eq!(b.call("live").await.0, 200);
+    redis.kill();
+    for _ in 0..3 {
+        let (s, _) = b.call("live").await;
+        assert_eq!(s, 200, "a call in progress keeps its session");
+        assert_eq!(auth(&up).as_deref(), Some("Bearer tok-live"));
+    }
+    let (s, body) = b.call("never-registered").await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (503, Some("store.unavailable"))
+    );
+    assert_eq!(
+        a.admin(reqwest::Method::PUT, "new", Some(token("tok-new")))
+            .await,
+        503
+    );
+    assert!(a.alive() && b.alive(), "a replica died with Redis");
+
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            a.admin(reqwest::Method::PUT, "new", Some(token("tok-new")))
+                .await
+                == 204
+        })
+        .await,
+        "A did not recover:\n{}",
+        a.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.call("new").await.0 == 200 && auth(&up).as_deref() == Some("Bearer tok-new")
+        })
+        .await,
+        "B did not recover:\n{}",
+        b.log()
+    );
+    assert!(a.alive() && b.alive());
+    for log in [a.log(), b.log()] {
+        assert!(!log.contains("panicked"), "{log}");
+        for secret in ["tok-1", "tok-2", "tok-live", "tok-new", ADMIN_TOKEN] {
+            assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
+        }
+    }
+}

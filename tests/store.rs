@@ -1,0 +1,352 @@
+//! One conformance suite for every session store: the in-memory store and
+//! the Redis store (against a real `redis-server` this test starts) must
+//! behave the same. Then what only a shared store does: replicas see each
+//! other's writes, deletions reach every replica, and a Redis outage is
+//! survived.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{RedisServer, eventually};
+use headgate::config::RedisSettings;
+use headgate::session::{MemoryStore, RedisStore, Session, SessionStore, Source, Store};
+use headgate::template::Vars;
+use serde_json::{Map, Value, json};
+
+fn session(vars: Value, source: Source, ttl: Duration) -> Session {
+    Session::new(Vars::from_json(vars).unwrap(), source, ttl)
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+fn token(s: &Session) -> Value {
+    s.vars.as_map()["call"]["metadata"]["token"].clone()
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// A second handle on the same sessions: for memory the same store, for
+/// Redis another replica (another process would be no different).
+type Replica = Box<dyn Fn() -> Store>;
+
+async fn conformance(name: &str, replica: Replica) {
+    let a = replica();
+    let b = replica();
+
+    // Absent, put, get, replace, delete.
+    assert!(a.get("nobody").await.unwrap().is_none(), "{name}: absent");
+    a.delete("nobody").await.unwrap();
+    a.put(
+        "c1",
+        session(
+            json!({"call": {"metadata": {"token": "t1"}}}),
+            Source::Webhook,
+            MIN,
+        ),
+    )
+    .await
+    .unwrap();
+    let got = b.get("c1").await.unwrap().expect("written session is read");
+    assert_eq!(token(&got), "t1", "{name}");
+    assert_eq!(got.source, Source::Webhook, "{name}: source kept");
+    assert!(got.ttl_left() <= MIN && got.ttl_left() > MIN - Duration::from_secs(5));
+    a.put(
+        "c1",
+        session(
+            json!({"call": {"metadata": {"token": "t2"}}}),
+            Source::Admin,
+            MIN,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            b.get("c1")
+                .await
+                .unwrap()
+                .is_some_and(|s| token(&s) == "t2")
+        })
+        .await,
+        "{name}: a replace is seen"
+    );
+    a.delete("c1").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            b.get("c1").await.unwrap().is_none()
+        })
+        .await,
+        "{name}: a delete is seen"
+    );
+
+    // TTL is per entry.
+    a.put(
+        "short",
+        session(json!({"x": 1}), Source::Admin, Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    a.put("long", session(json!({"x": 2}), Source::Admin, MIN))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    a.run_pending_tasks().await;
+    b.run_pending_tasks().await;
+    assert!(
+        a.get("short").await.unwrap().is_none(),
+        "{name}: expired entry"
+    );
+    assert!(b.get("short").await.unwrap().is_none(), "{name}: expired");
+    assert!(a.get("long").await.unwrap().is_some(), "{name}: live entry");
+
+    // PATCH: absent, deep merge, expiry kept, limits, resolver → admin.
+    assert!(!a.patch("nobody", Map::new(), 10_000).await.unwrap());
+    a.put(
+        "p",
+        session(
+            json!({"call": {"metadata": {"token": "t"}}}),
+            Source::Resolver,
+            Duration::from_secs(30),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        b.patch(
+            "p",
+            obj(json!({"call": {"metadata": {"tenant": "acme"}}, "user": {"id": 7}})),
+            10_000
+        )
+        .await
+        .unwrap()
+    );
+    let got = b.get("p").await.unwrap().unwrap();
+    assert_eq!(
+        Value::Object(got.vars.as_map().clone()),
+        json!({"call": {"metadata": {"token": "t", "tenant": "acme"}}, "user": {"id": 7}}),
+        "{name}: deep merge"
+    );
+    assert!(
+        got.ttl_left() <= Duration::from_secs(30),
+        "{name}: expiry kept"
+    );
+    assert_eq!(got.source, Source::Admin, "{name}: patched resolver data");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            a.get("p")
+                .await
+                .unwrap()
+                .is_some_and(|s| s.vars.as_map().contains_key("user"))
+        })
+        .await,
+        "{name}: the other handle sees the patch"
+    );
+    let err = a
+        .patch("p", obj(json!({"x": "y".repeat(20_000)})), 10_000)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "session.too_large", "{name}");
+    assert_eq!(
+        token(&b.get("p").await.unwrap().unwrap()),
+        "t",
+        "{name}: a refused patch changes nothing"
+    );
+
+    // Concurrent patches from two handles: none is lost.
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.patch("p", obj(json!({"fields": {format!("f{i}"): i}})), 100_000)
+                .await
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap(), "{name}: patch applied");
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            a.get("p")
+                .await
+                .unwrap()
+                .is_some_and(|s| s.vars.as_map()["fields"].as_object().unwrap().len() == 20)
+        })
+        .await,
+        "{name}: all 20 concurrent patches kept"
+    );
+
+    // wait_for sees a write made through the other handle.
+    let writer = b.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer
+            .put("late", session(json!({"x": 1}), Source::Webhook, MIN))
+            .await
+            .unwrap();
+    });
+    let waited = a.wait_for("late", Duration::from_secs(3)).await.unwrap();
+    assert!(waited.is_some(), "{name}: wait_for saw the late write");
+    assert!(
+        a.wait_for("never", Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn memory_store_conformance() {
+    let store = MemoryStore::new(10_000, 64 << 20);
+    conformance("memory", Box::new(move || Store::Memory(store.clone()))).await;
+}
+
+fn settings(redis: &RedisServer, prefix: &str, cache_ttl: Duration) -> RedisSettings {
+    RedisSettings {
+        url: redis.url(),
+        prefix: prefix.into(),
+        cache_ttl,
+        stale_ttl: Duration::from_secs(600),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+#[tokio::test]
+async fn redis_store_conformance() {
+    let redis = RedisServer::start();
+    let s = settings(&redis, "conf:", Duration::from_secs(5));
+    conformance(
+        "redis",
+        Box::new(move || Store::Redis(RedisStore::connect(&s).unwrap())),
+    )
+    .await;
+}
+
+/// Invalidation is what makes a replica drop its cached copy: with a cache
+/// TTL of a minute, the change must still arrive within a pub/sub hop.
+#[tokio::test]
+async fn replicas_drop_their_cached_copy_when_another_writes() {
+    let redis = RedisServer::start();
+    let s = settings(&redis, "inv:", MIN);
+    let a = RedisStore::connect(&s).unwrap();
+    let b = RedisStore::connect(&s).unwrap();
+    // Let both subscriptions come up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.put(
+        "k",
+        session(
+            json!({"call": {"metadata": {"token": "old"}}}),
+            Source::Admin,
+            MIN,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(token(&b.get("k").await.unwrap().unwrap()), "old");
+    assert_eq!(b.entry_count_after_maintenance().await, 1, "b caches it");
+
+    a.patch(
+        "k",
+        obj(json!({"call": {"metadata": {"token": "new"}}})),
+        10_000,
+    )
+    .await
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            token(&b.get("k").await.unwrap().unwrap()) == "new"
+        })
+        .await,
+        "b still serves the old token a minute-long cache would keep"
+    );
+    a.delete("k").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            b.get("k").await.unwrap().is_none()
+        })
+        .await,
+        "b still serves a deleted session"
+    );
+}
+
+trait Count {
+    async fn entry_count_after_maintenance(&self) -> u64;
+}
+
+impl Count for RedisStore {
+    async fn entry_count_after_maintenance(&self) -> u64 {
+        self.run_pending_tasks().await;
+        self.entry_count()
+    }
+}
+
+/// Redis killed: cached sessions are still served (calls in progress keep
+/// working), a miss and a write fail with `store.unavailable`, nothing
+/// panics; after the restart everything works again without intervention.
+#[tokio::test]
+async fn redis_outage_serves_cached_sessions_and_recovers() {
+    let mut redis = RedisServer::start();
+    let s = settings(&redis, "out:", Duration::from_millis(200));
+    let a = RedisStore::connect(&s).unwrap();
+    let b = RedisStore::connect(&s).unwrap();
+    a.put(
+        "live",
+        session(
+            json!({"call": {"metadata": {"token": "t"}}}),
+            Source::Admin,
+            MIN,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(b.get("live").await.unwrap().is_some());
+
+    redis.kill();
+    // Past cache_ttl: b must ask Redis, fail, and fall back to its copy.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..3 {
+        let got = b.get("live").await.expect("a cached session survives");
+        assert_eq!(token(&got.unwrap()), "t");
+    }
+    let miss = b.get("unknown").await.unwrap_err();
+    assert_eq!(miss.code(), "store.unavailable");
+    let write = a
+        .put("new", session(json!({"x": 1}), Source::Admin, MIN))
+        .await
+        .unwrap_err();
+    assert_eq!(write.code(), "store.unavailable");
+    assert_eq!(
+        a.patch("live", obj(json!({"x": 1})), 10_000)
+            .await
+            .unwrap_err()
+            .code(),
+        "store.unavailable"
+    );
+
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            a.put("new", session(json!({"x": 2}), Source::Admin, MIN))
+                .await
+                .is_ok()
+        })
+        .await,
+        "writes recover after the restart"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.get("new").await.is_ok_and(|s| s.is_some())
+        })
+        .await,
+        "reads recover after the restart"
+    );
+    // The append-only file kept what was written before the crash.
+    assert!(b.get("live").await.unwrap().is_some());
+}
