@@ -10,6 +10,7 @@
 #    sessions, X-Call-Id rotating over them, inbound auth on
 # 3. nginx (2 workers): map $http_x_call_id → token from a 1,000-line map file
 # 4. HAProxy (nbthread 2): set-header from map(tokens.map)
+# 5. headgate-redis: as 2, with the sessions in Redis (a local redis-server)
 # Then SSE relay latency through each (1,000 events, 5 ms apart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +20,13 @@ CONNS=${CONNECTIONS:-64}
 EVENTS=${EVENTS:-1000}
 export HG_BENCH_KEY=bench-route-key-0123
 UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:18081; HAP=127.0.0.1:18082
+HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -36,7 +39,7 @@ cargo build --release --quiet --bin headgate --example bench_upstream --example 
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -55,6 +58,20 @@ inbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }
 authorization = "Bearer << call.metadata.token >>"
 TOML
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hg" --no-watch >"$work/hg.log" 2>&1 & pids+=($!)
+
+# The same headgate on Redis.
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --loglevel warning >"$work/redis.log" 2>&1 & pids+=($!)
+cp -r "$work/hg" "$work/hgr"
+cat > "$work/hgr/headgate.toml" <<TOML
+listen = "$HGR"
+admin_listen = "$HGR_ADMIN"
+[store]
+kind = "redis"
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+TOML
+wait_redis() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$REDIS_PORT) 2>/dev/null && return 0; sleep 0.1; done; }
+wait_redis
+RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgr" --no-watch >"$work/hgr.log" 2>&1 & pids+=($!)
 
 # Map files for nginx and HAProxy.
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
@@ -112,17 +129,18 @@ start_haproxy() { hap_cfg "$1" > "$work/haproxy.cfg"; "$HAPROXY" -f "$work/hapro
 start_haproxy ""
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listening on $1"; exit 1; }
-for p in $UP $HG $HG_ADMIN $NGX $HAP; do wait_port "$p"; done
+for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN; do wait_port "$p"; done
 
-echo "== registering 1,000 sessions"
-python3 - "$HG_ADMIN" <<'PY'
+echo "== registering 1,000 sessions (memory and Redis headgates)"
+python3 - "$HG_ADMIN" "$HGR_ADMIN" <<'PY'
 import http.client, json, sys
-c = http.client.HTTPConnection(sys.argv[1])
-for i in range(1000):
+for admin in sys.argv[1:]:
+  c = http.client.HTTPConnection(admin)
+  for i in range(1000):
     body = json.dumps({"call": {"id": f"call-{i}", "metadata": {"token": f"tok-call-{i}", "tenant": "acme"}}})
     c.request("PUT", f"/sessions/call-{i}", body, {"content-type": "application/json"})
     r = c.getresponse(); r.read()
-    assert r.status == 204, r.status
+    assert r.status == 204, (admin, r.status)
 PY
 
 mismatches() { curl -s "http://$UP/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mismatch"])'; }
@@ -148,18 +166,19 @@ run direct "$UP" direct
 run headgate "$HG"
 run nginx "$NGX"
 run haproxy "$HAP"
+run headgate-redis "$HGR"
 
 best=$(( RPS[nginx] > RPS[haproxy] ? RPS[nginx] : RPS[haproxy] ))
 echo
-printf "| %-8s | %9s | %8s | %8s | %9s | %-26s |\n" proxy "req/s" "p50 ms" "p99 ms" "p99.9 ms" "checked"
-printf "|----------|-----------|----------|----------|-----------|----------------------------|\n"
-for n in direct headgate nginx haproxy; do
-  printf "| %-8s | %9s | %8s | %8s | %9s | %-26s |\n" "$n" "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "${P999[$n]}" "${BAD[$n]}"
+printf "| %-14s | %9s | %8s | %8s | %9s | %-26s |\n" proxy "req/s" "p50 ms" "p99 ms" "p99.9 ms" "checked"
+printf "|----------------|-----------|----------|----------|-----------|----------------------------|\n"
+for n in direct headgate nginx haproxy headgate-redis; do
+  printf "| %-14s | %9s | %8s | %8s | %9s | %-26s |\n" "$n" "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "${P999[$n]}" "${BAD[$n]}"
 done
-python3 - "${RPS[headgate]}" "${RPS[nginx]}" "${RPS[haproxy]}" <<'PY'
+python3 - "${RPS[headgate]}" "${RPS[nginx]}" "${RPS[haproxy]}" "${RPS[headgate-redis]}" <<'PY'
 import sys
-h, n, a = map(float, sys.argv[1:])
-print(f"\nheadgate/nginx = {h/n:.2f}x, headgate/haproxy = {h/a:.2f}x, headgate/best = {h/max(n,a):.2f}x")
+h, n, a, r = map(float, sys.argv[1:])
+print(f"\nheadgate/nginx = {h/n:.2f}x, headgate/haproxy = {h/a:.2f}x, headgate/best = {h/max(n,a):.2f}x, headgate-redis/headgate = {r/h:.2f}x")
 PY
 
 echo
@@ -179,6 +198,6 @@ sse "haproxy (http-no-delay)" "$HAP" "x-headgate-key: $HG_BENCH_KEY"
 total_bad=$(mismatches)
 echo
 echo "upstream saw $total_bad request(s) with a wrong or missing token in proxied runs"
-for n in headgate nginx haproxy; do
+for n in headgate nginx haproxy headgate-redis; do
   case "${BAD[$n]}" in 0\ mis-injected*) ;; *) echo "INVALID RUN: $n ${BAD[$n]}"; exit 1;; esac
 done
