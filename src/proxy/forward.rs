@@ -26,8 +26,29 @@ use crate::template::{Scope, Vars};
 /// Bytes read to find a JSON-RPC id for an error response.
 const RPC_ID_PEEK: usize = 64 << 10;
 
+/// The client end of a connection, formatted once per connection rather
+/// than per request.
+pub struct Peer {
+    /// Its IP as an `X-Forwarded-For` element.
+    ip: HeaderValue,
+}
+
+impl Peer {
+    /// For a connection from `remote`.
+    pub fn new(remote: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { ip }
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_RETELL_SIGNATURE: HeaderName = HeaderName::from_static("x-retell-signature");
+
 /// Handles one request on the public listener.
-pub async fn handle(req: Request<Incoming>, app: Arc<App>, remote: SocketAddr) -> Response<Body> {
+pub async fn handle(req: Request<Incoming>, app: Arc<App>, peer: Arc<Peer>) -> Response<Body> {
     let cfg = app.config.borrow().clone();
     let path = req.uri().path();
     if let Some(name) = path.strip_prefix("/_hooks/") {
@@ -49,7 +70,7 @@ pub async fn handle(req: Request<Incoming>, app: Arc<App>, remote: SocketAddr) -
         app: &app,
         cfg: &cfg,
         route: &route,
-        remote,
+        peer: &peer,
         session_key: None,
         rpc_id: None,
     };
@@ -115,7 +136,7 @@ struct Exchange<'a> {
     app: &'a Arc<App>,
     cfg: &'a Arc<Config>,
     route: &'a Arc<Route>,
-    remote: SocketAddr,
+    peer: &'a Peer,
     session_key: Option<String>,
     rpc_id: Option<Value>,
 }
@@ -222,7 +243,7 @@ impl Exchange<'_> {
             headers.remove(header);
         }
         if matches!(route.inbound_auth, InboundAuth::Platform { .. }) {
-            headers.remove("x-retell-signature");
+            headers.remove(&X_RETELL_SIGNATURE);
         }
         for h in &route.strip {
             headers.remove(h);
@@ -234,7 +255,7 @@ impl Exchange<'_> {
         for (name, value) in rendered {
             headers.insert(name, value);
         }
-        forwarded_headers(&mut headers, self.remote, original_host);
+        forwarded_headers(&mut headers, self.peer, original_host);
 
         let out_body: Body = match body {
             InBody::Read(b) => response::full(b),
@@ -636,18 +657,23 @@ fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Option<Uri> {
         .ok()
 }
 
-fn forwarded_headers(h: &mut HeaderMap, remote: SocketAddr, host: Option<HeaderValue>) {
-    let ip = remote.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<HeaderValue>) {
+    let xff = match h.get(&X_FORWARDED_FOR) {
+        None => Some(peer.ip.clone()),
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + peer.ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer.ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        h.insert(X_FORWARDED_FOR.clone(), v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if let Some(host) = host {
-        h.insert("x-forwarded-host", host);
+        h.insert(X_FORWARDED_HOST.clone(), host);
     }
 }
 

@@ -18,9 +18,21 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::PROXY_AUTHENTICATE,
 ];
 
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION
+}
+
 /// Removes hop-by-hop headers, including every name listed in any
 /// `Connection` line.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a
+    // lookup per hop-by-hop name. Listed names only count with `Connection`.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -34,8 +46,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         h.remove(name);
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
+    h.remove(&KEEP_ALIVE);
+    h.remove(&PROXY_CONNECTION);
 }
 
 #[cfg(test)]

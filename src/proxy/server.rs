@@ -53,9 +53,11 @@ pub(super) async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
+                let peer = Arc::new(super::forward::Peer::new(remote));
                 let svc = service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(super::forward::handle(req, app, remote).await) }
+                    let peer = peer.clone();
+                    async move { Ok::<_, Infallible>(super::forward::handle(req, app, peer).await) }
                 });
                 let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);
