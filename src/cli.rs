@@ -128,6 +128,7 @@ fn init_logging() {
 
 fn serve(opts: ServeOptions) -> ExitCode {
     init_logging();
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -304,5 +305,29 @@ fn render_route(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Every connection is a file descriptor (two when it is proxied): raise
+/// the soft limit to the hard one, as nginx's `worker_rlimit_nofile` and Go
+/// programs do, so the default 1,024 does not cap concurrent calls.
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let old = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(
+                    "file descriptor limit raised from {old} to {}",
+                    lim.rlim_max
+                );
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! assert_eq!(value, "Bearer tok-1");
 //! # Ok::<(), headgate::TemplateError>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one audited exception: `cli::raise_fd_limit`
 #![deny(missing_docs)]
 
 pub mod cli;

@@ -573,3 +573,38 @@ async fn a_silent_stream_is_closed_after_the_idle_timeout() {
     );
     h.shutdown().await;
 }
+
+/// Headers past the 64 KiB read buffer, or more than hyper's 100 fields,
+/// are refused with 431 before anything is rendered or forwarded; memory
+/// stays bounded and the proxy keeps serving.
+#[tokio::test]
+async fn oversized_request_headers_are_refused() {
+    let (_d, up, h) = setup(HEADERS).await;
+    put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
+    let big = "a".repeat(100 << 10);
+    let raw = raw_request(
+        h.listen,
+        &format!("GET /crm/x HTTP/1.1\r\nHost: x\r\nx-headgate-key: {ROUTE_KEY}\r\nx-call-id: c1\r\nx-big: {big}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        raw.starts_with("HTTP/1.1 431"),
+        "one huge header: {raw:.200}"
+    );
+    let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let raw = raw_request(
+        h.listen,
+        &format!("GET /crm/x HTTP/1.1\r\nHost: x\r\nx-headgate-key: {ROUTE_KEY}\r\nx-call-id: c1\r\n{many}Connection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 431"), "200 headers: {raw:.200}");
+    assert!(up.seen().is_empty(), "nothing oversized was forwarded");
+    let ok = client()
+        .get(url(&h, "/crm/x"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "still serving");
+}

@@ -17,7 +17,9 @@ use super::App;
 use super::body::Streamed;
 use super::error::ProxyError;
 use super::headers::strip_hop_by_hop;
-use crate::config::{Config, ErrorStyle, InboundAuth, KeySource, OnError, OnUnknown, Route};
+use crate::config::{
+    Config, ErrorStyle, HeaderRule, InboundAuth, KeySource, OnError, OnUnknown, Route,
+};
 use crate::metrics::{Code, RouteLabel, RouteStatus};
 use crate::response::{self, Body, ReadError, read_limited};
 use crate::session::{Session, SessionStore, Source, id_hash, resolver::ResolveError, webhooks};
@@ -206,7 +208,7 @@ impl Exchange<'_> {
         if let Some(v) = &parsed_body {
             self.rpc_id = v.get("id").cloned();
         }
-        let key = match self.session_key(&parts, rest, parsed_body.as_ref()) {
+        let key = match session_key(self.route, &parts, rest, parsed_body.as_ref()) {
             Ok(k) => k,
             Err(e) => return Err(self.fail(e, &mut body).await),
         };
@@ -383,49 +385,6 @@ impl Exchange<'_> {
         }
     }
 
-    fn session_key(
-        &self,
-        parts: &http::request::Parts,
-        rest: &str,
-        body: Option<&Value>,
-    ) -> Result<String, ProxyError> {
-        let route = self.route;
-        for src in &route.session_keys {
-            let found: Option<String> = match src {
-                KeySource::Header(h) => parts
-                    .headers
-                    .get(h)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|s| s.trim().to_string()),
-                KeySource::Query(q) => parts.uri.query().and_then(|query| {
-                    query.split('&').find_map(|pair| {
-                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                        (decode(k) == *q).then(|| decode(v))
-                    })
-                }),
-                KeySource::Path(n) => rest
-                    .split('/')
-                    .filter(|s| !s.is_empty())
-                    .nth(*n)
-                    .map(decode),
-                KeySource::Body(ptr) => body.and_then(|b| b.pointer(ptr)).and_then(|v| match v {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                }),
-            };
-            if let Some(k) = found.filter(|k| !k.is_empty()) {
-                return if route.session_key_pattern.is_match(&k) {
-                    Ok(k)
-                } else {
-                    Err(ProxyError::KeyInvalid)
-                };
-            }
-        }
-        let names: Vec<String> = route.session_keys.iter().map(ToString::to_string).collect();
-        Err(ProxyError::KeyMissing(names.join(", ")))
-    }
-
     async fn find_session(
         &self,
         key: &str,
@@ -510,7 +469,7 @@ impl Exchange<'_> {
         }
     }
 
-    /// The one phase that injects: each rule renders to a validated value.
+    /// The one phase that injects, with its metrics and logs.
     fn render_headers(
         &self,
         parts: &http::request::Parts,
@@ -520,43 +479,105 @@ impl Exchange<'_> {
     ) -> Result<Vec<(HeaderName, HeaderValue)>, ProxyError> {
         let route = self.route;
         let started = Instant::now();
-        let scope = RequestScope {
-            vars,
-            key,
-            parts,
-            rest,
-            env: &self.cfg.env,
-            session: std::cell::OnceCell::new(),
-            request: std::cell::OnceCell::new(),
-        };
-        let mut out = Vec::with_capacity(route.headers.len());
-        for rule in &route.headers {
-            match rule.template.render(&scope) {
-                Ok(v) => out.push((rule.name.clone(), v)),
-                Err(e) => {
-                    self.app
-                        .metrics
-                        .render_failures
-                        .get_or_create(&Code {
-                            code: e.code().to_string(),
-                        })
-                        .inc();
-                    tracing::warn!(route = %route.name, header = %rule.name, code = e.code(), "{}", e.message());
-                    if rule.on_error == OnError::Reject {
-                        return Err(ProxyError::RenderFailed {
-                            header: rule.name.to_string(),
-                            detail: format!("{}: {}", e.code(), e.message()),
-                        });
-                    }
-                }
-            }
-        }
+        let out = render_rules(route, &self.cfg.env, parts, rest, key, vars, |rule, e| {
+            self.app
+                .metrics
+                .render_failures
+                .get_or_create(&Code {
+                    code: e.code().to_string(),
+                })
+                .inc();
+            tracing::warn!(route = %route.name, header = %rule.name, code = e.code(), "{}", e.message());
+        });
         self.app
             .metrics
             .render_latency
             .observe(started.elapsed().as_secs_f64());
-        Ok(out)
+        out
     }
+}
+
+/// Finds the request's session key: the first of the route's sources that
+/// is present, checked against its pattern before anything else sees it.
+pub fn session_key(
+    route: &Route,
+    parts: &http::request::Parts,
+    rest: &str,
+    body: Option<&Value>,
+) -> Result<String, ProxyError> {
+    for src in &route.session_keys {
+        let found: Option<String> = match src {
+            KeySource::Header(h) => parts
+                .headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_string()),
+            KeySource::Query(q) => parts.uri.query().and_then(|query| {
+                query.split('&').find_map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    (decode(k) == *q).then(|| decode(v))
+                })
+            }),
+            KeySource::Path(n) => rest
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .nth(*n)
+                .map(decode),
+            KeySource::Body(ptr) => body.and_then(|b| b.pointer(ptr)).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+        };
+        if let Some(k) = found.filter(|k| !k.is_empty()) {
+            return if route.session_key_pattern.is_match(&k) {
+                Ok(k)
+            } else {
+                Err(ProxyError::KeyInvalid)
+            };
+        }
+    }
+    let names: Vec<String> = route.session_keys.iter().map(ToString::to_string).collect();
+    Err(ProxyError::KeyMissing(names.join(", ")))
+}
+
+/// Renders each of the route's header rules to a validated value for one
+/// request: the only place headers are injected. A failing rule is
+/// reported to `failed`, then omitted or refused by its `on_error`.
+pub fn render_rules(
+    route: &Route,
+    env: &Value,
+    parts: &http::request::Parts,
+    rest: &str,
+    key: &str,
+    vars: &Vars,
+    mut failed: impl FnMut(&HeaderRule, &crate::template::TemplateError),
+) -> Result<Vec<(HeaderName, HeaderValue)>, ProxyError> {
+    let scope = RequestScope {
+        vars,
+        key,
+        parts,
+        rest,
+        env,
+        session: std::cell::OnceCell::new(),
+        request: std::cell::OnceCell::new(),
+    };
+    let mut out = Vec::with_capacity(route.headers.len());
+    for rule in &route.headers {
+        match rule.template.render(&scope) {
+            Ok(v) => out.push((rule.name.clone(), v)),
+            Err(e) => {
+                failed(rule, &e);
+                if rule.on_error == OnError::Reject {
+                    return Err(ProxyError::RenderFailed {
+                        header: rule.name.to_string(),
+                        detail: format!("{}: {}", e.code(), e.message()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The render-time roots for one request (CONTRACT §1).

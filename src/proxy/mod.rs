@@ -20,9 +20,13 @@ use crate::client::{self, HttpClient};
 use crate::config::{self, Config, ConfigErrors, LoadMode, StoreKind};
 use crate::metrics::{Metrics, Outcome};
 use crate::session::admin::AdminCtx;
+
 use crate::session::resolver::ResolverRuntime;
 use crate::session::webhooks::ReplayGuard;
 use crate::session::{MemoryStore, Store};
+/// The request phases that depend on nothing but the route and the request
+/// (public for the fuzz targets and for embedding).
+pub use forward::{render_rules, session_key};
 
 /// Shared state of a running proxy.
 pub struct App {

@@ -1,0 +1,110 @@
+//! Session-key extraction and header building for arbitrary requests: an
+//! arbitrary method, path, query, headers, body and session variables go
+//! through the routes' key sources and header rules (templates that echo
+//! request headers, decode with `url_decode` / `base64_decode`, read the
+//! query and the body). No panic, no hang, and nothing rendered carries a
+//! control character (CR, LF, NUL, …) or exceeds the header size limit.
+#![no_main]
+use std::sync::OnceLock;
+
+use headgate::config::{Config, check_texts};
+use libfuzzer_sys::fuzz_target;
+
+const ROUTES: &[(&str, &str)] = &[
+    (
+        "hdr",
+        r#"upstream = "http://127.0.0.1:1"
+inbound_auth = "none"
+[headers]
+authorization = "Bearer << call.metadata.token >>"
+x-echo = { template = "<< request.headers.x-extra >>", on_error = "omit" }
+x-dec = { template = "<< request.headers.x-enc | url_decode >>", on_error = "omit" }
+x-b64 = { template = "<< call.metadata.blob | base64_decode >>", on_error = "omit" }
+x-sid = "<< session.id >>"
+"#,
+    ),
+    (
+        "qry",
+        r#"upstream = "http://127.0.0.1:1"
+inbound_auth = "none"
+session_keys = ["query:sid", "path:1", "header:x-session-id"]
+[headers]
+x-path = "<< request.path >>|<< request.query.q | url_decode >>|<< request.method >>"
+x-user = "<% if call.user %><< call.user | join: ',' >><% else %>none<% endif %>"
+"#,
+    ),
+    (
+        "body",
+        r#"upstream = "http://127.0.0.1:1"
+inbound_auth = "none"
+session_keys = ["body:/call/call_id", "body:/n"]
+[headers]
+x-call = "<< call.metadata.token | default: session.id | url_encode >>"
+"#,
+    ),
+];
+
+fn config() -> &'static Config {
+    static C: OnceLock<Config> = OnceLock::new();
+    C.get_or_init(|| check_texts("", ROUTES).expect("the fuzz routes are valid"))
+}
+
+#[derive(arbitrary::Arbitrary, Debug)]
+struct Input<'a> {
+    route: u8,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: Vec<(&'a str, &'a [u8])>,
+    body: &'a [u8],
+    vars: &'a [u8],
+}
+
+fuzz_target!(|input: Input<'_>| {
+    let cfg = config();
+    let (name, _) = ROUTES[input.route as usize % ROUTES.len()];
+    let Some(route) = cfg.route(name) else { return };
+    let uri = format!("/{name}{}?{}", input.path, input.query);
+    let mut req = http::Request::builder()
+        .method(http::Method::from_bytes(input.method.as_bytes()).unwrap_or(http::Method::POST))
+        .uri(uri.as_str());
+    for (k, v) in &input.headers {
+        // What a server would not accept from the wire never gets here.
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_bytes(v),
+        ) {
+            req = req.header(k, v);
+        }
+    }
+    let Ok(req) = req.body(()) else { return };
+    let (parts, ()) = req.into_parts();
+    let rest = parts.uri.path().strip_prefix(&format!("/{name}")).unwrap_or("");
+    let body: Option<serde_json::Value> = serde_json::from_slice(input.body).ok();
+    let Ok(key) = headgate::proxy::session_key(route, &parts, rest, body.as_ref()) else {
+        return;
+    };
+    assert!(route.session_key_pattern.is_match(&key));
+    let vars = match serde_json::from_slice(input.vars)
+        .ok()
+        .and_then(|v| headgate::session::validate(v, 64 << 10).ok())
+    {
+        Some(v) => v,
+        None => headgate::Vars::from_json(serde_json::json!({
+            "call": {"metadata": {"token": String::from_utf8_lossy(input.vars), "blob": "QUJD"}}
+        }))
+        .expect("an object"),
+    };
+    let Ok(out) =
+        headgate::proxy::render_rules(route, &cfg.env, &parts, rest, &key, &vars, |_, _| {})
+    else {
+        return;
+    };
+    for (_, v) in out {
+        assert!(
+            v.as_bytes().iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
+            "a control character reached a header value"
+        );
+        assert!(v.len() <= headgate::template::MAX_HEADER_VALUE_BYTES);
+    }
+});
