@@ -138,7 +138,7 @@ impl Metrics {
         );
         registry.register(
             "sessions",
-            "Sessions held by the store",
+            "Sessions held by this process (with the Redis store: the ones cached locally)",
             stored_sessions.clone(),
         );
         Self {
