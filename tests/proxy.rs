@@ -608,3 +608,35 @@ async fn oversized_request_headers_are_refused() {
         .unwrap();
     assert_eq!(ok.status(), 200, "still serving");
 }
+
+/// Malformed HTTP gets a 4xx (400 from the parser, or the route's refusal
+/// before any body is read) or a closed connection, is never forwarded, and
+/// leaves the proxy serving.
+#[tokio::test]
+async fn malformed_http_is_refused() {
+    let (_d, up, h) = setup(HEADERS).await;
+    put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
+    for raw in [
+        "GARBAGE\r\n\r\n",
+        "GET /crm/x HTTP/9.9\r\nHost: x\r\n\r\n",
+        "GET /crm/x HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+        "GET /crm/x HTTP/1.1\r\nHost: x\r\nx-call-id: c1\r\ncontent-length: 5\r\ncontent-length: 7\r\n\r\nhello",
+        "GET /crm/x HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        "GET /crm/\u{0}x HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let got = raw_request(h.listen, raw).await;
+        assert!(
+            got.is_empty() || got.starts_with("HTTP/1.1 4"),
+            "{raw:?} → {got:.120}"
+        );
+    }
+    assert!(up.seen().is_empty(), "nothing malformed was forwarded");
+    let ok = client()
+        .get(url(&h, "/crm/x"))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "still serving");
+}
