@@ -11,6 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{Value, json};
 
 use super::App;
@@ -228,7 +229,10 @@ impl Exchange<'_> {
         };
 
         // Forward.
-        let uri = match upstream_uri(&route.upstream, rest, parts.uri.query()) {
+        // Cleartext upstreams go through the direct pool, which takes the
+        // origin form (`/path?query`); the general client wants it absolute.
+        let direct = route.upstream.scheme() == Some(&http::uri::Scheme::HTTP);
+        let uri = match upstream_uri(&route.upstream, rest, parts.uri.query(), !direct) {
             Some(u) => u,
             None => return Err((ProxyError::InvalidPath, read(&body))),
         };
@@ -274,25 +278,28 @@ impl Exchange<'_> {
 
         let started = Instant::now();
         let timeouts = &self.cfg.server.timeouts;
-        let resp = match tokio::time::timeout(
-            timeouts.response_headers,
-            self.app.client.request(up),
-        )
-        .await
-        {
-            Err(_) => return Err((ProxyError::UpstreamTimeout, None)),
-            Ok(Err(e)) => {
-                let limited = std::error::Error::source(&e).is_some_and(|s| {
-                    s.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                });
-                let err = if limited {
-                    ProxyError::TooLarge
-                } else {
-                    ProxyError::UpstreamUnreachable
-                };
-                return Err((err, None));
+        let open_streams = &self.app.metrics.open_streams;
+        let sent = match route.upstream.authority().filter(|_| direct) {
+            Some(authority) => {
+                let send = self.app.upstreams.send(authority, up);
+                match tokio::time::timeout(timeouts.response_headers, send).await {
+                    Ok(Ok(r)) => Ok(Ok(relay(r, timeouts.idle, open_streams))),
+                    Ok(Err(e)) => Ok(Err(upstream_error(&e))),
+                    Err(e) => Err(e),
+                }
             }
+            None => {
+                let send = self.app.client.request(up);
+                match tokio::time::timeout(timeouts.response_headers, send).await {
+                    Ok(Ok(r)) => Ok(Ok(relay(r, timeouts.idle, open_streams))),
+                    Ok(Err(e)) => Ok(Err(upstream_error(&e))),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let resp = match sent {
+            Err(_) => return Err((ProxyError::UpstreamTimeout, None)),
+            Ok(Err(e)) => return Err((e, None)),
             Ok(Ok(r)) => r,
         };
         self.app
@@ -319,16 +326,7 @@ impl Exchange<'_> {
                 let _ = self.app.store.delete(&key).await;
             }
         }
-        let (mut rparts, rbody) = resp.into_parts();
-        strip_hop_by_hop(&mut rparts.headers);
-        let is_stream = rparts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let gauge = is_stream.then(|| self.app.metrics.open_streams.clone());
-        let body = Streamed::new(rbody, timeouts.idle, gauge).boxed();
-        Ok(Response::from_parts(rparts, body))
+        Ok(resp)
     }
 
     /// Builds the failure, reading a little of the body for a JSON-RPC id
@@ -649,7 +647,7 @@ fn has_dot_segments(path: &str) -> bool {
 }
 
 /// Upstream base + the rest of the path + the query.
-fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Option<Uri> {
+fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>, absolute: bool) -> Option<Uri> {
     let base_path = base.path().trim_end_matches('/');
     let mut pq = String::with_capacity(base_path.len() + rest.len() + 32);
     pq.push_str(base_path);
@@ -670,12 +668,47 @@ fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Option<Uri> {
         }
         (None, None) => {}
     }
+    if !absolute {
+        return Uri::try_from(pq).ok();
+    }
     Uri::builder()
         .scheme(base.scheme()?.clone())
         .authority(base.authority()?.clone())
         .path_and_query(pq)
         .build()
         .ok()
+}
+
+/// The upstream's response on its way to the client: hop-by-hop headers
+/// stripped, the body streamed frame by frame with the idle timeout (and
+/// counted in `open_streams` while it is an event stream).
+fn relay<B>(resp: Response<B>, idle: std::time::Duration, open_streams: &Gauge) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let is_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let gauge = is_stream.then(|| open_streams.clone());
+    Response::from_parts(parts, Streamed::new(body, idle, gauge).boxed())
+}
+
+/// What a failed exchange with the upstream tells the client: our own body
+/// limit tripping while the request streamed is 413, anything else 502.
+fn upstream_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return ProxyError::TooLarge;
+        }
+        cause = c.source();
+    }
+    ProxyError::UpstreamUnreachable
 }
 
 fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<HeaderValue>) {
@@ -796,23 +829,25 @@ mod tests {
     fn upstream_paths() {
         let base: Uri = "https://crm.example.com/mcp".parse().unwrap();
         assert_eq!(
-            upstream_uri(&base, "", None).unwrap().to_string(),
+            upstream_uri(&base, "", None, true).unwrap().to_string(),
             "https://crm.example.com/mcp"
         );
         assert_eq!(
-            upstream_uri(&base, "/x/y", Some("a=1"))
+            upstream_uri(&base, "/x/y", Some("a=1"), true)
                 .unwrap()
                 .to_string(),
             "https://crm.example.com/mcp/x/y?a=1"
         );
         let root: Uri = "http://127.0.0.1:9/".parse().unwrap();
         assert_eq!(
-            upstream_uri(&root, "", None).unwrap().to_string(),
+            upstream_uri(&root, "", None, true).unwrap().to_string(),
             "http://127.0.0.1:9/"
         );
         let q: Uri = "http://h/p?k=v".parse().unwrap();
         assert_eq!(
-            upstream_uri(&q, "/s", Some("a=1")).unwrap().to_string(),
+            upstream_uri(&q, "/s", Some("a=1"), true)
+                .unwrap()
+                .to_string(),
             "http://h/p/s?k=v&a=1"
         );
     }

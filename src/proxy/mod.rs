@@ -7,6 +7,7 @@ pub mod error;
 mod forward;
 mod headers;
 mod server;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,8 +35,10 @@ pub struct App {
     pub config: watch::Receiver<Arc<Config>>,
     /// Sessions.
     pub store: Arc<Store>,
-    /// Upstream client.
+    /// Client for `https://` upstreams and resolver APIs.
     pub client: HttpClient,
+    /// Pooled connections to `http://` upstreams.
+    pub(crate) upstreams: upstream::Upstreams,
     /// Fetch-on-miss state.
     pub resolver: Arc<ResolverRuntime>,
     /// Metrics.
@@ -164,7 +167,8 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
             }
         });
     }
-    let client = client::build(cfg.server.timeouts.connect, &cfg.server.extra_roots)
+    let connect_timeout = cfg.server.timeouts.connect;
+    let client = client::build(connect_timeout, &cfg.server.extra_roots)
         .map_err(|e| ServeError::Tls(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let listen_addr = cfg.server.listen;
@@ -179,6 +183,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         store,
         resolver: Arc::new(ResolverRuntime::new(client.clone())),
         client,
+        upstreams: upstream::Upstreams::new(connect_timeout),
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
     });

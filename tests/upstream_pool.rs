@@ -1,0 +1,236 @@
+//! The pool of connections to `http://` upstreams, against a raw TCP
+//! upstream that counts its connections and misbehaves on purpose: reuse,
+//! upstreams that close idle connections, `Connection: close`, and a client
+//! that walks away mid-response.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How the raw upstream ends each exchange.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Keep the connection for the next request.
+    KeepAlive,
+    /// Answer, then close the socket without saying so (an idle timeout of 0).
+    CloseSilently,
+    /// Answer with `Connection: close`, then close.
+    ConnectionClose,
+    /// Send the head and half the body, then hold the connection open.
+    Stall,
+}
+
+struct Raw {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    /// Every request head received, in order.
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// A one-request-at-a-time HTTP/1.1 upstream; the response body names the
+/// request path and the connection number, so a crossed wire shows.
+async fn raw_upstream(mode: Mode) -> Raw {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, hs) = (connections.clone(), heads.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            let hs = hs.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // Read one request head (the tests send no bodies).
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    hs.lock().unwrap().push(head);
+                    let body = format!("{path} on connection {n}");
+                    let close = matches!(mode, Mode::ConnectionClose);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n",
+                        if matches!(mode, Mode::Stall) {
+                            body.len() * 2
+                        } else {
+                            body.len()
+                        },
+                        if close { "connection: close\r\n" } else { "" },
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err()
+                        || s.write_all(body.as_bytes()).await.is_err()
+                    {
+                        return;
+                    }
+                    match mode {
+                        Mode::KeepAlive => {}
+                        Mode::CloseSilently | Mode::ConnectionClose => return,
+                        Mode::Stall => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Raw {
+        addr,
+        connections,
+        heads,
+    }
+}
+
+const MAIN: &str = "builtin_echo = false\n[timeouts]\nresponse_headers = \"2s\"\nconnect = \"1s\"\nidle = \"5s\"\n";
+
+async fn through(mode: Mode) -> (tempfile::TempDir, Raw, headgate::proxy::Running) {
+    let raw = raw_upstream(mode).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(
+        &format!("http://{}/base", raw.addr),
+        "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+    );
+    write_config(dir.path(), MAIN, &[("r", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "c1", json!({"call": {"metadata": {"token": "t1"}}})).await;
+    (dir, raw, h)
+}
+
+async fn get(c: &reqwest::Client, h: &headgate::proxy::Running, i: usize) -> (u16, String) {
+    let r = c
+        .get(format!("http://{}/r/item/{i}", h.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn sequential_requests_share_one_upstream_connection() {
+    let (_d, raw, h) = through(Mode::KeepAlive).await;
+    let c = client();
+    for i in 0..20 {
+        let (status, body) = get(&c, &h, i).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, format!("/base/item/{i} on connection 1"));
+    }
+    assert_eq!(raw.connections.load(Ordering::SeqCst), 1);
+    // Origin-form request line, the upstream's own Host, the token injected.
+    let heads = raw.heads.lock().unwrap().clone();
+    let first = heads[0].to_ascii_lowercase();
+    assert!(
+        first.starts_with("get /base/item/0 http/1.1\r\n"),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!("\r\nhost: {}\r\n", raw.addr)),
+        "{first}"
+    );
+    assert!(
+        first.contains("\r\nauthorization: bearer t1\r\n"),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_idle_connections_costs_no_request() {
+    for mode in [Mode::CloseSilently, Mode::ConnectionClose] {
+        let (_d, raw, h) = through(mode).await;
+        let c = client();
+        for i in 0..10 {
+            let (status, body) = get(&c, &h, i).await;
+            assert_eq!(status, 200, "request {i}: {body}");
+            assert!(body.starts_with(&format!("/base/item/{i} on connection")));
+            // Let the close reach the pooled connection, as between calls.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(raw.connections.load(Ordering::SeqCst), 10);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_left_mid_response_is_not_reused() {
+    let (_d, raw, h) = through(Mode::Stall).await;
+    // The client reads the head, then walks away from the half-sent body.
+    let r = client()
+        .get(format!("http://{}/r/item/0", h.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(r);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The next request must not be written behind the unfinished response.
+    let r = client()
+        .get(format!("http://{}/r/item/1", h.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(raw.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(raw.heads.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_answer() {
+    let (_d, raw, h) = through(Mode::KeepAlive).await;
+    let c = client();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (c, listen) = (c.clone(), h.listen);
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5 {
+                let n = i * 100 + round;
+                let r = c
+                    .get(format!("http://{listen}/r/item/{n}"))
+                    .header("x-headgate-key", ROUTE_KEY)
+                    .header("x-call-id", "c1")
+                    .send()
+                    .await
+                    .unwrap();
+                let body = r.text().await.unwrap();
+                assert!(
+                    body.starts_with(&format!("/base/item/{n} on")),
+                    "{n}: {body}"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Connections were reused: at most one per concurrent client.
+    let opened = raw.connections.load(Ordering::SeqCst);
+    assert!(
+        opened <= 64,
+        "{opened} connections for 64 concurrent clients"
+    );
+    assert_eq!(raw.heads.lock().unwrap().len(), 320);
+}
