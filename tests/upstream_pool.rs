@@ -37,7 +37,11 @@ struct Raw {
 /// A one-request-at-a-time HTTP/1.1 upstream; the response body names the
 /// request path and the connection number, so a crossed wire shows.
 async fn raw_upstream(mode: Mode) -> Raw {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    raw_upstream_on("127.0.0.1:0", mode).await
+}
+
+async fn raw_upstream_on(bind: &str, mode: Mode) -> Raw {
+    let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -106,9 +110,18 @@ const MAIN: &str = "builtin_echo = false\n[timeouts]\nresponse_headers = \"2s\"\
 
 async fn through(mode: Mode) -> (tempfile::TempDir, Raw, headgate::proxy::Running) {
     let raw = raw_upstream(mode).await;
+    let authority = raw.addr.to_string();
+    through_to(raw, &authority).await
+}
+
+/// headgate with route `r` forwarding to `http://<authority>/base`.
+async fn through_to(
+    raw: Raw,
+    authority: &str,
+) -> (tempfile::TempDir, Raw, headgate::proxy::Running) {
     let dir = tempfile::tempdir().unwrap();
     let r = route(
-        &format!("http://{}/base", raw.addr),
+        &format!("http://{authority}/base"),
         "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
     );
     write_config(dir.path(), MAIN, &[("r", &r)]);
@@ -233,4 +246,42 @@ async fn concurrent_requests_each_get_their_own_answer() {
         "{opened} connections for 64 concurrent clients"
     );
     assert_eq!(raw.heads.lock().unwrap().len(), 320);
+}
+
+#[tokio::test]
+async fn upstreams_by_name_and_by_ipv6_literal() {
+    // A name that resolves to more than one address (::1 and 127.0.0.1 on
+    // most machines): every address is tried, whichever the upstream is on.
+    let raw = raw_upstream(Mode::KeepAlive).await;
+    let authority = format!("localhost:{}", raw.addr.port());
+    let (_d, raw, h) = through_to(raw, &authority).await;
+    let (status, body) = get(&client(), &h, 1).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "/base/item/1 on connection 1")
+    );
+    let head = raw.heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("\r\nhost: {authority}\r\n")),
+        "{head}"
+    );
+
+    // `[::1]` is connected to as `::1`, and sent as `[::1]:port` in Host.
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: the [::1] half is not run");
+        return;
+    }
+    let raw = raw_upstream_on("[::1]:0", Mode::KeepAlive).await;
+    let authority = raw.addr.to_string();
+    let (_d, raw, h) = through_to(raw, &authority).await;
+    let (status, body) = get(&client(), &h, 2).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "/base/item/2 on connection 1")
+    );
+    let head = raw.heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("\r\nhost: {authority}\r\n")),
+        "{head}"
+    );
 }
