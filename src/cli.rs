@@ -202,6 +202,18 @@ fn check(dir: &std::path::Path, explain: Option<&str>) -> ExitCode {
                         h.on_error
                     );
                 }
+                println!("  sessions from:       {}", sessions_from(&cfg));
+                match &cfg.resolver {
+                    None => println!("  on a miss:           no resolver"),
+                    Some(r) => println!(
+                        "  on a miss:           {} {} (bound to `{}`, ttl {:?}, timeout {:?})",
+                        r.method,
+                        r.url.source(),
+                        r.bind,
+                        r.ttl,
+                        r.timeout
+                    ),
+                }
             }
             println!(
                 "ok: {} route(s), {} webhook(s), {} warning(s)",
@@ -219,6 +231,26 @@ fn check(dir: &std::path::Path, explain: Option<&str>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The store a route's sessions come from, as `check --explain` shows it
+/// (a Redis password is never printed).
+fn sessions_from(cfg: &config::Config) -> String {
+    let store = match &cfg.server.store {
+        config::StoreKind::Memory => format!(
+            "memory store of this process (max_sessions {})",
+            cfg.server.max_sessions
+        ),
+        config::StoreKind::Redis(r) => format!(
+            "redis store {} prefix `{}` (replica cache {:?}, served stale up to {:?} while Redis is down, timeout {:?})",
+            config::redact_userinfo(&r.url),
+            r.prefix,
+            r.cache_ttl,
+            r.stale_ttl,
+            r.timeout
+        ),
+    };
+    format!("{store}, default ttl {:?}", cfg.server.ttl)
 }
 
 fn read_vars(path: Option<&PathBuf>) -> Result<Value, String> {

@@ -144,6 +144,40 @@ fn check_warns_but_passes_and_explains_a_route() {
         ),
         "{out}"
     );
+    assert!(
+        out.contains("sessions from:       memory store of this process (max_sessions "),
+        "{out}"
+    );
+    assert!(out.contains("on a miss:           no resolver"), "{out}");
+}
+
+#[test]
+fn explain_shows_the_store_and_resolver_without_the_redis_password() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "env_allow = [\"VAPI_API_KEY\"]\n[resolver]\nplatform = \"vapi\"\n\
+         [store]\nkind = \"redis\"\nurl = \"redis://app:hunter2-redis-pw@10.0.0.5:6379/2\"\n\
+         prefix = \"hg:\"\ncache_ttl = \"3s\"\n",
+        &[(
+            "pub",
+            "platform = \"vapi\"\nupstream = \"http://203.0.113.7/mcp\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+        )],
+    );
+    let (code, out, err) = run(&["check", dir.path().to_str().unwrap(), "--explain", "pub"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("sessions from:       redis store redis://***@10.0.0.5:6379/2 prefix `hg:` (replica cache 3s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("on a miss:           GET https://api.vapi.ai/call/"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
 }
 
 #[test]
