@@ -278,30 +278,19 @@ impl Exchange<'_> {
 
         let started = Instant::now();
         let timeouts = &self.cfg.server.timeouts;
+        let (limit, idle) = (timeouts.response_headers, timeouts.idle);
         let open_streams = &self.app.metrics.open_streams;
         let sent = match route.upstream.authority().filter(|_| direct) {
             Some(authority) => {
                 let send = self.app.upstreams.send(authority, up);
-                match tokio::time::timeout(timeouts.response_headers, send).await {
-                    Ok(Ok(r)) => Ok(Ok(relay(r, timeouts.idle, open_streams))),
-                    Ok(Err(e)) => Ok(Err(upstream_error(&e))),
-                    Err(e) => Err(e),
-                }
+                response_within(limit, send, idle, open_streams).await
             }
             None => {
                 let send = self.app.client.request(up);
-                match tokio::time::timeout(timeouts.response_headers, send).await {
-                    Ok(Ok(r)) => Ok(Ok(relay(r, timeouts.idle, open_streams))),
-                    Ok(Err(e)) => Ok(Err(upstream_error(&e))),
-                    Err(e) => Err(e),
-                }
+                response_within(limit, send, idle, open_streams).await
             }
         };
-        let resp = match sent {
-            Err(_) => return Err((ProxyError::UpstreamTimeout, None)),
-            Ok(Err(e)) => return Err((e, None)),
-            Ok(Ok(r)) => r,
-        };
+        let resp = sent.map_err(|e| (e, None))?;
         self.app
             .metrics
             .upstream_latency
@@ -696,6 +685,25 @@ where
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     let gauge = is_stream.then(|| open_streams.clone());
     Response::from_parts(parts, Streamed::new(body, idle, gauge).boxed())
+}
+
+/// Waits up to `limit` for the upstream's response head, then relays it.
+async fn response_within<B, E>(
+    limit: std::time::Duration,
+    send: impl Future<Output = Result<Response<B>, E>>,
+    idle: std::time::Duration,
+    open_streams: &Gauge,
+) -> Result<Response<Body>, ProxyError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: std::error::Error + 'static,
+{
+    match tokio::time::timeout(limit, send).await {
+        Err(_) => Err(ProxyError::UpstreamTimeout),
+        Ok(Err(e)) => Err(upstream_error(&e)),
+        Ok(Ok(r)) => Ok(relay(r, idle, open_streams)),
+    }
 }
 
 /// What a failed exchange with the upstream tells the client: our own body
