@@ -100,14 +100,10 @@ async fn ten_thousand_concurrent_keep_alive_connections() {
     );
     let pid = served.child.id();
     for i in 0..100 {
-        let r = client()
-            .put(format!("http://{}/sessions/call-{i}", served.admin))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({"call": {"metadata": {"token": format!("tok-{i}")}}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
+        let vars = serde_json::json!({"call": {"metadata": {"token": format!("tok-{i}")}}});
+        let id = format!("call-{i}");
+        let put = admin_call(&served, reqwest::Method::PUT, &id, Some(&vars)).await;
+        assert_eq!(put, 204);
     }
     let rss_before = rss_kib(pid);
     let addr: SocketAddr = served.listen.parse().unwrap();

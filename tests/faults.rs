@@ -66,13 +66,7 @@ async fn upstream_dying_mid_stream_ends_the_client_stream_and_the_proxy_keeps_se
     let h = start(dir.path()).await;
     put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
     let c = client();
-    let r = c
-        .get(format!("http://{}/dies/sse", h.listen))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&c, format!("http://{}/dies/sse", h.listen), "c1").await;
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
@@ -92,13 +86,7 @@ async fn upstream_dying_mid_stream_ends_the_client_stream_and_the_proxy_keeps_se
         "a cut upstream stream must not look like a complete one"
     );
     for _ in 0..5 {
-        let r = c
-            .get(format!("http://{}/ok", h.listen))
-            .header("x-headgate-key", ROUTE_KEY)
-            .header("x-call-id", "c1")
-            .send()
-            .await
-            .unwrap();
+        let r = get_call(&c, format!("http://{}/ok", h.listen), "c1").await;
         assert_eq!(r.status(), 200, "the proxy keeps serving");
     }
     h.shutdown().await;
@@ -175,13 +163,7 @@ async fn a_flood_of_registrations_at_capacity_evicts_instead_of_failing() {
                     .await
                     .unwrap();
                 failures += usize::from(r.status() != 204);
-                let r = c
-                    .get(format!("http://{listen}/crm"))
-                    .header("x-headgate-key", ROUTE_KEY)
-                    .header("x-call-id", &id)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = get_call(&c, format!("http://{listen}/crm"), &id).await;
                 // Just registered: found unless already evicted by the flood.
                 failures += usize::from(!matches!(r.status().as_u16(), 200 | 403));
             }
@@ -223,13 +205,7 @@ async fn a_flood_of_registrations_at_capacity_evicts_instead_of_failing() {
         json!({"call": {"metadata": {"token": "fine"}}}),
     )
     .await;
-    let r = client()
-        .get(format!("http://{listen}/crm"))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "after")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&client(), format!("http://{listen}/crm"), "after").await;
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().headers["authorization"], "Bearer fine");
     h.shutdown().await;

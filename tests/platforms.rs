@@ -86,19 +86,6 @@ async fn platform_api() -> (SocketAddr, Calls) {
 
 const AUTH: &str = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"";
 
-async fn tool_call(s: &Served, route: &str, key_header: &str, id: &str) -> (u16, Value) {
-    let r = client()
-        .post(format!("http://{}/{route}/tools", s.listen))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header(key_header, id)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 async fn hook(s: &Served, name: &str, headers: &[(&str, String)], body: String) -> u16 {
     let mut r = client().post(format!("http://{}/_hooks/{name}", s.listen));
     for (k, v) in headers {
@@ -219,14 +206,9 @@ async fn webhooks_from_the_fixtures_store_and_purge_what_routes_inject() {
 
     // ElevenLabs: the post-call webhook purges a session the backend
     // registered for the conversation.
-    let put = client()
-        .put(format!("http://{}/sessions/el-conv-1", s.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"call": {"metadata": {"token": "tok-el"}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
+    let vars = json!({"call": {"metadata": {"token": "tok-el"}}});
+    let put = admin_call(&s, reqwest::Method::PUT, "el-conv-1", Some(&vars)).await;
+    assert_eq!(put, 204);
     assert_eq!(
         tool_call(&s, "eleven", "x-conversation-id", "el-conv-1")
             .await
@@ -249,14 +231,9 @@ async fn webhooks_from_the_fixtures_store_and_purge_what_routes_inject() {
     );
 
     // LiveKit: the backend registers the room; the agent sends X-Session-Id.
-    let put = client()
-        .put(format!("http://{}/sessions/room-5f1e", s.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .body(fixture("livekit/register.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
+    let vars: Value = serde_json::from_str(&fixture("livekit/register.json")).unwrap();
+    let put = admin_call(&s, reqwest::Method::PUT, "room-5f1e", Some(&vars)).await;
+    assert_eq!(put, 204);
     assert_eq!(
         tool_call(&s, "livekit", "x-session-id", "room-5f1e")
             .await

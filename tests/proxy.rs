@@ -379,13 +379,7 @@ async fn large_upload_is_streamed_through() {
 async fn graceful_shutdown_lets_an_open_stream_finish() {
     let (_d, _up, h) = setup(HEADERS).await;
     put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
-    let r = client()
-        .get(url(&h, "/crm/sse?n=5&gap_ms=200"))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&client(), url(&h, "/crm/sse?n=5&gap_ms=200"), "c1").await;
     let listen = h.listen;
     let started = Instant::now();
     let stopping = tokio::spawn(h.shutdown());
@@ -414,22 +408,10 @@ async fn unknown_session_can_wait_for_its_registration() {
             .await
             .unwrap();
     });
-    let r = client()
-        .get(url(&h, "/crm"))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "late")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&client(), url(&h, "/crm"), "late").await;
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().headers["authorization"], "Bearer arrived");
-    let r = client()
-        .get(url(&h, "/crm"))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "never")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&client(), url(&h, "/crm"), "never").await;
     assert_eq!(r.status(), 403);
     h.shutdown().await;
 }
@@ -541,13 +523,7 @@ async fn a_silent_stream_is_closed_after_the_idle_timeout() {
     );
     let h = start(dir.path()).await;
     put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
-    let r = client()
-        .get(url(&h, "/crm/sse?n=3&gap_ms=2000"))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&client(), url(&h, "/crm/sse?n=3&gap_ms=2000"), "c1").await;
     let started = Instant::now();
     let mut stream = r.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
@@ -599,13 +575,7 @@ async fn oversized_request_headers_are_refused() {
     .await;
     assert!(raw.starts_with("HTTP/1.1 431"), "200 headers: {raw:.200}");
     assert!(up.seen().is_empty(), "nothing oversized was forwarded");
-    let ok = client()
-        .get(url(&h, "/crm/x"))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let ok = get_call(&client(), url(&h, "/crm/x"), "c1").await;
     assert_eq!(ok.status(), 200, "still serving");
 }
 
@@ -631,12 +601,6 @@ async fn malformed_http_is_refused() {
         );
     }
     assert!(up.seen().is_empty(), "nothing malformed was forwarded");
-    let ok = client()
-        .get(url(&h, "/crm/x"))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let ok = get_call(&client(), url(&h, "/crm/x"), "c1").await;
     assert_eq!(ok.status(), 200, "still serving");
 }

@@ -36,30 +36,12 @@ impl Replica {
     }
 
     async fn admin(&self, method: reqwest::Method, id: &str, body: Option<Value>) -> u16 {
-        let mut r = client()
-            .request(
-                method,
-                format!("http://{}/sessions/{id}", self.served.admin),
-            )
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        r.send().await.unwrap().status().as_u16()
+        admin_call(&self.served, method, id, body.as_ref()).await
     }
 
     /// A tool call through this replica: (status, JSON body).
     async fn call(&self, id: &str) -> (u16, Value) {
-        let r = client()
-            .post(format!("http://{}/crm/tools", self.served.listen))
-            .header("x-headgate-key", ROUTE_KEY)
-            .header("x-call-id", id)
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        tool_call(&self.served, "crm", "x-call-id", id).await
     }
 
     fn alive(&mut self) -> bool {

@@ -115,13 +115,7 @@ async fn https_upstream_over_http2_with_an_internal_ca() {
         json!({"call": {"metadata": {"token": "over-tls"}}}),
     )
     .await;
-    let resp = client()
-        .get(format!("http://{}/secure", h2.listen))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let resp = get_call(&client(), format!("http://{}/secure", h2.listen), "c1").await;
     assert_eq!(resp.status(), 502);
     h2.shutdown().await;
 }

@@ -131,13 +131,7 @@ async fn through_to(
 }
 
 async fn get(c: &reqwest::Client, h: &headgate::proxy::Running, i: usize) -> (u16, String) {
-    let r = c
-        .get(format!("http://{}/r/item/{i}", h.listen))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(c, format!("http://{}/r/item/{i}", h.listen), "c1").await;
     (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
 
@@ -188,24 +182,12 @@ async fn an_upstream_that_closes_idle_connections_costs_no_request() {
 async fn a_connection_left_mid_response_is_not_reused() {
     let (_d, raw, h) = through(Mode::Stall).await;
     // The client reads the head, then walks away from the half-sent body.
-    let r = client()
-        .get(format!("http://{}/r/item/0", h.listen))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&client(), format!("http://{}/r/item/0", h.listen), "c1").await;
     assert_eq!(r.status(), 200);
     drop(r);
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The next request must not be written behind the unfinished response.
-    let r = client()
-        .get(format!("http://{}/r/item/1", h.listen))
-        .header("x-headgate-key", ROUTE_KEY)
-        .header("x-call-id", "c1")
-        .send()
-        .await
-        .unwrap();
+    let r = get_call(&client(), format!("http://{}/r/item/1", h.listen), "c1").await;
     assert_eq!(r.status(), 200);
     assert_eq!(raw.connections.load(Ordering::SeqCst), 2);
     assert_eq!(raw.heads.lock().unwrap().len(), 2);
@@ -221,13 +203,7 @@ async fn concurrent_requests_each_get_their_own_answer() {
         tasks.push(tokio::spawn(async move {
             for round in 0..5 {
                 let n = i * 100 + round;
-                let r = c
-                    .get(format!("http://{listen}/r/item/{n}"))
-                    .header("x-headgate-key", ROUTE_KEY)
-                    .header("x-call-id", "c1")
-                    .send()
-                    .await
-                    .unwrap();
+                let r = get_call(&c, format!("http://{listen}/r/item/{n}"), "c1").await;
                 let body = r.text().await.unwrap();
                 assert!(
                     body.starts_with(&format!("/base/item/{n} on")),
@@ -248,13 +224,10 @@ async fn concurrent_requests_each_get_their_own_answer() {
     assert_eq!(raw.heads.lock().unwrap().len(), 320);
 }
 
-#[tokio::test]
-async fn upstreams_by_name_and_by_ipv6_literal() {
-    // A name that resolves to more than one address (::1 and 127.0.0.1 on
-    // most machines): every address is tried, whichever the upstream is on.
-    let raw = raw_upstream(Mode::KeepAlive).await;
-    let authority = format!("localhost:{}", raw.addr.port());
-    let (_d, raw, h) = through_to(raw, &authority).await;
+/// One request through a route to `http://<authority>/base` reaches `raw`,
+/// with `authority` as its Host.
+async fn one_request_reaches(raw: Raw, authority: &str) {
+    let (_d, raw, h) = through_to(raw, authority).await;
     let (status, body) = get(&client(), &h, 1).await;
     assert_eq!(
         (status, body.as_str()),
@@ -265,6 +238,15 @@ async fn upstreams_by_name_and_by_ipv6_literal() {
         head.contains(&format!("\r\nhost: {authority}\r\n")),
         "{head}"
     );
+}
+
+#[tokio::test]
+async fn upstreams_by_name_and_by_ipv6_literal() {
+    // A name that resolves to more than one address (::1 and 127.0.0.1 on
+    // most machines): every address is tried, whichever the upstream is on.
+    let raw = raw_upstream(Mode::KeepAlive).await;
+    let authority = format!("localhost:{}", raw.addr.port());
+    one_request_reaches(raw, &authority).await;
 
     // `[::1]` is connected to as `::1`, and sent as `[::1]:port` in Host.
     if std::net::TcpListener::bind("[::1]:0").is_err() {
@@ -273,15 +255,5 @@ async fn upstreams_by_name_and_by_ipv6_literal() {
     }
     let raw = raw_upstream_on("[::1]:0", Mode::KeepAlive).await;
     let authority = raw.addr.to_string();
-    let (_d, raw, h) = through_to(raw, &authority).await;
-    let (status, body) = get(&client(), &h, 2).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (200, "/base/item/2 on connection 1")
-    );
-    let head = raw.heads.lock().unwrap()[0].to_ascii_lowercase();
-    assert!(
-        head.contains(&format!("\r\nhost: {authority}\r\n")),
-        "{head}"
-    );
+    one_request_reaches(raw, &authority).await;
 }

@@ -206,6 +206,20 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// GET through headgate as a platform would: the route key and `X-Call-Id`.
+pub async fn get_call(
+    c: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    call_id: &str,
+) -> reqwest::Response {
+    c.get(url)
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", call_id)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// PUT a session on the admin API.
 pub async fn put_session(h: &headgate::proxy::Running, id: &str, vars: serde_json::Value) {
     let r = client()
@@ -235,6 +249,43 @@ pub const API_KEY: &str = "api-key-for-resolver";
 /// The real `headgate` binary.
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_headgate"))
+}
+
+/// An admin API request with the admin token to `/sessions/{id}` of a
+/// `headgate serve` child: its status.
+pub async fn admin_call(
+    s: &Served,
+    method: reqwest::Method,
+    id: &str,
+    body: Option<&serde_json::Value>,
+) -> u16 {
+    let mut r = client()
+        .request(method, format!("http://{}/sessions/{id}", s.admin))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+/// A tool call (POST `/{route}/tools`) through a `headgate serve` child,
+/// keyed by `key_header: id`: (status, JSON body).
+pub async fn tool_call(
+    s: &Served,
+    route: &str,
+    key_header: &str,
+    id: &str,
+) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(format!("http://{}/{route}/tools", s.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header(key_header, id)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// A `headgate serve` child whose every output line is captured.
