@@ -231,8 +231,10 @@ impl Exchange<'_> {
         // Forward.
         // Cleartext upstreams go through the direct pool, which takes the
         // origin form (`/path?query`); the general client wants it absolute.
-        let direct = route.upstream.scheme() == Some(&http::uri::Scheme::HTTP);
-        let uri = match upstream_uri(&route.upstream, rest, parts.uri.query(), !direct) {
+        let direct = (route.upstream.scheme() == Some(&http::uri::Scheme::HTTP))
+            .then(|| route.upstream.authority())
+            .flatten();
+        let uri = match upstream_uri(&route.upstream, rest, parts.uri.query(), direct.is_none()) {
             Some(u) => u,
             None => return Err((ProxyError::InvalidPath, read(&body))),
         };
@@ -280,7 +282,7 @@ impl Exchange<'_> {
         let timeouts = &self.cfg.server.timeouts;
         let (limit, idle) = (timeouts.response_headers, timeouts.idle);
         let open_streams = &self.app.metrics.open_streams;
-        let sent = match route.upstream.authority().filter(|_| direct) {
+        let sent = match direct {
             Some(authority) => {
                 let send = self.app.upstreams.send(authority, up);
                 response_within(limit, send, idle, open_streams).await

@@ -8,7 +8,7 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
-const HOP_BY_HOP: &[HeaderName] = &[
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::TE,
     header::TRAILER,
@@ -16,21 +16,16 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::UPGRADE,
     header::PROXY_AUTHORIZATION,
     header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
-
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION
-}
 
 /// Removes hop-by-hop headers, including every name listed in any
 /// `Connection` line.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a
     // lookup per hop-by-hop name. Listed names only count with `Connection`.
-    if !h.keys().any(is_hop_by_hop) {
+    if !h.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
     let listed: Vec<HeaderName> = h
@@ -43,11 +38,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for name in listed {
         h.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         h.remove(name);
     }
-    h.remove(&KEEP_ALIVE);
-    h.remove(&PROXY_CONNECTION);
 }
 
 #[cfg(test)]

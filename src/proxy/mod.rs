@@ -21,7 +21,6 @@ use crate::client::{self, HttpClient};
 use crate::config::{self, Config, ConfigErrors, LoadMode, StoreKind};
 use crate::metrics::{Metrics, Outcome};
 use crate::session::admin::AdminCtx;
-
 use crate::session::resolver::ResolverRuntime;
 use crate::session::webhooks::ReplayGuard;
 use crate::session::{MemoryStore, Store};
