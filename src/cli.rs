@@ -128,7 +128,7 @@ fn init_logging() {
 
 fn serve(opts: ServeOptions) -> ExitCode {
     init_logging();
-    raise_fd_limit();
+    let _ = raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -342,24 +342,30 @@ fn render_route(
 
 /// Every connection is a file descriptor (two when it is proxied): raise
 /// the soft limit to the hard one, as nginx's `worker_rlimit_nofile` and Go
-/// programs do, so the default 1,024 does not cap concurrent calls.
+/// programs do, so the default 1,024 does not cap concurrent calls. Returns
+/// the soft limit now in effect (0 if it cannot be read).
 #[allow(unsafe_code)]
-fn raise_fd_limit() {
+pub fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
             let old = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                tracing::debug!(
-                    "file descriptor limit raised from {old} to {}",
-                    lim.rlim_max
-                );
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return old;
             }
+            tracing::debug!(
+                "file descriptor limit raised from {old} to {}",
+                lim.rlim_max
+            );
         }
     }
+    lim.rlim_cur
 }

@@ -14,23 +14,6 @@ use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 10_000;
 
-/// Raises this process's soft file limit to the hard one (the test holds
-/// 10,000 client sockets; `headgate serve` raises its own).
-#[allow(unsafe_code)]
-fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
-}
-
 /// One request on an open connection; returns the status and the body.
 async fn exchange(conn: &mut BufReader<TcpStream>, id: usize) -> std::io::Result<(u16, Vec<u8>)> {
     let req = format!(
@@ -61,6 +44,15 @@ async fn exchange(conn: &mut BufReader<TcpStream>, id: usize) -> std::io::Result
     Ok((status, body))
 }
 
+fn assert_no_errors(errors: &[String]) {
+    assert!(
+        errors.is_empty(),
+        "{} errors, e.g. {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -72,7 +64,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_keep_alive_connections() {
-    let limit = raise_fd_limit();
+    // The test holds 10,000 client sockets; `headgate serve` raises its own.
+    let limit = headgate::cli::raise_fd_limit();
     assert!(
         limit as usize > CONNECTIONS + 2_000,
         "the hard file limit ({limit}) is too low for {CONNECTIONS} connections"
@@ -134,12 +127,7 @@ async fn ten_thousand_concurrent_keep_alive_connections() {
             Err(e) => errors.push(format!("call {id}: {e}")),
         }
     }
-    assert!(
-        errors.is_empty(),
-        "{} errors, e.g. {:?}",
-        errors.len(),
-        &errors[..errors.len().min(5)]
-    );
+    assert_no_errors(&errors);
     assert_eq!(conns.len(), CONNECTIONS);
     let rss_held = rss_kib(pid);
 
@@ -160,12 +148,7 @@ async fn ten_thousand_concurrent_keep_alive_connections() {
             Err(e) => errors.push(format!("second request: {e}")),
         }
     }
-    assert!(
-        errors.is_empty(),
-        "{} errors, e.g. {:?}",
-        errors.len(),
-        &errors[..errors.len().min(5)]
-    );
+    assert_no_errors(&errors);
     assert_eq!(held.len(), CONNECTIONS, "every connection was kept alive");
 
     // Every request carried its own session's token.
