@@ -25,14 +25,6 @@ fn python() -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Killed(tokio::process::Child);
 
 impl Drop for Killed {

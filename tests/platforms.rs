@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -15,8 +14,6 @@ use bytes::Bytes;
 use common::*;
 use headgate::session::webhooks::{sign_elevenlabs, sign_retell, sign_vapi};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
 fn fixture(path: &str) -> String {
@@ -28,59 +25,35 @@ fn fixture(path: &str) -> String {
     .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// (method, path, headers) of each request the mock platform API got.
 type Calls = Arc<Mutex<Vec<(String, String, http::HeaderMap)>>>;
 
 /// The three platforms' get-call endpoints, answering with the fixtures.
 async fn platform_api() -> (SocketAddr, Calls) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let calls: Calls = Default::default();
     let seen = calls.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = listener.accept().await else {
-                continue;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        seen.lock().unwrap().push((
-                            req.method().to_string(),
-                            path.clone(),
-                            req.headers().clone(),
-                        ));
-                        let body = if path.starts_with("/call/") {
-                            fixture("vapi/call.json")
-                        } else if path.starts_with("/v2/get-call/") {
-                            fixture("retell/get-call.json")
-                        } else if path.starts_with("/v1/convai/conversations/") {
-                            fixture("elevenlabs/conversation.json")
-                        } else {
-                            String::new()
-                        };
-                        let mut r = http::Response::new(Full::new(Bytes::from(body)));
-                        r.headers_mut()
-                            .insert("content-type", "application/json".parse().unwrap());
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
+    let addr = http_server(move |req: http::Request<hyper::body::Incoming>| {
+        let path = req.uri().path().to_string();
+        seen.lock().unwrap().push((
+            req.method().to_string(),
+            path.clone(),
+            req.headers().clone(),
+        ));
+        let body = if path.starts_with("/call/") {
+            fixture("vapi/call.json")
+        } else if path.starts_with("/v2/get-call/") {
+            fixture("retell/get-call.json")
+        } else if path.starts_with("/v1/convai/conversations/") {
+            fixture("elevenlabs/conversation.json")
+        } else {
+            String::new()
+        };
+        let mut r = http::Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        std::future::ready(r)
+    })
+    .await;
     (addr, calls)
 }
 
@@ -137,7 +110,7 @@ async fn webhooks_from_the_fixtures_store_and_purge_what_routes_inject() {
     // Vapi: HMAC-signed status-update stores the call; the route reads the
     // token through the call.metadata view (variableValues win).
     let body = fixture("vapi/status-update.json");
-    let ts = now().to_string();
+    let ts = now_secs().to_string();
     let signed = |body: &str| {
         vec![
             (
@@ -162,7 +135,7 @@ async fn webhooks_from_the_fixtures_store_and_purge_what_routes_inject() {
     );
 
     // Retell: call_started stores, call_ended purges.
-    let ms = now() * 1000;
+    let ms = now_secs() * 1000;
     let body = fixture("retell/call_started.json");
     let sig = sign_retell(RETELL_KEY, body.as_bytes(), ms);
     assert_eq!(
@@ -217,8 +190,8 @@ async fn webhooks_from_the_fixtures_store_and_purge_what_routes_inject() {
     );
     assert_eq!(last_auth(&up), "Bearer tok-el");
     let body = fixture("elevenlabs/post_call_transcription.json")
-        .replace("1732000300", &now().to_string());
-    let sig = sign_elevenlabs(WEBHOOK_SECRET, body.as_bytes(), now());
+        .replace("1732000300", &now_secs().to_string());
+    let sig = sign_elevenlabs(WEBHOOK_SECRET, body.as_bytes(), now_secs());
     assert_eq!(
         hook(&s, "elevenlabs", &[("elevenlabs-signature", sig)], body).await,
         200

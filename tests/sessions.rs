@@ -3,16 +3,13 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
 use serde_json::{Value, json};
 
 const HEADERS: &str = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n";
@@ -279,13 +276,6 @@ async fn admin_api_statuses_and_codes() {
     h.shutdown().await;
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test]
 async fn webhooks_store_purge_and_refuse_bad_signatures() {
     let up = upstream().await;
@@ -431,57 +421,38 @@ struct FakeApi {
 }
 
 async fn fake_api(api: FakeApi) -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
+    http_server(move |req: hyper::Request<hyper::body::Incoming>| {
+        let api = api.clone();
+        async move {
+            api.hits.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let auth_ok = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                == Some(&format!("Bearer {API_KEY}"));
+            let id = req
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let (status, body) = match (auth_ok, api.mode.load(Ordering::SeqCst)) {
+                (false, _) => (401, "{}".to_string()),
+                (true, 1) => (500, "{}".to_string()),
+                (true, 2) => (200, "<html>not json".to_string()),
+                _ => (
+                    200,
+                    json!({"id": id, "assistantOverrides": {"variableValues": {"token": format!("tok-{}", api.generation.load(Ordering::SeqCst))}}}).to_string(),
+                ),
             };
-            let api = api.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let api = api.clone();
-                    async move {
-                        api.hits.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        let auth_ok = req
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            == Some(&format!("Bearer {API_KEY}"));
-                        let id = req
-                            .uri()
-                            .path()
-                            .rsplit('/')
-                            .next()
-                            .unwrap_or_default()
-                            .to_string();
-                        let (status, body) = match (auth_ok, api.mode.load(Ordering::SeqCst)) {
-                            (false, _) => (401, "{}".to_string()),
-                            (true, 1) => (500, "{}".to_string()),
-                            (true, 2) => (200, "<html>not json".to_string()),
-                            _ => (
-                                200,
-                                json!({"id": id, "assistantOverrides": {"variableValues": {"token": format!("tok-{}", api.generation.load(Ordering::SeqCst))}}}).to_string(),
-                            ),
-                        };
-                        let mut r = hyper::Response::new(
-                            Full::new(Bytes::from(body))
-                                .map_err(|n: Infallible| match n {})
-                                .boxed(),
-                        );
-                        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
+            let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            r
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// A headgate whose `crm` route resolves unknown sessions from a local fake

@@ -64,25 +64,39 @@ impl Upstream {
 /// - `/status/CODE`: that status (401 adds `WWW-Authenticate`)
 /// - anything else: 200 with `{"ok":true}`; the body is read and counted.
 pub async fn upstream() -> Upstream {
+    let epoch = Instant::now();
+    let seen: Arc<Mutex<Vec<Seen>>> = Default::default();
+    let log = seen.clone();
+    let addr = http_server(move |req| serve_up(req, log.clone(), epoch)).await;
+    Upstream {
+        addr: Some(addr),
+        seen,
+        epoch: Some(epoch),
+    }
+}
+
+/// Serves `handler` (HTTP/1.1 and h2c) on a free loopback port until the
+/// test ends: the mock upstreams and platform APIs of the tests.
+pub async fn http_server<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let epoch = Instant::now();
-    let up = Upstream {
-        addr: Some(addr),
-        seen: Default::default(),
-        epoch: Some(epoch),
-    };
-    let seen = up.seen.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let seen = seen.clone();
+            let handler = handler.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move { Ok::<_, Infallible>(serve_up(req, seen, epoch).await) }
+                let svc = service_fn(move |req| {
+                    let answer = handler(req);
+                    async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -90,7 +104,15 @@ pub async fn upstream() -> Upstream {
             });
         }
     });
-    up
+    addr
+}
+
+/// Seconds since the Unix epoch (webhook timestamps).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn param(q: Option<&str>, name: &str, default: u64) -> u64 {
