@@ -12,6 +12,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::response::Body;
 
+/// TCP keepalive probes start after this much silence on a connection to
+/// an upstream or API: a host that vanished without closing is noticed.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// The shared client type.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -25,7 +29,7 @@ pub fn build(
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
+    http.set_keepalive(Some(TCP_KEEPALIVE));
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {

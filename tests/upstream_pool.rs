@@ -135,6 +135,31 @@ async fn get(c: &reqwest::Client, h: &headgate::proxy::Running, i: usize) -> (u1
     (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
 
+/// The TCP keepalive time of this process's connection to `peer` (headgate
+/// runs in process), if it has one with keepalive on.
+#[allow(unsafe_code)]
+fn keepalive_to(peer: std::net::SocketAddr) -> Option<Duration> {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // SAFETY: the descriptor is only queried (getpeername, getsockopt);
+        // if another test closed it meanwhile, the query fails and it is
+        // skipped. Nothing is read from or written to it, nor closed.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd);
+        if sock.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer) {
+            return sock
+                .keepalive()
+                .ok()
+                .filter(|on| *on)
+                .and_then(|_| sock.tcp_keepalive_time().ok());
+        }
+    }
+    None
+}
+
 #[tokio::test]
 async fn sequential_requests_share_one_upstream_connection() {
     let (_d, raw, h) = through(Mode::KeepAlive).await;
@@ -145,6 +170,11 @@ async fn sequential_requests_share_one_upstream_connection() {
         assert_eq!(body, format!("/base/item/{i} on connection 1"));
     }
     assert_eq!(raw.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        keepalive_to(raw.addr),
+        Some(headgate::client::TCP_KEEPALIVE),
+        "the pooled connection probes a silent upstream"
+    );
     // Origin-form request line, the upstream's own Host, the token injected.
     let heads = raw.heads.lock().unwrap().clone();
     let first = heads[0].to_ascii_lowercase();

@@ -138,6 +138,13 @@ impl Upstreams {
             .map_err(|_| SendError::ConnectTimeout)?
             .map_err(SendError::Connect)?;
         stream.set_nodelay(true).map_err(SendError::Connect)?;
+        // As the general client's connector: notice an upstream host that
+        // vanished without closing, even on a connection idle in the pool.
+        socket2::SockRef::from(&stream)
+            .set_tcp_keepalive(
+                &socket2::TcpKeepalive::new().with_time(crate::client::TCP_KEEPALIVE),
+            )
+            .map_err(SendError::Connect)?;
         let (tx, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
