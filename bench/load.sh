@@ -3,7 +3,7 @@
 # injection, loopback only, bounded in time. One command from a clean
 # checkout; prints one table; exits non-zero if any proxy mis-injected.
 #
-#   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 by default
+#   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=3 by default
 #
 # 1. direct to the upstream (the floor; wrk sends the right token itself)
 # 2. headgate: authorization = "Bearer << call.metadata.token >>", 1,000
@@ -12,12 +12,20 @@
 # 4. HAProxy (nbthread 2): set-header from map(tokens.map)
 # 5. headgate-redis: as 2, with the sessions in Redis (a local redis-server)
 # Then SSE relay latency through each (1,000 events, 5 ms apart).
+#
+# During each measured run it also reads where the machine's CPU went
+# (/proc): the proxy's own user and kernel time per request, the rest (wrk,
+# the upstream, softirq), and idle. From that, "ceiling if user = 0": the
+# req/s this run would reach if the proxy spent no user-space CPU at all and
+# everything else stayed as measured. It bounds what any proxy making the
+# same system calls can get out of this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-5}
 CONNS=${CONNECTIONS:-64}
 EVENTS=${EVENTS:-1000}
+ROUNDS=${ROUNDS:-3}
 export HG_BENCH_KEY=bench-route-key-0123
 UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:18081; HAP=127.0.0.1:18082
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
@@ -57,10 +65,10 @@ inbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }
 [headers]
 authorization = "Bearer << call.metadata.token >>"
 TOML
-RUST_LOG=warn ./target/release/headgate serve --templates "$work/hg" --no-watch >"$work/hg.log" 2>&1 & pids+=($!)
+RUST_LOG=warn ./target/release/headgate serve --templates "$work/hg" --no-watch >"$work/hg.log" 2>&1 & HG_PID=$!; pids+=($HG_PID)
 
 # The same headgate on Redis.
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --loglevel warning >"$work/redis.log" 2>&1 & pids+=($!)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --loglevel warning >"$work/redis.log" 2>&1 & REDIS_PID=$!; pids+=($REDIS_PID)
 cp -r "$work/hg" "$work/hgr"
 cat > "$work/hgr/headgate.toml" <<TOML
 listen = "$HGR"
@@ -71,7 +79,7 @@ url = "redis://127.0.0.1:$REDIS_PORT/0"
 TOML
 wait_redis() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$REDIS_PORT) 2>/dev/null && return 0; sleep 0.1; done; }
 wait_redis
-RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgr" --no-watch >"$work/hgr.log" 2>&1 & pids+=($!)
+RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgr" --no-watch >"$work/hgr.log" 2>&1 & HGR_PID=$!; pids+=($HGR_PID)
 
 # Map files for nginx and HAProxy.
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
@@ -145,40 +153,88 @@ PY
 
 mismatches() { curl -s "http://$UP/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mismatch"])'; }
 
-declare -A RPS P50 P99 P999 BAD
+# CPU ticks (user, system) of the given processes, all threads; and the
+# machine's busy and idle ticks.
+proc_ticks() { local u=0 s=0 a b; for p in "$@"; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo 0 0); u=$((u + a)); s=$((s + b)); done; echo "$u $s"; }
+machine_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
+proxy_pids() {
+  case $1 in
+    headgate) echo "$HG_PID" ;;
+    nginx) pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ' ;;
+    haproxy) echo "$HAP_PID" ;;
+    headgate-redis) echo "$HGR_PID $REDIS_PID" ;;
+  esac
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+NCPU=$(nproc)
+
+RESULTS="$work/results"
 run() {
   local name=$1 addr=$2 mode=${3:-}
   wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s bench/load.lua "http://$addr" -- $mode >/dev/null 2>&1 || true
   local before; before=$(mismatches)
+  local procs; procs=$(proxy_pids "$name")
+  local pu0 ps0 mb0 mi0 pu1 ps1 mb1 mi1
+  # shellcheck disable=SC2086
+  read -r pu0 ps0 < <(proc_ticks $procs); read -r mb0 mi0 < <(machine_ticks)
   local out; out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/load.lua "http://$addr" -- $mode 2>&1 | grep RESULT)
+  # shellcheck disable=SC2086
+  read -r pu1 ps1 < <(proc_ticks $procs); read -r mb1 mi1 < <(machine_ticks)
   local after; after=$(mismatches)
-  RPS[$name]=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$out")
-  P50[$name]=$(sed -E 's/.*p50=([0-9.]+).*/\1/' <<<"$out")
-  P99[$name]=$(sed -E 's/.*p99=([0-9.]+).*/\1/' <<<"$out")
-  P999[$name]=$(sed -E 's/.*p999=([0-9.]+).*/\1/' <<<"$out")
-  local errs; errs=$(sed -E 's/.*errors=([0-9]+) non2xx=([0-9]+).*/\1+\2/' <<<"$out")
-  BAD[$name]="$((after - before)) mis-injected, $((errs)) errors"
-  echo "   $name: $out (${BAD[$name]})"
+  echo "   $name: $out ($((after - before)) mis-injected)"
+  echo "$name $out mis=$((after - before)) cpu=$((pu1 - pu0)),$((ps1 - ps0)),$((mb1 - mb0)),$((mi1 - mi0))" >> "$RESULTS"
 }
 
-echo "== throughput: $CONNS connections, ${DURATION}s each after ${WARMUP}s warm-up"
-run direct "$UP" direct
-run headgate "$HG"
-run nginx "$NGX"
-run haproxy "$HAP"
-run headgate-redis "$HGR"
-
-best=$(( RPS[nginx] > RPS[haproxy] ? RPS[nginx] : RPS[haproxy] ))
-echo
-printf "| %-14s | %9s | %8s | %8s | %9s | %-26s |\n" proxy "req/s" "p50 ms" "p99 ms" "p99.9 ms" "checked"
-printf "|----------------|-----------|----------|----------|-----------|----------------------------|\n"
-for n in direct headgate nginx haproxy headgate-redis; do
-  printf "| %-14s | %9s | %8s | %8s | %9s | %-26s |\n" "$n" "${RPS[$n]}" "${P50[$n]}" "${P99[$n]}" "${P999[$n]}" "${BAD[$n]}"
+# Rounds interleave the proxies, so a slow spell of this shared machine
+# falls on all of them; the table is the median round of each.
+echo "== throughput: $CONNS connections, ${DURATION}s each after ${WARMUP}s warm-up, $ROUNDS round(s)"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "  round $r"
+  run direct "$UP" direct
+  run headgate "$HG"
+  run nginx "$NGX"
+  run haproxy "$HAP"
+  run headgate-redis "$HGR"
 done
-python3 - "${RPS[headgate]}" "${RPS[nginx]}" "${RPS[haproxy]}" "${RPS[headgate-redis]}" <<'PY'
-import sys
-h, n, a, r = map(float, sys.argv[1:])
-print(f"\nheadgate/nginx = {h/n:.2f}x, headgate/haproxy = {h/a:.2f}x, headgate/best = {h/max(n,a):.2f}x, headgate-redis/headgate = {r/h:.2f}x")
+
+echo
+python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" <<'PY'
+import re, statistics, sys
+path, dur, tick, ncpu = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis"]
+runs = {n: [] for n in names}
+for line in open(path):
+    name = line.split()[0]
+    f = dict(re.findall(r"(\w+)=([\d.,]+)", line))
+    cpu = [float(x) for x in f["cpu"].split(",")]
+    runs[name].append(dict(rps=float(f["rps"]), p50=f["p50"], p99=f["p99"], p999=f["p999"],
+                           mis=int(f["mis"]), errs=int(f["errors"]) + int(f["non2xx"]), cpu=cpu))
+# The median round by req/s (an odd number of rounds gives a real run).
+med = {n: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for n, r in runs.items()}
+print(f"| {'proxy':<14} | {'req/s':>9} | {'p50 ms':>8} | {'p99 ms':>8} | {'p99.9 ms':>9} | {'checked (all rounds)':<26} |")
+print("|----------------|-----------|----------|----------|-----------|----------------------------|")
+for n in names:
+    m = med[n]
+    checked = f"{sum(x['mis'] for x in runs[n])} mis-injected, {sum(x['errs'] for x in runs[n])} errors"
+    print(f"| {n:<14} | {m['rps']:>9.0f} | {m['p50']:>8} | {m['p99']:>8} | {m['p999']:>9} | {checked:<26} |")
+h, ng, ha, hr = (med[n]["rps"] for n in ["headgate", "nginx", "haproxy", "headgate-redis"])
+best = max(ng, ha)
+print(f"\nheadgate/nginx = {h/ng:.2f}x, headgate/haproxy = {h/ha:.2f}x, headgate/best = {h/best:.2f}x, headgate-redis/headgate = {hr/h:.2f}x")
+if len(runs["headgate"]) > 1:
+    rounds = ", ".join(f"{a['rps']/max(b['rps'], c['rps']):.2f}x" for a, b, c in zip(runs["headgate"], runs["nginx"], runs["haproxy"]))
+    print(f"headgate/best round by round: {rounds}")
+
+print(f"\nCPU per request over all rounds (µs; {ncpu} CPUs; 'rest' is wrk, the upstream and softirq):")
+print(f"| {'proxy':<14} | {'proxy user':>10} | {'proxy sys':>9} | {'rest':>6} | {'idle':>6} | {'ceiling if user = 0':>19} |")
+print("|----------------|------------|-----------|--------|--------|---------------------|")
+ceiling = {}
+for n in names:
+    reqs = sum(x["rps"] * dur for x in runs[n])
+    u, s, busy, idle = (sum(x["cpu"][i] for x in runs[n]) * tick / reqs for i in range(4))
+    ceiling[n] = ncpu * 1e6 / (busy - u)
+    c = f"{ceiling[n]:,.0f}" if n != "direct" else "-"
+    print(f"| {n:<14} | {u:>10.1f} | {s:>9.1f} | {busy - u - s:>6.1f} | {idle:>6.1f} | {c:>19} |")
+print(f"\nheadgate with no user-space CPU at all would reach {ceiling['headgate']:,.0f} req/s = {ceiling['headgate']/best:.2f}x the better peer's median")
 PY
 
 echo
@@ -198,6 +254,6 @@ sse "haproxy (http-no-delay)" "$HAP" "x-headgate-key: $HG_BENCH_KEY"
 total_bad=$(mismatches)
 echo
 echo "upstream saw $total_bad request(s) with a wrong or missing token in proxied runs"
-for n in headgate nginx haproxy headgate-redis; do
-  case "${BAD[$n]}" in 0\ mis-injected*) ;; *) echo "INVALID RUN: $n ${BAD[$n]}"; exit 1;; esac
-done
+if [ "$total_bad" != 0 ] || grep -v '^direct' "$RESULTS" | grep -qv ' mis=0 '; then
+  echo "INVALID RUN: a proxy mis-injected"; grep -v ' mis=0 ' "$RESULTS" || true; exit 1
+fi
