@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark: headgate vs nginx vs HAProxy doing the same per-session
 # injection, loopback only, bounded in time. One command from a clean
-# checkout; prints one table; exits non-zero if any proxy mis-injected.
+# checkout; prints one results table (then where the CPU went); exits
+# non-zero if any proxy mis-injected.
 #
 #   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=3 by default
 #
