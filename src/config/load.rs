@@ -174,7 +174,7 @@ impl Ctx<'_> {
                     s.span().start,
                     "config.invalid_duration",
                     format!(
-                        "`{}` is not a duration; write e.g. `800ms`, `5s`, `2h`",
+                        "`{}` is not a duration of at most 365d; write e.g. `800ms`, `5s`, `2h`",
                         s.get_ref()
                     ),
                 );
@@ -1096,5 +1096,43 @@ mod tests {
             found,
             [(3, "config.invalid_value"), (4, "config.invalid_duration")]
         );
+    }
+
+    /// The route_config fuzz target's find: a duration too large for
+    /// `Duration` panicked the loader. Every duration setting, in the main
+    /// file and in a route, is now an error at its line instead.
+    #[test]
+    fn durations_too_long_are_errors_not_panics() {
+        let huge = "\"99999999999999999999\"";
+        let main = format!(
+            "ttl = {huge}\n[timeouts]\nidle = {huge}\n[store]\nkind = \"redis\"\ncache_ttl = \"366d\"\n\
+             [resolver]\nurl = \"http://127.0.0.1:1/<< session.id >>\"\nnegative_ttl = {huge}\n\
+             [webhooks.vapi]\nsecret_env = \"S\"\ntolerance = {huge}\n"
+        );
+        let route = format!(
+            "upstream = \"http://127.0.0.1:1\"\ninbound_auth = \"none\"\nwait_for_session = {huge}\n"
+        );
+        let e = check_texts(&main, &[("r", &route)]).unwrap_err();
+        let mut found: Vec<_> =
+            e.0.iter()
+                .map(|e| {
+                    (
+                        e.path.file_name().unwrap().to_string_lossy().into_owned(),
+                        e.line,
+                        e.code,
+                    )
+                })
+                .collect();
+        found.sort();
+        let want: Vec<_> = [
+            ("headgate.toml", 1),
+            ("headgate.toml", 3),
+            ("headgate.toml", 6),
+        ]
+        .into_iter()
+        .chain([("headgate.toml", 9), ("headgate.toml", 12), ("r.toml", 3)])
+        .map(|(f, l)| (f.to_string(), l, "config.invalid_duration"))
+        .collect();
+        assert_eq!(found, want);
     }
 }

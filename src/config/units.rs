@@ -3,7 +3,13 @@
 
 use std::time::Duration;
 
+/// The longest duration a config may set. Anything longer is a typo, and
+/// deadlines far beyond it overflow `Instant` arithmetic and moka's
+/// 1000-year limit.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+
 /// Parses `123ms`, `5s`, `10m`, `2h`, `1d`; a bare number is seconds.
+/// `None` for anything else, negative, or longer than [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s
@@ -19,7 +25,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "d" => n * 86400.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 /// Parses `512`, `64KiB`/`64KB`/`64k`, `10MiB`, `1GiB` (powers of 1024).
@@ -50,6 +58,11 @@ mod tests {
         assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("5 parsecs"), None);
         assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("365d"), Some(MAX_DURATION));
+        // Found by the route_config fuzz target: a finite float too large
+        // for `Duration` used to panic in `Duration::from_secs_f64`.
+        assert_eq!(parse_duration("99999999999999999999"), None);
+        assert_eq!(parse_duration("366d"), None);
     }
 
     #[test]
