@@ -495,7 +495,8 @@ impl<'s> Translator<'s> {
                 plain(self);
             }
             "cycle" => {
-                self.validate_operands(args)?;
+                let values = Parser::new(self.src, args)?.cycle_values()?;
+                self.note_roots(values);
                 plain(self);
             }
             _ => {
@@ -514,16 +515,21 @@ impl<'s> Translator<'s> {
     /// Lexes a condition so that bad characters and unclosed strings are
     /// reported at their position; variables there are lenient.
     fn validate_operands(&mut self, args: Span) -> Result<(), TemplateError> {
-        let mut p = Parser::new(self.src, args)?;
-        for op in p.rest_operands()? {
-            if let Operand::Path { root, .. } = &op
-                && !self.locals.contains(root)
-                && !self.roots.contains(root)
+        let ops = Parser::new(self.src, args)?.rest_operands()?;
+        self.note_roots(ops);
+        Ok(())
+    }
+
+    /// Records the variables these operands read from the caller's data.
+    fn note_roots(&mut self, ops: Vec<Operand>) {
+        for op in ops {
+            if let Operand::Path { root, .. } = op
+                && !self.locals.contains(&root)
+                && !self.roots.contains(&root)
             {
-                self.roots.push(root.clone());
+                self.roots.push(root);
             }
         }
-        Ok(())
     }
 }
 

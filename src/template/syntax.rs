@@ -761,6 +761,31 @@ impl<'s> Parser<'s> {
     }
 
     /// Skips everything up to the end (tags whose arguments need no checks).
+    /// `cycle [group:] value, value, …` as liquid-lib parses it, returning
+    /// the values. At least one is required: liquid-lib accepts `cycle g:`
+    /// with none and then divides by zero when it renders.
+    pub(crate) fn cycle_values(&mut self) -> Result<Vec<Operand>, TemplateError> {
+        let first = self.operand()?;
+        let mut values = Vec::new();
+        if self.peek() == Some(&Tok::Colon) {
+            // `first` named the group; it is not a variable lookup.
+            self.pos += 1;
+            values.push(self.operand()?);
+        } else {
+            values.push(first);
+        }
+        // `, value` repeated; both liquid-lib and LiquidJS allow a trailing comma.
+        while self.peek() == Some(&Tok::Comma) {
+            self.pos += 1;
+            if self.at_end() {
+                break;
+            }
+            values.push(self.operand()?);
+        }
+        self.expect_end("the cycle's values")?;
+        Ok(values)
+    }
+
     pub(crate) fn rest_operands(&mut self) -> Result<Vec<Operand>, TemplateError> {
         let mut out = Vec::new();
         while !self.at_end() {

@@ -230,6 +230,43 @@ fn huge_integer_literals_are_refused_not_a_panic() {
 }
 
 #[test]
+fn cycle_needs_a_value_after_its_group() {
+    // Found by fuzzing: liquid-lib accepts `cycle g:` with no values and
+    // divides by zero when it renders.
+    for t in [
+        "<% cycle a: %>",
+        "<% cycle 'g': -%>",
+        "<%- cycle 1 : %>x",
+        "<% cycle 'g': , 'a' %>",
+        "<% cycle %>",
+    ] {
+        let e = HeaderTemplate::compile(t).unwrap_err();
+        assert_eq!(e.code(), "template.syntax", "{t}");
+        assert_eq!(e.line(), 1, "{t}");
+    }
+    assert_eq!(
+        HeaderTemplate::compile("<% cycle 'x', call.id | upcase %>")
+            .unwrap_err()
+            .code(),
+        "template.syntax"
+    );
+    // The forms liquid renders still compile and cycle.
+    assert_eq!(
+        render(
+            "<% for i in (1..3) %><% cycle 'g': 'a', call.id %><% endfor %>",
+            vars()
+        )
+        .unwrap(),
+        "ac-1a"
+    );
+    assert_eq!(
+        render("<% cycle 'x', 'y' %><% cycle 'x', 'y' %>", vars()).unwrap(),
+        "xy"
+    );
+    assert_eq!(render("<% cycle 'g': 'a', %>", vars()).unwrap(), "a");
+}
+
+#[test]
 fn unsupported_tags_and_unbalanced_blocks() {
     assert_eq!(
         HeaderTemplate::compile("<% include 'x' %>")
