@@ -760,7 +760,6 @@ impl<'s> Parser<'s> {
         })
     }
 
-    /// Skips everything up to the end (tags whose arguments need no checks).
     /// `cycle [group:] value, value, …` as liquid-lib parses it, returning
     /// the values. At least one is required: liquid-lib accepts `cycle g:`
     /// with none and then divides by zero when it renders.
@@ -786,6 +785,8 @@ impl<'s> Parser<'s> {
         Ok(values)
     }
 
+    /// Every operand up to the end, stepping over operators and punctuation
+    /// (conditions are checked leniently; liquid parses them after us).
     pub(crate) fn rest_operands(&mut self) -> Result<Vec<Operand>, TemplateError> {
         let mut out = Vec::new();
         while !self.at_end() {
