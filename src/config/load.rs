@@ -1124,15 +1124,15 @@ mod tests {
                 })
                 .collect();
         found.sort();
-        let want: Vec<_> = [
+        let want = [
             ("headgate.toml", 1),
             ("headgate.toml", 3),
             ("headgate.toml", 6),
+            ("headgate.toml", 9),
+            ("headgate.toml", 12),
+            ("r.toml", 3),
         ]
-        .into_iter()
-        .chain([("headgate.toml", 9), ("headgate.toml", 12), ("r.toml", 3)])
-        .map(|(f, l)| (f.to_string(), l, "config.invalid_duration"))
-        .collect();
+        .map(|(f, l)| (f.to_string(), l, "config.invalid_duration"));
         assert_eq!(found, want);
     }
 }
