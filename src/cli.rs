@@ -1,4 +1,4 @@
-//! The `headgate` command line (CONTRACT §3).
+//! The `headgate` command line (README "Quick start", `headgate --help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -169,7 +169,7 @@ fn check(dir: &std::path::Path, explain: Option<&str>) -> ExitCode {
                 println!("route {name} ({})", r.file.display());
                 println!(
                     "  platform:            {}",
-                    r.platform.as_deref().unwrap_or("(none)")
+                    r.platform.map_or("(none)", |p| p.name())
                 );
                 println!("  upstream:            {}", r.upstream);
                 println!(
@@ -289,6 +289,10 @@ fn redact(v: &str) -> String {
     format!("{shown}… ({} bytes)", v.len())
 }
 
+/// `render --route`: the route's headers rendered exactly as the proxy
+/// renders them (the same scope, the same `on_error` rules). A `request`
+/// object in the variables (`method`, `path`, `query`, `headers`) stands
+/// for the incoming request; by default it is a bare `POST`.
 fn render_route(
     dir: &std::path::Path,
     name: &str,
@@ -309,35 +313,79 @@ fn render_route(
         eprintln!("error: no route `{name}` in {}", dir.display());
         return ExitCode::FAILURE;
     };
-    if let Value::Object(m) = &mut vars {
-        m.entry("session")
-            .or_insert_with(|| json!({ "id": session_id }));
-        m.entry("env").or_insert_with(|| (*cfg.env).clone());
-        m.entry("request")
-            .or_insert_with(|| json!({ "method": "POST", "path": "", "query": {}, "headers": {} }));
-    }
-    let mut failed = false;
-    for h in &route.headers {
-        match h.template.render(&vars) {
-            Ok(v) => {
-                let s = String::from_utf8_lossy(v.as_bytes());
-                println!(
-                    "{}: {}",
-                    h.name,
-                    if redacted { redact(&s) } else { s.into_owned() }
-                );
-            }
-            Err(e) => {
-                failed = true;
-                eprintln!("{}: {}", h.name, e.display_with_source());
-            }
+    let (parts, rest) = match sample_request(vars.as_object_mut().and_then(|m| m.remove("request")))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
+    };
+    let session = match vars {
+        Value::Object(m) => crate::template::Vars::from_map(m),
+        _ => crate::template::Vars::default(),
+    };
+    let mut failed = false;
+    let rendered = proxy::render_rules(
+        route,
+        &cfg.env,
+        &parts,
+        &rest,
+        session_id,
+        &session,
+        |rule, e| {
+            failed = true;
+            eprintln!("{}: {}", rule.name, e.display_with_source());
+        },
+    );
+    for (name, v) in rendered.as_deref().unwrap_or_default() {
+        let s = String::from_utf8_lossy(v.as_bytes());
+        let shown = if redacted { redact(&s) } else { s.into_owned() };
+        println!("{name}: {shown}");
     }
-    if failed {
+    if failed || rendered.is_err() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The request `render --route` renders for: `request` from the variables
+/// file (`{"method", "path", "query": {…}, "headers": {…}}`), else `POST`.
+fn sample_request(req: Option<Value>) -> Result<(http::request::Parts, String), String> {
+    let req = req.unwrap_or_else(|| json!({}));
+    let text = |k: &str| req.get(k).and_then(Value::as_str);
+    let method = text("method").unwrap_or("POST");
+    let rest = text("path").unwrap_or("").to_string();
+    let query: Vec<String> = req
+        .get("query")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some(format!("{}={}", enc(k), enc(v.as_str()?))))
+        .collect();
+    let uri = match query.is_empty() {
+        true => "/".to_string(),
+        false => format!("/?{}", query.join("&")),
+    };
+    let mut b = http::Request::builder().method(method).uri(uri);
+    for (k, v) in req
+        .get("headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        b = b.header(k.as_str(), v.as_str().unwrap_or_default());
+    }
+    let (parts, ()) = b
+        .body(())
+        .map_err(|e| format!("the `request` object in --vars is not a request: {e}"))?
+        .into_parts();
+    Ok((parts, rest))
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Every connection is a file descriptor (two when it is proxied): raise

@@ -14,11 +14,12 @@
 #![deny(missing_docs)]
 
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod net;
+pub mod platform;
 pub mod proxy;
-pub mod response;
+pub mod secret;
 pub mod session;
 pub mod template;
 

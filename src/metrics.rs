@@ -50,7 +50,7 @@ pub struct Metrics {
     /// Template render failures by code.
     pub render_failures: Family<Code, Counter>,
     /// Session lookups by outcome.
-    pub sessions: Family<Outcome, Counter>,
+    pub session_lookups: Family<Outcome, Counter>,
     /// Upstream 401s passed through, by route.
     pub upstream_unauthorized: Family<RouteLabel, Counter>,
     /// Upstream time to response headers (seconds).
@@ -64,7 +64,7 @@ pub struct Metrics {
     /// Config reloads by outcome (`applied`, `rejected`).
     pub reloads: Family<Outcome, Counter>,
     /// Sessions held by the store.
-    pub stored_sessions: Gauge,
+    pub sessions: Gauge,
 }
 
 impl Default for Metrics {
@@ -80,7 +80,7 @@ impl Metrics {
         let requests = Family::<RouteStatus, Counter>::default();
         let errors = Family::<Code, Counter>::default();
         let render_failures = Family::<Code, Counter>::default();
-        let sessions = Family::<Outcome, Counter>::default();
+        let session_lookups = Family::<Outcome, Counter>::default();
         let upstream_unauthorized = Family::<RouteLabel, Counter>::default();
         let upstream_latency = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -89,7 +89,7 @@ impl Metrics {
         let open_streams = Gauge::default();
         let webhooks = Family::<Outcome, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
-        let stored_sessions = Gauge::default();
+        let sessions = Gauge::default();
         registry.register("requests", "Requests by route and status", requests.clone());
         registry.register(
             "errors",
@@ -104,7 +104,7 @@ impl Metrics {
         registry.register(
             "session_lookups",
             "Session lookups by outcome",
-            sessions.clone(),
+            session_lookups.clone(),
         );
         registry.register(
             "upstream_unauthorized",
@@ -139,27 +139,29 @@ impl Metrics {
         registry.register(
             "sessions",
             "Sessions held by this process (with the Redis store: the ones cached locally)",
-            stored_sessions.clone(),
+            sessions.clone(),
         );
         Self {
             registry,
             requests,
             errors,
             render_failures,
-            sessions,
+            session_lookups,
             upstream_unauthorized,
             upstream_latency,
             render_latency,
             open_streams,
             webhooks,
             reloads,
-            stored_sessions,
+            sessions,
         }
     }
 
     /// Counts one session lookup outcome.
-    pub fn session(&self, outcome: &'static str) {
-        self.sessions.get_or_create(&Outcome { outcome }).inc();
+    pub fn session_lookup(&self, outcome: &'static str) {
+        self.session_lookups
+            .get_or_create(&Outcome { outcome })
+            .inc();
     }
 
     /// Prometheus text exposition.

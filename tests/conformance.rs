@@ -29,7 +29,9 @@ fn corpus_matches_liquidjs() {
         dir.join("node_modules/liquidjs").exists(),
         "liquidjs is not installed: run `npm ci --prefix tests/conformance` (scripts/test.sh does)"
     );
+    // LiquidJS formats dates in the process's time zone; headgate in UTC.
     let out = Command::new("node")
+        .env("TZ", "UTC")
         .arg(dir.join("render.js"))
         .output()
         .expect("node must be on PATH to run the LiquidJS conformance suite");

@@ -88,7 +88,7 @@ async fn ten_thousand_concurrent_keep_alive_connections() {
         &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
         &[(
             "RUST_LOG",
-            "warn,headgate::proxy=info,headgate::proxy::forward=warn",
+            "warn,headgate::proxy=info,headgate::proxy::doors::route=warn",
         )],
     );
     let pid = served.child.id();

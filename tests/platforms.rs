@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
-use headgate::session::webhooks::{sign_elevenlabs, sign_retell, sign_vapi};
+use headgate::platform::{sign_elevenlabs, sign_retell, sign_vapi};
 use http_body_util::Full;
 use serde_json::{Value, json};
 

@@ -172,7 +172,7 @@ async fn sequential_requests_share_one_upstream_connection() {
     assert_eq!(raw.connections.load(Ordering::SeqCst), 1);
     assert_eq!(
         keepalive_to(raw.addr),
-        Some(headgate::client::TCP_KEEPALIVE),
+        Some(headgate::net::client::TCP_KEEPALIVE),
         "the pooled connection probes a silent upstream"
     );
     // Origin-form request line, the upstream's own Host, the token injected.

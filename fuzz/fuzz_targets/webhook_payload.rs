@@ -12,7 +12,7 @@ struct Input<'a> {
 }
 
 fuzz_target!(|input: Input<'_>| {
-    use headgate::session::webhooks;
+    use headgate::platform::{self as webhooks, Platform};
     let mut h = http::HeaderMap::new();
     for name in ["x-signature", "x-retell-signature", "elevenlabs-signature", "x-vapi-secret", "authorization"] {
         if let Ok(v) = http::HeaderValue::from_str(input.signature) {
@@ -28,7 +28,7 @@ fuzz_target!(|input: Input<'_>| {
     assert!(webhooks::verify_retell(&secret, &h, input.body, tol, now).is_none());
     assert!(webhooks::verify_elevenlabs(&secret, &h, input.body, tol, now).is_none());
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(input.body) {
-        let platform = ["vapi", "retell", "elevenlabs"][usize::from(input.platform) % 3];
+        let platform = Platform::ALL[usize::from(input.platform) % Platform::ALL.len()];
         let _ = webhooks::interpret(platform, &v);
     }
 });

@@ -13,7 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::App;
-use crate::session::admin::{self, AdminCtx};
+use super::doors::{
+    self,
+    admin::{self, AdminCtx},
+};
+use super::exchange::Peer;
 
 pub(super) struct Listeners {
     pub public: TcpListener,
@@ -53,11 +57,11 @@ pub(super) async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let peer = Arc::new(super::forward::Peer::new(remote));
+                let peer = Arc::new(Peer::new(remote));
                 let svc = service_fn(move |req| {
                     let app = app.clone();
                     let peer = peer.clone();
-                    async move { Ok::<_, Infallible>(super::forward::handle(req, app, peer).await) }
+                    async move { Ok::<_, Infallible>(doors::public(req, app, peer).await) }
                 });
                 let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);

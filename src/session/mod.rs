@@ -4,10 +4,9 @@
 //! [`validate`], so a session is always a bounded JSON object whose top-level
 //! keys are valid template roots.
 
-pub mod admin;
 pub mod resolver;
+pub mod scope;
 pub mod store;
-pub mod views;
 pub mod webhooks;
 
 use std::fmt;
@@ -120,7 +119,7 @@ impl SessionError {
     }
 }
 
-/// Roots templates reserve for the proxy (CONTRACT §1).
+/// Roots templates reserve for the proxy (README "Template language").
 pub const RESERVED_ROOTS: &[&str] = &["session", "request", "env"];
 const MAX_DEPTH: usize = 32;
 

@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Request, Uri, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{Session, SessionError, SessionStore, Source, Store, validate, views};
-use crate::client::HttpClient;
+use super::scope::CallScope;
+use super::{Session, SessionError, SessionStore, Source, Store, validate};
 use crate::config::Resolver;
-use crate::response::{empty, read_limited};
+use crate::net::client::HttpClient;
+use crate::net::response::{empty, read_limited};
+use crate::platform::views;
 
 /// Why a fetch failed (never includes response bodies or credentials).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -157,7 +159,7 @@ impl ResolverRuntime {
         id: &str,
         max_bytes: usize,
     ) -> Result<Session, ResolveError> {
-        let scope = json!({ "session": { "id": id }, "env": env });
+        let scope = CallScope::new(id, env);
         let url = cfg
             .url
             .render_string(&scope)
@@ -215,7 +217,7 @@ impl ResolverRuntime {
                 "the API answered JSON that is not an object".into(),
             ));
         }
-        if let Some(platform) = &cfg.platform {
+        if let Some(platform) = cfg.platform {
             views::apply(platform, &mut doc);
         }
         let mut vars = serde_json::Map::new();

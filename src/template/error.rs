@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::syntax::Span;
+use super::span::Span;
 
 /// What went wrong; each kind has a stable code used in logs, JSON error
 /// bodies, metrics and docs.

@@ -19,21 +19,21 @@
 mod compile;
 mod error;
 mod filters;
+mod guard;
 mod render;
+mod span;
 mod syntax;
 mod value;
 
 pub use error::{ErrorKind, TemplateError};
-pub use syntax::Span;
+pub use guard::MAX_HEADER_VALUE_BYTES;
+pub use span::Span;
 pub use value::{Scope, Vars};
 
 use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderValue;
-
-/// The most a rendered header value may be (CONTRACT §1).
-pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
 
 /// A compiled header template.
 ///

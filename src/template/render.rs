@@ -8,11 +8,11 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::Value as Json;
 
+use super::HeaderTemplate;
 use super::compile::FastSeg;
 use super::error::{ErrorKind, TemplateError};
-use super::filters;
+use super::guard::{self, MAX_HEADER_VALUE_BYTES, MAX_RENDER_BYTES};
 use super::value::{Scope, ScopeView, stringify_json};
-use super::{HeaderTemplate, MAX_HEADER_VALUE_BYTES};
 
 thread_local! {
     /// Reused output buffer for the Liquid path.
@@ -158,10 +158,6 @@ fn render_fast<S: Scope + ?Sized>(
     Ok(())
 }
 
-/// Most bytes one render may write (header values are limited to 8 KiB;
-/// this bounds the work a hostile template can do before that check).
-const MAX_RENDER_BYTES: usize = 64 << 10;
-
 /// A writer that refuses to grow past [`MAX_RENDER_BYTES`].
 struct Capped<'a> {
     buf: &'a mut Vec<u8>,
@@ -187,14 +183,14 @@ fn render_liquid<S: Scope + ?Sized>(
     scope: &S,
     buf: &mut Vec<u8>,
 ) -> Result<(), TemplateError> {
-    filters::reset_state();
+    guard::reset();
     let globals = ScopeView(scope);
     let mut w = Capped {
         buf,
         overflow: false,
     };
     let result = t.inner.compiled.liquid.render_to(&mut w, &globals);
-    let (current, failure) = filters::take_state();
+    let (current, failure) = guard::take_state();
     if w.overflow {
         return Err(TemplateError::new(
             ErrorKind::RenderFailed,

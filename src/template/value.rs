@@ -8,9 +8,8 @@
 //! LiquidJS semantics for missing values need one trick: a lookup of a missing
 //! key yields [`UNDEFINED`] and raises a per-thread "miss" flag. Rendering is
 //! synchronous, so the compiled template checks and clears that flag right
-//! after every strictly evaluated reference (see `compile.rs`).
+//! after every strictly evaluated reference (see `guard.rs`).
 
-use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,22 +19,10 @@ use liquid_core::model::{
 use ref_cast::RefCast;
 use serde_json::Value as Json;
 
-thread_local! {
-    static MISS: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Records that a lookup found nothing (LiquidJS `undefined`).
-fn record_miss() {
-    MISS.with(|m| m.set(true));
-}
-
-/// Clears the miss flag; returns whether it was set.
-pub(crate) fn take_miss() -> bool {
-    MISS.with(|m| m.replace(false))
-}
+use super::guard::record_miss;
 
 /// The variables a template renders from: session variables plus the
-/// reserved roots `session`, `request` and `env` (see CONTRACT §1).
+/// reserved roots `session`, `request` and `env` (README "Template language").
 ///
 /// Implemented for `serde_json::Value` (an object's top-level keys are the
 /// roots) and for [`Vars`].

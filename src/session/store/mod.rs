@@ -21,6 +21,9 @@ pub use memory::{HOT_SESSIONS, MemoryStore};
 pub use redis::RedisStore;
 
 use super::{Session, SessionError, Source, deep_merge, validate};
+#[cfg(feature = "redis")]
+use crate::config::redact_userinfo;
+use crate::config::{Server, StoreKind};
 
 /// What every store does. Implemented by [`MemoryStore`] and `RedisStore`, dispatched
 /// statically through [`Store`] (no boxing on the hot path).
@@ -69,6 +72,42 @@ macro_rules! each {
 }
 
 impl Store {
+    /// Opens the store `server` asks for, and keeps its expiry and capacity
+    /// timely: maintenance runs every second until the store is dropped.
+    pub fn open(server: &Server) -> Result<Arc<Store>, SessionError> {
+        let store = Arc::new(match &server.store {
+            StoreKind::Memory => Store::Memory(MemoryStore::new(
+                server.max_sessions,
+                server.max_store_bytes,
+            )),
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(r) => {
+                tracing::info!(
+                    url = %redact_userinfo(&r.url),
+                    prefix = %r.prefix,
+                    "sessions in redis"
+                );
+                Store::Redis(RedisStore::connect(r)?)
+            }
+            #[cfg(not(feature = "redis"))]
+            StoreKind::Redis(_) => {
+                return Err(SessionError::Unavailable(
+                    "this build has no Redis store (built without the `redis` feature); use kind = \"memory\"".into(),
+                ));
+            }
+        });
+        let maint = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(s) = maint.upgrade() else { return };
+                s.run_pending_tasks().await;
+            }
+        });
+        Ok(store)
+    }
+
     /// Waits up to `wait` for `id` to be written (webhook racing the tool
     /// call); returns it if it arrived. Writes from other replicas count
     /// too: the Redis store announces what it hears on pub/sub.

@@ -5,7 +5,7 @@
 use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::response::{self, Body};
+use crate::net::response::{self, Body};
 
 /// Answers with the request's method, path, query and headers as JSON.
 pub fn answer<B>(req: &Request<B>) -> Response<Body> {

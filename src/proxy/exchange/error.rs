@@ -1,11 +1,23 @@
-//! Errors the proxy itself returns (CONTRACT §5). Each knows its status,
-//! its stable code and which side failed; none carries a secret.
+//! The error phase: the one map from a failure to its response (README
+//! "Errors"), and the JSON-RPC id an error on an MCP route must carry. Each
+//! error knows its status, its stable code and which side failed; none
+//! carries a secret.
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use super::inbound::InBody;
 use crate::config::ErrorStyle;
-use crate::response::{self, Body};
+use crate::net::response::{self, Body, read_limited};
+use crate::session::SessionError;
+
+/// Bytes read of a streaming body to find a JSON-RPC id for an error.
+const RPC_ID_PEEK: usize = 64 << 10;
+/// How long that read may take.
+const RPC_ID_WAIT: Duration = Duration::from_secs(2);
 
 /// Which side of the proxy a failure belongs to (as pingora labels them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,4 +159,38 @@ impl ProxyError {
         }
         r
     }
+}
+
+/// The status a session failure is answered with, on every door that
+/// writes or reads sessions (admin API, webhooks).
+pub fn session_status(e: &SessionError) -> StatusCode {
+    match e {
+        SessionError::Invalid(_) => StatusCode::BAD_REQUEST,
+        SessionError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+        SessionError::NotFound => StatusCode::NOT_FOUND,
+        SessionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The `id` of a JSON-RPC request body, `null` when it has none.
+pub fn rpc_id(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// The JSON-RPC id of a request that failed before it was forwarded: from
+/// the body already read, or from a short, bounded read of a streaming one.
+/// The body is spent afterwards.
+pub(super) async fn peek_rpc_id(body: &mut InBody) -> Value {
+    let bytes = match std::mem::replace(body, InBody::Read(Bytes::new())) {
+        InBody::Read(b) => b,
+        InBody::Stream(inc) => tokio::time::timeout(RPC_ID_WAIT, read_limited(inc, RPC_ID_PEEK))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+    };
+    rpc_id(&bytes)
 }

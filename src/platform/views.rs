@@ -11,9 +11,11 @@
 
 use serde_json::{Map, Value};
 
+use super::Platform;
+
 /// Applies `platform`'s view to a call object in place.
-pub fn apply(platform: &str, call: &mut Value) {
-    if platform == "vapi" {
+pub fn apply(platform: Platform, call: &mut Value) {
+    if platform == Platform::Vapi {
         vapi_call(call);
     }
 }

@@ -1,7 +1,7 @@
 //! Connections to plain-HTTP upstreams: HTTP/1.1, kept alive and pooled per
 //! authority, driven through hyper's connection API directly.
 //!
-//! Why not the general client (`crate::client`)? On the hot path its pool
+//! Why not the general client (`super::client`)? On the hot path its pool
 //! costs more than the rest of the request phases together (checkout keyed
 //! by a SipHash of scheme and authority, a `Pooled` wrapper, connector
 //! layers for TLS and ALPN). A proxy route talks to one upstream over
@@ -19,13 +19,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::response::Body;
+use super::response::Body;
 
-/// An idle connection is not reused after this long (the general client's
-/// `pool_idle_timeout`): upstreams commonly close idle connections sooner.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per upstream; more are closed when they come back.
-const MAX_IDLE: usize = 256;
+use super::{POOL_IDLE_TIMEOUT as IDLE_TIMEOUT, POOL_MAX_IDLE as MAX_IDLE};
 
 /// Why a request did not get a response.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +138,7 @@ impl Upstreams {
         // vanished without closing, even on a connection idle in the pool.
         socket2::SockRef::from(&stream)
             .set_tcp_keepalive(
-                &socket2::TcpKeepalive::new().with_time(crate::client::TCP_KEEPALIVE),
+                &socket2::TcpKeepalive::new().with_time(super::client::TCP_KEEPALIVE),
             )
             .map_err(SendError::Connect)?;
         let (tx, conn) = http1::Builder::new()

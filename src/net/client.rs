@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::response::Body;
+use super::response::Body;
 
 /// TCP keepalive probes start after this much silence on a connection to
 /// an upstream or API: a host that vanished without closing is noticed.
@@ -48,8 +48,8 @@ pub fn build(
         .enable_http2()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(super::POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(super::POOL_MAX_IDLE)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .build(https))

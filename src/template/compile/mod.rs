@@ -12,8 +12,11 @@
 
 use std::sync::OnceLock;
 
+mod tags;
+
 use super::error::{ErrorKind, TemplateError};
-use super::filters::{self, INTERNAL_FILTERS, PUBLIC_FILTERS};
+use super::filters;
+use super::guard;
 use super::syntax::{self, FilteredValue, Operand, Parser, Seg, Span, Token};
 
 /// A variable reference the renderer may report.
@@ -121,7 +124,13 @@ pub(crate) fn compile(src: &str) -> Result<Compiled, TemplateError> {
                 if in_comment && name_s != "endcomment" {
                     continue;
                 }
-                t.tag(*span, *name, name_s, *args, &mut stack)?;
+                let call = tags::TagCall {
+                    span: *span,
+                    name: *name,
+                    name_s,
+                    args: *args,
+                };
+                t.tag(&call, &mut stack)?;
             }
         }
     }
@@ -210,8 +219,9 @@ impl<'s> Translator<'s> {
             }
         }
         for f in &fv.filters {
-            if !PUBLIC_FILTERS.contains(&f.name.as_str()) {
-                let hint = if INTERNAL_FILTERS.contains(&f.name.as_str()) {
+            let def = filters::find(&f.name);
+            if def.is_none_or(|d| d.internal) {
+                let hint = if def.is_some() {
                     " (reserved for headgate's own use)"
                 } else {
                     ""
@@ -225,7 +235,7 @@ impl<'s> Translator<'s> {
                 )
                 .at(self.src, f.name_span));
             }
-            if f.args.is_empty() && filters::REQUIRES_ARGUMENT.contains(&f.name.as_str()) {
+            if f.args.is_empty() && def.is_some_and(|d| d.needs_argument) {
                 return Err(TemplateError::new(
                     ErrorKind::Syntax,
                     format!(
@@ -247,9 +257,7 @@ impl<'s> Translator<'s> {
                     && let Operand::Path { span, .. } = a
                 {
                     let text = &self.src[span.start..span.end];
-                    self.out.push_str(&format!(
-                        "{{{{nil|hg_at:{id}}}}}{{{{ {text} | hg_defined | hg_void }}}}"
-                    ));
+                    guard::check_defined(&mut self.out, text, id);
                 }
             }
         }
@@ -293,223 +301,14 @@ impl<'s> Translator<'s> {
         self.check_args(fv);
         let value_text = &self.src[inner.start..fv.value_end];
         let rest = &self.src[fv.value_end..inner.end];
-        let at = id.map_or(u32::MAX, |i| i);
-        let check = if !lenient && id.is_some() {
-            " | hg_defined"
-        } else {
-            ""
+        guard::mark(&mut self.out, id.unwrap_or(u32::MAX));
+        let check = match (lenient, id) {
+            (false, Some(_)) => format!(" | {}", guard::DEFINED),
+            _ => String::new(),
         };
-        self.out.push_str(&format!(
-            "{{{{nil|hg_at:{at}}}}}{{{{ {value_text}{check} {rest} | hg_out }}}}"
-        ));
-    }
-
-    fn tag(
-        &mut self,
-        span: Span,
-        name: Span,
-        name_s: &str,
-        args: Span,
-        stack: &mut Vec<(Block, Span)>,
-    ) -> Result<(), TemplateError> {
-        let args_s = &self.src[args.start..args.end];
-        let open = |stack: &mut Vec<(Block, Span)>, b: Block| -> Result<(), TemplateError> {
-            if stack.len() >= syntax::MAX_NESTING {
-                return Err(TemplateError::new(
-                    ErrorKind::TooDeep,
-                    format!("blocks nest deeper than {}", syntax::MAX_NESTING),
-                )
-                .at(self.src, span));
-            }
-            stack.push((b, span));
-            Ok(())
-        };
-        let close = |stack: &mut Vec<(Block, Span)>, b: Block| -> Result<(), TemplateError> {
-            match stack.last() {
-                Some((top, _)) if *top == b => {
-                    stack.pop();
-                    Ok(())
-                }
-                Some((top, _)) => Err(TemplateError::new(
-                    ErrorKind::Syntax,
-                    format!("`{name_s}` found where `<% {} %>` was expected", top.end()),
-                )
-                .at(self.src, span)),
-                None => Err(TemplateError::new(
-                    ErrorKind::Syntax,
-                    format!("`{name_s}` without a matching opening tag"),
-                )
-                .at(self.src, span)),
-            }
-        };
-        let inside = |stack: &Vec<(Block, Span)>, allowed: &[Block]| -> Result<(), TemplateError> {
-            if stack.last().is_some_and(|(b, _)| allowed.contains(b)) {
-                Ok(())
-            } else {
-                Err(TemplateError::new(
-                    ErrorKind::Syntax,
-                    format!(
-                        "`{name_s}` is only allowed inside {}",
-                        match allowed {
-                            [Block::If, Block::Unless] => "`if` or `unless`",
-                            [Block::Case] => "`case`",
-                            [Block::For] => "`for`",
-                            _ => "`if`, `unless`, `case` or `for`",
-                        }
-                    ),
-                )
-                .at(self.src, span))
-            }
-        };
-        let plain = |me: &mut Self| {
-            me.out.push_str("{% ");
-            me.out.push_str(name_s);
-            me.out.push(' ');
-            me.out.push_str(args_s);
-            me.out.push_str(" %}");
-        };
-        match name_s {
-            "if" | "unless" | "case" => {
-                self.validate_operands(args)?;
-                open(
-                    stack,
-                    match name_s {
-                        "if" => Block::If,
-                        "unless" => Block::Unless,
-                        _ => Block::Case,
-                    },
-                )?;
-                plain(self);
-            }
-            "elsif" => {
-                inside(stack, &[Block::If, Block::Unless])?;
-                self.validate_operands(args)?;
-                plain(self);
-            }
-            "when" => {
-                inside(stack, &[Block::Case])?;
-                self.validate_operands(args)?;
-                plain(self);
-            }
-            "else" => {
-                inside(stack, &[Block::If, Block::Unless, Block::Case, Block::For])?;
-                self.out.push_str("{% else %}");
-            }
-            "endif" | "endunless" | "endcase" | "endfor" | "endcapture" | "endcomment" => {
-                let b = match name_s {
-                    "endif" => Block::If,
-                    "endunless" => Block::Unless,
-                    "endcase" => Block::Case,
-                    "endfor" => Block::For,
-                    "endcapture" => Block::Capture,
-                    _ => Block::Comment,
-                };
-                close(stack, b)?;
-                if b != Block::Comment {
-                    self.out.push_str(&format!("{{% {name_s} %}}"));
-                }
-            }
-            "comment" => open(stack, Block::Comment)?,
-            "#" | "raw" | "endraw" => {}
-            "assign" => {
-                let mut p = Parser::new(self.src, args)?;
-                let var = p.ident()?;
-                if !p.eat_assign() {
-                    return Err(TemplateError::new(
-                        ErrorKind::Syntax,
-                        "expected `=` in `assign name = value`",
-                    )
-                    .at(self.src, args));
-                }
-                let fv = p.filtered_value()?;
-                p.expect_end("the assigned value")?;
-                self.check_filters(&fv)?;
-                let _ = self.new_ref(&fv.value);
-                self.check_args(&fv);
-                self.locals.push(var);
-                plain(self);
-            }
-            "capture" => {
-                let mut p = Parser::new(self.src, args)?;
-                let var = p.ident()?;
-                p.expect_end("the capture's variable name")?;
-                self.locals.push(var);
-                open(stack, Block::Capture)?;
-                plain(self);
-            }
-            "for" => {
-                let mut p = Parser::new(self.src, args)?;
-                let var = p.ident()?;
-                if !p.eat_ident("in") {
-                    return Err(TemplateError::new(
-                        ErrorKind::Syntax,
-                        "expected `in` in `for item in collection`",
-                    )
-                    .at(self.src, args));
-                }
-                let coll = p.operand()?;
-                p.rest_operands()?;
-                if let Operand::Range { lo, hi, .. } = &coll {
-                    // `liquid` materialises ranges: check the size first.
-                    let (lo, hi) = (&self.src[lo.start..lo.end], &self.src[hi.start..hi.end]);
-                    self.out
-                        .push_str(&format!("{{{{ {hi} | hg_range: {lo} }}}}"));
-                }
-                if let Some(id) = self.new_ref(&coll)
-                    && let Operand::Path { span, .. } = &coll
-                {
-                    let text = &self.src[span.start..span.end];
-                    self.out.push_str(&format!(
-                        "{{{{nil|hg_at:{id}}}}}{{{{ {text} | hg_defined | hg_void }}}}"
-                    ));
-                }
-                self.locals.push(var);
-                self.locals.push("forloop".into());
-                open(stack, Block::For)?;
-                plain(self);
-                // Every iteration spends fuel: loops cannot run away.
-                self.out.push_str("{{nil|hg_tick}}");
-            }
-            "break" | "continue" => {
-                if !stack.iter().any(|(b, _)| *b == Block::For) {
-                    return Err(TemplateError::new(
-                        ErrorKind::Syntax,
-                        format!("`{name_s}` is only allowed inside `for`"),
-                    )
-                    .at(self.src, span));
-                }
-                plain(self);
-            }
-            "echo" => {
-                let mut p = Parser::new(self.src, args)?;
-                let fv = p.filtered_value()?;
-                p.expect_end("the echoed value")?;
-                self.check_filters(&fv)?;
-                self.emit_output(&fv, args);
-            }
-            "increment" | "decrement" => {
-                let mut p = Parser::new(self.src, args)?;
-                let var = p.ident()?;
-                p.expect_end("the counter name")?;
-                self.locals.push(var);
-                plain(self);
-            }
-            "cycle" => {
-                let values = Parser::new(self.src, args)?.cycle_values()?;
-                self.note_roots(values);
-                plain(self);
-            }
-            _ => {
-                return Err(TemplateError::new(
-                    ErrorKind::UnknownTag,
-                    format!(
-                        "unknown or unsupported tag `{name_s}`; header templates support if, unless, case, for, assign, capture, raw, comment, echo, increment, decrement and cycle"
-                    ),
-                )
-                .at(self.src, name));
-            }
-        }
-        Ok(())
+        let out = guard::OUT;
+        self.out
+            .push_str(&format!("{{{{ {value_text}{check} {rest} | {out} }}}}"));
     }
 
     /// Lexes a condition so that bad characters and unclosed strings are

@@ -1,0 +1,163 @@
+//! Where config problems are collected: every error and warning of one
+//! file, located at `path:line:column`, and the value parsers that report
+//! into it (durations, sizes, secrets, templates, header names, choices).
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::HeaderName;
+use toml::Spanned;
+
+use super::LoadMode;
+use super::error::ConfigError;
+use super::units::{parse_duration, parse_size};
+use crate::platform::Platform;
+use crate::secret::Secret;
+use crate::template::HeaderTemplate;
+
+/// One file being read: its text, and the problems found so far.
+pub(super) struct Ctx<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+    pub errors: &'a mut Vec<ConfigError>,
+    pub warnings: &'a mut Vec<ConfigError>,
+    pub mode: LoadMode,
+}
+
+impl Ctx<'_> {
+    pub fn err(&mut self, offset: usize, code: &'static str, msg: impl Into<String>) {
+        self.errors
+            .push(ConfigError::at(self.path, self.text, offset, code, msg));
+    }
+
+    pub fn warn(&mut self, offset: usize, code: &'static str, msg: impl Into<String>) {
+        self.warnings
+            .push(ConfigError::at(self.path, self.text, offset, code, msg));
+    }
+
+    /// A duration setting, or `default` when it is absent (or wrong).
+    pub fn duration(&mut self, v: &Option<Spanned<String>>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|| {
+                self.err(
+                    s.span().start,
+                    "config.invalid_duration",
+                    format!(
+                        "`{}` is not a duration of at most 365d; write e.g. `800ms`, `5s`, `2h`",
+                        s.get_ref()
+                    ),
+                );
+                default
+            }),
+        }
+    }
+
+    /// A size setting, or `default` when it is absent (or wrong).
+    pub fn size(&mut self, v: &Option<Spanned<String>>, default: u64) -> u64 {
+        match v {
+            None => default,
+            Some(s) => parse_size(s.get_ref()).unwrap_or_else(|| {
+                self.err(
+                    s.span().start,
+                    "config.invalid_size",
+                    format!(
+                        "`{}` is not a size; write e.g. `64KiB`, `10MiB`",
+                        s.get_ref()
+                    ),
+                );
+                default
+            }),
+        }
+    }
+
+    /// One of `options` by name, or `default` when absent; anything else
+    /// is `config.invalid_value` naming the choices.
+    pub fn choice<T: Copy>(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        what: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(s) = v else { return default };
+        if let Some((_, t)) = options.iter().find(|(name, _)| name == s.get_ref()) {
+            return *t;
+        }
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("`{n}`")).collect();
+        let list = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        let msg = format!("{what} `{}` is not {list}", s.get_ref());
+        self.err(s.span().start, "config.invalid_value", msg);
+        default
+    }
+
+    /// A platform name, checked against the platforms headgate knows.
+    pub fn platform(&mut self, name: &str, offset: usize) -> Option<Platform> {
+        let p = Platform::from_name(name);
+        if p.is_none() {
+            let known = Platform::names();
+            let msg = format!("unknown platform `{name}`; known: {known}");
+            self.err(offset, "config.unknown_platform", msg);
+        }
+        p
+    }
+
+    /// Reads a secret from the environment (`serve`: required).
+    pub fn secret(&mut self, env: &Spanned<String>) -> Option<Secret> {
+        match std::env::var(env.get_ref()) {
+            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+            _ => {
+                let msg = format!(
+                    "environment variable `{}` is not set; export it before `headgate serve`",
+                    env.get_ref()
+                );
+                match self.mode {
+                    LoadMode::Serve => self.err(env.span().start, "config.missing_secret", msg),
+                    LoadMode::Check => self.warn(env.span().start, "config.missing_secret", msg),
+                }
+                None
+            }
+        }
+    }
+
+    /// Compiles a template found in a TOML string starting at `offset`;
+    /// template positions are mapped into the file.
+    pub fn template(&mut self, src: &str, offset: usize) -> Option<HeaderTemplate> {
+        match HeaderTemplate::compile(src) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Skip the opening quote of a one-line string.
+                let inner = offset + 1 + e.span().map_or(0, |s| s.start);
+                let inner = inner.min(self.text.len());
+                self.err(inner, e.code(), e.message().to_string());
+                None
+            }
+        }
+    }
+
+    /// A header name as written in config (case-insensitive).
+    pub fn header_name(&mut self, s: &str, offset: usize) -> Option<HeaderName> {
+        match HeaderName::from_bytes(s.trim().to_ascii_lowercase().as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.err(
+                    offset,
+                    "config.invalid_header_name",
+                    format!("`{s}` is not a valid header name"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A TOML syntax or shape error at its location.
+pub(super) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map_or(0, |s| s.start);
+    let msg = e.message().trim().to_string();
+    ConfigError::at(path, text, offset, "config.toml", msg)
+}

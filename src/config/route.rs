@@ -1,0 +1,477 @@
+//! A route file, `routes/<name>.toml` (README "Configuration reference"):
+//! the upstream, where the call id comes from, who may call, what to do
+//! with an unknown call, and the headers to inject.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use regex::Regex;
+use toml::Spanned;
+
+use super::LoadMode;
+use super::diagnostics::Ctx;
+use super::schema::RawRoute;
+use super::server::Server;
+use crate::platform::Platform;
+use crate::secret::Secret;
+use crate::template::HeaderTemplate;
+
+/// Headers a template may never set: framing and connection management
+/// belong to the proxy, and `mcp-session-id` to the MCP client and server.
+const FORBIDDEN_TARGETS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "mcp-session-id",
+];
+
+const DEFAULT_KEY_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
+
+/// Where a route finds the session key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `header:x-call-id`.
+    Header(HeaderName),
+    /// `query:NAME`.
+    Query(String),
+    /// `path:N`: the N-th segment (0-based) after the route prefix.
+    Path(usize),
+    /// `body:/json/pointer`.
+    Body(String),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Header(h) => write!(f, "header:{h}"),
+            KeySource::Query(q) => write!(f, "query:{q}"),
+            KeySource::Path(n) => write!(f, "path:{n}"),
+            KeySource::Body(p) => write!(f, "body:{p}"),
+        }
+    }
+}
+
+/// How a route authenticates its caller.
+#[derive(Debug, Clone)]
+pub enum InboundAuth {
+    /// Nobody is checked (a warning at start).
+    None,
+    /// A static header compared in constant time.
+    Header {
+        /// Header name.
+        header: HeaderName,
+        /// Expected value.
+        secret: Secret,
+    },
+    /// A platform's request signature (Retell custom functions).
+    Platform {
+        /// Which platform's scheme.
+        platform: Platform,
+        /// Signing key.
+        secret: Secret,
+    },
+}
+
+/// What to do when the session is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnknown {
+    /// 403 `session.not_found`.
+    Reject,
+    /// Fetch it through `[resolver]`.
+    Resolve,
+    /// Forward without injecting.
+    Pass,
+}
+
+/// How proxy errors are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `{"error":{"code":…,"message":…}}` with the HTTP status.
+    Json,
+    /// A JSON-RPC error response (HTTP 200) carrying the request's id.
+    JsonRpc,
+}
+
+/// What to do when one header fails to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Refuse the request (502 `template.render_failed`).
+    Reject,
+    /// Send the request without this header.
+    Omit,
+}
+
+/// One injected header.
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    /// Header name (lower case).
+    pub name: HeaderName,
+    /// Compiled template.
+    pub template: HeaderTemplate,
+    /// Failure policy.
+    pub on_error: OnError,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Name, the first path segment.
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The real server.
+    pub upstream: http::Uri,
+    /// Session key sources, first present wins.
+    pub session_keys: Vec<KeySource>,
+    /// Keys must match this.
+    pub session_key_pattern: Regex,
+    /// Caller authentication.
+    pub inbound_auth: InboundAuth,
+    /// Unknown session policy.
+    pub on_unknown_session: OnUnknown,
+    /// How long an unknown session may wait for its webhook or PUT.
+    pub wait_for_session: Duration,
+    /// Injected headers.
+    pub headers: Vec<HeaderRule>,
+    /// Removed before forwarding.
+    pub strip: Vec<HeaderName>,
+    /// Error body format.
+    pub error_style: ErrorStyle,
+    /// Request body limit.
+    pub body_limit: u64,
+    /// Render from this JSON pointer of the body (bound as `call`), no store.
+    pub vars_from_body: Option<String>,
+    /// Platform preset applied, if any.
+    pub platform: Option<Platform>,
+}
+
+impl Route {
+    /// Whether the route reads the request body whole before forwarding:
+    /// to check a signature over it, or to look inside it.
+    pub fn reads_body(&self) -> bool {
+        matches!(self.inbound_auth, InboundAuth::Platform { .. }) || self.parses_body()
+    }
+
+    /// Whether the route looks inside the body: for its variables or its
+    /// session key.
+    pub fn parses_body(&self) -> bool {
+        self.vars_from_body.is_some()
+            || self
+                .session_keys
+                .iter()
+                .any(|k| matches!(k, KeySource::Body(_)))
+    }
+}
+
+/// Builds a route from its file; `None` if the file had errors (they are
+/// in `ctx`).
+pub(super) fn route(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    file: &Path,
+    raw: RawRoute,
+    server: &Server,
+    has_resolver: bool,
+) -> Option<Route> {
+    let before = ctx.errors.len();
+    let upstream = upstream(ctx, &raw.upstream);
+    let platform = (raw.platform.as_ref()).and_then(|p| ctx.platform(p.get_ref(), p.span().start));
+    let session_keys = session_keys(ctx, &raw, platform.unwrap_or(Platform::Generic));
+    let session_key_pattern = key_pattern(ctx, raw.session_key_pattern.as_ref());
+    let inbound_auth = inbound_auth(ctx, raw.inbound_auth.as_ref());
+    let on_unknown_session = on_unknown(ctx, raw.on_unknown_session.as_ref(), has_resolver);
+    let styles = [("json", ErrorStyle::Json), ("jsonrpc", ErrorStyle::JsonRpc)];
+    let error_style = ctx.choice(
+        raw.error_style.as_ref(),
+        "error_style",
+        &styles,
+        ErrorStyle::Json,
+    );
+    let wait_for_session = ctx.duration(&raw.wait_for_session, Duration::ZERO);
+    let body_limit = ctx.size(&raw.body_limit, server.body_limit);
+    let headers = header_rules(ctx, &raw);
+    let strip = match &raw.strip {
+        None => Vec::new(),
+        Some(s) => s
+            .headers
+            .iter()
+            .filter_map(|h| ctx.header_name(h.get_ref(), h.span().start))
+            .collect(),
+    };
+    if let Some(p) = &raw.vars_from_body {
+        vars_from_body(ctx, p, inbound_auth.as_ref());
+    }
+    if ctx.errors.len() > before {
+        return None;
+    }
+    Some(Route {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        upstream: upstream?,
+        session_keys,
+        session_key_pattern: session_key_pattern?,
+        inbound_auth: inbound_auth?,
+        on_unknown_session,
+        wait_for_session,
+        headers,
+        strip,
+        error_style,
+        body_limit,
+        vars_from_body: raw.vars_from_body.map(|v| v.into_inner()),
+        platform,
+    })
+}
+
+/// `upstream`: an `http://` or `https://` URL; plain HTTP to a public
+/// address is a warning (credentials would cross the network in clear).
+fn upstream(ctx: &mut Ctx<'_>, raw: &Spanned<String>) -> Option<http::Uri> {
+    let s = raw.get_ref();
+    let off = raw.span().start;
+    let u = match s.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => u,
+        _ => {
+            let msg = format!("`{s}` is not an http:// or https:// URL");
+            ctx.err(off, "config.invalid_upstream", msg);
+            return None;
+        }
+    };
+    if u.scheme_str() == Some("http") {
+        let host = u.host().unwrap_or_default().trim_matches(['[', ']']);
+        let local = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || is_private(&ip));
+        if !local {
+            ctx.warn(off, "config.plain_http_upstream", "upstream is plain HTTP on a public address: injected credentials would cross the network unencrypted; use https://");
+        }
+    }
+    Some(u)
+}
+
+fn is_private(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// `session_keys`, or the platform's preset when absent.
+fn session_keys(ctx: &mut Ctx<'_>, raw: &RawRoute, platform: Platform) -> Vec<KeySource> {
+    let Some(keys) = &raw.session_keys else {
+        return platform
+            .session_keys()
+            .iter()
+            .filter_map(|k| key_source(ctx, k, 0))
+            .collect();
+    };
+    if keys.get_ref().is_empty() {
+        ctx.err(
+            keys.span().start,
+            "config.invalid_session_key",
+            "session_keys is empty: list at least one source",
+        );
+    }
+    keys.get_ref()
+        .iter()
+        .filter_map(|k| key_source(ctx, k.get_ref(), k.span().start))
+        .collect()
+}
+
+fn key_source(ctx: &mut Ctx<'_>, s: &str, offset: usize) -> Option<KeySource> {
+    let source = match s.split_once(':') {
+        Some(("header", h)) => return ctx.header_name(h, offset).map(KeySource::Header),
+        Some(("query", q)) if !q.is_empty() => Some(KeySource::Query(q.to_string())),
+        Some(("path", n)) => n.parse().ok().map(KeySource::Path),
+        Some(("body", p)) if p.is_empty() || p.starts_with('/') => {
+            Some(KeySource::Body(p.to_string()))
+        }
+        _ => None,
+    };
+    if source.is_none() {
+        ctx.err(offset, "config.invalid_session_key", format!("`{s}` is not a session key source; write `header:NAME`, `query:NAME`, `path:N` or `body:/json/pointer`"));
+    }
+    source
+}
+
+fn key_pattern(ctx: &mut Ctx<'_>, raw: Option<&Spanned<String>>) -> Option<Regex> {
+    let src = raw.map_or(DEFAULT_KEY_PATTERN, |p| p.get_ref().as_str());
+    match Regex::new(src) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            ctx.err(
+                raw.map_or(0, |p| p.span().start),
+                "config.invalid_pattern",
+                format!("session_key_pattern is not a valid regex: {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// `inbound_auth`: `"none"`, `{ header, secret_env }` or
+/// `{ platform, secret_env }`. `check` without the secret set still
+/// validates the rest as configured.
+fn inbound_auth(ctx: &mut Ctx<'_>, raw: Option<&Spanned<toml::Value>>) -> Option<InboundAuth> {
+    let Some(v) = raw else {
+        ctx.err(0, "config.inbound_auth_required", "inbound_auth is required: set `inbound_auth = { header = \"x-headgate-key\", secret_env = \"HEADGATE_ROUTE_KEY\" }`, or `inbound_auth = \"none\"` to accept anyone");
+        return None;
+    };
+    let off = v.span().start;
+    let t = match v.get_ref() {
+        toml::Value::String(s) if s == "none" => {
+            ctx.warn(off, "config.inbound_auth_off", "inbound auth is off: anyone who can reach this route and knows a session id gets that session's credentials injected");
+            return Some(InboundAuth::None);
+        }
+        toml::Value::Table(t) => t,
+        _ => {
+            let msg = "inbound_auth must be a table or \"none\"";
+            ctx.err(off, "config.invalid_inbound_auth", msg);
+            return None;
+        }
+    };
+    let unknown: Vec<_> = t
+        .keys()
+        .filter(|k| !["header", "secret_env", "platform"].contains(&k.as_str()))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        let msg = format!("unknown inbound_auth field(s): {}", unknown.join(", "));
+        ctx.err(off, "config.unknown_field", msg);
+    }
+    let field = |name: &str| t.get(name).and_then(|v| v.as_str());
+    let (header, platform) = match (field("secret_env"), field("header"), field("platform")) {
+        (Some(_), Some(h), None) => (ctx.header_name(h, off), None),
+        (Some(_), None, Some(p)) => (None, signing_platform(ctx, p, off)),
+        _ => {
+            ctx.err(off, "config.invalid_inbound_auth", "inbound_auth needs `header` and `secret_env` (or `platform` and `secret_env`), or the string \"none\"");
+            return None;
+        }
+    };
+    let env = Spanned::new(off..off, field("secret_env")?.to_string());
+    let secret = match ctx.secret(&env) {
+        Some(s) => s,
+        None if ctx.mode == LoadMode::Check => Secret::new(""),
+        None => return None,
+    };
+    Some(match (header, platform) {
+        (Some(header), _) => InboundAuth::Header { header, secret },
+        (None, Some(platform)) => InboundAuth::Platform { platform, secret },
+        (None, None) => return None,
+    })
+}
+
+/// A platform that signs its tool-call requests.
+fn signing_platform(ctx: &mut Ctx<'_>, name: &str, off: usize) -> Option<Platform> {
+    let p = Platform::from_name(name).filter(|p| p.request_signature().is_some());
+    if p.is_none() {
+        ctx.err(
+            off,
+            "config.unknown_platform",
+            format!("inbound_auth by signature supports platform \"retell\", not `{name}`"),
+        );
+    }
+    p
+}
+
+fn on_unknown(ctx: &mut Ctx<'_>, raw: Option<&Spanned<String>>, has_resolver: bool) -> OnUnknown {
+    let options = [
+        ("reject", OnUnknown::Reject),
+        ("resolve", OnUnknown::Resolve),
+        ("pass", OnUnknown::Pass),
+    ];
+    let v = ctx.choice(raw, "on_unknown_session", &options, OnUnknown::Reject);
+    if let (OnUnknown::Resolve, Some(s), false) = (v, raw, has_resolver) {
+        ctx.err(
+            s.span().start,
+            "config.resolver_missing",
+            "on_unknown_session = \"resolve\" needs a [resolver] section in headgate.toml",
+        );
+    }
+    v
+}
+
+/// `[headers]`: each value a template string, or `{ template, on_error }`.
+fn header_rules(ctx: &mut Ctx<'_>, raw: &RawRoute) -> Vec<HeaderRule> {
+    let mut rules = Vec::new();
+    for (hname, v) in &raw.headers {
+        let off = v.span().start;
+        let Some(name) = ctx.header_name(hname, off) else {
+            continue;
+        };
+        if FORBIDDEN_TARGETS.contains(&name.as_str()) {
+            ctx.err(
+                off,
+                "config.forbidden_header",
+                format!("`{name}` is managed by the proxy and cannot be templated"),
+            );
+            continue;
+        }
+        let Some((src, on_error, src_off)) = header_value(ctx, v) else {
+            continue;
+        };
+        if let Some(template) = ctx.template(&src, src_off) {
+            rules.push(HeaderRule {
+                name,
+                template,
+                on_error,
+            });
+        }
+    }
+    rules
+}
+
+/// One `[headers]` value: its template source, failure policy and where
+/// the template starts in the file.
+fn header_value(ctx: &mut Ctx<'_>, v: &Spanned<toml::Value>) -> Option<(String, OnError, usize)> {
+    let off = v.span().start;
+    match v.get_ref() {
+        toml::Value::String(s) => Some((s.clone(), OnError::Reject, off)),
+        toml::Value::Table(t) => {
+            let Some(s) = t.get("template").and_then(|v| v.as_str()) else {
+                let msg = "a header table needs `template = \"…\"`";
+                ctx.err(off, "config.invalid_header", msg);
+                return None;
+            };
+            let policy = t
+                .get("on_error")
+                .and_then(|v| v.as_str())
+                .map(|o| Spanned::new(off..off, o.to_string()));
+            let options = [("reject", OnError::Reject), ("omit", OnError::Omit)];
+            let on_error = ctx.choice(policy.as_ref(), "on_error", &options, OnError::Reject);
+            let inner = ctx.text[off..].find("template").map_or(off, |i| {
+                off + i + ctx.text[off + i..].find(['"', '\'']).unwrap_or(0)
+            });
+            Some((s.to_string(), on_error, inner))
+        }
+        _ => {
+            ctx.err(
+                off,
+                "config.invalid_header",
+                "a header must be a template string or `{ template = \"…\", on_error = \"omit\" }`",
+            );
+            None
+        }
+    }
+}
+
+/// `vars_from_body` is a JSON pointer, and only trusted on a signed body.
+fn vars_from_body(ctx: &mut Ctx<'_>, p: &Spanned<String>, auth: Option<&InboundAuth>) {
+    if !p.get_ref().is_empty() && !p.get_ref().starts_with('/') {
+        ctx.err(
+            p.span().start,
+            "config.invalid_pointer",
+            "vars_from_body must be a JSON pointer such as \"/call\"",
+        );
+    }
+    if !matches!(auth, Some(InboundAuth::Platform { .. })) {
+        ctx.err(p.span().start, "config.unsigned_body_vars", "vars_from_body needs a signature check (inbound_auth = { platform = \"retell\", … }): an unsigned body could carry any credentials");
+    }
+}

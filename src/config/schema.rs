@@ -1,0 +1,110 @@
+//! The config files as written: TOML tables deserialized with their spans,
+//! so every later error can point at `path:line:column`. Unknown keys are
+//! refused here (`deny_unknown_fields`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) admin_listen: Option<Spanned<String>>,
+    pub(super) admin_token_env: Option<String>,
+    #[serde(default)]
+    pub(super) env_allow: Vec<Spanned<String>>,
+    pub(super) ttl: Option<Spanned<String>>,
+    pub(super) max_sessions: Option<u64>,
+    pub(super) max_store_bytes: Option<Spanned<String>>,
+    pub(super) max_session_bytes: Option<Spanned<String>>,
+    pub(super) body_limit: Option<Spanned<String>>,
+    pub(super) builtin_echo: Option<bool>,
+    #[serde(default)]
+    pub(super) timeouts: BTreeMap<String, Spanned<String>>,
+    pub(super) store: Option<RawStore>,
+    pub(super) tls: Option<RawTls>,
+    pub(super) resolver: Option<RawResolver>,
+    #[serde(default)]
+    pub(super) webhooks: BTreeMap<String, RawWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) kind: Spanned<String>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) prefix: Option<String>,
+    pub(super) cache_ttl: Option<Spanned<String>>,
+    pub(super) stale_ttl: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResolver {
+    pub(super) platform: Option<Spanned<String>>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, Spanned<String>>,
+    pub(super) bind: Option<String>,
+    pub(super) pointer: Option<String>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) negative_ttl: Option<Spanned<String>>,
+    pub(super) ttl: Option<Spanned<String>>,
+    pub(super) refresh_before: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub(super) platform: Option<Spanned<String>>,
+    pub(super) secret_env: Option<Spanned<String>>,
+    pub(super) hmac: Option<RawHmac>,
+    pub(super) tolerance: Option<Spanned<String>>,
+    pub(super) ttl: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHmac {
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) signature_header: Option<String>,
+    pub(super) timestamp_header: Option<String>,
+    pub(super) payload: Option<String>,
+    pub(super) encoding: Option<Spanned<String>>,
+    pub(super) prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) upstream: Spanned<String>,
+    pub(super) platform: Option<Spanned<String>>,
+    pub(super) session_keys: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) session_key_pattern: Option<Spanned<String>>,
+    pub(super) inbound_auth: Option<Spanned<toml::Value>>,
+    pub(super) on_unknown_session: Option<Spanned<String>>,
+    pub(super) wait_for_session: Option<Spanned<String>>,
+    pub(super) error_style: Option<Spanned<String>>,
+    pub(super) body_limit: Option<Spanned<String>>,
+    pub(super) vars_from_body: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, Spanned<toml::Value>>,
+    pub(super) strip: Option<RawStrip>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStrip {
+    #[serde(default)]
+    pub(super) headers: Vec<Spanned<String>>,
+}

@@ -1,0 +1,143 @@
+//! `headgate.toml`'s server-wide settings: listeners, the admin token,
+//! session limits, body limit and timeouts (README "Configuration
+//! reference").
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::diagnostics::Ctx;
+use super::schema::RawServer;
+use super::store::{StoreKind, store};
+use super::tls;
+use crate::secret::Secret;
+
+/// `headgate.toml` settings.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Admin listener (loopback by default).
+    pub admin_listen: SocketAddr,
+    /// Name of the environment variable holding the admin bearer token.
+    pub admin_token_env: String,
+    /// The admin token, if that variable is set.
+    pub admin_token: Option<Secret>,
+    /// Default session TTL.
+    pub ttl: Duration,
+    /// Most sessions kept in memory.
+    pub max_sessions: u64,
+    /// Most bytes of session data kept in memory.
+    pub max_store_bytes: u64,
+    /// Largest session object accepted from any source.
+    pub max_session_bytes: usize,
+    /// Default request body limit for routes.
+    pub body_limit: u64,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Session store.
+    pub store: StoreKind,
+    /// Serve `/_echo`, an upstream that answers with what it received
+    /// (for the quick start and for trying templates).
+    pub builtin_echo: bool,
+    /// Extra CA certificates trusted for upstreams (`[tls] ca_file`).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// Timeouts, nginx-style.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// Upstream TCP/TLS connect.
+    pub connect: Duration,
+    /// Upstream response headers (504 after).
+    pub response_headers: Duration,
+    /// No byte in either direction of a streaming body for this long ends it.
+    pub idle: Duration,
+    /// Client request headers must arrive within this.
+    pub header_read: Duration,
+    /// Graceful shutdown deadline for in-flight requests and streams.
+    pub shutdown: Duration,
+}
+
+fn addr(ctx: &mut Ctx<'_>, v: &Option<Spanned<String>>, default: &str) -> std::net::SocketAddr {
+    let fallback = default
+        .parse()
+        .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    match v {
+        None => fallback,
+        Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+            ctx.err(
+                s.span().start,
+                "config.invalid_address",
+                format!(
+                    "`{}` is not an address; write e.g. `127.0.0.1:8080` or `[::1]:8080`",
+                    s.get_ref()
+                ),
+            );
+            fallback
+        }),
+    }
+}
+
+/// The server-wide settings of `headgate.toml`.
+pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
+    let listen = addr(ctx, &raw.listen, "127.0.0.1:8080");
+    let admin_listen = addr(ctx, &raw.admin_listen, "127.0.0.1:9090");
+    let admin_token_env = raw
+        .admin_token_env
+        .clone()
+        .unwrap_or_else(|| "HEADGATE_ADMIN_TOKEN".into());
+    let admin_token = std::env::var(&admin_token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    if admin_token.is_none() && !admin_listen.ip().is_loopback() {
+        let offset = raw.admin_listen.as_ref().map_or(0, |s| s.span().start);
+        ctx.err(offset, "config.admin_token_required", format!("the admin API listens on a non-loopback address, so it needs a token: set `{admin_token_env}`"));
+    }
+    let timeouts = timeouts(ctx, &raw.timeouts);
+    let store = store(ctx, raw.store.as_ref());
+    Server {
+        listen,
+        admin_listen,
+        admin_token_env,
+        admin_token,
+        ttl: ctx.duration(&raw.ttl, Duration::from_secs(2 * 3600)),
+        max_sessions: raw.max_sessions.unwrap_or(1_000_000),
+        max_store_bytes: ctx.size(&raw.max_store_bytes, 1 << 30),
+        max_session_bytes: ctx.size(&raw.max_session_bytes, 64 << 10) as usize,
+        body_limit: ctx.size(&raw.body_limit, 10 << 20),
+        timeouts,
+        store,
+        builtin_echo: raw.builtin_echo.unwrap_or(false),
+        extra_roots: tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
+    }
+}
+
+/// `[timeouts]`: nginx-style names, each with its default.
+fn timeouts(ctx: &mut Ctx<'_>, t: &BTreeMap<String, Spanned<String>>) -> Timeouts {
+    let mut timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        response_headers: Duration::from_secs(30),
+        idle: Duration::from_secs(300),
+        header_read: Duration::from_secs(10),
+        shutdown: Duration::from_secs(30),
+    };
+    for (k, v) in t {
+        let slot = match k.as_str() {
+            "connect" => &mut timeouts.connect,
+            "response_headers" => &mut timeouts.response_headers,
+            "idle" => &mut timeouts.idle,
+            "header_read" => &mut timeouts.header_read,
+            "shutdown" => &mut timeouts.shutdown,
+            other => {
+                ctx.err(v.span().start, "config.unknown_field", format!("unknown timeout `{other}`; known: connect, response_headers, idle, header_read, shutdown"));
+                continue;
+            }
+        };
+        *slot = ctx.duration(&Some(v.clone()), *slot);
+    }
+    timeouts
+}

@@ -1,0 +1,275 @@
+//! The admin door (README "Admin API"), on its own listener: register,
+//! patch, inspect (names only) and delete sessions; health, readiness,
+//! metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::response::{self, Body, ReadError, read_limited};
+use crate::proxy::exchange::error::session_status;
+use crate::session::{Session, SessionError, SessionStore, Source, Store, validate};
+
+/// What the admin handlers need.
+pub struct AdminCtx {
+    /// Sessions.
+    pub store: Arc<Store>,
+    /// The live config.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// False until the listeners are up with a valid config.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Longest accepted session id on the admin API.
+const MAX_ID: usize = 256;
+/// Longest TTL a PUT may ask for.
+const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+fn session_error(e: &SessionError) -> Response<Body> {
+    response::error(session_status(e), e.code(), &e.to_string())
+}
+
+/// Handles one admin request.
+pub async fn handle<B>(req: Request<B>, ctx: &AdminCtx) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = req.uri().path().to_string();
+    if let Some(r) = probe(req.method(), &path, ctx) {
+        return r;
+    }
+    let cfg = ctx.config.borrow().clone();
+    if let Some(r) = refuse_unauthorized(&req, &cfg) {
+        return r;
+    }
+    if path == "/metrics" && req.method() == Method::GET {
+        return metrics(ctx);
+    }
+    let Some(id) = path.strip_prefix("/sessions/") else {
+        return response::error(
+            StatusCode::NOT_FOUND,
+            "route.not_found",
+            "admin paths: /sessions/{id}, /healthz, /readyz, /metrics",
+        );
+    };
+    if !valid_id(id) {
+        return response::error(
+            StatusCode::BAD_REQUEST,
+            "session.key_invalid",
+            "session ids are 1-256 characters of letters, digits, `.`, `_`, `:`, `-`",
+        );
+    }
+    let id = id.to_string();
+    match *req.method() {
+        Method::GET => match ctx.store.get(&id).await {
+            Ok(Some(s)) => describe(&id, &s),
+            Ok(None) => session_error(&SessionError::NotFound),
+            Err(e) => session_error(&e),
+        },
+        Method::DELETE => match ctx.store.delete(&id).await {
+            Ok(()) => response::status(StatusCode::NO_CONTENT),
+            Err(e) => session_error(&e),
+        },
+        Method::PUT | Method::PATCH => write(req, &id, ctx, &cfg).await,
+        _ => {
+            let mut r = response::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "admin.method_not_allowed",
+                "use PUT, PATCH, GET or DELETE on /sessions/{id}",
+            );
+            r.headers_mut().insert(
+                header::ALLOW,
+                http::HeaderValue::from_static("GET, PUT, PATCH, DELETE"),
+            );
+            r
+        }
+    }
+}
+
+/// `/healthz` and `/readyz`: answered without a token, for probes.
+fn probe(method: &Method, path: &str, ctx: &AdminCtx) -> Option<Response<Body>> {
+    if method != Method::GET {
+        return None;
+    }
+    match path {
+        "/healthz" => Some(response::text(StatusCode::OK, "ok\n")),
+        "/readyz" if ctx.ready.load(Ordering::Relaxed) => {
+            Some(response::text(StatusCode::OK, "ready\n"))
+        }
+        "/readyz" => Some(response::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready\n",
+        )),
+        _ => None,
+    }
+}
+
+/// The 401 for a request without the admin token, when one is set.
+fn refuse_unauthorized<B>(req: &Request<B>, cfg: &Config) -> Option<Response<Body>> {
+    let token = cfg.server.admin_token.as_ref()?;
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token.matches(given.as_bytes()) {
+        return None;
+    }
+    let mut r = response::error(
+        StatusCode::UNAUTHORIZED,
+        "admin.unauthorized",
+        "send `Authorization: Bearer <admin token>` (the value of the admin_token_env variable)",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    Some(r)
+}
+
+/// `GET /metrics`: Prometheus text.
+fn metrics(ctx: &AdminCtx) -> Response<Body> {
+    ctx.metrics.sessions.set(ctx.store.len() as i64);
+    let mut r = response::text(StatusCode::OK, ctx.metrics.encode());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// `GET /sessions/{id}`: the variable names, never their values.
+fn describe(id: &str, s: &Session) -> Response<Body> {
+    response::json(
+        StatusCode::OK,
+        &json!({
+            "id": id,
+            "variables": s.vars.keys().collect::<Vec<_>>(),
+            "ttl_seconds": s.ttl_left().as_secs(),
+            "source": s.source.name(),
+        }),
+    )
+}
+
+/// `PUT` (create or replace) and `PATCH` (deep-merge) of a session.
+async fn write<B>(req: Request<B>, id: &str, ctx: &AdminCtx, cfg: &Config) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let max = cfg.server.max_session_bytes;
+    let ttl = match ttl_param(req.uri().query()) {
+        Ok(t) => t.unwrap_or(cfg.server.ttl),
+        Err(msg) => return response::error(StatusCode::BAD_REQUEST, "session.invalid_ttl", msg),
+    };
+    let is_put = req.method() == Method::PUT;
+    let value = match read_json(req.into_body(), max).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let written = if is_put {
+        match validate(value, max) {
+            Ok(vars) => {
+                let session = Session::new(vars, Source::Admin, ttl);
+                ctx.store.put(id, session).await.map(|()| true)
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        let Value::Object(patch) = value else {
+            return session_error(&SessionError::Invalid(
+                "a PATCH body must be a JSON object".into(),
+            ));
+        };
+        ctx.store.patch(id, patch, max).await
+    };
+    match written {
+        Ok(true) => response::status(StatusCode::NO_CONTENT),
+        Ok(false) => session_error(&SessionError::NotFound),
+        Err(e) => session_error(&e),
+    }
+}
+
+/// A session body: JSON, at most about twice `max` bytes of text.
+async fn read_json<B>(body: B, max: usize) -> Result<Value, Response<Body>>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limit = max.saturating_mul(2) + 1024;
+    let bytes = match read_limited(body, limit).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => return Err(session_error(&SessionError::TooLarge(limit, max))),
+        Err(ReadError::Aborted) => {
+            return Err(response::error(
+                StatusCode::BAD_REQUEST,
+                "request.aborted",
+                "the request body was cut short",
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|_| {
+        response::error(
+            StatusCode::BAD_REQUEST,
+            "session.invalid",
+            "the body is not JSON; send a JSON object such as {\"call\": {\"metadata\": {\"token\": \"…\"}}}",
+        )
+    })
+}
+
+fn ttl_param(query: Option<&str>) -> Result<Option<Duration>, &'static str> {
+    let Some(q) = query else { return Ok(None) };
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("ttl=") {
+            let secs: u64 = v
+                .parse()
+                .map_err(|_| "ttl must be a whole number of seconds")?;
+            let d = Duration::from_secs(secs);
+            if secs == 0 || d > MAX_TTL {
+                return Err("ttl must be between 1 second and 7 days");
+            }
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_query() {
+        assert_eq!(ttl_param(Some("ttl=60")), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(ttl_param(Some("a=1")), Ok(None));
+        assert!(ttl_param(Some("ttl=0")).is_err());
+        assert!(ttl_param(Some("ttl=abc")).is_err());
+        assert!(ttl_param(Some("ttl=99999999")).is_err());
+    }
+
+    #[test]
+    fn ids() {
+        assert!(valid_id("call_8f2a-1:x.y"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("../etc"));
+        assert!(!valid_id(&"a".repeat(300)));
+    }
+}

@@ -1,0 +1,81 @@
+//! The route door: `/<route>/<rest>` runs an [`Exchange`], then records
+//! the outcome (access log line, request and error metrics).
+
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::config::{Config, ErrorStyle};
+use crate::metrics::{Code, RouteStatus};
+use crate::net::response::Body;
+use crate::proxy::App;
+use crate::proxy::exchange::{Exchange, Peer, ProxyError};
+use crate::session::id_hash;
+
+/// Handles one request for a route.
+pub(super) async fn handle(
+    req: Request<Incoming>,
+    app: &App,
+    cfg: &Config,
+    peer: &Peer,
+) -> Response<Body> {
+    let (name, rest) = split_route(req.uri().path());
+    let Some(route) = cfg.route(name).cloned() else {
+        let e = ProxyError::RouteNotFound;
+        count(app, "_none", &e);
+        return e.to_response(ErrorStyle::Json, None);
+    };
+    let started = Instant::now();
+    let rest = rest.to_string();
+    let mut x = Exchange::new(app, cfg, &route, peer);
+    let resp = match x.run(req, &rest).await {
+        Ok(r) => r,
+        Err(e) => {
+            count(app, &route.name, &e);
+            x.error_response(&e)
+        }
+    };
+    let status = resp.status().as_u16();
+    let label = RouteStatus {
+        route: route.name.clone(),
+        status,
+    };
+    app.metrics.requests.get_or_create(&label).inc();
+    tracing::info!(
+        route = %route.name,
+        status,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        session = x.session_key().map(id_hash).unwrap_or_default(),
+        "request"
+    );
+    resp
+}
+
+/// Counts a refusal by its code and logs it at debug.
+fn count(app: &App, route: &str, e: &ProxyError) {
+    let code = e.code().to_string();
+    app.metrics.errors.get_or_create(&Code { code }).inc();
+    tracing::debug!(route, code = e.code(), side = ?e.side(), "refused");
+}
+
+/// `/crm/mcp?x` → (`crm`, `/mcp`).
+fn split_route(path: &str) -> (&str, &str) {
+    let p = path.strip_prefix('/').unwrap_or(path);
+    match p.find('/') {
+        Some(i) => (&p[..i], &p[i..]),
+        None => (p, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_split() {
+        assert_eq!(split_route("/crm/mcp"), ("crm", "/mcp"));
+        assert_eq!(split_route("/crm"), ("crm", ""));
+        assert_eq!(split_route("/crm/"), ("crm", "/"));
+    }
+}

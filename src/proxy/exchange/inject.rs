@@ -1,0 +1,87 @@
+//! The inject phase: the route's header templates rendered for this call,
+//! and set on the upstream request. This is the one place headers are
+//! injected; `headgate render --route` renders through [`render_rules`] too.
+
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use serde_json::Value;
+
+use super::Exchange;
+use super::error::ProxyError;
+use crate::config::{HeaderRule, OnError, Route};
+use crate::metrics::Code;
+use crate::session::scope::CallScope;
+use crate::template::{TemplateError, Vars};
+
+/// Header values rendered for one request, in the route's order.
+pub type Rendered = Vec<(HeaderName, HeaderValue)>;
+
+/// Renders each of the route's header rules to a validated value for one
+/// request. A failing rule is reported to `failed`, then omitted or
+/// refused by its `on_error`.
+pub fn render_rules(
+    route: &Route,
+    env: &Value,
+    parts: &Parts,
+    rest: &str,
+    key: &str,
+    vars: &Vars,
+    mut failed: impl FnMut(&HeaderRule, &TemplateError),
+) -> Result<Rendered, ProxyError> {
+    let scope = CallScope::new(key, env)
+        .with_vars(vars)
+        .with_request(parts, rest);
+    let mut out = Vec::with_capacity(route.headers.len());
+    for rule in &route.headers {
+        match rule.template.render(&scope) {
+            Ok(v) => out.push((rule.name.clone(), v)),
+            Err(e) => {
+                failed(rule, &e);
+                if rule.on_error == OnError::Reject {
+                    return Err(ProxyError::RenderFailed {
+                        header: rule.name.to_string(),
+                        detail: format!("{}: {}", e.code(), e.message()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets the rendered values: every header a rule targets is replaced,
+/// never appended to, so a client can never smuggle its own (an omitted
+/// rule still removes the client's value).
+pub(super) fn set(headers: &mut HeaderMap, route: &Route, rendered: Rendered) {
+    for rule in &route.headers {
+        headers.remove(&rule.name);
+    }
+    for (name, value) in rendered {
+        headers.insert(name, value);
+    }
+}
+
+impl Exchange<'_> {
+    /// [`render_rules`] with its metrics and logs.
+    pub(super) fn render_headers(
+        &self,
+        parts: &Parts,
+        rest: &str,
+        key: &str,
+        vars: &Vars,
+    ) -> Result<Rendered, ProxyError> {
+        let (route, metrics) = (self.route, &self.app.metrics);
+        let started = Instant::now();
+        let out = render_rules(route, &self.cfg.env, parts, rest, key, vars, |rule, e| {
+            let code = e.code().to_string();
+            metrics.render_failures.get_or_create(&Code { code }).inc();
+            tracing::warn!(route = %route.name, header = %rule.name, code = e.code(), "{}", e.message());
+        });
+        metrics
+            .render_latency
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+}

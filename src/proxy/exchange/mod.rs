@@ -1,0 +1,134 @@
+//! One request through a route, phase by phase (as pingora names its
+//! phases): [`inbound`] (path, limits, body, caller) → [`session`] (key,
+//! session) → [`inject`] (render the route's headers) → [`outbound`] (the
+//! upstream request) → [`send`] (timeouts, relay); [`error`] maps any
+//! failure to the response the caller gets.
+
+pub mod error;
+mod inbound;
+mod inject;
+mod outbound;
+mod send;
+mod session;
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+pub use error::{ProxyError, Side};
+use inbound::InBody;
+pub use inject::{Rendered, render_rules};
+pub use outbound::Peer;
+pub use session::session_key;
+
+use super::App;
+use crate::config::{Config, ErrorStyle, Route};
+use crate::net::response::Body;
+use crate::session::Session;
+
+/// One request's exchange with its route's upstream.
+pub(crate) struct Exchange<'a> {
+    app: &'a App,
+    cfg: &'a Config,
+    route: &'a Route,
+    peer: &'a Peer,
+    /// The session key, once found (for the access log).
+    session_key: Option<String>,
+    /// The JSON-RPC id, once known (for errors on JSON-RPC routes).
+    rpc_id: Option<Value>,
+}
+
+/// What the phases before forwarding found: the key, the session (none
+/// when an unknown one passes) and the rendered headers.
+type Prepared = (String, Option<Arc<Session>>, Rendered);
+
+impl<'a> Exchange<'a> {
+    /// A new exchange on `route` under the config the request started with.
+    pub fn new(app: &'a App, cfg: &'a Config, route: &'a Route, peer: &'a Peer) -> Self {
+        Self {
+            app,
+            cfg,
+            route,
+            peer,
+            session_key: None,
+            rpc_id: None,
+        }
+    }
+
+    /// The session key the request was matched to, if it got that far.
+    pub fn session_key(&self) -> Option<&str> {
+        self.session_key.as_deref()
+    }
+
+    /// Runs the phases in order; the upstream's response, or the failure.
+    pub async fn run(
+        &mut self,
+        req: Request<Incoming>,
+        rest: &str,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (mut parts, incoming) = req.into_parts();
+        let mut body = inbound::admit(self.route, &parts, rest, incoming).await?;
+        let (key, session, rendered) = match self.prepare(&parts, rest, &body).await {
+            Ok(p) => p,
+            Err(e) => return Err(self.refuse(e, &mut body).await),
+        };
+        let direct = outbound::direct_authority(self.route);
+        let query = parts.uri.query();
+        let Some(uri) = outbound::upstream_uri(&self.route.upstream, rest, query, direct.is_none())
+        else {
+            return Err(self.refuse(ProxyError::InvalidPath, &mut body).await);
+        };
+        let mut headers = std::mem::take(&mut parts.headers);
+        let host = outbound::rewrite_headers(&mut headers, &parts.uri, self.route);
+        inject::set(&mut headers, self.route, rendered);
+        outbound::forwarded_headers(&mut headers, self.peer, host);
+        let up_body = body.into_upstream(self.route.body_limit);
+        let up = outbound::request(parts, uri, headers, up_body);
+        self.send(direct, up, &key, session.as_ref()).await
+    }
+
+    /// The phases that decide whether and what to inject: authenticate,
+    /// find the session, render its headers.
+    async fn prepare(
+        &mut self,
+        parts: &Parts,
+        rest: &str,
+        body: &InBody,
+    ) -> Result<Prepared, ProxyError> {
+        inbound::authenticate(self.route, &parts.headers, body)?;
+        let parsed = body.parsed(self.route);
+        if let Some(v) = &parsed {
+            self.rpc_id = v.get("id").cloned();
+        }
+        let key = session_key(self.route, parts, rest, parsed.as_ref())?;
+        self.session_key = Some(key.clone());
+        let session = self.find_session(&key, parsed.as_ref()).await?;
+        let rendered = match &session {
+            Some(s) => self.render_headers(parts, rest, &key, &s.vars)?,
+            None => Vec::new(),
+        };
+        Ok((key, session, rendered))
+    }
+
+    /// A refusal after the body was admitted: on a JSON-RPC route, the id
+    /// is read from the body first so the error can carry it.
+    async fn refuse(&mut self, e: ProxyError, body: &mut InBody) -> ProxyError {
+        if self.route.error_style == ErrorStyle::JsonRpc {
+            self.rpc_id = Some(error::peek_rpc_id(body).await);
+        }
+        e
+    }
+
+    /// `e` as the route answers errors: JSON, or JSON-RPC with the
+    /// request's id (`null` when it could not be read).
+    pub fn error_response(&mut self, e: &ProxyError) -> Response<Body> {
+        let id = match self.route.error_style {
+            ErrorStyle::JsonRpc => Some(self.rpc_id.take().unwrap_or(Value::Null)),
+            ErrorStyle::Json => None,
+        };
+        e.to_response(self.route.error_style, id)
+    }
+}

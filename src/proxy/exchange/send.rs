@@ -1,0 +1,119 @@
+//! The send phase: the request to the upstream within the response-header
+//! timeout, and its response relayed frame by frame with the idle timeout.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header;
+use http::uri::Authority;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::Exchange;
+use super::error::ProxyError;
+use crate::metrics::RouteLabel;
+use crate::net::body::Streamed;
+use crate::net::headers::strip_hop_by_hop;
+use crate::net::response::Body;
+use crate::session::{Session, SessionStore, Source};
+
+impl Exchange<'_> {
+    /// Sends `up` (through the direct pool when `direct` is set) and
+    /// relays the response. An upstream 401 is counted, and a session the
+    /// resolver fetched is dropped so the next call fetches it afresh (its
+    /// token may have rotated).
+    pub(super) async fn send(
+        &self,
+        direct: Option<&Authority>,
+        up: Request<Body>,
+        key: &str,
+        session: Option<&Arc<Session>>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let app = self.app;
+        let started = Instant::now();
+        let timeouts = &self.cfg.server.timeouts;
+        let (limit, idle) = (timeouts.response_headers, timeouts.idle);
+        let open_streams = &app.metrics.open_streams;
+        let resp = match direct {
+            Some(authority) => {
+                let send = app.upstreams.send(authority, up);
+                response_within(limit, send, idle, open_streams).await
+            }
+            None => {
+                let send = app.client.request(up);
+                response_within(limit, send, idle, open_streams).await
+            }
+        }?;
+        let route = RouteLabel {
+            route: self.route.name.clone(),
+        };
+        let latency = started.elapsed().as_secs_f64();
+        app.metrics
+            .upstream_latency
+            .get_or_create(&route)
+            .observe(latency);
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            app.metrics
+                .upstream_unauthorized
+                .get_or_create(&route)
+                .inc();
+            if session.is_some_and(|s| s.source == Source::Resolver) {
+                let _ = app.store.delete(key).await;
+            }
+        }
+        Ok(resp)
+    }
+}
+
+/// Waits up to `limit` for the upstream's response head, then relays it.
+async fn response_within<B, E>(
+    limit: Duration,
+    send: impl Future<Output = Result<Response<B>, E>>,
+    idle: Duration,
+    open_streams: &Gauge,
+) -> Result<Response<Body>, ProxyError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: std::error::Error + 'static,
+{
+    match tokio::time::timeout(limit, send).await {
+        Err(_) => Err(ProxyError::UpstreamTimeout),
+        Ok(Err(e)) => Err(upstream_error(&e)),
+        Ok(Ok(r)) => Ok(relay(r, idle, open_streams)),
+    }
+}
+
+/// The upstream's response on its way to the client: hop-by-hop headers
+/// stripped, the body streamed frame by frame with the idle timeout (and
+/// counted in `open_streams` while it is an event stream).
+fn relay<B>(resp: Response<B>, idle: Duration, open_streams: &Gauge) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let is_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let gauge = is_stream.then(|| open_streams.clone());
+    Response::from_parts(parts, Streamed::new(body, idle, gauge).boxed())
+}
+
+/// What a failed exchange with the upstream tells the client: our own body
+/// limit tripping while the request streamed is 413, anything else 502.
+fn upstream_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return ProxyError::TooLarge;
+        }
+        cause = c.source();
+    }
+    ProxyError::UpstreamUnreachable
+}

@@ -1,0 +1,143 @@
+//! The session phase: which call is this, and what do we know of it? The
+//! key from the route's sources, then the session from the signed body, the
+//! store, a short wait for its webhook, or the resolver.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use serde_json::Value;
+
+use super::Exchange;
+use super::error::ProxyError;
+use crate::config::{KeySource, OnUnknown, Route};
+use crate::session::resolver::ResolveError;
+use crate::session::scope::{form_decode, query_pairs};
+use crate::session::{Session, SessionStore, Source, id_hash};
+use crate::template::Vars;
+
+/// Finds the request's session key: the first of the route's sources that
+/// is present, checked against its pattern before anything else sees it.
+pub fn session_key(
+    route: &Route,
+    parts: &Parts,
+    rest: &str,
+    body: Option<&Value>,
+) -> Result<String, ProxyError> {
+    for src in &route.session_keys {
+        let found: Option<String> = match src {
+            KeySource::Header(h) => parts
+                .headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_string()),
+            KeySource::Query(q) => query_pairs(parts.uri.query())
+                .find(|(k, _)| form_decode(k) == *q)
+                .map(|(_, v)| form_decode(v)),
+            KeySource::Path(n) => rest
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .nth(*n)
+                .map(form_decode),
+            KeySource::Body(ptr) => body.and_then(|b| b.pointer(ptr)).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+        };
+        if let Some(k) = found.filter(|k| !k.is_empty()) {
+            return if route.session_key_pattern.is_match(&k) {
+                Ok(k)
+            } else {
+                Err(ProxyError::KeyInvalid)
+            };
+        }
+    }
+    let names: Vec<String> = route.session_keys.iter().map(ToString::to_string).collect();
+    Err(ProxyError::KeyMissing(names.join(", ")))
+}
+
+impl Exchange<'_> {
+    /// The session for `key`: `None` when the route passes unknown
+    /// sessions through without injecting.
+    pub(super) async fn find_session(
+        &self,
+        key: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Arc<Session>>, ProxyError> {
+        if let Some(ptr) = &self.route.vars_from_body {
+            return from_signed_body(ptr, body).map(Some);
+        }
+        let app = self.app;
+        let store_err = |_| ProxyError::StoreUnavailable;
+        if let Some(s) = app.store.get(key).await.map_err(store_err)? {
+            app.metrics.session_lookup("hit");
+            if let Some(r) = &self.cfg.resolver {
+                let (env, max) = (self.cfg.env.clone(), self.cfg.server.max_session_bytes);
+                let store = app.store.clone();
+                app.resolver
+                    .maybe_refresh(r.clone(), env, key, &s, store, max);
+            }
+            return Ok(Some(s));
+        }
+        let wait = self.route.wait_for_session;
+        if !wait.is_zero()
+            && let Some(s) = app.store.wait_for(key, wait).await.map_err(store_err)?
+        {
+            app.metrics.session_lookup("waited");
+            return Ok(Some(s));
+        }
+        app.metrics.session_lookup("miss");
+        match self.route.on_unknown_session {
+            OnUnknown::Reject => Err(ProxyError::SessionNotFound),
+            OnUnknown::Pass => Ok(None),
+            OnUnknown::Resolve => self.resolve(key).await.map(Some),
+        }
+    }
+
+    /// Fetches an unknown session through `[resolver]`.
+    async fn resolve(&self, key: &str) -> Result<Arc<Session>, ProxyError> {
+        let (app, cfg) = (self.app, self.cfg);
+        let Some(r) = &cfg.resolver else {
+            return Err(ProxyError::ResolverUnavailable);
+        };
+        let max = cfg.server.max_session_bytes;
+        match app
+            .resolver
+            .resolve(r, &cfg.env, key, &app.store, max)
+            .await
+        {
+            Ok(s) => {
+                app.metrics.session_lookup("fetch");
+                Ok(s)
+            }
+            Err(ResolveError::NotFound) => {
+                app.metrics.session_lookup("fetch_not_found");
+                Err(ProxyError::SessionNotFound)
+            }
+            Err(e) => {
+                app.metrics.session_lookup("fetch_error");
+                let route = &self.route.name;
+                tracing::warn!(route = %route, session = id_hash(key), "resolver: {e}");
+                Err(ProxyError::ResolverUnavailable)
+            }
+        }
+    }
+}
+
+/// `vars_from_body`: the signed body (checked by the inbound phase) carries
+/// the call object itself, bound as `call`; nothing is stored.
+fn from_signed_body(ptr: &str, body: Option<&Value>) -> Result<Arc<Session>, ProxyError> {
+    let Some(obj) = body.and_then(|b| b.pointer(ptr)).filter(|v| v.is_object()) else {
+        return Err(ProxyError::BadBody(
+            "the signed body has no object at vars_from_body",
+        ));
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("call".into(), obj.clone());
+    let vars = Vars::from_map(m);
+    Ok(Arc::new(Session::new(
+        vars,
+        Source::Webhook,
+        std::time::Duration::ZERO,
+    )))
+}

@@ -1,0 +1,102 @@
+//! The render-time roots of one call (README "Template language"): the
+//! session's own variables, `session.id`, `request.*` and `env.*`. The
+//! proxy, the resolver and `headgate render --route` all render through
+//! this one scope, so a template reads the same everywhere.
+
+use std::cell::OnceCell;
+
+use http::request::Parts;
+use serde_json::{Map, Value, json};
+
+use crate::template::{Scope, Vars};
+
+/// See the module docs. `session` and `request` are built on first read,
+/// so a render whose templates read neither (the usual case) allocates
+/// nothing for them.
+pub struct CallScope<'a> {
+    key: &'a str,
+    env: &'a Value,
+    vars: Option<&'a Vars>,
+    request: Option<(&'a Parts, &'a str)>,
+    session_root: OnceCell<Value>,
+    request_root: OnceCell<Value>,
+}
+
+impl<'a> CallScope<'a> {
+    /// The roots every render has: `session.id` and the allowed `env`.
+    pub fn new(key: &'a str, env: &'a Value) -> Self {
+        Self {
+            key,
+            env,
+            vars: None,
+            request: None,
+            session_root: OnceCell::new(),
+            request_root: OnceCell::new(),
+        }
+    }
+
+    /// Adds the session's variables.
+    pub fn with_vars(mut self, vars: &'a Vars) -> Self {
+        self.vars = Some(vars);
+        self
+    }
+
+    /// Adds `request.*`: the request head and the path after the route.
+    pub fn with_request(mut self, parts: &'a Parts, rest: &'a str) -> Self {
+        self.request = Some((parts, rest));
+        self
+    }
+}
+
+impl Scope for CallScope<'_> {
+    fn root(&self, name: &str) -> Option<&Value> {
+        match name {
+            "session" => Some(self.session_root.get_or_init(|| json!({ "id": self.key }))),
+            "request" => {
+                let (parts, rest) = self.request?;
+                Some(
+                    self.request_root
+                        .get_or_init(|| request_object(parts, rest)),
+                )
+            }
+            "env" => Some(self.env),
+            _ => self.vars?.root(name),
+        }
+    }
+}
+
+fn request_object(parts: &Parts, rest: &str) -> Value {
+    let mut headers = Map::new();
+    for (k, v) in &parts.headers {
+        if let Ok(s) = v.to_str() {
+            headers
+                .entry(k.as_str().to_string())
+                .or_insert_with(|| Value::String(s.to_string()));
+        }
+    }
+    let mut query = Map::new();
+    for (k, v) in query_pairs(parts.uri.query()) {
+        query
+            .entry(form_decode(k))
+            .or_insert_with(|| Value::String(form_decode(v)));
+    }
+    json!({ "method": parts.method.as_str(), "path": rest, "query": query, "headers": headers })
+}
+
+/// The `name=value` pairs of a query string, undecoded.
+pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// Decodes a query or path component: `+` is a space, then percent-decoding
+/// (invalid UTF-8 is replaced).
+pub fn form_decode(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
