@@ -20,6 +20,7 @@ mod compile;
 mod error;
 mod filters;
 mod guard;
+mod print;
 mod render;
 mod span;
 mod syntax;

@@ -12,7 +12,8 @@ use super::HeaderTemplate;
 use super::compile::FastSeg;
 use super::error::{ErrorKind, TemplateError};
 use super::guard::{self, MAX_HEADER_VALUE_BYTES, MAX_RENDER_BYTES};
-use super::value::{Scope, ScopeView, stringify_json};
+use super::print::stringify_json;
+use super::value::{Scope, ScopeView};
 
 thread_local! {
     /// Reused output buffer for the Liquid path.

@@ -6,7 +6,8 @@
 use base64::Engine as _;
 use liquid_core::model::{ScalarCow, Value, ValueView};
 
-use crate::template::value::{js_number, stringify_view, view_to_json};
+use crate::template::print::{js_number, stringify_view};
+use crate::template::value::view_to_json;
 
 pub(super) fn s(v: &dyn ValueView) -> String {
     let mut out = String::new();
@@ -443,7 +444,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 pub(crate) fn scalar_text(v: &Value) -> String {
     let mut out = String::new();
     if let Some(sc) = v.as_scalar() {
-        crate::template::value::stringify_scalar(&sc, &mut out);
+        crate::template::print::stringify_scalar(&sc, &mut out);
     }
     out
 }

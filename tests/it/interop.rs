@@ -6,13 +6,11 @@
 //!
 //! Needs `.venv` with `tests/interop/requirements.txt` (scripts/test.sh).
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn python() -> PathBuf {

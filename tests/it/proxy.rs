@@ -1,10 +1,8 @@
 //! The proxy over real sockets: in-process headgate, in-process upstream.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 

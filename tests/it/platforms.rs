@@ -4,14 +4,12 @@
 //! platform's get-call API exactly as that API expects (method, path,
 //! credentials) and renders from what it returns.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use headgate::platform::{sign_elevenlabs, sign_retell, sign_vapi};
 use http_body_util::Full;
 use serde_json::{Value, json};

@@ -1,13 +1,11 @@
 //! Config reload under concurrent traffic: good, bad, bad-then-fixed, with
 //! no failed request and no lost session.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 fn route_with(up: &str, value: &str) -> String {

@@ -1,13 +1,11 @@
 //! HTTPS upstream through rustls, HTTP/2 negotiated by ALPN, trusting an
 //! internal CA from `[tls] ca_file`.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -4,11 +4,9 @@
 //! progress keep their token, misses and writes get `store.unavailable`,
 //! nobody panics, and everything works again after the restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn config(redis: &RedisServer) -> String {

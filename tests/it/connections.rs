@@ -2,13 +2,11 @@
 //! one is opened and held, every one gets its token injected, twice, with
 //! no error, and the proxy's memory stays bounded.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

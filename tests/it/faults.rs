@@ -2,11 +2,9 @@
 //! store overflows under a flood of registrations. Each time the client gets
 //! a clean answer and the proxy keeps serving.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,14 +1,12 @@
 //! Sessions over real sockets: the admin API, platform webhooks and the
 //! fetch-on-miss resolver.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use serde_json::{Value, json};
 

@@ -1,13 +1,11 @@
 //! The real `headgate` binary: `check`, `render`, `serve`, the README's
 //! quick start, and the secret-leak harness.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 fn run(args: &[&str]) -> (i32, String, String) {

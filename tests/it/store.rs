@@ -4,12 +4,10 @@
 //! other's writes, deletions reach every replica, and a Redis outage is
 //! survived.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{RedisServer, eventually};
+use crate::support::{RedisServer, eventually};
 use headgate::config::RedisSettings;
 use headgate::session::{MemoryStore, RedisStore, Session, SessionStore, Source, Store};
 use headgate::template::Vars;

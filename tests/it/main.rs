@@ -1,0 +1,20 @@
+//! The integration tests: one binary, a module per topic, sharing
+//! [`support`]. Every test drives the real interfaces (HTTP on loopback,
+//! the `headgate` binary, Redis, the platforms' SDKs).
+
+mod support;
+
+mod cli;
+mod conformance;
+mod connections;
+mod faults;
+mod injection;
+mod interop;
+mod platforms;
+mod proxy;
+mod reload;
+mod replicas;
+mod sessions;
+mod store;
+mod tls;
+mod upstream_pool;

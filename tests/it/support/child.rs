@@ -1,0 +1,131 @@
+//! The real `headgate` binary as a child process, its output captured, and
+//! requests to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::config::{ADMIN_TOKEN, ROUTE_KEY};
+use super::inproc::client;
+
+/// The real `headgate` binary.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_headgate"))
+}
+
+/// An admin API request with the admin token to `/sessions/{id}` of a
+/// `headgate serve` child: its status.
+pub async fn admin_call(
+    s: &Served,
+    method: reqwest::Method,
+    id: &str,
+    body: Option<&serde_json::Value>,
+) -> u16 {
+    let mut r = client()
+        .request(method, format!("http://{}/sessions/{id}", s.admin))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+/// A tool call (POST `/{route}/tools`) through a `headgate serve` child,
+/// keyed by `key_header: id`: (status, JSON body).
+pub async fn tool_call(
+    s: &Served,
+    route: &str,
+    key_header: &str,
+    id: &str,
+) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(format!("http://{}/{route}/tools", s.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header(key_header, id)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A `headgate serve` child whose every output line is captured.
+pub struct Served {
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+    pub listen: String,
+    pub admin: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = bin();
+    cmd.arg("serve")
+        .arg("--templates")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut served = Served {
+        child: cmd.spawn().unwrap(),
+        log: Arc::new(Mutex::new(String::new())),
+        listen: String::new(),
+        admin: String::new(),
+    };
+    let pipes = [
+        served
+            .child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        served
+            .child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ];
+    for pipe in pipes.into_iter().flatten() {
+        let log = served.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    let started = Instant::now();
+    loop {
+        let text = served.log.lock().unwrap().clone();
+        if let Some(i) = text.find("listening on ") {
+            let rest = &text[i + "listening on ".len()..];
+            served.listen = rest.split_whitespace().next().unwrap().to_string();
+            served.admin = rest
+                .split("admin on ")
+                .nth(1)
+                .unwrap()
+                .split(')')
+                .next()
+                .unwrap()
+                .to_string();
+            return served;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "headgate did not start:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,46 @@
+//! headgate started in this test process, and requests to it.
+
+use std::path::Path;
+
+use super::config::ROUTE_KEY;
+
+/// Starts headgate in process on free ports.
+pub async fn start(dir: &Path) -> headgate::proxy::Running {
+    headgate::proxy::start(headgate::proxy::ServeOptions {
+        templates: dir.to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        watch: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("headgate did not start: {e}"))
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// GET through headgate as a platform would: the route key and `X-Call-Id`.
+pub async fn get_call(
+    c: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    call_id: &str,
+) -> reqwest::Response {
+    c.get(url)
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", call_id)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// PUT a session on the admin API.
+pub async fn put_session(h: &headgate::proxy::Running, id: &str, vars: serde_json::Value) {
+    let r = client()
+        .put(format!("http://{}/sessions/{id}", h.admin))
+        .json(&vars)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "PUT /sessions/{id}");
+}
