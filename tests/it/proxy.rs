@@ -252,14 +252,7 @@ async fn every_contract_error() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"crm\"");
-    let metrics = c
-        .get(format!("http://{}/metrics", h.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, format!("http://{}/metrics", h.admin)).await;
     assert!(
         metrics.contains("headgate_upstream_unauthorized_total{route=\"crm\"} 1"),
         "{metrics}"

@@ -92,14 +92,7 @@ async fn reload_under_traffic_never_fails_a_request() {
     let c = client();
     let started = Instant::now();
     loop {
-        let m = c
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = get_text(&c, &metrics_url).await;
         if m.contains("headgate_config_reloads_total{outcome=\"rejected\"}") {
             break;
         }
@@ -140,14 +133,7 @@ async fn reload_under_traffic_never_fails_a_request() {
     );
     // Sessions survive reloads.
     assert_eq!(up.last().headers["authorization"], "Bearer t");
-    let m = c
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&c, &metrics_url).await;
     assert!(
         m.contains("headgate_config_reloads_total{outcome=\"applied\"}"),
         "{m}"

@@ -22,8 +22,19 @@ async fn code(r: reqwest::Response) -> (u16, String) {
     (s, c)
 }
 
+/// Sends `rb`: its status and error code (`""` when none).
+async fn outcome(rb: reqwest::RequestBuilder) -> (u16, String) {
+    code(rb.send().await.unwrap()).await
+}
+
+/// Sends `rb`: its JSON body.
+async fn json_of(rb: reqwest::RequestBuilder) -> Value {
+    rb.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn admin_api_statuses_and_codes() {
+    use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
@@ -34,242 +45,82 @@ async fn admin_api_statuses_and_codes() {
     let c = client();
     let base = format!("http://{}", h.admin);
     let auth = format!("Bearer {ADMIN_TOKEN}");
-    let s = |p: &str| format!("{base}/sessions/{p}");
+    let s = |p: &str| format!("/sessions/{p}");
+    // A request to the admin API: without a token, or with the right one.
+    let anon = |m: Method, path: &str| c.request(m, format!("{base}{path}"));
+    let admin = |m: Method, path: &str| anon(m, path).header("authorization", &auth);
 
-    assert_eq!(
-        c.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200,
-        "healthz needs no token"
-    );
-    assert_eq!(
-        c.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        code(
-            c.put(s("a"))
-                .json(&json!({"call": {}}))
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
-        (401, "admin.unauthorized".into())
-    );
-    assert_eq!(
-        code(
-            c.put(s("a"))
-                .header("authorization", "Bearer wrong")
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
-        (401, "admin.unauthorized".into())
-    );
-    assert_eq!(
-        code(c.get(format!("{base}/metrics")).send().await.unwrap())
-            .await
-            .0,
-        401
-    );
+    let probe = |path: &str| outcome(anon(Method::GET, path));
+    assert_eq!(probe("/healthz").await.0, 200, "healthz needs no token");
+    assert_eq!(probe("/readyz").await.0, 200);
+    let unauthorized = (401, "admin.unauthorized".to_string());
+    let no_token = anon(Method::PUT, &s("a")).json(&json!({"call": {}}));
+    assert_eq!(outcome(no_token).await, unauthorized);
+    let wrong = anon(Method::PUT, &s("a"))
+        .header("authorization", "Bearer wrong")
+        .json(&json!({}));
+    assert_eq!(outcome(wrong).await, unauthorized);
+    assert_eq!(probe("/metrics").await.0, 401);
 
-    let put = |id: &str, body: &str| {
-        c.put(s(id))
-            .header("authorization", &auth)
-            .body(body.to_string())
-    };
-    assert_eq!(
-        put("a", r#"{"call":{"metadata":{"token":"sekrit-tok"}}}"#)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        code(put("a", "not json").send().await.unwrap()).await,
-        (400, "session.invalid".into())
-    );
-    assert_eq!(
-        code(put("a", "[1,2]").send().await.unwrap()).await,
-        (400, "session.invalid".into())
-    );
-    assert_eq!(
-        code(put("a", r#"{"session":{}}"#).send().await.unwrap()).await,
-        (400, "session.invalid".into())
-    );
+    let put = |id: &str, body: &str| outcome(admin(Method::PUT, &s(id)).body(body.to_string()));
+    let stored = put("a", r#"{"call":{"metadata":{"token":"sekrit-tok"}}}"#).await;
+    assert_eq!(stored.0, 204);
+    let invalid = (400, "session.invalid".to_string());
+    assert_eq!(put("a", "not json").await, invalid);
+    assert_eq!(put("a", "[1,2]").await, invalid);
+    assert_eq!(put("a", r#"{"session":{}}"#).await, invalid);
     let big = format!(r#"{{"call":{{"x":"{}"}}}}"#, "y".repeat(3000));
+    assert_eq!(put("a", &big).await, (413, "session.too_large".into()));
     assert_eq!(
-        code(put("a", &big).send().await.unwrap()).await,
-        (413, "session.too_large".into())
-    );
-    assert_eq!(
-        code(put("bad%20id", "{}").send().await.unwrap()).await,
+        put("bad%20id", "{}").await,
         (400, "session.key_invalid".into())
     );
-    assert_eq!(
-        code(
-            c.put(format!("{}?ttl=0", s("a")))
-                .header("authorization", &auth)
-                .body("{}")
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
-        (400, "session.invalid_ttl".into())
-    );
-    assert_eq!(
-        c.put(format!("{}?ttl=60", s("short")))
-            .header("authorization", &auth)
-            .body(r#"{"call":{}}"#)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    let ttl0 = admin(Method::PUT, &format!("{}?ttl=0", s("a"))).body("{}");
+    assert_eq!(outcome(ttl0).await, (400, "session.invalid_ttl".into()));
+    let ttl60 = admin(Method::PUT, &format!("{}?ttl=60", s("short"))).body(r#"{"call":{}}"#);
+    assert_eq!(outcome(ttl60).await.0, 204);
 
     // GET shows names and TTL, never values.
-    let r = c
-        .get(s("a"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
+    let r = admin(Method::GET, &s("a")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let t = r.text().await.unwrap();
     assert!(!t.contains("sekrit"), "{t}");
     let v: Value = serde_json::from_str(&t).unwrap();
     assert_eq!(v["variables"], json!(["call"]));
     assert!(v["ttl_seconds"].as_u64().unwrap() > 7000);
-    let v: Value = c
-        .get(s("short"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = json_of(admin(Method::GET, &s("short"))).await;
     assert!(v["ttl_seconds"].as_u64().unwrap() <= 60);
 
     // PATCH deep-merges; 404 when absent.
-    let r = c
-        .patch(s("a"))
-        .header("authorization", &auth)
-        .body(r#"{"call":{"metadata":{"tenant":"acme"}},"user":{"id":1}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let v: Value = c
-        .get(s("a"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let patch = |id: &str, body: &str| outcome(admin(Method::PATCH, &s(id)).body(body.to_string()));
+    let merged = patch(
+        "a",
+        r#"{"call":{"metadata":{"tenant":"acme"}},"user":{"id":1}}"#,
+    )
+    .await;
+    assert_eq!(merged.0, 204);
+    let v = json_of(admin(Method::GET, &s("a"))).await;
     assert_eq!(v["variables"], json!(["call", "user"]));
     assert_eq!(
-        code(
-            c.patch(s("missing"))
-                .header("authorization", &auth)
-                .body("{}")
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
+        patch("missing", "{}").await,
         (404, "session.not_found".into())
     );
-    assert_eq!(
-        code(
-            c.patch(s("a"))
-                .header("authorization", &auth)
-                .body("[]")
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
-        (400, "session.invalid".into())
-    );
+    assert_eq!(patch("a", "[]").await, invalid);
 
     // DELETE is idempotent.
+    assert_eq!(outcome(admin(Method::DELETE, &s("a"))).await.0, 204);
+    assert_eq!(outcome(admin(Method::DELETE, &s("a"))).await.0, 204);
     assert_eq!(
-        c.delete(s("a"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        c.delete(s("a"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        code(
-            c.get(s("a"))
-                .header("authorization", &auth)
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
+        outcome(admin(Method::GET, &s("a"))).await,
         (404, "session.not_found".into())
     );
+    assert_eq!(outcome(admin(Method::POST, &s("a"))).await.0, 405);
     assert_eq!(
-        code(
-            c.post(s("a"))
-                .header("authorization", &auth)
-                .send()
-                .await
-                .unwrap()
-        )
-        .await
-        .0,
-        405
-    );
-    assert_eq!(
-        code(
-            c.get(format!("{base}/other"))
-                .header("authorization", &auth)
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
+        outcome(admin(Method::GET, "/other")).await,
         (404, "route.not_found".into())
     );
-    let m = c
-        .get(format!("{base}/metrics"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = admin(Method::GET, "/metrics").send().await.unwrap();
+    let m = m.text().await.unwrap();
     assert!(m.contains("headgate_sessions"), "{m}");
     h.shutdown().await;
 }

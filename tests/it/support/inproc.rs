@@ -34,6 +34,11 @@ pub async fn get_call(
         .unwrap()
 }
 
+/// GET `url`: its body as text (metrics pages, echo responses).
+pub async fn get_text(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// PUT a session on the admin API.
 pub async fn put_session(h: &headgate::proxy::Running, id: &str, vars: serde_json::Value) {
     let r = client()
