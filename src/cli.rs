@@ -300,7 +300,7 @@ fn render_route(
     session_id: &str,
     redacted: bool,
 ) -> ExitCode {
-    let cfg = match config::load_dir(dir, LoadMode::Check) {
+    let cfg = match config::load_dir(dir, LoadMode::Offline) {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs.0 {

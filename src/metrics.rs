@@ -19,6 +19,15 @@ pub struct RouteStatus {
     pub status: u16,
 }
 
+/// `route`, `code`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteCode {
+    /// Route name (or `_none`).
+    pub route: String,
+    /// Stable error code.
+    pub code: String,
+}
+
 /// `code`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Code {
@@ -43,10 +52,11 @@ pub struct Outcome {
 /// Every metric headgate exports.
 pub struct Metrics {
     registry: Registry,
-    /// Requests by route and status.
+    /// Requests by route and outcome status (the error's status on a
+    /// JSON-RPC route, though HTTP 200 carried it).
     pub requests: Family<RouteStatus, Counter>,
-    /// Errors the proxy returned, by code.
-    pub errors: Family<Code, Counter>,
+    /// Errors the proxy returned, by route and code.
+    pub errors: Family<RouteCode, Counter>,
     /// Template render failures by code.
     pub render_failures: Family<Code, Counter>,
     /// Session lookups by outcome.
@@ -78,7 +88,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("headgate");
         let requests = Family::<RouteStatus, Counter>::default();
-        let errors = Family::<Code, Counter>::default();
+        let errors = Family::<RouteCode, Counter>::default();
         let render_failures = Family::<Code, Counter>::default();
         let session_lookups = Family::<Outcome, Counter>::default();
         let upstream_unauthorized = Family::<RouteLabel, Counter>::default();
@@ -90,10 +100,14 @@ impl Metrics {
         let webhooks = Family::<Outcome, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
         let sessions = Gauge::default();
-        registry.register("requests", "Requests by route and status", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by route and outcome status",
+            requests.clone(),
+        );
         registry.register(
             "errors",
-            "Errors returned by the proxy, by code",
+            "Errors returned by the proxy, by route and code",
             errors.clone(),
         );
         registry.register(

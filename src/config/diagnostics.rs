@@ -116,8 +116,10 @@ impl Ctx<'_> {
                     env.get_ref()
                 );
                 match self.mode {
-                    LoadMode::Serve => self.err(env.span().start, "config.missing_secret", msg),
-                    LoadMode::Check => self.warn(env.span().start, "config.missing_secret", msg),
+                    LoadMode::Serve | LoadMode::Check => {
+                        self.err(env.span().start, "config.missing_secret", msg)
+                    }
+                    LoadMode::Offline => self.warn(env.span().start, "config.missing_secret", msg),
                 }
                 None
             }

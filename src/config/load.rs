@@ -11,14 +11,18 @@ use super::error::{ConfigError, ConfigErrors};
 use super::schema::{RawRoute, RawServer};
 use super::{Config, resolver, route, server, webhook};
 
-/// `check` reports missing secret variables as warnings (CI may not have
-/// them); `serve` refuses to start without them.
+/// What the config is loaded for. `check` and `serve` judge it alike: a
+/// secret variable that is not set is an error in both, so `check` passing
+/// means `serve` starts. Offline tools (`render --route`, fuzzing) need no
+/// secrets: for them a missing one is a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadMode {
     /// `headgate check`.
     Check,
     /// `headgate serve`.
     Serve,
+    /// `headgate render`, [`check_texts`]: templates and settings only.
+    Offline,
 }
 
 /// Loads and validates `dir` (`headgate.toml` optional, `routes/*.toml`).
@@ -52,14 +56,14 @@ pub fn load_dir(dir: &Path, mode: LoadMode) -> Result<Config, ConfigErrors> {
 }
 
 /// Validates config given as text (`headgate.toml` and `(name, route
-/// file)` pairs), as `check` would: for tools and fuzzing.
+/// file)` pairs) without needing its secrets: for tools and fuzzing.
 pub fn check_texts(main: &str, routes: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
     let dir = Path::new("<memory>");
     let routes: Vec<(PathBuf, String)> = routes
         .iter()
         .map(|(n, t)| (dir.join("routes").join(format!("{n}.toml")), t.to_string()))
         .collect();
-    build(dir, main, &routes, LoadMode::Check, Vec::new())
+    build(dir, main, &routes, LoadMode::Offline, Vec::new())
 }
 
 fn build(

@@ -317,8 +317,8 @@ fn key_pattern(ctx: &mut Ctx<'_>, raw: Option<&Spanned<String>>) -> Option<Regex
 }
 
 /// `inbound_auth`: `"none"`, `{ header, secret_env }` or
-/// `{ platform, secret_env }`. `check` without the secret set still
-/// validates the rest as configured.
+/// `{ platform, secret_env }`. Offline, without the secret set, the rest
+/// is still validated as configured.
 fn inbound_auth(ctx: &mut Ctx<'_>, raw: Option<&Spanned<toml::Value>>) -> Option<InboundAuth> {
     let Some(v) = raw else {
         ctx.err(0, "config.inbound_auth_required", "inbound_auth is required: set `inbound_auth = { header = \"x-headgate-key\", secret_env = \"HEADGATE_ROUTE_KEY\" }`, or `inbound_auth = \"none\"` to accept anyone");
@@ -358,7 +358,7 @@ fn inbound_auth(ctx: &mut Ctx<'_>, raw: Option<&Spanned<toml::Value>>) -> Option
     let env = Spanned::new(off..off, field("secret_env")?.to_string());
     let secret = match ctx.secret(&env) {
         Some(s) => s,
-        None if ctx.mode == LoadMode::Check => Secret::new(""),
+        None if ctx.mode == LoadMode::Offline => Secret::new(""),
         None => return None,
     };
     Some(match (header, platform) {
@@ -406,6 +406,12 @@ fn header_rules(ctx: &mut Ctx<'_>, raw: &RawRoute) -> Vec<HeaderRule> {
         let Some(name) = ctx.header_name(hname, off) else {
             continue;
         };
+        if rules.iter().any(|r: &HeaderRule| r.name == name) {
+            let msg =
+                format!("`{name}` is set twice (header names are case-insensitive); keep one");
+            ctx.err(off, "config.duplicate_header", msg);
+            continue;
+        }
         if FORBIDDEN_TARGETS.contains(&name.as_str()) {
             ctx.err(
                 off,

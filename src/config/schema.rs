@@ -82,6 +82,7 @@ pub(super) struct RawHmac {
     pub(super) payload: Option<String>,
     pub(super) encoding: Option<Spanned<String>>,
     pub(super) prefix: Option<String>,
+    pub(super) required: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -93,6 +93,9 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         .ok()
         .filter(|t| !t.is_empty())
         .map(Secret::new);
+    if admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+        ctx.warn(0, "config.weak_admin_token", format!("`{admin_token_env}` holds fewer than 16 bytes: an admin token that short can be guessed; use 32 random bytes (e.g. `openssl rand -hex 32`)"));
+    }
     if admin_token.is_none() && !admin_listen.ip().is_loopback() {
         let offset = raw.admin_listen.as_ref().map_or(0, |s| s.span().start);
         ctx.err(offset, "config.admin_token_required", format!("the admin API listens on a non-loopback address, so it needs a token: set `{admin_token_env}`"));

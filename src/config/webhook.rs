@@ -53,7 +53,7 @@ pub(super) fn webhook(
     )?;
     let tolerance = ctx.duration(&raw.tolerance, preset.tolerance);
     let ttl = ctx.duration(&raw.ttl, default_ttl);
-    if ctx.mode == LoadMode::Serve && secret.is_none() {
+    if ctx.mode != LoadMode::Offline && secret.is_none() {
         return None;
     }
     Some(Webhook {
@@ -96,5 +96,6 @@ fn hmac_plan(ctx: &mut Ctx<'_>, h: &RawHmac, platform: Platform) -> Option<HmacP
         payload: h.payload.clone().unwrap_or_else(|| preset.payload.into()),
         encoding,
         prefix: h.prefix.clone().unwrap_or_default(),
+        required: h.required.unwrap_or(false),
     })
 }

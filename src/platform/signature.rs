@@ -77,6 +77,9 @@ pub struct HmacPlan {
     pub encoding: SigEncoding,
     /// Prefix before the signature (e.g. `sha256=`).
     pub prefix: String,
+    /// Accept only the HMAC plan: a plain shared secret (`x-vapi-secret`,
+    /// `Authorization: Bearer`) is refused.
+    pub required: bool,
 }
 
 /// Verifies a delivery signed with `platform`'s scheme (`plan` is used by
@@ -178,6 +181,10 @@ fn unix_secs(s: &str) -> Option<f64> {
     Some(if v > 1e11 { v / 1000.0 } else { v })
 }
 
+/// The fingerprint of what a signature covered (the signed message, or the
+/// body for a shared-secret header), never of how the signature header was
+/// spelled: a replay with the hex in upper case or an extra parameter is
+/// the same delivery.
 fn fingerprint(parts: &[&[u8]]) -> Fingerprint {
     let mut h = sha2::Sha256::new();
     for p in parts {
@@ -197,7 +204,7 @@ pub fn verify_vapi(
     tolerance: Duration,
     now: f64,
 ) -> Option<Fingerprint> {
-    if let Some(v) = header(headers, "x-vapi-secret") {
+    if let Some(v) = header(headers, "x-vapi-secret").filter(|_| !plan.required) {
         return secret.matches(v.as_bytes()).then(|| fingerprint(&[body]));
     }
     if let Some(sig) = header(headers, plan.signature_header.as_str()) {
@@ -238,9 +245,9 @@ pub fn verify_vapi(
             }
         }
         let expected = mac(plan.algorithm, secret.expose().as_bytes(), &parts);
-        return ct_eq(&expected, &provided).then(|| fingerprint(&[sig.as_bytes(), body]));
+        return ct_eq(&expected, &provided).then(|| fingerprint(&parts));
     }
-    if let Some(auth) = header(headers, "authorization") {
+    if let Some(auth) = header(headers, "authorization").filter(|_| !plan.required) {
         let token = auth
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))
@@ -281,7 +288,7 @@ pub fn verify_retell(
         secret.expose().as_bytes(),
         &[body, ts.as_bytes()],
     );
-    ct_eq(&expected, &provided).then(|| fingerprint(&[sig.as_bytes(), body]))
+    ct_eq(&expected, &provided).then(|| fingerprint(&[b"retell", ts.as_bytes(), body]))
 }
 
 /// ElevenLabs: `elevenlabs-signature: t=<unix s>,v0=<hex hmac-sha256("t.body")>`.
@@ -306,7 +313,7 @@ pub fn verify_elevenlabs(
     digests
         .iter()
         .any(|d| hex_decode(d).is_some_and(|p| ct_eq(&expected, &p)))
-        .then(|| fingerprint(&[sig.as_bytes(), body]))
+        .then(|| fingerprint(&[b"elevenlabs", ts.as_bytes(), body]))
 }
 
 /// Signs like Retell does (for tests and examples).
@@ -336,7 +343,8 @@ pub fn sign_vapi(secret: &str, body: &[u8], ts: &str) -> String {
     ))
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lower-case hex.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -354,6 +362,7 @@ mod tests {
             payload: "{timestamp}.{body}".into(),
             encoding: SigEncoding::Hex,
             prefix: String::new(),
+            required: false,
         }
     }
 
@@ -411,6 +420,18 @@ mod tests {
         assert!(!verdict("x-vapi-secret", "nope"));
         assert!(verdict("authorization", "Bearer shh"));
         assert!(!verdict("authorization", "Bearer sh"));
+        // With the HMAC plan required, the plain forms are refused.
+        let strict = HmacPlan {
+            required: true,
+            ..plan()
+        };
+        for (name, value) in [("x-vapi-secret", "shh"), ("authorization", "Bearer shh")] {
+            let h = hm(&[(name, value.into())]);
+            assert!(
+                verify_vapi(&strict, &s, &h, b"{}", TOL, 0.0).is_none(),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -425,6 +446,51 @@ mod tests {
             "outside 5 minutes"
         );
         assert!(verify_retell(&s, &h, b"{}", TOL, 1_700_000_010.0).is_none());
+    }
+
+    /// A replay with the signature re-spelled (hex case, extra parameters,
+    /// an extra `v0=`) verifies, and must be recognised as the same
+    /// delivery: the fingerprint is of what was signed.
+    #[test]
+    fn respelled_signatures_have_the_same_fingerprint() {
+        let body = br#"{"event":"call_started","call":{"call_id":"c1"}}"#;
+        let s = Secret::new("key_abc");
+        let ms = 1_700_000_000_000u64;
+        let sig = sign_retell("key_abc", body, ms);
+        let now = 1_700_000_010.0;
+        let fp = |v: String| verify_retell(&s, &hm(&[(RETELL_SIGNATURE, v)]), body, TOL, now);
+        let original = fp(sig.clone()).unwrap();
+        let (v, d) = sig.split_once(",d=").unwrap();
+        for spelled in [
+            format!("{v},d={}", d.to_uppercase()),
+            format!("{sig},x=1"),
+            format!("{v}, d={d}"),
+        ] {
+            assert_eq!(fp(spelled.clone()), Some(original), "{spelled}");
+        }
+
+        let e = Secret::new("wsec");
+        let sig = sign_elevenlabs("wsec", body, 1_700_000_000);
+        let fp =
+            |v: String| verify_elevenlabs(&e, &hm(&[("elevenlabs-signature", v)]), body, TOL, now);
+        let original = fp(sig.clone()).unwrap();
+        for spelled in [
+            format!("{sig},v0="),
+            format!("{sig},v0=00"),
+            sig.to_uppercase().replace("T=", "t=").replace("V0=", "v0="),
+        ] {
+            assert_eq!(fp(spelled.clone()), Some(original), "{spelled}");
+        }
+
+        let v = Secret::new("whsec");
+        let ts = "1700000000";
+        let hex = sign_vapi("whsec", body, ts);
+        let fp = |sig: String| {
+            let h = hm(&[("x-signature", sig), ("x-timestamp", ts.into())]);
+            verify_vapi(&plan(), &v, &h, body, TOL, now)
+        };
+        let original = fp(hex.clone()).unwrap();
+        assert_eq!(fp(hex.to_uppercase()), Some(original));
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub enum SessionError {
     /// No such session.
     #[error("no session with that id")]
     NotFound,
+    /// The id is not one the admin API could address.
+    #[error("session ids are 1-256 characters of letters, digits, `.`, `_`, `:`, `-`")]
+    InvalidId,
     /// The store cannot be reached.
     #[error("session store unavailable: {0}")]
     Unavailable(String),
@@ -114,8 +117,29 @@ impl SessionError {
             SessionError::Invalid(_) => "session.invalid",
             SessionError::TooLarge(..) => "session.too_large",
             SessionError::NotFound => "session.not_found",
+            SessionError::InvalidId => "session.key_invalid",
             SessionError::Unavailable(_) => "store.unavailable",
         }
+    }
+}
+
+/// Longest session id accepted from any source.
+pub const MAX_ID: usize = 256;
+
+/// The one id rule every source of sessions applies (admin API, webhooks,
+/// resolver): 1-256 letters, digits, `.`, `_`, `:`, `-`. An id outside it
+/// could never be read or deleted through the admin API, and could carry
+/// path or control characters into logs and URLs.
+pub fn check_id(id: &str) -> Result<(), SessionError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidId)
     }
 }
 
@@ -275,6 +299,25 @@ mod tests {
             base,
             json!({"call": {"metadata": {"token": "b"}, "id": "1"}, "x": 1, "y": [1]})
         );
+    }
+
+    #[test]
+    fn ids() {
+        assert!(check_id("call_8f2a-1:x.y").is_ok());
+        for bad in [
+            "",
+            "../etc",
+            "id with space",
+            "a\u{2028}b",
+            &"a".repeat(300),
+        ] {
+            assert_eq!(
+                check_id(bad).unwrap_err().code(),
+                "session.key_invalid",
+                "{bad:?}"
+            );
+        }
+        assert!(check_id(&"a".repeat(256)).is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::{Session, SessionError, SessionStore, Source, Store, validate};
+use super::{Session, SessionError, SessionStore, Source, Store, check_id, validate};
 use crate::config::Webhook;
 use crate::platform::{self, Action, Fingerprint, PayloadError};
 
@@ -64,10 +64,14 @@ impl HookError {
     }
 }
 
-/// Remembers recent deliveries for replay protection.
+/// Remembers recent deliveries for replay protection. With the Redis store
+/// the memory is Redis itself (`SET NX` with the window as its TTL), so a
+/// delivery replayed to another replica is recognised too.
 #[derive(Clone)]
 pub struct ReplayGuard {
     seen: moka::sync::Cache<Fingerprint, ()>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    window: Duration,
 }
 
 impl Default for ReplayGuard {
@@ -84,13 +88,18 @@ impl ReplayGuard {
                 .max_capacity(200_000)
                 .time_to_live(window)
                 .build(),
+            window,
         }
     }
 
-    /// True the first time a fingerprint is offered within the window.
-    fn first_time(&self, key: Fingerprint) -> bool {
-        let entry = self.seen.entry(key).or_insert(());
-        entry.is_fresh()
+    /// True the first time a fingerprint is offered within the window, on
+    /// this replica or (with the Redis store) on any.
+    pub async fn first_time(&self, fp: Fingerprint, store: &Store) -> Result<bool, SessionError> {
+        match store {
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.claim(&platform::signature::hex(&fp), self.window).await,
+            Store::Memory(_) => Ok(self.seen.entry(fp).or_insert(()).is_fresh()),
+        }
     }
 }
 
@@ -123,7 +132,10 @@ pub async fn deliver(
         .map_err(|_| HookError::InvalidPayload("body is not JSON".into()))?;
     let action = platform::interpret(hook.platform, &payload)
         .map_err(|PayloadError(m)| HookError::InvalidPayload(m))?;
-    if !replay.first_time(fp) {
+    if let Action::Store(id, _) | Action::Purge(id) = &action {
+        check_id(id)?;
+    }
+    if !replay.first_time(fp, store).await? {
         return Ok(HookOutcome::Replayed);
     }
     match action {

@@ -370,14 +370,42 @@ fn shipped_examples_pass_check() {
         }
     }
     assert!(n >= 5);
-    let (code, out, err) = run(&["check", dir.path().to_str().unwrap()]);
+    // `check` needs the secrets `serve` needs (dummies here).
+    let secrets = [
+        "VAPI_WEBHOOK_SECRET",
+        "RETELL_API_KEY",
+        "ELEVENLABS_WEBHOOK_SECRET",
+        "VAPI_SERVER_SECRET",
+        "HEADGATE_ROUTE_KEY",
+    ];
+    let check = |dir: &Path, with: &[&str]| {
+        let mut cmd = bin();
+        cmd.arg("check").arg(dir);
+        for name in with {
+            cmd.env(name, "dummy-secret-for-check-0123456789");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Without them, `check` fails as `serve` would, naming each variable.
+    let (code, _, err) = check(dir.path(), &[]);
+    assert_ne!(code, 0);
+    for name in secrets {
+        assert!(err.contains(name), "{name} missing from:\n{err}");
+    }
+    assert!(err.contains("config.missing_secret"), "{err}");
+    let (code, out, err) = check(dir.path(), &secrets);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!("ok: {n} route(s), 3 webhook(s)")),
         "{out}"
     );
     // The shipped default config passes too.
-    let (code, out, err) = run(&["check", root.join("templates").to_str().unwrap()]);
+    let (code, out, err) = check(&root.join("templates"), &secrets);
     assert_eq!(code, 0, "{out}{err}");
 }
 

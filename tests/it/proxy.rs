@@ -111,15 +111,6 @@ async fn client_authorization_is_replaced_and_hop_by_hop_removed() {
     h.shutdown().await;
 }
 
-async fn error_of(r: reqwest::Response) -> (u16, String) {
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
-    (
-        status,
-        v["error"]["code"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
 #[tokio::test]
 async fn every_contract_error() {
     let up = upstream().await;
@@ -223,7 +214,7 @@ async fn every_contract_error() {
         ),
     ];
     for (req, status, code) in cases {
-        let (s, got) = error_of(req.send().await.unwrap()).await;
+        let (s, got) = status_and_code(req.send().await.unwrap()).await;
         assert_eq!((s, got.as_str()), (status, code));
     }
     // Dot segments, raw (HTTP clients normalise them away before sending).
@@ -471,15 +462,6 @@ async fn request_and_session_roots_render() {
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().headers["x-who"], "p1/GET/none");
     h.shutdown().await;
-}
-
-async fn raw_request(addr: std::net::SocketAddr, req: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test]

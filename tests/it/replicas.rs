@@ -168,3 +168,53 @@ async fn two_replicas_share_sessions_through_redis() {
         }
     }
 }
+
+/// A signed Vapi webhook delivered to `r`: (status, outcome).
+async fn hook(r: &Replica, body: &str, ts: &str) -> (u16, String) {
+    let sig = headgate::platform::sign_vapi(WEBHOOK_SECRET, body.as_bytes(), ts);
+    let resp = client()
+        .post(format!("http://{}/_hooks/vapi", r.served.listen))
+        .header("x-signature", sig)
+        .header("x-timestamp", ts)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        v["outcome"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A captured webhook replayed to another replica after the call ended
+/// changes nothing there either: the replay guard lives in Redis.
+#[tokio::test]
+async fn a_replay_to_another_replica_is_recognised() {
+    let redis = RedisServer::start();
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!(
+        "{}[webhooks.vapi]\nsecret_env = \"HG_TEST_WEBHOOK_SECRET\"\n",
+        config(&redis)
+    );
+    let headers = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"";
+    write_config(dir.path(), &main, &[("crm", &route(&up.url(), headers))]);
+    let a = Replica::start(dir.path());
+    let b = Replica::start(dir.path());
+
+    let started = json!({"message": {"type": "status-update", "status": "in-progress", "call": {"id": "rep-1", "metadata": {"token": "tok-replayed"}}}}).to_string();
+    let ended =
+        json!({"message": {"type": "end-of-call-report", "call": {"id": "rep-1"}}}).to_string();
+    let ts = now_secs().to_string();
+    assert_eq!(hook(&a, &started, &ts).await, (200, "stored".into()));
+    assert_eq!(b.call("rep-1").await.0, 200);
+    assert_eq!(hook(&a, &ended, &ts).await, (200, "purged".into()));
+    assert_eq!(hook(&b, &started, &ts).await, (200, "replayed".into()));
+    assert_eq!(hook(&a, &started, &ts).await, (200, "replayed".into()));
+    let (status, body) = b.call("rep-1").await;
+    assert_eq!(status, 403, "the purged token is back: {body}");
+    let (status, _) = a.call("rep-1").await;
+    assert_eq!(status, 403);
+}

@@ -12,19 +12,9 @@ use serde_json::{Value, json};
 
 const HEADERS: &str = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n";
 
-async fn code(r: reqwest::Response) -> (u16, String) {
-    let s = r.status().as_u16();
-    let t = r.text().await.unwrap_or_default();
-    let c = serde_json::from_str::<Value>(&t)
-        .ok()
-        .and_then(|v| v["error"]["code"].as_str().map(String::from))
-        .unwrap_or_default();
-    (s, c)
-}
-
 /// Sends `rb`: its status and error code (`""` when none).
 async fn outcome(rb: reqwest::RequestBuilder) -> (u16, String) {
-    code(rb.send().await.unwrap()).await
+    status_and_code(rb.send().await.unwrap()).await
 }
 
 /// Sends `rb`: its JSON body.
@@ -152,7 +142,7 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
             .body(body)
     };
     assert_eq!(
-        code(
+        status_and_code(
             send("00".repeat(32), ts.clone(), body.clone())
                 .send()
                 .await
@@ -162,7 +152,7 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
         (401, "webhook.unauthorized".into())
     );
     assert_eq!(
-        code(
+        status_and_code(
             c.post(hook("vapi"))
                 .body(body.clone())
                 .send()
@@ -212,7 +202,7 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
     let good = headgate::platform::sign_retell(RETELL_KEY, body.as_bytes(), ms);
     let stale = headgate::platform::sign_retell(RETELL_KEY, body.as_bytes(), ms - 3_600_000);
     assert_eq!(
-        code(
+        status_and_code(
             c.post(hook("retell"))
                 .header("x-retell-signature", stale)
                 .body(body.clone())
@@ -252,7 +242,7 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
     assert_eq!(call("el-1").send().await.unwrap().status(), 403);
 
     assert_eq!(
-        code(c.post(hook("nope")).body("{}").send().await.unwrap()).await,
+        status_and_code(c.post(hook("nope")).body("{}").send().await.unwrap()).await,
         (404, "route.not_found".into())
     );
     h.shutdown().await;
@@ -367,11 +357,11 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
     // Failure → 503, remembered briefly, then recovery.
     api.mode.store(1, Ordering::SeqCst);
     assert_eq!(
-        code(get("call-y", "").await.unwrap()).await,
+        status_and_code(get("call-y", "").await.unwrap()).await,
         (503, "resolver.unavailable".into())
     );
     assert_eq!(
-        code(get("call-y", "").await.unwrap()).await,
+        status_and_code(get("call-y", "").await.unwrap()).await,
         (503, "resolver.unavailable".into())
     );
     assert_eq!(
@@ -382,7 +372,7 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
     api.mode.store(2, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
-        code(get("call-y", "").await.unwrap()).await,
+        status_and_code(get("call-y", "").await.unwrap()).await,
         (503, "resolver.unavailable".into()),
         "garbage is a failure too"
     );
@@ -400,7 +390,7 @@ async fn resolver_single_flight_failure_recovery_and_401_eviction() {
 
     // A key that would inject into the resolver URL never gets that far.
     assert_eq!(
-        code(get("../admin", "").await.unwrap()).await,
+        status_and_code(get("../admin", "").await.unwrap()).await,
         (400, "session.key_invalid".into())
     );
     h.shutdown().await;

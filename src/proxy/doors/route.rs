@@ -7,7 +7,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::config::{Config, ErrorStyle};
-use crate::metrics::{Code, RouteStatus};
+use crate::metrics::{RouteCode, RouteStatus};
 use crate::net::response::Body;
 use crate::proxy::App;
 use crate::proxy::exchange::{Exchange, Peer, ProxyError};
@@ -29,14 +29,18 @@ pub(super) async fn handle(
     let started = Instant::now();
     let rest = rest.to_string();
     let mut x = Exchange::new(app, cfg, &route, peer);
-    let resp = match x.run(req, &rest).await {
-        Ok(r) => r,
+    // The outcome, recorded as it was even when a JSON-RPC route answers
+    // an error with HTTP 200 so the agent can speak it.
+    let (resp, status, code) = match x.run(req, &rest).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (r, status, "")
+        }
         Err(e) => {
             count(app, &route.name, &e);
-            x.error_response(&e)
+            (x.error_response(&e), e.status().as_u16(), e.code())
         }
     };
-    let status = resp.status().as_u16();
     let label = RouteStatus {
         route: route.name.clone(),
         status,
@@ -45,6 +49,8 @@ pub(super) async fn handle(
     tracing::info!(
         route = %route.name,
         status,
+        code,
+        sent = resp.status().as_u16(),
         ms = started.elapsed().as_secs_f64() * 1000.0,
         session = x.session_key().map(id_hash).unwrap_or_default(),
         "request"
@@ -52,10 +58,13 @@ pub(super) async fn handle(
     resp
 }
 
-/// Counts a refusal by its code and logs it at debug.
+/// Counts a refusal by route and code, and logs it at debug.
 fn count(app: &App, route: &str, e: &ProxyError) {
-    let code = e.code().to_string();
-    app.metrics.errors.get_or_create(&Code { code }).inc();
+    let label = RouteCode {
+        route: route.to_string(),
+        code: e.code().to_string(),
+    };
+    app.metrics.errors.get_or_create(&label).inc();
     tracing::debug!(route, code = e.code(), side = ?e.side(), "refused");
 }
 

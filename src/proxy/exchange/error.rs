@@ -3,21 +3,12 @@
 //! error knows its status, its stable code and which side failed; none
 //! carries a secret.
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::inbound::InBody;
 use crate::config::ErrorStyle;
-use crate::net::response::{self, Body, read_limited};
+use crate::net::response::{self, Body};
 use crate::session::SessionError;
-
-/// Bytes read of a streaming body to find a JSON-RPC id for an error.
-const RPC_ID_PEEK: usize = 64 << 10;
-/// How long that read may take.
-const RPC_ID_WAIT: Duration = Duration::from_secs(2);
 
 /// Which side of the proxy a failure belongs to (as pingora labels them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +70,13 @@ pub enum ProxyError {
     /// The request body was malformed where the route needs to read it.
     #[error("{0}")]
     BadBody(&'static str),
+    /// A header that must appear once appeared more than once (`Host`, a
+    /// session-key header): which value counts would be a guess.
+    #[error("the request has more than one `{0}` header; send it once")]
+    Ambiguous(&'static str),
+    /// A session-key header appeared more than once.
+    #[error("the request has more than one session-key header `{0}`; send it once")]
+    KeyAmbiguous(String),
 }
 
 impl ProxyError {
@@ -98,6 +96,8 @@ impl ProxyError {
             ProxyError::ResolverUnavailable => "resolver.unavailable",
             ProxyError::StoreUnavailable => "store.unavailable",
             ProxyError::BadBody(_) => "request.invalid_body",
+            ProxyError::Ambiguous(_) => "request.duplicate_header",
+            ProxyError::KeyAmbiguous(_) => "session.key_ambiguous",
         }
     }
 
@@ -108,7 +108,9 @@ impl ProxyError {
             ProxyError::KeyMissing(_)
             | ProxyError::KeyInvalid
             | ProxyError::InvalidPath
-            | ProxyError::BadBody(_) => StatusCode::BAD_REQUEST,
+            | ProxyError::BadBody(_)
+            | ProxyError::Ambiguous(_)
+            | ProxyError::KeyAmbiguous(_) => StatusCode::BAD_REQUEST,
             ProxyError::SessionNotFound => StatusCode::FORBIDDEN,
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -165,7 +167,7 @@ impl ProxyError {
 /// writes or reads sessions (admin API, webhooks).
 pub fn session_status(e: &SessionError) -> StatusCode {
     match e {
-        SessionError::Invalid(_) => StatusCode::BAD_REQUEST,
+        SessionError::Invalid(_) | SessionError::InvalidId => StatusCode::BAD_REQUEST,
         SessionError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
         SessionError::NotFound => StatusCode::NOT_FOUND,
         SessionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -178,19 +180,4 @@ pub fn rpc_id(body: &[u8]) -> Value {
         .ok()
         .and_then(|v| v.get("id").cloned())
         .unwrap_or(Value::Null)
-}
-
-/// The JSON-RPC id of a request that failed before it was forwarded: from
-/// the body already read, or from a short, bounded read of a streaming one.
-/// The body is spent afterwards.
-pub(super) async fn peek_rpc_id(body: &mut InBody) -> Value {
-    let bytes = match std::mem::replace(body, InBody::Read(Bytes::new())) {
-        InBody::Read(b) => b,
-        InBody::Stream(inc) => tokio::time::timeout(RPC_ID_WAIT, read_limited(inc, RPC_ID_PEEK))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default(),
-    };
-    rpc_id(&bytes)
 }

@@ -2,17 +2,22 @@
 //! declared length, its body (read whole only when the route must look
 //! inside it), and the caller's credentials.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::error::ProxyError;
-use crate::config::{InboundAuth, Route};
+use crate::config::{ErrorStyle, InboundAuth, Route};
+use crate::net::body::{FromClient, Prefixed};
 use crate::net::response::{self, Body, ReadError, read_limited};
 use crate::platform;
+
+/// Bytes of a request body a JSON-RPC route reads before forwarding, so
+/// that any error, even one from the upstream, can carry the request's id.
+const RPC_PEEK: usize = 64 << 10;
 
 /// The request body: still streaming, or read because the route needed it.
 pub(crate) enum InBody {
@@ -20,6 +25,9 @@ pub(crate) enum InBody {
     Stream(Incoming),
     /// Read whole (at most the route's body limit).
     Read(Bytes),
+    /// The first bytes read (a JSON-RPC route's larger body), the rest
+    /// still streaming.
+    Prefixed(Bytes, Incoming),
 }
 
 impl InBody {
@@ -31,26 +39,37 @@ impl InBody {
         }
     }
 
-    /// The body as the upstream receives it: what was read, or the stream
-    /// still bounded by the route's limit.
+    /// What was read of the body, if anything.
+    pub(super) fn read(&self) -> Option<&Bytes> {
+        match self {
+            InBody::Read(b) | InBody::Prefixed(b, _) => Some(b),
+            InBody::Stream(_) => None,
+        }
+    }
+
+    /// The body as the upstream receives it: what was read, then what
+    /// still streams, bounded by the route's limit.
     pub(super) fn into_upstream(self, limit: u64) -> Body {
+        let limit = limit as usize;
         match self {
             InBody::Read(b) => response::full(b),
-            InBody::Stream(inc) => http_body_util::Limited::new(inc, limit as usize).boxed(),
+            InBody::Stream(inc) => Limited::new(FromClient::new(inc), limit).boxed(),
+            InBody::Prefixed(b, inc) => {
+                Limited::new(Prefixed::new(b, FromClient::new(inc)), limit).boxed()
+            }
         }
     }
 }
 
-/// Checks the path and the declared length, then reads the body if the
-/// route needs to look inside it.
-pub(super) async fn admit(
-    route: &Route,
-    parts: &Parts,
-    rest: &str,
-    incoming: Incoming,
-) -> Result<InBody, ProxyError> {
+/// The checks on a request head alone: a path that could climb out of the
+/// route, more than one `Host` (RFC 9112 §3.2: 400), a declared length
+/// over the route's limit. Pure, for the fuzz targets too.
+pub fn screen(route: &Route, parts: &Parts, rest: &str) -> Result<(), ProxyError> {
     if has_dot_segments(rest) {
         return Err(ProxyError::InvalidPath);
+    }
+    if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ProxyError::Ambiguous("Host"));
     }
     let declared = parts
         .headers
@@ -60,14 +79,54 @@ pub(super) async fn admit(
     if declared.is_some_and(|n| n > route.body_limit) {
         return Err(ProxyError::TooLarge);
     }
+    Ok(())
+}
+
+/// [`screen`]s the head, then reads the body if the route needs to look
+/// inside it.
+pub(super) async fn admit(
+    route: &Route,
+    parts: &Parts,
+    rest: &str,
+    incoming: Incoming,
+) -> Result<InBody, ProxyError> {
+    screen(route, parts, rest)?;
     if !route.reads_body() {
-        return Ok(InBody::Stream(incoming));
+        return match route.error_style {
+            ErrorStyle::JsonRpc => read_prefix(incoming, route.body_limit).await,
+            ErrorStyle::Json => Ok(InBody::Stream(incoming)),
+        };
     }
     match read_limited(incoming, route.body_limit as usize).await {
         Ok(b) => Ok(InBody::Read(b)),
         Err(ReadError::TooLarge) => Err(ProxyError::TooLarge),
         Err(ReadError::Aborted) => Err(ProxyError::BadBody("the request body was cut short")),
     }
+}
+
+/// Reads up to [`RPC_PEEK`] bytes: the whole body if it is that small (as
+/// MCP messages are), else its start with the rest left streaming.
+async fn read_prefix(mut inc: Incoming, limit: u64) -> Result<InBody, ProxyError> {
+    let mut buf = BytesMut::new();
+    while buf.len() < RPC_PEEK {
+        match inc.frame().await {
+            None => return Ok(InBody::Read(buf.freeze())),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(_)) => {
+                return Err(ProxyError::BadBody(
+                    "the request body was malformed or cut short",
+                ));
+            }
+        }
+        if buf.len() as u64 > limit {
+            return Err(ProxyError::TooLarge);
+        }
+    }
+    Ok(InBody::Prefixed(buf.freeze(), inc))
 }
 
 /// Checks the caller: the route's key header, or the platform's signature
@@ -87,7 +146,7 @@ pub(super) fn authenticate(
             InBody::Read(b) => {
                 platform::signature::verify_request(*platform, secret, headers, b).is_some()
             }
-            InBody::Stream(_) => false,
+            InBody::Stream(_) | InBody::Prefixed(..) => false,
         },
     };
     if ok {
@@ -97,13 +156,40 @@ pub(super) fn authenticate(
     }
 }
 
-/// True if any segment, once percent-decoded, is `.` or `..` (or holds a
-/// slash or backslash that would create one upstream).
+/// True if the path could climb out of the route on some upstream: a
+/// segment that is `.` or `..` once percent-decoded, however many times it
+/// was encoded (`%252e%252e`); with a path parameter (`..;`, `..%3B`,
+/// which Tomcat and Spring treat as `..`); with a backslash (`..\\`, a
+/// separator to IIS and other Windows servers); an encoded slash or
+/// backslash; or bytes that are not UTF-8 once decoded (overlong `%c0%ae`).
 fn has_dot_segments(path: &str) -> bool {
     path.split('/').any(|seg| {
-        let d = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
-        d == "." || d == ".." || (d != seg && (d.contains('/') || d.contains('\\')))
+        let Some(d) = fully_decoded(seg) else {
+            return true;
+        };
+        let climbs = d.split(['/', '\\']).any(|piece| {
+            let name = piece.split(';').next().unwrap_or(piece);
+            name == "." || name == ".."
+        });
+        climbs || (d != seg && (d.contains('/') || d.contains('\\')))
     })
+}
+
+/// `seg` percent-decoded until nothing changes (at most a few rounds);
+/// `None` if the bytes are not UTF-8.
+fn fully_decoded(seg: &str) -> Option<String> {
+    let mut cur = seg.to_string();
+    for _ in 0..4 {
+        let next = percent_encoding::percent_decode_str(&cur)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    Some(cur)
 }
 
 #[cfg(test)]
@@ -118,5 +204,20 @@ mod tests {
         assert!(has_dot_segments("/a/..%2fb"));
         assert!(!has_dot_segments("/a/b.c/d..e"));
         assert!(!has_dot_segments(""));
+        for spelled in [
+            "/..;/admin",
+            "/..%3B/admin",
+            "/..%3b/admin",
+            "/..\\admin",
+            "/a/..%5cadmin",
+            "/%252e%252e/admin",
+            "/%25252e%25252e/admin",
+            "/%c0%ae%c0%ae/admin",
+            "/.;x=1/admin",
+        ] {
+            assert!(has_dot_segments(spelled), "{spelled}");
+        }
+        assert!(!has_dot_segments("/a;b=1/c"));
+        assert!(!has_dot_segments("/caf%C3%A9/..x"));
     }
 }

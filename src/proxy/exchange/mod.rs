@@ -13,6 +13,7 @@ mod session;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub use error::{ProxyError, Side};
 use inbound::InBody;
+pub use inbound::screen;
 pub use inject::{Rendered, render_rules};
 pub use outbound::Peer;
 pub use session::session_key;
@@ -39,6 +41,9 @@ pub(crate) struct Exchange<'a> {
     session_key: Option<String>,
     /// The JSON-RPC id, once known (for errors on JSON-RPC routes).
     rpc_id: Option<Value>,
+    /// What was read of the body, to find the id in only if an error
+    /// needs it.
+    rpc_body: Option<Bytes>,
 }
 
 /// What the phases before forwarding found: the key, the session (none
@@ -55,6 +60,7 @@ impl<'a> Exchange<'a> {
             peer,
             session_key: None,
             rpc_id: None,
+            rpc_body: None,
         }
     }
 
@@ -70,16 +76,14 @@ impl<'a> Exchange<'a> {
         rest: &str,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, incoming) = req.into_parts();
-        let mut body = inbound::admit(self.route, &parts, rest, incoming).await?;
-        let (key, session, rendered) = match self.prepare(&parts, rest, &body).await {
-            Ok(p) => p,
-            Err(e) => return Err(self.refuse(e, &mut body).await),
-        };
+        let body = inbound::admit(self.route, &parts, rest, incoming).await?;
+        self.rpc_body = body.read().cloned();
+        let (key, session, rendered) = self.prepare(&parts, rest, &body).await?;
         let direct = outbound::direct_authority(self.route);
         let query = parts.uri.query();
         let Some(uri) = outbound::upstream_uri(&self.route.upstream, rest, query, direct.is_none())
         else {
-            return Err(self.refuse(ProxyError::InvalidPath, &mut body).await);
+            return Err(ProxyError::InvalidPath);
         };
         let mut headers = std::mem::take(&mut parts.headers);
         let host = outbound::rewrite_headers(&mut headers, &parts.uri, self.route);
@@ -113,20 +117,15 @@ impl<'a> Exchange<'a> {
         Ok((key, session, rendered))
     }
 
-    /// A refusal after the body was admitted: on a JSON-RPC route, the id
-    /// is read from the body first so the error can carry it.
-    async fn refuse(&mut self, e: ProxyError, body: &mut InBody) -> ProxyError {
-        if self.route.error_style == ErrorStyle::JsonRpc {
-            self.rpc_id = Some(error::peek_rpc_id(body).await);
-        }
-        e
-    }
-
     /// `e` as the route answers errors: JSON, or JSON-RPC with the
-    /// request's id (`null` when it could not be read).
+    /// request's id (`null` when the body had none, or was larger than
+    /// what a JSON-RPC route reads before forwarding).
     pub fn error_response(&mut self, e: &ProxyError) -> Response<Body> {
         let id = match self.route.error_style {
-            ErrorStyle::JsonRpc => Some(self.rpc_id.take().unwrap_or(Value::Null)),
+            ErrorStyle::JsonRpc => Some(match self.rpc_id.take() {
+                Some(id) => id,
+                None => self.rpc_body.as_deref().map_or(Value::Null, error::rpc_id),
+            }),
             ErrorStyle::Json => None,
         };
         e.to_response(self.route.error_style, id)

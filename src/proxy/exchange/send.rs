@@ -12,9 +12,10 @@ use http_body_util::BodyExt;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::Exchange;
-use super::error::ProxyError;
+use super::error::{ProxyError, Side};
+use crate::config::Route;
 use crate::metrics::RouteLabel;
-use crate::net::body::Streamed;
+use crate::net::body::{ClientBodyError, Streamed};
 use crate::net::headers::strip_hop_by_hop;
 use crate::net::response::Body;
 use crate::session::{Session, SessionStore, Source};
@@ -39,11 +40,11 @@ impl Exchange<'_> {
         let resp = match direct {
             Some(authority) => {
                 let send = app.upstreams.send(authority, up);
-                response_within(limit, send, idle, open_streams).await
+                response_within(self.route, limit, send, idle, open_streams).await
             }
             None => {
                 let send = app.client.request(up);
-                response_within(limit, send, idle, open_streams).await
+                response_within(self.route, limit, send, idle, open_streams).await
             }
         }?;
         let route = RouteLabel {
@@ -68,7 +69,10 @@ impl Exchange<'_> {
 }
 
 /// Waits up to `limit` for the upstream's response head, then relays it.
+/// A failure the upstream side caused is logged at warn with its cause
+/// (the upstream's host and port and the OS error; never a header).
 async fn response_within<B, E>(
+    route: &Route,
     limit: Duration,
     send: impl Future<Output = Result<Response<B>, E>>,
     idle: Duration,
@@ -81,7 +85,20 @@ where
 {
     match tokio::time::timeout(limit, send).await {
         Err(_) => Err(ProxyError::UpstreamTimeout),
-        Ok(Err(e)) => Err(upstream_error(&e)),
+        Ok(Err(e)) => {
+            let err = upstream_error(&e);
+            if err.side() == Side::Upstream {
+                let u = &route.upstream;
+                let (host, port) = (u.host().unwrap_or_default(), u.port_u16());
+                let port = port.unwrap_or(if u.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                });
+                tracing::warn!(route = %route.name, upstream = %format_args!("{host}:{port}"), code = err.code(), "upstream failed: {}", chain(&e));
+            }
+            Err(err)
+        }
         Ok(Ok(r)) => Ok(relay(r, idle, open_streams)),
     }
 }
@@ -106,14 +123,33 @@ where
 }
 
 /// What a failed exchange with the upstream tells the client: our own body
-/// limit tripping while the request streamed is 413, anything else 502.
+/// limit tripping while the request streamed is 413, the client's own body
+/// failing is 400, anything else 502.
 fn upstream_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
     let mut cause = Some(e);
     while let Some(c) = cause {
         if c.is::<http_body_util::LengthLimitError>() {
             return ProxyError::TooLarge;
         }
+        if c.is::<ClientBodyError>() {
+            return ProxyError::BadBody("the request body was malformed or cut short");
+        }
         cause = c.source();
     }
     ProxyError::UpstreamUnreachable
+}
+
+/// The error and its causes, `: `-joined (an OS error ends the chain).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
 }

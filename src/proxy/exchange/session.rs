@@ -23,6 +23,15 @@ pub fn session_key(
     rest: &str,
     body: Option<&Value>,
 ) -> Result<String, ProxyError> {
+    // Two values of one key header: the first would pick the credentials
+    // and the upstream would see both. Refuse before choosing.
+    for src in &route.session_keys {
+        if let KeySource::Header(h) = src
+            && parts.headers.get_all(h).iter().nth(1).is_some()
+        {
+            return Err(ProxyError::KeyAmbiguous(h.to_string()));
+        }
+    }
     for src in &route.session_keys {
         let found: Option<String> = match src {
             KeySource::Header(h) => parts

@@ -125,19 +125,29 @@ impl MemoryStore {
         Self::with_hot(max_sessions, max_bytes, HOT_SESSIONS)
     }
 
-    /// As [`MemoryStore::new`], with `hot` decoded sessions kept ready.
+    /// As [`MemoryStore::new`], with at most `hot` decoded sessions kept
+    /// ready. A quarter of `max_bytes` goes to them (weighed by
+    /// [`decoded_weight`](super::decoded_weight)), the rest to the compact
+    /// store, so the two together stay within `max_bytes`.
     pub fn with_hot(max_sessions: u64, max_bytes: u64, hot: u64) -> Self {
-        let floor = (max_bytes / max_sessions.max(1)).clamp(1, u32::MAX as u64) as u32;
+        let hot_bytes = (max_bytes / 4).max(1);
+        let cold_bytes = (max_bytes - max_bytes / 4).max(1);
+        let floor = (cold_bytes / max_sessions.max(1)).clamp(1, u32::MAX as u64) as u32;
         let cold = Cache::builder()
-            .max_capacity(max_bytes.max(1))
+            .max_capacity(cold_bytes)
             .weigher(move |k: &Arc<str>, v: &Arc<Stored>| -> u32 {
                 let w = (k.len() + v.json.len() + 96).min(u32::MAX as usize) as u32;
                 w.max(floor)
             })
             .expire_after(ColdTtl)
             .build();
+        let hot_count = hot.min(max_sessions).max(1);
+        let hot_floor = (hot_bytes / hot_count).clamp(1, u32::MAX as u64) as u32;
         let hot = Cache::builder()
-            .max_capacity(hot.min(max_sessions).max(1))
+            .max_capacity(hot_bytes)
+            .weigher(move |k: &Arc<str>, v: &Arc<Session>| -> u32 {
+                super::decoded_weight(k, v).max(hot_floor)
+            })
             .expire_after(HotTtl)
             .build();
         Self {
@@ -167,7 +177,13 @@ impl MemoryStore {
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
         if let Some(s) = self.hot.get(id).await {
-            return Ok(Some(s));
+            // The compact store is the record: what it evicted (bytes,
+            // count) or expired is gone, even if still decoded here.
+            if self.cold.contains_key(id) {
+                return Ok(Some(s));
+            }
+            self.hot.invalidate(id).await;
+            return Ok(None);
         }
         let Some(stored) = self.cold.get(id).await else {
             return Ok(None);
@@ -318,6 +334,38 @@ mod tests {
             s.patch("a", big, 1000).await.unwrap_err().code(),
             "session.too_large"
         );
+    }
+
+    /// `max_store_bytes` bounds what memory holds: 1,500 sessions of 64 KiB
+    /// into a 50 MiB store leave at most 50 MiB of them readable (the hot
+    /// tier of decoded sessions used to keep what the store had evicted).
+    #[tokio::test]
+    async fn max_bytes_bounds_every_tier() {
+        let max: u64 = 50 << 20;
+        let s = MemoryStore::new(1_000_000, max);
+        let blob = "x".repeat(64 << 10);
+        for i in 0..1500 {
+            let vars = Vars::from_json(json!({"call": {"blob": blob}})).unwrap();
+            let session = Session::new(vars, Source::Admin, Duration::from_secs(600));
+            s.put(&format!("k{i}"), session).await.unwrap();
+        }
+        s.run_pending_tasks().await;
+        let mut readable = 0u64;
+        for i in 0..1500 {
+            if s.get(&format!("k{i}")).await.unwrap().is_some() {
+                readable += 1;
+            }
+        }
+        assert!(
+            readable * (64 << 10) <= max,
+            "{readable} sessions of 64 KiB readable"
+        );
+        assert!(
+            readable >= 400,
+            "the bound is not far below the figure: {readable}"
+        );
+        let hot_weight = s.hot.weighted_size();
+        assert!(hot_weight <= max / 4, "decoded tier weighs {hot_weight}");
     }
 
     #[tokio::test]

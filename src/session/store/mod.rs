@@ -20,7 +20,7 @@ pub use memory::{HOT_SESSIONS, MemoryStore};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 
-use super::{Session, SessionError, Source, deep_merge, validate};
+use super::{Session, SessionError, Source, check_id, deep_merge, validate};
 #[cfg(feature = "redis")]
 use crate::config::redact_userinfo;
 use crate::config::{Server, StoreKind};
@@ -87,7 +87,7 @@ impl Store {
                     prefix = %r.prefix,
                     "sessions in redis"
                 );
-                Store::Redis(RedisStore::connect(r)?)
+                Store::Redis(RedisStore::connect_bounded(r, server.max_store_bytes)?)
             }
             #[cfg(not(feature = "redis"))]
             StoreKind::Redis(_) => {
@@ -163,6 +163,8 @@ impl SessionStore for Store {
         each!(self, s => s.get(id).await)
     }
     async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
+        // Every source writes through here: the one id rule holds for all.
+        check_id(id)?;
         each!(self, s => s.put(id, session).await)
     }
     async fn patch(
@@ -176,6 +178,24 @@ impl SessionStore for Store {
     async fn delete(&self, id: &str) -> Result<(), SessionError> {
         each!(self, s => s.delete(id).await)
     }
+}
+
+/// How much memory a decoded session holds, estimated: its JSON size
+/// times the cost of a `serde_json::Value` tree over its text (a 300-byte
+/// call object decodes to ~3.7 KB), plus the cache entry itself. The hot
+/// tiers weigh their entries with it, so `max_store_bytes` bounds decoded
+/// sessions too.
+pub(crate) fn decoded_weight(key: &str, s: &Session) -> u32 {
+    const DECODED_PER_JSON_BYTE: usize = 12;
+    const ENTRY: usize = 256;
+    let json: usize = s
+        .vars
+        .as_map()
+        .iter()
+        .map(|(k, v)| k.len() + 4 + super::approx_size(v))
+        .sum();
+    let w = (json + 2) * DECODED_PER_JSON_BYTE + key.len() + ENTRY;
+    w.min(u32::MAX as usize) as u32
 }
 
 /// Announces writes to whoever waits for a session ([`Store::wait_for`]).

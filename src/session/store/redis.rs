@@ -173,6 +173,13 @@ impl RedisStore {
     /// fatal) and starts listening for invalidations. Must be called
     /// inside a tokio runtime.
     pub fn connect(settings: &RedisSettings) -> Result<Self, SessionError> {
+        Self::connect_bounded(settings, 1 << 30)
+    }
+
+    /// As [`RedisStore::connect`], with the local cache of decoded
+    /// sessions bounded by `max_bytes` (`max_store_bytes`) as well as by
+    /// count.
+    pub fn connect_bounded(settings: &RedisSettings, max_bytes: u64) -> Result<Self, SessionError> {
         let client = redis::Client::open(settings.url.as_str()).map_err(|e| {
             SessionError::Unavailable(format!(
                 "store url `{}` is not a Redis URL: {e}",
@@ -187,8 +194,13 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn =
             ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let max_bytes = max_bytes.max(1);
+        let floor = (max_bytes / HOT_SESSIONS).clamp(1, u32::MAX as u64) as u32;
         let cache = Cache::builder()
-            .max_capacity(HOT_SESSIONS)
+            .max_capacity(max_bytes)
+            .weigher(move |k: &Arc<str>, v: &Cached| -> u32 {
+                super::decoded_weight(k, &v.session).max(floor)
+            })
             .expire_after(CacheTtl {
                 longest: settings.cache_ttl + settings.stale_ttl,
             })
@@ -236,6 +248,21 @@ impl RedisStore {
 
     fn message(&self, id: &str) -> String {
         format!("{}:{id}", self.inner.origin)
+    }
+
+    /// Claims `name` for `window` across every replica (`SET NX PX`): true
+    /// for the first claim, false while an earlier one lives.
+    pub async fn claim(&self, name: &str, window: Duration) -> Result<bool, SessionError> {
+        let key = format!("{}replay:{name}", self.inner.prefix);
+        let mut conn = self.inner.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(window.as_millis().max(1) as u64);
+        let set: Option<String> = self.io(cmd.query_async(&mut conn)).await?;
+        Ok(set.is_some())
     }
 
     /// Runs one Redis exchange under the store's deadline.

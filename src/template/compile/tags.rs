@@ -235,9 +235,20 @@ fn for_tag(
     }
     let coll = p.operand()?;
     p.rest_operands()?;
-    if let Operand::Range { lo, hi, .. } = &coll {
-        // `liquid` materialises ranges: check the size first.
+    if let Operand::Range { lo, hi, span } = &coll {
+        // `liquid` materialises ranges: check the size first, now when both
+        // bounds are literals (such a template could never render), else
+        // at render time.
         let (lo, hi) = (&t.src[lo.start..lo.end], &t.src[hi.start..hi.end]);
+        if let (Ok(l), Ok(h)) = (lo.parse::<f64>(), hi.parse::<f64>())
+            && h - l > guard::MAX_RANGE
+        {
+            let msg = format!(
+                "a `for` range is longer than {}: this template could never render",
+                guard::MAX_RANGE
+            );
+            return Err(t.error(*span, ErrorKind::TooLarge, msg));
+        }
         let range = guard::RANGE;
         t.out.push_str(&format!("{{{{ {hi} | {range}: {lo} }}}}"));
     }

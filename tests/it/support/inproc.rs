@@ -49,3 +49,31 @@ pub async fn put_session(h: &headgate::proxy::Running, id: &str, vars: serde_jso
         .unwrap();
     assert_eq!(r.status(), 204, "PUT /sessions/{id}");
 }
+
+/// A response's status and its error code (`""` when it has none).
+pub async fn status_and_code(r: reqwest::Response) -> (u16, String) {
+    let s = r.status().as_u16();
+    let t = r.text().await.unwrap_or_default();
+    let c = serde_json::from_str::<serde_json::Value>(&t)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(String::from))
+        .unwrap_or_default();
+    (s, c)
+}
+
+/// Sends `req` as written over a new connection; everything read back
+/// within 5 s (HTTP clients would normalise what these tests send).
+pub async fn raw_request(addr: std::net::SocketAddr, req: &str) -> String {
+    raw_bytes(addr, req.as_bytes()).await
+}
+
+/// [`raw_request`] for bytes.
+pub async fn raw_bytes(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let wait = std::time::Duration::from_secs(5);
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
