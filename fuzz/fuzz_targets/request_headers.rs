@@ -4,6 +4,8 @@
 //! request headers, decode with `url_decode` / `base64_decode`, read the
 //! query and the body). No panic, no hang, and nothing rendered carries a
 //! control character (CR, LF, NUL, …) or exceeds the header size limit.
+//! Headers may repeat: a second `Host` or a repeated session-key header
+//! must be refused, never resolved to one of its values.
 #![no_main]
 use std::sync::OnceLock;
 
@@ -80,8 +82,22 @@ fuzz_target!(|input: Input<'_>| {
     let Ok(req) = req.body(()) else { return };
     let (parts, ()) = req.into_parts();
     let rest = parts.uri.path().strip_prefix(&format!("/{name}")).unwrap_or("");
+    // Ambiguity is refused before anything is chosen: two `Host`s, or two
+    // values of any header the route takes its key from.
+    let screened = headgate::proxy::screen(route, &parts, rest);
+    if parts.headers.get_all(http::header::HOST).iter().count() > 1 {
+        assert!(screened.is_err(), "two Host headers were accepted");
+    }
+    let twice = route.session_keys.iter().any(|k| match k {
+        headgate::config::KeySource::Header(h) => parts.headers.get_all(h).iter().count() > 1,
+        _ => false,
+    });
     let body: Option<serde_json::Value> = serde_json::from_slice(input.body).ok();
-    let Ok(key) = headgate::proxy::session_key(route, &parts, rest, body.as_ref()) else {
+    let found = headgate::proxy::session_key(route, &parts, rest, body.as_ref());
+    if twice {
+        assert!(found.is_err(), "a repeated session-key header was accepted");
+    }
+    let Ok(key) = found else {
         return;
     };
     assert!(route.session_key_pattern.is_match(&key));

@@ -185,8 +185,9 @@ async fn webhook_ids_the_admin_api_could_not_address_are_refused() {
     h.shutdown().await;
 }
 
-/// A proxy in front of the recording upstream, with a session `c1`.
-async fn proxied(extra: &str) -> (tempfile::TempDir, Upstream, headgate::proxy::Running) {
+/// The `headgate` binary in front of the recording upstream, with a
+/// session `c1`.
+async fn proxied(extra: &str) -> (tempfile::TempDir, Upstream, Served) {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let main = "";
@@ -206,12 +207,17 @@ async fn proxied(extra: &str) -> (tempfile::TempDir, Upstream, headgate::proxy::
     ];
     let routes: Vec<(&str, &str)> = routes.iter().map(|(n, r)| (*n, r.as_str())).collect();
     write_config(dir.path(), main, &routes);
-    let h = start(dir.path()).await;
-    put_session(&h, "c1", json!({"call": {"metadata": {"token": "tok-c1"}}})).await;
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let h = serve(dir.path(), &args, &[("RUST_LOG", "info")]);
+    let vars = json!({"call": {"metadata": {"token": "tok-c1"}}});
+    assert_eq!(
+        admin_call(&h, reqwest::Method::PUT, "c1", Some(&vars)).await,
+        204
+    );
     (dir, up, h)
 }
 
-async fn metrics(h: &headgate::proxy::Running) -> String {
+async fn metrics(h: &Served) -> String {
     get_text(&client(), format!("http://{}/metrics", h.admin)).await
 }
 
@@ -247,20 +253,20 @@ async fn traversal_spellings_and_ambiguous_requests_are_refused_raw() {
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: x\r\n{key}x-call-id: c1\r\nConnection: close\r\n\r\n"
         );
-        let raw = raw_request(h.listen, &req).await;
+        let raw = raw_request(h.listen.parse().unwrap(), &req).await;
         assert!(raw.starts_with("HTTP/1.1 400"), "{path}: {raw}");
         assert!(raw.contains("request.invalid_path"), "{path}: {raw}");
     }
     let two_ids = format!(
         "GET /crm/x HTTP/1.1\r\nHost: x\r\n{key}x-call-id: c1\r\nx-call-id: c2\r\nConnection: close\r\n\r\n"
     );
-    let raw = raw_request(h.listen, &two_ids).await;
+    let raw = raw_request(h.listen.parse().unwrap(), &two_ids).await;
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
     assert!(raw.contains("session.key_ambiguous"), "{raw}");
     let two_hosts = format!(
         "GET /crm/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n{key}x-call-id: c1\r\nConnection: close\r\n\r\n"
     );
-    let raw = raw_request(h.listen, &two_hosts).await;
+    let raw = raw_request(h.listen.parse().unwrap(), &two_hosts).await;
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
     assert!(raw.contains("request.duplicate_header"), "{raw}");
     assert!(
@@ -268,7 +274,6 @@ async fn traversal_spellings_and_ambiguous_requests_are_refused_raw() {
         "nothing was forwarded: {:?}",
         up.seen()
     );
-    h.shutdown().await;
 }
 
 #[tokio::test]
@@ -283,7 +288,11 @@ async fn a_broken_chunked_body_is_the_clients_fault_not_an_outage() {
         "-1\r\nhello\r\n0\r\n\r\n",
         ext.as_str(),
     ] {
-        let raw = raw_bytes(h.listen, format!("{head}{chunks}").as_bytes()).await;
+        let raw = raw_bytes(
+            h.listen.parse().unwrap(),
+            format!("{head}{chunks}").as_bytes(),
+        )
+        .await;
         assert!(raw.starts_with("HTTP/1.1 400"), "{:.60}: {raw}", chunks);
         assert!(raw.contains("request.invalid_body"), "{raw}");
     }
@@ -293,7 +302,6 @@ async fn a_broken_chunked_body_is_the_clients_fault_not_an_outage() {
         "{m}"
     );
     assert!(!m.contains("upstream.unreachable"), "{m}");
-    h.shutdown().await;
 }
 
 #[tokio::test]
@@ -330,7 +338,6 @@ async fn json_rpc_errors_keep_the_id_and_record_the_real_outcome() {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
     assert!(!m.contains("route=\"rpc\",status=\"200\""), "{m}");
-    h.shutdown().await;
 }
 
 #[tokio::test]
