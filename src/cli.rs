@@ -313,31 +313,28 @@ fn render_route(
         eprintln!("error: no route `{name}` in {}", dir.display());
         return ExitCode::FAILURE;
     };
-    let (parts, rest) = match sample_request(vars.as_object_mut().and_then(|m| m.remove("request")))
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let (parts, rest, mcp) =
+        match sample_request(vars.as_object_mut().and_then(|m| m.remove("request"))) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let session = match vars {
         Value::Object(m) => crate::template::Vars::from_map(m),
         _ => crate::template::Vars::default(),
     };
     let mut failed = false;
-    let rendered = proxy::render_rules(
-        route,
-        &cfg.env,
-        &parts,
-        &rest,
-        session_id,
-        &session,
-        |rule, e| {
-            failed = true;
-            eprintln!("{}: {}", rule.name, e.display_with_source());
-        },
-    );
+    let req = proxy::RequestView {
+        parts: &parts,
+        rest: &rest,
+        mcp: mcp.as_ref(),
+    };
+    let rendered = proxy::render_rules(route, &cfg.env, req, session_id, &session, |rule, e| {
+        failed = true;
+        eprintln!("{}: {}", rule.name, e.display_with_source());
+    });
     for (name, v) in rendered.as_deref().unwrap_or_default() {
         let s = String::from_utf8_lossy(v.as_bytes());
         let shown = if redacted { redact(&s) } else { s.into_owned() };
@@ -351,8 +348,11 @@ fn render_route(
 }
 
 /// The request `render --route` renders for: `request` from the variables
-/// file (`{"method", "path", "query": {…}, "headers": {…}}`), else `POST`.
-fn sample_request(req: Option<Value>) -> Result<(http::request::Parts, String), String> {
+/// file (`{"method", "path", "query": {…}, "headers": {…}, "mcp": {…}}`),
+/// else `POST`.
+fn sample_request(
+    req: Option<Value>,
+) -> Result<(http::request::Parts, String, Option<Value>), String> {
     let req = req.unwrap_or_else(|| json!({}));
     let text = |k: &str| req.get(k).and_then(Value::as_str);
     let method = text("method").unwrap_or("POST");
@@ -381,7 +381,11 @@ fn sample_request(req: Option<Value>) -> Result<(http::request::Parts, String), 
         .body(())
         .map_err(|e| format!("the `request` object in --vars is not a request: {e}"))?
         .into_parts();
-    Ok((parts, rest))
+    Ok((
+        parts,
+        rest,
+        req.get("mcp").filter(|m| m.is_object()).cloned(),
+    ))
 }
 
 fn enc(s: &str) -> String {

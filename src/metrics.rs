@@ -49,6 +49,54 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
+/// `route`, `method`, `tool`, `outcome` of an MCP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpLabels {
+    /// Route name.
+    pub route: String,
+    /// A known MCP method, or `other`.
+    pub method: &'static str,
+    /// The tool (bounded: see [`Metrics::mcp_request`]), or `""`.
+    pub tool: String,
+    /// `ok`, `error` (the upstream answered 4xx/5xx), `denied` (the
+    /// route's tool policy), `refused` (any other proxy error).
+    pub outcome: &'static str,
+}
+
+/// `route`, `method`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteMethod {
+    /// Route name.
+    pub route: String,
+    /// A known MCP method, or `other`.
+    pub method: &'static str,
+}
+
+/// MCP methods kept as label values; anything else is `other`, so a
+/// caller cannot grow the label set.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+/// Distinct tool names labelled per route; later ones are `other`.
+const MAX_TOOL_LABELS: usize = 200;
+
 /// Every metric headgate exports.
 pub struct Metrics {
     registry: Registry,
@@ -75,6 +123,15 @@ pub struct Metrics {
     pub reloads: Family<Outcome, Counter>,
     /// Sessions held by the store.
     pub sessions: Gauge,
+    /// MCP requests by route, method, tool and outcome.
+    pub mcp_requests: Family<McpLabels, Counter>,
+    /// MCP request latency by route and method (seconds).
+    pub mcp_latency: Family<RouteMethod, Histogram>,
+    /// Audit lines dropped because the writer fell behind.
+    pub audit_dropped: Counter,
+    /// Tool names labelled so far, per route.
+    mcp_tools:
+        std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
 }
 
 impl Default for Metrics {
@@ -100,6 +157,11 @@ impl Metrics {
         let webhooks = Family::<Outcome, Counter>::default();
         let reloads = Family::<Outcome, Counter>::default();
         let sessions = Gauge::default();
+        let mcp_requests = Family::<McpLabels, Counter>::default();
+        let audit_dropped = Counter::default();
+        let mcp_latency = Family::<RouteMethod, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
         registry.register(
             "requests",
             "Requests by route and outcome status",
@@ -155,6 +217,21 @@ impl Metrics {
             "Sessions held by this process (with the Redis store: the ones cached locally)",
             sessions.clone(),
         );
+        registry.register(
+            "mcp_requests",
+            "MCP requests by route, method, tool and outcome",
+            mcp_requests.clone(),
+        );
+        registry.register(
+            "mcp_latency_seconds",
+            "MCP request latency by route and method",
+            mcp_latency.clone(),
+        );
+        registry.register(
+            "audit_dropped",
+            "Audit lines dropped because the writer fell behind",
+            audit_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -168,6 +245,10 @@ impl Metrics {
             webhooks,
             reloads,
             sessions,
+            mcp_requests,
+            mcp_latency,
+            audit_dropped,
+            mcp_tools: Default::default(),
         }
     }
 
@@ -178,10 +259,78 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one MCP request. The tool label is the tool's name for the
+    /// first 200 distinct names a route sees, then `other`.
+    pub fn mcp_request(
+        &self,
+        route: &str,
+        method: Option<&str>,
+        tool: Option<&str>,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        let method = method
+            .and_then(|m| MCP_METHODS.iter().find(|k| **k == m))
+            .copied()
+            .unwrap_or("other");
+        let tool = tool.map_or(String::new(), |t| self.tool_label(route, t));
+        let labels = McpLabels {
+            route: route.to_string(),
+            method,
+            tool,
+            outcome,
+        };
+        self.mcp_requests.get_or_create(&labels).inc();
+        let rm = RouteMethod {
+            route: route.to_string(),
+            method,
+        };
+        self.mcp_latency.get_or_create(&rm).observe(seconds);
+    }
+
+    fn tool_label(&self, route: &str, tool: &str) -> String {
+        let mut seen = self.mcp_tools.lock().unwrap_or_else(|e| e.into_inner());
+        let names = seen.entry(route.to_string()).or_default();
+        if names.contains(tool) {
+            return tool.to_string();
+        }
+        if names.len() < MAX_TOOL_LABELS {
+            names.insert(tool.to_string());
+            return tool.to_string();
+        }
+        "other".to_string()
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcp_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..250 {
+            m.mcp_request(
+                "crm",
+                Some("tools/call"),
+                Some(&format!("t{i}")),
+                "ok",
+                0.001,
+            );
+        }
+        m.mcp_request("crm", Some("made/up"), None, "refused", 0.001);
+        let text = m.encode();
+        assert!(text.contains("tool=\"t199\""), "{text}");
+        assert!(!text.contains("tool=\"t200\""));
+        assert!(text.contains("tool=\"other\",outcome=\"ok\"} 50"), "{text}");
+        assert!(text.contains("method=\"other\""));
+        assert!(!text.contains("made/up"));
     }
 }

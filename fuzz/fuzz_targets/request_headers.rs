@@ -111,8 +111,17 @@ fuzz_target!(|input: Input<'_>| {
         }))
         .expect("an object"),
     };
+    // The MCP view of the body prefix, as the proxy builds it.
+    let mcp = headgate::mcp::view(&parts.headers, Some(input.body))
+        .ok()
+        .map(|v| v.to_json());
+    let request = headgate::proxy::RequestView {
+        parts: &parts,
+        rest,
+        mcp: mcp.as_ref(),
+    };
     let Ok(out) =
-        headgate::proxy::render_rules(route, &cfg.env, &parts, rest, &key, &vars, |_, _| {})
+        headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {})
     else {
         return;
     };

@@ -7,6 +7,7 @@
 //! A [`Config`] is immutable once loaded; reload builds a new one and swaps
 //! it in only if it is valid (see [`reload`]).
 
+pub mod audit;
 mod diagnostics;
 mod error;
 mod load;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use audit::AuditSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadMode, check_texts, load_dir};
 pub use resolver::Resolver;

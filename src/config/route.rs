@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -12,8 +13,9 @@ use toml::Spanned;
 
 use super::LoadMode;
 use super::diagnostics::Ctx;
-use super::schema::RawRoute;
+use super::schema::{RawMcp, RawRoute};
 use super::server::Server;
+use crate::mcp::ToolPolicy;
 use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::template::HeaderTemplate;
@@ -151,6 +153,11 @@ pub struct Route {
     pub vars_from_body: Option<String>,
     /// Platform preset applied, if any.
     pub platform: Option<Platform>,
+    /// `[mcp]`: which tools the route's callers may call.
+    pub mcp: Option<Arc<ToolPolicy>>,
+    /// Whether requests need their MCP view: `[mcp]` is set or a template
+    /// reads `request.mcp`. Other routes never parse it.
+    pub needs_mcp: bool,
 }
 
 impl Route {
@@ -158,6 +165,13 @@ impl Route {
     /// to check a signature over it, or to look inside it.
     pub fn reads_body(&self) -> bool {
         matches!(self.inbound_auth, InboundAuth::Platform { .. }) || self.parses_body()
+    }
+
+    /// Whether the route reads the first 64 KiB of the body before
+    /// forwarding: a JSON-RPC route (for the id of its errors) and an MCP
+    /// route (for the call's method and tool).
+    pub fn peeks_body(&self) -> bool {
+        self.error_style == ErrorStyle::JsonRpc || self.needs_mcp
     }
 
     /// Whether the route looks inside the body: for its variables or its
@@ -209,6 +223,11 @@ pub(super) fn route(
     if let Some(p) = &raw.vars_from_body {
         vars_from_body(ctx, p, inbound_auth.as_ref());
     }
+    let mcp = raw.mcp.as_ref().and_then(|m| tool_policy(ctx, m));
+    let needs_mcp = mcp.is_some()
+        || headers
+            .iter()
+            .any(|h| h.template.source().contains("request.mcp"));
     if ctx.errors.len() > before {
         return None;
     }
@@ -227,7 +246,31 @@ pub(super) fn route(
         body_limit,
         vars_from_body: raw.vars_from_body.map(|v| v.into_inner()),
         platform,
+        mcp,
+        needs_mcp,
     })
+}
+
+/// `[mcp] allow_tools`, `deny_tools`: globs over tool names.
+fn tool_policy(ctx: &mut Ctx<'_>, raw: &RawMcp) -> Option<Arc<ToolPolicy>> {
+    let names = |v: &[Spanned<String>]| v.iter().map(|g| g.get_ref().clone()).collect::<Vec<_>>();
+    match ToolPolicy::new(&names(&raw.allow_tools), &names(&raw.deny_tools)) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(bad) => {
+            let off = raw
+                .allow_tools
+                .iter()
+                .chain(&raw.deny_tools)
+                .find(|g| *g.get_ref() == bad)
+                .map_or(0, |g| g.span().start);
+            ctx.err(
+                off,
+                "config.invalid_value",
+                "a tool glob must not be empty; write e.g. `search_*`",
+            );
+            None
+        }
+    }
 }
 
 /// `upstream`: an `http://` or `https://` URL; plain HTTP to a public

@@ -28,6 +28,14 @@ pub(super) struct RawServer {
     pub(super) resolver: Option<RawResolver>,
     #[serde(default)]
     pub(super) webhooks: BTreeMap<String, RawWebhook>,
+    pub(super) audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub(super) path: Spanned<String>,
+    pub(super) session_key_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +109,16 @@ pub(super) struct RawRoute {
     #[serde(default)]
     pub(super) headers: BTreeMap<String, Spanned<toml::Value>>,
     pub(super) strip: Option<RawStrip>,
+    pub(super) mcp: Option<RawMcp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMcp {
+    #[serde(default)]
+    pub(super) allow_tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) deny_tools: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

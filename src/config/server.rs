@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::audit::{self, AuditSettings};
 use super::diagnostics::Ctx;
 use super::schema::RawServer;
 use super::store::{StoreKind, store};
@@ -42,6 +43,8 @@ pub struct Server {
     /// Serve `/_echo`, an upstream that answers with what it received
     /// (for the quick start and for trying templates).
     pub builtin_echo: bool,
+    /// The MCP audit trail (`[audit]`), if configured.
+    pub audit: Option<AuditSettings>,
     /// Extra CA certificates trusted for upstreams (`[tls] ca_file`).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
@@ -115,6 +118,7 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         timeouts,
         store,
         builtin_echo: raw.builtin_echo.unwrap_or(false),
+        audit: raw.audit.as_ref().and_then(|a| audit::audit(ctx, a)),
         extra_roots: tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::doors::admin::AdminCtx;
 use super::server;
 use crate::config::{self, Config, ConfigErrors, LoadMode};
+use crate::mcp::audit::{AuditLog, Recorder, SessionHasher};
 use crate::metrics::{Metrics, Outcome};
 use crate::net::client::{self, HttpClient};
 use crate::net::upstream::Upstreams;
@@ -35,6 +36,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Webhook replay protection.
     pub replay: ReplayGuard,
+    /// MCP requests: the audit trail and the per-session timelines.
+    pub calls: Arc<Recorder>,
 }
 
 /// `headgate serve` options.
@@ -108,6 +111,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let (listen_addr, admin_addr) = (cfg.server.listen, cfg.server.admin_listen);
     let timeouts = cfg.server.timeouts.clone();
     let dir = cfg.dir.clone();
+    let calls = Arc::new(recorder(&cfg));
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg));
     let config_tx = Arc::new(config_tx);
     let app = Arc::new(App {
@@ -118,6 +122,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         upstreams: Upstreams::new(connect_timeout),
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
+        calls: calls.clone(),
     });
     let (public, listen) = bind(listen_addr).await?;
     let (admin, admin_bound) = bind(admin_addr).await?;
@@ -127,6 +132,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         config: config_rx,
         metrics: metrics.clone(),
         ready: ready.clone(),
+        calls,
     });
     spawn_reload(dir, opts.watch, config_tx.clone(), metrics);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -176,6 +182,18 @@ fn load(opts: &ServeOptions) -> Result<Config, ServeError> {
         );
     }
     Ok(cfg)
+}
+
+/// The MCP recorder `[audit]` asks for (its file is chosen at start; a
+/// reload does not move it).
+fn recorder(cfg: &Config) -> Recorder {
+    let audit = cfg.server.audit.as_ref();
+    let hasher = match audit.and_then(|a| a.session_key.as_ref()) {
+        Some(k) => SessionHasher::new(k.expose().as_bytes()),
+        None => SessionHasher::random(),
+    };
+    let log = audit.map(|a| AuditLog::start(a.sink.clone()));
+    Recorder::new(log, hasher, cfg.server.ttl)
 }
 
 /// A listener on `addr`, and the address it got (port 0 picks one).

@@ -17,7 +17,7 @@ pub struct CallScope<'a> {
     key: &'a str,
     env: &'a Value,
     vars: Option<&'a Vars>,
-    request: Option<(&'a Parts, &'a str)>,
+    request: Option<(&'a Parts, &'a str, Option<&'a Value>)>,
     session_root: OnceCell<Value>,
     request_root: OnceCell<Value>,
 }
@@ -41,9 +41,10 @@ impl<'a> CallScope<'a> {
         self
     }
 
-    /// Adds `request.*`: the request head and the path after the route.
-    pub fn with_request(mut self, parts: &'a Parts, rest: &'a str) -> Self {
-        self.request = Some((parts, rest));
+    /// Adds `request.*`: the request head, the path after the route and,
+    /// on MCP routes, `request.mcp`.
+    pub fn with_request(mut self, parts: &'a Parts, rest: &'a str, mcp: Option<&'a Value>) -> Self {
+        self.request = Some((parts, rest, mcp));
         self
     }
 }
@@ -53,10 +54,10 @@ impl Scope for CallScope<'_> {
         match name {
             "session" => Some(self.session_root.get_or_init(|| json!({ "id": self.key }))),
             "request" => {
-                let (parts, rest) = self.request?;
+                let (parts, rest, mcp) = self.request?;
                 Some(
                     self.request_root
-                        .get_or_init(|| request_object(parts, rest)),
+                        .get_or_init(|| request_object(parts, rest, mcp)),
                 )
             }
             "env" => Some(self.env),
@@ -65,7 +66,7 @@ impl Scope for CallScope<'_> {
     }
 }
 
-fn request_object(parts: &Parts, rest: &str) -> Value {
+fn request_object(parts: &Parts, rest: &str, mcp: Option<&Value>) -> Value {
     let mut headers = Map::new();
     for (k, v) in &parts.headers {
         if let Ok(s) = v.to_str() {
@@ -80,7 +81,11 @@ fn request_object(parts: &Parts, rest: &str) -> Value {
             .entry(form_decode(k))
             .or_insert_with(|| Value::String(form_decode(v)));
     }
-    json!({ "method": parts.method.as_str(), "path": rest, "query": query, "headers": headers })
+    let mut req = json!({ "method": parts.method.as_str(), "path": rest, "query": query, "headers": headers });
+    if let Some(m) = mcp {
+        req["mcp"] = m.clone();
+    }
+    req
 }
 
 /// The `name=value` pairs of a query string, undecoded.

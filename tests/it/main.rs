@@ -11,6 +11,7 @@ mod faults;
 mod hardening;
 mod injection;
 mod interop;
+mod mcp;
 mod platforms;
 mod proxy;
 mod reload;

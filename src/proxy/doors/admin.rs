@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::mcp::audit::Recorder;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, ReadError, read_limited};
 use crate::proxy::exchange::error::session_status;
@@ -26,6 +27,8 @@ pub struct AdminCtx {
     pub metrics: Arc<Metrics>,
     /// False until the listeners are up with a valid config.
     pub ready: Arc<AtomicBool>,
+    /// MCP request timelines (`GET /calls/{id}`).
+    pub calls: Arc<Recorder>,
 }
 
 /// Longest TTL a PUT may ask for.
@@ -52,11 +55,14 @@ where
     if path == "/metrics" && req.method() == Method::GET {
         return metrics(ctx);
     }
+    if let Some(id) = path.strip_prefix("/calls/") {
+        return timeline(req.method(), id, ctx);
+    }
     let Some(id) = path.strip_prefix("/sessions/") else {
         return response::error(
             StatusCode::NOT_FOUND,
             "route.not_found",
-            "admin paths: /sessions/{id}, /healthz, /readyz, /metrics",
+            "admin paths: /sessions/{id}, /calls/{id}, /healthz, /readyz, /metrics",
         );
     };
     if let Err(e) = check_id(id) {
@@ -140,6 +146,33 @@ fn metrics(ctx: &AdminCtx) -> Response<Body> {
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// `GET /calls/{id}`: the session's last MCP requests, oldest first.
+fn timeline(method: &Method, id: &str, ctx: &AdminCtx) -> Response<Body> {
+    if method != Method::GET {
+        let mut r = response::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "admin.method_not_allowed",
+            "use GET on /calls/{id}",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("GET"));
+        return r;
+    }
+    if let Err(e) = check_id(id) {
+        return session_error(&e);
+    }
+    match ctx.calls.timeline.get(id) {
+        Some(requests) => {
+            response::json(StatusCode::OK, &json!({ "id": id, "requests": requests }))
+        }
+        None => response::error(
+            StatusCode::NOT_FOUND,
+            "calls.not_found",
+            "no MCP requests recorded for that session (timelines live as long as a session)",
+        ),
+    }
 }
 
 /// `GET /sessions/{id}`: the variable names, never their values.

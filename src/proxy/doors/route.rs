@@ -7,6 +7,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::config::{Config, ErrorStyle};
+use crate::mcp::McpView;
+use crate::mcp::audit::{Record, now_rfc3339};
 use crate::metrics::{RouteCode, RouteStatus};
 use crate::net::response::Body;
 use crate::proxy::App;
@@ -27,6 +29,7 @@ pub(super) async fn handle(
         return e.to_response(ErrorStyle::Json, None);
     };
     let started = Instant::now();
+    let arrived = route.needs_mcp.then(now_rfc3339);
     let rest = rest.to_string();
     let mut x = Exchange::new(app, cfg, &route, peer);
     // The outcome, recorded as it was even when a JSON-RPC route answers
@@ -41,6 +44,15 @@ pub(super) async fn handle(
             (x.error_response(&e), e.status().as_u16(), e.code())
         }
     };
+    if let Some(view) = x.mcp_view() {
+        let done = Done {
+            status,
+            code,
+            arrived: arrived.unwrap_or_default(),
+            started,
+        };
+        record_mcp(app, &route.name, &x, view, done);
+    }
     let label = RouteStatus {
         route: route.name.clone(),
         status,
@@ -56,6 +68,44 @@ pub(super) async fn handle(
         "request"
     );
     resp
+}
+
+/// How an MCP request ended, for its metrics and records.
+struct Done {
+    status: u16,
+    code: &'static str,
+    arrived: String,
+    started: Instant,
+}
+
+/// Counts an MCP request and records it: the audit trail, the session's
+/// timeline.
+fn record_mcp(app: &App, route: &str, x: &Exchange<'_>, view: &McpView, done: Done) {
+    let outcome = match (done.code, done.status) {
+        ("mcp.tool_denied", _) => "denied",
+        ("", s) if s < 400 => "ok",
+        ("", _) => "error",
+        _ => "refused",
+    };
+    let secs = done.started.elapsed().as_secs_f64();
+    let m = &app.metrics;
+    m.mcp_request(route, view.method(), view.tool(), outcome, secs);
+    let key = x.session_key();
+    let record = Record {
+        ts: done.arrived,
+        route: route.to_string(),
+        session: key.map(|k| app.calls.session_hash(k)).unwrap_or_default(),
+        method: view.method().unwrap_or_default().to_string(),
+        tool: view.tool().map(str::to_string),
+        rpc_id: x.rpc_id(),
+        status: done.status,
+        code: (!done.code.is_empty()).then_some(done.code),
+        upstream_ms: x.upstream_ms(),
+        credentials: Vec::new(),
+    };
+    if !app.calls.record(key, record) {
+        m.audit_dropped.inc();
+    }
 }
 
 /// Counts a refusal by route and code, and logs it at debug.

@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::config::ErrorStyle;
+use crate::mcp::McpError;
 use crate::net::response::{self, Body};
 use crate::session::SessionError;
 
@@ -74,6 +75,14 @@ pub enum ProxyError {
     /// session-key header): which value counts would be a guess.
     #[error("the request has more than one `{0}` header; send it once")]
     Ambiguous(&'static str),
+    /// The MCP view of the request is refused (headers against body).
+    #[error("{0}")]
+    Mcp(#[from] McpError),
+    /// The route's `[mcp]` policy does not allow this tool.
+    #[error(
+        "this route does not allow the tool `{0}`; the agent should use another tool or tell the caller it cannot do this"
+    )]
+    ToolDenied(String),
     /// A session-key header appeared more than once.
     #[error("the request has more than one session-key header `{0}`; send it once")]
     KeyAmbiguous(String),
@@ -97,6 +106,8 @@ impl ProxyError {
             ProxyError::StoreUnavailable => "store.unavailable",
             ProxyError::BadBody(_) => "request.invalid_body",
             ProxyError::Ambiguous(_) => "request.duplicate_header",
+            ProxyError::Mcp(e) => e.code(),
+            ProxyError::ToolDenied(_) => "mcp.tool_denied",
             ProxyError::KeyAmbiguous(_) => "session.key_ambiguous",
         }
     }
@@ -110,7 +121,9 @@ impl ProxyError {
             | ProxyError::InvalidPath
             | ProxyError::BadBody(_)
             | ProxyError::Ambiguous(_)
+            | ProxyError::Mcp(_)
             | ProxyError::KeyAmbiguous(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ToolDenied(_) => StatusCode::FORBIDDEN,
             ProxyError::SessionNotFound => StatusCode::FORBIDDEN,
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -10,13 +10,14 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::error::ProxyError;
-use crate::config::{ErrorStyle, InboundAuth, Route};
+use crate::config::{InboundAuth, Route};
 use crate::net::body::{FromClient, Prefixed};
 use crate::net::response::{self, Body, ReadError, read_limited};
 use crate::platform;
 
-/// Bytes of a request body a JSON-RPC route reads before forwarding, so
-/// that any error, even one from the upstream, can carry the request's id.
+/// Bytes of a request body a JSON-RPC or MCP route reads before
+/// forwarding: any error, even one from the upstream, can then carry the
+/// request's id, and MCP policy sees the call.
 const RPC_PEEK: usize = 64 << 10;
 
 /// The request body: still streaming, or read because the route needed it.
@@ -92,9 +93,9 @@ pub(super) async fn admit(
 ) -> Result<InBody, ProxyError> {
     screen(route, parts, rest)?;
     if !route.reads_body() {
-        return match route.error_style {
-            ErrorStyle::JsonRpc => read_prefix(incoming, route.body_limit).await,
-            ErrorStyle::Json => Ok(InBody::Stream(incoming)),
+        return match route.peeks_body() {
+            true => read_prefix(incoming, route.body_limit).await,
+            false => Ok(InBody::Stream(incoming)),
         };
     }
     match read_limited(incoming, route.body_limit as usize).await {

@@ -18,21 +18,31 @@ use crate::template::{TemplateError, Vars};
 /// Header values rendered for one request, in the route's order.
 pub type Rendered = Vec<(HeaderName, HeaderValue)>;
 
+/// The request as templates see it (`request.*`).
+#[derive(Clone, Copy)]
+pub struct RequestView<'a> {
+    /// The request head.
+    pub parts: &'a Parts,
+    /// The path after the route's name.
+    pub rest: &'a str,
+    /// `request.mcp` (`method`, `tool`, `uri`), on routes that read it.
+    pub mcp: Option<&'a Value>,
+}
+
 /// Renders each of the route's header rules to a validated value for one
 /// request. A failing rule is reported to `failed`, then omitted or
 /// refused by its `on_error`.
 pub fn render_rules(
     route: &Route,
     env: &Value,
-    parts: &Parts,
-    rest: &str,
+    req: RequestView<'_>,
     key: &str,
     vars: &Vars,
     mut failed: impl FnMut(&HeaderRule, &TemplateError),
 ) -> Result<Rendered, ProxyError> {
     let scope = CallScope::new(key, env)
         .with_vars(vars)
-        .with_request(parts, rest);
+        .with_request(req.parts, req.rest, req.mcp);
     let mut out = Vec::with_capacity(route.headers.len());
     for rule in &route.headers {
         match rule.template.render(&scope) {
@@ -74,7 +84,13 @@ impl Exchange<'_> {
     ) -> Result<Rendered, ProxyError> {
         let (route, metrics) = (self.route, &self.app.metrics);
         let started = Instant::now();
-        let out = render_rules(route, &self.cfg.env, parts, rest, key, vars, |rule, e| {
+        let mcp = self.mcp.as_ref().map(|m| m.to_json());
+        let req = RequestView {
+            parts,
+            rest,
+            mcp: mcp.as_ref(),
+        };
+        let out = render_rules(route, &self.cfg.env, req, key, vars, |rule, e| {
             let code = e.code().to_string();
             metrics.render_failures.get_or_create(&Code { code }).inc();
             tracing::warn!(route = %route.name, header = %rule.name, code = e.code(), "{}", e.message());

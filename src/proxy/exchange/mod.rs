@@ -7,6 +7,7 @@
 pub mod error;
 mod inbound;
 mod inject;
+mod mcp;
 mod outbound;
 mod send;
 mod session;
@@ -22,12 +23,13 @@ use serde_json::Value;
 pub use error::{ProxyError, Side};
 use inbound::InBody;
 pub use inbound::screen;
-pub use inject::{Rendered, render_rules};
+pub use inject::{Rendered, RequestView, render_rules};
 pub use outbound::Peer;
 pub use session::session_key;
 
 use super::App;
 use crate::config::{Config, ErrorStyle, Route};
+use crate::mcp::McpView;
 use crate::net::response::Body;
 use crate::session::Session;
 
@@ -44,6 +46,10 @@ pub(crate) struct Exchange<'a> {
     /// What was read of the body, to find the id in only if an error
     /// needs it.
     rpc_body: Option<Bytes>,
+    /// The MCP view, on routes that need it.
+    mcp: Option<McpView>,
+    /// Time to the upstream's response head, once it answered.
+    upstream_ms: Option<f64>,
 }
 
 /// What the phases before forwarding found: the key, the session (none
@@ -61,12 +67,33 @@ impl<'a> Exchange<'a> {
             session_key: None,
             rpc_id: None,
             rpc_body: None,
+            mcp: None,
+            upstream_ms: None,
         }
     }
 
     /// The session key the request was matched to, if it got that far.
     pub fn session_key(&self) -> Option<&str> {
         self.session_key.as_deref()
+    }
+
+    /// The request's MCP view, on a route that needs it.
+    pub fn mcp_view(&self) -> Option<&McpView> {
+        self.mcp.as_ref()
+    }
+
+    /// Time to the upstream's response head, if it was reached.
+    pub fn upstream_ms(&self) -> Option<f64> {
+        self.upstream_ms
+    }
+
+    /// The request's JSON-RPC id, if it had one (parsed only when asked).
+    pub fn rpc_id(&self) -> Option<Value> {
+        let id = match &self.rpc_id {
+            Some(id) => id.clone(),
+            None => self.rpc_body.as_deref().map_or(Value::Null, error::rpc_id),
+        };
+        (!id.is_null()).then_some(id)
     }
 
     /// Runs the phases in order; the upstream's response, or the failure.
@@ -91,7 +118,8 @@ impl<'a> Exchange<'a> {
         outbound::forwarded_headers(&mut headers, self.peer, host);
         let up_body = body.into_upstream(self.route.body_limit);
         let up = outbound::request(parts, uri, headers, up_body);
-        self.send(direct, up, &key, session.as_ref()).await
+        let resp = self.send(direct, up, &key, session.as_ref()).await?;
+        Ok(self.filter_response(resp).await)
     }
 
     /// The phases that decide whether and what to inject: authenticate,
@@ -109,6 +137,9 @@ impl<'a> Exchange<'a> {
         }
         let key = session_key(self.route, parts, rest, parsed.as_ref())?;
         self.session_key = Some(key.clone());
+        // After the key (so a denied call is on its session's timeline),
+        // before the session is looked up or anything rendered.
+        self.judge_mcp(parts, body)?;
         let session = self.find_session(&key, parsed.as_ref()).await?;
         let rendered = match &session {
             Some(s) => self.render_headers(parts, rest, &key, &s.vars)?,
@@ -120,14 +151,17 @@ impl<'a> Exchange<'a> {
     /// `e` as the route answers errors: JSON, or JSON-RPC with the
     /// request's id (`null` when the body had none, or was larger than
     /// what a JSON-RPC route reads before forwarding).
-    pub fn error_response(&mut self, e: &ProxyError) -> Response<Body> {
-        let id = match self.route.error_style {
-            ErrorStyle::JsonRpc => Some(match self.rpc_id.take() {
-                Some(id) => id,
-                None => self.rpc_body.as_deref().map_or(Value::Null, error::rpc_id),
-            }),
+    pub fn error_response(&self, e: &ProxyError) -> Response<Body> {
+        // A denied tool is answered as the MCP client expects, whatever
+        // the route's style.
+        let style = match e {
+            ProxyError::ToolDenied(_) => ErrorStyle::JsonRpc,
+            _ => self.route.error_style,
+        };
+        let id = match style {
+            ErrorStyle::JsonRpc => Some(self.rpc_id().unwrap_or(Value::Null)),
             ErrorStyle::Json => None,
         };
-        e.to_response(self.route.error_style, id)
+        e.to_response(style, id)
     }
 }

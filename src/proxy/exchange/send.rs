@@ -26,7 +26,7 @@ impl Exchange<'_> {
     /// resolver fetched is dropped so the next call fetches it afresh (its
     /// token may have rotated).
     pub(super) async fn send(
-        &self,
+        &mut self,
         direct: Option<&Authority>,
         up: Request<Body>,
         key: &str,
@@ -51,6 +51,7 @@ impl Exchange<'_> {
             route: self.route.name.clone(),
         };
         let latency = started.elapsed().as_secs_f64();
+        self.upstream_ms = Some(latency * 1000.0);
         app.metrics
             .upstream_latency
             .get_or_create(&route)

@@ -1,0 +1,388 @@
+//! Who called what: one record per MCP request, written as a JSON line to
+//! the audit file (`[audit] path`) and kept per session for the admin
+//! API's `GET /calls/{id}`.
+//!
+//! A record names the session by a keyed hash, never by its id (a call id
+//! is bearer-ish: with the route key it acts as that call), and carries no
+//! header value, variable or token. Writing happens off the request path:
+//! records go through a bounded channel to a writer task; when the channel
+//! is full the record is dropped and counted, never waited for. The file
+//! is reopened on SIGHUP, so logrotate's `create` works.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::Mac as _;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::mpsc;
+
+/// One MCP request, as the audit line and the call timeline show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Record {
+    /// RFC 3339 time the request arrived (UTC).
+    pub ts: String,
+    /// Route name.
+    pub route: String,
+    /// The session, as a keyed hash (`""` when no key was found).
+    pub session: String,
+    /// JSON-RPC method (`""` when the body was not JSON-RPC).
+    pub method: String,
+    /// Tool or prompt name, if any.
+    pub tool: Option<String>,
+    /// The request's JSON-RPC id, if any.
+    pub rpc_id: Option<Value>,
+    /// The outcome status (the error's, on a JSON-RPC route).
+    pub status: u16,
+    /// headgate's error code, if it refused or failed the request.
+    pub code: Option<&'static str>,
+    /// Time to the upstream's response head, if it was reached.
+    pub upstream_ms: Option<f64>,
+    /// Credentials obtained for the request (names, never values).
+    pub credentials: Vec<String>,
+}
+
+impl Record {
+    /// Approximate memory a record holds (for the timeline's byte bound).
+    fn weight(&self) -> usize {
+        let id = self.rpc_id.as_ref().map_or(0, |v| v.to_string().len());
+        160 + self.route.len() + self.method.len() + self.tool.as_ref().map_or(0, String::len) + id
+    }
+}
+
+/// Requests kept per session in the timeline.
+pub const TIMELINE_LEN: usize = 100;
+
+/// The last [`TIMELINE_LEN`] MCP requests of every live session, bounded
+/// in bytes as a whole; an entry lives as long as a session does (`ttl`
+/// after its last request), so a call can be looked at during it and
+/// right after it ended.
+pub struct Timeline {
+    calls: moka::sync::Cache<String, Arc<Mutex<VecDeque<Record>>>>,
+}
+
+impl Timeline {
+    /// At most about `max_bytes` of records, each session's kept `ttl`
+    /// after its last request.
+    pub fn new(max_bytes: u64, ttl: Duration) -> Self {
+        let per_call = (TIMELINE_LEN * 256) as u32;
+        Self {
+            calls: moka::sync::Cache::builder()
+                .max_capacity(max_bytes.max(1))
+                .weigher(move |k: &String, _v| (k.len() as u32).saturating_add(per_call))
+                .time_to_idle(ttl)
+                .build(),
+        }
+    }
+
+    /// Adds a request to session `id`'s timeline.
+    pub fn push(&self, id: &str, record: Record) {
+        let entry = self
+            .calls
+            .get_with(id.to_string(), || Arc::new(Mutex::new(VecDeque::new())));
+        let mut q = entry.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() == TIMELINE_LEN {
+            q.pop_front();
+        }
+        debug_assert!(record.weight() < 64 << 10);
+        q.push_back(record);
+    }
+
+    /// Session `id`'s requests, oldest first.
+    pub fn get(&self, id: &str) -> Option<Vec<Record>> {
+        let entry = self.calls.get(id)?;
+        let q = entry.lock().unwrap_or_else(|e| e.into_inner());
+        Some(q.iter().cloned().collect())
+    }
+}
+
+/// The keyed hash that names a session in records: HMAC-SHA256 of the id
+/// under the audit key, first 8 bytes in hex. Without the key, a known call
+/// id cannot be matched to its records.
+#[derive(Clone)]
+pub struct SessionHasher {
+    key: Arc<[u8]>,
+}
+
+impl SessionHasher {
+    /// Hashes under `key`.
+    pub fn new(key: &[u8]) -> Self {
+        Self { key: key.into() }
+    }
+
+    /// Hashes under a key made for this process (hashes then match only
+    /// within one run of one replica).
+    pub fn random() -> Self {
+        let key: [u8; 32] = std::array::from_fn(|_| rand_byte());
+        Self::new(&key)
+    }
+
+    /// The hash of `id`.
+    pub fn hash(&self, id: &str) -> String {
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        mac.update(id.as_bytes());
+        let out = mac.finalize().into_bytes();
+        out[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for SessionHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionHasher(<key redacted>)")
+    }
+}
+
+fn rand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u8
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    /// Standard output (`path = "-"`).
+    Stdout,
+    /// A file, appended to and reopened on SIGHUP.
+    File(PathBuf),
+}
+
+/// Where MCP requests are recorded: the audit trail (when `[audit]` is
+/// set) and every session's timeline, under one session hasher.
+pub struct Recorder {
+    audit: Option<AuditLog>,
+    /// The per-session timelines (`GET /calls/{id}`).
+    pub timeline: Timeline,
+    hasher: SessionHasher,
+}
+
+/// Timeline memory, all sessions together.
+const TIMELINE_BYTES: u64 = 64 << 20;
+
+impl Recorder {
+    /// Records to `audit` (if any) and to timelines kept `ttl` after a
+    /// session's last request; sessions named under `hasher`.
+    pub fn new(audit: Option<AuditLog>, hasher: SessionHasher, ttl: Duration) -> Self {
+        Self {
+            audit,
+            timeline: Timeline::new(TIMELINE_BYTES, ttl),
+            hasher,
+        }
+    }
+
+    /// The keyed hash a record names session `id` by.
+    pub fn session_hash(&self, id: &str) -> String {
+        self.hasher.hash(id)
+    }
+
+    /// Records one request of session `id` (if it got that far); false if
+    /// the audit queue was full and the line was dropped.
+    pub fn record(&self, id: Option<&str>, record: Record) -> bool {
+        let written = self.audit.as_ref().is_none_or(|a| a.record(record.clone()));
+        if let Some(id) = id {
+            self.timeline.push(id, record);
+        }
+        written
+    }
+}
+
+/// Now, as RFC 3339 UTC with milliseconds (`2026-11-23T15:04:05.123Z`).
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Lines waiting for the writer; more are dropped (and counted).
+const CHANNEL: usize = 10_000;
+
+/// The sending side of the audit trail.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Record>,
+}
+
+impl AuditLog {
+    /// Starts the writer task for `sink`. Must be called inside a tokio
+    /// runtime.
+    pub fn start(sink: Sink) -> Self {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        tokio::spawn(write_lines(sink, rx));
+        Self { tx }
+    }
+
+    /// Queues `record`; false if the queue was full and it was dropped.
+    pub fn record(&self, record: Record) -> bool {
+        self.tx.try_send(record).is_ok()
+    }
+}
+
+async fn write_lines(sink: Sink, mut rx: mpsc::Receiver<Record>) {
+    let mut out = open(&sink).await;
+    let mut hup = hangups();
+    loop {
+        tokio::select! {
+            r = rx.recv() => {
+                let Some(first) = r else { return };
+                let mut batch = Vec::new();
+                push_line(&mut batch, &first);
+                while let Ok(more) = rx.try_recv() {
+                    push_line(&mut batch, &more);
+                }
+                if let Some(w) = out.as_mut()
+                    && let Err(e) = w.write_all(&batch).await
+                {
+                    tracing::warn!("audit: cannot write: {e}");
+                }
+                if let Some(w) = out.as_mut() {
+                    let _ = w.flush().await;
+                }
+            }
+            _ = recv_hup(&mut hup) => {
+                out = open(&sink).await;
+                tracing::info!("audit: reopened after SIGHUP");
+            }
+        }
+    }
+}
+
+fn push_line(batch: &mut Vec<u8>, r: &Record) {
+    if serde_json::to_writer(&mut *batch, r).is_ok() {
+        batch.push(b'\n');
+    }
+}
+
+type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+async fn open(sink: &Sink) -> Option<Writer> {
+    match sink {
+        Sink::Stdout => Some(Box::new(tokio::io::stdout())),
+        Sink::File(p) => {
+            let f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .await;
+            match f {
+                Ok(f) => Some(Box::new(f)),
+                Err(e) => {
+                    tracing::warn!("audit: cannot open {}: {e}", p.display());
+                    None
+                }
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn hangups() -> Hangups {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Hangups {}
+
+#[cfg(unix)]
+async fn recv_hup(h: &mut Hangups) {
+    match h {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn recv_hup(_: &mut Hangups) {
+    std::future::pending::<()>().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u64) -> Record {
+        Record {
+            ts: "2026-11-23T00:00:00Z".into(),
+            route: "crm".into(),
+            session: "ab".into(),
+            method: "tools/call".into(),
+            tool: Some("search".into()),
+            rpc_id: Some(Value::from(i)),
+            status: 200,
+            code: None,
+            upstream_ms: Some(1.5),
+            credentials: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_timeline_keeps_the_last_hundred() {
+        let t = Timeline::new(1 << 20, Duration::from_secs(60));
+        for i in 0..150 {
+            t.push("c1", rec(i));
+        }
+        let got = t.get("c1").unwrap();
+        assert_eq!(got.len(), TIMELINE_LEN);
+        assert_eq!(got[0].rpc_id, Some(Value::from(50)));
+        assert!(t.get("c2").is_none());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(now_rfc3339().len(), 24);
+    }
+
+    #[test]
+    fn session_hashes_are_keyed() {
+        let a = SessionHasher::new(b"key-a");
+        let b = SessionHasher::new(b"key-b");
+        assert_eq!(a.hash("call-1"), a.hash("call-1"));
+        assert_ne!(a.hash("call-1"), b.hash("call-1"));
+        assert_eq!(a.hash("call-1").len(), 16);
+        assert!(!format!("{a:?}").contains("key-a"));
+    }
+}

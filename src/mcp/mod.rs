@@ -1,0 +1,207 @@
+//! MCP awareness: what a request on an MCP route asks the server to do
+//! (its JSON-RPC method, the tool, prompt or resource it names), the
+//! route's tool policy, and the `tools/list` filter that keeps a denied
+//! tool out of the agent's sight.
+//!
+//! The view comes from the `Mcp-Method` / `Mcp-Name` headers (MCP revision
+//! 2026-07-28 makes them mandatory) when present, else from the JSON-RPC
+//! body (at most the first 64 KiB, which the proxy has read anyway; the
+//! body is forwarded byte for byte). A body that is not JSON-RPC gives an
+//! empty view: it passes, it is never a crash.
+
+pub mod audit;
+pub mod filter;
+pub mod policy;
+
+use http::HeaderMap;
+use serde_json::Value;
+
+pub use policy::ToolPolicy;
+
+/// One JSON-RPC message of a request, as far as MCP policy cares.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Call {
+    /// `initialize`, `tools/list`, `tools/call`, …
+    pub method: String,
+    /// The tool of a `tools/call`, the prompt of a `prompts/get`.
+    pub tool: Option<String>,
+    /// The resource of a `resources/read`.
+    pub uri: Option<String>,
+}
+
+impl Call {
+    /// The name the `Mcp-Name` header carries for this call.
+    fn name(&self) -> Option<&str> {
+        self.tool.as_deref().or(self.uri.as_deref())
+    }
+}
+
+/// Every MCP call one request carries: none (not JSON-RPC), one, or a
+/// batch (JSON-RPC arrays, MCP 2025-03-26).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct McpView {
+    /// The calls, in order.
+    pub calls: Vec<Call>,
+}
+
+impl McpView {
+    /// The first call's method (the one templates and metrics see).
+    pub fn method(&self) -> Option<&str> {
+        self.calls.first().map(|c| c.method.as_str())
+    }
+
+    /// The first call's tool or prompt name.
+    pub fn tool(&self) -> Option<&str> {
+        self.calls.first().and_then(|c| c.tool.as_deref())
+    }
+
+    /// Whether any call is `method`.
+    pub fn has(&self, method: &str) -> bool {
+        self.calls.iter().any(|c| c.method == method)
+    }
+
+    /// `request.mcp` for templates: `method`, `tool`, `uri` of the first
+    /// call (absent keys when the request carries none).
+    pub fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        if let Some(c) = self.calls.first() {
+            m.insert("method".into(), Value::String(c.method.clone()));
+            if let Some(t) = &c.tool {
+                m.insert("tool".into(), Value::String(t.clone()));
+            }
+            if let Some(u) = &c.uri {
+                m.insert("uri".into(), Value::String(u.clone()));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// Why a request's MCP view is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum McpError {
+    /// The `Mcp-Method`/`Mcp-Name` headers name another call than the body:
+    /// policy would judge one and the server run the other.
+    #[error(
+        "the Mcp-Method/Mcp-Name headers do not match the JSON-RPC body; send the same call in both"
+    )]
+    HeaderMismatch,
+}
+
+impl McpError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            McpError::HeaderMismatch => "mcp.header_mismatch",
+        }
+    }
+}
+
+/// The MCP view of a request from its headers and what was read of its
+/// body (`None` when the body was not read).
+pub fn view(headers: &HeaderMap, body: Option<&[u8]>) -> Result<McpView, McpError> {
+    let from_body = body.map(from_body).unwrap_or_default();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(method), name) = (header("mcp-method"), header("mcp-name")) else {
+        return Ok(from_body);
+    };
+    if from_body.calls.is_empty() {
+        let call = Call {
+            method: method.to_string(),
+            tool: name
+                .filter(|_| method != "resources/read")
+                .map(str::to_string),
+            uri: name
+                .filter(|_| method == "resources/read")
+                .map(str::to_string),
+        };
+        return Ok(McpView { calls: vec![call] });
+    }
+    let agrees = |c: &Call| c.method == method && (name.is_none() || c.name() == name);
+    if from_body.calls.iter().all(agrees) {
+        Ok(from_body)
+    } else {
+        Err(McpError::HeaderMismatch)
+    }
+}
+
+/// The calls of a JSON-RPC body: one object or an array of them. Responses
+/// and notifications without a `method` are skipped.
+pub fn from_body(body: &[u8]) -> McpView {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return McpView::default();
+    };
+    let calls = match &v {
+        Value::Array(items) => items.iter().filter_map(call).collect(),
+        other => call(other).into_iter().collect(),
+    };
+    McpView { calls }
+}
+
+fn call(msg: &Value) -> Option<Call> {
+    let method = msg.get("method")?.as_str()?.to_string();
+    let param = |k: &str| {
+        msg.pointer(&format!("/params/{k}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (tool, uri) = match method.as_str() {
+        "tools/call" | "prompts/get" => (param("name"), None),
+        "resources/read" => (None, param("uri")),
+        _ => (None, None),
+    };
+    Some(Call { method, tool, uri })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn views_come_from_the_body_or_the_headers() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#;
+        let v = view(&HeaderMap::new(), Some(body)).unwrap();
+        assert_eq!((v.method(), v.tool()), (Some("tools/call"), Some("search")));
+        let both = h(&[("mcp-method", "tools/call"), ("mcp-name", "search")]);
+        assert_eq!(view(&both, Some(body)).unwrap(), v);
+        let only_headers = view(&both, None).unwrap();
+        assert_eq!(only_headers.tool(), Some("search"));
+        let read = view(
+            &h(&[("mcp-method", "resources/read"), ("mcp-name", "file:///a")]),
+            None,
+        );
+        assert_eq!(read.unwrap().calls[0].uri.as_deref(), Some("file:///a"));
+    }
+
+    #[test]
+    fn headers_that_disagree_with_the_body_are_refused() {
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all"}}"#;
+        for headers in [
+            h(&[("mcp-method", "tools/call"), ("mcp-name", "search")]),
+            h(&[("mcp-method", "tools/list")]),
+        ] {
+            assert_eq!(view(&headers, Some(body)), Err(McpError::HeaderMismatch));
+        }
+    }
+
+    #[test]
+    fn batches_non_json_and_responses() {
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}},{"jsonrpc":"2.0","id":3,"result":{}}]"#;
+        let v = from_body(batch);
+        assert_eq!(v.calls.len(), 2);
+        assert!(v.has("tools/call"));
+        for junk in [&b"not json"[..], b"", b"[1,2]", b"{\"method\": 5}", b"null"] {
+            assert_eq!(from_body(junk), McpView::default());
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! MCP awareness: a route's tool policy with the official MCP Python SDK
+//! client and a real fastmcp server (the denied tool is invisible in
+//! `tools/list`, answered `mcp.tool_denied`, and never runs on the server),
+//! and raw requests for the header/body mismatch, batches, non-JSON bodies
+//! and the `request.mcp` view templates read.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use serde_json::{Value, json};
+
+fn interop(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(file)
+}
+
+fn python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_tool_is_invisible_refused_and_never_runs() {
+    let ran = tempfile::NamedTempFile::new().unwrap();
+    let port = free_port();
+    let _server = tokio::process::Command::new(python())
+        .arg(interop("mcp_policy_server.py"))
+        .arg(port.to_string())
+        .arg(ran.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "fastmcp did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(
+        &format!("http://127.0.0.1:{port}/mcp"),
+        "[mcp]\ndeny_tools = [\"delete_*\", \"admin_*\"]\n[headers]\nx-tenant = \"<< call.tenant >>\"\n",
+    );
+    write_config(dir.path(), "", &[("orders", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "call-1", json!({"call": {"tenant": "acme"}})).await;
+
+    let out = tokio::process::Command::new(python())
+        .arg(interop("mcp_policy_client.py"))
+        .args([&format!("http://{}/orders", h.listen), "call-1", ROUTE_KEY])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(v["tools"], json!(["get_order", "search_orders"]), "{v}");
+    assert_eq!(v["allowed"], "found shoes");
+    let denied = v["denied"].to_string();
+    assert!(denied.contains("mcp.tool_denied"), "{v}");
+    assert!(!denied.contains("\"ran\""), "the denied tool ran: {v}");
+    let on_server = std::fs::read_to_string(ran.path()).unwrap();
+    assert_eq!(on_server.lines().collect::<Vec<_>>(), ["search_orders"]);
+
+    let m = get_text(&client(), format!("http://{}/metrics", h.admin)).await;
+    for line in [
+        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/call\",tool=\"delete_account\",outcome=\"denied\"} 1",
+        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/call\",tool=\"search_orders\",outcome=\"ok\"} 1",
+        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/list\",tool=\"\",outcome=\"ok\"} 1",
+    ] {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
+    h.shutdown().await;
+}
+
+/// A proxy with an MCP route in front of the recording upstream.
+async fn mcp_route() -> (tempfile::TempDir, Upstream, headgate::proxy::Running) {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(
+        &up.url(),
+        "[mcp]\ndeny_tools = [\"delete_*\"]\n[headers]\nx-mcp = { template = \"<< request.mcp.method >>:<< request.mcp.tool | default: '-' >>\", on_error = \"omit\" }\n",
+    );
+    write_config(dir.path(), "", &[("m", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "c1", json!({"call": {}})).await;
+    (dir, up, h)
+}
+
+#[tokio::test]
+async fn mismatches_batches_and_non_json_bodies() {
+    let (_d, up, h) = mcp_route().await;
+    let c = client();
+    let post = |body: &str| {
+        c.post(format!("http://{}/m/mcp", h.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "c1")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let call = |name: &str, id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}"}}}}"#
+        )
+    };
+
+    // Headers that name another call than the body: 400, not forwarded.
+    let r = post(&call("delete_all", 1))
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "search")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(r).await,
+        (400, "mcp.header_mismatch".into())
+    );
+
+    // One denied element refuses the batch.
+    let batch = format!("[{},{}]", call("search", 2), call("delete_all", 3));
+    let r = post(&batch).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["data"]["code"], "mcp.tool_denied", "{v}");
+    assert!(up.seen().is_empty(), "forwarded: {:?}", up.seen());
+
+    // Allowed calls pass with their view in `request.mcp`; so do bodies
+    // that are not JSON-RPC, with an empty view.
+    let r = post(&call("search", 4)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().headers["x-mcp"], "tools/call:search");
+    let r = post("this is not json").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        up.last().headers.get("x-mcp").is_none(),
+        "{:?}",
+        up.last().headers
+    );
+    assert_eq!(up.last().body_len, "this is not json".len());
+
+    // Header-only view (MCP 2026-07-28) with a body too large to read.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"search","arguments":{{"q":"{}"}}}}}}"#,
+        "x".repeat(100 << 10)
+    );
+    let r = post(&big)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "search")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().body_len, big.len(), "forwarded byte for byte");
+    let r = post(&big.replace("search", "delete_me"))
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "delete_me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["data"]["code"], "mcp.tool_denied", "{v}");
+    h.shutdown().await;
+}
+
+/// The audit trail and the call timeline, on the real binary: one line
+/// per MCP request with the session as a keyed hash, never the raw id or
+/// a header value; `GET /calls/{id}` shows the same requests; after a
+/// logrotate-style rename and SIGHUP, lines go to the new file.
+#[tokio::test]
+async fn every_mcp_request_is_audited_and_on_the_calls_timeline() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = "[audit]\npath = \"audit.jsonl\"\nsession_key_env = \"HG_TEST_WEBHOOK_SECRET\"\n";
+    let r = route(
+        &up.url(),
+        "[mcp]\ndeny_tools = [\"delete_*\"]\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+    );
+    write_config(dir.path(), main, &[("m", &r)]);
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[("RUST_LOG", "info")]);
+    let vars = json!({"call": {"metadata": {"token": "SECRET-audit-token"}}});
+    assert_eq!(
+        admin_call(&s, reqwest::Method::PUT, "call-audit-1", Some(&vars)).await,
+        204
+    );
+    let c = client();
+    let post = |body: String| {
+        c.post(format!("http://{}/m/mcp", s.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "call-audit-1")
+            .body(body)
+    };
+    let call = |name: &str, id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}"}}}}"#
+        )
+    };
+    assert_eq!(post(call("search", 1)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        post(call("delete_all", 2)).send().await.unwrap().status(),
+        200
+    );
+
+    let audit = dir.path().join("audit.jsonl");
+    let lines = |path: std::path::PathBuf, n: usize| async move {
+        let mut text = String::new();
+        let ok = eventually(Duration::from_secs(5), || {
+            let p = path.clone();
+            async move { std::fs::read_to_string(&p).is_ok_and(|t| t.lines().count() >= n) }
+        })
+        .await;
+        if ok {
+            text = std::fs::read_to_string(&path).unwrap();
+        }
+        text
+    };
+    let text = lines(audit.clone(), 2).await;
+    let recs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2, "{text}");
+    assert_eq!(
+        (
+            recs[0]["tool"].clone(),
+            recs[0]["status"].clone(),
+            recs[0]["rpc_id"].clone()
+        ),
+        (json!("search"), json!(200), json!(1))
+    );
+    assert_eq!(
+        (recs[1]["code"].clone(), recs[1]["status"].clone()),
+        (json!("mcp.tool_denied"), json!(403))
+    );
+    assert!(recs[0]["upstream_ms"].as_f64().is_some(), "{text}");
+    assert!(
+        recs[1]["upstream_ms"].is_null(),
+        "a denied call never reached the upstream"
+    );
+    let hash = recs[0]["session"].as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 16);
+    for secret in ["call-audit-1", "SECRET-audit-token", ROUTE_KEY] {
+        assert!(
+            !text.contains(secret),
+            "{secret} in the audit trail:\n{text}"
+        );
+    }
+
+    let t = get_text(&c, format!("http://{}/calls/call-audit-1", s.admin)).await;
+    let v: Value = serde_json::from_str(&t).unwrap();
+    let reqs = v["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 2, "{t}");
+    assert_eq!(reqs[1]["code"], "mcp.tool_denied");
+    assert_eq!(reqs[0]["session"], hash.as_str());
+    assert!(!t.contains("SECRET-audit-token"), "{t}");
+
+    // logrotate: rename, SIGHUP, new lines in a new file.
+    let rotated = dir.path().join("audit.jsonl.1");
+    std::fs::rename(&audit, &rotated).unwrap();
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(post(call("search", 3)).send().await.unwrap().status(), 200);
+    let fresh = lines(audit, 1).await;
+    assert!(fresh.contains("\"rpc_id\":3"), "{fresh}");
+    assert_eq!(
+        std::fs::read_to_string(&rotated).unwrap().lines().count(),
+        2
+    );
+}
