@@ -29,6 +29,13 @@ pub(super) struct RawServer {
     #[serde(default)]
     pub(super) webhooks: BTreeMap<String, RawWebhook>,
     pub(super) audit: Option<RawAudit>,
+    pub(super) tracing: Option<RawTracing>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTracing {
+    pub(super) propagate: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -43,6 +43,10 @@ pub struct Server {
     /// Serve `/_echo`, an upstream that answers with what it received
     /// (for the quick start and for trying templates).
     pub builtin_echo: bool,
+    /// `[tracing] propagate`: every upstream request carries a W3C
+    /// `traceparent` (the caller's, or a new trace), and the access log its
+    /// trace id.
+    pub trace_context: bool,
     /// The MCP audit trail (`[audit]`), if configured.
     pub audit: Option<AuditSettings>,
     /// Extra CA certificates trusted for upstreams (`[tls] ca_file`).
@@ -119,6 +123,10 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         store,
         builtin_echo: raw.builtin_echo.unwrap_or(false),
         audit: raw.audit.as_ref().and_then(|a| audit::audit(ctx, a)),
+        trace_context: raw
+            .tracing
+            .as_ref()
+            .is_some_and(|t| t.propagate.unwrap_or(true)),
         extra_roots: tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
     }
 }

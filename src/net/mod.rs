@@ -8,6 +8,7 @@ pub mod body;
 pub mod client;
 pub mod headers;
 pub mod response;
+pub mod tracecontext;
 pub mod upstream;
 
 use std::time::Duration;

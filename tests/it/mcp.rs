@@ -288,3 +288,58 @@ async fn every_mcp_request_is_audited_and_on_the_calls_timeline() {
         2
     );
 }
+
+/// `[tracing]`: the upstream always receives a W3C `traceparent` (the
+/// caller's, or a new trace), and the access line carries its trace id.
+#[tokio::test]
+async fn trace_context_reaches_the_upstream_and_the_access_log() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "[tracing]\n",
+        &[("m", &route(&up.url(), "[headers]\nx-t = \"1\"\n"))],
+    );
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(
+        dir.path(),
+        &args,
+        &[("RUST_LOG", "info"), ("HEADGATE_LOG_FORMAT", "json")],
+    );
+    assert_eq!(
+        admin_call(&s, reqwest::Method::PUT, "t1", Some(&json!({"call": {}}))).await,
+        204
+    );
+    let c = client();
+    let get = |tp: Option<&str>| {
+        let mut rb = c
+            .get(format!("http://{}/m/x", s.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "t1");
+        if let Some(tp) = tp {
+            rb = rb.header("traceparent", tp);
+        }
+        rb.send()
+    };
+    assert_eq!(get(None).await.unwrap().status(), 200);
+    let started = up.last().headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = started.split('-').collect();
+    assert_eq!(
+        (parts.len(), parts[0], parts[1].len(), parts[2].len()),
+        (4, "00", 32, 16),
+        "{started}"
+    );
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_eq!(get(Some(given)).await.unwrap().status(), 200);
+    assert_eq!(up.last().headers["traceparent"], given);
+    let found = eventually(Duration::from_secs(5), || {
+        let log = s.log.lock().unwrap().clone();
+        let want = parts[1].to_string();
+        async move { log.contains(&want) && log.contains("4bf92f3577b34da6a3ce929d0e0e4736") }
+    })
+    .await;
+    assert!(found, "{}", s.log.lock().unwrap());
+}

@@ -65,6 +65,7 @@ pub(super) async fn handle(
         sent = resp.status().as_u16(),
         ms = started.elapsed().as_secs_f64() * 1000.0,
         session = x.session_key().map(id_hash).unwrap_or_default(),
+        trace = x.trace_id().unwrap_or_default(),
         "request"
     );
     resp

@@ -31,6 +31,7 @@ use super::App;
 use crate::config::{Config, ErrorStyle, Route};
 use crate::mcp::McpView;
 use crate::net::response::Body;
+use crate::net::tracecontext;
 use crate::session::Session;
 
 /// One request's exchange with its route's upstream.
@@ -50,6 +51,8 @@ pub(crate) struct Exchange<'a> {
     mcp: Option<McpView>,
     /// Time to the upstream's response head, once it answered.
     upstream_ms: Option<f64>,
+    /// The W3C trace id the upstream request carried (`[tracing]`).
+    trace_id: Option<String>,
 }
 
 /// What the phases before forwarding found: the key, the session (none
@@ -69,6 +72,7 @@ impl<'a> Exchange<'a> {
             rpc_body: None,
             mcp: None,
             upstream_ms: None,
+            trace_id: None,
         }
     }
 
@@ -80,6 +84,11 @@ impl<'a> Exchange<'a> {
     /// The request's MCP view, on a route that needs it.
     pub fn mcp_view(&self) -> Option<&McpView> {
         self.mcp.as_ref()
+    }
+
+    /// The trace id the upstream request carried, with `[tracing]`.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.trace_id.as_deref()
     }
 
     /// Time to the upstream's response head, if it was reached.
@@ -116,6 +125,9 @@ impl<'a> Exchange<'a> {
         let host = outbound::rewrite_headers(&mut headers, &parts.uri, self.route);
         inject::set(&mut headers, self.route, rendered);
         outbound::forwarded_headers(&mut headers, self.peer, host);
+        if self.cfg.server.trace_context {
+            self.trace_id = Some(tracecontext::ensure(&mut headers));
+        }
         let up_body = body.into_upstream(self.route.body_limit);
         let up = outbound::request(parts, uri, headers, up_body);
         let resp = self.send(direct, up, &key, session.as_ref()).await?;

@@ -208,15 +208,25 @@ fn assign(t: &mut Translator<'_>, call: &TagCall<'_>, _: &mut Stack) -> Result<(
     Ok(())
 }
 
+/// A tag whose only argument is a variable name it defines.
+fn defines_name(
+    t: &mut Translator<'_>,
+    call: &TagCall<'_>,
+    what: &str,
+) -> Result<(), TemplateError> {
+    let mut p = Parser::new(t.src, call.args)?;
+    let var = p.ident()?;
+    p.expect_end(what)?;
+    t.locals.push(var);
+    Ok(())
+}
+
 fn capture(
     t: &mut Translator<'_>,
     call: &TagCall<'_>,
     stack: &mut Stack,
 ) -> Result<(), TemplateError> {
-    let mut p = Parser::new(t.src, call.args)?;
-    let var = p.ident()?;
-    p.expect_end("the capture's variable name")?;
-    t.locals.push(var);
+    defines_name(t, call, "the capture's variable name")?;
     open(t.src, call, stack, Block::Capture)?;
     t.plain(call);
     Ok(())
@@ -290,10 +300,7 @@ fn echo(t: &mut Translator<'_>, call: &TagCall<'_>, _: &mut Stack) -> Result<(),
 }
 
 fn counter(t: &mut Translator<'_>, call: &TagCall<'_>, _: &mut Stack) -> Result<(), TemplateError> {
-    let mut p = Parser::new(t.src, call.args)?;
-    let var = p.ident()?;
-    p.expect_end("the counter name")?;
-    t.locals.push(var);
+    defines_name(t, call, "the counter name")?;
     t.plain(call);
     Ok(())
 }

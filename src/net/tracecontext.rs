@@ -1,0 +1,111 @@
+//! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): every
+//! request reaches the upstream with a `traceparent`, the caller's when it
+//! sent a valid one, else a new trace, so the upstream's logs can be
+//! joined to headgate's access line (which carries the trace id).
+
+use std::cell::Cell;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// Makes sure `headers` carry a valid `traceparent`, starting a trace when
+/// there is none (an invalid one is replaced, and its `tracestate`
+/// dropped, as §4.3 of the spec says); returns the trace id.
+pub fn ensure(headers: &mut HeaderMap) -> String {
+    let valid = headers.get_all(&TRACEPARENT).iter().count() == 1
+        && headers
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(trace_id)
+            .is_some();
+    if valid {
+        let v = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok());
+        return v.and_then(trace_id).unwrap_or_default().to_string();
+    }
+    headers.remove(&TRACESTATE);
+    let (hi, lo, span) = (next(), next(), next() | 1);
+    let trace = format!("{hi:016x}{lo:016x}");
+    let value = format!("00-{trace}-{span:016x}-01");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(TRACEPARENT.clone(), v);
+    }
+    trace
+}
+
+/// The trace id of a well-formed version-00 `traceparent` (not all zeros,
+/// a non-zero parent id).
+fn trace_id(v: &str) -> Option<&str> {
+    let mut parts = v.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let ok = version == "00"
+        && parts.next().is_none()
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    ok.then_some(trace)
+}
+
+thread_local! {
+    /// wyrand state, seeded per thread from the OS-keyed `RandomState`.
+    static STATE: Cell<u64> = Cell::new({
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x9e37_79b9_7f4a_7c15);
+        h.finish()
+    });
+}
+
+/// 64 random bits (wyrand: ids need to be unique, not secret).
+fn next() -> u64 {
+    STATE.with(|s| {
+        let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+        s.set(x);
+        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_parent_is_kept_and_a_missing_or_bad_one_started() {
+        let mut h = HeaderMap::new();
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        h.insert("traceparent", HeaderValue::from_static(given));
+        h.insert("tracestate", HeaderValue::from_static("a=1"));
+        assert_eq!(ensure(&mut h), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(h["traceparent"], given);
+        assert_eq!(h["tracestate"], "a=1");
+
+        for bad in [
+            "",
+            "00-0000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            let mut h = HeaderMap::new();
+            if !bad.is_empty() {
+                h.insert("traceparent", HeaderValue::from_str(bad).unwrap());
+                h.insert("tracestate", HeaderValue::from_static("a=1"));
+            }
+            let id = ensure(&mut h);
+            let tp = h["traceparent"].to_str().unwrap().to_string();
+            assert_eq!(trace_id(&tp), Some(id.as_str()), "{bad}: {tp}");
+            assert!(h.get("tracestate").is_none());
+        }
+        let mut a = HeaderMap::new();
+        let mut b = HeaderMap::new();
+        assert_ne!(ensure(&mut a), ensure(&mut b));
+    }
+}
