@@ -11,7 +11,7 @@ if ! [ -d tests/conformance/node_modules/liquidjs ]; then
   npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
 fi
 
-if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp, retell, elevenlabs, vapi' 2>/dev/null; then
+if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp, retell, elevenlabs, vapi, opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
   echo "== installing the MCP Python SDK and fastmcp (interop)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt

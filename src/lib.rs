@@ -22,6 +22,7 @@ pub mod platform;
 pub mod proxy;
 pub mod secret;
 pub mod session;
+pub mod telemetry;
 pub mod template;
 
 pub use template::{ErrorKind, HeaderTemplate, Scope, TemplateError, Vars};

@@ -36,6 +36,7 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTracing {
     pub(super) propagate: Option<bool>,
+    pub(super) otlp_endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -47,6 +47,8 @@ pub struct Server {
     /// `traceparent` (the caller's, or a new trace), and the access log its
     /// trace id.
     pub trace_context: bool,
+    /// `[tracing] otlp_endpoint`: where spans are exported (OTLP/HTTP).
+    pub otlp_endpoint: Option<String>,
     /// The MCP audit trail (`[audit]`), if configured.
     pub audit: Option<AuditSettings>,
     /// Extra CA certificates trusted for upstreams (`[tls] ca_file`).
@@ -127,6 +129,8 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
             .tracing
             .as_ref()
             .is_some_and(|t| t.propagate.unwrap_or(true)),
+        otlp_endpoint: (raw.tracing.as_ref())
+            .and_then(|t| otlp_endpoint(ctx, t.otlp_endpoint.as_ref())),
         extra_roots: tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
     }
 }
@@ -155,4 +159,19 @@ fn timeouts(ctx: &mut Ctx<'_>, t: &BTreeMap<String, Spanned<String>>) -> Timeout
         *slot = ctx.duration(&Some(v.clone()), *slot);
     }
     timeouts
+}
+
+/// `[tracing] otlp_endpoint`: an `http://` or `https://` URL.
+fn otlp_endpoint(ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>) -> Option<String> {
+    let v = v?;
+    let ok = v
+        .get_ref()
+        .parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
+    if !ok {
+        let msg = "otlp_endpoint must be the OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`";
+        ctx.err(v.span().start, "config.invalid_value", msg);
+        return None;
+    }
+    Some(v.get_ref().clone())
 }

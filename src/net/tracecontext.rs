@@ -1,7 +1,9 @@
 //! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): every
 //! request reaches the upstream with a `traceparent`, the caller's when it
 //! sent a valid one, else a new trace, so the upstream's logs can be
-//! joined to headgate's access line (which carries the trace id).
+//! joined to headgate's access line (which carries the trace id). When
+//! headgate exports its own spans it takes part in the trace: the
+//! upstream's parent is then headgate's span for the upstream exchange.
 
 use std::cell::Cell;
 
@@ -10,28 +12,77 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// Makes sure `headers` carry a valid `traceparent`, starting a trace when
-/// there is none (an invalid one is replaced, and its `tracestate`
-/// dropped, as §4.3 of the spec says); returns the trace id.
-pub fn ensure(headers: &mut HeaderMap) -> String {
-    let valid = headers.get_all(&TRACEPARENT).iter().count() == 1
-        && headers
-            .get(&TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(trace_id)
-            .is_some();
-    if valid {
-        let v = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok());
-        return v.and_then(trace_id).unwrap_or_default().to_string();
+/// The trace one request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trace {
+    /// The trace id.
+    pub trace_id: u128,
+    /// The caller's span, when it sent a valid `traceparent`.
+    pub parent: Option<u64>,
+    /// headgate's span for the whole request.
+    pub span: u64,
+    /// headgate's span for the upstream exchange (the upstream's parent
+    /// when headgate takes part in the trace).
+    pub hop: u64,
+}
+
+impl Trace {
+    /// The trace id as the spec writes it (32 lower-case hex digits).
+    pub fn hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
     }
-    headers.remove(&TRACESTATE);
-    let (hi, lo, span) = (next(), next(), next() | 1);
-    let trace = format!("{hi:016x}{lo:016x}");
-    let value = format!("00-{trace}-{span:016x}-01");
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(TRACEPARENT.clone(), v);
+}
+
+/// Makes sure `headers` carry a valid `traceparent`, starting a trace when
+/// there is none (an invalid or repeated one is replaced, and its
+/// `tracestate` dropped, as §4.3 of the spec says). With `participate`,
+/// the upstream's parent becomes headgate's own upstream span.
+pub fn ensure(headers: &mut HeaderMap, participate: bool) -> Trace {
+    let caller = (headers.get_all(&TRACEPARENT).iter().count() == 1)
+        .then(|| headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()))
+        .flatten()
+        .and_then(parse);
+    let (span, hop) = (nonzero(), nonzero());
+    let trace = match caller {
+        Some((trace_id, parent)) => Trace {
+            trace_id,
+            parent: Some(parent),
+            span,
+            hop,
+        },
+        None => {
+            headers.remove(&TRACESTATE);
+            let trace_id = (u128::from(nonzero()) << 64) | u128::from(next());
+            Trace {
+                trace_id,
+                parent: None,
+                span,
+                hop,
+            }
+        }
+    };
+    if caller.is_none() || participate {
+        let parent = if participate { hop } else { span };
+        let value = format!("00-{:032x}-{parent:016x}-01", trace.trace_id);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(TRACEPARENT.clone(), v);
+        }
     }
     trace
+}
+
+/// (trace id, parent id) of a well-formed version-00 `traceparent`.
+fn parse(v: &str) -> Option<(u128, u64)> {
+    let trace = trace_id(v)?;
+    let parent = v.trim().split('-').nth(2)?;
+    Some((
+        u128::from_str_radix(trace, 16).ok()?,
+        u64::from_str_radix(parent, 16).ok()?,
+    ))
+}
+
+fn nonzero() -> u64 {
+    next() | 1
 }
 
 /// The trace id of a well-formed version-00 `traceparent` (not all zeros,
@@ -83,9 +134,18 @@ mod tests {
         let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         h.insert("traceparent", HeaderValue::from_static(given));
         h.insert("tracestate", HeaderValue::from_static("a=1"));
-        assert_eq!(ensure(&mut h), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let t = ensure(&mut h, false);
+        assert_eq!(t.hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.parent, Some(0x00f067aa0ba902b7));
         assert_eq!(h["traceparent"], given);
         assert_eq!(h["tracestate"], "a=1");
+        // Taking part: same trace, the upstream's parent is headgate's hop.
+        let t = ensure(&mut h, true);
+        let sent = h["traceparent"].to_str().unwrap().to_string();
+        assert_eq!(
+            sent,
+            format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{:016x}-01", t.hop)
+        );
 
         for bad in [
             "",
@@ -99,13 +159,13 @@ mod tests {
                 h.insert("traceparent", HeaderValue::from_str(bad).unwrap());
                 h.insert("tracestate", HeaderValue::from_static("a=1"));
             }
-            let id = ensure(&mut h);
+            let id = ensure(&mut h, false).hex();
             let tp = h["traceparent"].to_str().unwrap().to_string();
             assert_eq!(trace_id(&tp), Some(id.as_str()), "{bad}: {tp}");
             assert!(h.get("tracestate").is_none());
         }
         let mut a = HeaderMap::new();
         let mut b = HeaderMap::new();
-        assert_ne!(ensure(&mut a), ensure(&mut b));
+        assert_ne!(ensure(&mut a, false), ensure(&mut b, false));
     }
 }

@@ -19,6 +19,7 @@ use crate::net::upstream::Upstreams;
 use crate::session::Store;
 use crate::session::resolver::ResolverRuntime;
 use crate::session::webhooks::ReplayGuard;
+use crate::telemetry::Exporter;
 
 /// Shared state of a running proxy.
 pub struct App {
@@ -38,6 +39,8 @@ pub struct App {
     pub replay: ReplayGuard,
     /// MCP requests: the audit trail and the per-session timelines.
     pub calls: Arc<Recorder>,
+    /// Span export (`[tracing] otlp_endpoint`).
+    pub telemetry: Option<Arc<Exporter>>,
 }
 
 /// `headgate serve` options.
@@ -71,6 +74,9 @@ pub enum ServeError {
     /// A store kind this build cannot run.
     #[error("{0}")]
     Store(String),
+    /// The span exporter could not be set up.
+    #[error("{0}")]
+    Telemetry(String),
 }
 
 /// A running proxy (for `serve` and in-process tests).
@@ -112,6 +118,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let timeouts = cfg.server.timeouts.clone();
     let dir = cfg.dir.clone();
     let calls = Arc::new(recorder(&cfg));
+    let telemetry = exporter(&cfg)?;
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg));
     let config_tx = Arc::new(config_tx);
     let app = Arc::new(App {
@@ -123,6 +130,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
         calls: calls.clone(),
+        telemetry,
     });
     let (public, listen) = bind(listen_addr).await?;
     let (admin, admin_bound) = bind(admin_addr).await?;
@@ -196,6 +204,20 @@ fn recorder(cfg: &Config) -> Recorder {
     Recorder::new(log, hasher, cfg.server.ttl)
 }
 
+/// The span exporter `[tracing] otlp_endpoint` asks for, built on a
+/// thread of its own (its HTTP client is a blocking one).
+fn exporter(cfg: &Config) -> Result<Option<Arc<Exporter>>, ServeError> {
+    let Some(endpoint) = cfg.server.otlp_endpoint.clone() else {
+        return Ok(None);
+    };
+    let built = std::thread::spawn(move || Exporter::start(&endpoint))
+        .join()
+        .map_err(|_| ServeError::Telemetry("the OTLP exporter could not be built".into()))?;
+    built
+        .map(|e| Some(Arc::new(e)))
+        .map_err(ServeError::Telemetry)
+}
+
 /// A listener on `addr`, and the address it got (port 0 picks one).
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
     let l = TcpListener::bind(addr)
@@ -229,7 +251,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let running = start(opts).await?;
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; waiting for in-flight requests and streams");
+    let telemetry = running.app.telemetry.clone();
     running.shutdown().await;
+    if let Some(t) = telemetry {
+        let _ = tokio::task::spawn_blocking(move || t.flush()).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

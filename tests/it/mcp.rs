@@ -343,3 +343,140 @@ async fn trace_context_reaches_the_upstream_and_the_access_log() {
     .await;
     assert!(found, "{}", s.log.lock().unwrap());
 }
+
+/// `[tracing] otlp_endpoint`: the request's spans reach a real OTLP/HTTP
+/// receiver (decoded with the official `opentelemetry-proto` package) with
+/// their parent/child links, in the caller's trace; the upstream received
+/// a `traceparent` in that trace whose parent is headgate's upstream span;
+/// no attribute carries a header value, token or raw session id.
+#[tokio::test]
+async fn spans_are_exported_over_otlp_in_the_callers_trace() {
+    let spans_file = tempfile::NamedTempFile::new().unwrap();
+    let port = free_port();
+    let _receiver = tokio::process::Command::new(python())
+        .arg(interop("otlp_receiver.py"))
+        .arg(port.to_string())
+        .arg(spans_file.path())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "receiver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!("[tracing]\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\n");
+    let r = route(
+        &up.url(),
+        "[mcp]\ndeny_tools = [\"delete_*\"]\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+    );
+    write_config(dir.path(), &main, &[("m", &r)]);
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[("RUST_LOG", "info")]);
+    let vars = json!({"call": {"metadata": {"token": "SECRET-otlp-token"}}});
+    assert_eq!(
+        admin_call(&s, reqwest::Method::PUT, "call-otlp", Some(&vars)).await,
+        204
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = client()
+        .post(format!("http://{}/m/mcp", s.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "call-otlp")
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = up.last().headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(sent.starts_with(&format!("00-{trace}-")), "{sent}");
+    let hop = sent.split('-').nth(2).unwrap().to_string();
+
+    let path = spans_file.path().to_path_buf();
+    let got = eventually(Duration::from_secs(10), || {
+        let p = path.clone();
+        async move { std::fs::read_to_string(&p).is_ok_and(|t| t.lines().count() >= 3) }
+    })
+    .await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(got, "spans: {text}");
+    let spans: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by = |name: &str| spans.iter().find(|s| s["name"] == name).cloned().unwrap();
+    let (req, lookup, upstream_span) = (by("request"), by("session lookup"), by("upstream"));
+    for s in [&req, &lookup, &upstream_span] {
+        assert_eq!(s["trace_id"], trace, "{s}");
+        assert_eq!(s["service"], "headgate");
+    }
+    assert_eq!(
+        req["parent_span_id"], "00f067aa0ba902b7",
+        "the caller's span is the parent"
+    );
+    assert_eq!(lookup["parent_span_id"], req["span_id"]);
+    assert_eq!(upstream_span["parent_span_id"], req["span_id"]);
+    assert_eq!(
+        upstream_span["span_id"],
+        hop.as_str(),
+        "the upstream's parent is headgate's span"
+    );
+    assert_eq!(req["attributes"]["headgate.route"], "m");
+    assert_eq!(req["attributes"]["mcp.tool.name"], "search");
+    assert_eq!(req["attributes"]["http.response.status_code"], 200);
+    for secret in ["SECRET-otlp-token", "call-otlp", ROUTE_KEY] {
+        assert!(!text.contains(secret), "{secret} in spans: {text}");
+    }
+}
+
+/// An unreachable collector costs requests nothing: they succeed, at
+/// once (the exporter sends from its own thread and drops what it cannot).
+#[tokio::test]
+async fn a_dead_collector_never_slows_or_fails_a_request() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!(
+        "[tracing]\notlp_endpoint = \"http://127.0.0.1:{}/v1/traces\"\n",
+        free_port()
+    );
+    write_config(
+        dir.path(),
+        &main,
+        &[("m", &route(&up.url(), "[headers]\nx-a = \"1\"\n"))],
+    );
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[("RUST_LOG", "info")]);
+    assert_eq!(
+        admin_call(&s, reqwest::Method::PUT, "c", Some(&json!({"call": {}}))).await,
+        204
+    );
+    let c = client();
+    let started = Instant::now();
+    for _ in 0..50 {
+        let r = c
+            .get(format!("http://{}/m/x", s.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "c")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

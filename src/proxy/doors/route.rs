@@ -1,7 +1,7 @@
 //! The route door: `/<route>/<rest>` runs an [`Exchange`], then records
 //! the outcome (access log line, request and error metrics).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -11,9 +11,11 @@ use crate::mcp::McpView;
 use crate::mcp::audit::{Record, now_rfc3339};
 use crate::metrics::{RouteCode, RouteStatus};
 use crate::net::response::Body;
+use crate::net::tracecontext::Trace;
 use crate::proxy::App;
 use crate::proxy::exchange::{Exchange, Peer, ProxyError};
 use crate::session::id_hash;
+use crate::telemetry::{Exporter, Finished};
 
 /// Handles one request for a route.
 pub(super) async fn handle(
@@ -53,6 +55,9 @@ pub(super) async fn handle(
         };
         record_mcp(app, &route.name, &x, view, done);
     }
+    if let (Some(t), Some(trace)) = (&app.telemetry, x.trace()) {
+        export(t, app, &route.name, &x, trace, (status, code), started);
+    }
     let label = RouteStatus {
         route: route.name.clone(),
         status,
@@ -65,7 +70,7 @@ pub(super) async fn handle(
         sent = resp.status().as_u16(),
         ms = started.elapsed().as_secs_f64() * 1000.0,
         session = x.session_key().map(id_hash).unwrap_or_default(),
-        trace = x.trace_id().unwrap_or_default(),
+        trace = x.trace().map(|t| t.hex()).unwrap_or_default(),
         "request"
     );
     resp
@@ -107,6 +112,34 @@ fn record_mcp(app: &App, route: &str, x: &Exchange<'_>, view: &McpView, done: Do
     if !app.calls.record(key, record) {
         m.audit_dropped.inc();
     }
+}
+
+/// The request's spans, to the exporter.
+fn export(
+    t: &Exporter,
+    app: &App,
+    route: &str,
+    x: &Exchange<'_>,
+    trace: Trace,
+    (status, code): (u16, &str),
+    started: Instant,
+) {
+    let end = SystemTime::now();
+    let view = x.mcp_view();
+    let session = x.session_key().map(|k| app.calls.session_hash(k));
+    let timings = x.timings.unwrap_or_default();
+    t.finished(&Finished {
+        trace,
+        route,
+        method: view.and_then(McpView::method),
+        tool: view.and_then(McpView::tool),
+        status,
+        code,
+        session: session.as_deref().unwrap_or_default(),
+        during: (end - started.elapsed(), end),
+        lookup: timings.lookup,
+        upstream: timings.upstream,
+    });
 }
 
 /// Counts a refusal by route and code, and logs it at debug.

@@ -13,6 +13,7 @@ mod send;
 mod session;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -31,7 +32,7 @@ use super::App;
 use crate::config::{Config, ErrorStyle, Route};
 use crate::mcp::McpView;
 use crate::net::response::Body;
-use crate::net::tracecontext;
+use crate::net::tracecontext::{self, Trace};
 use crate::session::Session;
 
 /// One request's exchange with its route's upstream.
@@ -51,8 +52,20 @@ pub(crate) struct Exchange<'a> {
     mcp: Option<McpView>,
     /// Time to the upstream's response head, once it answered.
     upstream_ms: Option<f64>,
-    /// The W3C trace id the upstream request carried (`[tracing]`).
-    trace_id: Option<String>,
+    /// The trace the upstream request carried (`[tracing]`).
+    trace: Option<Trace>,
+    /// When the session lookup and the upstream exchange ran, recorded
+    /// only while spans are exported.
+    pub(crate) timings: Option<Timings>,
+}
+
+/// When the phases a span covers ran.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Timings {
+    /// The session lookup.
+    pub lookup: Option<(SystemTime, SystemTime)>,
+    /// The upstream exchange (to the response head).
+    pub upstream: Option<(SystemTime, SystemTime)>,
 }
 
 /// What the phases before forwarding found: the key, the session (none
@@ -72,7 +85,8 @@ impl<'a> Exchange<'a> {
             rpc_body: None,
             mcp: None,
             upstream_ms: None,
-            trace_id: None,
+            trace: None,
+            timings: app.telemetry.is_some().then(Timings::default),
         }
     }
 
@@ -86,9 +100,9 @@ impl<'a> Exchange<'a> {
         self.mcp.as_ref()
     }
 
-    /// The trace id the upstream request carried, with `[tracing]`.
-    pub fn trace_id(&self) -> Option<&str> {
-        self.trace_id.as_deref()
+    /// The trace the upstream request carried, with `[tracing]`.
+    pub fn trace(&self) -> Option<Trace> {
+        self.trace
     }
 
     /// Time to the upstream's response head, if it was reached.
@@ -126,7 +140,8 @@ impl<'a> Exchange<'a> {
         inject::set(&mut headers, self.route, rendered);
         outbound::forwarded_headers(&mut headers, self.peer, host);
         if self.cfg.server.trace_context {
-            self.trace_id = Some(tracecontext::ensure(&mut headers));
+            let participate = self.app.telemetry.is_some();
+            self.trace = Some(tracecontext::ensure(&mut headers, participate));
         }
         let up_body = body.into_upstream(self.route.body_limit);
         let up = outbound::request(parts, uri, headers, up_body);
@@ -152,7 +167,12 @@ impl<'a> Exchange<'a> {
         // After the key (so a denied call is on its session's timeline),
         // before the session is looked up or anything rendered.
         self.judge_mcp(parts, body)?;
-        let session = self.find_session(&key, parsed.as_ref()).await?;
+        let started = self.timings.map(|_| SystemTime::now());
+        let session = self.find_session(&key, parsed.as_ref()).await;
+        if let (Some(t), Some(s)) = (self.timings.as_mut(), started) {
+            t.lookup = Some((s, SystemTime::now()));
+        }
+        let session = session?;
         let rendered = match &session {
             Some(s) => self.render_headers(parts, rest, &key, &s.vars)?,
             None => Vec::new(),

@@ -2,7 +2,7 @@
 //! timeout, and its response relayed frame by frame with the idle timeout.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header;
@@ -34,6 +34,7 @@ impl Exchange<'_> {
     ) -> Result<Response<Body>, ProxyError> {
         let app = self.app;
         let started = Instant::now();
+        let wall = self.timings.map(|_| SystemTime::now());
         let timeouts = &self.cfg.server.timeouts;
         let (limit, idle) = (timeouts.response_headers, timeouts.idle);
         let open_streams = &app.metrics.open_streams;
@@ -52,6 +53,9 @@ impl Exchange<'_> {
         };
         let latency = started.elapsed().as_secs_f64();
         self.upstream_ms = Some(latency * 1000.0);
+        if let (Some(t), Some(w)) = (self.timings.as_mut(), wall) {
+            t.upstream = Some((w, SystemTime::now()));
+        }
         app.metrics
             .upstream_latency
             .get_or_create(&route)
