@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the suite needs (LiquidJS for the
-# conformance suite, the MCP Python SDK and fastmcp for interop) into
+# conformance suite, the MCP Python and TypeScript SDKs, fastmcp and
+# opentelemetry-proto for interop) into
 # ignored folders of this checkout, and redis-server from Debian if it is
 # missing, then runs `cargo test`.
 set -euo pipefail
@@ -9,6 +10,11 @@ cd "$(dirname "$0")/.."
 if ! [ -d tests/conformance/node_modules/liquidjs ]; then
   echo "== installing liquidjs (conformance reference)"
   npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
+fi
+
+if ! [ -d tests/interop/node/node_modules/@modelcontextprotocol/sdk ]; then
+  echo "== installing the MCP TypeScript SDK (interop)"
+  npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error
 fi
 
 if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp, retell, elevenlabs, vapi, opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then

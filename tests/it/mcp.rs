@@ -54,32 +54,46 @@ async fn a_denied_tool_is_invisible_refused_and_never_runs() {
     let h = start(dir.path()).await;
     put_session(&h, "call-1", json!({"call": {"tenant": "acme"}})).await;
 
-    let out = tokio::process::Command::new(python())
-        .arg(interop("mcp_policy_client.py"))
-        .args([&format!("http://{}/orders", h.listen), "call-1", ROUTE_KEY])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-    assert_eq!(v["tools"], json!(["get_order", "search_orders"]), "{v}");
-    assert_eq!(v["allowed"], "found shoes");
-    let denied = v["denied"].to_string();
-    assert!(denied.contains("mcp.tool_denied"), "{v}");
-    assert!(!denied.contains("\"ran\""), "the denied tool ran: {v}");
-    let on_server = std::fs::read_to_string(ran.path()).unwrap();
-    assert_eq!(on_server.lines().collect::<Vec<_>>(), ["search_orders"]);
+    let url = format!("http://{}/orders", h.listen);
+    // The official Python and TypeScript SDK clients, one after the other.
+    let clients = [
+        (python(), interop("mcp_policy_client.py")),
+        (PathBuf::from("node"), interop("node/mcp_policy_client.mjs")),
+    ];
+    for (i, (program, script)) in clients.iter().enumerate() {
+        let out = tokio::process::Command::new(program)
+            .arg(script)
+            .args([url.as_str(), "call-1", ROUTE_KEY])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = script.display();
+        assert!(out.status.success(), "{name}: {stdout} {stderr}");
+        let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+        assert_eq!(
+            v["tools"],
+            json!(["get_order", "search_orders"]),
+            "{name}: {v}"
+        );
+        assert_eq!(v["allowed"], "found shoes", "{name}");
+        let denied = v["denied"].to_string();
+        assert!(denied.contains("mcp.tool_denied"), "{name}: {v}");
+        assert!(!denied.contains("\"ran\""), "the denied tool ran: {v}");
+        let on_server = std::fs::read_to_string(ran.path()).unwrap();
+        assert_eq!(on_server.lines().count(), i + 1, "{on_server}");
+        assert!(
+            on_server.lines().all(|l| l == "search_orders"),
+            "{on_server}"
+        );
+    }
 
     let m = get_text(&client(), format!("http://{}/metrics", h.admin)).await;
     for line in [
-        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/call\",tool=\"delete_account\",outcome=\"denied\"} 1",
-        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/call\",tool=\"search_orders\",outcome=\"ok\"} 1",
-        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/list\",tool=\"\",outcome=\"ok\"} 1",
+        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/call\",tool=\"delete_account\",outcome=\"denied\"} 2",
+        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/call\",tool=\"search_orders\",outcome=\"ok\"} 2",
+        "headgate_mcp_requests_total{route=\"orders\",method=\"tools/list\",tool=\"\",outcome=\"ok\"} 2",
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
@@ -479,4 +493,90 @@ async fn a_dead_collector_never_slows_or_fails_a_request() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A `tools/list` answered over SSE, between other events: the list is
+/// filtered, every other event passes untouched and undelayed (each
+/// arrives about when the server sent it), and the MCP session headers
+/// reach the server as the client sent them.
+#[tokio::test]
+async fn an_sse_tools_list_is_filtered_without_delaying_other_events() {
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let addr = http_server(move |req: http::Request<hyper::body::Incoming>| {
+        let seen = s2.clone();
+        async move {
+            let h = req.headers();
+            let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap_or_default().to_string());
+            seen.lock().unwrap().push((get("mcp-session-id"), get("last-event-id")));
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
+            tokio::spawn(async move {
+                let events = [
+                    "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n".to_string(),
+                    "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tools\":[{\"name\":\"search\"},{\"name\":\"delete_account\"}]}}\n\n".to_string(),
+                    "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n".to_string(),
+                ];
+                for ev in events {
+                    // An event split over two writes must still be judged whole.
+                    let (a, b) = ev.split_at(ev.len() / 2);
+                    let _ = tx.send(Ok(Frame::data(Bytes::from(a.to_string())))).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let _ = tx.send(Ok(Frame::data(Bytes::from(b.to_string())))).await;
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            });
+            let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+            let mut r = http::Response::new(StreamBody::new(stream));
+            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(
+        &format!("http://{addr}/mcp"),
+        "[mcp]\ndeny_tools = [\"delete_*\"]\n[headers]\nx-a = \"1\"\n",
+    );
+    write_config(dir.path(), "", &[("m", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "c1", json!({"call": {}})).await;
+    let resp = client()
+        .post(format!("http://{}/m/mcp", h.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "c1")
+        .header("mcp-session-id", "sess-42")
+        .header("last-event-id", "7")
+        .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let mut stream = resp.bytes_stream();
+    let mut arrived = Vec::new();
+    let mut text = String::new();
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        arrived.push((sent.elapsed().as_millis(), text.matches("\n\n").count()));
+    }
+    assert_eq!(text.matches("\n\n").count(), 3, "{text}");
+    assert!(
+        text.contains("search") && !text.contains("delete_account"),
+        "{text}"
+    );
+    assert!(text.contains("notifications/progress") && text.contains("notifications/message"));
+    let first = arrived.iter().find(|(_, n)| *n >= 1).unwrap().0;
+    let second = arrived.iter().find(|(_, n)| *n >= 2).unwrap().0;
+    assert!(first < 300, "the first event waited: {arrived:?}");
+    assert!(second < 700, "the list waited: {arrived:?}");
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        (Some("sess-42".into()), Some("7".into())),
+        "Mcp-Session-Id and Last-Event-ID pass through untouched"
+    );
+    h.shutdown().await;
 }
