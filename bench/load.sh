@@ -12,6 +12,8 @@
 # 3. nginx (2 workers): map $http_x_call_id → token from a 1,000-line map file
 # 4. HAProxy (nbthread 2): set-header from map(tokens.map)
 # 5. headgate-redis: as 2, with the sessions in Redis (a local redis-server)
+# 6. headgate-mcp: as 2, on an MCP route ([mcp] deny_tools): the JSON-RPC
+#    body read and judged before forwarding (the cost of MCP awareness)
 # Then SSE relay latency through each (1,000 events, 5 ms apart).
 #
 # During each measured run it also reads where the machine's CPU went
@@ -30,6 +32,7 @@ ROUNDS=${ROUNDS:-3}
 export HG_BENCH_KEY=bench-route-key-0123
 UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:18081; HAP=127.0.0.1:18082
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
+HGM=127.0.0.1:18084; HGM_ADMIN=127.0.0.1:18094
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -81,6 +84,18 @@ TOML
 wait_redis() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$REDIS_PORT) 2>/dev/null && return 0; sleep 0.1; done; }
 wait_redis
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgr" --no-watch >"$work/hgr.log" 2>&1 & HGR_PID=$!; pids+=($HGR_PID)
+
+# The same headgate, with the route MCP-aware.
+cp -r "$work/hg" "$work/hgm"
+cat > "$work/hgm/headgate.toml" <<TOML
+listen = "$HGM"
+admin_listen = "$HGM_ADMIN"
+TOML
+cat >> "$work/hgm/routes/bench.toml" <<TOML
+[mcp]
+deny_tools = ["delete_*", "admin_*"]
+TOML
+RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgm" --no-watch >"$work/hgm.log" 2>&1 & HGM_PID=$!; pids+=($HGM_PID)
 
 # Map files for nginx and HAProxy.
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
@@ -138,10 +153,10 @@ start_haproxy() { hap_cfg "$1" > "$work/haproxy.cfg"; "$HAPROXY" -f "$work/hapro
 start_haproxy ""
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listening on $1"; exit 1; }
-for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN; do wait_port "$p"; done
+for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN; do wait_port "$p"; done
 
-echo "== registering 1,000 sessions (memory and Redis headgates)"
-python3 - "$HG_ADMIN" "$HGR_ADMIN" <<'PY'
+echo "== registering 1,000 sessions (memory, Redis and MCP headgates)"
+python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" <<'PY'
 import http.client, json, sys
 for admin in sys.argv[1:]:
   c = http.client.HTTPConnection(admin)
@@ -164,6 +179,7 @@ proxy_pids() {
     nginx) pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ' ;;
     haproxy) echo "$HAP_PID" ;;
     headgate-redis) echo "$HGR_PID $REDIS_PID" ;;
+    headgate-mcp) echo "$HGM_PID" ;;
   esac
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -196,13 +212,14 @@ for r in $(seq 1 "$ROUNDS"); do
   run nginx "$NGX"
   run haproxy "$HAP"
   run headgate-redis "$HGR"
+  run headgate-mcp "$HGM"
 done
 
 echo
 python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" <<'PY'
 import re, statistics, sys
 path, dur, tick, ncpu = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis"]
+names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp"]
 runs = {n: [] for n in names}
 for line in open(path):
     name = line.split()[0]
@@ -218,9 +235,9 @@ for n in names:
     m = med[n]
     checked = f"{sum(x['mis'] for x in runs[n])} mis-injected, {sum(x['errs'] for x in runs[n])} errors"
     print(f"| {n:<14} | {m['rps']:>9.0f} | {m['p50']:>8} | {m['p99']:>8} | {m['p999']:>9} | {checked:<26} |")
-h, ng, ha, hr = (med[n]["rps"] for n in ["headgate", "nginx", "haproxy", "headgate-redis"])
+h, ng, ha, hr, hm = (med[n]["rps"] for n in ["headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp"])
 best = max(ng, ha)
-print(f"\nheadgate/nginx = {h/ng:.2f}x, headgate/haproxy = {h/ha:.2f}x, headgate/best = {h/best:.2f}x, headgate-redis/headgate = {hr/h:.2f}x")
+print(f"\nheadgate/nginx = {h/ng:.2f}x, headgate/haproxy = {h/ha:.2f}x, headgate/best = {h/best:.2f}x, headgate-redis/headgate = {hr/h:.2f}x, headgate-mcp/headgate = {hm/h:.2f}x")
 if len(runs["headgate"]) > 1:
     rounds = ", ".join(f"{a['rps']/max(b['rps'], c['rps']):.2f}x" for a, b, c in zip(runs["headgate"], runs["nginx"], runs["haproxy"]))
     print(f"headgate/best round by round: {rounds}")
