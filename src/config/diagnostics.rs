@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::LoadMode;
 use super::error::ConfigError;
+use super::schema::TOP_LEVEL_KEYS;
 use super::units::{parse_duration, parse_size};
 use crate::platform::Platform;
 use crate::secret::Secret;
@@ -157,9 +158,20 @@ impl Ctx<'_> {
     }
 }
 
-/// A TOML syntax or shape error at its location.
+/// A TOML syntax or shape error at its location. A top-level key found
+/// inside a table (a file appended after another's last `[table]`) says
+/// where it belongs.
 pub(super) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let offset = e.span().map_or(0, |s| s.start);
-    let msg = e.message().trim().to_string();
+    let mut msg = e.message().trim().to_string();
+    let misplaced = msg
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+        .filter(|k| TOP_LEVEL_KEYS.contains(k));
+    if let Some(key) = misplaced {
+        msg = format!(
+            "`{key}` is inside a [table] here, but it belongs at the top level of headgate.toml: move it above the first `[…]` line"
+        );
+    }
     ConfigError::at(path, text, offset, "config.toml", msg)
 }

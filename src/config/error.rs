@@ -3,6 +3,19 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// A message as one line: a log event per line, whatever a parser wrote.
+fn one_line(m: String) -> String {
+    if m.contains(['\n', '\r']) {
+        m.split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    } else {
+        m
+    }
+}
+
 /// One problem in the config directory.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
@@ -40,7 +53,7 @@ impl ConfigError {
             line,
             column,
             code,
-            message: message.into(),
+            message: one_line(message.into()),
             source_line: Some(text[line_start..line_end].to_string()),
         }
     }
@@ -52,7 +65,7 @@ impl ConfigError {
             line: 0,
             column: 0,
             code,
-            message: message.into(),
+            message: one_line(message.into()),
             source_line: None,
         }
     }

@@ -37,6 +37,9 @@ const FORBIDDEN_TARGETS: &[&str] = &[
 
 const DEFAULT_KEY_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
+/// The upstream that is headgate's own echo.
+const BUILTIN_ECHO: &str = "builtin:echo";
+
 /// Where a route finds the session key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -131,6 +134,10 @@ pub struct Route {
     pub file: PathBuf,
     /// The real server.
     pub upstream: http::Uri,
+    /// `upstream = "builtin:echo"`: answered in process by the echo, which
+    /// shows the request as the upstream would get it (the quick start's
+    /// upstream: it follows the listener wherever it binds).
+    pub echo: bool,
     /// Session key sources, first present wins.
     pub session_keys: Vec<KeySource>,
     /// Keys must match this.
@@ -196,7 +203,11 @@ pub(super) fn route(
     has_resolver: bool,
 ) -> Option<Route> {
     let before = ctx.errors.len();
-    let upstream = upstream(ctx, &raw.upstream);
+    let echo = raw.upstream.get_ref() == BUILTIN_ECHO;
+    let upstream = match echo {
+        true => Some(http::Uri::from_static("http://builtin.echo/")),
+        false => upstream(ctx, &raw.upstream),
+    };
     let platform = (raw.platform.as_ref()).and_then(|p| ctx.platform(p.get_ref(), p.span().start));
     let session_keys = session_keys(ctx, &raw, platform.unwrap_or(Platform::Generic));
     let session_key_pattern = key_pattern(ctx, raw.session_key_pattern.as_ref());
@@ -235,6 +246,7 @@ pub(super) fn route(
         name: name.to_string(),
         file: file.to_path_buf(),
         upstream: upstream?,
+        echo,
         session_keys,
         session_key_pattern: session_key_pattern?,
         inbound_auth: inbound_auth?,
@@ -281,7 +293,7 @@ fn upstream(ctx: &mut Ctx<'_>, raw: &Spanned<String>) -> Option<http::Uri> {
     let u = match s.parse::<http::Uri>() {
         Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => u,
         _ => {
-            let msg = format!("`{s}` is not an http:// or https:// URL");
+            let msg = format!("`{s}` is not an http:// or https:// URL (or \"builtin:echo\")");
             ctx.err(off, "config.invalid_upstream", msg);
             return None;
         }

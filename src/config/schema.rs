@@ -21,8 +21,7 @@ pub(super) struct RawServer {
     pub(super) max_session_bytes: Option<Spanned<String>>,
     pub(super) body_limit: Option<Spanned<String>>,
     pub(super) builtin_echo: Option<bool>,
-    #[serde(default)]
-    pub(super) timeouts: BTreeMap<String, Spanned<String>>,
+    pub(super) timeouts: Option<RawTimeouts>,
     pub(super) store: Option<RawStore>,
     pub(super) tls: Option<RawTls>,
     pub(super) resolver: Option<RawResolver>,
@@ -44,6 +43,32 @@ pub(super) struct RawTracing {
 pub(super) struct RawAudit {
     pub(super) path: Spanned<String>,
     pub(super) session_key_env: Option<Spanned<String>>,
+}
+
+/// The keys `headgate.toml` takes before any `[table]`: a file appended to
+/// another can put one of them inside the last table, and the error then
+/// says where it belongs.
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "admin_listen",
+    "admin_token_env",
+    "env_allow",
+    "ttl",
+    "max_sessions",
+    "max_store_bytes",
+    "max_session_bytes",
+    "body_limit",
+    "builtin_echo",
+];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub(super) connect: Option<Spanned<String>>,
+    pub(super) response_headers: Option<Spanned<String>>,
+    pub(super) idle: Option<Spanned<String>>,
+    pub(super) header_read: Option<Spanned<String>>,
+    pub(super) shutdown: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,6 @@
 //! session limits, body limit and timeouts (README "Configuration
 //! reference").
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use toml::Spanned;
 
 use super::audit::{self, AuditSettings};
 use super::diagnostics::Ctx;
-use super::schema::RawServer;
+use super::schema::{RawServer, RawTimeouts};
 use super::store::{StoreKind, store};
 use super::tls;
 use crate::secret::Secret;
@@ -109,7 +108,7 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         let offset = raw.admin_listen.as_ref().map_or(0, |s| s.span().start);
         ctx.err(offset, "config.admin_token_required", format!("the admin API listens on a non-loopback address, so it needs a token: set `{admin_token_env}`"));
     }
-    let timeouts = timeouts(ctx, &raw.timeouts);
+    let timeouts = timeouts(ctx, raw.timeouts.as_ref());
     let store = store(ctx, raw.store.as_ref());
     Server {
         listen,
@@ -136,29 +135,16 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
 }
 
 /// `[timeouts]`: nginx-style names, each with its default.
-fn timeouts(ctx: &mut Ctx<'_>, t: &BTreeMap<String, Spanned<String>>) -> Timeouts {
-    let mut timeouts = Timeouts {
-        connect: Duration::from_secs(5),
-        response_headers: Duration::from_secs(30),
-        idle: Duration::from_secs(300),
-        header_read: Duration::from_secs(10),
-        shutdown: Duration::from_secs(30),
-    };
-    for (k, v) in t {
-        let slot = match k.as_str() {
-            "connect" => &mut timeouts.connect,
-            "response_headers" => &mut timeouts.response_headers,
-            "idle" => &mut timeouts.idle,
-            "header_read" => &mut timeouts.header_read,
-            "shutdown" => &mut timeouts.shutdown,
-            other => {
-                ctx.err(v.span().start, "config.unknown_field", format!("unknown timeout `{other}`; known: connect, response_headers, idle, header_read, shutdown"));
-                continue;
-            }
-        };
-        *slot = ctx.duration(&Some(v.clone()), *slot);
+fn timeouts(ctx: &mut Ctx<'_>, t: Option<&RawTimeouts>) -> Timeouts {
+    let none = RawTimeouts::default();
+    let t = t.unwrap_or(&none);
+    Timeouts {
+        connect: ctx.duration(&t.connect, Duration::from_secs(5)),
+        response_headers: ctx.duration(&t.response_headers, Duration::from_secs(30)),
+        idle: ctx.duration(&t.idle, Duration::from_secs(300)),
+        header_read: ctx.duration(&t.header_read, Duration::from_secs(10)),
+        shutdown: ctx.duration(&t.shutdown, Duration::from_secs(30)),
     }
-    timeouts
 }
 
 /// `[tracing] otlp_endpoint`: an `http://` or `https://` URL.

@@ -146,7 +146,20 @@ fn check_warns_but_passes_and_explains_a_route() {
         out.contains("sessions from:       memory store of this process (max_sessions "),
         "{out}"
     );
-    assert!(out.contains("on a miss:           no resolver"), "{out}");
+    // In operators' words (not Rust `Debug` names), and true to the route:
+    // it rejects an unknown call, it fetches nothing.
+    assert!(
+        out.contains("on a miss:           403 session.not_found (no fetch)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("on_unknown_session:  reject (403 session.not_found)"),
+        "{out}"
+    );
+    assert!(out.contains("wait_for_session:    no wait"), "{out}");
+    for debug_name in ["Reject", "0ns", "JsonRpc", "Json ", "Omit", "Some("] {
+        assert!(!out.contains(debug_name), "`{debug_name}` in:\n{out}");
+    }
 }
 
 #[test]
@@ -159,7 +172,7 @@ fn explain_shows_the_store_and_resolver_without_the_redis_password() {
          prefix = \"hg:\"\ncache_ttl = \"3s\"\n",
         &[(
             "pub",
-            "platform = \"vapi\"\nupstream = \"http://203.0.113.7/mcp\"\ninbound_auth = \"none\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+            "platform = \"vapi\"\nupstream = \"http://203.0.113.7/mcp\"\ninbound_auth = \"none\"\non_unknown_session = \"resolve\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
         )],
     );
     let (code, out, err) = run(&["check", dir.path().to_str().unwrap(), "--explain", "pub"]);

@@ -12,6 +12,7 @@ mod hardening;
 mod injection;
 mod interop;
 mod mcp;
+mod operator;
 mod platforms;
 mod proxy;
 mod reload;

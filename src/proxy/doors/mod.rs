@@ -4,7 +4,7 @@
 //! `/metrics`, `/healthz` and `/readyz`.
 
 pub mod admin;
-mod echo;
+pub(crate) mod echo;
 mod route;
 mod webhook;
 

@@ -1,8 +1,10 @@
 //! One request through a route, phase by phase (as pingora names its
 //! phases): [`inbound`] (path, limits, body, caller) → [`session`] (key,
-//! session) → [`inject`] (render the route's headers) → [`outbound`] (the
-//! upstream request) → [`send`] (timeouts, relay); [`error`] maps any
-//! failure to the response the caller gets.
+//! then session) with, on MCP routes, [`mcp`] (the call and the tool
+//! policy) between the two → [`inject`] (render the route's headers) →
+//! [`outbound`] (the upstream request, trace context) → [`send`]
+//! (timeouts, relay; a `tools/list` filtered on the way back); [`error`]
+//! maps any failure to the response the caller gets.
 
 pub mod error;
 mod inbound;
@@ -145,6 +147,9 @@ impl<'a> Exchange<'a> {
         }
         let up_body = body.into_upstream(self.route.body_limit);
         let up = outbound::request(parts, uri, headers, up_body);
+        if self.route.echo {
+            return Ok(super::doors::echo::answer(&up));
+        }
         let resp = self.send(direct, up, &key, session.as_ref()).await?;
         Ok(self.filter_response(resp).await)
     }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod explain;
+
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -116,8 +118,12 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HEADGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    // Colour only for a person at a terminal; logs piped to a file or a
+    // collector stay plain.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_target(false);
     if json {
         b.json().init();
@@ -167,53 +173,7 @@ fn check(dir: &std::path::Path, explain: Option<&str>) -> ExitCode {
                     return ExitCode::FAILURE;
                 };
                 println!("route {name} ({})", r.file.display());
-                println!(
-                    "  platform:            {}",
-                    r.platform.map_or("(none)", |p| p.name())
-                );
-                println!("  upstream:            {}", r.upstream);
-                println!(
-                    "  session_keys:        {}",
-                    r.session_keys
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                println!("  session_key_pattern: {}", r.session_key_pattern.as_str());
-                println!(
-                    "  inbound_auth:        {}",
-                    match &r.inbound_auth {
-                        config::InboundAuth::None => "none".to_string(),
-                        config::InboundAuth::Header { header, .. } => format!("header {header}"),
-                        config::InboundAuth::Platform { platform, .. } =>
-                            format!("{platform} signature"),
-                    }
-                );
-                println!("  on_unknown_session:  {:?}", r.on_unknown_session);
-                println!("  wait_for_session:    {:?}", r.wait_for_session);
-                println!("  error_style:         {:?}", r.error_style);
-                println!("  body_limit:          {} bytes", r.body_limit);
-                for h in &r.headers {
-                    println!(
-                        "  header {}: {}  (on_error = {:?})",
-                        h.name,
-                        h.template.source(),
-                        h.on_error
-                    );
-                }
-                println!("  sessions from:       {}", sessions_from(&cfg));
-                match &cfg.resolver {
-                    None => println!("  on a miss:           no resolver"),
-                    Some(r) => println!(
-                        "  on a miss:           {} {} (bound to `{}`, ttl {:?}, timeout {:?})",
-                        r.method,
-                        r.url.source(),
-                        r.bind,
-                        r.ttl,
-                        r.timeout
-                    ),
-                }
+                print!("{}", explain::route(&cfg, r));
             }
             println!(
                 "ok: {} route(s), {} webhook(s), {} warning(s)",
@@ -231,26 +191,6 @@ fn check(dir: &std::path::Path, explain: Option<&str>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The store a route's sessions come from, as `check --explain` shows it
-/// (a Redis password is never printed).
-fn sessions_from(cfg: &config::Config) -> String {
-    let store = match &cfg.server.store {
-        config::StoreKind::Memory => format!(
-            "memory store of this process (max_sessions {})",
-            cfg.server.max_sessions
-        ),
-        config::StoreKind::Redis(r) => format!(
-            "redis store {} prefix `{}` (replica cache {:?}, served stale up to {:?} while Redis is down, timeout {:?})",
-            config::redact_userinfo(&r.url),
-            r.prefix,
-            r.cache_ttl,
-            r.stale_ttl,
-            r.timeout
-        ),
-    };
-    format!("{store}, default ttl {:?}", cfg.server.ttl)
 }
 
 fn read_vars(path: Option<&PathBuf>) -> Result<Value, String> {

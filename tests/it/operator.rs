@@ -1,0 +1,165 @@
+//! What an operator used to nginx or Envoy expects on day one (issue 20,
+//! the parts built so far): the quick start on any port, `check --explain`
+//! in operators' words for every shipped example, a config merge error that
+//! says where the key belongs, plain logs when nobody is at a terminal.
+
+use std::path::Path;
+
+use crate::support::*;
+use serde_json::{Value, json};
+
+/// Dummy values for the secrets the shipped examples name.
+const SECRETS: &[&str] = &[
+    "VAPI_WEBHOOK_SECRET",
+    "RETELL_API_KEY",
+    "ELEVENLABS_WEBHOOK_SECRET",
+    "VAPI_SERVER_SECRET",
+    "HEADGATE_ROUTE_KEY",
+    "VAPI_API_KEY",
+];
+
+fn check(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = bin();
+    cmd.arg("check").arg(dir).args(args);
+    for name in SECRETS {
+        cmd.env(name, "dummy-secret-for-check-0123456789");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_quick_start_echo_follows_the_listener_and_logs_stay_plain() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    // Another port than the shipped 8080: the echo route still answers.
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(&root, &args, &[("RUST_LOG", "info")]);
+    let vars = json!({"call": {"metadata": {"token": "tok-abc", "tenant": "acme"}}});
+    assert_eq!(
+        admin_call(&s, reqwest::Method::PUT, "call-123", Some(&vars)).await,
+        204
+    );
+    let r = client()
+        .get(format!("http://{}/echo/mcp", s.listen))
+        .header("x-call-id", "call-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["headers"]["authorization"], "Bearer tok-abc", "{v}");
+    assert_eq!(v["headers"]["x-tenant"], "acme");
+    // stdout is a pipe here: no colour codes in the log.
+    let log = s.log.lock().unwrap().clone();
+    assert!(log.contains("listening on"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a piped log:\n{log:?}"
+    );
+}
+
+#[test]
+fn explain_speaks_plainly_and_truly_for_every_shipped_example() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("routes")).unwrap();
+    std::fs::copy(
+        root.join("templates/examples/headgate.platforms.toml"),
+        dir.path().join("headgate.toml"),
+    )
+    .unwrap();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root.join("templates/examples")).unwrap() {
+        let p = entry.unwrap().path();
+        let file = p.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(name) = file
+            .strip_suffix(".toml")
+            .filter(|n| !n.starts_with("headgate."))
+        {
+            std::fs::copy(&p, dir.path().join("routes").join(&file)).unwrap();
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    let mut explained = std::collections::BTreeMap::new();
+    for name in &names {
+        let (code, out, err) = check(dir.path(), &["--explain", name]);
+        assert_eq!(code, 0, "{name}: {err}");
+        for debug_name in [
+            "Reject", "Resolve", "Pass", "0ns", "JsonRpc", "Omit", "Some(", "ms)",
+        ] {
+            assert!(
+                !out.contains(debug_name),
+                "{name}: `{debug_name}` in\n{out}"
+            );
+        }
+        let line = |label: &str| {
+            out.lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        explained.insert(name.clone(), (line("on a miss:"), line("sessions from:")));
+    }
+    let miss = |n: &str| explained[n].0.clone();
+    let from = |n: &str| explained[n].1.clone();
+    // Only the route that resolves claims the resolver.
+    assert!(
+        miss("vapi-mcp").contains("GET https://api.vapi.ai/call/"),
+        "{}",
+        miss("vapi-mcp")
+    );
+    for rejects in ["elevenlabs-mcp", "livekit-mcp", "vapi-function-tool"] {
+        assert_eq!(
+            miss(rejects),
+            "on a miss:           403 session.not_found (no fetch)",
+            "{rejects}"
+        );
+    }
+    // A route that renders from its signed body stores nothing.
+    assert!(
+        from("retell-function").contains("the signed request body"),
+        "{}",
+        from("retell-function")
+    );
+    assert_eq!(
+        miss("retell-function"),
+        "on a miss:           never: every request carries its own call"
+    );
+    assert!(from("vapi-mcp").contains("memory store of this process"));
+}
+
+#[test]
+fn a_top_level_key_appended_inside_a_table_says_where_it_belongs() {
+    let dir = tempfile::tempdir().unwrap();
+    // What appending headgate.platforms.toml to the shipped headgate.toml
+    // gives: its first key lands in the last table, [timeouts].
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/headgate.toml"),
+    )
+    .unwrap();
+    let appended = format!("{shipped}\nenv_allow = [\"VAPI_API_KEY\"]\n");
+    write_config(dir.path(), &appended, &[]);
+    let (code, _, err) = check(dir.path(), &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("`env_allow` is inside a [table] here, but it belongs at the top level"),
+        "{err}"
+    );
+    let line = appended
+        .lines()
+        .position(|l| l.starts_with("env_allow"))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("headgate.toml:{line}:")), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("config.toml")).count(),
+        1,
+        "{err}"
+    );
+}
