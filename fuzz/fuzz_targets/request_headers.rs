@@ -112,9 +112,7 @@ fuzz_target!(|input: Input<'_>| {
         .expect("an object"),
     };
     // The MCP view of the body prefix, as the proxy builds it.
-    let mcp = headgate::mcp::view(&parts.headers, Some(input.body))
-        .ok()
-        .map(|v| v.to_json());
+    let mcp = headgate::mcp::view(&parts.headers, Some(input.body)).ok();
     let request = headgate::proxy::RequestView {
         parts: &parts,
         rest,

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hmac::Mac as _;
 use serde::Serialize;
@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 /// One MCP request, as the audit line and the call timeline show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Record {
-    /// RFC 3339 time the request arrived (UTC).
-    pub ts: String,
+    /// When the request arrived (written as RFC 3339, UTC).
+    #[serde(serialize_with = "rfc3339")]
+    pub ts: SystemTime,
     /// Route name.
     pub route: String,
     /// The session, as a keyed hash (`""` when no key was found).
@@ -45,14 +46,6 @@ pub struct Record {
     pub credentials: Vec<String>,
 }
 
-impl Record {
-    /// Approximate memory a record holds (for the timeline's byte bound).
-    fn weight(&self) -> usize {
-        let id = self.rpc_id.as_ref().map_or(0, |v| v.to_string().len());
-        160 + self.route.len() + self.method.len() + self.tool.as_ref().map_or(0, String::len) + id
-    }
-}
-
 /// Requests kept per session in the timeline.
 pub const TIMELINE_LEN: usize = 100;
 
@@ -61,7 +54,25 @@ pub const TIMELINE_LEN: usize = 100;
 /// after its last request), so a call can be looked at during it and
 /// right after it ended.
 pub struct Timeline {
-    calls: moka::sync::Cache<String, Arc<Mutex<VecDeque<Record>>>>,
+    calls: moka::sync::Cache<String, Arc<Calls>>,
+}
+
+/// One session's entry: its keyed hash (computed once, not per request)
+/// and its recent requests.
+pub struct Calls {
+    hash: String,
+    requests: Mutex<VecDeque<Record>>,
+}
+
+impl Calls {
+    /// Adds a request, dropping the oldest past [`TIMELINE_LEN`].
+    fn push(&self, record: Record) {
+        let mut q = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() == TIMELINE_LEN {
+            q.pop_front();
+        }
+        q.push_back(record);
+    }
 }
 
 impl Timeline {
@@ -78,23 +89,23 @@ impl Timeline {
         }
     }
 
-    /// Adds a request to session `id`'s timeline.
-    pub fn push(&self, id: &str, record: Record) {
-        let entry = self
-            .calls
-            .get_with(id.to_string(), || Arc::new(Mutex::new(VecDeque::new())));
-        let mut q = entry.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() == TIMELINE_LEN {
-            q.pop_front();
+    /// Session `id`'s entry, made (and its hash computed) on first use.
+    fn entry(&self, id: &str, hasher: &SessionHasher) -> Arc<Calls> {
+        if let Some(e) = self.calls.get(id) {
+            return e;
         }
-        debug_assert!(record.weight() < 64 << 10);
-        q.push_back(record);
+        self.calls.get_with(id.to_string(), || {
+            Arc::new(Calls {
+                hash: hasher.hash(id),
+                requests: Mutex::new(VecDeque::new()),
+            })
+        })
     }
 
     /// Session `id`'s requests, oldest first.
     pub fn get(&self, id: &str) -> Option<Vec<Record>> {
         let entry = self.calls.get(id)?;
-        let q = entry.lock().unwrap_or_else(|e| e.into_inner());
+        let q = entry.requests.lock().unwrap_or_else(|e| e.into_inner());
         Some(q.iter().cloned().collect())
     }
 }
@@ -185,22 +196,28 @@ impl Recorder {
         self.hasher.hash(id)
     }
 
-    /// Records one request of session `id` (if it got that far); false if
-    /// the audit queue was full and the line was dropped.
-    pub fn record(&self, id: Option<&str>, record: Record) -> bool {
+    /// Records one request of session `id` (if it got that far), built by
+    /// `build` from the session's keyed hash; false if the audit queue was
+    /// full and the line was dropped.
+    pub fn record(&self, id: Option<&str>, build: impl FnOnce(String) -> Record) -> bool {
+        let entry = id.map(|id| self.timeline.entry(id, &self.hasher));
+        let hash = entry.as_ref().map(|e| e.hash.clone()).unwrap_or_default();
+        let record = build(hash);
         let written = self.audit.as_ref().is_none_or(|a| a.record(record.clone()));
-        if let Some(id) = id {
-            self.timeline.push(id, record);
+        if let Some(e) = entry {
+            e.push(record);
         }
         written
     }
 }
 
-/// Now, as RFC 3339 UTC with milliseconds (`2026-11-23T15:04:05.123Z`).
-pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_rfc3339(*t))
+}
+
+/// `t` as RFC 3339 UTC with milliseconds (`2026-11-23T15:04:05.123Z`).
+pub fn format_rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(days as i64);
@@ -343,7 +360,7 @@ mod tests {
 
     fn rec(i: u64) -> Record {
         Record {
-            ts: "2026-11-23T00:00:00Z".into(),
+            ts: SystemTime::UNIX_EPOCH,
             route: "crm".into(),
             session: "ab".into(),
             method: "tools/call".into(),
@@ -359,8 +376,9 @@ mod tests {
     #[test]
     fn the_timeline_keeps_the_last_hundred() {
         let t = Timeline::new(1 << 20, Duration::from_secs(60));
+        let h = SessionHasher::new(b"k");
         for i in 0..150 {
-            t.push("c1", rec(i));
+            t.entry("c1", &h).push(rec(i));
         }
         let got = t.get("c1").unwrap();
         assert_eq!(got.len(), TIMELINE_LEN);
@@ -373,7 +391,11 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_415), (2025, 11, 23));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(now_rfc3339().len(), 24);
+        assert_eq!(format_rfc3339(SystemTime::now()).len(), 24);
+        assert_eq!(
+            format_rfc3339(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ impl Call {
 pub struct McpView {
     /// The calls, in order.
     pub calls: Vec<Call>,
+    /// The JSON-RPC id of a single message (a batch has none).
+    pub id: Option<Value>,
 }
 
 impl McpView {
@@ -115,7 +117,10 @@ pub fn view(headers: &HeaderMap, body: Option<&[u8]>) -> Result<McpView, McpErro
                 .filter(|_| method == "resources/read")
                 .map(str::to_string),
         };
-        return Ok(McpView { calls: vec![call] });
+        return Ok(McpView {
+            calls: vec![call],
+            id: None,
+        });
     }
     let agrees = |c: &Call| c.method == method && (name.is_none() || c.name() == name);
     if from_body.calls.iter().all(agrees) {
@@ -131,11 +136,11 @@ pub fn from_body(body: &[u8]) -> McpView {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return McpView::default();
     };
-    let calls = match &v {
-        Value::Array(items) => items.iter().filter_map(call).collect(),
-        other => call(other).into_iter().collect(),
+    let (calls, id) = match &v {
+        Value::Array(items) => (items.iter().filter_map(call).collect(), None),
+        other => (call(other).into_iter().collect(), other.get("id").cloned()),
     };
-    McpView { calls }
+    McpView { calls, id }
 }
 
 fn call(msg: &Value) -> Option<Call> {

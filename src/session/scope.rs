@@ -8,6 +8,7 @@ use std::cell::OnceCell;
 use http::request::Parts;
 use serde_json::{Map, Value, json};
 
+use crate::mcp::McpView;
 use crate::template::{Scope, Vars};
 
 /// See the module docs. `session` and `request` are built on first read,
@@ -17,7 +18,7 @@ pub struct CallScope<'a> {
     key: &'a str,
     env: &'a Value,
     vars: Option<&'a Vars>,
-    request: Option<(&'a Parts, &'a str, Option<&'a Value>)>,
+    request: Option<(&'a Parts, &'a str, Option<&'a McpView>)>,
     session_root: OnceCell<Value>,
     request_root: OnceCell<Value>,
 }
@@ -43,7 +44,12 @@ impl<'a> CallScope<'a> {
 
     /// Adds `request.*`: the request head, the path after the route and,
     /// on MCP routes, `request.mcp`.
-    pub fn with_request(mut self, parts: &'a Parts, rest: &'a str, mcp: Option<&'a Value>) -> Self {
+    pub fn with_request(
+        mut self,
+        parts: &'a Parts,
+        rest: &'a str,
+        mcp: Option<&'a McpView>,
+    ) -> Self {
         self.request = Some((parts, rest, mcp));
         self
     }
@@ -66,7 +72,7 @@ impl Scope for CallScope<'_> {
     }
 }
 
-fn request_object(parts: &Parts, rest: &str, mcp: Option<&Value>) -> Value {
+fn request_object(parts: &Parts, rest: &str, mcp: Option<&McpView>) -> Value {
     let mut headers = Map::new();
     for (k, v) in &parts.headers {
         if let Ok(s) = v.to_str() {
@@ -83,7 +89,7 @@ fn request_object(parts: &Parts, rest: &str, mcp: Option<&Value>) -> Value {
     }
     let mut req = json!({ "method": parts.method.as_str(), "path": rest, "query": query, "headers": headers });
     if let Some(m) = mcp {
-        req["mcp"] = m.clone();
+        req["mcp"] = m.to_json();
     }
     req
 }

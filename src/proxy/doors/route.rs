@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 
 use crate::config::{Config, ErrorStyle};
 use crate::mcp::McpView;
-use crate::mcp::audit::{Record, now_rfc3339};
+use crate::mcp::audit::Record;
 use crate::metrics::{RouteCode, RouteStatus};
 use crate::net::response::Body;
 use crate::net::tracecontext::Trace;
@@ -31,7 +31,7 @@ pub(super) async fn handle(
         return e.to_response(ErrorStyle::Json, None);
     };
     let started = Instant::now();
-    let arrived = route.needs_mcp.then(now_rfc3339);
+    let arrived = route.needs_mcp.then(SystemTime::now);
     let rest = rest.to_string();
     let mut x = Exchange::new(app, cfg, &route, peer);
     // The outcome, recorded as it was even when a JSON-RPC route answers
@@ -50,7 +50,7 @@ pub(super) async fn handle(
         let done = Done {
             status,
             code,
-            arrived: arrived.unwrap_or_default(),
+            arrived: arrived.unwrap_or(SystemTime::UNIX_EPOCH),
             started,
         };
         record_mcp(app, &route.name, &x, view, done);
@@ -80,7 +80,7 @@ pub(super) async fn handle(
 struct Done {
     status: u16,
     code: &'static str,
-    arrived: String,
+    arrived: SystemTime,
     started: Instant,
 }
 
@@ -96,11 +96,10 @@ fn record_mcp(app: &App, route: &str, x: &Exchange<'_>, view: &McpView, done: Do
     let secs = done.started.elapsed().as_secs_f64();
     let m = &app.metrics;
     m.mcp_request(route, view.method(), view.tool(), outcome, secs);
-    let key = x.session_key();
-    let record = Record {
+    let record = |session| Record {
         ts: done.arrived,
         route: route.to_string(),
-        session: key.map(|k| app.calls.session_hash(k)).unwrap_or_default(),
+        session,
         method: view.method().unwrap_or_default().to_string(),
         tool: view.tool().map(str::to_string),
         rpc_id: x.rpc_id(),
@@ -109,7 +108,7 @@ fn record_mcp(app: &App, route: &str, x: &Exchange<'_>, view: &McpView, done: Do
         upstream_ms: x.upstream_ms(),
         credentials: Vec::new(),
     };
-    if !app.calls.record(key, record) {
+    if !app.calls.record(x.session_key(), record) {
         m.audit_dropped.inc();
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::Exchange;
 use super::error::ProxyError;
 use crate::config::{HeaderRule, OnError, Route};
+use crate::mcp::McpView;
 use crate::metrics::Code;
 use crate::session::scope::CallScope;
 use crate::template::{TemplateError, Vars};
@@ -25,8 +26,9 @@ pub struct RequestView<'a> {
     pub parts: &'a Parts,
     /// The path after the route's name.
     pub rest: &'a str,
-    /// `request.mcp` (`method`, `tool`, `uri`), on routes that read it.
-    pub mcp: Option<&'a Value>,
+    /// `request.mcp` (`method`, `tool`, `uri`), on routes that read it;
+    /// turned into JSON only if a template reads `request`.
+    pub mcp: Option<&'a McpView>,
 }
 
 /// Renders each of the route's header rules to a validated value for one
@@ -84,11 +86,10 @@ impl Exchange<'_> {
     ) -> Result<Rendered, ProxyError> {
         let (route, metrics) = (self.route, &self.app.metrics);
         let started = Instant::now();
-        let mcp = self.mcp.as_ref().map(|m| m.to_json());
         let req = RequestView {
             parts,
             rest,
-            mcp: mcp.as_ref(),
+            mcp: self.mcp.as_ref(),
         };
         let out = render_rules(route, &self.cfg.env, req, key, vars, |rule, e| {
             let code = e.code().to_string();

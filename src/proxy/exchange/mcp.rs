@@ -22,6 +22,9 @@ impl Exchange<'_> {
         let denied = (self.route.mcp.as_ref())
             .and_then(|p| p.denied(&view))
             .map(str::to_string);
+        if self.rpc_id.is_none() {
+            self.rpc_id = view.id.clone();
+        }
         self.mcp = Some(view);
         match denied {
             Some(tool) => Err(ProxyError::ToolDenied(tool)),
