@@ -23,6 +23,18 @@ if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp, rete
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 fi
 
+if ! command -v promtool >/dev/null 2>&1; then
+  # Only the promtool binary from Debian's prometheus package: installing
+  # the package would start a Prometheus server on :9090.
+  echo "== installing promtool (checks the /metrics exposition)"
+  tmp=$(mktemp -d)
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 || { $sudo_ apt-get update -qq && apt-get download prometheus >/dev/null; }; })
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  $sudo_ install -m 0755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$tmp"
+fi
+
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "== installing redis-server (the Redis store tests start their own on loopback)"
   if [ "$(id -u)" = 0 ]; then

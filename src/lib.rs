@@ -10,7 +10,7 @@
 //! assert_eq!(value, "Bearer tok-1");
 //! # Ok::<(), headgate::TemplateError>(())
 //! ```
-#![deny(unsafe_code)] // one audited exception: `cli::raise_fd_limit`
+#![deny(unsafe_code)] // one audited exception: `net::limits::raise_fd_limit`
 #![deny(missing_docs)]
 
 pub mod cli;

@@ -129,6 +129,8 @@ pub struct Metrics {
     pub mcp_latency: Family<RouteMethod, Histogram>,
     /// Audit lines dropped because the writer fell behind.
     pub audit_dropped: Counter,
+    /// Connections closed at once because `max_connections` were open.
+    pub connections_refused: Counter,
     /// Tool names labelled so far, per route.
     mcp_tools:
         std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
@@ -159,6 +161,7 @@ impl Metrics {
         let sessions = Gauge::default();
         let mcp_requests = Family::<McpLabels, Counter>::default();
         let audit_dropped = Counter::default();
+        let connections_refused = Counter::default();
         let mcp_latency = Family::<RouteMethod, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
@@ -228,6 +231,11 @@ impl Metrics {
             mcp_latency.clone(),
         );
         registry.register(
+            "connections_refused",
+            "Connections closed at once because max_connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
             "audit_dropped",
             "Audit lines dropped because the writer fell behind",
             audit_dropped.clone(),
@@ -248,6 +256,7 @@ impl Metrics {
             mcp_requests,
             mcp_latency,
             audit_dropped,
+            connections_refused,
             mcp_tools: Default::default(),
         }
     }
@@ -301,10 +310,49 @@ impl Metrics {
         "other".to_string()
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text (ends with `# EOF`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The Prometheus text format (0.0.4), for scrapers and tools that do
+    /// not ask for OpenMetrics: a counter's `HELP` and `TYPE` name its
+    /// samples (`x_total`), and there is no `# EOF` or `# UNIT`.
+    pub fn encode_prometheus(&self) -> String {
+        let open = self.encode();
+        let mut out = String::with_capacity(open.len());
+        let mut help: Option<&str> = None;
+        for line in open.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                if let Some(h) = help.replace(line) {
+                    out.push_str(h);
+                    out.push('\n');
+                }
+                continue;
+            }
+            if let Some(family) = line
+                .strip_prefix("# TYPE ")
+                .and_then(|t| t.strip_suffix(" counter"))
+            {
+                if let Some(h) = help.take() {
+                    let text = h.strip_prefix(&format!("# HELP {family} ")).unwrap_or("");
+                    out.push_str(&format!("# HELP {family}_total {text}\n"));
+                }
+                out.push_str(&format!("# TYPE {family}_total counter\n"));
+                continue;
+            }
+            if let Some(h) = help.take() {
+                out.push_str(h);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
         out
     }
 }
@@ -312,6 +360,25 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.audit_dropped.inc();
+        m.session_lookup("hit");
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# HELP headgate_audit_dropped_total Audit lines"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "# TYPE headgate_audit_dropped_total counter\nheadgate_audit_dropped_total 1"
+        ));
+        assert!(text.contains("# TYPE headgate_session_lookups_total counter"));
+        assert!(text.contains("# TYPE headgate_render_latency_seconds histogram"));
+        assert!(!text.contains("# EOF"));
+        assert!(m.encode().trim_end().ends_with("# EOF"));
+    }
 
     #[test]
     fn mcp_labels_are_bounded() {

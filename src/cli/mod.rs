@@ -134,7 +134,7 @@ fn init_logging() {
 
 fn serve(opts: ServeOptions) -> ExitCode {
     init_logging();
-    let _ = raise_fd_limit();
+    let _ = crate::net::limits::raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -292,7 +292,7 @@ fn render_route(
 /// else `POST`.
 fn sample_request(
     req: Option<Value>,
-) -> Result<(http::request::Parts, String, Option<Value>), String> {
+) -> Result<(http::request::Parts, String, Option<crate::mcp::McpView>), String> {
     let req = req.unwrap_or_else(|| json!({}));
     let text = |k: &str| req.get(k).and_then(Value::as_str);
     let method = text("method").unwrap_or("POST");
@@ -321,43 +321,20 @@ fn sample_request(
         .body(())
         .map_err(|e| format!("the `request` object in --vars is not a request: {e}"))?
         .into_parts();
-    Ok((
-        parts,
-        rest,
-        req.get("mcp").filter(|m| m.is_object()).cloned(),
-    ))
+    let mcp = req.get("mcp").filter(|m| m.is_object()).map(|m| {
+        let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        crate::mcp::McpView {
+            calls: vec![crate::mcp::Call {
+                method: text("method").unwrap_or_default(),
+                tool: text("tool"),
+                uri: text("uri"),
+            }],
+            id: None,
+        }
+    });
+    Ok((parts, rest, mcp))
 }
 
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// Every connection is a file descriptor (two when it is proxied): raise
-/// the soft limit to the hard one, as nginx's `worker_rlimit_nofile` and Go
-/// programs do, so the default 1,024 does not cap concurrent calls. Returns
-/// the soft limit now in effect (0 if it cannot be read).
-#[allow(unsafe_code)]
-pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let old = lim.rlim_cur;
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return old;
-            }
-            tracing::debug!(
-                "file descriptor limit raised from {old} to {}",
-                lim.rlim_max
-            );
-        }
-    }
-    lim.rlim_cur
 }

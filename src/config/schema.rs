@@ -21,6 +21,10 @@ pub(super) struct RawServer {
     pub(super) max_session_bytes: Option<Spanned<String>>,
     pub(super) body_limit: Option<Spanned<String>>,
     pub(super) builtin_echo: Option<bool>,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<Spanned<String>>,
+    pub(super) max_connections: Option<u64>,
+    pub(super) metrics_token_env: Option<Spanned<String>>,
     pub(super) timeouts: Option<RawTimeouts>,
     pub(super) store: Option<RawStore>,
     pub(super) tls: Option<RawTls>,
@@ -59,6 +63,9 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "max_session_bytes",
     "body_limit",
     "builtin_echo",
+    "trusted_proxies",
+    "max_connections",
+    "metrics_token_env",
 ];
 
 #[derive(Deserialize, Default)]

@@ -12,6 +12,7 @@ use super::diagnostics::Ctx;
 use super::schema::{RawServer, RawTimeouts};
 use super::store::{StoreKind, store};
 use super::tls;
+use crate::net::cidr::Cidr;
 use crate::secret::Secret;
 
 /// `headgate.toml` settings.
@@ -25,6 +26,15 @@ pub struct Server {
     pub admin_token_env: String,
     /// The admin token, if that variable is set.
     pub admin_token: Option<Secret>,
+    /// A read-only token for `GET /metrics` (`metrics_token_env`), so
+    /// Prometheus never holds the token that can rewrite sessions.
+    pub metrics_token: Option<Secret>,
+    /// Peers whose `X-Forwarded-For` is appended to; from anyone else it
+    /// is replaced by the peer's address.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Most open connections on the public listener; more are closed at
+    /// once and counted (default: what the descriptor limit allows).
+    pub max_connections: Option<u64>,
     /// Default session TTL.
     pub ttl: Duration,
     /// Most sessions kept in memory.
@@ -109,12 +119,31 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         ctx.err(offset, "config.admin_token_required", format!("the admin API listens on a non-loopback address, so it needs a token: set `{admin_token_env}`"));
     }
     let timeouts = timeouts(ctx, raw.timeouts.as_ref());
+    let metrics_token = raw.metrics_token_env.as_ref().and_then(|e| ctx.secret(e));
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .filter_map(|c| {
+            let parsed = Cidr::parse(c.get_ref());
+            if parsed.is_none() {
+                let msg = format!(
+                    "`{}` is not an address or a network like `10.0.0.0/8`",
+                    c.get_ref()
+                );
+                ctx.err(c.span().start, "config.invalid_value", msg);
+            }
+            parsed
+        })
+        .collect();
     let store = store(ctx, raw.store.as_ref());
     Server {
         listen,
         admin_listen,
         admin_token_env,
         admin_token,
+        metrics_token,
+        trusted_proxies,
+        max_connections: raw.max_connections.filter(|n| *n > 0),
         ttl: ctx.duration(&raw.ttl, Duration::from_secs(2 * 3600)),
         max_sessions: raw.max_sessions.unwrap_or(1_000_000),
         max_store_bytes: ctx.size(&raw.max_store_bytes, 1 << 30),

@@ -5,8 +5,10 @@
 //! Nothing here knows sessions, routes or templates: it moves bytes.
 
 pub mod body;
+pub mod cidr;
 pub mod client;
 pub mod headers;
+pub mod limits;
 pub mod response;
 pub mod tracecontext;
 pub mod upstream;

@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::App;
 use super::doors::{
@@ -46,6 +46,11 @@ pub(super) async fn run(
 ) {
     let graceful = GracefulShutdown::new();
     let b = builder(header_read);
+    let max = app.config.borrow().server.max_connections;
+    let max = max.unwrap_or_else(crate::net::limits::default_max_connections);
+    let slots = Arc::new(Semaphore::new(
+        max.min(Semaphore::MAX_PERMITS as u64) as usize
+    ));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -55,9 +60,17 @@ pub(super) async fn run(
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 };
+                // Over max_connections: closed at once, before any byte
+                // is read, and counted.
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    app.metrics.connections_refused.inc();
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
+                let trusted = app.config.borrow().server.trusted_proxies.iter().any(|c| c.contains(remote.ip()));
                 let app = app.clone();
-                let peer = Arc::new(Peer::new(remote));
+                let peer = Arc::new(Peer::new(remote, trusted));
                 let svc = service_fn(move |req| {
                     let app = app.clone();
                     let peer = peer.clone();
@@ -67,6 +80,7 @@ pub(super) async fn run(
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(slot);
                 });
             }
             accepted = listeners.admin.accept() => {

@@ -163,3 +163,162 @@ fn a_top_level_key_appended_inside_a_table_says_where_it_belongs() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn x_forwarded_for_is_appended_only_for_trusted_proxies() {
+    let up = upstream().await;
+    for (main, want) in [
+        ("", "127.0.0.1"),
+        (
+            "trusted_proxies = [\"127.0.0.0/8\"]\n",
+            "203.0.113.9, 127.0.0.1",
+        ),
+        ("trusted_proxies = [\"10.0.0.0/8\"]\n", "127.0.0.1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(
+            dir.path(),
+            main,
+            &[("r", &route(&up.url(), "[headers]\nx-a = \"1\"\n"))],
+        );
+        let h = start(dir.path()).await;
+        put_session(&h, "c1", json!({"call": {}})).await;
+        let r = client()
+            .get(format!("http://{}/r/x", h.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "c1")
+            .header("x-forwarded-for", "203.0.113.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(up.last().headers["x-forwarded-for"], want, "with `{main}`");
+        h.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_at_once_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "max_connections = 2\n",
+        &[("r", &route(&up.url(), "[headers]\nx-a = \"1\"\n"))],
+    );
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[("RUST_LOG", "info")]);
+    let addr: std::net::SocketAddr = s.listen.parse().unwrap();
+    let open = || tokio::net::TcpStream::connect(addr);
+    let (mut a, mut b) = (open().await.unwrap(), open().await.unwrap());
+    // Both held: the third is closed before it can say anything.
+    let _ = a
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let _ = b
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut c = open().await.unwrap();
+    let _ = c.write_all(b"GET /r/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(3), c.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the third connection was not closed");
+    assert!(
+        buf.is_empty(),
+        "it was answered: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    let m = get_text(&client(), format!("http://{}/metrics", s.admin)).await;
+    assert!(m.contains("headgate_connections_refused_total 1"), "{m}");
+    // A freed slot takes the next connection.
+    drop((a, b));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r = client()
+        .get(format!("http://{}/r/x", s.listen))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "served again (and refused for its missing key)"
+    );
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_with_a_read_only_token() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\nmetrics_token_env = \"HG_TEST_API_KEY\"\n",
+        &[(
+            "r",
+            &route("http://127.0.0.1:9", "[headers]\nx-a = \"1\"\n"),
+        )],
+    );
+    let h = start(dir.path()).await;
+    let c = client();
+    let get = |path: &str, token: &str| {
+        c.get(format!("http://{}{path}", h.admin))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    };
+    // Prometheus asks for OpenMetrics and gets it, with its content type.
+    let r = c
+        .get(format!("http://{}/metrics", h.admin))
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let open = r.text().await.unwrap();
+    assert!(open.trim_end().ends_with("# EOF"), "{open}");
+    // Anyone else gets the Prometheus text format, labelled as such.
+    let r = get("/metrics", API_KEY).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("# EOF"), "{text}");
+    // The metrics token opens nothing else.
+    assert_eq!(get("/sessions/c1", API_KEY).await.unwrap().status(), 401);
+    assert_eq!(get("/metrics", "wrong").await.unwrap().status(), 401);
+    assert_eq!(get("/metrics", ADMIN_TOKEN).await.unwrap().status(), 200);
+    // promtool (Debian's prometheus package, installed by scripts/test.sh)
+    // accepts the exposition as it is served.
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be on PATH: scripts/test.sh installs Debian's prometheus package");
+    use std::io::Write;
+    let mut child = promtool;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.shutdown().await;
+}

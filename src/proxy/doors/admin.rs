@@ -49,11 +49,17 @@ where
         return r;
     }
     let cfg = ctx.config.borrow().clone();
+    // `/metrics` also takes the read-only metrics token.
+    let scrape = path == "/metrics" && req.method() == Method::GET;
+    let metrics_token = cfg.server.metrics_token.as_ref().filter(|_| scrape);
+    if metrics_token.is_some_and(|t| t.matches(bearer(&req).as_bytes())) {
+        return metrics(&req, ctx);
+    }
     if let Some(r) = refuse_unauthorized(&req, &cfg) {
         return r;
     }
-    if path == "/metrics" && req.method() == Method::GET {
-        return metrics(ctx);
+    if scrape {
+        return metrics(&req, ctx);
     }
     if let Some(id) = path.strip_prefix("/calls/") {
         return timeline(req.method(), id, ctx);
@@ -113,16 +119,19 @@ fn probe(method: &Method, path: &str, ctx: &AdminCtx) -> Option<Response<Body>> 
     }
 }
 
-/// The 401 for a request without the admin token, when one is set.
-fn refuse_unauthorized<B>(req: &Request<B>, cfg: &Config) -> Option<Response<Body>> {
-    let token = cfg.server.admin_token.as_ref()?;
-    let given = req
-        .headers()
+/// The bearer token a request carries (`""` when none).
+fn bearer<B>(req: &Request<B>) -> &str {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if token.matches(given.as_bytes()) {
+        .unwrap_or("")
+}
+
+/// The 401 for a request without the admin token, when one is set.
+fn refuse_unauthorized<B>(req: &Request<B>, cfg: &Config) -> Option<Response<Body>> {
+    let token = cfg.server.admin_token.as_ref()?;
+    if token.matches(bearer(req).as_bytes()) {
         return None;
     }
     let mut r = response::error(
@@ -137,14 +146,25 @@ fn refuse_unauthorized<B>(req: &Request<B>, cfg: &Config) -> Option<Response<Bod
     Some(r)
 }
 
-/// `GET /metrics`: Prometheus text.
-fn metrics(ctx: &AdminCtx) -> Response<Body> {
+/// `GET /metrics`: OpenMetrics text (ending `# EOF`) to a scraper that
+/// asks for it (Prometheus does), else the Prometheus text format; each
+/// with the content type that says which.
+fn metrics<B>(req: &Request<B>, ctx: &AdminCtx) -> Response<Body> {
     ctx.metrics.sessions.set(ctx.store.len() as i64);
-    let mut r = response::text(StatusCode::OK, ctx.metrics.encode());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    let open = req.headers().get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|a| a.contains("application/openmetrics-text"))
+    });
+    let (body, ct) = if open {
+        let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        (ctx.metrics.encode(), ct)
+    } else {
+        let ct = "text/plain; version=0.0.4; charset=utf-8";
+        (ctx.metrics.encode_prometheus(), ct)
+    };
+    let mut r = response::text(StatusCode::OK, body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
     r
 }
 

@@ -19,14 +19,17 @@ use crate::net::response::Body;
 pub struct Peer {
     /// Its IP as an `X-Forwarded-For` element.
     ip: HeaderValue,
+    /// Whether it is one of `trusted_proxies`, whose `X-Forwarded-For` is
+    /// appended to rather than replaced.
+    trusted: bool,
 }
 
 impl Peer {
     /// For a connection from `remote`.
-    pub fn new(remote: SocketAddr) -> Self {
+    pub fn new(remote: SocketAddr, trusted: bool) -> Self {
         let ip = HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { ip }
+        Self { ip, trusted }
     }
 }
 
@@ -112,10 +115,12 @@ pub(super) fn rewrite_headers(
     original_host
 }
 
-/// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host`.
+/// `X-Forwarded-For`: the peer appended to what a trusted proxy sent, or
+/// alone (anyone else could write any address there); sets
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`.
 pub(super) fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<HeaderValue>) {
-    let xff = match h.get(&X_FORWARDED_FOR) {
+    let from_trusted = h.get(&X_FORWARDED_FOR).filter(|_| peer.trusted);
+    let xff = match from_trusted {
         None => Some(peer.ip.clone()),
         Some(prev) => {
             let mut v = Vec::with_capacity(prev.len() + 2 + peer.ip.len());
