@@ -131,31 +131,103 @@ pub fn view(headers: &HeaderMap, body: Option<&[u8]>) -> Result<McpView, McpErro
 }
 
 /// The calls of a JSON-RPC body: one object or an array of them. Responses
-/// and notifications without a `method` are skipped.
+/// and notifications without a `method` are skipped. Only the fields the
+/// view needs are decoded (no `serde_json::Value` tree of the arguments).
 pub fn from_body(body: &[u8]) -> McpView {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return McpView::default();
-    };
-    let (calls, id) = match &v {
-        Value::Array(items) => (items.iter().filter_map(call).collect(), None),
-        other => (call(other).into_iter().collect(), other.get("id").cloned()),
-    };
-    McpView { calls, id }
+    // The first byte says which shape to read (serde would also read a
+    // struct from an array, and an untagged enum would buffer the body).
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => match serde_json::from_slice::<Message<'_>>(body) {
+            Ok(m) => McpView {
+                id: m.id.clone(),
+                calls: m.call().into_iter().collect(),
+            },
+            Err(_) => McpView::default(),
+        },
+        Some(b'[') => match serde_json::from_slice::<Vec<MaybeMessage<'_>>>(body) {
+            Ok(items) => McpView {
+                calls: items.iter().filter_map(MaybeMessage::call).collect(),
+                id: None,
+            },
+            Err(_) => McpView::default(),
+        },
+        _ => McpView::default(),
+    }
 }
 
-fn call(msg: &Value) -> Option<Call> {
-    let method = msg.get("method")?.as_str()?.to_string();
-    let param = |k: &str| {
-        msg.pointer(&format!("/params/{k}"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let (tool, uri) = match method.as_str() {
-        "tools/call" | "prompts/get" => (param("name"), None),
-        "resources/read" => (None, param("uri")),
-        _ => (None, None),
-    };
-    Some(Call { method, tool, uri })
+/// An element of a batch: a message, or anything else (skipped).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MaybeMessage<'a> {
+    #[serde(borrow)]
+    Message(Message<'a>),
+    Other(serde::de::IgnoredAny),
+}
+
+impl MaybeMessage<'_> {
+    fn call(&self) -> Option<Call> {
+        match self {
+            MaybeMessage::Message(m) => m.call(),
+            MaybeMessage::Other(_) => None,
+        }
+    }
+}
+
+/// The fields of one message the view reads; everything else is skipped.
+#[derive(serde::Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    method: Option<MaybeStr<'a>>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(borrow, default)]
+    params: Option<Params<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Params<'a> {
+    #[serde(borrow, default)]
+    name: Option<MaybeStr<'a>>,
+    #[serde(borrow, default)]
+    uri: Option<MaybeStr<'a>>,
+}
+
+/// A string, or any other JSON value (which the view ignores), so that a
+/// message with `"method": 5` is skipped rather than failing the body.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MaybeStr<'a> {
+    #[serde(borrow)]
+    Str(std::borrow::Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
+}
+
+impl MaybeStr<'_> {
+    fn text(&self) -> Option<String> {
+        match self {
+            MaybeStr::Str(s) => Some(s.to_string()),
+            MaybeStr::Other(_) => None,
+        }
+    }
+}
+
+impl Message<'_> {
+    fn call(&self) -> Option<Call> {
+        let method = self.method.as_ref()?.text()?;
+        let params = self.params.as_ref();
+        let name = || {
+            params
+                .and_then(|p| p.name.as_ref())
+                .and_then(MaybeStr::text)
+        };
+        let uri = || params.and_then(|p| p.uri.as_ref()).and_then(MaybeStr::text);
+        let (tool, uri) = match method.as_str() {
+            "tools/call" | "prompts/get" => (name(), None),
+            "resources/read" => (None, uri()),
+            _ => (None, None),
+        };
+        Some(Call { method, tool, uri })
+    }
 }
 
 #[cfg(test)]
