@@ -392,17 +392,11 @@ fn shipped_examples_pass_check() {
         "HEADGATE_ROUTE_KEY",
     ];
     let check = |dir: &Path, with: &[&str]| {
-        let mut cmd = bin();
-        cmd.arg("check").arg(dir);
-        for name in with {
-            cmd.env(name, "dummy-secret-for-check-0123456789");
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let env: Vec<(&str, &str)> = with
+            .iter()
+            .map(|n| (*n, "dummy-secret-for-check-0123456789"))
+            .collect();
+        run_bin(&["check".as_ref(), dir.as_os_str()], &env)
     };
     // Without them, `check` fails as `serve` would, naming each variable.
     let (code, _, err) = check(dir.path(), &[]);

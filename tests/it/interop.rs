@@ -7,29 +7,9 @@
 //! Needs `.venv` with `tests/interop/requirements.txt` (scripts/test.sh).
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use crate::support::*;
 use serde_json::{Value, json};
-
-fn python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash scripts/test.sh` (it creates the venv with the MCP SDK and fastmcp)",
-        p.display()
-    );
-    p
-}
-
-struct Killed(tokio::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
 
 async fn run_client(url: &str, call_id: &str, key: &str) -> Value {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
@@ -51,30 +31,8 @@ async fn run_client(url: &str, call_id: &str, key: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_sdk_through_headgate_to_fastmcp_two_users() {
-    let dir_i = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let port = free_port();
-    let server = Killed(
-        tokio::process::Command::new(python())
-            .arg(dir_i.join("mcp_server.py"))
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "fastmcp server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
+    let server = python_server("mcp_server.py", port, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let r = route(
         &format!("http://127.0.0.1:{port}/mcp"),

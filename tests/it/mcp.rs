@@ -5,46 +5,16 @@
 //! and the `request.mcp` view templates read.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 use serde_json::{Value, json};
 
-fn interop(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(file)
-}
-
-fn python() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_tool_is_invisible_refused_and_never_runs() {
     let ran = tempfile::NamedTempFile::new().unwrap();
     let port = free_port();
-    let _server = tokio::process::Command::new(python())
-        .arg(interop("mcp_policy_server.py"))
-        .arg(port.to_string())
-        .arg(ran.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "fastmcp did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _server = python_server("mcp_policy_server.py", port, &[ran.path().as_os_str()]).await;
     let dir = tempfile::tempdir().unwrap();
     let r = route(
         &format!("http://127.0.0.1:{port}/mcp"),
@@ -367,24 +337,7 @@ async fn trace_context_reaches_the_upstream_and_the_access_log() {
 async fn spans_are_exported_over_otlp_in_the_callers_trace() {
     let spans_file = tempfile::NamedTempFile::new().unwrap();
     let port = free_port();
-    let _receiver = tokio::process::Command::new(python())
-        .arg(interop("otlp_receiver.py"))
-        .arg(port.to_string())
-        .arg(spans_file.path())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "receiver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _receiver = python_server("otlp_receiver.py", port, &[spans_file.path().as_os_str()]).await;
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let main = format!("[tracing]\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\n");

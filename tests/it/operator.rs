@@ -19,17 +19,13 @@ const SECRETS: &[&str] = &[
 ];
 
 fn check(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = bin();
-    cmd.arg("check").arg(dir).args(args);
-    for name in SECRETS {
-        cmd.env(name, "dummy-secret-for-check-0123456789");
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let env: Vec<(&str, &str)> = SECRETS
+        .iter()
+        .map(|n| (*n, "dummy-secret-for-check-0123456789"))
+        .collect();
+    let mut all = vec!["check".as_ref(), dir.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    run_bin(&all, &env)
 }
 
 #[tokio::test]

@@ -129,3 +129,66 @@ pub fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The test venv's Python (`bash scripts/test.sh` creates it).
+pub fn python() -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/test.sh` (it creates the venv with the MCP SDK and fastmcp)",
+        p.display()
+    );
+    p
+}
+
+/// A file of `tests/interop/`.
+pub fn interop(file: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(file)
+}
+
+/// Starts `tests/interop/<script> <port> <args…>` with the venv's Python
+/// and waits until it listens on `port`; killed when dropped.
+pub async fn python_server(
+    script: &str,
+    port: u16,
+    args: &[&std::ffi::OsStr],
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(python())
+        .arg(interop(script))
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{script} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+/// `headgate ARGS` run to completion with `env`: (exit code, stdout, stderr).
+pub fn run_bin(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = bin();
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
