@@ -318,3 +318,115 @@ async fn prometheus_scrapes_with_a_read_only_token() {
     );
     h.shutdown().await;
 }
+
+/// The text of a `key: |` block of a Kubernetes manifest, dedented.
+fn yaml_block(text: &str, key: &str) -> String {
+    let mut lines = text.lines().skip_while(|l| l.trim() != format!("{key}: |"));
+    lines.next();
+    lines
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `deploy/`: every flag the unit and the manifests pass exists in
+/// `serve --help`; the ConfigMap's config passes `check` with exactly the
+/// Secret's variables; ports and probe paths match what headgate serves;
+/// `systemd-analyze verify` accepts the unit where it is installed.
+#[test]
+fn the_deploy_files_only_use_what_the_binary_has() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let (_, help, _) = run_bin(&["serve".as_ref(), "--help".as_ref()], &[]);
+    let unit = read("systemd/headgate.service");
+    let deployment = read("kubernetes/deployment.yaml");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let args = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("args: "))
+        .unwrap();
+    for flag in exec
+        .split_whitespace()
+        .chain(args.split(['"', ',', '[', ']', ' ']))
+        .filter(|w| w.starts_with("--"))
+    {
+        assert!(help.contains(flag), "{flag} is not a serve flag:\n{help}");
+    }
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    for env in ["RUST_LOG", "HEADGATE_LOG_FORMAT"] {
+        assert!(unit.contains(env) && deployment.contains(env), "{env}");
+    }
+
+    // The ConfigMap's files, checked with the Secret's variables set.
+    let cm = read("kubernetes/configmap.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &yaml_block(&cm, "headgate.toml"),
+        &[("crm", &yaml_block(&cm, "crm.toml"))],
+    );
+    let secret = read("kubernetes/secret.yaml");
+    let names: Vec<&str> = secret
+        .lines()
+        .skip_while(|l| !l.starts_with("stringData:"))
+        .skip(1)
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+        .collect();
+    assert!(names.len() >= 4, "{names:?}");
+    let env: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (*n, "dummy-secret-0123456789abcdef"))
+        .collect();
+    let (code, out, err) = run_bin(&["check".as_ref(), dir.path().as_os_str()], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    // Every variable the config names is in the Secret, and no other.
+    let config = format!(
+        "{}\n{}",
+        yaml_block(&cm, "headgate.toml"),
+        yaml_block(&cm, "crm.toml")
+    );
+    for n in &names {
+        assert!(
+            config.contains(&format!("\"{n}\"")),
+            "{n} is in the Secret but the config never reads it"
+        );
+    }
+    // Ports and probes.
+    assert!(
+        config.contains("listen = \"0.0.0.0:8080\"") && deployment.contains("containerPort: 8080")
+    );
+    assert!(
+        config.contains("admin_listen = \"0.0.0.0:9090\"")
+            && deployment.contains("containerPort: 9090")
+    );
+    for probe in ["path: /readyz, port: admin", "path: /healthz, port: admin"] {
+        assert!(deployment.contains(probe), "{probe}");
+    }
+    assert!(read("kubernetes/service.yaml").contains("targetPort: public"));
+    assert!(read("kubernetes/pdb.yaml").contains("minAvailable: 2"));
+
+    // systemd's own check, with ExecStart pointing at this build.
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let local = unit.replace("/usr/local/bin/headgate", env!("CARGO_BIN_EXE_headgate"));
+        let path = dir.path().join("headgate.service");
+        std::fs::write(&path, local).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify: {said}"
+        );
+    }
+}
