@@ -430,3 +430,51 @@ fn the_deploy_files_only_use_what_the_binary_has() {
         );
     }
 }
+
+/// The tutorial's route and its `check` / `render` commands, as the README
+/// writes them (with its secrets exported).
+#[test]
+fn the_tutorial_works_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let after = |marker: &str, fence: &str| -> String {
+        let start = readme.find(marker).unwrap();
+        let rest = &readme[start..];
+        let open = rest.find(fence).unwrap() + fence.len();
+        let close = rest[open..].find("```").unwrap();
+        rest[open..open + close]
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let route_toml = after("1. **Write the route**", "```toml");
+    let commands = after("<!-- tutorial-check -->", "```sh");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("templates/routes")).unwrap();
+    std::fs::write(dir.path().join("templates/routes/crm.toml"), route_toml).unwrap();
+    let script = commands.replace("…", "tutorial-secret-0123456789abcdef");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_headgate")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok: 1 route(s)"), "{stdout}");
+    assert!(
+        stdout.contains("authorization: Bear… (12 bytes)"),
+        "{stdout}"
+    );
+}
