@@ -404,9 +404,8 @@ fn check_refuses_what_serve_would_and_templates_that_could_never_render() {
             "upstream = \"http://127.0.0.1:1\"\ninbound_auth = \"none\"\n[headers]\nx-a = \"<% for i in (1..100000) %>x<% endfor %>\"\nX-B = \"1\"\nx-b = \"2\"\n",
         )],
     );
-    let out = bin().arg("check").arg(dir.path()).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    let (code, _, err) = check_with(dir.path(), &[], &[]);
+    assert_ne!(code, 0, "{err}");
     assert!(err.contains("r.toml:4:"), "{err}");
     assert!(err.contains("template.too_large"), "{err}");
     assert!(err.contains("config.duplicate_header"), "{err}");
@@ -420,9 +419,8 @@ fn check_refuses_what_serve_would_and_templates_that_could_never_render() {
             "upstream = \"http://127.0.0.1:1\"\ninbound_auth = { header = \"x-k\", secret_env = \"HG_TEST_NEVER_SET\" }\n",
         )],
     );
-    let out = bin().arg("check").arg(dir.path()).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    let (code, _, err) = check_with(dir.path(), &[], &[]);
+    assert_ne!(code, 0, "{err}");
     assert!(err.contains("config.missing_secret"), "{err}");
     let out = bin()
         .args([
@@ -447,14 +445,9 @@ fn check_refuses_what_serve_would_and_templates_that_could_never_render() {
             "upstream = \"http://127.0.0.1:1\"\ninbound_auth = \"none\"\n",
         )],
     );
-    let out = bin()
-        .arg("check")
-        .arg(dir.path())
-        .env("HG_TEST_SHORT", "short")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let args = ["check".as_ref(), dir.path().as_os_str()];
+    let (code, text, _) = run_bin(&args, &[("HG_TEST_SHORT", "short")]);
+    assert_eq!(code, 0, "{text}");
     assert!(text.contains("config.weak_admin_token"), "{text}");
     assert!(
         !text.contains("short\n") && !text.contains("`short`"),

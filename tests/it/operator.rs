@@ -19,13 +19,7 @@ const SECRETS: &[&str] = &[
 ];
 
 fn check(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let env: Vec<(&str, &str)> = SECRETS
-        .iter()
-        .map(|n| (*n, "dummy-secret-for-check-0123456789"))
-        .collect();
-    let mut all = vec!["check".as_ref(), dir.as_os_str()];
-    all.extend(args.iter().map(std::ffi::OsStr::new));
-    run_bin(&all, &env)
+    check_with(dir, args, SECRETS)
 }
 
 #[tokio::test]
@@ -60,27 +54,8 @@ async fn the_quick_start_echo_follows_the_listener_and_logs_stay_plain() {
 
 #[test]
 fn explain_speaks_plainly_and_truly_for_every_shipped_example() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("routes")).unwrap();
-    std::fs::copy(
-        root.join("templates/examples/headgate.platforms.toml"),
-        dir.path().join("headgate.toml"),
-    )
-    .unwrap();
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(root.join("templates/examples")).unwrap() {
-        let p = entry.unwrap().path();
-        let file = p.file_name().unwrap().to_string_lossy().into_owned();
-        if let Some(name) = file
-            .strip_suffix(".toml")
-            .filter(|n| !n.starts_with("headgate."))
-        {
-            std::fs::copy(&p, dir.path().join("routes").join(&file)).unwrap();
-            names.push(name.to_string());
-        }
-    }
-    names.sort();
+    let names = shipped_examples(dir.path());
     let mut explained = std::collections::BTreeMap::new();
     for name in &names {
         let (code, out, err) = check(dir.path(), &["--explain", name]);

@@ -192,3 +192,14 @@ pub fn run_bin(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (i32, String,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `headgate check DIR ARGS…` with each of `secrets` set to a dummy value.
+pub fn check_with(dir: &Path, args: &[&str], secrets: &[&str]) -> (i32, String, String) {
+    let env: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|n| (*n, "dummy-secret-for-check-0123456789"))
+        .collect();
+    let mut all = vec!["check".as_ref(), dir.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    run_bin(&all, &env)
+}

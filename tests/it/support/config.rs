@@ -25,3 +25,30 @@ pub const ADMIN_TOKEN: &str = "admin-token-abcdef";
 pub const WEBHOOK_SECRET: &str = "whsec-test-secret";
 pub const RETELL_KEY: &str = "key_retell_test";
 pub const API_KEY: &str = "api-key-for-resolver";
+
+/// Copies the shipped examples into `dir`: `headgate.platforms.toml` as
+/// `headgate.toml` and every example route into `routes/`. The route
+/// names, sorted.
+pub fn shipped_examples(dir: &Path) -> Vec<String> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/examples");
+    std::fs::create_dir_all(dir.join("routes")).unwrap();
+    std::fs::copy(
+        examples.join("headgate.platforms.toml"),
+        dir.join("headgate.toml"),
+    )
+    .unwrap();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let p = entry.unwrap().path();
+        let file = p.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(name) = file
+            .strip_suffix(".toml")
+            .filter(|n| !n.starts_with("headgate."))
+        {
+            std::fs::copy(&p, dir.join("routes").join(&file)).unwrap();
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    names
+}
