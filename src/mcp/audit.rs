@@ -148,6 +148,9 @@ impl std::fmt::Debug for SessionHasher {
     }
 }
 
+/// One secret random byte: SipHash under a fresh OS-seeded `RandomState`
+/// key. Not `net::tracecontext`'s generator: trace ids are shown to every
+/// upstream, and its state could be recovered from them; this key must not.
 fn rand_byte() -> u8 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
