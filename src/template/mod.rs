@@ -99,6 +99,19 @@ impl HeaderTemplate {
     pub fn roots(&self) -> impl Iterator<Item = &str> {
         self.inner.compiled.roots.iter().map(String::as_str)
     }
+
+    /// What the template reads under `root`: for each reference, the first
+    /// key (`None` when it is the root itself or an index such as
+    /// `credentials[name]`) and where it is written. A config uses it to
+    /// check `credentials.NAME` against the declared credentials.
+    pub fn keys_under<'a>(
+        &'a self,
+        root: &'a str,
+    ) -> impl Iterator<Item = (Option<&'a str>, Span)> + 'a {
+        (self.inner.compiled.members.iter())
+            .filter(move |m| m.root == root)
+            .map(|m| (m.key.as_deref(), m.span))
+    }
 }
 
 impl fmt::Debug for HeaderTemplate {

@@ -33,11 +33,21 @@ pub(crate) enum FastSeg {
     Var { path: Box<[Box<str>]>, id: u32 },
 }
 
+/// A variable the template reads from the caller's data: its root, the
+/// first key under it (`credentials.crm` → `crm`) and where it is written.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub root: String,
+    pub key: Option<String>,
+    pub span: Span,
+}
+
 pub(crate) struct Compiled {
     pub liquid: liquid::Template,
     pub fast: Option<Vec<FastSeg>>,
     pub refs: Vec<RefInfo>,
     pub roots: Vec<String>,
+    pub members: Vec<Member>,
 }
 
 fn parser() -> Result<&'static liquid::Parser, TemplateError> {
@@ -85,6 +95,7 @@ struct Translator<'s> {
     out: String,
     refs: Vec<RefInfo>,
     roots: Vec<String>,
+    members: Vec<Member>,
     locals: Vec<String>,
     has_tags: bool,
     fast: Vec<FastSeg>,
@@ -98,6 +109,7 @@ pub(crate) fn compile(src: &str) -> Result<Compiled, TemplateError> {
         out: String::with_capacity(src.len() + 64),
         refs: Vec::new(),
         roots: Vec::new(),
+        members: Vec::new(),
         locals: Vec::new(),
         has_tags: false,
         fast: Vec::new(),
@@ -160,6 +172,7 @@ pub(crate) fn compile(src: &str) -> Result<Compiled, TemplateError> {
         fast,
         refs: t.refs,
         roots: t.roots,
+        members: t.members,
     })
 }
 
@@ -196,9 +209,7 @@ impl<'s> Translator<'s> {
                     Seg::Other => path.push_str("[…]"),
                 }
             }
-            if !self.locals.contains(root) && !self.roots.contains(root) {
-                self.roots.push(root.clone());
-            }
+            self.note_member(op);
             self.refs.push(RefInfo { path, span: *span });
             Some((self.refs.len() - 1) as u32)
         } else {
@@ -321,14 +332,31 @@ impl<'s> Translator<'s> {
 
     /// Records the variables these operands read from the caller's data.
     fn note_roots(&mut self, ops: Vec<Operand>) {
-        for op in ops {
-            if let Operand::Path { root, .. } = op
-                && !self.locals.contains(&root)
-                && !self.roots.contains(&root)
-            {
-                self.roots.push(root);
-            }
+        for op in &ops {
+            self.note_member(op);
         }
+    }
+
+    /// Records a path read from the caller's data (not a local variable).
+    fn note_member(&mut self, op: &Operand) {
+        let Operand::Path { root, segs, span } = op else {
+            return;
+        };
+        if self.locals.contains(root) {
+            return;
+        }
+        if !self.roots.contains(root) {
+            self.roots.push(root.clone());
+        }
+        let key = match segs.first() {
+            Some(Seg::Key(k)) => Some(k.clone()),
+            _ => None,
+        };
+        self.members.push(Member {
+            root: root.clone(),
+            key,
+            span: *span,
+        });
     }
 }
 
