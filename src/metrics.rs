@@ -63,6 +63,23 @@ pub struct McpLabels {
     pub outcome: &'static str,
 }
 
+/// `credential`, `outcome` of a token request or a signing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialOutcome {
+    /// `NAME` of `[credentials.NAME]`.
+    pub credential: String,
+    /// `ok`, `rejected` (the server refused the grant or client) or
+    /// `unavailable` (unreachable, 5xx, timed out, malformed answer).
+    pub outcome: &'static str,
+}
+
+/// `credential`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabel {
+    /// `NAME` of `[credentials.NAME]`.
+    pub credential: String,
+}
+
 /// `route`, `method`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteMethod {
@@ -131,6 +148,10 @@ pub struct Metrics {
     pub audit_dropped: Counter,
     /// Connections closed at once because `max_connections` were open.
     pub connections_refused: Counter,
+    /// Token requests and JWT signings, by credential and outcome.
+    pub credential_requests: Family<CredentialOutcome, Counter>,
+    /// Requests served a cached credential, by credential.
+    pub credential_cache_hits: Family<CredentialLabel, Counter>,
     /// Tool names labelled so far, per route.
     mcp_tools:
         std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
@@ -165,6 +186,18 @@ impl Metrics {
         let mcp_latency = Family::<RouteMethod, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
+        let credential_requests = Family::<CredentialOutcome, Counter>::default();
+        let credential_cache_hits = Family::<CredentialLabel, Counter>::default();
+        registry.register(
+            "credential_requests",
+            "Token requests and JWT signings, by credential and outcome",
+            credential_requests.clone(),
+        );
+        registry.register(
+            "credential_cache_hits",
+            "Requests served a cached credential",
+            credential_cache_hits.clone(),
+        );
         registry.register(
             "requests",
             "Requests by route and outcome status",
@@ -257,6 +290,8 @@ impl Metrics {
             mcp_latency,
             audit_dropped,
             connections_refused,
+            credential_requests,
+            credential_cache_hits,
             mcp_tools: Default::default(),
         }
     }

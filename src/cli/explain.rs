@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::config::{
-    Config, ErrorStyle, InboundAuth, OnError, OnUnknown, Route, StoreKind, redact_userinfo,
+    Config, Credential, CredentialKind, ErrorStyle, InboundAuth, OnError, OnUnknown, Route,
+    StoreKind, redact_userinfo,
 };
 
 /// The lines `--explain` prints for `r`.
@@ -56,6 +57,9 @@ pub fn route(cfg: &Config, r: &Route) -> String {
             format!("{}  ({on_error})", h.template.source()),
         );
     }
+    for c in &r.credentials {
+        line(&format!("credential {}", c.name), credential(c));
+    }
     if r.mcp.is_some() {
         line(
             "mcp",
@@ -65,6 +69,40 @@ pub fn route(cfg: &Config, r: &Route) -> String {
     line("sessions from", sessions_from(cfg, r));
     line("on a miss", on_a_miss(cfg, r));
     out
+}
+
+/// Where a credential comes from: its kind and the token URL's host (or
+/// the JWT's issuer and key id), never a secret.
+fn credential(c: &Credential) -> String {
+    let host = |u: &http::Uri| u.authority().map_or(String::new(), |a| a.to_string());
+    let renew = format!("renewed {} before it expires", duration(c.refresh_before));
+    match &c.kind {
+        CredentialKind::ClientCredentials(o) => {
+            format!(
+                "client_credentials from {} (one token per scope/resource/audience; {renew})",
+                host(&o.token_url)
+            )
+        }
+        CredentialKind::RefreshToken { client, from } => format!(
+            "refresh_token from {}: the caller's refresh token at {}, rotated ones written back ({renew})",
+            host(&client.token_url),
+            from.join(".")
+        ),
+        CredentialKind::TokenExchange { client, .. } => format!(
+            "token_exchange (RFC 8693) at {}: one token per subject token ({renew})",
+            host(&client.token_url)
+        ),
+        CredentialKind::Jwt(j) => {
+            let key = j.key.as_ref().map_or("no key loaded".into(), |k| {
+                format!("{:?} key {}", k.alg, k.kid)
+            });
+            format!(
+                "jwt signed here for {} by {key}, valid {} ({renew}); public keys at /.well-known/jwks.json",
+                j.audience,
+                duration(j.ttl)
+            )
+        }
+    }
 }
 
 fn inbound(a: &InboundAuth) -> String {

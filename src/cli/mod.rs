@@ -71,6 +71,12 @@ enum Command {
         /// Mask rendered values (with --route).
         #[arg(long)]
         redact: bool,
+        /// Obtain the route's credentials from their authorization servers
+        /// (or sign its JWTs) instead of showing `<credentials.NAME>`;
+        /// needs the credentials' secrets in the environment. Refresh-token
+        /// credentials are never spent here.
+        #[arg(long, requires = "route")]
+        fetch_credentials: bool,
     },
 }
 
@@ -97,6 +103,7 @@ pub fn run() -> ExitCode {
             templates,
             session_id,
             redact,
+            fetch_credentials,
         } => {
             let vars = match read_vars(vars.as_ref()) {
                 Ok(v) => v,
@@ -107,7 +114,16 @@ pub fn run() -> ExitCode {
             };
             match (template, route) {
                 (Some(t), _) => render_template(&t, &vars),
-                (None, Some(r)) => render_route(&templates, &r, vars, &session_id, redact),
+                (None, Some(r)) => render_route(
+                    &RenderRoute {
+                        dir: &templates,
+                        name: &r,
+                        session_id: &session_id,
+                        redacted: redact,
+                        fetch: fetch_credentials,
+                    },
+                    vars,
+                ),
                 (None, None) => ExitCode::from(2),
             }
         }
@@ -229,18 +245,27 @@ fn redact(v: &str) -> String {
     format!("{shown}… ({} bytes)", v.len())
 }
 
+/// What `render --route` was asked for.
+struct RenderRoute<'a> {
+    dir: &'a std::path::Path,
+    name: &'a str,
+    session_id: &'a str,
+    redacted: bool,
+    fetch: bool,
+}
+
 /// `render --route`: the route's headers rendered exactly as the proxy
 /// renders them (the same scope, the same `on_error` rules). A `request`
 /// object in the variables (`method`, `path`, `query`, `headers`) stands
-/// for the incoming request; by default it is a bare `POST`.
-fn render_route(
-    dir: &std::path::Path,
-    name: &str,
-    mut vars: Value,
-    session_id: &str,
-    redacted: bool,
-) -> ExitCode {
-    let cfg = match config::load_dir(dir, LoadMode::Offline) {
+/// for the incoming request; by default it is a bare `POST`. Credentials
+/// show as `<credentials.NAME>` unless `--fetch-credentials`.
+fn render_route(opts: &RenderRoute<'_>, mut vars: Value) -> ExitCode {
+    let mode = if opts.fetch {
+        LoadMode::Check
+    } else {
+        LoadMode::Offline
+    };
+    let cfg = match config::load_dir(opts.dir, mode) {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs.0 {
@@ -249,8 +274,8 @@ fn render_route(
             return ExitCode::FAILURE;
         }
     };
-    let Some(route) = cfg.route(name) else {
-        eprintln!("error: no route `{name}` in {}", dir.display());
+    let Some(route) = cfg.route(opts.name) else {
+        eprintln!("error: no route `{}` in {}", opts.name, opts.dir.display());
         return ExitCode::FAILURE;
     };
     let (parts, rest, mcp) =
@@ -265,19 +290,41 @@ fn render_route(
         Value::Object(m) => crate::template::Vars::from_map(m),
         _ => crate::template::Vars::default(),
     };
+    let credentials = match opts.fetch {
+        true => match fetch_credentials(route, &cfg, opts.session_id, &session) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {}: {e}", e.code());
+                return ExitCode::FAILURE;
+            }
+        },
+        false => credential_placeholders(route),
+    };
     let mut failed = false;
     let req = proxy::RequestView {
         parts: &parts,
         rest: &rest,
         mcp: mcp.as_ref(),
+        credentials: Some(&credentials),
     };
-    let rendered = proxy::render_rules(route, &cfg.env, req, session_id, &session, |rule, e| {
-        failed = true;
-        eprintln!("{}: {}", rule.name, e.display_with_source());
-    });
+    let rendered = proxy::render_rules(
+        route,
+        &cfg.env,
+        req,
+        opts.session_id,
+        &session,
+        |rule, e| {
+            failed = true;
+            eprintln!("{}: {}", rule.name, e.display_with_source());
+        },
+    );
     for (name, v) in rendered.as_deref().unwrap_or_default() {
         let s = String::from_utf8_lossy(v.as_bytes());
-        let shown = if redacted { redact(&s) } else { s.into_owned() };
+        let shown = if opts.redacted {
+            redact(&s)
+        } else {
+            s.into_owned()
+        };
         println!("{name}: {shown}");
     }
     if failed || rendered.is_err() {
@@ -285,6 +332,62 @@ fn render_route(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `<credentials.NAME>` where each of the route's tokens would be.
+fn credential_placeholders(route: &config::Route) -> Value {
+    let mut all = serde_json::Map::new();
+    for c in &route.credentials {
+        let shown = json!({
+            "access_token": format!("<credentials.{}>", c.name),
+            "token_type": format!("<credentials.{}.token_type>", c.name),
+        });
+        all.insert(c.name.clone(), shown);
+    }
+    Value::Object(all)
+}
+
+/// The route's credentials, obtained as `serve` would (but never by
+/// spending a refresh token: there is no session store to write a rotated
+/// one back to).
+fn fetch_credentials(
+    route: &config::Route,
+    cfg: &config::Config,
+    session_id: &str,
+    vars: &crate::template::Vars,
+) -> Result<Value, crate::credentials::CredentialError> {
+    use crate::credentials::{CredentialError, CredentialsRuntime, ForSession, prepare};
+    let failed = |why: String| CredentialError::Unavailable {
+        name: String::new(),
+        reason: why,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    rt.block_on(async {
+        let client =
+            crate::net::client::build(cfg.server.timeouts.connect, &cfg.server.extra_roots)
+                .map_err(|e| failed(e.to_string()))?;
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let runtime = CredentialsRuntime::new(client, None, metrics);
+        let scope = crate::session::scope::CallScope::new(session_id, &cfg.env).with_vars(vars);
+        let mut all = serde_json::Map::new();
+        for c in &route.credentials {
+            let prepared = prepare(
+                c,
+                ForSession {
+                    id: session_id,
+                    scope: &scope,
+                },
+            )?;
+            let token = runtime.obtain(c, session_id, prepared).await?;
+            if let Value::Object(m) = token.scoped() {
+                all.extend(m.clone());
+            }
+        }
+        Ok(Value::Object(all))
+    })
 }
 
 /// The request `render --route` renders for: `request` from the variables

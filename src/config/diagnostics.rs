@@ -133,13 +133,25 @@ impl Ctx<'_> {
         match HeaderTemplate::compile(src) {
             Ok(t) => Some(t),
             Err(e) => {
-                // Skip the opening quote of a one-line string.
-                let inner = offset + 1 + e.span().map_or(0, |s| s.start);
-                let inner = inner.min(self.text.len());
-                self.err(inner, e.code(), e.message().to_string());
+                let span = e.span().unwrap_or(crate::template::Span::new(0, 0));
+                self.template_err(offset, span, e.code(), e.message().to_string());
                 None
             }
         }
+    }
+
+    /// An error at `span` of a template found in a TOML string starting
+    /// at `offset`.
+    pub fn template_err(
+        &mut self,
+        offset: usize,
+        span: crate::template::Span,
+        code: &'static str,
+        msg: impl Into<String>,
+    ) {
+        // Skip the opening quote of a one-line string.
+        let inner = (offset + 1 + span.start).min(self.text.len());
+        self.err(inner, code, msg);
     }
 
     /// A header name as written in config (case-insensitive).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::diagnostics::{Ctx, toml_error};
 use super::error::{ConfigError, ConfigErrors};
 use super::schema::{RawRoute, RawServer};
-use super::{Config, resolver, route, server, webhook};
+use super::{Config, credentials, resolver, route, server, webhook};
 
 /// What the config is loaded for. `check` and `serve` judge it alike: a
 /// secret variable that is not set is an error in both, so `check` passing
@@ -95,6 +95,7 @@ fn build(
         .resolver
         .as_ref()
         .and_then(|r| resolver::resolver(&mut ctx, r, server.ttl));
+    let credentials = credentials::credentials(&mut ctx, &raw.credentials);
     let mut webhooks = HashMap::new();
     for (name, w) in &raw.webhooks {
         if let Some(hook) = webhook::webhook(&mut ctx, name, w, server.ttl) {
@@ -138,7 +139,12 @@ fn build(
             warnings: &mut warnings,
             mode,
         };
-        if let Some(r) = route::route(&mut ctx, &name, file, raw, &server, resolver.is_some()) {
+        let known = route::Known {
+            server: &server,
+            has_resolver: resolver.is_some(),
+            credentials: &credentials,
+        };
+        if let Some(r) = route::route(&mut ctx, &name, file, raw, &known) {
             routes.insert(name, Arc::new(r));
         }
     }
@@ -150,12 +156,27 @@ fn build(
             routes,
             webhooks,
             resolver: resolver.map(Arc::new),
+            jwks: jwks(&credentials),
+            credentials,
             env: Arc::new(env),
             warnings,
         })
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// The JWKS of every `jwt` credential: current keys, then previous ones.
+fn jwks(credentials: &super::Credentials) -> bytes::Bytes {
+    let mut keys = Vec::new();
+    for c in credentials.values() {
+        if let super::CredentialKind::Jwt(j) = &c.kind {
+            keys.extend(j.key.as_ref().map(|k| k.public.clone()));
+            keys.extend(j.previous.iter().cloned());
+        }
+    }
+    let set = jsonwebtoken::jwk::JwkSet { keys };
+    serde_json::to_vec(&set).unwrap_or_default().into()
 }
 
 fn env_object(raw: &RawServer) -> serde_json::Value {

@@ -8,6 +8,7 @@
 //! it in only if it is valid (see [`reload`]).
 
 pub mod audit;
+pub mod credentials;
 mod diagnostics;
 mod error;
 mod load;
@@ -26,12 +27,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use audit::AuditSettings;
+pub use credentials::{Credential, CredentialKind, Credentials};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadMode, check_texts, load_dir};
 pub use resolver::Resolver;
 pub use route::{ErrorStyle, HeaderRule, InboundAuth, KeySource, OnError, OnUnknown, Route};
 pub use server::{Server, Timeouts};
-pub use store::{RedisSettings, StoreKind, redact_userinfo};
+pub use store::{EncryptionKey, RedisSettings, StoreKind, redact_userinfo};
 pub use webhook::Webhook;
 
 pub use crate::secret::Secret;
@@ -49,6 +51,11 @@ pub struct Config {
     pub webhooks: HashMap<String, Arc<Webhook>>,
     /// The fetch-on-miss resolver, if configured.
     pub resolver: Option<Arc<Resolver>>,
+    /// `[credentials.NAME]`, by name.
+    pub credentials: Credentials,
+    /// `GET /.well-known/jwks.json`: the public keys of every `jwt`
+    /// credential, serialized once.
+    pub jwks: bytes::Bytes,
     /// `env.NAME` values, only those listed in `env_allow`.
     pub env: Arc<serde_json::Value>,
     /// Problems that do not stop the proxy (printed by `check`, logged by `serve`).
@@ -56,6 +63,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether any credential is a JWT headgate signs (then the public
+    /// listener serves its JWKS).
+    pub fn has_jwt(&self) -> bool {
+        (self.credentials.values()).any(|c| matches!(c.kind, CredentialKind::Jwt(_)))
+    }
+
     /// A route by name.
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
         self.routes.get(name)

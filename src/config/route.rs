@@ -12,6 +12,7 @@ use regex::Regex;
 use toml::Spanned;
 
 use super::LoadMode;
+use super::credentials::{self, Credential, Credentials};
 use super::diagnostics::Ctx;
 use super::schema::{RawMcp, RawRoute};
 use super::server::Server;
@@ -162,6 +163,8 @@ pub struct Route {
     pub platform: Option<Platform>,
     /// `[mcp]`: which tools the route's callers may call.
     pub mcp: Option<Arc<ToolPolicy>>,
+    /// The credentials its templates use, obtained before rendering.
+    pub credentials: Vec<Arc<Credential>>,
     /// Whether requests need their MCP view: `[mcp]` is set or a template
     /// reads `request.mcp`. Other routes never parse it.
     pub needs_mcp: bool,
@@ -169,9 +172,12 @@ pub struct Route {
 
 impl Route {
     /// Whether the route reads the request body whole before forwarding:
-    /// to check a signature over it, or to look inside it.
+    /// to check a signature over it, to look inside it, or (with
+    /// credentials) to send it again after an upstream 401.
     pub fn reads_body(&self) -> bool {
-        matches!(self.inbound_auth, InboundAuth::Platform { .. }) || self.parses_body()
+        matches!(self.inbound_auth, InboundAuth::Platform { .. })
+            || self.parses_body()
+            || !self.credentials.is_empty()
     }
 
     /// Whether the route reads the first 64 KiB of the body before
@@ -192,6 +198,13 @@ impl Route {
     }
 }
 
+/// What `headgate.toml` declared that a route may refer to.
+pub(super) struct Known<'a> {
+    pub server: &'a Server,
+    pub has_resolver: bool,
+    pub credentials: &'a Credentials,
+}
+
 /// Builds a route from its file; `None` if the file had errors (they are
 /// in `ctx`).
 pub(super) fn route(
@@ -199,9 +212,9 @@ pub(super) fn route(
     name: &str,
     file: &Path,
     raw: RawRoute,
-    server: &Server,
-    has_resolver: bool,
+    known: &Known<'_>,
 ) -> Option<Route> {
+    let (server, has_resolver) = (known.server, known.has_resolver);
     let before = ctx.errors.len();
     let echo = raw.upstream.get_ref() == BUILTIN_ECHO;
     let upstream = match echo {
@@ -222,7 +235,7 @@ pub(super) fn route(
     );
     let wait_for_session = ctx.duration(&raw.wait_for_session, Duration::ZERO);
     let body_limit = ctx.size(&raw.body_limit, server.body_limit);
-    let headers = header_rules(ctx, &raw);
+    let (headers, credentials) = header_rules(ctx, &raw, known.credentials);
     let strip = match &raw.strip {
         None => Vec::new(),
         Some(s) => s
@@ -258,6 +271,7 @@ pub(super) fn route(
         body_limit,
         vars_from_body: raw.vars_from_body.map(|v| v.into_inner()),
         platform,
+        credentials,
         mcp,
         needs_mcp,
     })
@@ -453,9 +467,15 @@ fn on_unknown(ctx: &mut Ctx<'_>, raw: Option<&Spanned<String>>, has_resolver: bo
     v
 }
 
-/// `[headers]`: each value a template string, or `{ template, on_error }`.
-fn header_rules(ctx: &mut Ctx<'_>, raw: &RawRoute) -> Vec<HeaderRule> {
+/// `[headers]`: each value a template string, or `{ template, on_error }`;
+/// and the credentials they read.
+fn header_rules(
+    ctx: &mut Ctx<'_>,
+    raw: &RawRoute,
+    declared: &Credentials,
+) -> (Vec<HeaderRule>, Vec<Arc<Credential>>) {
     let mut rules = Vec::new();
+    let mut used: Vec<Arc<Credential>> = Vec::new();
     for (hname, v) in &raw.headers {
         let off = v.span().start;
         let Some(name) = ctx.header_name(hname, off) else {
@@ -479,6 +499,7 @@ fn header_rules(ctx: &mut Ctx<'_>, raw: &RawRoute) -> Vec<HeaderRule> {
             continue;
         };
         if let Some(template) = ctx.template(&src, src_off) {
+            credentials_used(ctx, &template, src_off, declared, &mut used);
             rules.push(HeaderRule {
                 name,
                 template,
@@ -486,7 +507,35 @@ fn header_rules(ctx: &mut Ctx<'_>, raw: &RawRoute) -> Vec<HeaderRule> {
             });
         }
     }
-    rules
+    (rules, used)
+}
+
+/// Adds the credentials `t` reads to `used`; a credential that is not
+/// declared is an error where the template names it.
+fn credentials_used(
+    ctx: &mut Ctx<'_>,
+    t: &HeaderTemplate,
+    off: usize,
+    declared: &Credentials,
+    used: &mut Vec<Arc<Credential>>,
+) {
+    for (key, span) in t.keys_under(credentials::ROOT) {
+        let Some(name) = key else {
+            let msg = "read a credential as `credentials.NAME.access_token`";
+            ctx.template_err(off, span, "config.unknown_credential", msg);
+            continue;
+        };
+        match declared.get(name) {
+            Some(c) if used.iter().any(|u| Arc::ptr_eq(u, c)) => {}
+            Some(c) => used.push(c.clone()),
+            None => {
+                let msg = format!(
+                    "credential `{name}` is not declared: add [credentials.{name}] to headgate.toml"
+                );
+                ctx.template_err(off, span, "config.unknown_credential", msg);
+            }
+        }
+    }
 }
 
 /// One `[headers]` value: its template source, failure policy and where

@@ -33,6 +33,39 @@ pub(super) struct RawServer {
     pub(super) webhooks: BTreeMap<String, RawWebhook>,
     pub(super) audit: Option<RawAudit>,
     pub(super) tracing: Option<RawTracing>,
+    #[serde(default)]
+    pub(super) credentials: BTreeMap<String, Spanned<RawCredential>>,
+}
+
+/// `[credentials.NAME]`: every field of every kind; which apply to which
+/// kind is checked in `credentials.rs`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCredential {
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) token_url: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) client_secret_env: Option<Spanned<String>>,
+    pub(super) client_auth: Option<Spanned<String>>,
+    pub(super) scope: Option<Spanned<String>>,
+    pub(super) resource: Option<Spanned<String>>,
+    pub(super) audience: Option<Spanned<String>>,
+    pub(super) refresh_before: Option<Spanned<String>>,
+    pub(super) default_lifetime: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) refresh_token_from: Option<Spanned<String>>,
+    pub(super) subject_token: Option<Spanned<String>>,
+    pub(super) subject_token_type: Option<Spanned<String>>,
+    pub(super) requested_token_type: Option<Spanned<String>>,
+    pub(super) issuer: Option<Spanned<String>>,
+    pub(super) signing_key_file: Option<Spanned<String>>,
+    pub(super) signing_key_env: Option<Spanned<String>>,
+    pub(super) key_id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) previous_keys: Vec<Spanned<String>>,
+    pub(super) ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) claims: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +126,7 @@ pub(super) struct RawStore {
     pub(super) cache_ttl: Option<Spanned<String>>,
     pub(super) stale_ttl: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
+    pub(super) encryption_keys_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,69 @@ pub struct RedisSettings {
     /// Connect and per-command deadline; a miss while Redis is down fails
     /// after this with `store.unavailable`.
     pub timeout: Duration,
+    /// `encryption_keys_env`: session values are sealed with the first
+    /// and opened with any (empty: stored in clear).
+    pub encryption_keys: Vec<EncryptionKey>,
+}
+
+/// An AES-256 key for sessions at rest, with the id stored beside each
+/// value it seals.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey {
+    /// Short id (`2026-11`), in every value this key sealed.
+    pub id: String,
+    key: Vec<u8>,
+}
+
+impl EncryptionKey {
+    /// A key of 32 bytes.
+    pub fn new(id: &str, key: Vec<u8>) -> Self {
+        Self {
+            id: id.to_string(),
+            key,
+        }
+    }
+
+    /// The key material, for the cipher only.
+    pub fn bytes(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+/// `ID:BASE64,ID:BASE64` (newest first), each key 32 bytes.
+fn encryption_keys(text: &str) -> Result<Vec<EncryptionKey>, String> {
+    use base64::Engine;
+    let mut keys = Vec::new();
+    for entry in text
+        .split([',', ' ', '\n'])
+        .filter(|e| !e.trim().is_empty())
+    {
+        let (id, b64) = entry
+            .trim()
+            .split_once(':')
+            .ok_or("each key is `ID:BASE64` (e.g. `2026-11:` and 32 random bytes in Base64), newest first, comma-separated")?;
+        let valid_id = !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid_id {
+            return Err("a key id is letters, digits, `-`, `_` or `.`".into());
+        }
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| {
+                format!(
+                    "key `{id}` is not 32 bytes in Base64 (make one with `openssl rand -base64 32`)"
+                )
+            })?;
+        keys.push(EncryptionKey::new(id, key));
+    }
+    if keys.is_empty() {
+        return Err("no key: set `ID:BASE64` (openssl rand -base64 32)".into());
+    }
+    Ok(keys)
 }
 
 impl fmt::Debug for RedisSettings {
@@ -43,6 +106,14 @@ impl fmt::Debug for RedisSettings {
             .field("cache_ttl", &self.cache_ttl)
             .field("stale_ttl", &self.stale_ttl)
             .field("timeout", &self.timeout)
+            .field(
+                "encryption_keys",
+                &self
+                    .encryption_keys
+                    .iter()
+                    .map(|k| &k.id)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -79,7 +150,20 @@ pub(super) fn store(ctx: &mut Ctx<'_>, raw: Option<&RawStore>) -> StoreKind {
             u.get_ref().clone()
         }
     };
+    let encryption_keys = match &s.encryption_keys_env {
+        None => Vec::new(),
+        Some(env) => match ctx.secret(env).map(|t| encryption_keys(t.expose())) {
+            Some(Ok(k)) => k,
+            Some(Err(why)) => {
+                let msg = format!("{}: {why}", env.get_ref());
+                ctx.err(env.span().start, "config.invalid_value", msg);
+                Vec::new()
+            }
+            None => Vec::new(),
+        },
+    };
     StoreKind::Redis(RedisSettings {
+        encryption_keys,
         url,
         prefix: s.prefix.clone().unwrap_or_else(|| "headgate:".into()),
         cache_ttl: ctx.duration(&s.cache_ttl, Duration::from_secs(5)),

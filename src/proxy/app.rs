@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::doors::admin::AdminCtx;
 use super::server;
 use crate::config::{self, Config, ConfigErrors, LoadMode};
+use crate::credentials::CredentialsRuntime;
 use crate::mcp::audit::{AuditLog, Recorder, SessionHasher};
 use crate::metrics::{Metrics, Outcome};
 use crate::net::client::{self, HttpClient};
@@ -41,6 +42,8 @@ pub struct App {
     pub calls: Arc<Recorder>,
     /// Span export (`[tracing] otlp_endpoint`).
     pub telemetry: Option<Arc<Exporter>>,
+    /// Tokens obtained for `[credentials]` (outlives reloads).
+    pub credentials: Arc<CredentialsRuntime>,
 }
 
 /// `headgate serve` options.
@@ -123,14 +126,19 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let config_tx = Arc::new(config_tx);
     let app = Arc::new(App {
         config: config_rx.clone(),
-        store,
+        store: store.clone(),
         resolver: Arc::new(ResolverRuntime::new(client.clone())),
-        client,
+        client: client.clone(),
         upstreams: Upstreams::new(connect_timeout),
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
         calls: calls.clone(),
         telemetry,
+        credentials: Arc::new(CredentialsRuntime::new(
+            client.clone(),
+            Some(store.clone()),
+            metrics.clone(),
+        )),
     });
     let (public, listen) = bind(listen_addr).await?;
     let (admin, admin_bound) = bind(admin_addr).await?;

@@ -1,5 +1,6 @@
 //! The render-time roots of one call (README "Template language"): the
-//! session's own variables, `session.id`, `request.*` and `env.*`. The
+//! session's own variables, `session.id`, `request.*`, `env.*` and
+//! `credentials.*`. The
 //! proxy, the resolver and `headgate render --route` all render through
 //! this one scope, so a template reads the same everywhere.
 
@@ -19,6 +20,7 @@ pub struct CallScope<'a> {
     env: &'a Value,
     vars: Option<&'a Vars>,
     request: Option<(&'a Parts, &'a str, Option<&'a McpView>)>,
+    credentials: Option<&'a Value>,
     session_root: OnceCell<Value>,
     request_root: OnceCell<Value>,
 }
@@ -31,6 +33,7 @@ impl<'a> CallScope<'a> {
             env,
             vars: None,
             request: None,
+            credentials: None,
             session_root: OnceCell::new(),
             request_root: OnceCell::new(),
         }
@@ -53,6 +56,12 @@ impl<'a> CallScope<'a> {
         self.request = Some((parts, rest, mcp));
         self
     }
+
+    /// Adds `credentials.NAME.*`: the tokens obtained for this request.
+    pub fn with_credentials(mut self, credentials: Option<&'a Value>) -> Self {
+        self.credentials = credentials;
+        self
+    }
 }
 
 impl Scope for CallScope<'_> {
@@ -67,6 +76,7 @@ impl Scope for CallScope<'_> {
                 )
             }
             "env" => Some(self.env),
+            "credentials" => self.credentials,
             _ => self.vars?.root(name),
         }
     }

@@ -53,6 +53,8 @@ pub struct Finished<'a> {
     pub during: (SystemTime, SystemTime),
     /// The session lookup, if it ran.
     pub lookup: Option<(SystemTime, SystemTime)>,
+    /// Obtaining the route's credentials, if it ran.
+    pub credentials: Option<(SystemTime, SystemTime)>,
     /// The upstream exchange, if it ran.
     pub upstream: Option<(SystemTime, SystemTime)>,
 }
@@ -131,6 +133,16 @@ impl Exporter {
                 SpanKind::Internal,
                 None,
                 (start, end),
+                &inside,
+            );
+        }
+        if let Some((start, end)) = f.credentials {
+            let during = (start, end);
+            self.child(
+                "credential fetch",
+                SpanKind::Internal,
+                None,
+                during,
                 &inside,
             );
         }

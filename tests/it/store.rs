@@ -213,6 +213,7 @@ fn settings(redis: &RedisServer, prefix: &str, cache_ttl: Duration) -> RedisSett
         cache_ttl,
         stale_ttl: Duration::from_secs(600),
         timeout: Duration::from_millis(500),
+        encryption_keys: Vec::new(),
     }
 }
 
@@ -222,6 +223,20 @@ async fn redis_store_conformance() {
     let s = settings(&redis, "conf:", Duration::from_secs(5));
     conformance(
         "redis",
+        Box::new(move || Store::Redis(RedisStore::connect(&s).unwrap())),
+    )
+    .await;
+}
+
+/// The same contract with sessions sealed at rest (AES-256-GCM).
+#[tokio::test]
+async fn redis_store_conformance_encrypted() {
+    let redis = RedisServer::start();
+    let mut s = settings(&redis, "sealed:", Duration::from_secs(5));
+    let key = headgate::config::EncryptionKey::new("k1", vec![7; 32]);
+    s.encryption_keys = vec![key];
+    conformance(
+        "redis sealed",
         Box::new(move || Store::Redis(RedisStore::connect(&s).unwrap())),
     )
     .await;

@@ -137,6 +137,7 @@ fn export(
         session: session.as_deref().unwrap_or_default(),
         during: (end - started.elapsed(), end),
         lookup: timings.lookup,
+        credentials: timings.credentials,
         upstream: timings.upstream,
     });
 }

@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::config::ErrorStyle;
+use crate::credentials::CredentialError;
 use crate::mcp::McpError;
 use crate::net::response::{self, Body};
 use crate::session::SessionError;
@@ -86,6 +87,9 @@ pub enum ProxyError {
     /// A session-key header appeared more than once.
     #[error("the request has more than one session-key header `{0}`; send it once")]
     KeyAmbiguous(String),
+    /// A credential the route's templates use could not be obtained.
+    #[error("{0}")]
+    Credential(#[from] CredentialError),
 }
 
 impl ProxyError {
@@ -109,6 +113,7 @@ impl ProxyError {
             ProxyError::Mcp(e) => e.code(),
             ProxyError::ToolDenied(_) => "mcp.tool_denied",
             ProxyError::KeyAmbiguous(_) => "session.key_ambiguous",
+            ProxyError::Credential(e) => e.code(),
         }
     }
 
@@ -134,6 +139,10 @@ impl ProxyError {
             ProxyError::ResolverUnavailable | ProxyError::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::Credential(CredentialError::Unavailable { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::Credential(CredentialError::Rejected { .. }) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -143,7 +152,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamTimeout => Side::Upstream,
             ProxyError::RenderFailed { .. }
             | ProxyError::ResolverUnavailable
-            | ProxyError::StoreUnavailable => Side::Internal,
+            | ProxyError::StoreUnavailable
+            | ProxyError::Credential(CredentialError::Unavailable { .. }) => Side::Internal,
             _ => Side::Downstream,
         }
     }

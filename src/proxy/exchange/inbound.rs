@@ -40,6 +40,14 @@ impl InBody {
         }
     }
 
+    /// The body, if it was read whole.
+    pub(super) fn whole(&self) -> Option<&Bytes> {
+        match self {
+            InBody::Read(b) => Some(b),
+            _ => None,
+        }
+    }
+
     /// What was read of the body, if anything.
     pub(super) fn read(&self) -> Option<&Bytes> {
         match self {

@@ -1,8 +1,11 @@
-//! The inject phase: the route's header templates rendered for this call,
-//! and set on the upstream request. This is the one place headers are
-//! injected; `headgate render --route` renders through [`render_rules`] too.
+//! The inject phase: the credentials the route's templates use obtained
+//! (cached, or from their authorization server), the route's header
+//! templates rendered for this call, and set on the upstream request.
+//! This is the one place headers are injected; `headgate render --route`
+//! renders through [`render_rules`] too.
 
-use std::time::Instant;
+use std::borrow::Cow;
+use std::time::{Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -11,6 +14,7 @@ use serde_json::Value;
 use super::Exchange;
 use super::error::ProxyError;
 use crate::config::{HeaderRule, OnError, Route};
+use crate::credentials::{self, ForSession};
 use crate::mcp::McpView;
 use crate::metrics::Code;
 use crate::session::scope::CallScope;
@@ -29,6 +33,8 @@ pub struct RequestView<'a> {
     /// `request.mcp` (`method`, `tool`, `uri`), on routes that read it;
     /// turned into JSON only if a template reads `request`.
     pub mcp: Option<&'a McpView>,
+    /// `credentials.NAME.*`: the tokens obtained for this request.
+    pub credentials: Option<&'a Value>,
 }
 
 /// Renders each of the route's header rules to a validated value for one
@@ -44,7 +50,8 @@ pub fn render_rules(
 ) -> Result<Rendered, ProxyError> {
     let scope = CallScope::new(key, env)
         .with_vars(vars)
-        .with_request(req.parts, req.rest, req.mcp);
+        .with_request(req.parts, req.rest, req.mcp)
+        .with_credentials(req.credentials);
     let mut out = Vec::with_capacity(route.headers.len());
     for rule in &route.headers {
         match rule.template.render(&scope) {
@@ -76,8 +83,71 @@ pub(super) fn set(headers: &mut HeaderMap, route: &Route, rendered: Rendered) {
 }
 
 impl Exchange<'_> {
+    /// Obtains the route's credentials for this session, then renders its
+    /// headers.
+    pub(super) async fn inject(
+        &mut self,
+        parts: &Parts,
+        rest: &str,
+        key: &str,
+        vars: &Vars,
+    ) -> Result<Rendered, ProxyError> {
+        if !self.route.credentials.is_empty() {
+            self.obtain_credentials(key, vars).await?;
+        }
+        self.render_headers(parts, rest, key, vars)
+    }
+
+    /// The tokens of every credential the route uses.
+    async fn obtain_credentials(&mut self, key: &str, vars: &Vars) -> Result<(), ProxyError> {
+        let started = self.timings.map(|_| SystemTime::now());
+        for cred in &self.route.credentials {
+            let prepared = {
+                let scope = CallScope::new(key, &self.cfg.env).with_vars(vars);
+                credentials::prepare(
+                    cred,
+                    ForSession {
+                        id: key,
+                        scope: &scope,
+                    },
+                )?
+            };
+            let token = self.app.credentials.obtain(cred, key, prepared).await?;
+            self.tokens.push((cred.clone(), token));
+        }
+        if let (Some(t), Some(s)) = (self.timings.as_mut(), started) {
+            t.credentials = Some((s, SystemTime::now()));
+        }
+        Ok(())
+    }
+
+    /// Drops the tokens this request carried (the upstream refused them).
+    pub(super) fn forget_tokens(&mut self) {
+        for (cred, token) in self.tokens.drain(..) {
+            self.app.credentials.forget(&cred, &token);
+        }
+    }
+
+    /// The `credentials` root: one token's own object when the route uses
+    /// one credential (no copy), else the tokens merged.
+    fn credentials_root(&self) -> Option<Cow<'_, Value>> {
+        match self.tokens.as_slice() {
+            [] => None,
+            [(_, t)] => Some(Cow::Borrowed(t.scoped())),
+            many => {
+                let mut all = serde_json::Map::new();
+                for (_, t) in many {
+                    if let Value::Object(m) = t.scoped() {
+                        all.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                }
+                Some(Cow::Owned(Value::Object(all)))
+            }
+        }
+    }
+
     /// [`render_rules`] with its metrics and logs.
-    pub(super) fn render_headers(
+    fn render_headers(
         &self,
         parts: &Parts,
         rest: &str,
@@ -86,10 +156,12 @@ impl Exchange<'_> {
     ) -> Result<Rendered, ProxyError> {
         let (route, metrics) = (self.route, &self.app.metrics);
         let started = Instant::now();
+        let credentials = self.credentials_root();
         let req = RequestView {
             parts,
             rest,
             mcp: self.mcp.as_ref(),
+            credentials: credentials.as_deref(),
         };
         let out = render_rules(route, &self.cfg.env, req, key, vars, |rule, e| {
             let code = e.code().to_string();

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -31,9 +31,10 @@ pub use outbound::Peer;
 pub use session::session_key;
 
 use super::App;
-use crate::config::{Config, ErrorStyle, Route};
+use crate::config::{Config, Credential, ErrorStyle, Route};
+use crate::credentials::Token;
 use crate::mcp::McpView;
-use crate::net::response::Body;
+use crate::net::response::{Body, full};
 use crate::net::tracecontext::{self, Trace};
 use crate::session::Session;
 
@@ -56,6 +57,8 @@ pub(crate) struct Exchange<'a> {
     upstream_ms: Option<f64>,
     /// The trace the upstream request carried (`[tracing]`).
     trace: Option<Trace>,
+    /// The credentials' tokens the request carries, to drop on a 401.
+    tokens: Vec<(Arc<Credential>, Arc<Token>)>,
     /// When the session lookup and the upstream exchange ran, recorded
     /// only while spans are exported.
     pub(crate) timings: Option<Timings>,
@@ -66,6 +69,8 @@ pub(crate) struct Exchange<'a> {
 pub(crate) struct Timings {
     /// The session lookup.
     pub lookup: Option<(SystemTime, SystemTime)>,
+    /// Obtaining the route's credentials (cached or fetched).
+    pub credentials: Option<(SystemTime, SystemTime)>,
     /// The upstream exchange (to the response head).
     pub upstream: Option<(SystemTime, SystemTime)>,
 }
@@ -88,6 +93,7 @@ impl<'a> Exchange<'a> {
             mcp: None,
             upstream_ms: None,
             trace: None,
+            tokens: Vec::new(),
             timings: app.telemetry.is_some().then(Timings::default),
         }
     }
@@ -127,10 +133,44 @@ impl<'a> Exchange<'a> {
         req: Request<Incoming>,
         rest: &str,
     ) -> Result<Response<Body>, ProxyError> {
-        let (mut parts, incoming) = req.into_parts();
+        let (parts, incoming) = req.into_parts();
         let body = inbound::admit(self.route, &parts, rest, incoming).await?;
         self.rpc_body = body.read().cloned();
         let (key, session, rendered) = self.prepare(&parts, rest, &body).await?;
+        // A request that carried an obtained token is sent again once if
+        // the upstream refuses the token, when its body was read whole.
+        let replay = match (self.tokens.is_empty(), body.whole()) {
+            (false, Some(b)) => Some((copy_head(&parts), b.clone())),
+            _ => None,
+        };
+        let up_body = body.into_upstream(self.route.body_limit);
+        let mut resp = self
+            .forward(parts, rest, rendered, up_body, &key, session.as_ref())
+            .await?;
+        if resp.status() == StatusCode::UNAUTHORIZED && !self.tokens.is_empty() {
+            self.forget_tokens();
+            if let (Some((head, b)), Some(s)) = (replay, &session) {
+                let rendered = self.inject(&head, rest, &key, &s.vars).await?;
+                resp = (self.forward(head, rest, rendered, full(b), &key, Some(s))).await?;
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    self.forget_tokens();
+                }
+            }
+        }
+        Ok(self.filter_response(resp).await)
+    }
+
+    /// Builds the upstream request (path, headers, the rendered values,
+    /// X-Forwarded-*, trace context) and sends it.
+    async fn forward(
+        &mut self,
+        mut parts: Parts,
+        rest: &str,
+        rendered: Rendered,
+        up_body: Body,
+        key: &str,
+        session: Option<&Arc<Session>>,
+    ) -> Result<Response<Body>, ProxyError> {
         let direct = outbound::direct_authority(self.route);
         let query = parts.uri.query();
         let Some(uri) = outbound::upstream_uri(&self.route.upstream, rest, query, direct.is_none())
@@ -145,13 +185,11 @@ impl<'a> Exchange<'a> {
             let participate = self.app.telemetry.is_some();
             self.trace = Some(tracecontext::ensure(&mut headers, participate));
         }
-        let up_body = body.into_upstream(self.route.body_limit);
         let up = outbound::request(parts, uri, headers, up_body);
         if self.route.echo {
             return Ok(super::doors::echo::answer(&up));
         }
-        let resp = self.send(direct, up, &key, session.as_ref()).await?;
-        Ok(self.filter_response(resp).await)
+        self.send(direct, up, key, session).await
     }
 
     /// The phases that decide whether and what to inject: authenticate,
@@ -179,7 +217,7 @@ impl<'a> Exchange<'a> {
         }
         let session = session?;
         let rendered = match &session {
-            Some(s) => self.render_headers(parts, rest, &key, &s.vars)?,
+            Some(s) => self.inject(parts, rest, &key, &s.vars).await?,
             None => Vec::new(),
         };
         Ok((key, session, rendered))
@@ -201,4 +239,14 @@ impl<'a> Exchange<'a> {
         };
         e.to_response(style, id)
     }
+}
+
+/// A copy of a request head (method, URI, version, headers) to send again.
+fn copy_head(p: &Parts) -> Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = p.method.clone();
+    *r.uri_mut() = p.uri.clone();
+    *r.version_mut() = p.version;
+    *r.headers_mut() = p.headers.clone();
+    r.into_parts().0
 }

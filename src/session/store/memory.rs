@@ -174,6 +174,49 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Replaces the session with what `f` makes of it (`None`: leave it),
+    /// atomically; `Ok(false)` if there is none.
+    pub(super) async fn update<F>(&self, id: &str, mut f: F) -> Result<bool, SessionError>
+    where
+        F: FnMut(&Session) -> Result<Option<Session>, SessionError> + Send,
+    {
+        let mut failure = None;
+        let mut written = None;
+        let result = self
+            .cold
+            .entry(Arc::from(id))
+            .and_compute_with(|existing| {
+                let op = match existing.and_then(|e| e.into_value().decode()) {
+                    None => Op::Nop,
+                    Some(old) => match f(&old) {
+                        Ok(Some(s)) => {
+                            let stored = Stored::encode(&s);
+                            written = Some(s);
+                            Op::Put(Arc::new(stored))
+                        }
+                        Ok(None) => Op::Nop,
+                        Err(e) => {
+                            failure = Some(e);
+                            Op::Nop
+                        }
+                    },
+                };
+                std::future::ready(op)
+            })
+            .await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let existed = !matches!(result, moka::ops::compute::CompResult::StillNone(_));
+        if let Some(s) = written {
+            self.hot.insert(Arc::from(id), Arc::new(s)).await;
+            self.written.announce(id);
+        }
+        Ok(existed)
+    }
+}
+
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
         if let Some(s) = self.hot.get(id).await {
@@ -219,38 +262,10 @@ impl SessionStore for MemoryStore {
         patch: Map<String, Value>,
         max_bytes: usize,
     ) -> Result<bool, SessionError> {
-        let mut failure = None;
-        let mut merged = None;
-        let result = self
-            .cold
-            .entry(Arc::from(id))
-            .and_compute_with(|existing| {
-                let op = match existing.and_then(|e| e.into_value().decode()) {
-                    None => Op::Nop,
-                    Some(old) => match super::patched(&old, patch, max_bytes) {
-                        Ok(s) => {
-                            let stored = Stored::encode(&s);
-                            merged = Some(s);
-                            Op::Put(Arc::new(stored))
-                        }
-                        Err(e) => {
-                            failure = Some(e);
-                            Op::Nop
-                        }
-                    },
-                };
-                std::future::ready(op)
-            })
-            .await;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let existed = !matches!(result, moka::ops::compute::CompResult::StillNone(_));
-        if let Some(s) = merged {
-            self.hot.insert(Arc::from(id), Arc::new(s)).await;
-            self.written.announce(id);
-        }
-        Ok(existed)
+        self.update(id, |old| {
+            super::patched(old, patch.clone(), max_bytes).map(Some)
+        })
+        .await
     }
 
     async fn delete(&self, id: &str) -> Result<(), SessionError> {

@@ -8,6 +8,8 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod seal;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -138,6 +140,51 @@ impl Store {
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
             }
         }
+    }
+
+    /// Replaces the session with what `f` makes of it (`None`: leave it),
+    /// atomically (across replicas too); `Ok(false)` if there is none.
+    pub async fn update<F>(&self, id: &str, f: F) -> Result<bool, SessionError>
+    where
+        F: FnMut(&Session) -> Result<Option<Session>, SessionError> + Send,
+    {
+        each!(self, s => s.update(id, f).await)
+    }
+
+    /// The session as stored now, not as cached in front of Redis: for a
+    /// value that must not be stale (a refresh token another replica may
+    /// have just rotated).
+    pub async fn get_fresh(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        match self {
+            Store::Memory(s) => s.get(id).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.get_fresh(id).await,
+        }
+    }
+
+    /// Takes the lock `name` for at most `hold` across every replica:
+    /// `Some(token)` to [`Store::unlock`] with, `None` while another holds
+    /// it. The memory store has one process, whose own locks suffice: it
+    /// always grants.
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        hold: Duration,
+    ) -> Result<Option<String>, SessionError> {
+        match self {
+            Store::Memory(_) => Ok(Some(String::new())),
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.try_lock(name, hold).await,
+        }
+    }
+
+    /// Releases a lock taken with [`Store::try_lock`], if still ours.
+    pub async fn unlock(&self, name: &str, token: &str) {
+        #[cfg(feature = "redis")]
+        if let Store::Redis(s) = self {
+            s.unlock(name, token).await;
+        }
+        let _ = (name, token);
     }
 
     /// Sessions this process holds (approximate): every session for the

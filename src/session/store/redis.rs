@@ -33,6 +33,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::seal::{Opened, Sealer};
 use super::{HOT_SESSIONS, SessionStore, Writes};
 use crate::config::{RedisSettings, redact_userinfo};
 use crate::session::{Session, SessionError, Source};
@@ -46,6 +47,12 @@ if cur ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 redis.call('PUBLISH', KEYS[2], ARGV[3])
 return 1
+";
+
+/// Deletes a lock only if it still holds the token it was taken with.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 ";
 
 /// PATCH attempts before giving up on a session that keeps changing. Each
@@ -75,6 +82,8 @@ struct Inner {
     cache_ttl: Duration,
     timeout: Duration,
     cas: redis::Script,
+    /// Seals values at rest (`encryption_keys_env`).
+    sealer: Option<Sealer>,
     /// Bumped by every invalidation: a read from Redis that raced one is
     /// not cached (it may be the value the invalidation replaced).
     generation: AtomicU64,
@@ -218,6 +227,7 @@ impl RedisStore {
             cache_ttl: settings.cache_ttl,
             timeout: settings.timeout,
             cas: redis::Script::new(CAS),
+            sealer: Sealer::new(&settings.encryption_keys),
             generation: AtomicU64::new(0),
             subscription: AtomicU64::new(0),
             written: Writes::new(),
@@ -265,6 +275,92 @@ impl RedisStore {
         Ok(set.is_some())
     }
 
+    /// The bytes stored for `session` at `id`: sealed when keys are set.
+    fn wire(&self, id: &str, session: &Session) -> Result<Vec<u8>, SessionError> {
+        let plain = encode(session);
+        match &self.inner.sealer {
+            None => Ok(plain),
+            Some(s) => s
+                .seal(&self.key(id), plain)
+                .ok_or_else(|| unavailable("the system random source failed; nothing was written")),
+        }
+    }
+
+    /// The session stored at `id`, opened and decoded; `None` (and a
+    /// warning) for a value headgate cannot read.
+    fn unwire(&self, id: &str, raw: &[u8], pttl: i64) -> Option<Session> {
+        let opened = match &self.inner.sealer {
+            None => Some(decode(raw, pttl)),
+            Some(s) => match s.open(&self.key(id), raw) {
+                Opened::Plain(p) => Some(decode(&p, pttl)),
+                Opened::Unreadable => None,
+            },
+        };
+        match opened {
+            Some(Some(s)) => Some(s),
+            Some(None) => {
+                tracing::warn!(
+                    code = "store.invalid_entry",
+                    "a Redis session entry is not in headgate's format; treated as absent"
+                );
+                None
+            }
+            None => {
+                tracing::warn!(
+                    code = "store.invalid_entry",
+                    "a Redis session entry is sealed with a key not in encryption_keys_env (or was altered); treated as absent"
+                );
+                None
+            }
+        }
+    }
+
+    /// `SET <prefix>lock:<name> <token> NX PX hold`: the token if taken.
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        hold: Duration,
+    ) -> Result<Option<String>, SessionError> {
+        let key = format!("{}lock:{name}", self.inner.prefix);
+        let token = format!("{}:{}", self.inner.origin, jitter(20).as_nanos());
+        let mut conn = self.inner.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(hold.as_millis().max(1) as u64);
+        let set: Option<String> = self.io(cmd.query_async(&mut conn)).await?;
+        Ok(set.map(|_| token))
+    }
+
+    /// Releases `name` if `token` still holds it (it expires anyway).
+    pub async fn unlock(&self, name: &str, token: &str) {
+        let key = format!("{}lock:{name}", self.inner.prefix);
+        let mut conn = self.inner.conn.clone();
+        let script = redis::Script::new(UNLOCK);
+        let done: Result<i64, _> = self
+            .io(script.key(&key).arg(token).invoke_async(&mut conn))
+            .await;
+        if let Err(e) = done {
+            tracing::warn!("a Redis lock was not released (it expires on its own): {e}");
+        }
+    }
+
+    /// The session as Redis holds it now, bypassing the local cache.
+    pub async fn get_fresh(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let Some((raw, pttl)) = self.fetch_raw(id).await? else {
+            return Ok(None);
+        };
+        let Some(session) = self.unwire(id, &raw, pttl) else {
+            return Ok(None);
+        };
+        let session = Arc::new(session);
+        self.remember(id, session.clone(), generation).await;
+        Ok(Some(session))
+    }
+
     /// Runs one Redis exchange under the store's deadline.
     async fn io<T>(
         &self,
@@ -307,6 +403,63 @@ impl RedisStore {
     async fn forget(&self, id: &str) {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         self.inner.cache.invalidate(id).await;
+    }
+}
+
+impl RedisStore {
+    /// Replaces the session with what `f` makes of it (`None`: leave it),
+    /// atomically across replicas: read, apply `f`, then a Lua
+    /// compare-and-set writes only if the value is still the one read
+    /// (`KEEPTTL` keeps the expiry), retrying on conflict. `Ok(false)` if
+    /// there is none.
+    pub(super) async fn update<F>(&self, id: &str, mut f: F) -> Result<bool, SessionError>
+    where
+        F: FnMut(&Session) -> Result<Option<Session>, SessionError> + Send,
+    {
+        let key = self.key(id);
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(jitter(attempt)).await;
+            }
+            let generation = self.inner.generation.load(Ordering::Acquire);
+            let Some((raw, pttl)) = self.fetch_raw(id).await? else {
+                self.forget(id).await;
+                return Ok(false);
+            };
+            let Some(old) = self.unwire(id, &raw, pttl) else {
+                return Ok(false);
+            };
+            let Some(new) = f(&old)? else {
+                return Ok(true);
+            };
+            let mut conn = self.inner.conn.clone();
+            let written: i64 = self
+                .io(self
+                    .inner
+                    .cas
+                    .key(&key)
+                    .key(&self.inner.channel)
+                    .arg(&raw)
+                    .arg(self.wire(id, &new)?)
+                    .arg(self.message(id))
+                    .invoke_async(&mut conn))
+                .await?;
+            match written {
+                1 => {
+                    self.remember(id, Arc::new(new), generation).await;
+                    self.inner.written.announce(id);
+                    return Ok(true);
+                }
+                0 => {
+                    self.forget(id).await;
+                    return Ok(false);
+                }
+                _ => continue,
+            }
+        }
+        Err(SessionError::Unavailable(format!(
+            "the session changed under {CAS_ATTEMPTS} writes in a row; retry"
+        )))
     }
 }
 
@@ -396,11 +549,7 @@ impl SessionStore for RedisStore {
         let generation = self.inner.generation.load(Ordering::Acquire);
         match self.fetch_raw(id).await {
             Ok(Some((raw, pttl))) => {
-                let Some(session) = decode(&raw, pttl) else {
-                    tracing::warn!(
-                        code = "store.invalid_entry",
-                        "a Redis session entry is not in headgate's format; treated as absent"
-                    );
+                let Some(session) = self.unwire(id, &raw, pttl) else {
                     return Ok(None);
                 };
                 let session = Arc::new(session);
@@ -431,7 +580,7 @@ impl SessionStore for RedisStore {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(self.key(id))
-            .arg(encode(&session))
+            .arg(self.wire(id, &session)?)
             .arg("PX")
             .arg(ttl_ms)
             .ignore()
@@ -449,48 +598,10 @@ impl SessionStore for RedisStore {
         patch: Map<String, Value>,
         max_bytes: usize,
     ) -> Result<bool, SessionError> {
-        let key = self.key(id);
-        for attempt in 0..CAS_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(jitter(attempt)).await;
-            }
-            let generation = self.inner.generation.load(Ordering::Acquire);
-            let Some((raw, pttl)) = self.fetch_raw(id).await? else {
-                self.forget(id).await;
-                return Ok(false);
-            };
-            let Some(old) = decode(&raw, pttl) else {
-                return Ok(false);
-            };
-            let merged = super::patched(&old, patch.clone(), max_bytes)?;
-            let mut conn = self.inner.conn.clone();
-            let written: i64 = self
-                .io(self
-                    .inner
-                    .cas
-                    .key(&key)
-                    .key(&self.inner.channel)
-                    .arg(&raw)
-                    .arg(encode(&merged))
-                    .arg(self.message(id))
-                    .invoke_async(&mut conn))
-                .await?;
-            match written {
-                1 => {
-                    self.remember(id, Arc::new(merged), generation).await;
-                    self.inner.written.announce(id);
-                    return Ok(true);
-                }
-                0 => {
-                    self.forget(id).await;
-                    return Ok(false);
-                }
-                _ => continue,
-            }
-        }
-        Err(SessionError::Unavailable(format!(
-            "the session changed under {CAS_ATTEMPTS} PATCH attempts in a row; retry"
-        )))
+        self.update(id, |old| {
+            super::patched(old, patch.clone(), max_bytes).map(Some)
+        })
+        .await
     }
 
     async fn delete(&self, id: &str) -> Result<(), SessionError> {

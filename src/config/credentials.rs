@@ -1,0 +1,646 @@
+//! `[credentials.NAME]`: credentials headgate obtains itself (README
+//! "Credentials"): an OAuth 2.0 client (client credentials, the caller's
+//! refresh token, token exchange) or a JWT it signs per session.
+//!
+//! Everything that can be wrong is found here, at load: the kind's fields,
+//! an `https://` token URL (loopback excepted), the client secret, the
+//! signing key (parsed, its public JWK derived, one test signature made).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use toml::Spanned;
+
+use super::LoadMode;
+use super::diagnostics::Ctx;
+use super::schema::RawCredential;
+use crate::secret::Secret;
+use crate::template::HeaderTemplate;
+
+/// The template root credentials are read from: `credentials.NAME.access_token`.
+pub const ROOT: &str = "credentials";
+
+/// RFC 8693's default `subject_token_type`.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// One declared credential.
+#[derive(Debug)]
+pub struct Credential {
+    /// `NAME` of `[credentials.NAME]`.
+    pub name: String,
+    /// What it is and how it is obtained.
+    pub kind: CredentialKind,
+    /// Renew this long before the token runs out.
+    pub refresh_before: Duration,
+    /// Digest of the declaration: tokens cached under one declaration are
+    /// not used under a changed one after a reload.
+    pub fingerprint: u64,
+}
+
+/// How a credential is obtained.
+#[derive(Debug)]
+pub enum CredentialKind {
+    /// RFC 6749 §4.4: one token per rendered scope/resource/audience.
+    ClientCredentials(OAuthClient),
+    /// RFC 6749 §6: the caller's refresh token, read from the session at
+    /// `from` (a dot path) and written back there when it rotates.
+    RefreshToken {
+        /// The client.
+        client: OAuthClient,
+        /// `refresh_token_from`, split at dots.
+        from: Vec<String>,
+    },
+    /// RFC 8693: one token per subject token.
+    TokenExchange {
+        /// The client.
+        client: OAuthClient,
+        /// `subject_token`, rendered against the session.
+        subject_token: HeaderTemplate,
+        /// `subject_token_type`.
+        subject_token_type: String,
+        /// `requested_token_type`, also checked against the response's
+        /// `issued_token_type`.
+        requested_token_type: Option<String>,
+    },
+    /// RFC 7519: a JWT signed here, per session and claims.
+    Jwt(JwtIssuer),
+}
+
+impl CredentialKind {
+    /// The kind as written in config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CredentialKind::ClientCredentials(_) => "client_credentials",
+            CredentialKind::RefreshToken { .. } => "refresh_token",
+            CredentialKind::TokenExchange { .. } => "token_exchange",
+            CredentialKind::Jwt(_) => "jwt",
+        }
+    }
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic (RFC 6749 §2.3.1).
+    Basic,
+    /// `client_secret_post`: in the form body.
+    Post,
+}
+
+/// An OAuth 2.0 client of one authorization server.
+#[derive(Debug)]
+pub struct OAuthClient {
+    /// The token endpoint.
+    pub token_url: http::Uri,
+    /// `client_id`.
+    pub client_id: String,
+    /// The client secret (empty only offline).
+    pub client_secret: Secret,
+    /// Basic or post.
+    pub client_auth: ClientAuth,
+    /// `scope`, rendered against the session.
+    pub scope: Option<HeaderTemplate>,
+    /// RFC 8707 `resource`, rendered against the session.
+    pub resource: Option<HeaderTemplate>,
+    /// `audience`, rendered against the session.
+    pub audience: Option<HeaderTemplate>,
+    /// Deadline of one token request.
+    pub timeout: Duration,
+    /// The lifetime assumed when a response has no `expires_in`.
+    pub default_lifetime: Duration,
+}
+
+/// A JWT headgate signs.
+#[derive(Debug)]
+pub struct JwtIssuer {
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`.
+    pub audience: String,
+    /// The signing key; `None` only offline (`render`, `check_texts`).
+    pub key: Option<SigningKey>,
+    /// Published too, during a rotation.
+    pub previous: Vec<Jwk>,
+    /// `exp − iat`.
+    pub ttl: Duration,
+    /// More claims, rendered against the session.
+    pub claims: Vec<(String, HeaderTemplate)>,
+}
+
+/// A private signing key with its public half as a JWK.
+pub struct SigningKey {
+    /// For `jsonwebtoken::encode`.
+    pub key: EncodingKey,
+    /// ES256, EdDSA or RS256, from the key's type.
+    pub alg: Algorithm,
+    /// The `kid` header and JWK member.
+    pub kid: String,
+    /// The public key, with `kid`, `alg` and `use = "sig"`.
+    pub public: Jwk,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every `[credentials.NAME]`, by name.
+pub type Credentials = BTreeMap<String, Arc<Credential>>;
+
+/// Fields only some kinds take: `(field, kinds)`.
+const KIND_FIELDS: &[(&str, &[&str])] = &[
+    (
+        "token_url",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    (
+        "client_id",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    (
+        "client_secret_env",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    (
+        "client_auth",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    (
+        "scope",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    (
+        "resource",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    (
+        "default_lifetime",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    (
+        "timeout",
+        &["client_credentials", "refresh_token", "token_exchange"],
+    ),
+    ("refresh_token_from", &["refresh_token"]),
+    ("subject_token", &["token_exchange"]),
+    ("subject_token_type", &["token_exchange"]),
+    ("requested_token_type", &["token_exchange"]),
+    ("issuer", &["jwt"]),
+    ("signing_key_file", &["jwt"]),
+    ("signing_key_env", &["jwt"]),
+    ("key_id", &["jwt"]),
+    ("previous_keys", &["jwt"]),
+    ("ttl", &["jwt"]),
+    ("claims", &["jwt"]),
+];
+
+/// Builds every `[credentials.NAME]`.
+pub(super) fn credentials(
+    ctx: &mut Ctx<'_>,
+    raw: &BTreeMap<String, Spanned<RawCredential>>,
+) -> Credentials {
+    let mut out = Credentials::new();
+    for (name, r) in raw {
+        if let Some(c) = credential(ctx, name, r) {
+            out.insert(name.clone(), Arc::new(c));
+        }
+    }
+    out
+}
+
+fn credential(ctx: &mut Ctx<'_>, name: &str, raw: &Spanned<RawCredential>) -> Option<Credential> {
+    let off = raw.span().start;
+    let fingerprint = fingerprint(&ctx.text[raw.span()]);
+    let raw = raw.get_ref();
+    let Some(kind) = &raw.kind else {
+        ctx.err(off, "config.invalid_credential", format!("[credentials.{name}] needs `kind`: \"client_credentials\", \"refresh_token\", \"token_exchange\" or \"jwt\""));
+        return None;
+    };
+    let kinds = [
+        "client_credentials",
+        "refresh_token",
+        "token_exchange",
+        "jwt",
+    ];
+    let kind_name = *kinds.iter().find(|k| *k == kind.get_ref()).or_else(|| {
+        let msg = format!(
+            "kind `{}` is not `client_credentials`, `refresh_token`, `token_exchange` or `jwt`",
+            kind.get_ref()
+        );
+        ctx.err(kind.span().start, "config.invalid_value", msg);
+        None
+    })?;
+    check_fields(ctx, name, raw, kind_name, off);
+    let before = ctx.errors.len();
+    let kind = match kind_name {
+        "jwt" => CredentialKind::Jwt(jwt(ctx, name, raw, off)?),
+        _ => oauth_kind(ctx, name, raw, kind_name, off)?,
+    };
+    let refresh_before = ctx.duration(&raw.refresh_before, Duration::from_secs(30));
+    (ctx.errors.len() == before).then(|| Credential {
+        name: name.to_string(),
+        kind,
+        refresh_before,
+        fingerprint,
+    })
+}
+
+/// A field set that the kind does not take is an error at the field.
+fn check_fields(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str, off: usize) {
+    let set: [(&str, Option<usize>); 19] = [
+        ("token_url", raw.token_url.as_ref().map(|s| s.span().start)),
+        ("client_id", raw.client_id.as_ref().map(|s| s.span().start)),
+        (
+            "client_secret_env",
+            raw.client_secret_env.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "client_auth",
+            raw.client_auth.as_ref().map(|s| s.span().start),
+        ),
+        ("scope", raw.scope.as_ref().map(|s| s.span().start)),
+        ("resource", raw.resource.as_ref().map(|s| s.span().start)),
+        (
+            "default_lifetime",
+            raw.default_lifetime.as_ref().map(|s| s.span().start),
+        ),
+        ("timeout", raw.timeout.as_ref().map(|s| s.span().start)),
+        (
+            "refresh_token_from",
+            raw.refresh_token_from.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "subject_token",
+            raw.subject_token.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "subject_token_type",
+            raw.subject_token_type.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "requested_token_type",
+            raw.requested_token_type.as_ref().map(|s| s.span().start),
+        ),
+        ("issuer", raw.issuer.as_ref().map(|s| s.span().start)),
+        (
+            "signing_key_file",
+            raw.signing_key_file.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "signing_key_env",
+            raw.signing_key_env.as_ref().map(|s| s.span().start),
+        ),
+        ("key_id", raw.key_id.as_ref().map(|s| s.span().start)),
+        (
+            "previous_keys",
+            raw.previous_keys.first().map(|s| s.span().start),
+        ),
+        ("ttl", raw.ttl.as_ref().map(|s| s.span().start)),
+        ("claims", (!raw.claims.is_empty()).then_some(off)),
+    ];
+    for (field, at) in set {
+        let Some(at) = at else { continue };
+        let takes = KIND_FIELDS
+            .iter()
+            .find(|(f, _)| *f == field)
+            .is_none_or(|(_, kinds)| kinds.contains(&kind));
+        if !takes {
+            let msg = format!(
+                "[credentials.{name}]: `{field}` does not apply to kind = \"{kind}\"; remove it"
+            );
+            ctx.err(at, "config.invalid_credential", msg);
+        }
+    }
+}
+
+/// A required string field, or an error naming it.
+fn required<'r>(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    field: &'r Option<Spanned<String>>,
+    what: &str,
+    off: usize,
+) -> Option<&'r Spanned<String>> {
+    if field.is_none() {
+        let msg = format!("[credentials.{name}] needs `{what}`");
+        ctx.err(off, "config.invalid_credential", msg);
+    }
+    field.as_ref()
+}
+
+fn oauth_kind(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    raw: &RawCredential,
+    kind: &str,
+    off: usize,
+) -> Option<CredentialKind> {
+    let client = oauth_client(ctx, name, raw, off);
+    Some(match kind {
+        "client_credentials" => CredentialKind::ClientCredentials(client?),
+        "refresh_token" => {
+            let from = required(
+                ctx,
+                name,
+                &raw.refresh_token_from,
+                "refresh_token_from",
+                off,
+            )?;
+            let path: Vec<String> = from.get_ref().split('.').map(str::to_string).collect();
+            if path.iter().any(String::is_empty) {
+                let msg = "refresh_token_from is a dot path into the session, e.g. \"call.metadata.refresh_token\"";
+                ctx.err(from.span().start, "config.invalid_credential", msg);
+                return None;
+            }
+            CredentialKind::RefreshToken {
+                client: client?,
+                from: path,
+            }
+        }
+        _ => {
+            let subject = required(ctx, name, &raw.subject_token, "subject_token", off)?;
+            let subject_token = session_template(ctx, subject)?;
+            CredentialKind::TokenExchange {
+                client: client?,
+                subject_token,
+                subject_token_type: raw
+                    .subject_token_type
+                    .as_ref()
+                    .map_or(ACCESS_TOKEN_TYPE.to_string(), |s| s.get_ref().clone()),
+                requested_token_type: raw
+                    .requested_token_type
+                    .as_ref()
+                    .map(|s| s.get_ref().clone()),
+            }
+        }
+    })
+}
+
+fn oauth_client(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    raw: &RawCredential,
+    off: usize,
+) -> Option<OAuthClient> {
+    let url = required(ctx, name, &raw.token_url, "token_url", off).and_then(|u| token_url(ctx, u));
+    let client_id = required(ctx, name, &raw.client_id, "client_id", off);
+    let secret_env = required(ctx, name, &raw.client_secret_env, "client_secret_env", off);
+    let client_secret = match secret_env.map(|e| ctx.secret(e)) {
+        Some(Some(s)) => Some(s),
+        Some(None) if ctx.mode == LoadMode::Offline => Some(Secret::new("")),
+        _ => None,
+    };
+    let auths = [("basic", ClientAuth::Basic), ("post", ClientAuth::Post)];
+    let client_auth = ctx.choice(
+        raw.client_auth.as_ref(),
+        "client_auth",
+        &auths,
+        ClientAuth::Basic,
+    );
+    let scope = optional_template(ctx, &raw.scope);
+    let resource = optional_template(ctx, &raw.resource);
+    let audience = optional_template(ctx, &raw.audience);
+    Some(OAuthClient {
+        token_url: url?,
+        client_id: client_id?.get_ref().clone(),
+        client_secret: client_secret?,
+        client_auth,
+        scope: scope?,
+        resource: resource?,
+        audience: audience?,
+        timeout: ctx.duration(&raw.timeout, Duration::from_secs(5)),
+        default_lifetime: ctx.duration(&raw.default_lifetime, Duration::from_secs(300)),
+    })
+}
+
+/// `token_url`: `https://`, or `http://` to a loopback host only (a
+/// client secret must not cross a network in clear).
+fn token_url(ctx: &mut Ctx<'_>, raw: &Spanned<String>) -> Option<http::Uri> {
+    let off = raw.span().start;
+    let u = match raw.get_ref().parse::<http::Uri>() {
+        Ok(u) if u.authority().is_some() => u,
+        _ => {
+            let msg = format!("token_url `{}` is not an https:// URL", raw.get_ref());
+            ctx.err(off, "config.invalid_credential", msg);
+            return None;
+        }
+    };
+    let host = u.host().unwrap_or_default().trim_matches(['[', ']']);
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match u.scheme_str() {
+        Some("https") => Some(u),
+        Some("http") if loopback => Some(u),
+        _ => {
+            let msg = "token_url must be https:// (http:// only to a loopback host): the client secret and tokens would cross the network in clear";
+            ctx.err(off, "config.insecure_token_url", msg);
+            None
+        }
+    }
+}
+
+/// An optional template field; `Some(None)` when absent, `None` on error.
+fn optional_template(
+    ctx: &mut Ctx<'_>,
+    raw: &Option<Spanned<String>>,
+) -> Option<Option<HeaderTemplate>> {
+    match raw {
+        None => Some(None),
+        Some(s) => session_template(ctx, s).map(Some),
+    }
+}
+
+/// A template rendered against the session: it may not read credentials
+/// (one credential is never obtained to obtain another).
+fn session_template(ctx: &mut Ctx<'_>, raw: &Spanned<String>) -> Option<HeaderTemplate> {
+    let t = ctx.template(raw.get_ref(), raw.span().start)?;
+    if let Some((_, span)) = t.keys_under(ROOT).next() {
+        let msg = "a credential's own templates cannot read `credentials`";
+        ctx.template_err(raw.span().start, span, "config.invalid_credential", msg);
+        return None;
+    }
+    Some(t)
+}
+
+fn jwt(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, off: usize) -> Option<JwtIssuer> {
+    let issuer = required(ctx, name, &raw.issuer, "issuer", off);
+    let audience = required(ctx, name, &raw.audience, "audience", off);
+    let key = signing_key(ctx, name, raw, off);
+    let previous: Vec<Jwk> = (raw.previous_keys.iter())
+        .filter_map(|p| previous_key(ctx, p))
+        .collect();
+    let mut claims = Vec::new();
+    for (claim, v) in &raw.claims {
+        if ["iss", "aud", "iat", "nbf", "exp", "jti"].contains(&claim.as_str()) {
+            let msg = format!(
+                "claim `{claim}` is set by headgate; remove it from [credentials.{name}.claims]"
+            );
+            ctx.err(v.span().start, "config.invalid_credential", msg);
+            continue;
+        }
+        if let Some(t) = session_template(ctx, v) {
+            claims.push((claim.clone(), t));
+        }
+    }
+    let ttl = ctx.duration(&raw.ttl, Duration::from_secs(300));
+    Some(JwtIssuer {
+        issuer: issuer?.get_ref().clone(),
+        audience: audience?.get_ref().clone(),
+        key: key?,
+        previous,
+        ttl,
+        claims,
+    })
+}
+
+/// The signing key from `signing_key_file` or `signing_key_env`.
+/// `Some(None)` offline when it is not at hand.
+fn signing_key(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    raw: &RawCredential,
+    off: usize,
+) -> Option<Option<SigningKey>> {
+    let (pem, at) = match (&raw.signing_key_file, &raw.signing_key_env) {
+        (Some(f), None) => (read_key_file(ctx, f), f.span().start),
+        (None, Some(e)) => (
+            ctx.secret(e).map(|s| s.expose().as_bytes().to_vec()),
+            e.span().start,
+        ),
+        _ => {
+            let msg = format!(
+                "[credentials.{name}] needs one of `signing_key_file` or `signing_key_env`"
+            );
+            ctx.err(off, "config.invalid_credential", msg);
+            return None;
+        }
+    };
+    let Some(pem) = pem else {
+        return (ctx.mode == LoadMode::Offline).then_some(None);
+    };
+    match parse_signing_key(&pem, raw.key_id.as_ref().map(|k| k.get_ref().as_str())) {
+        Ok(k) => Some(Some(k)),
+        Err(why) => {
+            ctx.err(at, "config.invalid_signing_key", why);
+            None
+        }
+    }
+}
+
+/// A key file, relative to the config directory. Offline, a missing file
+/// is a warning (the templates can still be tried).
+fn read_key_file(ctx: &mut Ctx<'_>, f: &Spanned<String>) -> Option<Vec<u8>> {
+    let dir = ctx.path.parent().unwrap_or(Path::new("."));
+    match std::fs::read(dir.join(f.get_ref())) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            let msg = format!("cannot read key file `{}`: {e}", f.get_ref());
+            match ctx.mode {
+                LoadMode::Offline => ctx.warn(f.span().start, "config.invalid_signing_key", msg),
+                _ => ctx.err(f.span().start, "config.invalid_signing_key", msg),
+            }
+            None
+        }
+    }
+}
+
+/// A PKCS#8 PEM private key: EC P-256 → ES256, Ed25519 → EdDSA, RSA →
+/// RS256. The error never quotes the key.
+pub fn parse_signing_key(pem: &[u8], kid: Option<&str>) -> Result<SigningKey, String> {
+    let parsed = [
+        (Algorithm::ES256, EncodingKey::from_ec_pem(pem)),
+        (Algorithm::EdDSA, EncodingKey::from_ed_pem(pem)),
+        (Algorithm::RS256, EncodingKey::from_rsa_pem(pem)),
+    ];
+    let (alg, key) = parsed
+        .into_iter()
+        .find_map(|(alg, k)| k.ok().map(|k| (alg, k)))
+        .ok_or("not a PKCS#8 PEM private key of type EC P-256, Ed25519 or RSA")?;
+    // Proves the key signs with its algorithm (a P-384 key parses as EC).
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &serde_json::json!({}),
+        &key,
+    )
+    .map_err(|_| format!("the key cannot sign {alg:?}: only EC P-256, Ed25519 and RSA keys"))?;
+    let public = Jwk::from_encoding_key(&key, alg)
+        .map_err(|_| "the key's public half could not be derived".to_string())?;
+    let public = published(public, kid)?;
+    let kid = public.common.key_id.clone().unwrap_or_default();
+    Ok(SigningKey {
+        key,
+        alg,
+        kid,
+        public,
+    })
+}
+
+/// A JWK as the JWKS lists it: `kid` (given, else the RFC 7638 SHA-256
+/// thumbprint) and `use = "sig"`.
+fn published(mut jwk: Jwk, kid: Option<&str>) -> Result<Jwk, String> {
+    let kid = match kid {
+        Some(k) => k.to_string(),
+        None => jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|_| "the key's thumbprint could not be computed".to_string())?,
+    };
+    jwk.common.key_id = Some(kid);
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    Ok(jwk)
+}
+
+/// A `previous_keys` entry: a PEM public key (or the old private key),
+/// `"file"` or `{ file = "…", key_id = "…" }` to keep the `kid` it was
+/// published with.
+fn previous_key(ctx: &mut Ctx<'_>, raw: &Spanned<String>) -> Option<Jwk> {
+    let (file, kid) = match raw.get_ref().split_once('#') {
+        Some((f, k)) => (f.to_string(), Some(k)),
+        None => (raw.get_ref().clone(), None),
+    };
+    let pem = read_key_file(ctx, &Spanned::new(raw.span(), file))?;
+    match parse_public_key(&pem, kid) {
+        Ok(j) => Some(j),
+        Err(why) => {
+            ctx.err(raw.span().start, "config.invalid_signing_key", why);
+            None
+        }
+    }
+}
+
+/// A PEM public key (or private key) as a published JWK.
+pub fn parse_public_key(pem: &[u8], kid: Option<&str>) -> Result<Jwk, String> {
+    if let Ok(k) = parse_signing_key(pem, kid) {
+        return Ok(k.public);
+    }
+    let parsed = [
+        (Algorithm::ES256, DecodingKey::from_ec_pem(pem)),
+        (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem)),
+        (Algorithm::RS256, DecodingKey::from_rsa_pem(pem)),
+    ];
+    let jwk = parsed
+        .into_iter()
+        .find_map(|(alg, k)| {
+            k.ok()
+                .and_then(|k| Jwk::from_decoding_key(&k, Some(alg)).ok())
+        })
+        .ok_or("not a PEM public key of type EC P-256, Ed25519 or RSA")?;
+    published(jwk, kid)
+}
+
+/// FNV-1a: stable across runs, enough to tell two declarations apart.
+fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

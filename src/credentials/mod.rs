@@ -1,0 +1,518 @@
+//! Credentials headgate obtains itself (README "Credentials"): OAuth 2.0
+//! access tokens from an authorization server, and JWTs it signs.
+//!
+//! - A token is cached per credential and key (client credentials: the
+//!   rendered scope, resource and audience; refresh token: the session;
+//!   token exchange: the subject token; jwt: the session and its rendered
+//!   claims) until `expires_in − refresh_before` (at most half the
+//!   lifetime early).
+//! - Each key has one slot; concurrent requests for an expired or missing
+//!   token wait on the slot's flight lock, and the first one fetches:
+//!   one token request however many ask.
+//! - A refresh token is spent under a lock in the session store too (a
+//!   Redis `SET NX` with the Redis store), read fresh from the store, and a
+//!   rotated one written back by compare-and-set before the lock is let
+//!   go: no replica ever sends a spent refresh token.
+//! - If the server cannot be reached, a token that has not yet expired is
+//!   still served (it was only due for renewal).
+
+mod error;
+mod jwt;
+mod oauth;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use serde_json::{Map, Value, json};
+
+pub use error::CredentialError;
+
+use crate::config::credentials::{Credential, CredentialKind, JwtIssuer, OAuthClient};
+use crate::metrics::{CredentialLabel, CredentialOutcome, Metrics};
+use crate::net::client::HttpClient;
+use crate::session::{Session, SessionError, Store, deep_merge};
+use crate::template::{HeaderTemplate, Scope};
+
+/// Token slots kept at most (least recently used go first).
+const MAX_SLOTS: u64 = 100_000;
+
+/// How long a refresh waits for another replica's refresh of the same
+/// session to finish, beyond the token request's own deadline.
+const LOCK_SLACK: Duration = Duration::from_secs(2);
+
+/// An obtained token, as templates read it.
+pub struct Token {
+    /// `{"NAME": {"access_token": …, "token_type": …}}`: the `credentials`
+    /// root of a route that uses this one credential, ready to render from.
+    scoped: Value,
+    /// The declaration it was obtained under.
+    fingerprint: u64,
+    refresh_at: Instant,
+    expires_at: Instant,
+    /// The slot it is cached in, to drop it from.
+    slot: std::sync::Weak<Slot>,
+}
+
+impl Token {
+    fn new(
+        cred: &Credential,
+        access_token: String,
+        token_type: String,
+        lifetime: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        let early = cred.refresh_before.min(lifetime / 2);
+        let mut scoped = Map::new();
+        let body = json!({"access_token": access_token, "token_type": token_type});
+        scoped.insert(cred.name.clone(), body);
+        Self {
+            scoped: Value::Object(scoped),
+            fingerprint: cred.fingerprint,
+            refresh_at: now + lifetime - early,
+            expires_at: now + lifetime,
+            slot: std::sync::Weak::new(),
+        }
+    }
+
+    /// `{"NAME": {"access_token", "token_type"}}`.
+    pub fn scoped(&self) -> &Value {
+        &self.scoped
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// One cached token and the lock that makes its renewal single-flight.
+struct Slot {
+    token: Mutex<Option<Arc<Token>>>,
+    flight: tokio::sync::Mutex<()>,
+    hits: Counter,
+}
+
+impl Slot {
+    /// The token, if it is from this declaration and not yet due.
+    fn fresh(&self, cred: &Credential) -> Option<Arc<Token>> {
+        let t = self.token.lock().ok()?.clone()?;
+        (t.fingerprint == cred.fingerprint && Instant::now() < t.refresh_at).then_some(t)
+    }
+
+    /// The token, if it is from this declaration and not yet expired.
+    fn valid(&self, cred: &Credential) -> Option<Arc<Token>> {
+        let t = self.token.lock().ok()?.clone()?;
+        (t.fingerprint == cred.fingerprint && Instant::now() < t.expires_at).then_some(t)
+    }
+
+    fn set(&self, t: Option<Arc<Token>>) {
+        if let Ok(mut g) = self.token.lock() {
+            *g = t;
+        }
+    }
+}
+
+/// What one obtain needs, rendered from the session: the cache key and
+/// how to get a token on a miss.
+enum Plan {
+    /// Token request form parameters.
+    Form(Vec<(&'static str, String)>),
+    /// A refresh-token grant: the extra parameters (scope, resource, …);
+    /// the refresh token itself is read from the store under its lock.
+    Refresh(Vec<(&'static str, String)>),
+    /// A JWT with these claims.
+    Mint(Vec<(String, String)>),
+}
+
+/// The credentials state of a running proxy; it outlives reloads, so a
+/// token (and a refresh in flight) is shared by every config generation.
+pub struct CredentialsRuntime {
+    slots: moka::sync::Cache<String, Arc<Slot>>,
+    http: HttpClient,
+    store: Option<Arc<Store>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The session a credential is obtained for.
+pub struct ForSession<'a, S: Scope + ?Sized> {
+    /// Its id.
+    pub id: &'a str,
+    /// Its variables (with `session.id` and `env`), for the templates.
+    pub scope: &'a S,
+}
+
+impl CredentialsRuntime {
+    /// `store` is where refresh tokens live and rotated ones are written;
+    /// without one (the CLI), `refresh_token` credentials are refused.
+    pub fn new(http: HttpClient, store: Option<Arc<Store>>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            slots: moka::sync::Cache::builder()
+                .max_capacity(MAX_SLOTS)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            http,
+            store,
+            metrics,
+        }
+    }
+
+    /// The credential's token for the request [`prepare`] rendered:
+    /// cached, or obtained once however many requests ask at the same
+    /// time.
+    pub async fn obtain(
+        &self,
+        cred: &Credential,
+        sid: &str,
+        prepared: Prepared,
+    ) -> Result<Arc<Token>, CredentialError> {
+        let Prepared { key, plan } = prepared;
+        let slot = self.slot(cred, key);
+        if let Some(t) = slot.fresh(cred) {
+            slot.hits.inc();
+            return Ok(t);
+        }
+        let _flight = slot.flight.lock().await;
+        if let Some(t) = slot.fresh(cred) {
+            slot.hits.inc();
+            return Ok(t);
+        }
+        let result = self.fetch(cred, sid, plan).await;
+        let outcome = result
+            .as_ref()
+            .map_or_else(CredentialError::outcome, |_| "ok");
+        let label = CredentialOutcome {
+            credential: cred.name.clone(),
+            outcome,
+        };
+        self.metrics.credential_requests.get_or_create(&label).inc();
+        match result {
+            Ok(mut t) => {
+                t.slot = Arc::downgrade(&slot);
+                let t = Arc::new(t);
+                slot.set(Some(t.clone()));
+                Ok(t)
+            }
+            Err(CredentialError::Unavailable { .. }) if slot.valid(cred).is_some() => {
+                tracing::warn!(credential = %cred.name, "authorization server unavailable; serving the cached token until it expires");
+                slot.valid(cred)
+                    .ok_or_else(|| CredentialError::unavailable(&cred.name, "expired"))
+            }
+            Err(e) => {
+                tracing::warn!(credential = %cred.name, code = e.code(), "{e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops `token` (the upstream refused it), unless a newer one
+    /// already replaced it.
+    pub fn forget(&self, cred: &Credential, token: &Arc<Token>) {
+        let Some(slot) = token.slot.upgrade() else {
+            return;
+        };
+        if let Ok(mut g) = slot.token.lock()
+            && g.as_ref().is_some_and(|t| Arc::ptr_eq(t, token))
+        {
+            *g = None;
+            tracing::debug!(credential = %cred.name, "the upstream refused a token; dropped");
+        }
+    }
+
+    fn slot(&self, cred: &Credential, key: String) -> Arc<Slot> {
+        self.slots.get_with(key, || {
+            let label = CredentialLabel {
+                credential: cred.name.clone(),
+            };
+            Arc::new(Slot {
+                token: Mutex::new(None),
+                flight: tokio::sync::Mutex::new(()),
+                hits: self
+                    .metrics
+                    .credential_cache_hits
+                    .get_or_create(&label)
+                    .clone(),
+            })
+        })
+    }
+
+    async fn fetch(
+        &self,
+        cred: &Credential,
+        sid: &str,
+        plan: Plan,
+    ) -> Result<Token, CredentialError> {
+        let name = &cred.name;
+        match (&cred.kind, plan) {
+            (CredentialKind::Jwt(issuer), Plan::Mint(claims)) => {
+                let jwt = jwt::mint(name, issuer, &claims)?;
+                Ok(Token::new(cred, jwt, "Bearer".into(), issuer.ttl))
+            }
+            (CredentialKind::RefreshToken { client, from }, Plan::Refresh(extra)) => {
+                self.refresh(cred, client, from, sid, extra).await
+            }
+            (CredentialKind::ClientCredentials(client), Plan::Form(form)) => {
+                let g = oauth::request(&self.http, name, client, form).await?;
+                Ok(Token::new(cred, g.access_token, g.token_type, g.lifetime))
+            }
+            (
+                CredentialKind::TokenExchange {
+                    client,
+                    requested_token_type,
+                    ..
+                },
+                Plan::Form(form),
+            ) => {
+                let g = oauth::request(&self.http, name, client, form).await?;
+                let want = requested_token_type.as_deref();
+                match g.issued_token_type.as_deref() {
+                    Some(t) if want.is_none_or(|w| w == t) => {}
+                    other => {
+                        let got = other.unwrap_or("none");
+                        let msg = format!(
+                            "token exchange issued token type `{got}`, not the one requested"
+                        );
+                        return Err(CredentialError::unavailable(name, msg));
+                    }
+                }
+                Ok(Token::new(cred, g.access_token, g.token_type, g.lifetime))
+            }
+            _ => Err(CredentialError::unavailable(name, "inconsistent plan")),
+        }
+    }
+
+    /// Spends the session's refresh token under the store's lock, and
+    /// writes a rotated one back before letting go.
+    async fn refresh(
+        &self,
+        cred: &Credential,
+        client: &OAuthClient,
+        from: &[String],
+        sid: &str,
+        extra: Vec<(&'static str, String)>,
+    ) -> Result<Token, CredentialError> {
+        let name = &cred.name;
+        let Some(store) = &self.store else {
+            return Err(CredentialError::unavailable(
+                name,
+                "refresh tokens are only spent by `serve` (spending one elsewhere would revoke the live session's grant)",
+            ));
+        };
+        let lock = format!("credential:{name}:{sid}");
+        let token = self
+            .lock(store, &lock, client.timeout + LOCK_SLACK, name)
+            .await?;
+        let result = self
+            .refresh_locked(cred, client, from, sid, extra, store)
+            .await;
+        store.unlock(&lock, &token).await;
+        result
+    }
+
+    async fn lock(
+        &self,
+        store: &Store,
+        lock: &str,
+        hold: Duration,
+        name: &str,
+    ) -> Result<String, CredentialError> {
+        let deadline = Instant::now() + hold;
+        loop {
+            match store.try_lock(lock, hold).await {
+                Ok(Some(t)) => return Ok(t),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(None) => {
+                    return Err(CredentialError::unavailable(
+                        name,
+                        "another replica's refresh of this session did not finish",
+                    ));
+                }
+                Err(e) => return Err(store_down(name, &e)),
+            }
+        }
+    }
+
+    async fn refresh_locked(
+        &self,
+        cred: &Credential,
+        client: &OAuthClient,
+        from: &[String],
+        sid: &str,
+        mut form: Vec<(&'static str, String)>,
+        store: &Store,
+    ) -> Result<Token, CredentialError> {
+        let name = &cred.name;
+        let session = store
+            .get_fresh(sid)
+            .await
+            .map_err(|e| store_down(name, &e))?;
+        let spent = session
+            .as_deref()
+            .and_then(|s| at_path(s, from))
+            .ok_or_else(|| {
+                CredentialError::rejected(
+                    name,
+                    format!("the session has no refresh token at `{}`", from.join(".")),
+                )
+            })?;
+        form.insert(0, ("grant_type", "refresh_token".into()));
+        form.insert(1, ("refresh_token", spent.clone()));
+        let g = oauth::request(&self.http, name, client, form).await?;
+        if let Some(new) = g.refresh_token.as_ref().filter(|n| **n != spent) {
+            write_back(store, sid, from, &spent, new, name).await;
+        }
+        Ok(Token::new(cred, g.access_token, g.token_type, g.lifetime))
+    }
+}
+
+/// The refresh token at `path` in the session's variables.
+fn at_path(s: &Session, path: &[String]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let mut v = s.vars.as_map().get(first)?;
+    for k in rest {
+        v = v.get(k)?;
+    }
+    v.as_str().filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+/// Writes the rotated refresh token where the spent one was, if the
+/// session still holds the spent one (an admin may have linked anew).
+/// A failure is logged: the grant must be linked again once the access
+/// token expires.
+async fn write_back(store: &Store, sid: &str, path: &[String], spent: &str, new: &str, name: &str) {
+    let mut patch = Value::String(new.to_string());
+    for k in path.iter().rev() {
+        let mut m = Map::new();
+        m.insert(k.clone(), patch);
+        patch = Value::Object(m);
+    }
+    let Value::Object(patch) = patch else { return };
+    let written = store
+        .update(sid, |old| {
+            if at_path(old, path).as_deref() != Some(spent) {
+                return Ok(None);
+            }
+            let mut map = old.vars.as_map().clone();
+            deep_merge(&mut map, patch.clone());
+            Ok(Some(Session {
+                vars: crate::template::Vars::from_map(map),
+                ..old.clone()
+            }))
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::error!(credential = %name, code = "credentials.write_back_failed", "a rotated refresh token could not be stored ({}); the caller will have to link their account again", e.code());
+    }
+}
+
+fn store_down(name: &str, e: &SessionError) -> CredentialError {
+    CredentialError::unavailable(name, format!("session store: {}", e.code()))
+}
+
+/// What a request needs of one credential, rendered from its session.
+pub struct Prepared {
+    key: String,
+    plan: Plan,
+}
+
+/// Renders what `cred` needs from the session (scope, subject token,
+/// claims): which cached token the request needs, and how to get it.
+pub fn prepare<S: Scope + ?Sized>(
+    cred: &Credential,
+    s: ForSession<'_, S>,
+) -> Result<Prepared, CredentialError> {
+    let name = &cred.name;
+    let render = |t: &HeaderTemplate, what: &str| {
+        t.render_string(s.scope).map_err(|e| {
+            CredentialError::unavailable(name, format!("`{what}` did not render ({})", e.code()))
+        })
+    };
+    let mut key = format!("{name}\0");
+    let plan = match &cred.kind {
+        CredentialKind::Jwt(issuer) => {
+            let claims = claims(issuer, &render)?;
+            key.push_str(s.id);
+            for (k, v) in &claims {
+                key.push_str(&format!("\0{k}={v}"));
+            }
+            Plan::Mint(claims)
+        }
+        CredentialKind::ClientCredentials(client) => {
+            let mut form = vec![("grant_type", "client_credentials".to_string())];
+            client_params(client, &render, &mut form)?;
+            Plan::Form(keyed(&mut key, form))
+        }
+        CredentialKind::RefreshToken { client, .. } => {
+            let mut form = Vec::new();
+            client_params(client, &render, &mut form)?;
+            key.push_str(s.id);
+            Plan::Refresh(form)
+        }
+        CredentialKind::TokenExchange {
+            client,
+            subject_token,
+            subject_token_type,
+            requested_token_type,
+        } => {
+            let mut form = vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
+                ),
+                ("subject_token", render(subject_token, "subject_token")?),
+                ("subject_token_type", subject_token_type.clone()),
+            ];
+            if let Some(r) = requested_token_type {
+                form.push(("requested_token_type", r.clone()));
+            }
+            client_params(client, &render, &mut form)?;
+            Plan::Form(keyed(&mut key, form))
+        }
+    };
+    Ok(Prepared { key, plan })
+}
+
+/// Appends the form's values to the key (they decide which token it is).
+fn keyed(key: &mut String, form: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    for (k, v) in &form {
+        key.push_str(&format!("\0{k}={v}"));
+    }
+    form
+}
+
+/// `scope`, `resource` and `audience`, rendered, when set.
+fn client_params(
+    client: &OAuthClient,
+    render: &impl Fn(&HeaderTemplate, &str) -> Result<String, CredentialError>,
+    form: &mut Vec<(&'static str, String)>,
+) -> Result<(), CredentialError> {
+    let params = [
+        ("scope", &client.scope),
+        ("resource", &client.resource),
+        ("audience", &client.audience),
+    ];
+    for (k, t) in params {
+        if let Some(t) = t {
+            let v = render(t, k)?;
+            if !v.is_empty() {
+                form.push((k, v));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `[claims]`, rendered.
+fn claims(
+    issuer: &JwtIssuer,
+    render: &impl Fn(&HeaderTemplate, &str) -> Result<String, CredentialError>,
+) -> Result<Vec<(String, String)>, CredentialError> {
+    issuer
+        .claims
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), render(t, k)?)))
+        .collect()
+}
