@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the suite needs (LiquidJS for the
-# conformance suite, the MCP Python and TypeScript SDKs, fastmcp and
-# opentelemetry-proto for interop) into
+# conformance suite, the MCP Python and TypeScript SDKs, fastmcp,
+# opentelemetry-proto and the oidc-provider authorization server for
+# interop) into
 # ignored folders of this checkout, and redis-server from Debian if it is
 # missing, then runs `cargo test`.
 set -euo pipefail
@@ -12,8 +13,8 @@ if ! [ -d tests/conformance/node_modules/liquidjs ]; then
   npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
 fi
 
-if ! [ -d tests/interop/node/node_modules/@modelcontextprotocol/sdk ]; then
-  echo "== installing the MCP TypeScript SDK (interop)"
+if ! [ -d tests/interop/node/node_modules/@modelcontextprotocol/sdk ] || ! [ -d tests/interop/node/node_modules/oidc-provider ]; then
+  echo "== installing the MCP TypeScript SDK and oidc-provider (interop)"
   npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error
 fi
 

@@ -575,7 +575,13 @@ pub fn parse_signing_key(pem: &[u8], kid: Option<&str>) -> Result<SigningKey, St
     )
     .map_err(|_| format!("the key cannot sign {alg:?}: only EC P-256, Ed25519 and RSA keys"))?;
     let public = Jwk::from_encoding_key(&key, alg)
-        .map_err(|_| "the key's public half could not be derived".to_string())?;
+        .ok()
+        .or_else(|| {
+            (alg == Algorithm::EdDSA)
+                .then(|| ed25519_public(pem))
+                .flatten()
+        })
+        .ok_or("the key's public half could not be derived")?;
     let public = published(public, kid)?;
     let kid = public.common.key_id.clone().unwrap_or_default();
     Ok(SigningKey {
@@ -583,6 +589,41 @@ pub fn parse_signing_key(pem: &[u8], kid: Option<&str>) -> Result<SigningKey, St
         alg,
         kid,
         public,
+    })
+}
+
+/// The public JWK of an Ed25519 PKCS#8 v2 key (with its public key
+/// inside, as rcgen and some HSMs write them), which `jsonwebtoken` only
+/// derives from v1 keys.
+fn ed25519_public(pem: &[u8]) -> Option<Jwk> {
+    use base64::Engine;
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
+        OctetKeyPairType,
+    };
+    use ring::signature::KeyPair;
+    let text = std::str::from_utf8(pem).ok()?;
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN PRIVATE KEY-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).ok()?;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    Some(Jwk {
+        common: CommonParameters {
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x,
+        }),
     })
 }
 
@@ -643,4 +684,68 @@ fn fingerprint(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::check_texts;
+
+    fn errors(main: &str, route: &str) -> Vec<(String, usize, usize, &'static str)> {
+        let routes = [("r", route)];
+        let e = check_texts(main, &routes)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        e.iter()
+            .map(|e| {
+                let file = e.path.file_name().map(|f| f.to_string_lossy().into_owned());
+                (file.unwrap_or_default(), e.line, e.column, e.code)
+            })
+            .collect()
+    }
+
+    const OK_ROUTE: &str = "upstream = \"http://127.0.0.1:9\"\ninbound_auth = \"none\"\n";
+
+    #[test]
+    fn each_problem_is_found_where_it_is_written() {
+        let main = "[credentials.a]\nkind = \"client_credentials\"\ntoken_url = \"https://a.test/t\"\nclient_id = \"c\"\nclient_secret_env = \"A\"\nissuer = \"x\"\n\
+                    [credentials.b]\nkind = \"oauth\"\n\
+                    [credentials.c]\nkind = \"jwt\"\nissuer = \"i\"\naudience = \"a\"\nsigning_key_env = \"K\"\n[credentials.c.claims]\nexp = \"1\"\nsub = \"<< credentials.a.access_token >>\"\n";
+        let route = format!(
+            "{OK_ROUTE}[headers]\nx = \"<< credentials.zz.access_token >>\"\ny = \"<< credentials | size >>\"\n"
+        );
+        let mut found = errors(main, &route);
+        found.sort();
+        let want = [
+            ("headgate.toml", 6, 10, "config.invalid_credential"), // issuer on client_credentials
+            ("headgate.toml", 8, 8, "config.invalid_value"),       // kind = "oauth"
+            ("headgate.toml", 15, 7, "config.invalid_credential"), // exp is headgate's
+            ("headgate.toml", 16, 11, "config.invalid_credential"), // a credential reading credentials
+            ("r.toml", 4, 9, "config.unknown_credential"),          // not declared
+            ("r.toml", 5, 9, "config.unknown_credential"),          // not credentials.NAME
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(f, l, c, code)| (f.to_string(), *l, *c, *code))
+            .collect();
+        assert_eq!(found, want);
+    }
+
+    #[test]
+    fn a_route_lists_the_credentials_its_templates_read() {
+        let main = "[credentials.a]\nkind = \"client_credentials\"\ntoken_url = \"http://127.0.0.1:1/t\"\nclient_id = \"c\"\nclient_secret_env = \"A\"\n\
+                    [credentials.b]\nkind = \"client_credentials\"\ntoken_url = \"http://localhost:1/t\"\nclient_id = \"c\"\nclient_secret_env = \"A\"\n";
+        let route = format!(
+            "{OK_ROUTE}[headers]\nx = \"<< credentials.a.access_token >>\"\ny = \"<% if credentials.a.token_type %>1<% endif %>\"\n"
+        );
+        let cfg = check_texts(main, &[("r", &route)]).unwrap_or_else(|e| panic!("{e}"));
+        let used: Vec<_> = (cfg.routes["r"].credentials.iter())
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(used, ["a"], "b is declared but not read; a is listed once");
+        assert!(
+            cfg.routes["r"].reads_body(),
+            "its body is kept to send again after a 401"
+        );
+    }
 }

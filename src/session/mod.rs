@@ -144,7 +144,7 @@ pub fn check_id(id: &str) -> Result<(), SessionError> {
 }
 
 /// Roots templates reserve for the proxy (README "Template language").
-pub const RESERVED_ROOTS: &[&str] = &["session", "request", "env"];
+pub const RESERVED_ROOTS: &[&str] = &["session", "request", "env", "credentials"];
 const MAX_DEPTH: usize = 32;
 
 /// The one validation every session source goes through: a JSON object,

@@ -106,7 +106,7 @@ fn record_mcp(app: &App, route: &str, x: &Exchange<'_>, view: &McpView, done: Do
         status: done.status,
         code: (!done.code.is_empty()).then_some(done.code),
         upstream_ms: x.upstream_ms(),
-        credentials: Vec::new(),
+        credentials: x.credential_names(),
     };
     if !app.calls.record(x.session_key(), record) {
         m.audit_dropped.inc();

@@ -122,9 +122,9 @@ impl Exchange<'_> {
     }
 
     /// Drops the tokens this request carried (the upstream refused them).
-    pub(super) fn forget_tokens(&mut self) {
-        for (cred, token) in self.tokens.drain(..) {
-            self.app.credentials.forget(&cred, &token);
+    pub(super) fn forget_tokens(&self) {
+        for (cred, token) in &self.tokens {
+            self.app.credentials.forget(cred, token);
         }
     }
 

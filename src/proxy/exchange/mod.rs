@@ -113,6 +113,11 @@ impl<'a> Exchange<'a> {
         self.trace
     }
 
+    /// The credentials whose tokens the request carried (names only).
+    pub fn credential_names(&self) -> Vec<String> {
+        self.tokens.iter().map(|(c, _)| c.name.clone()).collect()
+    }
+
     /// Time to the upstream's response head, if it was reached.
     pub fn upstream_ms(&self) -> Option<f64> {
         self.upstream_ms
@@ -150,6 +155,7 @@ impl<'a> Exchange<'a> {
         if resp.status() == StatusCode::UNAUTHORIZED && !self.tokens.is_empty() {
             self.forget_tokens();
             if let (Some((head, b)), Some(s)) = (replay, &session) {
+                self.tokens.clear();
                 let rendered = self.inject(&head, rest, &key, &s.vars).await?;
                 resp = (self.forward(head, rest, rendered, full(b), &key, Some(s))).await?;
                 if resp.status() == StatusCode::UNAUTHORIZED {
