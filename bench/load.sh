@@ -14,6 +14,10 @@
 # 5. headgate-redis: as 2, with the sessions in Redis (a local redis-server)
 # 6. headgate-mcp: as 2, on an MCP route ([mcp] deny_tools): the JSON-RPC
 #    body read and judged before forwarding (the cost of MCP awareness)
+# 7. headgate-cred: as 2, plus a header from an obtained credential (a JWT
+#    headgate signs per session, cached): the cost of a cached credential.
+#    Afterwards its signings are read from /metrics: one per session, not
+#    one per request.
 # Then SSE relay latency through each (1,000 events, 5 ms apart).
 #
 # During each measured run it also reads where the machine's CPU went
@@ -33,6 +37,7 @@ export HG_BENCH_KEY=bench-route-key-0123
 UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:18081; HAP=127.0.0.1:18082
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
 HGM=127.0.0.1:18084; HGM_ADMIN=127.0.0.1:18094
+HGC=127.0.0.1:18085; HGC_ADMIN=127.0.0.1:18095
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -97,6 +102,27 @@ deny_tools = ["delete_*", "admin_*"]
 TOML
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgm" --no-watch >"$work/hgm.log" 2>&1 & HGM_PID=$!; pids+=($HGM_PID)
 
+# The same headgate, with a credential it obtains (a JWT signed per session).
+cp -r "$work/hg" "$work/hgc"
+mkdir -p "$work/hgc/keys"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/hgc/keys/bench.pem" 2>/dev/null
+cat > "$work/hgc/headgate.toml" <<TOML
+listen = "$HGC"
+admin_listen = "$HGC_ADMIN"
+[credentials.crm]
+kind = "jwt"
+issuer = "https://headgate.bench"
+audience = "bench"
+signing_key_file = "keys/bench.pem"
+ttl = "1h"
+[credentials.crm.claims]
+sub = "<< call.id >>"
+TOML
+cat >> "$work/hgc/routes/bench.toml" <<TOML
+x-crm-token = "<< credentials.crm.access_token >>"
+TOML
+RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgc" --no-watch >"$work/hgc.log" 2>&1 & HGC_PID=$!; pids+=($HGC_PID)
+
 # Map files for nginx and HAProxy.
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
 for i in $(seq 0 999); do echo "call-$i tok-call-$i"; done > "$work/tokens.map"
@@ -153,10 +179,10 @@ start_haproxy() { hap_cfg "$1" > "$work/haproxy.cfg"; "$HAPROXY" -f "$work/hapro
 start_haproxy ""
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listening on $1"; exit 1; }
-for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN; do wait_port "$p"; done
+for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN $HGC $HGC_ADMIN; do wait_port "$p"; done
 
-echo "== registering 1,000 sessions (memory, Redis and MCP headgates)"
-python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" <<'PY'
+echo "== registering 1,000 sessions (memory, Redis, MCP and credential headgates)"
+python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" "$HGC_ADMIN" <<'PY'
 import http.client, json, sys
 for admin in sys.argv[1:]:
   c = http.client.HTTPConnection(admin)
@@ -180,6 +206,7 @@ proxy_pids() {
     haproxy) echo "$HAP_PID" ;;
     headgate-redis) echo "$HGR_PID $REDIS_PID" ;;
     headgate-mcp) echo "$HGM_PID" ;;
+    headgate-cred) echo "$HGC_PID" ;;
   esac
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -213,13 +240,14 @@ for r in $(seq 1 "$ROUNDS"); do
   run haproxy "$HAP"
   run headgate-redis "$HGR"
   run headgate-mcp "$HGM"
+  run headgate-cred "$HGC"
 done
 
 echo
 python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" <<'PY'
 import re, statistics, sys
 path, dur, tick, ncpu = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp"]
+names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred"]
 runs = {n: [] for n in names}
 for line in open(path):
     name = line.split()[0]
@@ -235,9 +263,9 @@ for n in names:
     m = med[n]
     checked = f"{sum(x['mis'] for x in runs[n])} mis-injected, {sum(x['errs'] for x in runs[n])} errors"
     print(f"| {n:<14} | {m['rps']:>9.0f} | {m['p50']:>8} | {m['p99']:>8} | {m['p999']:>9} | {checked:<26} |")
-h, ng, ha, hr, hm = (med[n]["rps"] for n in ["headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp"])
+h, ng, ha, hr, hm, hc = (med[n]["rps"] for n in ["headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred"])
 best = max(ng, ha)
-print(f"\nheadgate/nginx = {h/ng:.2f}x, headgate/haproxy = {h/ha:.2f}x, headgate/best = {h/best:.2f}x, headgate-redis/headgate = {hr/h:.2f}x, headgate-mcp/headgate = {hm/h:.2f}x")
+print(f"\nheadgate/nginx = {h/ng:.2f}x, headgate/haproxy = {h/ha:.2f}x, headgate/best = {h/best:.2f}x, headgate-redis/headgate = {hr/h:.2f}x, headgate-mcp/headgate = {hm/h:.2f}x, headgate-cred/headgate = {hc/h:.2f}x")
 if len(runs["headgate"]) > 1:
     rounds = ", ".join(f"{a['rps']/max(b['rps'], c['rps']):.2f}x" for a, b, c in zip(runs["headgate"], runs["nginx"], runs["haproxy"]))
     print(f"headgate/best round by round: {rounds}")
@@ -254,6 +282,11 @@ for n in names:
     print(f"| {n:<14} | {u:>10.1f} | {s:>9.1f} | {busy - u - s:>6.1f} | {idle:>6.1f} | {c:>19} |")
 print(f"\nheadgate with no user-space CPU at all would reach {ceiling['headgate']:,.0f} req/s = {ceiling['headgate']/best:.2f}x the better peer's median")
 PY
+
+echo
+signed=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_requests_total\{credential="crm",outcome="ok"\}/{print $2}')
+hits=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_cache_hits_total\{credential="crm"\}/{print $2}')
+echo "headgate-cred: ${signed:-0} JWT signings (1,000 sessions) for ${hits:-0} cached uses"
 
 echo
 echo "== SSE relay latency: $EVENTS events, 5 ms apart"
