@@ -14,10 +14,12 @@
 # 5. headgate-redis: as 2, with the sessions in Redis (a local redis-server)
 # 6. headgate-mcp: as 2, on an MCP route ([mcp] deny_tools): the JSON-RPC
 #    body read and judged before forwarding (the cost of MCP awareness)
-# 7. headgate-cred: as 2, plus a header from an obtained credential (a JWT
-#    headgate signs per session, cached): the cost of a cached credential.
-#    Afterwards its signings are read from /metrics: one per session, not
-#    one per request.
+# 7. headgate-cred: as 2, with the token from an obtained credential
+#    instead of the session: authorization = "Bearer << credentials.crm.
+#    access_token >>", an RFC 8693 exchange of the call id at the bench
+#    upstream's /token, cached per call (the cost of a cached credential).
+#    Afterwards its token requests are read from /metrics: one per
+#    session, not one per request.
 # Then SSE relay latency through each (1,000 events, 5 ms apart).
 #
 # During each measured run it also reads where the machine's CPU went
@@ -102,24 +104,24 @@ deny_tools = ["delete_*", "admin_*"]
 TOML
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgm" --no-watch >"$work/hgm.log" 2>&1 & HGM_PID=$!; pids+=($HGM_PID)
 
-# The same headgate, with a credential it obtains (a JWT signed per session).
-cp -r "$work/hg" "$work/hgc"
-mkdir -p "$work/hgc/keys"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/hgc/keys/bench.pem" 2>/dev/null
+# The same headgate, the token obtained by a credential (cached per call).
+export HG_BENCH_CLIENT_SECRET=bench-client-secret
+mkdir -p "$work/hgc/routes"
 cat > "$work/hgc/headgate.toml" <<TOML
 listen = "$HGC"
 admin_listen = "$HGC_ADMIN"
 [credentials.crm]
-kind = "jwt"
-issuer = "https://headgate.bench"
-audience = "bench"
-signing_key_file = "keys/bench.pem"
-ttl = "1h"
-[credentials.crm.claims]
-sub = "<< call.id >>"
+kind = "token_exchange"
+token_url = "http://$UP/token"
+client_id = "bench"
+client_secret_env = "HG_BENCH_CLIENT_SECRET"
+subject_token = "<< session.id >>"
 TOML
-cat >> "$work/hgc/routes/bench.toml" <<TOML
-x-crm-token = "<< credentials.crm.access_token >>"
+cat > "$work/hgc/routes/bench.toml" <<TOML
+upstream = "http://$UP/bench"
+inbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }
+[headers]
+authorization = "Bearer << credentials.crm.access_token >>"
 TOML
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgc" --no-watch >"$work/hgc.log" 2>&1 & HGC_PID=$!; pids+=($HGC_PID)
 
@@ -286,7 +288,7 @@ PY
 echo
 signed=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_requests_total\{credential="crm",outcome="ok"\}/{print $2}')
 hits=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_cache_hits_total\{credential="crm"\}/{print $2}')
-echo "headgate-cred: ${signed:-0} JWT signings (1,000 sessions) for ${hits:-0} cached uses"
+echo "headgate-cred: ${signed:-0} token requests (1,000 sessions) for ${hits:-0} cached uses"
 
 echo
 echo "== SSE relay latency: $EVENTS events, 5 ms apart"

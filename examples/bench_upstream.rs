@@ -3,6 +3,9 @@
 //! (`Authorization: Bearer tok-<x-call-id>`), counting mismatches.
 //! `GET /_stats` returns `{"ok":N,"mismatch":M}`; `GET /sse?n=N&gap_ms=M`
 //! streams N events stamped with the sender's clock in nanoseconds.
+//! `POST /token` is a token endpoint for the credential row: an RFC 8693
+//! exchange of `subject_token=call-N` answers the access token
+//! `tok-call-N`, so the checked token is the same as a session's.
 //!
 //! `cargo run --release --example bench_upstream -- 127.0.0.1:18000`
 
@@ -26,6 +29,25 @@ struct Stats {
     mismatch: AtomicU64,
 }
 
+/// The token endpoint: `tok-<subject_token>` for an hour.
+async fn token(req: Request<Incoming>) -> Response<Body> {
+    let form = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let form = String::from_utf8_lossy(&form);
+    let subject = form
+        .split('&')
+        .find_map(|p| p.strip_prefix("subject_token="))
+        .unwrap_or("");
+    let body = format!(
+        "{{\"access_token\":\"tok-{subject}\",\"token_type\":\"Bearer\",\"expires_in\":3600,\"issued_token_type\":\"urn:ietf:params:oauth:token-type:access_token\"}}"
+    );
+    Response::new(Full::new(Bytes::from(body)).boxed())
+}
+
 /// Wall-clock nanoseconds: the measuring client runs on the same machine
 /// and reads the same clock, so arrival minus stamp is the relay latency.
 fn now_ns() -> u128 {
@@ -43,6 +65,9 @@ async fn handle(req: Request<Incoming>, stats: Arc<Stats>) -> Response<Body> {
             stats.mismatch.load(Ordering::Relaxed)
         );
         return Response::new(Full::new(Bytes::from(body)).boxed());
+    }
+    if path == "/token" {
+        return token(req).await;
     }
     let id = req
         .headers()

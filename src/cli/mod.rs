@@ -298,7 +298,7 @@ fn render_route(opts: &RenderRoute<'_>, mut vars: Value) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        false => credential_placeholders(route),
+        false => credential_placeholders(&route.credentials),
     };
     let mut failed = false;
     let req = proxy::RequestView {
@@ -334,10 +334,10 @@ fn render_route(opts: &RenderRoute<'_>, mut vars: Value) -> ExitCode {
     }
 }
 
-/// `<credentials.NAME>` where each of the route's tokens would be.
-fn credential_placeholders(route: &config::Route) -> Value {
+/// `<credentials.NAME>` where each credential's token would be.
+fn credential_placeholders(credentials: &[std::sync::Arc<config::Credential>]) -> Value {
     let mut all = serde_json::Map::new();
-    for c in &route.credentials {
+    for c in credentials {
         let shown = json!({
             "access_token": format!("<credentials.{}>", c.name),
             "token_type": format!("<credentials.{}.token_type>", c.name),
@@ -356,7 +356,7 @@ fn fetch_credentials(
     session_id: &str,
     vars: &crate::template::Vars,
 ) -> Result<Value, crate::credentials::CredentialError> {
-    use crate::credentials::{CredentialError, CredentialsRuntime, ForSession, prepare};
+    use crate::credentials::{CredentialError, CredentialsRuntime, ForSession, Lookup};
     let failed = |why: String| CredentialError::Unavailable {
         name: String::new(),
         reason: why,
@@ -374,14 +374,21 @@ fn fetch_credentials(
         let scope = crate::session::scope::CallScope::new(session_id, &cfg.env).with_vars(vars);
         let mut all = serde_json::Map::new();
         for c in &route.credentials {
-            let prepared = prepare(
-                c,
-                ForSession {
-                    id: session_id,
-                    scope: &scope,
-                },
-            )?;
-            let token = runtime.obtain(c, session_id, prepared).await?;
+            if matches!(c.kind, config::CredentialKind::RefreshToken { .. }) {
+                eprintln!("note: `{}` is a refresh_token credential: not obtained here, since spending the caller's refresh token would spend the live session's", c.name);
+                if let Value::Object(m) = credential_placeholders(&[c.clone()]) {
+                    all.extend(m);
+                }
+                continue;
+            }
+            let session = ForSession {
+                id: session_id,
+                scope: &scope,
+            };
+            let token = match runtime.lookup(c, session)? {
+                Lookup::Hit(t) => t,
+                Lookup::Miss(p) => runtime.obtain(c, session_id, p).await?,
+            };
             if let Value::Object(m) = token.scoped() {
                 all.extend(m.clone());
             }

@@ -129,7 +129,7 @@ enum Plan {
 /// The credentials state of a running proxy; it outlives reloads, so a
 /// token (and a refresh in flight) is shared by every config generation.
 pub struct CredentialsRuntime {
-    slots: moka::sync::Cache<String, Arc<Slot>>,
+    slots: moka::sync::Cache<Box<[u8]>, Arc<Slot>>,
     http: HttpClient,
     store: Option<Arc<Store>>,
     metrics: Arc<Metrics>,
@@ -158,9 +158,27 @@ impl CredentialsRuntime {
         }
     }
 
-    /// The credential's token for the request [`prepare`] rendered:
-    /// cached, or obtained once however many requests ask at the same
-    /// time.
+    /// The credential's token for this session if one is cached and not
+    /// yet due (the hot path: one key rendered, one cache lookup); else
+    /// what [`CredentialsRuntime::obtain`] needs to get one.
+    pub fn lookup<S: Scope + ?Sized>(
+        &self,
+        cred: &Credential,
+        session: ForSession<'_, S>,
+    ) -> Result<Lookup, CredentialError> {
+        let key = cache_key(cred, &session)?;
+        if let Some(slot) = self.slots.get(key.as_slice())
+            && let Some(t) = slot.fresh(cred)
+        {
+            slot.hits.inc();
+            return Ok(Lookup::Hit(t));
+        }
+        let plan = plan(cred, &session)?;
+        Ok(Lookup::Miss(Prepared { key, plan }))
+    }
+
+    /// Obtains the token a [`Lookup::Miss`] needs: once, however many
+    /// requests ask at the same time (the others wait and share it).
     pub async fn obtain(
         &self,
         cred: &Credential,
@@ -220,8 +238,8 @@ impl CredentialsRuntime {
         }
     }
 
-    fn slot(&self, cred: &Credential, key: String) -> Arc<Slot> {
-        self.slots.get_with(key, || {
+    fn slot(&self, cred: &Credential, key: Vec<u8>) -> Arc<Slot> {
+        self.slots.get_with(key.into_boxed_slice(), || {
             let label = CredentialLabel {
                 credential: cred.name.clone(),
             };
@@ -412,43 +430,98 @@ fn store_down(name: &str, e: &SessionError) -> CredentialError {
     CredentialError::unavailable(name, format!("session store: {}", e.code()))
 }
 
+/// A credential's token for one request: cached, or what to obtain.
+pub enum Lookup {
+    /// Cached and not yet due.
+    Hit(Arc<Token>),
+    /// To obtain with [`CredentialsRuntime::obtain`].
+    Miss(Prepared),
+}
+
 /// What a request needs of one credential, rendered from its session.
 pub struct Prepared {
-    key: String,
+    key: Vec<u8>,
     plan: Plan,
 }
 
-/// Renders what `cred` needs from the session (scope, subject token,
-/// claims): which cached token the request needs, and how to get it.
-pub fn prepare<S: Scope + ?Sized>(
+/// Which cached token a request needs: the credential's name, then what
+/// tells its tokens apart (the session for `refresh_token`; the session
+/// and rendered claims for `jwt`; the rendered scope, resource and
+/// audience, and the subject token, for the others), each rendered
+/// straight into one buffer.
+fn cache_key<S: Scope + ?Sized>(
     cred: &Credential,
-    s: ForSession<'_, S>,
-) -> Result<Prepared, CredentialError> {
-    let name = &cred.name;
-    let render = |t: &HeaderTemplate, what: &str| {
-        t.render_string(s.scope).map_err(|e| {
-            CredentialError::unavailable(name, format!("`{what}` did not render ({})", e.code()))
-        })
+    s: &ForSession<'_, S>,
+) -> Result<Vec<u8>, CredentialError> {
+    let mut key = Vec::with_capacity(cred.name.len() + 64);
+    key.extend_from_slice(cred.name.as_bytes());
+    let part = |t: &HeaderTemplate, what: &str, key: &mut Vec<u8>| {
+        key.push(0);
+        t.render_append(s.scope, key)
+            .map_err(|e| did_not_render(cred, what, &e))
     };
-    let mut key = format!("{name}\0");
-    let plan = match &cred.kind {
+    let client = match &cred.kind {
         CredentialKind::Jwt(issuer) => {
-            let claims = claims(issuer, &render)?;
-            key.push_str(s.id);
-            for (k, v) in &claims {
-                key.push_str(&format!("\0{k}={v}"));
+            key.push(0);
+            key.extend_from_slice(s.id.as_bytes());
+            for (k, t) in &issuer.claims {
+                part(t, k, &mut key)?;
             }
-            Plan::Mint(claims)
+            return Ok(key);
         }
+        CredentialKind::RefreshToken { .. } => {
+            key.push(0);
+            key.extend_from_slice(s.id.as_bytes());
+            return Ok(key);
+        }
+        CredentialKind::TokenExchange {
+            client,
+            subject_token,
+            ..
+        } => {
+            part(subject_token, "subject_token", &mut key)?;
+            client
+        }
+        CredentialKind::ClientCredentials(client) => client,
+    };
+    for (what, t) in client_templates(client) {
+        if let Some(t) = t {
+            part(t, what, &mut key)?;
+        }
+    }
+    Ok(key)
+}
+
+fn did_not_render(
+    cred: &Credential,
+    what: &str,
+    e: &crate::template::TemplateError,
+) -> CredentialError {
+    CredentialError::unavailable(
+        &cred.name,
+        format!("`{what}` did not render ({})", e.code()),
+    )
+}
+
+/// How to obtain the token on a miss, rendered from the session.
+fn plan<S: Scope + ?Sized>(
+    cred: &Credential,
+    s: &ForSession<'_, S>,
+) -> Result<Plan, CredentialError> {
+    let render = |t: &HeaderTemplate, what: &str| {
+        t.render_string(s.scope)
+            .map_err(|e| did_not_render(cred, what, &e))
+    };
+    Ok(match &cred.kind {
+        CredentialKind::Jwt(issuer) => Plan::Mint(claims(issuer, &render)?),
         CredentialKind::ClientCredentials(client) => {
             let mut form = vec![("grant_type", "client_credentials".to_string())];
             client_params(client, &render, &mut form)?;
-            Plan::Form(keyed(&mut key, form))
+            Plan::Form(form)
         }
         CredentialKind::RefreshToken { client, .. } => {
             let mut form = Vec::new();
             client_params(client, &render, &mut form)?;
-            key.push_str(s.id);
             Plan::Refresh(form)
         }
         CredentialKind::TokenExchange {
@@ -469,18 +542,18 @@ pub fn prepare<S: Scope + ?Sized>(
                 form.push(("requested_token_type", r.clone()));
             }
             client_params(client, &render, &mut form)?;
-            Plan::Form(keyed(&mut key, form))
+            Plan::Form(form)
         }
-    };
-    Ok(Prepared { key, plan })
+    })
 }
 
-/// Appends the form's values to the key (they decide which token it is).
-fn keyed(key: &mut String, form: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
-    for (k, v) in &form {
-        key.push_str(&format!("\0{k}={v}"));
-    }
-    form
+/// The client's optional templates, by form parameter.
+fn client_templates(client: &OAuthClient) -> [(&'static str, &Option<HeaderTemplate>); 3] {
+    [
+        ("scope", &client.scope),
+        ("resource", &client.resource),
+        ("audience", &client.audience),
+    ]
 }
 
 /// `scope`, `resource` and `audience`, rendered, when set.

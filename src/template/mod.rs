@@ -77,6 +77,16 @@ impl HeaderTemplate {
         render::render_text(self, scope)
     }
 
+    /// Appends the rendered text to `out`, without header validation: to
+    /// build a key from several templates with one allocation.
+    pub fn render_append<S: Scope + ?Sized>(
+        &self,
+        scope: &S,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TemplateError> {
+        render::render_append(self, scope, out)
+    }
+
     /// Renders through the Liquid interpreter even when the fast path
     /// applies: for equivalence tests and benchmarks.
     #[doc(hidden)]

@@ -58,16 +58,23 @@ pub(crate) fn render_text<S: Scope + ?Sized>(
     t: &HeaderTemplate,
     scope: &S,
 ) -> Result<String, TemplateError> {
-    if let Some(segs) = &t.inner.compiled.fast {
-        let mut out = Vec::new();
-        render_fast(t, segs, scope, &mut out)?;
-        return Ok(String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()));
+    let mut out = Vec::new();
+    render_append(t, scope, &mut out)?;
+    // Both paths write UTF-8 only (from `&str`s).
+    Ok(String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// Appends the rendered text to `out`, unvalidated.
+pub(crate) fn render_append<S: Scope + ?Sized>(
+    t: &HeaderTemplate,
+    scope: &S,
+    out: &mut Vec<u8>,
+) -> Result<(), TemplateError> {
+    match &t.inner.compiled.fast {
+        Some(segs) => render_fast(t, segs, scope, out),
+        None => render_liquid(t, scope, out),
     }
-    let mut buf = Vec::new();
-    render_liquid(t, scope, &mut buf)?;
-    // `liquid` only writes UTF-8 (from `&str`s).
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// Looks up a dotted path the way LiquidJS does for plain outputs: every

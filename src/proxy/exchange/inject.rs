@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::Exchange;
 use super::error::ProxyError;
 use crate::config::{HeaderRule, OnError, Route};
-use crate::credentials::{self, ForSession};
+use crate::credentials::{ForSession, Lookup};
 use crate::mcp::McpView;
 use crate::metrics::Code;
 use crate::session::scope::CallScope;
@@ -102,17 +102,18 @@ impl Exchange<'_> {
     async fn obtain_credentials(&mut self, key: &str, vars: &Vars) -> Result<(), ProxyError> {
         let started = self.timings.map(|_| SystemTime::now());
         for cred in &self.route.credentials {
-            let prepared = {
+            let found = {
                 let scope = CallScope::new(key, &self.cfg.env).with_vars(vars);
-                credentials::prepare(
-                    cred,
-                    ForSession {
-                        id: key,
-                        scope: &scope,
-                    },
-                )?
+                let session = ForSession {
+                    id: key,
+                    scope: &scope,
+                };
+                self.app.credentials.lookup(cred, session)?
             };
-            let token = self.app.credentials.obtain(cred, key, prepared).await?;
+            let token = match found {
+                Lookup::Hit(t) => t,
+                Lookup::Miss(p) => self.app.credentials.obtain(cred, key, p).await?,
+            };
             self.tokens.push((cred.clone(), token));
         }
         if let (Some(t), Some(s)) = (self.timings.as_mut(), started) {
