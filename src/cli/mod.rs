@@ -376,7 +376,7 @@ fn fetch_credentials(
         for c in &route.credentials {
             if matches!(c.kind, config::CredentialKind::RefreshToken { .. }) {
                 eprintln!("note: `{}` is a refresh_token credential: not obtained here, since spending the caller's refresh token would spend the live session's", c.name);
-                if let Value::Object(m) = credential_placeholders(&[c.clone()]) {
+                if let Value::Object(m) = credential_placeholders(std::slice::from_ref(c)) {
                     all.extend(m);
                 }
                 continue;
