@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::error::ProxyError;
 use crate::config::{InboundAuth, Route};
 use crate::net::body::{FromClient, Prefixed};
-use crate::net::response::{self, Body, ReadError, read_limited};
+use crate::net::response::{self, Body};
 use crate::platform;
 
 /// Bytes of a request body a JSON-RPC or MCP route reads before
@@ -100,42 +100,54 @@ pub(super) async fn admit(
     incoming: Incoming,
 ) -> Result<InBody, ProxyError> {
     screen(route, parts, rest)?;
-    if !route.reads_body() {
-        return match route.peeks_body() {
-            true => read_prefix(incoming, route.body_limit).await,
-            false => Ok(InBody::Stream(incoming)),
-        };
-    }
-    match read_limited(incoming, route.body_limit as usize).await {
-        Ok(b) => Ok(InBody::Read(b)),
-        Err(ReadError::TooLarge) => Err(ProxyError::TooLarge),
-        Err(ReadError::Aborted) => Err(ProxyError::BadBody("the request body was cut short")),
+    match (route.reads_body(), route.peeks_body()) {
+        (true, _) => read_until(incoming, usize::MAX, route.body_limit).await,
+        (false, true) => read_until(incoming, RPC_PEEK, route.body_limit).await,
+        (false, false) => Ok(InBody::Stream(incoming)),
     }
 }
 
-/// Reads up to [`RPC_PEEK`] bytes: the whole body if it is that small (as
-/// MCP messages are), else its start with the rest left streaming.
-async fn read_prefix(mut inc: Incoming, limit: u64) -> Result<InBody, ProxyError> {
-    let mut buf = BytesMut::new();
-    while buf.len() < RPC_PEEK {
-        match inc.frame().await {
-            None => return Ok(InBody::Read(buf.freeze())),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                }
-            }
+/// Reads the body until it ends (then [`InBody::Read`]) or `stop_at`
+/// bytes are in (then [`InBody::Prefixed`], the rest left streaming);
+/// more than `limit` is 413. A body that arrives in one frame, as a small
+/// one with a `Content-Length` does, is taken as it is: no copy, no
+/// allocation.
+async fn read_until(mut inc: Incoming, stop_at: usize, limit: u64) -> Result<InBody, ProxyError> {
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
+    loop {
+        let len = first.as_ref().map_or(more.len(), Bytes::len);
+        if len as u64 > limit {
+            return Err(ProxyError::TooLarge);
+        }
+        if len >= stop_at {
+            break;
+        }
+        let data = match inc.frame().await {
+            None => return Ok(InBody::Read(first.unwrap_or_else(|| more.freeze()))),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
             Some(Err(_)) => {
                 return Err(ProxyError::BadBody(
                     "the request body was malformed or cut short",
                 ));
             }
-        }
-        if buf.len() as u64 > limit {
-            return Err(ProxyError::TooLarge);
+        };
+        match first.take() {
+            None if more.is_empty() => first = Some(data),
+            Some(f) => {
+                more.extend_from_slice(&f);
+                more.extend_from_slice(&data);
+            }
+            None => more.extend_from_slice(&data),
         }
     }
-    Ok(InBody::Prefixed(buf.freeze(), inc))
+    Ok(InBody::Prefixed(
+        first.unwrap_or_else(|| more.freeze()),
+        inc,
+    ))
 }
 
 /// Checks the caller: the route's key header, or the platform's signature
