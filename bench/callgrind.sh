@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Instructions per request under callgrind: the steady measure on a noisy
+# machine. For each route shape (plain session token, MCP-aware, the token
+# from a cached credential) it runs the release binary under
+# `valgrind --tool=callgrind`, registers 1,000 sessions, warms every
+# session up, zeroes the counters, drives `wrk -t1 -c4` through
+# bench/load.lua for 10 s, dumps, and divides the instructions by the
+# requests wrk completed.
+#
+#   bash bench/callgrind.sh            # prints one table
+#   KEEP=1 bash bench/callgrind.sh     # also keeps the profiles (/tmp/hg-callgrind.*)
+#
+# Per-function self cost of a kept profile:
+#   callgrind_annotate --threshold=100 /tmp/hg-callgrind.cred.out | head -60
+# (the default threshold of 99% shows only the thread entry point).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for t in valgrind wrk; do command -v $t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $t >/dev/null; }; done
+cargo build --release --quiet --bin headgate --example bench_upstream
+export HG_BENCH_KEY=bench-route-key-0123 HG_BENCH_CLIENT_SECRET=bench-client-secret
+UP=127.0.0.1:28000
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+./target/release/examples/bench_upstream "$UP" >/dev/null 2>&1 &
+
+route() { printf 'upstream = "http://%s/bench"\ninbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }\n%s\n' "$UP" "$1"; }
+shape() { # NAME PORT ADMIN_PORT MAIN ROUTE
+  mkdir -p "$work/$1/routes"
+  printf 'listen = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n%s\n' "$2" "$3" "$4" > "$work/$1/headgate.toml"
+  printf '%s' "$5" > "$work/$1/routes/bench.toml"
+}
+shape plain 28086 28096 "" "$(route '[headers]
+authorization = "Bearer << call.metadata.token >>"')"
+shape mcp 28088 28098 "" "$(route '[headers]
+authorization = "Bearer << call.metadata.token >>"
+[mcp]
+deny_tools = ["delete_*", "admin_*"]')"
+shape cred 28087 28097 "[credentials.crm]
+kind = \"token_exchange\"
+token_url = \"http://$UP/token\"
+client_id = \"bench\"
+client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
+subject_token = \"<< session.id >>\"" "$(route '[headers]
+authorization = "Bearer << credentials.crm.access_token >>"')"
+
+measure() { # NAME PORT ADMIN_PORT
+  local name=$1 port=$2 admin=$3 out="/tmp/hg-callgrind.$1"
+  rm -f "$out".*
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
+    ./target/release/headgate serve --templates "$work/$name" --no-watch >"$work/$name.log" 2>&1 &
+  local vpid=$!
+  for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$admin) 2>/dev/null && break; sleep 0.2; done
+  python3 - "$admin" <<'PY'
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1:" + sys.argv[1])
+for i in range(1000):
+    body = json.dumps({"call": {"id": f"call-{i}", "metadata": {"token": f"tok-call-{i}"}}})
+    c.request("PUT", f"/sessions/call-{i}", body, {"content-type": "application/json"})
+    r = c.getresponse(); r.read(); assert r.status == 204, r.status
+PY
+  wrk -t1 -c4 -d6s -s bench/load.lua "http://127.0.0.1:$port" >/dev/null
+  callgrind_control -z "$vpid" >/dev/null 2>&1
+  local res; res=$(wrk -t1 -c4 -d10s -s bench/load.lua "http://127.0.0.1:$port" | grep RESULT)
+  callgrind_control -d "$vpid" >/dev/null 2>&1
+  sleep 1; kill "$vpid"; wait "$vpid" 2>/dev/null || true
+  local rps; rps=$(sed 's/.*rps=\([0-9]*\).*/\1/' <<<"$res")
+  local total; total=$(callgrind_annotate "$out.$vpid.1" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
+  [ -n "${KEEP:-}" ] && mv "$out.$vpid.1" "$out.out"
+  rm -f "$out".[0-9]*
+  echo "$name $((total / (rps * 10)))"
+}
+
+echo "| route | Ir/request |"
+echo "|---|---|"
+while read -r name ir; do echo "| $name | $ir |"; done < <(
+  measure plain 28086 28096
+  measure mcp 28088 28098
+  measure cred 28087 28097
+)
