@@ -731,6 +731,21 @@ mod tests {
         assert_eq!(found, want);
     }
 
+    /// `Debug` of the whole config (what a panic or a `{:?}` would print)
+    /// never shows a client secret.
+    #[test]
+    fn debug_never_shows_a_client_secret() {
+        let main = "[credentials.a]\nkind = \"client_credentials\"\ntoken_url = \"https://a.test/t\"\nclient_id = \"c\"\nclient_secret_env = \"HG_TEST_CLIENT_SECRET\"\n";
+        let cfg = check_texts(main, &[("r", OK_ROUTE)]).unwrap_or_else(|e| panic!("{e}"));
+        let secret = std::env::var("HG_TEST_CLIENT_SECRET").unwrap_or_default();
+        assert!(!secret.is_empty(), ".cargo/config.toml sets it");
+        let shown = format!("{cfg:?}");
+        assert!(
+            shown.contains("client_id") && !shown.contains(&secret),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn a_route_lists_the_credentials_its_templates_read() {
         let main = "[credentials.a]\nkind = \"client_credentials\"\ntoken_url = \"http://127.0.0.1:1/t\"\nclient_id = \"c\"\nclient_secret_env = \"A\"\n\

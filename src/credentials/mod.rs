@@ -286,11 +286,10 @@ impl CredentialsRuntime {
                 let want = requested_token_type.as_deref();
                 match g.issued_token_type.as_deref() {
                     Some(t) if want.is_none_or(|w| w == t) => {}
-                    other => {
-                        let got = other.unwrap_or("none");
-                        let msg = format!(
-                            "token exchange issued token type `{got}`, not the one requested"
-                        );
+                    _ => {
+                        // The server's value is not quoted: errors never
+                        // echo what the server sent.
+                        let msg = "the token exchange answer's issued_token_type is missing or not the one requested";
                         return Err(CredentialError::unavailable(name, msg));
                     }
                 }
