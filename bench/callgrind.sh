@@ -40,7 +40,7 @@ kind = \"token_exchange\"
 token_url = \"http://$UP/token\"
 client_id = \"bench\"
 client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
-subject_token = \"<< session.id >>\"" "$(route '[headers]
+subject_token = \"<< call.metadata.token >>\"" "$(route '[headers]
 authorization = "Bearer << credentials.crm.access_token >>"')"
 
 measure() { # NAME PORT ADMIN_PORT

@@ -16,8 +16,9 @@
 #    body read and judged before forwarding (the cost of MCP awareness)
 # 7. headgate-cred: as 2, with the token from an obtained credential
 #    instead of the session: authorization = "Bearer << credentials.crm.
-#    access_token >>", an RFC 8693 exchange of the call id at the bench
-#    upstream's /token, cached per call (the cost of a cached credential).
+#    access_token >>", an RFC 8693 exchange of the session's token at the
+#    bench upstream's /token, cached per subject token (the cost of a
+#    cached credential).
 #    Afterwards its token requests are read from /metrics: one per
 #    session, not one per request.
 # Then SSE relay latency through each (1,000 events, 5 ms apart).
@@ -115,7 +116,7 @@ kind = "token_exchange"
 token_url = "http://$UP/token"
 client_id = "bench"
 client_secret_env = "HG_BENCH_CLIENT_SECRET"
-subject_token = "<< session.id >>"
+subject_token = "<< call.metadata.token >>"
 TOML
 cat > "$work/hgc/routes/bench.toml" <<TOML
 upstream = "http://$UP/bench"

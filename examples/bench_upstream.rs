@@ -4,8 +4,9 @@
 //! `GET /_stats` returns `{"ok":N,"mismatch":M}`; `GET /sse?n=N&gap_ms=M`
 //! streams N events stamped with the sender's clock in nanoseconds.
 //! `POST /token` is a token endpoint for the credential row: an RFC 8693
-//! exchange of `subject_token=call-N` answers the access token
-//! `tok-call-N`, so the checked token is the same as a session's.
+//! exchange of the session's `subject_token=tok-call-N` answers the access
+//! token `tok-call-N` for the same caller, so the checked token is the
+//! same as a session's.
 //!
 //! `cargo run --release --example bench_upstream -- 127.0.0.1:18000`
 
@@ -29,7 +30,8 @@ struct Stats {
     mismatch: AtomicU64,
 }
 
-/// The token endpoint: `tok-<subject_token>` for an hour.
+/// The token endpoint: `tok-<caller>` for an hour, for the subject token
+/// `tok-<caller>` (or `<caller>`).
 async fn token(req: Request<Incoming>) -> Response<Body> {
     let form = req
         .into_body()
@@ -42,6 +44,7 @@ async fn token(req: Request<Incoming>) -> Response<Body> {
         .split('&')
         .find_map(|p| p.strip_prefix("subject_token="))
         .unwrap_or("");
+    let subject = subject.strip_prefix("tok-").unwrap_or(subject);
     let body = format!(
         "{{\"access_token\":\"tok-{subject}\",\"token_type\":\"Bearer\",\"expires_in\":3600,\"issued_token_type\":\"urn:ietf:params:oauth:token-type:access_token\"}}"
     );

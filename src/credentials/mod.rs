@@ -19,6 +19,7 @@
 mod error;
 mod jwt;
 mod oauth;
+mod slots;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,8 +35,8 @@ use crate::net::client::HttpClient;
 use crate::session::{Session, SessionError, Store, deep_merge};
 use crate::template::{HeaderTemplate, Scope};
 
-/// Token slots kept at most (least recently used go first).
-const MAX_SLOTS: u64 = 100_000;
+/// Token slots a shard sweeps at (only slots with nothing usable go).
+const MAX_SLOTS: usize = 100_000;
 
 /// How long a refresh waits for another replica's refresh of the same
 /// session to finish, beyond the token request's own deadline.
@@ -107,6 +108,12 @@ impl Slot {
         (t.fingerprint == cred.fingerprint && Instant::now() < t.expires_at).then_some(t)
     }
 
+    /// Whether its token is usable now or expired less than `stale` ago.
+    fn live_at(&self, now: Instant, stale: Duration) -> bool {
+        let token = self.token.lock().ok().and_then(|g| g.clone());
+        token.is_some_and(|t| t.expires_at + stale > now)
+    }
+
     fn set(&self, t: Option<Arc<Token>>) {
         if let Ok(mut g) = self.token.lock() {
             *g = t;
@@ -129,7 +136,7 @@ enum Plan {
 /// The credentials state of a running proxy; it outlives reloads, so a
 /// token (and a refresh in flight) is shared by every config generation.
 pub struct CredentialsRuntime {
-    slots: moka::sync::Cache<Box<[u8]>, Arc<Slot>>,
+    slots: slots::Slots,
     http: HttpClient,
     store: Option<Arc<Store>>,
     metrics: Arc<Metrics>,
@@ -148,10 +155,7 @@ impl CredentialsRuntime {
     /// without one (the CLI), `refresh_token` credentials are refused.
     pub fn new(http: HttpClient, store: Option<Arc<Store>>, metrics: Arc<Metrics>) -> Self {
         Self {
-            slots: moka::sync::Cache::builder()
-                .max_capacity(MAX_SLOTS)
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
+            slots: slots::Slots::new(MAX_SLOTS),
             http,
             store,
             metrics,
@@ -167,7 +171,7 @@ impl CredentialsRuntime {
         session: ForSession<'_, S>,
     ) -> Result<Lookup, CredentialError> {
         let key = cache_key(cred, &session)?;
-        if let Some(slot) = self.slots.get(key.as_slice())
+        if let Some(slot) = self.slots.get(&key)
             && let Some(t) = slot.fresh(cred)
         {
             slot.hits.inc();
@@ -239,11 +243,11 @@ impl CredentialsRuntime {
     }
 
     fn slot(&self, cred: &Credential, key: Vec<u8>) -> Arc<Slot> {
-        self.slots.get_with(key.into_boxed_slice(), || {
+        self.slots.get_or_insert(key, || {
             let label = CredentialLabel {
                 credential: cred.name.clone(),
             };
-            Arc::new(Slot {
+            Slot {
                 token: Mutex::new(None),
                 flight: tokio::sync::Mutex::new(()),
                 hits: self
@@ -251,7 +255,7 @@ impl CredentialsRuntime {
                     .credential_cache_hits
                     .get_or_create(&label)
                     .clone(),
-            })
+            }
         })
     }
 
