@@ -117,6 +117,7 @@ fuzz_target!(|input: Input<'_>| {
         parts: &parts,
         rest,
         mcp: mcp.as_ref(),
+        credentials: None,
     };
     let Ok(out) =
         headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {})
