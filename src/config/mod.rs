@@ -18,7 +18,7 @@ pub mod route;
 mod schema;
 pub mod server;
 pub mod store;
-mod tls;
+pub mod tls;
 pub mod units;
 pub mod webhook;
 

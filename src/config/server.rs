@@ -62,6 +62,8 @@ pub struct Server {
     pub audit: Option<AuditSettings>,
     /// Extra CA certificates trusted for upstreams (`[tls] ca_file`).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// HTTPS on the public listener (`[tls] cert_file`, `key_file`).
+    pub listener_tls: Option<tls::ListenerTls>,
 }
 
 /// Timeouts, nginx-style.
@@ -160,6 +162,10 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         otlp_endpoint: (raw.tracing.as_ref())
             .and_then(|t| otlp_endpoint(ctx, t.otlp_endpoint.as_ref())),
         extra_roots: tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
+        listener_tls: raw
+            .tls
+            .as_ref()
+            .and_then(|t| tls::listener(ctx, t.cert_file.as_ref(), t.key_file.as_ref())),
     }
 }
 

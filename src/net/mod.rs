@@ -10,6 +10,7 @@ pub mod client;
 pub mod headers;
 pub mod limits;
 pub mod response;
+pub mod tls;
 pub mod tracecontext;
 pub mod upstream;
 

@@ -140,6 +140,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
             metrics.clone(),
         )),
     });
+    let tls = match &app.config.borrow().server.listener_tls {
+        Some(t) => {
+            Some(crate::net::tls::acceptor(&t.cert_file, &t.key_file).map_err(ServeError::Tls)?)
+        }
+        None => None,
+    };
     let (public, listen) = bind(listen_addr).await?;
     let (admin, admin_bound) = bind(admin_addr).await?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -153,7 +159,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     spawn_reload(dir, opts.watch, config_tx.clone(), metrics);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let done = tokio::spawn(server::run(
-        server::Listeners { public, admin },
+        server::Listeners { public, admin, tls },
         app.clone(),
         admin_ctx,
         shutdown_rx,
@@ -161,7 +167,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         timeouts.header_read,
     ));
     ready.store(true, Ordering::Relaxed);
-    tracing::info!("listening on {listen} (admin on {admin_bound})");
+    let scheme = if app.config.borrow().server.listener_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("listening on {listen} ({scheme}; admin on {admin_bound})");
     Ok(Running {
         listen,
         admin: admin_bound,

@@ -1,5 +1,6 @@
-//! Accept loops for both listeners: HTTP/1.1 and h2c (auto-detected), a
-//! header read timeout against slowloris, and graceful shutdown.
+//! Accept loops for both listeners: HTTP/1.1 and h2c (auto-detected), or
+//! HTTPS with ALPN on the public one; a header read timeout against
+//! slowloris, and graceful shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::App;
 use super::doors::{
@@ -22,6 +24,8 @@ use super::exchange::Peer;
 pub(super) struct Listeners {
     pub public: TcpListener,
     pub admin: TcpListener,
+    /// HTTPS on the public listener (`[tls] cert_file`).
+    pub tls: Option<TlsAcceptor>,
 }
 
 fn builder(header_read: Duration) -> Builder<TokioExecutor> {
@@ -70,16 +74,30 @@ pub(super) async fn run(
                 let _ = stream.set_nodelay(true);
                 let trusted = app.config.borrow().server.trusted_proxies.iter().any(|c| c.contains(remote.ip()));
                 let app = app.clone();
-                let peer = Arc::new(Peer::new(remote, trusted));
+                let peer = Arc::new(Peer::new(remote, trusted, listeners.tls.is_some()));
                 let svc = service_fn(move |req| {
                     let app = app.clone();
                     let peer = peer.clone();
                     async move { Ok::<_, Infallible>(doors::public(req, app, peer).await) }
                 });
-                let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let Some(tls) = listeners.tls.clone() else {
+                    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                        drop(slot);
+                    });
+                    continue;
+                };
+                // The handshake runs on the connection's own task, within
+                // the header-read timeout, so a slow one holds up no one.
+                let (b, watcher) = (b.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let Ok(Ok(stream)) = tokio::time::timeout(header_read, tls.accept(stream)).await else {
+                        return;
+                    };
+                    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    let _ = watcher.watch(conn).await;
                     drop(slot);
                 });
             }

@@ -117,3 +117,131 @@ async fn https_upstream_over_http2_with_an_internal_ca() {
     assert_eq!(resp.status(), 502);
     h2.shutdown().await;
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written to
+/// `dir/tls/`: its DER, to trust it.
+fn listener_cert(dir: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let ck = rcgen::generate_simple_self_signed(names).unwrap();
+    std::fs::create_dir_all(dir.join("tls")).unwrap();
+    std::fs::write(dir.join("tls/cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls/key.pem"), ck.key_pair.serialize_pem()).unwrap();
+    ck.cert.der().clone()
+}
+
+/// GET `url` with headgate's own client trusting `roots`: the status, the
+/// protocol, the body; or the error.
+async fn https_get(
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+    url: &str,
+) -> Result<(u16, http::Version, String), String> {
+    let client = headgate::net::client::build(std::time::Duration::from_secs(2), roots).unwrap();
+    let req = hyper::Request::get(url)
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "call-tls")
+        .body(headgate::net::response::empty())
+        .unwrap();
+    let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+    let (status, version) = (resp.status().as_u16(), resp.version());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, version, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// GET `url` with a client that offers only `http/1.1` by ALPN.
+async fn http1_get(
+    root: &rustls::pki_types::CertificateDer<'static>,
+    url: &str,
+) -> (u16, http::Version) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+    let req = hyper::Request::get(url)
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "call-tls")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    (resp.status().as_u16(), resp.version())
+}
+
+/// `[tls] cert_file`/`key_file`: the public listener serves HTTPS to a
+/// client that checks the certificate (HTTP/2 by ALPN), tells the upstream
+/// `X-Forwarded-Proto: https`, is refused by a client that does not trust
+/// the certificate, and takes a renewed certificate from disk without a
+/// restart.
+#[tokio::test]
+async fn the_public_listener_serves_https_and_reloads_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = listener_cert(dir.path());
+    let main = "[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/key.pem\"\n";
+    write_config(dir.path(), main, &[("echo", &route("builtin:echo", ""))]);
+    let h = inproc::start(dir.path()).await;
+    put_session(&h, "call-tls", json!({"call": {"x": 1}})).await;
+    let url = format!("https://localhost:{}/echo/x", h.listen.port());
+
+    let (status, version, body) = https_get(std::slice::from_ref(&first), &url).await.unwrap();
+    assert_eq!((status, version), (200, http::Version::HTTP_2), "{body}");
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+    let (status, version) = http1_get(&first, &url).await;
+    assert_eq!(
+        (status, version),
+        (200, http::Version::HTTP_11),
+        "ALPN http/1.1"
+    );
+    let refused = https_get(&[], &url).await;
+    assert!(
+        refused.is_err(),
+        "a client that does not trust it is refused"
+    );
+
+    // A renewal (certbot writes new files): served within the poll.
+    let second = listener_cert(dir.path());
+    let renewed = eventually(std::time::Duration::from_secs(15), || {
+        let (second, url) = (second.clone(), url.clone());
+        async move { https_get(&[second], &url).await.is_ok() }
+    })
+    .await;
+    assert!(renewed, "the renewed certificate was not picked up");
+    assert!(
+        https_get(&[first], &url).await.is_err(),
+        "the old one is no longer served"
+    );
+    h.shutdown().await;
+}
+
+/// A key that is not the certificate's, or only one of the two files, is
+/// a config error at the line of `[tls]` it concerns.
+#[test]
+fn check_refuses_a_certificate_without_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    listener_cert(dir.path());
+    let other = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(dir.path().join("tls/other.pem"), other.serialize_pem()).unwrap();
+    let main = "[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/other.pem\"\n";
+    write_config(dir.path(), main, &[]);
+    let (code, out, err) = check_with(dir.path(), &[], &[]);
+    let text = format!("{out}{err}");
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("headgate.toml:2:13")
+            && text.contains("config.invalid_tls")
+            && text.contains("is not the key of"),
+        "{text}"
+    );
+    write_config(dir.path(), "[tls]\ncert_file = \"tls/cert.pem\"\n", &[]);
+    let (_, out, err) = check_with(dir.path(), &[], &[]);
+    assert!(format!("{out}{err}").contains("needs both `cert_file` and `key_file`"));
+}

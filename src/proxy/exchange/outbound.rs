@@ -22,14 +22,16 @@ pub struct Peer {
     /// Whether it is one of `trusted_proxies`, whose `X-Forwarded-For` is
     /// appended to rather than replaced.
     trusted: bool,
+    /// Whether it came over TLS (`X-Forwarded-Proto: https`).
+    tls: bool,
 }
 
 impl Peer {
-    /// For a connection from `remote`.
-    pub fn new(remote: SocketAddr, trusted: bool) -> Self {
+    /// For a connection from `remote` (over TLS when `tls`).
+    pub fn new(remote: SocketAddr, trusted: bool, tls: bool) -> Self {
         let ip = HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { ip, trusted }
+        Self { ip, trusted, tls }
     }
 }
 
@@ -133,7 +135,8 @@ pub(super) fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<Hea
     if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if peer.tls { "https" } else { "http" };
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         h.insert(X_FORWARDED_HOST.clone(), host);
     }
