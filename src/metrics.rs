@@ -334,7 +334,12 @@ impl Metrics {
 
     fn tool_label(&self, route: &str, tool: &str) -> String {
         let mut seen = self.mcp_tools.lock().unwrap_or_else(|e| e.into_inner());
-        let names = seen.entry(route.to_string()).or_default();
+        if !seen.contains_key(route) {
+            seen.insert(route.to_string(), Default::default());
+        }
+        let Some(names) = seen.get_mut(route) else {
+            return "other".to_string();
+        };
         if names.contains(tool) {
             return tool.to_string();
         }

@@ -13,7 +13,7 @@ pub mod audit;
 pub mod filter;
 pub mod policy;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 pub use policy::ToolPolicy;
@@ -99,12 +99,16 @@ impl McpError {
     }
 }
 
+/// MCP revision 2026-07-28's headers naming the call.
+static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
 /// The MCP view of a request from its headers and what was read of its
 /// body (`None` when the body was not read).
 pub fn view(headers: &HeaderMap, body: Option<&[u8]>) -> Result<McpView, McpError> {
     let from_body = body.map(from_body).unwrap_or_default();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(method), name) = (header("mcp-method"), header("mcp-name")) else {
+    let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(method), name) = (header(&MCP_METHOD), header(&MCP_NAME)) else {
         return Ok(from_body);
     };
     if from_body.calls.is_empty() {
@@ -194,19 +198,71 @@ struct Params<'a> {
 
 /// A string, or any other JSON value (which the view ignores), so that a
 /// message with `"method": 5` is skipped rather than failing the body.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
+/// Read with one visitor: an untagged enum would first buffer the value.
 enum MaybeStr<'a> {
-    #[serde(borrow)]
     Str(std::borrow::Cow<'a, str>),
-    Other(serde::de::IgnoredAny),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for MaybeStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MaybeStrVisitor(std::marker::PhantomData))
+    }
+}
+
+struct MaybeStrVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for MaybeStrVisitor<'a> {
+    type Value = MaybeStr<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Str(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Str(std::borrow::Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Str(std::borrow::Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Other)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(MaybeStr::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(MaybeStr::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        while a
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(MaybeStr::Other)
+    }
 }
 
 impl MaybeStr<'_> {
     fn text(&self) -> Option<String> {
         match self {
             MaybeStr::Str(s) => Some(s.to_string()),
-            MaybeStr::Other(_) => None,
+            MaybeStr::Other => None,
         }
     }
 }
