@@ -28,6 +28,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the proxy; logs `listening on …` when ready.
+    ///
+    /// Logs go to standard output, one event per line: `RUST_LOG` sets the
+    /// level (default `info`), `HEADGATE_LOG_FORMAT=json` writes JSON. Each
+    /// request writes an access line (`request`: route, status, code, sent,
+    /// ms, session hash, trace id); a route's `access_log` can turn it off
+    /// or write it as JSON or text.
     Serve {
         /// Config directory.
         #[arg(long, default_value = "templates")]

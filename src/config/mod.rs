@@ -31,7 +31,9 @@ pub use credentials::{Credential, CredentialKind, Credentials};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadMode, check_texts, load_dir};
 pub use resolver::Resolver;
-pub use route::{ErrorStyle, HeaderRule, InboundAuth, KeySource, OnError, OnUnknown, Route};
+pub use route::{
+    AccessLog, ErrorStyle, HeaderRule, InboundAuth, KeySource, OnError, OnUnknown, Route,
+};
 pub use server::{Server, Timeouts};
 pub use store::{EncryptionKey, RedisSettings, StoreKind, redact_userinfo};
 pub use webhook::Webhook;

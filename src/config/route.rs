@@ -106,6 +106,20 @@ pub enum ErrorStyle {
     JsonRpc,
 }
 
+/// A route's access log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Through the log, in its format (`HEADGATE_LOG_FORMAT`).
+    Default,
+    /// None (a health-check route, say).
+    Off,
+    /// One JSON object per line on standard output, whatever the log's
+    /// format.
+    Json,
+    /// One `key=value` line on standard output.
+    Text,
+}
+
 /// What to do when one header fails to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
@@ -163,6 +177,8 @@ pub struct Route {
     pub platform: Option<Platform>,
     /// `[mcp]`: which tools the route's callers may call.
     pub mcp: Option<Arc<ToolPolicy>>,
+    /// `access_log`: how its requests are logged.
+    pub access_log: AccessLog,
     /// The credentials its templates use, obtained before rendering.
     pub credentials: Vec<Arc<Credential>>,
     /// Whether requests need their MCP view: `[mcp]` is set or a template
@@ -235,6 +251,17 @@ pub(super) fn route(
     );
     let wait_for_session = ctx.duration(&raw.wait_for_session, Duration::ZERO);
     let body_limit = ctx.size(&raw.body_limit, server.body_limit);
+    let logs = [
+        ("off", AccessLog::Off),
+        ("json", AccessLog::Json),
+        ("text", AccessLog::Text),
+    ];
+    let access_log = ctx.choice(
+        raw.access_log.as_ref(),
+        "access_log",
+        &logs,
+        AccessLog::Default,
+    );
     let (headers, credentials) = header_rules(ctx, &raw, known.credentials);
     let strip = match &raw.strip {
         None => Vec::new(),
@@ -271,6 +298,7 @@ pub(super) fn route(
         body_limit,
         vars_from_body: raw.vars_from_body.map(|v| v.into_inner()),
         platform,
+        access_log,
         credentials,
         mcp,
         needs_mcp,

@@ -186,6 +186,7 @@ pub(super) struct RawRoute {
     pub(super) headers: BTreeMap<String, Spanned<toml::Value>>,
     pub(super) strip: Option<RawStrip>,
     pub(super) mcp: Option<RawMcp>,
+    pub(super) access_log: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

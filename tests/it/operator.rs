@@ -453,3 +453,70 @@ fn the_tutorial_works_as_written() {
         "{stdout}"
     );
 }
+
+/// A route's `access_log`: off writes no line, `json` one JSON object and
+/// `text` one `key=value` line on standard output, and a route without it
+/// logs through the log as before; none shows the session key.
+#[tokio::test]
+async fn access_log_per_route_is_off_json_or_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = |extra: &str| route("builtin:echo", extra);
+    let routes = [
+        ("quiet", echo("access_log = \"off\"")),
+        ("j", echo("access_log = \"json\"")),
+        ("t", echo("access_log = \"text\"")),
+        ("d", echo("")),
+    ];
+    let routes: Vec<(&str, &str)> = routes.iter().map(|(n, r)| (*n, r.as_str())).collect();
+    write_config(
+        dir.path(),
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n",
+        &routes,
+    );
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[("RUST_LOG", "info")]);
+    let vars = json!({"call": {"x": 1}});
+    assert_eq!(
+        admin_call(&s, reqwest::Method::PUT, "call-log-77", Some(&vars)).await,
+        204
+    );
+    for name in ["quiet", "j", "t", "d"] {
+        let r = get_call(
+            &client(),
+            format!("http://{}/{name}/x", s.listen),
+            "call-log-77",
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{name}");
+    }
+    let done = eventually(std::time::Duration::from_secs(5), || {
+        let log = s.log.lock().unwrap().clone();
+        async move {
+            log.contains("route=t ") && log.contains("\"route\":\"j\"") && log.contains("route=d")
+        }
+    })
+    .await;
+    let log = s.log.lock().unwrap().clone();
+    assert!(done, "{log}");
+    assert!(
+        !log.contains("quiet"),
+        "an access_log = \"off\" route wrote a line:\n{log}"
+    );
+    let json_line = log.lines().find(|l| l.contains("\"route\":\"j\"")).unwrap();
+    let v: Value = serde_json::from_str(json_line).unwrap();
+    assert_eq!(
+        (v["status"].as_u64(), v["sent"].as_u64()),
+        (Some(200), Some(200)),
+        "{v}"
+    );
+    assert!(v["ts"].as_str().is_some_and(|t| t.ends_with('Z')) && v["ms"].is_f64());
+    let text_line = log.lines().find(|l| l.contains("route=t ")).unwrap();
+    assert!(
+        text_line.contains(" status=200 ") && text_line.contains(" session="),
+        "{text_line}"
+    );
+    assert!(
+        !log.contains("call-log-77"),
+        "the session key itself is never logged:\n{log}"
+    );
+}

@@ -6,9 +6,9 @@ use std::time::{Instant, SystemTime};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::config::{Config, ErrorStyle};
+use crate::config::{AccessLog, Config, ErrorStyle};
 use crate::mcp::McpView;
-use crate::mcp::audit::Record;
+use crate::mcp::audit::{Record, format_rfc3339};
 use crate::metrics::{RouteCode, RouteStatus};
 use crate::net::response::Body;
 use crate::net::tracecontext::Trace;
@@ -63,17 +63,62 @@ pub(super) async fn handle(
         status,
     };
     app.metrics.requests.get_or_create(&label).inc();
-    tracing::info!(
-        route = %route.name,
+    let line = AccessLine {
+        route: &route.name,
         status,
         code,
-        sent = resp.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        session = x.session_key().map(id_hash).unwrap_or_default(),
-        trace = x.trace().map(|t| t.hex()).unwrap_or_default(),
-        "request"
-    );
+        sent: resp.status().as_u16(),
+        ms: started.elapsed().as_secs_f64() * 1000.0,
+        session: x.session_key().map(id_hash).unwrap_or_default(),
+        trace: x.trace().map(|t| t.hex()).unwrap_or_default(),
+    };
+    line.write(route.access_log);
     resp
+}
+
+/// The access log line of one request (README "Logs").
+struct AccessLine<'a> {
+    route: &'a str,
+    status: u16,
+    code: &'static str,
+    sent: u16,
+    ms: f64,
+    session: String,
+    trace: String,
+}
+
+impl AccessLine<'_> {
+    /// Through the log, or in the route's own format on standard output.
+    fn write(&self, how: AccessLog) {
+        let ts = || format_rfc3339(SystemTime::now());
+        let line = match how {
+            AccessLog::Off => return,
+            AccessLog::Default => {
+                let (status, code, sent, ms) = (self.status, self.code, self.sent, self.ms);
+                let (session, trace) = (self.session.as_str(), self.trace.as_str());
+                tracing::info!(route = %self.route, status, code, sent, ms, session, trace, "request");
+                return;
+            }
+            AccessLog::Json => serde_json::json!({
+                "ts": ts(), "route": self.route, "status": self.status, "code": self.code,
+                "sent": self.sent, "ms": self.ms, "session": self.session, "trace": self.trace,
+            })
+            .to_string(),
+            AccessLog::Text => format!(
+                "{} route={} status={} code={} sent={} ms={:.3} session={} trace={}",
+                ts(),
+                self.route,
+                self.status,
+                self.code,
+                self.sent,
+                self.ms,
+                self.session,
+                self.trace
+            ),
+        };
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
 }
 
 /// How an MCP request ended, for its metrics and records.
