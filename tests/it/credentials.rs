@@ -21,7 +21,7 @@ const CLIENT_SECRET: &str = "hg-client-secret";
 /// `oidc-provider` on loopback, killed when dropped.
 struct AuthServer {
     port: u16,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
 }
 
 impl AuthServer {
@@ -48,10 +48,7 @@ impl AuthServer {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self {
-            port,
-            _child: child,
-        }
+        Self { port, child }
     }
 
     fn url(&self, path: &str) -> String {
@@ -765,4 +762,60 @@ async fn jwks_publishes_every_key_type_and_tokens_verify_against_it() {
                 outcome: "ok",
             });
     assert_eq!(m.get(), 2, "signed on a miss only");
+}
+
+/// The authorization server goes away: a token that is due for renewal
+/// but not expired is still served (and counted as an unavailable
+/// request); once it has expired the call gets `credentials.unavailable`,
+/// and nothing is retried in a loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_due_for_renewal_outlives_its_server_until_it_expires() {
+    let mut auth = AuthServer::start().await;
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    signing_key(dir.path());
+    let svc = bearer_route(&up.url(), "crm");
+    write_config(dir.path(), &credentials_toml(&auth, ""), &[("svc", &svc)]);
+    let hg = serve(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &env(),
+    );
+    put(&hg, "call-a", json!({})).await;
+    let obtained = Instant::now();
+    let (status, _) = rpc(&hg, "svc", "call-a").await;
+    assert_eq!(status, 200);
+    let first = up.last().headers["authorization"].clone();
+    let _ = auth.child.kill().await;
+    // Due (past half its 3 s life), not expired: the same token.
+    tokio::time::sleep_until((obtained + Duration::from_millis(2_000)).into()).await;
+    let (status, _) = rpc(&hg, "svc", "call-a").await;
+    assert_eq!(status, 200);
+    assert_eq!(up.last().headers["authorization"], first);
+    // Expired: the caller hears why.
+    tokio::time::sleep_until((obtained + Duration::from_millis(3_500)).into()).await;
+    let (_, body) = rpc(&hg, "svc", "call-a").await;
+    assert_eq!(
+        body["error"]["data"]["code"], "credentials.unavailable",
+        "{body}"
+    );
+    assert_eq!(
+        up.seen().len(),
+        2,
+        "nothing reached the upstream without a token"
+    );
+    let metrics = client()
+        .get(format!("http://{}/metrics", hg.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failed = "headgate_credential_requests_total{credential=\"crm\",outcome=\"unavailable\"} 2";
+    assert!(
+        metrics.contains(failed),
+        "one failed renewal at 2 s, one at 3.5 s:\n{metrics}"
+    );
 }
