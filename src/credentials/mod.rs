@@ -38,6 +38,9 @@ use crate::template::{HeaderTemplate, Scope};
 /// Token slots a shard sweeps at (only slots with nothing usable go).
 const MAX_SLOTS: usize = 100_000;
 
+/// The longest a token is cached, whatever its `expires_in` says.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a refresh waits for another replica's refresh of the same
 /// session to finish, beyond the token request's own deadline.
 const LOCK_SLACK: Duration = Duration::from_secs(2);
@@ -63,6 +66,9 @@ impl Token {
         lifetime: Duration,
     ) -> Self {
         let now = Instant::now();
+        // `expires_in` comes from the server: a huge one must not
+        // overflow the clock (and no token is trusted for over a day).
+        let lifetime = lifetime.min(MAX_LIFETIME);
         let early = cred.refresh_before.min(lifetime / 2);
         let mut scoped = Map::new();
         let body = json!({"access_token": access_token, "token_type": token_type});
@@ -591,4 +597,28 @@ fn claims(
         .iter()
         .map(|(k, t)| Ok((k.clone(), render(t, k)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found in review: an `expires_in` of 10^19 seconds overflowed
+    /// `Instant + Duration` and panicked the request.
+    #[test]
+    fn a_huge_expires_in_is_capped_not_a_panic() {
+        let main = "[credentials.a]\nkind = \"client_credentials\"\ntoken_url = \"https://a.test/t\"\nclient_id = \"c\"\nclient_secret_env = \"HG_TEST_CLIENT_SECRET\"\n";
+        let route = "upstream = \"http://127.0.0.1:9\"\ninbound_auth = \"none\"\n";
+        let cfg =
+            crate::config::check_texts(main, &[("r", route)]).unwrap_or_else(|e| panic!("{e}"));
+        let cred = &cfg.credentials["a"];
+        let t = Token::new(
+            cred,
+            "x".into(),
+            "Bearer".into(),
+            Duration::from_secs(u64::MAX / 2),
+        );
+        assert!(t.expires_at <= Instant::now() + MAX_LIFETIME);
+        assert!(t.refresh_at < t.expires_at);
+    }
 }
