@@ -219,7 +219,7 @@ pub(super) fn credentials(
 
 fn credential(ctx: &mut Ctx<'_>, name: &str, raw: &Spanned<RawCredential>) -> Option<Credential> {
     let off = raw.span().start;
-    let fingerprint = fingerprint(&ctx.text[raw.span()]);
+    let fingerprint = fnv1a(ctx.text[raw.span()].as_bytes());
     let raw = raw.get_ref();
     let Some(kind) = &raw.kind else {
         ctx.err(off, "config.invalid_credential", format!("[credentials.{name}] needs `kind`: \"client_credentials\", \"refresh_token\", \"token_exchange\" or \"jwt\""));
@@ -679,10 +679,12 @@ pub fn parse_public_key(pem: &[u8], kid: Option<&str>) -> Result<Jwk, String> {
     published(jwk, kid)
 }
 
-/// FNV-1a: stable across runs, enough to tell two declarations apart.
-fn fingerprint(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+/// FNV-1a: stable across runs and cheap; enough to tell two declarations
+/// apart, or to spread keys over shards. Not for anything an attacker
+/// could aim at.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 

@@ -4,7 +4,6 @@
 //! bookkeeping (recency lists, frequency sketches).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,8 +23,6 @@ type Shard = RwLock<HashMap<Box<[u8]>, Arc<Slot>>>;
 
 pub(super) struct Slots {
     shards: Vec<Shard>,
-    /// Keyed (SipHash with a random key): session ids come from callers.
-    hasher: RandomState,
     max: usize,
     inserted: AtomicUsize,
 }
@@ -35,15 +32,17 @@ impl Slots {
     pub(super) fn new(max: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            hasher: RandomState::new(),
             max,
             inserted: AtomicUsize::new(0),
         }
     }
 
+    /// The shard by FNV-1a of the key: cheap, and a caller who crowds one
+    /// shard only adds lock contention there; the map inside hashes with
+    /// SipHash under a random key, so lookups stay O(1) whatever the keys.
     fn shard(&self, key: &[u8]) -> &Shard {
-        let i = self.hasher.hash_one(key) as usize % SHARDS;
-        &self.shards[i]
+        let h = crate::config::credentials::fnv1a(key);
+        &self.shards[(h % SHARDS as u64) as usize]
     }
 
     /// The slot for `key`, if there is one.
