@@ -819,3 +819,75 @@ async fn a_token_due_for_renewal_outlives_its_server_until_it_expires() {
         "one failed renewal at 2 s, one at 3.5 s:\n{metrics}"
     );
 }
+
+/// `render --route R --fetch-credentials` obtains the route's token as
+/// `serve` would (masked with `--redact`), and leaves a refresh-token
+/// credential as its placeholder with a note: spending the caller's
+/// refresh token there would spend the live session's.
+#[tokio::test(flavor = "multi_thread")]
+async fn render_fetches_credentials_only_when_asked() {
+    let auth = AuthServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    signing_key(dir.path());
+    let svc = bearer_route("http://127.0.0.1:9", "crm");
+    let user = bearer_route("http://127.0.0.1:9", "crm_user");
+    write_config(
+        dir.path(),
+        &credentials_toml(&auth, ""),
+        &[("svc", &svc), ("user", &user)],
+    );
+    let vars = dir.path().join("vars.json");
+    std::fs::write(
+        &vars,
+        r#"{"call": {"metadata": {"refresh_token": "rt-never-spent"}}}"#,
+    )
+    .unwrap();
+    let render = |route: &str, extra: &[&str]| {
+        let mut args = vec![
+            "render",
+            "--route",
+            route,
+            "--templates",
+            dir.path().to_str().unwrap(),
+        ];
+        args.extend(["--vars", vars.to_str().unwrap()]);
+        args.extend(extra);
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        run_bin(&args, &[])
+    };
+    let (code, out, err) = render("svc", &[]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "authorization: Bearer <credentials.crm>"),
+        "{err}"
+    );
+    let (code, out, err) = render("svc", &["--fetch-credentials"]);
+    assert_eq!(code, 0, "{err}");
+    let token = out
+        .trim()
+        .strip_prefix("authorization: Bearer ")
+        .unwrap_or_default();
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "a JWT access token from the server: {out}"
+    );
+    let (_, redacted, _) = render("svc", &["--fetch-credentials", "--redact"]);
+    assert!(
+        redacted.contains("Bear… (") && !redacted.contains(token),
+        "{redacted}"
+    );
+    assert_eq!(auth.granted("client_credentials").await, 2);
+    let (code, out, err) = render("user", &["--fetch-credentials"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "authorization: Bearer <credentials.crm_user>"),
+        "{err}"
+    );
+    assert!(err.contains("not obtained here"), "{err}");
+    assert_eq!(
+        auth.granted("refresh_token").await,
+        0,
+        "the refresh token was not spent"
+    );
+}
