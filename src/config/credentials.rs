@@ -156,52 +156,8 @@ impl fmt::Debug for SigningKey {
 /// Every `[credentials.NAME]`, by name.
 pub type Credentials = BTreeMap<String, Arc<Credential>>;
 
-/// Fields only some kinds take: `(field, kinds)`.
-const KIND_FIELDS: &[(&str, &[&str])] = &[
-    (
-        "token_url",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    (
-        "client_id",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    (
-        "client_secret_env",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    (
-        "client_auth",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    (
-        "scope",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    (
-        "resource",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    (
-        "default_lifetime",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    (
-        "timeout",
-        &["client_credentials", "refresh_token", "token_exchange"],
-    ),
-    ("refresh_token_from", &["refresh_token"]),
-    ("subject_token", &["token_exchange"]),
-    ("subject_token_type", &["token_exchange"]),
-    ("requested_token_type", &["token_exchange"]),
-    ("issuer", &["jwt"]),
-    ("signing_key_file", &["jwt"]),
-    ("signing_key_env", &["jwt"]),
-    ("key_id", &["jwt"]),
-    ("previous_keys", &["jwt"]),
-    ("ttl", &["jwt"]),
-    ("claims", &["jwt"]),
-];
+/// The kinds that are an OAuth 2.0 client of an authorization server.
+const OAUTH: &[&str] = &["client_credentials", "refresh_token", "token_exchange"];
 
 /// Builds every `[credentials.NAME]`.
 pub(super) fn credentials(
@@ -256,64 +212,48 @@ fn credential(ctx: &mut Ctx<'_>, name: &str, raw: &Spanned<RawCredential>) -> Op
 
 /// A field set that the kind does not take is an error at the field.
 fn check_fields(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str, off: usize) {
-    let set: [(&str, Option<usize>); 19] = [
-        ("token_url", raw.token_url.as_ref().map(|s| s.span().start)),
-        ("client_id", raw.client_id.as_ref().map(|s| s.span().start)),
-        (
-            "client_secret_env",
-            raw.client_secret_env.as_ref().map(|s| s.span().start),
-        ),
-        (
-            "client_auth",
-            raw.client_auth.as_ref().map(|s| s.span().start),
-        ),
-        ("scope", raw.scope.as_ref().map(|s| s.span().start)),
-        ("resource", raw.resource.as_ref().map(|s| s.span().start)),
-        (
-            "default_lifetime",
-            raw.default_lifetime.as_ref().map(|s| s.span().start),
-        ),
-        ("timeout", raw.timeout.as_ref().map(|s| s.span().start)),
+    let at = |f: &Option<Spanned<String>>| f.as_ref().map(|s| s.span().start);
+    // Each field, where it is written (if it is), and the kinds that take it.
+    let fields: [(&str, Option<usize>, &[&str]); 19] = [
+        ("token_url", at(&raw.token_url), OAUTH),
+        ("client_id", at(&raw.client_id), OAUTH),
+        ("client_secret_env", at(&raw.client_secret_env), OAUTH),
+        ("client_auth", at(&raw.client_auth), OAUTH),
+        ("scope", at(&raw.scope), OAUTH),
+        ("resource", at(&raw.resource), OAUTH),
+        ("default_lifetime", at(&raw.default_lifetime), OAUTH),
+        ("timeout", at(&raw.timeout), OAUTH),
         (
             "refresh_token_from",
-            raw.refresh_token_from.as_ref().map(|s| s.span().start),
+            at(&raw.refresh_token_from),
+            &["refresh_token"],
         ),
-        (
-            "subject_token",
-            raw.subject_token.as_ref().map(|s| s.span().start),
-        ),
+        ("subject_token", at(&raw.subject_token), &["token_exchange"]),
         (
             "subject_token_type",
-            raw.subject_token_type.as_ref().map(|s| s.span().start),
+            at(&raw.subject_token_type),
+            &["token_exchange"],
         ),
         (
             "requested_token_type",
-            raw.requested_token_type.as_ref().map(|s| s.span().start),
+            at(&raw.requested_token_type),
+            &["token_exchange"],
         ),
-        ("issuer", raw.issuer.as_ref().map(|s| s.span().start)),
-        (
-            "signing_key_file",
-            raw.signing_key_file.as_ref().map(|s| s.span().start),
-        ),
-        (
-            "signing_key_env",
-            raw.signing_key_env.as_ref().map(|s| s.span().start),
-        ),
-        ("key_id", raw.key_id.as_ref().map(|s| s.span().start)),
+        ("issuer", at(&raw.issuer), &["jwt"]),
+        ("signing_key_file", at(&raw.signing_key_file), &["jwt"]),
+        ("signing_key_env", at(&raw.signing_key_env), &["jwt"]),
+        ("key_id", at(&raw.key_id), &["jwt"]),
         (
             "previous_keys",
             raw.previous_keys.first().map(|s| s.span().start),
+            &["jwt"],
         ),
-        ("ttl", raw.ttl.as_ref().map(|s| s.span().start)),
-        ("claims", (!raw.claims.is_empty()).then_some(off)),
+        ("ttl", at(&raw.ttl), &["jwt"]),
+        ("claims", (!raw.claims.is_empty()).then_some(off), &["jwt"]),
     ];
-    for (field, at) in set {
+    for (field, at, kinds) in fields {
         let Some(at) = at else { continue };
-        let takes = KIND_FIELDS
-            .iter()
-            .find(|(f, _)| *f == field)
-            .is_none_or(|(_, kinds)| kinds.contains(&kind));
-        if !takes {
+        if !kinds.contains(&kind) {
             let msg = format!(
                 "[credentials.{name}]: `{field}` does not apply to kind = \"{kind}\"; remove it"
             );
