@@ -411,15 +411,7 @@ async fn credentials_obtained_rotated_verified_and_never_logged() {
     );
 
     // Requests and cache hits are counted; nothing secret anywhere.
-    let metrics = client()
-        .get(format!("http://{}/metrics", s.hg.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.hg.admin).await;
     let ok = format!(
         "headgate_credential_requests_total{{credential=\"crm_user\",outcome=\"ok\"}} {refreshed}"
     );
@@ -804,15 +796,7 @@ async fn a_token_due_for_renewal_outlives_its_server_until_it_expires() {
         2,
         "nothing reached the upstream without a token"
     );
-    let metrics = client()
-        .get(format!("http://{}/metrics", hg.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&hg.admin).await;
     let failed = "headgate_credential_requests_total{credential=\"crm\",outcome=\"unavailable\"} 2";
     assert!(
         metrics.contains(failed),

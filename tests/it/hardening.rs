@@ -169,15 +169,7 @@ async fn webhook_ids_the_admin_api_could_not_address_are_refused() {
         let got = deliver(&h, "vapi", &vapi_headers(&body, |s| s), &body).await;
         assert_eq!(got, (400, "session.key_invalid".into()), "{id:.20}");
     }
-    let metrics = client()
-        .get(format!("http://{}/metrics", h.admin))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(h.admin).await;
     assert!(
         metrics.contains("headgate_sessions 0"),
         "nothing stored:\n{metrics}"

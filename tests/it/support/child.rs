@@ -32,6 +32,20 @@ pub async fn admin_call(
     r.send().await.unwrap().status().as_u16()
 }
 
+/// `GET /metrics` on the admin listener `admin`, with the admin token:
+/// the exposition text.
+pub async fn metrics_text(admin: impl std::fmt::Display) -> String {
+    client()
+        .get(format!("http://{admin}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A tool call (POST `/{route}/tools`) through a `headgate serve` child,
 /// keyed by `key_header: id`: (status, JSON body).
 pub async fn tool_call(
