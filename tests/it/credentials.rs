@@ -37,17 +37,8 @@ impl AuthServer {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("node did not start {}: {e}", script.display()));
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "oidc-provider did not start (run scripts/test.sh)"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = "oidc-provider (run scripts/test.sh)";
+        until_listening(port, Duration::from_secs(20), what).await;
         Self { port, child }
     }
 

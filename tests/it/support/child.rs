@@ -178,17 +178,7 @@ pub async fn python_server(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{script} did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::wait::until_listening(port, Duration::from_secs(30), script).await;
     child
 }
 

@@ -36,3 +36,16 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits up to `within` until something listens on loopback `port`; a
+/// failure names `what` did not start.
+pub async fn until_listening(port: u16, within: Duration, what: &str) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(started.elapsed() < within, "{what} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
