@@ -107,7 +107,7 @@ RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgm" --no-watch
 
 # The same headgate, the token obtained by a credential (cached per call).
 export HG_BENCH_CLIENT_SECRET=bench-client-secret
-mkdir -p "$work/hgc/routes"
+cp -r "$work/hg" "$work/hgc"
 cat > "$work/hgc/headgate.toml" <<TOML
 listen = "$HGC"
 admin_listen = "$HGC_ADMIN"
@@ -118,12 +118,8 @@ client_id = "bench"
 client_secret_env = "HG_BENCH_CLIENT_SECRET"
 subject_token = "<< call.metadata.token >>"
 TOML
-cat > "$work/hgc/routes/bench.toml" <<TOML
-upstream = "http://$UP/bench"
-inbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }
-[headers]
-authorization = "Bearer << credentials.crm.access_token >>"
-TOML
+# The same route, its token from the credential instead of the session.
+sed -i 's/<< call.metadata.token >>/<< credentials.crm.access_token >>/' "$work/hgc/routes/bench.toml"
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgc" --no-watch >"$work/hgc.log" 2>&1 & HGC_PID=$!; pids+=($HGC_PID)
 
 # Map files for nginx and HAProxy.
