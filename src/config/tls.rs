@@ -13,20 +13,15 @@ pub(super) fn extra_roots(
     ctx: &mut Ctx<'_>,
     file: Option<&Spanned<String>>,
 ) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
     let Some(f) = file else { return Vec::new() };
     let path = ctx
         .path
         .parent()
         .unwrap_or(Path::new("."))
         .join(f.get_ref());
-    let certs: Result<Vec<_>, _> = match rustls::pki_types::CertificateDer::pem_file_iter(&path) {
-        Ok(it) => it.collect(),
-        Err(e) => Err(e),
-    };
-    match certs {
-        Ok(c) if !c.is_empty() => c,
-        _ => {
+    match crate::net::tls::certificates(&path) {
+        Ok(c) => c,
+        Err(_) => {
             ctx.err(
                 f.span().start,
                 "config.invalid_ca_file",

@@ -17,20 +17,27 @@ use tokio_rustls::TlsAcceptor;
 /// How often the files are looked at for a change.
 const POLL: Duration = Duration::from_secs(5);
 
-/// The certificate chain and key in `cert` and `key`, ready to serve. The
-/// error names the file, never key material.
-pub fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+/// The PEM certificates in `path`, at least one: a listener's chain or
+/// the CAs trusted for upstreams.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| {
             format!(
-                "`{}`: not a readable PEM certificate chain ({e})",
-                cert.display()
+                "`{}`: not a readable PEM file of certificates ({e})",
+                path.display()
             )
         })?;
-    if chain.is_empty() {
-        return Err(format!("`{}` holds no certificate", cert.display()));
+    if certs.is_empty() {
+        return Err(format!("`{}` holds no certificate", path.display()));
     }
+    Ok(certs)
+}
+
+/// The certificate chain and key in `cert` and `key`, ready to serve. The
+/// error names the file, never key material.
+pub fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+    let chain = certificates(cert)?;
     let der = PrivateKeyDer::from_pem_file(key)
         .map_err(|_| format!("`{}`: not a readable PEM private key", key.display()))?;
     let signing = any_supported_type(&der)
