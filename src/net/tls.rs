@@ -50,9 +50,15 @@ pub fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
 
 /// The certificate every handshake is answered with, swapped in place when
 /// the files change.
-#[derive(Debug)]
 struct Current {
     key: RwLock<Arc<CertifiedKey>>,
+}
+
+/// `ResolvesServerCert` needs `Debug`; the key is never shown.
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Current(<certificate and key>)")
+    }
 }
 
 impl ResolvesServerCert for Current {
