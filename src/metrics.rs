@@ -357,6 +357,42 @@ impl Metrics {
         out
     }
 
+    /// Request totals per route (all, and those answered with a status of
+    /// 400 or more) and refusal totals per headgate error code, read from
+    /// the counters themselves (the console's rates are their deltas).
+    pub fn totals(&self) -> Totals {
+        let mut registry = Registry::default();
+        registry.register("requests", "", self.requests.clone());
+        registry.register("errors", "", self.errors.clone());
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        let mut totals = Totals::default();
+        for (name, labels, value) in text.lines().filter_map(sample) {
+            let label = |k: &str| labels.iter().find(|(l, _)| *l == k).map(|(_, v)| v.clone());
+            match name {
+                "requests_total" => {
+                    let t = totals
+                        .routes
+                        .entry(label("route").unwrap_or_default())
+                        .or_default();
+                    t.requests += value;
+                    let status: u16 = label("status").and_then(|s| s.parse().ok()).unwrap_or(0);
+                    if status >= 400 {
+                        t.errors += value;
+                    }
+                }
+                "errors_total" => {
+                    *totals
+                        .codes
+                        .entry(label("code").unwrap_or_default())
+                        .or_default() += value;
+                }
+                _ => {}
+            }
+        }
+        totals
+    }
+
     /// The Prometheus text format (0.0.4), for scrapers and tools that do
     /// not ask for OpenMetrics: a counter's `HELP` and `TYPE` name its
     /// samples (`x_total`), and there is no `# EOF` or `# UNIT`.
@@ -395,6 +431,63 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Counter totals for the console (see [`Metrics::totals`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Totals {
+    /// By route name.
+    pub routes: std::collections::BTreeMap<String, RouteTotals>,
+    /// Refusals by headgate error code.
+    pub codes: std::collections::BTreeMap<String, u64>,
+}
+
+/// One route's request totals.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct RouteTotals {
+    /// Every request.
+    pub requests: u64,
+    /// Requests answered with a status of 400 or more.
+    pub errors: u64,
+}
+
+/// A sample's labels, as (name, unescaped value).
+type Labels<'a> = Vec<(&'a str, String)>;
+
+/// One sample line of the text format: name, labels, value.
+fn sample(line: &str) -> Option<(&str, Labels<'_>, u64)> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let (head, value) = line.rsplit_once(' ')?;
+    let value = value.parse::<f64>().ok()? as u64;
+    let Some((name, rest)) = head.split_once('{') else {
+        return Some((head, Vec::new(), value));
+    };
+    Some((name, labels(rest.strip_suffix('}')?)?, value))
+}
+
+/// `a="x",b="y\"z"` → pairs, unescaping `\\`, `\"` and `\n`.
+fn labels(mut s: &str) -> Option<Labels<'_>> {
+    let mut out = Vec::new();
+    while !s.is_empty() {
+        let (key, rest) = s.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        out.push((key, value));
+        s = rest[end + 1..].trim_start_matches(',');
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -439,5 +532,39 @@ mod tests {
         assert!(text.contains("tool=\"other\",outcome=\"ok\"} 50"), "{text}");
         assert!(text.contains("method=\"other\""));
         assert!(!text.contains("made/up"));
+    }
+
+    #[test]
+    fn totals_add_up_by_route_and_code() {
+        let m = Metrics::new();
+        let rs = |route: &str, status| RouteStatus {
+            route: route.into(),
+            status,
+        };
+        m.requests.get_or_create(&rs("crm", 200)).inc_by(3);
+        m.requests.get_or_create(&rs("crm", 502)).inc();
+        m.requests.get_or_create(&rs("crm", 404)).inc();
+        m.requests.get_or_create(&rs("other", 200)).inc();
+        let rc = RouteCode {
+            route: "crm".into(),
+            code: "upstream.unreachable".into(),
+        };
+        m.errors.get_or_create(&rc).inc_by(2);
+        let t = m.totals();
+        assert_eq!(
+            t.routes["crm"],
+            RouteTotals {
+                requests: 5,
+                errors: 2
+            }
+        );
+        assert_eq!(
+            t.routes["other"],
+            RouteTotals {
+                requests: 1,
+                errors: 0
+            }
+        );
+        assert_eq!(t.codes["upstream.unreachable"], 2);
     }
 }

@@ -11,13 +11,62 @@ use tokio::sync::watch;
 
 use super::{Config, LoadMode, load_dir};
 
-/// Outcome of one reload attempt, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Outcome of one reload attempt, for logs, metrics and the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reloaded {
     /// The new config is serving.
     Applied,
-    /// It had errors; the old config keeps serving.
-    Rejected,
+    /// It had errors (each with its file:line:column); the old config
+    /// keeps serving.
+    Rejected(Vec<String>),
+}
+
+impl Reloaded {
+    /// `applied` or `rejected`, the metric's label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Reloaded::Applied => "applied",
+            Reloaded::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// The config generation serving (1 at start, +1 per applied reload) and
+/// the last reload attempt, for the console.
+#[derive(Debug, Default)]
+pub struct ReloadLog {
+    generation: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<Option<(std::time::SystemTime, Reloaded)>>,
+}
+
+impl ReloadLog {
+    /// A log whose first config is generation 1.
+    pub fn new() -> Self {
+        let log = Self::default();
+        log.generation
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        log
+    }
+
+    /// Notes a reload attempt.
+    pub fn note(&self, outcome: Reloaded) {
+        if outcome == Reloaded::Applied {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some((std::time::SystemTime::now(), outcome));
+    }
+
+    /// The generation serving.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// When the last reload was tried and how it went (`None` before any).
+    pub fn last(&self) -> Option<(std::time::SystemTime, Reloaded)> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// Loads `dir` and publishes it on `tx` if valid.
@@ -38,7 +87,7 @@ pub fn reload_once(dir: &std::path::Path, tx: &watch::Sender<Arc<Config>>) -> Re
                     "config reload rejected, still serving the previous config: {e}"
                 );
             }
-            Reloaded::Rejected
+            Reloaded::Rejected(errs.0.iter().map(ToString::to_string).collect())
         }
     }
 }

@@ -44,6 +44,11 @@ pub struct Record {
     pub upstream_ms: Option<f64>,
     /// Credentials obtained for the request (names, never values).
     pub credentials: Vec<String>,
+    /// Whether it came by an MCP route (audited, and listed by `GET
+    /// /calls/{id}`); other routes' requests are kept only for the
+    /// console's call inspector.
+    #[serde(skip)]
+    pub mcp: bool,
 }
 
 /// Requests kept per session in the timeline.
@@ -102,7 +107,7 @@ impl Timeline {
         })
     }
 
-    /// Session `id`'s requests, oldest first.
+    /// Session `id`'s requests on every route, oldest first.
     pub fn get(&self, id: &str) -> Option<Vec<Record>> {
         let entry = self.calls.get(id)?;
         let q = entry.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,13 +205,15 @@ impl Recorder {
     }
 
     /// Records one request of session `id` (if it got that far), built by
-    /// `build` from the session's keyed hash; false if the audit queue was
-    /// full and the line was dropped.
+    /// `build` from the session's keyed hash: to the session's timeline,
+    /// and to the audit trail when it is an MCP request. False if the
+    /// audit queue was full and the line was dropped.
     pub fn record(&self, id: Option<&str>, build: impl FnOnce(String) -> Record) -> bool {
         let entry = id.map(|id| self.timeline.entry(id, &self.hasher));
         let hash = entry.as_ref().map(|e| e.hash.clone()).unwrap_or_default();
         let record = build(hash);
-        let written = self.audit.as_ref().is_none_or(|a| a.record(record.clone()));
+        let audited = self.audit.as_ref().filter(|_| record.mcp);
+        let written = audited.is_none_or(|a| a.record(record.clone()));
         if let Some(e) = entry {
             e.push(record);
         }
@@ -373,6 +380,7 @@ mod tests {
             code: None,
             upstream_ms: Some(1.5),
             credentials: Vec::new(),
+            mcp: true,
         }
     }
 

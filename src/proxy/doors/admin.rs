@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::config::reload::ReloadLog;
+use crate::console::{self, Console};
 use crate::mcp::audit::Recorder;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, ReadError, read_limited};
@@ -29,6 +31,10 @@ pub struct AdminCtx {
     pub ready: Arc<AtomicBool>,
     /// MCP request timelines (`GET /calls/{id}`).
     pub calls: Arc<Recorder>,
+    /// Config generation and the last reload, for the console.
+    pub reloads: Arc<ReloadLog>,
+    /// The console at `/ui` (its logins and rate history).
+    pub console: Arc<Console>,
 }
 
 /// Longest TTL a PUT may ask for.
@@ -49,6 +55,16 @@ where
         return r;
     }
     let cfg = ctx.config.borrow().clone();
+    if path == "/ui" || path.starts_with("/ui/") {
+        let src = console::Sources {
+            config: &cfg,
+            store: &ctx.store,
+            metrics: &ctx.metrics,
+            calls: &ctx.calls,
+            reloads: &ctx.reloads,
+        };
+        return console::handle(req, &ctx.console, &src).await;
+    }
     // `/metrics` also takes the read-only metrics token.
     let scrape = path == "/metrics" && req.method() == Method::GET;
     let metrics_token = cfg.server.metrics_token.as_ref().filter(|_| scrape);
@@ -68,7 +84,7 @@ where
         return response::error(
             StatusCode::NOT_FOUND,
             "route.not_found",
-            "admin paths: /sessions/{id}, /calls/{id}, /healthz, /readyz, /metrics",
+            "admin paths: /sessions/{id}, /calls/{id}, /healthz, /readyz, /metrics, /ui (the console)",
         );
     };
     if let Err(e) = check_id(id) {
@@ -183,11 +199,11 @@ fn timeline(method: &Method, id: &str, ctx: &AdminCtx) -> Response<Body> {
     if let Err(e) = check_id(id) {
         return session_error(&e);
     }
-    match ctx.calls.timeline.get(id) {
-        Some(requests) => {
-            response::json(StatusCode::OK, &json!({ "id": id, "requests": requests }))
-        }
-        None => response::error(
+    let requests = ctx.calls.timeline.get(id).unwrap_or_default();
+    let mcp: Vec<_> = requests.into_iter().filter(|r| r.mcp).collect();
+    match mcp.is_empty() {
+        false => response::json(StatusCode::OK, &json!({ "id": id, "requests": mcp })),
+        true => response::error(
             StatusCode::NOT_FOUND,
             "calls.not_found",
             "no MCP requests recorded for that session (timelines live as long as a session)",

@@ -30,8 +30,7 @@ pub(super) async fn handle(
         count(app, "_none", &e);
         return e.to_response(ErrorStyle::Json, None);
     };
-    let started = Instant::now();
-    let arrived = route.needs_mcp.then(SystemTime::now);
+    let (started, arrived) = (Instant::now(), SystemTime::now());
     let rest = rest.to_string();
     let mut x = Exchange::new(app, cfg, &route, peer);
     // The outcome, recorded as it was even when a JSON-RPC route answers
@@ -46,15 +45,13 @@ pub(super) async fn handle(
             (x.error_response(&e), e.status().as_u16(), e.code())
         }
     };
-    if let Some(view) = x.mcp_view() {
-        let done = Done {
-            status,
-            code,
-            arrived: arrived.unwrap_or(SystemTime::UNIX_EPOCH),
-            started,
-        };
-        record_mcp(app, &route.name, &x, view, done);
-    }
+    let done = Done {
+        status,
+        code,
+        arrived,
+        started,
+    };
+    record(app, &route.name, &x, done);
     if let (Some(t), Some(trace)) = (&app.telemetry, x.trace()) {
         export(t, app, &route.name, &x, trace, (status, code), started);
     }
@@ -129,32 +126,41 @@ struct Done {
     started: Instant,
 }
 
-/// Counts an MCP request and records it: the audit trail, the session's
-/// timeline.
-fn record_mcp(app: &App, route: &str, x: &Exchange<'_>, view: &McpView, done: Done) {
-    let outcome = match (done.code, done.status) {
-        ("mcp.tool_denied", _) => "denied",
-        ("", s) if s < 400 => "ok",
-        ("", _) => "error",
-        _ => "refused",
-    };
-    let secs = done.started.elapsed().as_secs_f64();
-    let m = &app.metrics;
-    m.mcp_request(route, view.method(), view.tool(), outcome, secs);
+/// Records a request in its session's timeline (the console's call
+/// inspector); an MCP request is also counted and audited.
+fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
+    let view = x.mcp_view();
+    if let Some(view) = view {
+        let outcome = match (done.code, done.status) {
+            ("mcp.tool_denied", _) => "denied",
+            ("", s) if s < 400 => "ok",
+            ("", _) => "error",
+            _ => "refused",
+        };
+        let secs = done.started.elapsed().as_secs_f64();
+        (app.metrics).mcp_request(route, view.method(), view.tool(), outcome, secs);
+    } else if x.session_key().is_none() {
+        // Nothing to audit and no timeline to add to.
+        return;
+    }
     let record = |session| Record {
         ts: done.arrived,
         route: route.to_string(),
         session,
-        method: view.method().unwrap_or_default().to_string(),
-        tool: view.tool().map(str::to_string),
-        rpc_id: x.rpc_id(),
+        method: view
+            .and_then(McpView::method)
+            .unwrap_or_default()
+            .to_string(),
+        tool: view.and_then(McpView::tool).map(str::to_string),
+        rpc_id: view.and_then(|_| x.rpc_id()),
         status: done.status,
         code: (!done.code.is_empty()).then_some(done.code),
         upstream_ms: x.upstream_ms(),
         credentials: x.credential_names(),
+        mcp: view.is_some(),
     };
     if !app.calls.record(x.session_key(), record) {
-        m.audit_dropped.inc();
+        app.metrics.audit_dropped.inc();
     }
 }
 
