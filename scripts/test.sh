@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the suite needs (LiquidJS for the
 # conformance suite, the MCP Python and TypeScript SDKs, fastmcp,
-# opentelemetry-proto and the oidc-provider authorization server for
-# interop) into
+# opentelemetry-proto, Selenium and the oidc-provider authorization server
+# for interop) into
 # ignored folders of this checkout, and redis-server from Debian if it is
 # missing, then runs `cargo test`.
 set -euo pipefail
@@ -18,7 +18,7 @@ if ! [ -d tests/interop/node/node_modules/@modelcontextprotocol/sdk ] || ! [ -d 
   npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error
 fi
 
-if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp, retell, elevenlabs, vapi, opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+if ! [ -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, fastmcp, retell, elevenlabs, vapi, selenium, opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
   echo "== installing the MCP Python SDK and fastmcp (interop)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
@@ -34,6 +34,13 @@ if ! command -v promtool >/dev/null 2>&1; then
   dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
   $sudo_ install -m 0755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
   rm -rf "$tmp"
+fi
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "== installing chromium and chromium-driver (the console's browser test)"
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || { $sudo_ apt-get update -qq && $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 fi
 
 if ! command -v redis-server >/dev/null 2>&1; then

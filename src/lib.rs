@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod mcp;
 pub mod metrics;

@@ -246,11 +246,6 @@ fn render_template(src: &str, vars: &Value) -> ExitCode {
     }
 }
 
-fn redact(v: &str) -> String {
-    let shown: String = v.chars().take(4).collect();
-    format!("{shown}… ({} bytes)", v.len())
-}
-
 /// What `render --route` was asked for.
 struct RenderRoute<'a> {
     dir: &'a std::path::Path,
@@ -327,7 +322,7 @@ fn render_route(opts: &RenderRoute<'_>, mut vars: Value) -> ExitCode {
     for (name, v) in rendered.as_deref().unwrap_or_default() {
         let s = String::from_utf8_lossy(v.as_bytes());
         let shown = if opts.redacted {
-            redact(&s)
+            crate::template::redact(&s)
         } else {
             s.into_owned()
         };

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 
 use super::doors::admin::AdminCtx;
 use super::server;
+use crate::config::reload::ReloadLog;
 use crate::config::{self, Config, ConfigErrors, LoadMode};
+use crate::console::Console;
 use crate::credentials::CredentialsRuntime;
 use crate::mcp::audit::{AuditLog, Recorder, SessionHasher};
 use crate::metrics::{Metrics, Outcome};
@@ -149,14 +151,19 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let (public, listen) = bind(listen_addr).await?;
     let (admin, admin_bound) = bind(admin_addr).await?;
     let ready = Arc::new(AtomicBool::new(false));
+    let reloads = Arc::new(ReloadLog::new());
+    let console = Arc::new(Console::default());
+    crate::console::history::spawn_sampler(console.history.clone(), metrics.clone());
     let admin_ctx = Arc::new(AdminCtx {
         store: app.store.clone(),
         config: config_rx,
         metrics: metrics.clone(),
         ready: ready.clone(),
         calls,
+        reloads: reloads.clone(),
+        console,
     });
-    spawn_reload(dir, opts.watch, config_tx.clone(), metrics);
+    spawn_reload(dir, opts.watch, config_tx.clone(), metrics, reloads);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let done = tokio::spawn(server::run(
         server::Listeners { public, admin, tls },
@@ -252,14 +259,13 @@ fn spawn_reload(
     watch_files: bool,
     tx: Arc<watch::Sender<Arc<Config>>>,
     metrics: Arc<Metrics>,
+    reloads: Arc<ReloadLog>,
 ) {
     tokio::spawn(async move {
         config::reload::watch_config(dir, watch_files, tx, move |o| {
-            let outcome = match o {
-                config::reload::Reloaded::Applied => "applied",
-                config::reload::Reloaded::Rejected => "rejected",
-            };
+            let outcome = o.outcome();
             metrics.reloads.get_or_create(&Outcome { outcome }).inc();
+            reloads.note(o);
         })
         .await;
     });

@@ -133,5 +133,12 @@ impl fmt::Debug for HeaderTemplate {
     }
 }
 
+/// A rendered value as `render --redact` and the console show it: its
+/// first four characters (a scheme such as `Bear`) and its length.
+pub fn redact(v: &str) -> String {
+    let shown: String = v.chars().take(4).collect();
+    format!("{shown}… ({} bytes)", v.len())
+}
+
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod conformance;
 mod connections;
+mod console;
 mod credentials;
 mod faults;
 mod hardening;

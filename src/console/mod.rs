@@ -1,0 +1,563 @@
+//! The operator's console at `/ui` on the admin listener (CONTRACT §8):
+//! an overview of the routes, a call inspector and a template playground,
+//! served by the binary itself as plain HTML forms and one stylesheet
+//! (no script, no CDN: it works on an air-gapped host).
+//!
+//! Nothing here shows a secret: sessions appear as variable names, source
+//! and TTL; requests as their audit fields; the playground's value is
+//! redacted unless asked for.
+
+pub mod auth;
+pub mod history;
+mod pages;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::config::reload::{ReloadLog, Reloaded};
+use crate::mcp::audit::Recorder;
+use crate::metrics::Metrics;
+use crate::net::response::{self, Body, read_limited};
+use crate::session::{SessionStore as _, Store, check_id};
+use crate::template::{HeaderTemplate, redact};
+use auth::{Login, Logins, Role};
+use pages::{Call, Overview, Playground, RouteRow, SessionInfo};
+
+/// The console's own state: its logins and the counters' recent history.
+#[derive(Default)]
+pub struct Console {
+    /// Live logins.
+    pub logins: Logins,
+    /// Sampled counters, for the overview's rates.
+    pub history: std::sync::Arc<history::History>,
+}
+
+/// What the console reads (all owned elsewhere).
+pub struct Sources<'a> {
+    /// The config serving.
+    pub config: &'a Config,
+    /// Sessions.
+    pub store: &'a Store,
+    /// Counters and gauges.
+    pub metrics: &'a Metrics,
+    /// Per-session request timelines.
+    pub calls: &'a Recorder,
+    /// Config generation and the last reload.
+    pub reloads: &'a ReloadLog,
+}
+
+/// Largest form body the console reads.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// Variable names listed per session.
+const MAX_NAMES: usize = 200;
+
+/// The stylesheet, embedded.
+const CSS: &str = include_str!("console.css");
+
+/// Handles a request under `/ui`.
+pub async fn handle<B>(req: Request<B>, console: &Console, src: &Sources<'_>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let post = parts.method == Method::POST;
+    if path == "/ui/console.css" {
+        return css();
+    }
+    if post && !same_origin(&parts.headers) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Refused",
+                "a form from another site was refused (its Origin is not this console)",
+                None,
+            ),
+        );
+    }
+    let cookie = parts
+        .headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok());
+    if post && path == "/ui/login" {
+        return login(body, console, src.config).await;
+    }
+    let Some(login) = console.logins.find(src.config, cookie) else {
+        let open = src.config.server.admin_token.is_none();
+        return match parts.method {
+            Method::GET if path == "/ui" || path == "/ui/" => {
+                html(StatusCode::OK, pages::login(None, open))
+            }
+            Method::GET => see_other("/ui"),
+            _ => html(
+                StatusCode::FORBIDDEN,
+                pages::message(
+                    "Logged out",
+                    "your console login has ended; log in again",
+                    None,
+                ),
+            ),
+        };
+    };
+    let form = if post {
+        match read_limited(body, FORM_LIMIT).await {
+            Ok(b) => Form::parse(&b),
+            Err(_) => {
+                return html(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    pages::message("Too large", "that form is larger than 64 KiB", Some(&login)),
+                );
+            }
+        }
+    } else {
+        Form::parse(parts.uri.query().unwrap_or("").as_bytes())
+    };
+    if post && !login.csrf_ok(form.get("csrf")) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Refused",
+                "the form's CSRF token is missing or stale; reload the page and try again",
+                Some(&login),
+            ),
+        );
+    }
+    route(&parts.method, path, &form, &login, cookie, console, src).await
+}
+
+/// The console's pages, once logged in (and, for a POST, CSRF-checked).
+async fn route(
+    method: &Method,
+    path: &str,
+    form: &Form,
+    login: &Login,
+    cookie: Option<&str>,
+    console: &Console,
+    src: &Sources<'_>,
+) -> Response<Body> {
+    let call_path = path.strip_prefix("/ui/calls/");
+    match (method, path) {
+        (&Method::GET, "/ui" | "/ui/") => html(
+            StatusCode::OK,
+            pages::overview(&overview(console, src), login),
+        ),
+        (&Method::POST, "/ui/logout") => {
+            console.logins.logout(cookie);
+            let mut r = see_other("/ui");
+            set_header(&mut r, header::SET_COOKIE, &auth::clear_cookie());
+            r
+        }
+        (&Method::GET, "/ui/calls") => match form.get("call").map(str::trim) {
+            Some(id) if !id.is_empty() => see_other(&format!("/ui/calls/{}", path_segment(id))),
+            _ => see_other("/ui"),
+        },
+        (&Method::GET, "/ui/playground") => html(
+            StatusCode::OK,
+            pages::playground(&Playground::default(), login),
+        ),
+        (&Method::POST, "/ui/playground") => {
+            html(StatusCode::OK, pages::playground(&playground(form), login))
+        }
+        (&Method::GET, _) if call_path.is_some_and(|p| !p.contains('/')) => {
+            inspect(call_path.unwrap_or_default(), login, src).await
+        }
+        (&Method::POST, _) if call_path.and_then(|p| p.strip_suffix("/end")).is_some() => {
+            let id = call_path
+                .and_then(|p| p.strip_suffix("/end"))
+                .unwrap_or_default();
+            end_session(id, login, src).await
+        }
+        _ => html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "no such console page", Some(login)),
+        ),
+    }
+}
+
+/// `POST /ui/login`: the cookie and the overview, or the form again.
+async fn login<B>(body: B, console: &Console, cfg: &Config) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let open = cfg.server.admin_token.is_none();
+    let form = match read_limited(body, FORM_LIMIT).await {
+        Ok(b) => Form::parse(&b),
+        Err(_) => {
+            return html(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                pages::login(Some("that form is too large"), open),
+            );
+        }
+    };
+    match console.logins.login(cfg, form.get("token").unwrap_or("")) {
+        Ok((id, _)) => {
+            let mut r = see_other("/ui");
+            set_header(&mut r, header::SET_COOKIE, &auth::set_cookie(&id));
+            r
+        }
+        Err(e) => {
+            tracing::info!(
+                code = "console.login_refused",
+                "console: a login was refused"
+            );
+            html(
+                StatusCode::UNAUTHORIZED,
+                pages::login(Some(&e.to_string()), open),
+            )
+        }
+    }
+}
+
+/// The overview's data.
+fn overview(console: &Console, src: &Sources<'_>) -> Overview {
+    let totals = src.metrics.totals();
+    let mut rates = console.history.rates(&totals);
+    let recent = console.history.recent_codes(&totals);
+    let mut routes: Vec<RouteRow> = (src.config.routes.values())
+        .map(|r| RouteRow {
+            name: r.name.clone(),
+            upstream: if r.echo {
+                "built-in echo".into()
+            } else {
+                shown_uri(&r.upstream)
+            },
+            rates: rates.remove(&r.name).unwrap_or_default(),
+        })
+        .collect();
+    routes.sort_by(|a, b| a.name.cmp(&b.name));
+    let codes = (totals.codes.iter())
+        .map(|(c, n)| (c.clone(), *n, recent.get(c).copied().unwrap_or(0)))
+        .collect();
+    let last_reload = src.reloads.last().map(|(at, r)| match r {
+        Reloaded::Applied => (at, None),
+        Reloaded::Rejected(errors) => (at, Some(errors)),
+    });
+    Overview {
+        generation: src.reloads.generation(),
+        last_reload,
+        sessions: src.store.len(),
+        open_streams: src.metrics.open_streams.get(),
+        routes,
+        codes,
+    }
+}
+
+/// An upstream URI without any user:password it may carry.
+fn shown_uri(u: &http::Uri) -> String {
+    let host = u
+        .authority()
+        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+    let scheme = u.scheme_str().unwrap_or("http");
+    format!("{scheme}://{host}{}", u.path())
+}
+
+/// `GET /ui/calls/{id}`.
+async fn inspect(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Body> {
+    let id = percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    if let Err(e) = check_id(&id) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message("Not a call id", &e.to_string(), Some(login)),
+        );
+    }
+    let session = match src.store.get(&id).await {
+        Ok(s) => Ok(s.map(|s| SessionInfo {
+            names: variable_names(s.vars.as_map()),
+            source: s.source.name(),
+            ttl_left: s.ttl_left(),
+        })),
+        Err(e) => Err(format!("{}: {e}", e.code())),
+    };
+    let requests = src.calls.timeline.get(&id).unwrap_or_default();
+    html(
+        StatusCode::OK,
+        pages::call(
+            &Call {
+                id,
+                session,
+                requests,
+            },
+            login,
+        ),
+    )
+}
+
+/// `POST /ui/calls/{id}/end`: deletes the session (admin logins only).
+async fn end_session(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Body> {
+    if login.role != Role::Admin {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Read-only",
+                "a read-only login cannot end sessions",
+                Some(login),
+            ),
+        );
+    }
+    let id = percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    if let Err(e) = check_id(&id) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message("Not a call id", &e.to_string(), Some(login)),
+        );
+    }
+    match src.store.delete(&id).await {
+        Ok(()) => see_other(&format!("/ui/calls/{}", path_segment(&id))),
+        Err(e) => html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::message("Not ended", &format!("{}: {e}", e.code()), Some(login)),
+        ),
+    }
+}
+
+/// The playground's render: the value redacted unless `reveal`, or the
+/// error with a caret under its column.
+fn playground(form: &Form) -> Playground {
+    let template = form.get("template").unwrap_or("").to_string();
+    let vars_text = form.get("vars").unwrap_or("").to_string();
+    let reveal = form.get("reveal").is_some();
+    let vars = if vars_text.trim().is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_str::<Value>(&vars_text)
+    };
+    let outcome = match vars {
+        Err(e) => Err(vars_error(&vars_text, &e)),
+        Ok(v) if !v.is_object() => Err("variables must be a JSON object".into()),
+        Ok(v) => HeaderTemplate::compile(&template)
+            .and_then(|t| t.render_string(&v))
+            .map(|s| if reveal { s } else { redact(&s) })
+            .map_err(|e| e.display_with_source()),
+    };
+    Playground {
+        template,
+        vars: vars_text,
+        reveal,
+        outcome: Some(outcome),
+    }
+}
+
+/// A JSON error in the variables, with a caret under its column.
+fn vars_error(text: &str, e: &serde_json::Error) -> String {
+    let line = text.lines().nth(e.line().saturating_sub(1)).unwrap_or("");
+    format!(
+        "vars {}:{}: the variables are not JSON: {e}\n  {line}\n  {}^",
+        e.line(),
+        e.column(),
+        " ".repeat(e.column().saturating_sub(1))
+    )
+}
+
+/// Leaf paths of a session's variables (`call.metadata.token`), at most
+/// [`MAX_NAMES`].
+fn variable_names(vars: &serde_json::Map<String, Value>) -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>, depth: usize) {
+        if out.len() >= MAX_NAMES {
+            return;
+        }
+        match v {
+            Value::Object(m) if depth < 8 && !m.is_empty() => {
+                for (k, child) in m {
+                    walk(&join(prefix, k), child, out, depth + 1);
+                }
+            }
+            Value::Array(_) => out.push(format!("{prefix}[]")),
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    fn join(prefix: &str, k: &str) -> String {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in vars {
+        walk(k, v, &mut out, 1);
+    }
+    out
+}
+
+/// The characters a call id keeps in a URL path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `id` percent-encoded for a path segment.
+pub(crate) fn path_segment(id: &str) -> String {
+    utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+/// A POST is from this console's own pages: `Sec-Fetch-Site` (sent by
+/// every current browser) says `same-origin` (or `none`: typed by the
+/// user), or, from a client without it, `Origin` is absent or names the
+/// host the request was sent to. The order Go's `CrossOriginProtection`
+/// uses; a page with a no-referrer policy may post `Origin: null`.
+fn same_origin(h: &http::HeaderMap) -> bool {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    match (get("origin"), get("host")) {
+        (None, _) => true,
+        (Some(o), Some(host)) => o.split_once("://").is_some_and(|(_, h)| h == host),
+        (Some(_), None) => false,
+    }
+}
+
+/// A URL-encoded form (or query string), first value per name.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(b: &[u8]) -> Self {
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let text = String::from_utf8_lossy(b);
+        let pairs = (text.split('&'))
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (decode(k), decode(v))
+            })
+            .collect();
+        Self(pairs)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTML page, never cached, never framed, and with a policy that
+/// allows no script at all.
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = response::text(status, body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Call ids are in the console's URLs: never send them elsewhere.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+fn css() -> Response<Body> {
+    let mut r = response::text(StatusCode::OK, CSS);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+fn see_other(to: &str) -> Response<Body> {
+    let mut r = response::status(StatusCode::SEE_OTHER);
+    set_header(&mut r, header::LOCATION, to);
+    set_header(&mut r, header::CACHE_CONTROL, "no-store");
+    r
+}
+
+fn set_header(r: &mut Response<Body>, name: header::HeaderName, v: &str) {
+    if let Ok(v) = HeaderValue::from_str(v) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode() {
+        let f = Form::parse(b"token=a%2Bb+c&x=&csrf=1&csrf=2");
+        assert_eq!(f.get("token"), Some("a+b c"));
+        assert_eq!(f.get("x"), Some(""));
+        assert_eq!(f.get("csrf"), Some("1"));
+        assert_eq!(f.get("nope"), None);
+    }
+
+    #[test]
+    fn names_not_values() {
+        let v = serde_json::json!({"call": {"metadata": {"token": "s3cret"}, "ids": [1]}, "n": 1});
+        let names = variable_names(v.as_object().unwrap());
+        assert_eq!(names, ["call.ids[]", "call.metadata.token", "n"]);
+    }
+
+    #[test]
+    fn origins() {
+        let mut h = http::HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("127.0.0.1:9090"));
+        assert!(same_origin(&h));
+        h.insert("origin", HeaderValue::from_static("http://127.0.0.1:9090"));
+        assert!(same_origin(&h));
+        h.insert("origin", HeaderValue::from_static("http://evil.example"));
+        assert!(!same_origin(&h));
+        h.insert("origin", HeaderValue::from_static("http://127.0.0.1:9090"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+        h.insert("origin", HeaderValue::from_static("null"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h));
+    }
+
+    #[test]
+    fn playground_redacts_and_points_at_errors() {
+        let form = Form(vec![
+            ("template".into(), "Bearer << call.token >>".into()),
+            (
+                "vars".into(),
+                r#"{"call": {"token": "s3cret-value"}}"#.into(),
+            ),
+        ]);
+        let out = playground(&form).outcome.unwrap().unwrap();
+        assert!(!out.contains("s3cret-value"), "{out}");
+        let form = Form(vec![("template".into(), "<< x | nope >>".into())]);
+        let err = playground(&form).outcome.unwrap().unwrap_err();
+        assert!(
+            err.contains("template.unknown_filter") && err.contains('^'),
+            "{err}"
+        );
+        let form = Form(vec![("vars".into(), "{\"a\": }".into())]);
+        assert!(
+            playground(&form)
+                .outcome
+                .unwrap()
+                .unwrap_err()
+                .contains("vars 1:7")
+        );
+    }
+}

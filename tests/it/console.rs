@@ -1,0 +1,378 @@
+//! The console at `/ui` (CONTRACT §8) against the real binary: the login
+//! and its cookie, CSRF and Origin checks, the overview, the call
+//! inspector after real proxied requests, the playground, a rejected
+//! reload, the read-only login; then the same in headless Chromium driven
+//! by Selenium. No page ever holds a token or a session value.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+use serde_json::json;
+
+/// A session value that must never reach a console page.
+const SESSION_SECRET: &str = "tok-console-SECRET-9f2c";
+/// The read-only token (`metrics_token_env`).
+const METRICS_TOKEN: &str = API_KEY;
+
+/// A config with a plain route and an MCP route that denies one tool, both
+/// to `upstream`, and the admin and metrics tokens set.
+fn console_config(dir: &Path, upstream: &str) {
+    let headers = "[headers]\nAuthorization = \"Bearer << call.metadata.token >>\"\n";
+    write_config(
+        dir,
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\nmetrics_token_env = \"HG_TEST_API_KEY\"\n",
+        &[
+            ("crm", &route(upstream, headers)),
+            (
+                "tools",
+                &route(
+                    upstream,
+                    &format!("{headers}[mcp]\ndeny_tools = [\"delete_*\"]\n"),
+                ),
+            ),
+        ],
+    );
+}
+
+/// A client that shows redirects instead of following them.
+fn browserish() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Logs in with `token`: the cookie pair to send back (`name=value`).
+async fn log_in(admin: &str, token: &str) -> String {
+    let r = browserish()
+        .post(format!("http://{admin}/ui/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui");
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains(token), "the cookie holds the token: {set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+/// `GET path` with the cookie: (status, body).
+async fn page(admin: &str, cookie: &str, path: &str) -> (u16, String) {
+    let r = browserish()
+        .get(format!("http://{admin}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `POST path` with the cookie and a form: (status, body).
+async fn post(admin: &str, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let r = browserish()
+        .post(format!("http://{admin}{path}"))
+        .header("cookie", cookie)
+        .header("origin", format!("http://{admin}"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The CSRF token in a page's forms.
+fn csrf(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").expect("no csrf field") + 19;
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+/// Real traffic for `call`: two plain requests, an allowed and a denied
+/// tool call; and one request for a call nobody registered.
+async fn traffic(s: &Served, call: &str) {
+    let vars = json!({"call": {"metadata": {"token": SESSION_SECRET}}});
+    assert_eq!(
+        admin_call(s, reqwest::Method::PUT, call, Some(&vars)).await,
+        204
+    );
+    for _ in 0..2 {
+        assert_eq!(tool_call(s, "crm", "x-call-id", call).await.0, 200);
+    }
+    for (tool, id) in [("search", 1), ("delete_contact", 2)] {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": {}}});
+        let r = client()
+            .post(format!("http://{}/tools/mcp", s.listen))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", call)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(tool_call(s, "crm", "x-call-id", "call-nobody").await.0, 403);
+}
+
+#[tokio::test]
+async fn console_login_pages_csrf_and_no_secret_on_any_page() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    console_config(dir.path(), &up.url());
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[]);
+    let admin = s.admin.clone();
+    traffic(&s, "call-console-1").await;
+    let mut seen_pages = Vec::new();
+
+    // Without a cookie: the login form; a wrong token: the form again,
+    // an error and no cookie.
+    let (status, form) = page(&admin, "", "/ui").await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains(r#"action="/ui/login""#) && form.contains(r#"type="password" name="token""#),
+        "{form}"
+    );
+    let wrong = browserish()
+        .post(format!("http://{admin}/ui/login"))
+        .form(&[("token", "not-the-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong.text().await.unwrap().contains("not the admin token"));
+    assert_eq!(
+        page(&admin, "headgate_console=forged", "/ui/calls/x")
+            .await
+            .0,
+        303
+    );
+
+    let cookie = log_in(&admin, ADMIN_TOKEN).await;
+    let (status, overview) = page(&admin, &cookie, "/ui").await;
+    assert_eq!(status, 200);
+    for want in [
+        r#"data-route="crm""#,
+        r#"data-route="tools""#,
+        &up.url(),
+        "session.not_found",
+        r#"id="generation">1<"#,
+    ] {
+        assert!(overview.contains(want), "{want} not in {overview}");
+    }
+    assert!(overview.contains(r#"name="call""#));
+    seen_pages.push(overview.clone());
+
+    // The call inspector: names, source, TTL and every request.
+    let r = browserish()
+        .get(format!("http://{admin}/ui/calls?call=call-console-1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/ui/calls/call-console-1");
+    let (status, call) = page(&admin, &cookie, "/ui/calls/call-console-1").await;
+    assert_eq!(status, 200);
+    for want in [
+        "call.metadata.token",
+        r#"id="source">admin<"#,
+        "tools/call",
+        "delete_contact",
+        "mcp.tool_denied",
+        "<td>crm</td>",
+    ] {
+        assert!(call.contains(want), "{want} not in {call}");
+    }
+    assert_eq!(call.matches("<td>crm</td>").count(), 2, "{call}");
+    seen_pages.push(call.clone());
+    let (_, nobody) = page(&admin, &cookie, "/ui/calls/call-nobody").await;
+    assert!(
+        nobody.contains("no-session") && nobody.contains("session.not_found"),
+        "{nobody}"
+    );
+    seen_pages.push(nobody);
+    // GET /calls/{id} still lists only the MCP requests (§7).
+    let api: serde_json::Value = client()
+        .get(format!("http://{admin}/calls/call-console-1"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["requests"].as_array().unwrap().len(), 2, "{api}");
+
+    // The playground: CSRF required; redacted by default; errors point.
+    let token = csrf(&call);
+    let template = "Bearer << call.metadata.token >>";
+    let vars = format!(r#"{{"call": {{"metadata": {{"token": "{SESSION_SECRET}"}}}}}}"#);
+    let form = [("template", template), ("vars", vars.as_str())];
+    assert_eq!(post(&admin, &cookie, "/ui/playground", &form).await.0, 403);
+    let with = |extra: &'static [(&'static str, &'static str)]| {
+        let mut f: Vec<(&str, &str)> =
+            vec![("template", template), ("vars", &vars), ("csrf", &token)];
+        f.extend_from_slice(extra);
+        f
+    };
+    let (status, rendered) = post(&admin, &cookie, "/ui/playground", &with(&[])).await;
+    assert_eq!(status, 200);
+    assert!(rendered.contains("Bear… (30 bytes)"), "{rendered}");
+    let shown = rendered.replace(&vars.replace('"', "&quot;"), "");
+    seen_pages.push(shown);
+    let bad = [
+        ("template", "<< call | nope >>"),
+        ("vars", "{}"),
+        ("csrf", token.as_str()),
+    ];
+    let (_, error) = post(&admin, &cookie, "/ui/playground", &bad).await;
+    assert!(
+        error.contains("template.unknown_filter") && error.contains("\n  ") && error.contains('^'),
+        "{error}"
+    );
+    // A form posted from another site is refused, even with the cookie.
+    let r = browserish()
+        .post(format!("http://{admin}/ui/playground"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .form(&with(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A rejected reload shows with its file:line on the overview.
+    std::fs::write(
+        dir.path().join("routes/broken.toml"),
+        "upstream = \"http://127.0.0.1:1\"\nnot_a_key = 1\n",
+    )
+    .unwrap();
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut rejected = String::new();
+    for _ in 0..100 {
+        rejected = page(&admin, &cookie, "/ui").await.1;
+        if rejected.contains("rejected") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        rejected.contains("rejected") && rejected.contains("broken.toml:2:"),
+        "{rejected}"
+    );
+    assert!(rejected.contains(r#"id="generation">1<"#));
+    seen_pages.push(rejected);
+
+    // Read-only: sees the call, cannot end it.
+    let ro = log_in(&admin, METRICS_TOKEN).await;
+    let (_, ro_call) = page(&admin, &ro, "/ui/calls/call-console-1").await;
+    assert!(
+        ro_call.contains("read-only") && !ro_call.contains(r#"id="end""#),
+        "{ro_call}"
+    );
+    let ro_csrf = csrf(&ro_call);
+    let (status, _) = post(
+        &admin,
+        &ro,
+        "/ui/calls/call-console-1/end",
+        &[("csrf", &ro_csrf)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    seen_pages.push(ro_call);
+
+    // The admin login ends the session; logging out ends the login.
+    let (status, _) = post(
+        &admin,
+        &cookie,
+        "/ui/calls/call-console-1/end",
+        &[("csrf", &token)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        admin_call(&s, reqwest::Method::GET, "call-console-1", None).await,
+        404
+    );
+    assert_eq!(
+        post(&admin, &cookie, "/ui/logout", &[("csrf", &token)])
+            .await
+            .0,
+        303
+    );
+    assert_eq!(page(&admin, &cookie, "/ui/playground").await.0, 303);
+
+    for p in &seen_pages {
+        for secret in [ADMIN_TOKEN, METRICS_TOKEN, SESSION_SECRET, ROUTE_KEY] {
+            assert!(!p.contains(secret), "a console page holds a secret:\n{p}");
+        }
+    }
+}
+
+/// Logs in, sees the routes, looks up a call after real proxied requests
+/// and renders in the playground, in headless Chromium driven by Selenium
+/// (tests/interop/console_browser.py); screenshots go to
+/// `target/artifacts/console/`.
+#[tokio::test]
+async fn console_in_a_real_browser() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    console_config(dir.path(), &up.url());
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[]);
+    traffic(&s, "call-browser-7").await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts/console");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::process::Command::new(python())
+        .arg(interop("console_browser.py"))
+        .args([&format!("http://{}", s.admin), "call-browser-7"])
+        .arg(&shots)
+        .env("CONSOLE_TOKEN", ADMIN_TOKEN)
+        .env(
+            "CONSOLE_SECRETS",
+            [ADMIN_TOKEN, METRICS_TOKEN, SESSION_SECRET, ROUTE_KEY].join(","),
+        )
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(report["routes"], json!(["crm", "tools"]), "{report}");
+    assert_eq!(
+        report["document_cookie"], "",
+        "the page's script can read the cookie: {report}"
+    );
+    assert_eq!(report["cookie"]["httpOnly"], true, "{report}");
+    assert_eq!(report["cookie"]["sameSite"], "Strict", "{report}");
+    assert!(report["call_rows"].as_u64().unwrap() >= 4, "{report}");
+    assert!(
+        report["rendered"].as_str().unwrap().starts_with("Bear… ("),
+        "{report}"
+    );
+    for shot in ["overview.png", "call.png", "playground.png"] {
+        let len = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "{shot} missing or empty");
+    }
+}
