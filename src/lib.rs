@@ -24,6 +24,7 @@ pub mod platform;
 pub mod proxy;
 pub mod secret;
 pub mod session;
+pub mod shards;
 pub mod telemetry;
 pub mod template;
 

@@ -19,7 +19,6 @@
 mod error;
 mod jwt;
 mod oauth;
-mod slots;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,10 +32,15 @@ use crate::config::credentials::{Credential, CredentialKind, JwtIssuer, OAuthCli
 use crate::metrics::{CredentialLabel, CredentialOutcome, Metrics};
 use crate::net::client::HttpClient;
 use crate::session::{Session, SessionError, Store, deep_merge};
+use crate::shards::{Entry, Sharded};
 use crate::template::{HeaderTemplate, Scope};
 
 /// Token slots a shard sweeps at (only slots with nothing usable go).
 const MAX_SLOTS: usize = 100_000;
+
+/// A slot whose token expired this long ago (and that nobody is using)
+/// goes at the next sweep of its shard.
+const STALE: Duration = Duration::from_secs(60);
 
 /// The longest a token is cached, whatever its `expires_in` says.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -114,16 +118,19 @@ impl Slot {
         (t.fingerprint == cred.fingerprint && Instant::now() < t.expires_at).then_some(t)
     }
 
-    /// Whether its token is usable now or expired less than `stale` ago.
-    fn live_at(&self, now: Instant, stale: Duration) -> bool {
-        let token = self.token.lock().ok().and_then(|g| g.clone());
-        token.is_some_and(|t| t.expires_at + stale > now)
-    }
-
     fn set(&self, t: Option<Arc<Token>>) {
         if let Ok(mut g) = self.token.lock() {
             *g = t;
         }
+    }
+}
+
+/// A sweep keeps a slot whose token is usable or expired less than
+/// [`STALE`] ago.
+impl Entry for Slot {
+    fn keep(&self, now: Instant) -> bool {
+        let token = self.token.lock().ok().and_then(|g| g.clone());
+        token.is_some_and(|t| t.expires_at + STALE > now)
     }
 }
 
@@ -142,7 +149,8 @@ enum Plan {
 /// The credentials state of a running proxy; it outlives reloads, so a
 /// token (and a refresh in flight) is shared by every config generation.
 pub struct CredentialsRuntime {
-    slots: slots::Slots,
+    /// One slot per credential and key (sharded, swept as it grows).
+    slots: Sharded<Slot>,
     http: HttpClient,
     store: Option<Arc<Store>>,
     metrics: Arc<Metrics>,
@@ -161,7 +169,7 @@ impl CredentialsRuntime {
     /// without one (the CLI), `refresh_token` credentials are refused.
     pub fn new(http: HttpClient, store: Option<Arc<Store>>, metrics: Arc<Metrics>) -> Self {
         Self {
-            slots: slots::Slots::new(MAX_SLOTS),
+            slots: Sharded::new(MAX_SLOTS),
             http,
             store,
             metrics,

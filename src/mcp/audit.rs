@@ -12,13 +12,15 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hmac::Mac as _;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
+
+use crate::shards::{Entry, Sharded};
 
 /// One MCP request, as the audit line and the call timeline show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -54,29 +56,57 @@ pub struct Record {
 /// Requests kept per session in the timeline.
 pub const TIMELINE_LEN: usize = 100;
 
-/// The last [`TIMELINE_LEN`] MCP requests of every live session, bounded
-/// in bytes as a whole; an entry lives as long as a session does (`ttl`
-/// after its last request), so a call can be looked at during it and
-/// right after it ended.
+/// What a session's timeline is budgeted at: a hundred records of about
+/// 256 bytes.
+const CALLS_BYTES: u64 = (TIMELINE_LEN * 256) as u64;
+
+/// The last [`TIMELINE_LEN`] requests of every live session, bounded in
+/// bytes as a whole (the least recently used sessions go first); an entry
+/// lives as long as a session does (`ttl` after its last request), so a
+/// call can be looked at during it and right after it ended. A sharded
+/// map rather than a cache: a request's lookup costs a hash and a read
+/// lock.
 pub struct Timeline {
-    calls: moka::sync::Cache<String, Arc<Calls>>,
+    calls: Sharded<Calls>,
+    ttl: Duration,
 }
 
 /// One session's entry: its keyed hash (computed once, not per request)
 /// and its recent requests.
 pub struct Calls {
     hash: String,
-    requests: Mutex<VecDeque<Record>>,
+    ttl: Duration,
+    inner: Mutex<Recent>,
+}
+
+struct Recent {
+    requests: VecDeque<Record>,
+    used: Instant,
 }
 
 impl Calls {
     /// Adds a request, dropping the oldest past [`TIMELINE_LEN`].
     fn push(&self, record: Record) {
-        let mut q = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() == TIMELINE_LEN {
-            q.pop_front();
+        let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if r.requests.len() == TIMELINE_LEN {
+            r.requests.pop_front();
         }
-        q.push_back(record);
+        r.requests.push_back(record);
+        r.used = Instant::now();
+    }
+
+    fn used(&self) -> Instant {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).used
+    }
+}
+
+impl Entry for Calls {
+    fn keep(&self, now: Instant) -> bool {
+        self.used() + self.ttl > now
+    }
+
+    fn last_used(&self) -> Option<Instant> {
+        Some(self.used())
     }
 }
 
@@ -84,34 +114,34 @@ impl Timeline {
     /// At most about `max_bytes` of records, each session's kept `ttl`
     /// after its last request.
     pub fn new(max_bytes: u64, ttl: Duration) -> Self {
-        let per_call = (TIMELINE_LEN * 256) as u32;
+        let sessions = (max_bytes / CALLS_BYTES).max(1) as usize;
         Self {
-            calls: moka::sync::Cache::builder()
-                .max_capacity(max_bytes.max(1))
-                .weigher(move |k: &String, _v| (k.len() as u32).saturating_add(per_call))
-                .time_to_idle(ttl)
-                .build(),
+            calls: Sharded::new(sessions),
+            ttl,
         }
     }
 
     /// Session `id`'s entry, made (and its hash computed) on first use.
     fn entry(&self, id: &str, hasher: &SessionHasher) -> Arc<Calls> {
-        if let Some(e) = self.calls.get(id) {
+        if let Some(e) = self.calls.get(id.as_bytes()) {
             return e;
         }
-        self.calls.get_with(id.to_string(), || {
-            Arc::new(Calls {
-                hash: hasher.hash(id),
-                requests: Mutex::new(VecDeque::new()),
-            })
+        self.calls.get_or_insert(id.as_bytes().to_vec(), || Calls {
+            hash: hasher.hash(id),
+            ttl: self.ttl,
+            inner: Mutex::new(Recent {
+                requests: VecDeque::new(),
+                used: Instant::now(),
+            }),
         })
     }
 
-    /// Session `id`'s requests on every route, oldest first.
+    /// Session `id`'s requests on every route, oldest first (`None` once
+    /// its entry idled past the TTL).
     pub fn get(&self, id: &str) -> Option<Vec<Record>> {
-        let entry = self.calls.get(id)?;
-        let q = entry.requests.lock().unwrap_or_else(|e| e.into_inner());
-        Some(q.iter().cloned().collect())
+        let entry = self.calls.get(id.as_bytes())?;
+        let r = entry.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (r.used + entry.ttl > Instant::now()).then(|| r.requests.iter().cloned().collect())
     }
 }
 
@@ -208,10 +238,9 @@ impl Recorder {
     /// `build` from the session's keyed hash: to the session's timeline,
     /// and to the audit trail when it is an MCP request. False if the
     /// audit queue was full and the line was dropped.
-    pub fn record(&self, id: Option<&str>, build: impl FnOnce(String) -> Record) -> bool {
+    pub fn record(&self, id: Option<&str>, build: impl FnOnce(&str) -> Record) -> bool {
         let entry = id.map(|id| self.timeline.entry(id, &self.hasher));
-        let hash = entry.as_ref().map(|e| e.hash.clone()).unwrap_or_default();
-        let record = build(hash);
+        let record = build(entry.as_ref().map_or("", |e| e.hash.as_str()));
         let audited = self.audit.as_ref().filter(|_| record.mcp);
         let written = audited.is_none_or(|a| a.record(record.clone()));
         if let Some(e) = entry {

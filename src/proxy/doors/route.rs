@@ -143,10 +143,11 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
         // Nothing to audit and no timeline to add to.
         return;
     }
-    let record = |session| Record {
+    let record = |session: &str| Record {
         ts: done.arrived,
         route: route.to_string(),
-        session,
+        // Only audit lines and `GET /calls/{id}` show it.
+        session: view.map_or(String::new(), |_| session.to_string()),
         method: view
             .and_then(McpView::method)
             .unwrap_or_default()

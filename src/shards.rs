@@ -1,0 +1,171 @@
+//! A map sharded under read-write locks, for lookups on the request path
+//! (credential slots, call timelines): a lookup costs a hash and a read
+//! lock, with none of a general cache's per-read bookkeeping (recency
+//! lists, frequency sketches, timer wheels). Entries go at sweeps, which
+//! run as the map grows.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+const SHARDS: usize = 16;
+
+/// Every this many inserts, one shard is swept.
+const SWEEP_EVERY: usize = 256;
+
+/// What a sweep asks of an entry.
+pub trait Entry {
+    /// Whether to keep it at a sweep at `now` (an entry someone holds is
+    /// kept regardless).
+    fn keep(&self, now: Instant) -> bool;
+
+    /// When it was last used, for an entry that may be dropped to make
+    /// room in a full shard (least recently used first); `None` (the
+    /// default) for one that stays while `keep` says so.
+    fn last_used(&self) -> Option<Instant> {
+        None
+    }
+}
+
+type Shard<V> = RwLock<HashMap<Box<[u8]>, Arc<V>>>;
+
+/// The map.
+pub struct Sharded<V> {
+    shards: Vec<Shard<V>>,
+    max: usize,
+    inserted: AtomicUsize,
+}
+
+impl<V: Entry> Sharded<V> {
+    /// At most about `max` entries once sweeps have run.
+    pub fn new(max: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            max,
+            inserted: AtomicUsize::new(0),
+        }
+    }
+
+    /// The shard by FNV-1a of the key: cheap, and a caller who crowds one
+    /// shard only adds lock contention there; the map inside hashes with
+    /// SipHash under a random key, so lookups stay O(1) whatever the keys.
+    fn shard(&self, key: &[u8]) -> &Shard<V> {
+        let h = crate::config::credentials::fnv1a(key);
+        &self.shards[(h % SHARDS as u64) as usize]
+    }
+
+    /// The entry for `key`, if there is one.
+    pub fn get(&self, key: &[u8]) -> Option<Arc<V>> {
+        self.shard(key).read().ok()?.get(key).cloned()
+    }
+
+    /// The entry for `key`, made now if there is none.
+    pub fn get_or_insert(&self, key: Vec<u8>, make: impl FnOnce() -> V) -> Arc<V> {
+        let n = self.inserted.fetch_add(1, Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1
+            && let Ok(mut map) = self.shards[(n / SWEEP_EVERY) % SHARDS].write()
+        {
+            sweep(&mut map, self.per_shard());
+        }
+        let Ok(mut map) = self.shard(&key).write() else {
+            // A poisoned shard (a panic while it was held): serve from an
+            // entry of this request's own rather than fail it.
+            return Arc::new(make());
+        };
+        if map.len() >= self.per_shard() {
+            sweep(&mut map, self.per_shard());
+        }
+        map.entry(key.into_boxed_slice())
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
+    }
+
+    fn per_shard(&self) -> usize {
+        (self.max / SHARDS).max(1)
+    }
+}
+
+/// Drops what is neither held nor kept; then, if the shard is still full,
+/// the least recently used of the entries that may go for room, down to
+/// three quarters of `full` (so the next sweep is not at the next insert).
+fn sweep<V: Entry>(map: &mut HashMap<Box<[u8]>, Arc<V>>, full: usize) {
+    let now = Instant::now();
+    map.retain(|_, v| Arc::strong_count(v) > 1 || v.keep(now));
+    if map.len() < full {
+        return;
+    }
+    let mut by_age: Vec<(Instant, Box<[u8]>)> = (map.iter())
+        .filter(|(_, v)| Arc::strong_count(v) == 1)
+        .filter_map(|(k, v)| v.last_used().map(|t| (t, k.clone())))
+        .collect();
+    by_age.sort_unstable_by_key(|(t, _)| *t);
+    let excess = map.len().saturating_sub(full * 3 / 4);
+    for (_, k) in by_age.into_iter().take(excess) {
+        map.remove(&k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    struct E {
+        keep: bool,
+        used: Option<Instant>,
+    }
+
+    impl Entry for E {
+        fn keep(&self, _: Instant) -> bool {
+            self.keep
+        }
+        fn last_used(&self) -> Option<Instant> {
+            self.used
+        }
+    }
+
+    #[test]
+    fn sweeps_drop_unheld_unkept_entries_then_the_oldest_for_room() {
+        let t0 = Instant::now();
+        let mut map: HashMap<Box<[u8]>, Arc<E>> = HashMap::new();
+        let mut put = |k: &str, keep, used| {
+            let e = Arc::new(E { keep, used });
+            map.insert(k.as_bytes().into(), e.clone());
+            e
+        };
+        let _held = put("held", false, None);
+        put("gone", false, None);
+        put("stays", true, None);
+        for i in 0..5 {
+            put(&format!("lru{i}"), true, Some(t0 + Duration::from_secs(i)));
+        }
+        sweep(&mut map, 8);
+        assert!(map.contains_key(&b"held"[..]) && !map.contains_key(&b"gone"[..]));
+        assert_eq!(map.len(), 7, "under `full`: nothing dropped for room");
+        sweep(&mut map, 4);
+        let mut kept: Vec<_> = map
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            ["held", "lru4", "stays"],
+            "the oldest went first, down to 3/4 of full"
+        );
+    }
+
+    #[test]
+    fn lookups_find_inserts() {
+        let m: Sharded<E> = Sharded::new(1_000);
+        assert!(m.get(b"a").is_none());
+        let a = m.get_or_insert(b"a".to_vec(), || E {
+            keep: true,
+            used: None,
+        });
+        let again = m.get_or_insert(b"a".to_vec(), || panic!("made twice"));
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(m.get(b"a").is_some_and(|s| Arc::ptr_eq(&s, &a)));
+    }
+}
