@@ -24,6 +24,7 @@ pub(super) struct RawServer {
     #[serde(default)]
     pub(super) trusted_proxies: Vec<Spanned<String>>,
     pub(super) max_connections: Option<u64>,
+    pub(super) workers: Option<u64>,
     pub(super) metrics_token_env: Option<Spanned<String>>,
     pub(super) timeouts: Option<RawTimeouts>,
     pub(super) store: Option<RawStore>,
@@ -98,6 +99,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "builtin_echo",
     "trusted_proxies",
     "max_connections",
+    "workers",
     "metrics_token_env",
 ];
 

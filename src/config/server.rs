@@ -35,6 +35,10 @@ pub struct Server {
     /// Most open connections on the public listener; more are closed at
     /// once and counted (default: what the descriptor limit allows).
     pub max_connections: Option<u64>,
+    /// Threads serving the public listener, each with its own runtime,
+    /// listening socket (`SO_REUSEPORT`) and upstream pool (default: one
+    /// per core).
+    pub workers: usize,
     /// Default session TTL.
     pub ttl: Duration,
     /// Most sessions kept in memory.
@@ -146,6 +150,9 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         metrics_token,
         trusted_proxies,
         max_connections: raw.max_connections.filter(|n| *n > 0),
+        workers: raw
+            .workers
+            .map_or_else(default_workers, |n| n.clamp(1, 256) as usize),
         ttl: ctx.duration(&raw.ttl, Duration::from_secs(2 * 3600)),
         max_sessions: raw.max_sessions.unwrap_or(1_000_000),
         max_store_bytes: ctx.size(&raw.max_store_bytes, 1 << 30),
@@ -195,4 +202,9 @@ fn otlp_endpoint(ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>) -> Option<Strin
         return None;
     }
     Some(v.get_ref().clone())
+}
+
+/// One public-listener worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -9,6 +9,7 @@ pub mod cidr;
 pub mod client;
 pub mod headers;
 pub mod limits;
+pub mod listen;
 pub mod response;
 pub mod tls;
 pub mod tracecontext;

@@ -37,10 +37,27 @@ pub enum SendError {
     Http(#[from] hyper::Error),
 }
 
-/// The pools of all plain-HTTP upstreams this process has talked to.
+/// The pools of all plain-HTTP upstreams this process has talked to: one
+/// set per public-listener worker, so a connection is only ever used by
+/// the thread whose runtime drives it (no cross-thread wake-ups), plus one
+/// for every other thread.
 pub struct Upstreams {
-    hosts: RwLock<Vec<(Authority, Arc<Pool>)>>,
+    by_worker: Vec<RwLock<Hosts>>,
     connect_timeout: Duration,
+}
+
+/// One worker's pools, by upstream authority.
+type Hosts = Vec<(Authority, Arc<Pool>)>;
+
+thread_local! {
+    /// The public-listener worker this thread is (0: none).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks this thread as public-listener worker `n` (from 1): its upstream
+/// connections are its own.
+pub fn set_worker(n: usize) {
+    WORKER.with(|w| w.set(n));
 }
 
 /// Idle connections to one upstream, most recently used last.
@@ -56,10 +73,11 @@ struct Idle {
 }
 
 impl Upstreams {
-    /// No connections yet; new ones give up after `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// No connections yet, for `workers` workers; new ones give up after
+    /// `connect_timeout`.
+    pub fn new(connect_timeout: Duration, workers: usize) -> Self {
         Self {
-            hosts: RwLock::new(Vec::new()),
+            by_worker: (0..=workers).map(|_| RwLock::default()).collect(),
             connect_timeout,
         }
     }
@@ -103,10 +121,12 @@ impl Upstreams {
                 .find(|(a, _)| a == authority)
                 .map(|(_, p)| p.clone())
         };
-        if let Some(p) = found(&self.hosts.read().unwrap_or_else(|e| e.into_inner())) {
+        let worker = WORKER.with(|w| w.get());
+        let mine = self.by_worker.get(worker).unwrap_or(&self.by_worker[0]);
+        if let Some(p) = found(&mine.read().unwrap_or_else(|e| e.into_inner())) {
             return p;
         }
-        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        let mut hosts = mine.write().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = found(&hosts) {
             return p;
         }

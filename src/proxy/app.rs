@@ -79,6 +79,9 @@ pub enum ServeError {
     /// A store kind this build cannot run.
     #[error("{0}")]
     Store(String),
+    /// A worker's runtime could not be built.
+    #[error("cannot start a worker runtime: {0}")]
+    Runtime(String),
     /// The span exporter could not be set up.
     #[error("{0}")]
     Telemetry(String),
@@ -120,6 +123,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::Tls(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let (listen_addr, admin_addr) = (cfg.server.listen, cfg.server.admin_listen);
+    let workers = cfg.server.workers;
     let timeouts = cfg.server.timeouts.clone();
     let dir = cfg.dir.clone();
     let calls = Arc::new(recorder(&cfg));
@@ -131,7 +135,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         store: store.clone(),
         resolver: Arc::new(ResolverRuntime::new(client.clone())),
         client: client.clone(),
-        upstreams: Upstreams::new(connect_timeout),
+        upstreams: Upstreams::new(connect_timeout, workers),
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
         calls: calls.clone(),
@@ -148,7 +152,9 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         }
         None => None,
     };
-    let (public, listen) = bind(listen_addr).await?;
+    let (public, listen) = crate::net::listen::reuseport(listen_addr, workers)
+        .map_err(|e| ServeError::Bind(listen_addr, e))?;
+    let runtimes = worker_runtimes(workers)?;
     let (admin, admin_bound) = bind(admin_addr).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let reloads = Arc::new(ReloadLog::new());
@@ -167,11 +173,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let done = tokio::spawn(server::run(
         server::Listeners { public, admin, tls },
+        runtimes,
         app.clone(),
         admin_ctx,
         shutdown_rx,
-        timeouts.shutdown,
-        timeouts.header_read,
+        (timeouts.shutdown, timeouts.header_read),
     ));
     ready.store(true, Ordering::Relaxed);
     let scheme = if app.config.borrow().server.listener_tls.is_some() {
@@ -242,6 +248,18 @@ fn exporter(cfg: &Config) -> Result<Option<Arc<Exporter>>, ServeError> {
     built
         .map(|e| Some(Arc::new(e)))
         .map_err(ServeError::Telemetry)
+}
+
+/// One current-thread runtime per public-listener worker.
+fn worker_runtimes(workers: usize) -> Result<Vec<tokio::runtime::Runtime>, ServeError> {
+    (0..workers.max(1))
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| ServeError::Runtime(e.to_string()))
+        })
+        .collect()
 }
 
 /// A listener on `addr`, and the address it got (port 0 picks one).

@@ -104,7 +104,9 @@ async fn raw_upstream_on(bind: &str, mode: Mode) -> Raw {
     }
 }
 
-const MAIN: &str = "builtin_echo = false\n[timeouts]\nresponse_headers = \"2s\"\nconnect = \"1s\"\nidle = \"5s\"\n";
+/// One worker: these tests count the connections of one pool, and each
+/// worker has a pool of its own (`workers_keep_their_own_pools` below).
+const MAIN: &str = "builtin_echo = false\nworkers = 1\n[timeouts]\nresponse_headers = \"2s\"\nconnect = \"1s\"\nidle = \"5s\"\n";
 
 async fn through(mode: Mode) -> (tempfile::TempDir, Raw, headgate::proxy::Running) {
     let raw = raw_upstream(mode).await;
@@ -284,4 +286,33 @@ async fn upstreams_by_name_and_by_ipv6_literal() {
     let raw = raw_upstream_on("[::1]:0", Mode::KeepAlive).await;
     let authority = raw.addr.to_string();
     one_request_reaches(raw, &authority).await;
+}
+
+/// With several workers, each has its own pool: sequential requests on
+/// fresh client connections (which the kernel spreads over the workers'
+/// sockets) are all answered, over one upstream connection per worker
+/// that served them, never more.
+#[tokio::test]
+async fn workers_keep_their_own_pools() {
+    let raw = raw_upstream(Mode::KeepAlive).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(
+        &format!("http://{}/base", raw.addr),
+        "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+    );
+    let main = MAIN.replace("workers = 1", "workers = 4");
+    write_config(dir.path(), &main, &[("r", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "c1", json!({"call": {"metadata": {"token": "t1"}}})).await;
+    for i in 0..40 {
+        // A new client each time: a new connection, on whichever worker.
+        let (status, body) = get(&client(), &h, i).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert!(body.starts_with(&format!("/base/item/{i} on connection")));
+    }
+    let opened = raw.connections.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&opened),
+        "{opened} upstream connections for 40 requests over 4 workers"
+    );
 }
