@@ -155,6 +155,55 @@ pub struct Metrics {
     /// Tool names labelled so far, per route.
     mcp_tools:
         std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
+    /// The MCP families' handles for label sets seen before, found by a
+    /// cheap hash instead of the families' hashing and label copies.
+    mcp_handles: McpHandles,
+}
+
+/// Handles by FNV-1a of their labels (collisions kept side by side). Only
+/// label sets whose tool got its own label are kept: at most 200 tools
+/// per route, so a client cannot grow it.
+#[derive(Default)]
+struct McpHandles(std::sync::RwLock<std::collections::HashMap<u64, Vec<McpHandle>>>);
+
+/// One label set's counter and latency histogram.
+struct McpHandle {
+    route: Box<str>,
+    method: &'static str,
+    tool: Box<str>,
+    outcome: &'static str,
+    count: Counter,
+    latency: Histogram,
+}
+
+impl McpHandles {
+    fn key(route: &str, method: &str, tool: &str, outcome: &str) -> u64 {
+        use crate::shards::fnv1a_from;
+        [route, method, tool, outcome]
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325, |h, part| {
+                fnv1a_from(h, part.as_bytes()) ^ 0xff
+            })
+    }
+
+    /// Counts one request if its label set has handles.
+    fn hit(&self, key: u64, labels: (&str, &str, &str, &str), seconds: f64) -> bool {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let found = map.get(&key).and_then(|v| {
+            v.iter()
+                .find(|h| (&*h.route, h.method, &*h.tool, h.outcome) == labels)
+        });
+        if let Some(h) = found {
+            h.count.inc();
+            h.latency.observe(seconds);
+        }
+        found.is_some()
+    }
+
+    fn insert(&self, key: u64, handle: McpHandle) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_default().push(handle);
+    }
 }
 
 impl Default for Metrics {
@@ -293,6 +342,7 @@ impl Metrics {
             credential_requests,
             credential_cache_hits,
             mcp_tools: Default::default(),
+            mcp_handles: Default::default(),
         }
     }
 
@@ -317,6 +367,14 @@ impl Metrics {
             .and_then(|m| MCP_METHODS.iter().find(|k| **k == m))
             .copied()
             .unwrap_or("other");
+        let asked = tool.unwrap_or("");
+        let key = McpHandles::key(route, method, asked, outcome);
+        if self
+            .mcp_handles
+            .hit(key, (route, method, asked, outcome), seconds)
+        {
+            return;
+        }
         let tool = tool.map_or(String::new(), |t| self.tool_label(route, t));
         let labels = McpLabels {
             route: route.to_string(),
@@ -324,12 +382,25 @@ impl Metrics {
             tool,
             outcome,
         };
-        self.mcp_requests.get_or_create(&labels).inc();
+        let count = self.mcp_requests.get_or_create(&labels).clone();
+        count.inc();
         let rm = RouteMethod {
             route: route.to_string(),
             method,
         };
-        self.mcp_latency.get_or_create(&rm).observe(seconds);
+        let latency = self.mcp_latency.get_or_create(&rm).clone();
+        latency.observe(seconds);
+        if labels.tool == asked {
+            let handle = McpHandle {
+                route: route.into(),
+                method,
+                tool: asked.into(),
+                outcome,
+                count,
+                latency,
+            };
+            self.mcp_handles.insert(key, handle);
+        }
     }
 
     fn tool_label(&self, route: &str, tool: &str) -> String {
@@ -566,5 +637,42 @@ mod tests {
             }
         );
         assert_eq!(t.codes["upstream.unreachable"], 2);
+    }
+
+    #[test]
+    fn mcp_counts_through_cached_handles_match_the_families() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.mcp_request("crm", Some("tools/call"), Some("search"), "ok", 0.01);
+        }
+        for i in 0..(MAX_TOOL_LABELS + 5) {
+            m.mcp_request(
+                "crm",
+                Some("tools/call"),
+                Some(&format!("t{i}")),
+                "ok",
+                0.01,
+            );
+        }
+        let text = m.encode_prometheus();
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.starts_with("headgate_mcp_requests_total") && l.contains(needle))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(line(r#"tool="search""#).ends_with(" 3"), "{text}");
+        assert!(line(r#"tool="other""#).ends_with(" 6"), "{text}");
+        assert!(
+            text.contains(
+                r#"headgate_mcp_latency_seconds_count{route="crm",method="tools/call"} 208"#
+            ),
+            "{text}"
+        );
+        let cached: usize = m.mcp_handles.0.read().unwrap().values().map(Vec::len).sum();
+        assert_eq!(
+            cached, MAX_TOOL_LABELS,
+            "labels past the cap are not cached"
+        );
     }
 }

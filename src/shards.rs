@@ -51,7 +51,7 @@ impl<V: Entry> Sharded<V> {
     /// shard only adds lock contention there; the map inside hashes with
     /// SipHash under a random key, so lookups stay O(1) whatever the keys.
     fn shard(&self, key: &[u8]) -> &Shard<V> {
-        let h = crate::config::credentials::fnv1a(key);
+        let h = fnv1a(key);
         &self.shards[(h % SHARDS as u64) as usize]
     }
 
@@ -104,6 +104,20 @@ fn sweep<V: Entry>(map: &mut HashMap<Box<[u8]>, Arc<V>>, full: usize) {
     for (_, k) in by_age.into_iter().take(excess) {
         map.remove(&k);
     }
+}
+
+/// FNV-1a: stable across runs and cheap; enough to tell two declarations
+/// apart, to spread keys over shards, or to find a handle among a bounded
+/// set. Not for a map an attacker could fill.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_from(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a continued from `h`, for keys made of several parts.
+pub fn fnv1a_from(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

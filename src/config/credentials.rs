@@ -175,7 +175,7 @@ pub(super) fn credentials(
 
 fn credential(ctx: &mut Ctx<'_>, name: &str, raw: &Spanned<RawCredential>) -> Option<Credential> {
     let off = raw.span().start;
-    let fingerprint = fnv1a(ctx.text[raw.span()].as_bytes());
+    let fingerprint = crate::shards::fnv1a(ctx.text[raw.span()].as_bytes());
     let raw = raw.get_ref();
     let Some(kind) = &raw.kind else {
         ctx.err(off, "config.invalid_credential", format!("[credentials.{name}] needs `kind`: \"client_credentials\", \"refresh_token\", \"token_exchange\" or \"jwt\""));
@@ -617,15 +617,6 @@ pub fn parse_public_key(pem: &[u8], kid: Option<&str>) -> Result<Jwk, String> {
         })
         .ok_or("not a PEM public key of type EC P-256, Ed25519 or RSA")?;
     published(jwk, kid)
-}
-
-/// FNV-1a: stable across runs and cheap; enough to tell two declarations
-/// apart, or to spread keys over shards. Not for anything an attacker
-/// could aim at.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
