@@ -446,41 +446,43 @@ impl Form {
 /// An HTML page, never cached, never framed, and with a policy that
 /// allows no script at all.
 fn html(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = response::text(status, body);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Call ids are in the console's URLs: never send them elsewhere.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    r
+    let csp = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+    respond(
+        status,
+        body,
+        &[
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // Call ids are in the console's URLs: never send them anywhere.
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+    )
 }
 
 fn css() -> Response<Body> {
-    let mut r = response::text(StatusCode::OK, CSS);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
+    respond(
+        StatusCode::OK,
+        CSS.to_string(),
+        &[
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+    )
+}
+
+fn respond(
+    status: StatusCode,
+    body: String,
+    headers: &[(header::HeaderName, &'static str)],
+) -> Response<Body> {
+    let mut r = response::text(status, body);
+    for (name, value) in headers {
+        r.headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
     r
 }
 

@@ -431,14 +431,7 @@ async fn sighup_reloads_the_config() {
     assert_eq!(up.last().headers["x-version"], "before");
 
     std::fs::write(dir.path().join("routes/crm.toml"), r("after")).unwrap();
-    let pid = s.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    s.hangup();
     let started = Instant::now();
     loop {
         assert_eq!(call().await.unwrap().status(), 200);

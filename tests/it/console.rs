@@ -252,14 +252,7 @@ async fn console_login_pages_csrf_and_no_secret_on_any_page() {
         "upstream = \"http://127.0.0.1:1\"\nnot_a_key = 1\n",
     )
     .unwrap();
-    let pid = s.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    s.hangup();
     let mut rejected = String::new();
     for _ in 0..100 {
         rejected = page(&admin, &cookie, "/ui").await.1;

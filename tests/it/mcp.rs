@@ -255,14 +255,7 @@ async fn every_mcp_request_is_audited_and_on_the_calls_timeline() {
     // logrotate: rename, SIGHUP, new lines in a new file.
     let rotated = dir.path().join("audit.jsonl.1");
     std::fs::rename(&audit, &rotated).unwrap();
-    let pid = s.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    s.hangup();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(post(call("search", 3)).send().await.unwrap().status(), 200);
     let fresh = lines(audit, 1).await;

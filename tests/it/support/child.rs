@@ -74,6 +74,18 @@ pub struct Served {
     pub admin: String,
 }
 
+impl Served {
+    /// Sends SIGHUP (reload the config; reopen the audit file).
+    pub fn hangup(&self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -HUP {pid} failed");
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
