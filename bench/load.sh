@@ -4,7 +4,7 @@
 # checkout; prints one results table (then where the CPU went); exits
 # non-zero if any proxy mis-injected.
 #
-#   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=3 by default
+#   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=5 by default
 #
 # 1. direct to the upstream (the floor; wrk sends the right token itself)
 # 2. headgate: authorization = "Bearer << call.metadata.token >>", 1,000
@@ -25,7 +25,8 @@
 #
 # During each measured run it also reads where the machine's CPU went
 # (/proc): the proxy's own user and kernel time per request, the rest (wrk,
-# the upstream, softirq), and idle. From that, "ceiling if user = 0": the
+# the upstream, softirq), idle, and the proxy's context switches per
+# request (all its threads). From that, "ceiling if user = 0": the
 # req/s this run would reach if the proxy spent no user-space CPU at all and
 # everything else stayed as measured. It bounds what any proxy making the
 # same system calls can get out of this machine.
@@ -35,7 +36,7 @@ DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-5}
 CONNS=${CONNECTIONS:-64}
 EVENTS=${EVENTS:-1000}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 export HG_BENCH_KEY=bench-route-key-0123
 UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:18081; HAP=127.0.0.1:18082
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
@@ -198,6 +199,8 @@ mismatches() { curl -s "http://$UP/_stats" | python3 -c 'import json,sys; print(
 # machine's busy and idle ticks.
 proc_ticks() { local u=0 s=0 a b; for p in "$@"; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo 0 0); u=$((u + a)); s=$((s + b)); done; echo "$u $s"; }
 machine_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
+# Context switches (voluntary + not) of the given processes' live threads.
+proc_ctx() { local n=0 p; for p in "$@"; do n=$((n + $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s+=$2} END{print s+0}'))); done; echo "$n"; }
 proxy_pids() {
   case $1 in
     headgate) echo "$HG_PID" ;;
@@ -220,12 +223,16 @@ run() {
   local pu0 ps0 mb0 mi0 pu1 ps1 mb1 mi1
   # shellcheck disable=SC2086
   read -r pu0 ps0 < <(proc_ticks $procs); read -r mb0 mi0 < <(machine_ticks)
+  # shellcheck disable=SC2086
+  local cs0; cs0=$(proc_ctx $procs)
   local out; out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/load.lua "http://$addr" -- $mode 2>&1 | grep RESULT)
   # shellcheck disable=SC2086
   read -r pu1 ps1 < <(proc_ticks $procs); read -r mb1 mi1 < <(machine_ticks)
+  # shellcheck disable=SC2086
+  local cs1; cs1=$(proc_ctx $procs)
   local after; after=$(mismatches)
   echo "   $name: $out ($((after - before)) mis-injected)"
-  echo "$name $out mis=$((after - before)) cpu=$((pu1 - pu0)),$((ps1 - ps0)),$((mb1 - mb0)),$((mi1 - mi0))" >> "$RESULTS"
+  echo "$name $out mis=$((after - before)) ctx=$((cs1 - cs0)) cpu=$((pu1 - pu0)),$((ps1 - ps0)),$((mb1 - mb0)),$((mi1 - mi0))" >> "$RESULTS"
 }
 
 # Rounds interleave the proxies, so a slow spell of this shared machine
@@ -253,7 +260,8 @@ for line in open(path):
     f = dict(re.findall(r"(\w+)=([\d.,]+)", line))
     cpu = [float(x) for x in f["cpu"].split(",")]
     runs[name].append(dict(rps=float(f["rps"]), p50=f["p50"], p99=f["p99"], p999=f["p999"],
-                           mis=int(f["mis"]), errs=int(f["errors"]) + int(f["non2xx"]), cpu=cpu))
+                           mis=int(f["mis"]), errs=int(f["errors"]) + int(f["non2xx"]), cpu=cpu,
+                           ctx=int(f.get("ctx", 0))))
 # The median round by req/s (an odd number of rounds gives a real run).
 med = {n: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for n, r in runs.items()}
 print(f"| {'proxy':<14} | {'req/s':>9} | {'p50 ms':>8} | {'p99 ms':>8} | {'p99.9 ms':>9} | {'checked (all rounds)':<26} |")
@@ -265,20 +273,27 @@ for n in names:
 h, ng, ha, hr, hm, hc = (med[n]["rps"] for n in ["headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred"])
 best = max(ng, ha)
 print(f"\nheadgate/nginx = {h/ng:.2f}x, headgate/haproxy = {h/ha:.2f}x, headgate/best = {h/best:.2f}x, headgate-redis/headgate = {hr/h:.2f}x, headgate-mcp/headgate = {hm/h:.2f}x, headgate-cred/headgate = {hc/h:.2f}x")
-if len(runs["headgate"]) > 1:
-    rounds = ", ".join(f"{a['rps']/max(b['rps'], c['rps']):.2f}x" for a, b, c in zip(runs["headgate"], runs["nginx"], runs["haproxy"]))
-    print(f"headgate/best round by round: {rounds}")
+def by_round(label, ratios):
+    """Ratios of one round's rows (the machine's slow spells fall on both),
+    and their median: the figure the targets are read against."""
+    if len(ratios) > 1:
+        shown = ", ".join(f"{r:.2f}x" for r in ratios)
+        print(f"{label} round by round: {shown} (median {statistics.median(ratios):.2f}x)")
+by_round("headgate/best", [a["rps"] / max(b["rps"], c["rps"]) for a, b, c in zip(runs["headgate"], runs["nginx"], runs["haproxy"])])
+for n in ["headgate-mcp", "headgate-cred"]:
+    by_round(f"{n}/headgate", [a["rps"] / b["rps"] for a, b in zip(runs[n], runs["headgate"])])
 
 print(f"\nCPU per request over all rounds (µs; {ncpu} CPUs; 'rest' is wrk, the upstream and softirq):")
-print(f"| {'proxy':<14} | {'proxy user':>10} | {'proxy sys':>9} | {'rest':>6} | {'idle':>6} | {'ceiling if user = 0':>19} |")
-print("|----------------|------------|-----------|--------|--------|---------------------|")
+print(f"| {'proxy':<14} | {'proxy user':>10} | {'proxy sys':>9} | {'rest':>6} | {'idle':>6} | {'ctx switches':>12} | {'ceiling if user = 0':>19} |")
+print("|----------------|------------|-----------|--------|--------|--------------|---------------------|")
 ceiling = {}
 for n in names:
     reqs = sum(x["rps"] * dur for x in runs[n])
     u, s, busy, idle = (sum(x["cpu"][i] for x in runs[n]) * tick / reqs for i in range(4))
     ceiling[n] = ncpu * 1e6 / (busy - u)
     c = f"{ceiling[n]:,.0f}" if n != "direct" else "-"
-    print(f"| {n:<14} | {u:>10.1f} | {s:>9.1f} | {busy - u - s:>6.1f} | {idle:>6.1f} | {c:>19} |")
+    cs = sum(x["ctx"] for x in runs[n]) / reqs
+    print(f"| {n:<14} | {u:>10.1f} | {s:>9.1f} | {busy - u - s:>6.1f} | {idle:>6.1f} | {cs:>12.2f} | {c:>19} |")
 print(f"\nheadgate with no user-space CPU at all would reach {ceiling['headgate']:,.0f} req/s = {ceiling['headgate']/best:.2f}x the better peer's median")
 PY
 
