@@ -53,12 +53,14 @@ pub struct Record {
     pub mcp: bool,
 }
 
-/// Requests kept per session in the timeline.
+/// Requests kept per session in the timeline: this many MCP requests, and
+/// as many of other routes' (so a busy plain route never pushes a call's
+/// MCP requests out of `GET /calls/{id}`).
 pub const TIMELINE_LEN: usize = 100;
 
-/// What a session's timeline is budgeted at: a hundred records of about
-/// 256 bytes.
-const CALLS_BYTES: u64 = (TIMELINE_LEN * 256) as u64;
+/// What a session's timeline is budgeted at: twice a hundred records of
+/// about 256 bytes.
+const CALLS_BYTES: u64 = (2 * TIMELINE_LEN * 256) as u64;
 
 /// The last [`TIMELINE_LEN`] requests of every live session, bounded in
 /// bytes as a whole (the least recently used sessions go first); an entry
@@ -81,16 +83,27 @@ pub struct Calls {
 
 struct Recent {
     requests: VecDeque<Record>,
+    /// How many of `requests` are MCP requests.
+    mcp: usize,
     used: Instant,
 }
 
 impl Calls {
-    /// Adds a request, dropping the oldest past [`TIMELINE_LEN`].
+    /// Adds a request, dropping the oldest of its kind (MCP or not) past
+    /// [`TIMELINE_LEN`] of that kind.
     fn push(&self, record: Record) {
         let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if r.requests.len() == TIMELINE_LEN {
-            r.requests.pop_front();
+        let same = match record.mcp {
+            true => r.mcp,
+            false => r.requests.len() - r.mcp,
+        };
+        if same == TIMELINE_LEN
+            && let Some(i) = r.requests.iter().position(|x| x.mcp == record.mcp)
+        {
+            r.requests.remove(i);
+            r.mcp -= usize::from(record.mcp);
         }
+        r.mcp += usize::from(record.mcp);
         r.requests.push_back(record);
         r.used = Instant::now();
     }
@@ -131,6 +144,7 @@ impl Timeline {
             ttl: self.ttl,
             inner: Mutex::new(Recent {
                 requests: VecDeque::new(),
+                mcp: 0,
                 used: Instant::now(),
             }),
         })
@@ -424,6 +438,21 @@ mod tests {
         assert_eq!(got.len(), TIMELINE_LEN);
         assert_eq!(got[0].rpc_id, Some(Value::from(50)));
         assert!(t.get("c2").is_none());
+        // Other routes' requests never push the MCP ones out.
+        for i in 0..150 {
+            t.entry("c1", &h).push(Record {
+                mcp: false,
+                ..rec(1000 + i)
+            });
+        }
+        let got = t.get("c1").unwrap();
+        let mcp: Vec<_> = got.iter().filter(|r| r.mcp).collect();
+        assert_eq!((got.len(), mcp.len()), (2 * TIMELINE_LEN, TIMELINE_LEN));
+        assert_eq!(mcp[0].rpc_id, Some(Value::from(50)));
+        assert_eq!(
+            got.iter().find(|r| !r.mcp).unwrap().rpc_id,
+            Some(Value::from(1050))
+        );
     }
 
     #[test]
