@@ -155,55 +155,64 @@ pub struct Metrics {
     /// Tool names labelled so far, per route.
     mcp_tools:
         std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
-    /// The MCP families' handles for label sets seen before, found by a
-    /// cheap hash instead of the families' hashing and label copies.
-    mcp_handles: McpHandles,
+    /// Handles for label sets seen before (see [`Handles`]).
+    mcp_handles: Handles<(Counter, Histogram)>,
+    request_handles: Handles<Counter>,
+    upstream_handles: Handles<Histogram>,
 }
 
-/// Handles by FNV-1a of their labels (collisions kept side by side). Only
-/// label sets whose tool got its own label are kept: at most 200 tools
-/// per route, so a client cannot grow it.
-#[derive(Default)]
-struct McpHandles(std::sync::RwLock<std::collections::HashMap<u64, Vec<McpHandle>>>);
+/// Handles of labelled metrics, found by one FNV-1a over their label
+/// values instead of a family's SipHash and label copies (collisions are
+/// kept side by side). Callers add label sets from bounded sets only:
+/// configured routes, status codes, and at most 200 tools per route.
+struct Handles<M>(std::sync::RwLock<std::collections::HashMap<u64, Vec<Labelled<M>>>>);
 
-/// One label set's counter and latency histogram.
-struct McpHandle {
-    route: Box<str>,
-    method: &'static str,
-    tool: Box<str>,
-    outcome: &'static str,
-    count: Counter,
-    latency: Histogram,
+/// A handle and the label values it was made for.
+type Labelled<M> = (Box<[Box<str>]>, M);
+
+impl<M> Default for Handles<M> {
+    fn default() -> Self {
+        Self(Default::default())
+    }
 }
 
-impl McpHandles {
-    fn key(route: &str, method: &str, tool: &str, outcome: &str) -> u64 {
+impl<M> Handles<M> {
+    fn key(parts: &[&str]) -> u64 {
         use crate::shards::fnv1a_from;
-        [route, method, tool, outcome]
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325, |h, part| {
-                fnv1a_from(h, part.as_bytes()) ^ 0xff
-            })
+        (parts.iter()).fold(0xcbf2_9ce4_8422_2325, |h, part| {
+            fnv1a_from(h, part.as_bytes()) ^ 0xff
+        })
     }
 
-    /// Counts one request if its label set has handles.
-    fn hit(&self, key: u64, labels: (&str, &str, &str, &str), seconds: f64) -> bool {
+    /// Runs `act` on the handle for `parts`; false if there is none yet.
+    fn with(&self, key: u64, parts: &[&str], act: impl FnOnce(&M)) -> bool {
         let map = self.0.read().unwrap_or_else(|e| e.into_inner());
-        let found = map.get(&key).and_then(|v| {
+        let found = (map.get(&key)).and_then(|v| {
             v.iter()
-                .find(|h| (&*h.route, h.method, &*h.tool, h.outcome) == labels)
+                .find(|(labels, _)| labels.iter().map(|l| &**l).eq(parts.iter().copied()))
         });
-        if let Some(h) = found {
-            h.count.inc();
-            h.latency.observe(seconds);
+        if let Some((_, m)) = found {
+            act(m);
         }
         found.is_some()
     }
 
-    fn insert(&self, key: u64, handle: McpHandle) {
+    fn insert(&self, key: u64, parts: &[&str], m: M) {
+        let labels = parts.iter().map(|p| Box::from(*p)).collect();
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(key).or_default().push(handle);
+        map.entry(key).or_default().push((labels, m));
     }
+}
+
+/// A status code's three digits, without allocating.
+fn status_digits(status: u16, buf: &mut [u8; 3]) -> &str {
+    let s = status.min(999);
+    *buf = [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ];
+    std::str::from_utf8(buf).unwrap_or("000")
 }
 
 impl Default for Metrics {
@@ -343,6 +352,8 @@ impl Metrics {
             credential_cache_hits,
             mcp_tools: Default::default(),
             mcp_handles: Default::default(),
+            request_handles: Default::default(),
+            upstream_handles: Default::default(),
         }
     }
 
@@ -368,11 +379,13 @@ impl Metrics {
             .copied()
             .unwrap_or("other");
         let asked = tool.unwrap_or("");
-        let key = McpHandles::key(route, method, asked, outcome);
-        if self
-            .mcp_handles
-            .hit(key, (route, method, asked, outcome), seconds)
-        {
+        let parts = [route, method, asked, outcome];
+        let key = Handles::<()>::key(&parts);
+        let counted = self.mcp_handles.with(key, &parts, |(count, latency)| {
+            count.inc();
+            latency.observe(seconds);
+        });
+        if counted {
             return;
         }
         let tool = tool.map_or(String::new(), |t| self.tool_label(route, t));
@@ -391,15 +404,39 @@ impl Metrics {
         let latency = self.mcp_latency.get_or_create(&rm).clone();
         latency.observe(seconds);
         if labels.tool == asked {
-            let handle = McpHandle {
-                route: route.into(),
-                method,
-                tool: asked.into(),
-                outcome,
-                count,
-                latency,
+            self.mcp_handles.insert(key, &parts, (count, latency));
+        }
+    }
+
+    /// Counts one request of `route` answered with `status`.
+    pub fn request(&self, route: &str, status: u16) {
+        let mut buf = [0; 3];
+        let parts = [route, status_digits(status, &mut buf)];
+        let key = Handles::<()>::key(&parts);
+        if !self.request_handles.with(key, &parts, |c| {
+            c.inc();
+        }) {
+            let label = RouteStatus {
+                route: route.to_string(),
+                status,
             };
-            self.mcp_handles.insert(key, handle);
+            let count = self.requests.get_or_create(&label).clone();
+            count.inc();
+            self.request_handles.insert(key, &parts, count);
+        }
+    }
+
+    /// Observes the time to an upstream's response head on `route`.
+    pub fn upstream_seconds(&self, route: &str, seconds: f64) {
+        let parts = [route];
+        let key = Handles::<()>::key(&parts);
+        if !(self.upstream_handles).with(key, &parts, |h| h.observe(seconds)) {
+            let label = RouteLabel {
+                route: route.to_string(),
+            };
+            let h = self.upstream_latency.get_or_create(&label).clone();
+            h.observe(seconds);
+            self.upstream_handles.insert(key, &parts, h);
         }
     }
 
@@ -669,10 +706,34 @@ mod tests {
             ),
             "{text}"
         );
-        let cached: usize = m.mcp_handles.0.read().unwrap().values().map(Vec::len).sum();
+        let cached: usize = (m.mcp_handles.0.read().unwrap().values())
+            .map(Vec::len)
+            .sum();
         assert_eq!(
             cached, MAX_TOOL_LABELS,
             "labels past the cap are not cached"
         );
+    }
+
+    #[test]
+    fn requests_and_upstream_times_through_handles_match_the_families() {
+        let m = Metrics::new();
+        for status in [200, 200, 502, 200] {
+            m.request("crm", status);
+            m.upstream_seconds("crm", 0.002);
+        }
+        m.request("billing", 200);
+        let text = m.encode_prometheus();
+        for want in [
+            r#"headgate_requests_total{route="crm",status="200"} 3"#,
+            r#"headgate_requests_total{route="crm",status="502"} 1"#,
+            r#"headgate_requests_total{route="billing",status="200"} 1"#,
+            r#"headgate_upstream_latency_seconds_count{route="crm"} 4"#,
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        let mut buf = [0; 3];
+        assert_eq!(status_digits(404, &mut buf), "404");
+        assert_eq!(status_digits(5000, &mut buf), "999");
     }
 }

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use crate::config::{AccessLog, Config, ErrorStyle};
 use crate::mcp::McpView;
 use crate::mcp::audit::{Record, format_rfc3339};
-use crate::metrics::{RouteCode, RouteStatus};
+use crate::metrics::RouteCode;
 use crate::net::response::Body;
 use crate::net::tracecontext::Trace;
 use crate::proxy::App;
@@ -55,11 +55,7 @@ pub(super) async fn handle(
     if let (Some(t), Some(trace)) = (&app.telemetry, x.trace()) {
         export(t, app, &route.name, &x, trace, (status, code), started);
     }
-    let label = RouteStatus {
-        route: route.name.clone(),
-        status,
-    };
-    app.metrics.requests.get_or_create(&label).inc();
+    app.metrics.request(&route.name, status);
     let line = AccessLine {
         route: &route.name,
         status,

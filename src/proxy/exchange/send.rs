@@ -48,19 +48,16 @@ impl Exchange<'_> {
                 response_within(self.route, limit, send, idle, open_streams).await
             }
         }?;
-        let route = RouteLabel {
-            route: self.route.name.clone(),
-        };
         let latency = started.elapsed().as_secs_f64();
         self.upstream_ms = Some(latency * 1000.0);
         if let (Some(t), Some(w)) = (self.timings.as_mut(), wall) {
             t.upstream = Some((w, SystemTime::now()));
         }
-        app.metrics
-            .upstream_latency
-            .get_or_create(&route)
-            .observe(latency);
+        app.metrics.upstream_seconds(&self.route.name, latency);
         if resp.status() == StatusCode::UNAUTHORIZED {
+            let route = RouteLabel {
+                route: self.route.name.clone(),
+            };
             app.metrics
                 .upstream_unauthorized
                 .get_or_create(&route)
