@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod credentials;
+pub mod hex;
 pub mod mcp;
 pub mod metrics;
 pub mod net;

@@ -156,7 +156,7 @@ fn random_hex() -> Result<String, LoginError> {
     use ring::rand::SecureRandom as _;
     let mut b = [0u8; 32];
     (ring::rand::SystemRandom::new().fill(&mut b)).map_err(|_| LoginError::NoRandom)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(crate::hex::encode(&b))
 }
 
 /// The value of cookie `name` in a `Cookie` header.

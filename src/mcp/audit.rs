@@ -187,7 +187,7 @@ impl SessionHasher {
         };
         mac.update(id.as_bytes());
         let out = mac.finalize().into_bytes();
-        out[..8].iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(&out[..8])
     }
 }
 

@@ -320,7 +320,7 @@ pub fn verify_elevenlabs(
 pub fn sign_retell(key: &str, body: &[u8], ts_ms: u64) -> String {
     let ts = ts_ms.to_string();
     let d = mac(MacAlgorithm::Sha256, key.as_bytes(), &[body, ts.as_bytes()]);
-    format!("v={ts},d={}", hex(&d))
+    format!("v={ts},d={}", crate::hex::encode(&d))
 }
 
 /// Signs like ElevenLabs does (for tests and examples).
@@ -331,22 +331,18 @@ pub fn sign_elevenlabs(secret: &str, body: &[u8], ts: u64) -> String {
         secret.as_bytes(),
         &[t.as_bytes(), b".", body],
     );
-    format!("t={t},v0={}", hex(&d))
+    format!("t={t},v0={}", crate::hex::encode(&d))
 }
 
 /// Signs with a Vapi HMAC plan's defaults: hex HMAC-SHA256 of `ts.body`.
 pub fn sign_vapi(secret: &str, body: &[u8], ts: &str) -> String {
-    hex(&mac(
+    crate::hex::encode(&mac(
         MacAlgorithm::Sha256,
         secret.as_bytes(),
         &[ts.as_bytes(), b".", body],
     ))
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 #[cfg(test)]
 mod tests {

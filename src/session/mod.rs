@@ -245,8 +245,7 @@ pub fn deep_merge(base: &mut Map<String, Value>, patch: Map<String, Value>) {
 /// knowing one lets a caller with the route key act as that call).
 pub fn id_hash(id: &str) -> String {
     use sha2::Digest;
-    let d = sha2::Sha256::digest(id.as_bytes());
-    d[..4].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&sha2::Sha256::digest(id.as_bytes())[..4])
 }
 
 /// Shared handle to a session store.

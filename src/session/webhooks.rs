@@ -97,7 +97,7 @@ impl ReplayGuard {
     pub async fn first_time(&self, fp: Fingerprint, store: &Store) -> Result<bool, SessionError> {
         match store {
             #[cfg(feature = "redis")]
-            Store::Redis(r) => r.claim(&platform::signature::hex(&fp), self.window).await,
+            Store::Redis(r) => r.claim(&crate::hex::encode(&fp), self.window).await,
             Store::Memory(_) => Ok(self.seen.entry(fp).or_insert(()).is_fresh()),
         }
     }

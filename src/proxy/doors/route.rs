@@ -62,8 +62,8 @@ pub(super) async fn handle(
         code,
         sent: resp.status().as_u16(),
         ms: started.elapsed().as_secs_f64() * 1000.0,
-        session: x.session_key().map(id_hash).unwrap_or_default(),
-        trace: x.trace().map(|t| t.hex()).unwrap_or_default(),
+        session: x.session_key(),
+        trace: x.trace(),
     };
     line.write(route.access_log);
     resp
@@ -76,25 +76,38 @@ struct AccessLine<'a> {
     code: &'static str,
     sent: u16,
     ms: f64,
-    session: String,
-    trace: String,
+    /// The session key, hashed only for a line that is written: the hash
+    /// is a SHA-256, a tenth of a request's instructions when it was made
+    /// for every request whatever the log level.
+    session: Option<&'a str>,
+    trace: Option<Trace>,
 }
 
 impl AccessLine<'_> {
     /// Through the log, or in the route's own format on standard output.
     fn write(&self, how: AccessLog) {
         let ts = || format_rfc3339(SystemTime::now());
+        let enabled = match how {
+            AccessLog::Off => false,
+            AccessLog::Default => tracing::enabled!(tracing::Level::INFO),
+            AccessLog::Json | AccessLog::Text => true,
+        };
+        if !enabled {
+            return;
+        }
+        let session = self.session.map(id_hash).unwrap_or_default();
+        let trace = self.trace.map(|t| t.hex()).unwrap_or_default();
         let line = match how {
             AccessLog::Off => return,
             AccessLog::Default => {
                 let (status, code, sent, ms) = (self.status, self.code, self.sent, self.ms);
-                let (session, trace) = (self.session.as_str(), self.trace.as_str());
+                let (session, trace) = (session.as_str(), trace.as_str());
                 tracing::info!(route = %self.route, status, code, sent, ms, session, trace, "request");
                 return;
             }
             AccessLog::Json => serde_json::json!({
                 "ts": ts(), "route": self.route, "status": self.status, "code": self.code,
-                "sent": self.sent, "ms": self.ms, "session": self.session, "trace": self.trace,
+                "sent": self.sent, "ms": self.ms, "session": session, "trace": trace,
             })
             .to_string(),
             AccessLog::Text => format!(
@@ -105,8 +118,8 @@ impl AccessLine<'_> {
                 self.code,
                 self.sent,
                 self.ms,
-                self.session,
-                self.trace
+                session,
+                trace
             ),
         };
         use std::io::Write as _;
