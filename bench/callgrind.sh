@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request under callgrind: the steady measure on a noisy
-# machine. For each route shape (plain session token, MCP-aware, the token
-# from a cached credential) it runs the release binary under
+# machine. For each route shape (plain session token; the same on the own
+# forwarding core, `core = "own"`; MCP-aware; the token from a cached
+# credential) it runs the release binary under
 # `valgrind --tool=callgrind`, registers 1,000 sessions, warms every
 # session up, zeroes the counters, drives `wrk -t1 -c4` through
 # bench/load.lua for 10 s, dumps, and divides the instructions by the
@@ -30,6 +31,8 @@ shape() { # NAME PORT ADMIN_PORT MAIN ROUTE
   printf '%s' "$5" > "$work/$1/routes/bench.toml"
 }
 shape plain 28086 28096 "" "$(route '[headers]
+authorization = "Bearer << call.metadata.token >>"')"
+shape own 28089 28099 'core = "own"' "$(route '[headers]
 authorization = "Bearer << call.metadata.token >>"')"
 shape mcp 28088 28098 "" "$(route '[headers]
 authorization = "Bearer << call.metadata.token >>"
@@ -74,6 +77,7 @@ echo "| route | Ir/request |"
 echo "|---|---|"
 while read -r name ir; do echo "| $name | $ir |"; done < <(
   measure plain 28086 28096
+  measure own 28089 28099
   measure mcp 28088 28098
   measure cred 28087 28097
 )

@@ -25,6 +25,7 @@ pub(super) struct RawServer {
     pub(super) trusted_proxies: Vec<Spanned<String>>,
     pub(super) max_connections: Option<u64>,
     pub(super) workers: Option<u64>,
+    pub(super) core: Option<Spanned<String>>,
     pub(super) metrics_token_env: Option<Spanned<String>>,
     pub(super) timeouts: Option<RawTimeouts>,
     pub(super) store: Option<RawStore>,
@@ -100,6 +101,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "trusted_proxies",
     "max_connections",
     "workers",
+    "core",
     "metrics_token_env",
 ];
 

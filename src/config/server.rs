@@ -39,6 +39,9 @@ pub struct Server {
     /// listening socket (`SO_REUSEPORT`) and upstream pool (default: one
     /// per core).
     pub workers: usize,
+    /// Which HTTP/1.1 core serves cleartext requests on the public
+    /// listener (`core = "hyper"`, the default, or `"own"`); read at start.
+    pub core: Core,
     /// Default session TTL.
     pub ttl: Duration,
     /// Most sessions kept in memory.
@@ -142,6 +145,16 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         })
         .collect();
     let store = store(ctx, raw.store.as_ref());
+    let core = match raw.core.as_ref() {
+        None => Core::Hyper,
+        Some(c) if c.get_ref() == "own" => Core::Own,
+        Some(c) if c.get_ref() == "hyper" => Core::Hyper,
+        Some(c) => {
+            let msg = format!("`core = \"{}\"`: write \"own\" or \"hyper\"", c.get_ref());
+            ctx.err(c.span().start, "config.invalid_value", msg);
+            Core::Hyper
+        }
+    };
     Server {
         listen,
         admin_listen,
@@ -153,6 +166,7 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         workers: raw
             .workers
             .map_or_else(default_workers, |n| n.clamp(1, 256) as usize),
+        core,
         ttl: ctx.duration(&raw.ttl, Duration::from_secs(2 * 3600)),
         max_sessions: raw.max_sessions.unwrap_or(1_000_000),
         max_store_bytes: ctx.size(&raw.max_store_bytes, 1 << 30),
@@ -202,6 +216,19 @@ fn otlp_endpoint(ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>) -> Option<Strin
         return None;
     }
     Some(v.get_ref().clone())
+}
+
+/// The HTTP/1.1 core of the public listener. hyper stays the default
+/// until the own core's differential fuzzing against hyper is in place
+/// (SECURITY.md, "The forwarding core").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Core {
+    /// headgate's own forwarding core for what it serves (cleartext
+    /// HTTP/1.1 to a cleartext upstream, on routes that do not read
+    /// bodies), hyper for the rest.
+    Own,
+    /// hyper for everything.
+    Hyper,
 }
 
 /// One public-listener worker per core.

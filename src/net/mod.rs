@@ -7,6 +7,7 @@
 pub mod body;
 pub mod cidr;
 pub mod client;
+pub mod h1;
 pub mod headers;
 pub mod limits;
 pub mod listen;

@@ -143,24 +143,7 @@ impl Upstreams {
     }
 
     async fn connect(&self, authority: &Authority) -> Result<SendRequest<Body>, SendError> {
-        // `[::1]` in an authority is `::1` to the resolver.
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| SendError::ConnectTimeout)?
-            .map_err(SendError::Connect)?;
-        stream.set_nodelay(true).map_err(SendError::Connect)?;
-        // As the general client's connector: notice an upstream host that
-        // vanished without closing, even on a connection idle in the pool.
-        socket2::SockRef::from(&stream)
-            .set_tcp_keepalive(
-                &socket2::TcpKeepalive::new().with_time(super::client::TCP_KEEPALIVE),
-            )
-            .map_err(SendError::Connect)?;
+        let stream = open(authority, self.connect_timeout).await?;
         let (tx, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
@@ -258,4 +241,26 @@ impl http_body::Body for PooledBody {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A new TCP connection to a cleartext upstream, within `timeout`: no
+/// Nagle delay, and TCP keep-alive probes (as the general client's
+/// connector) so a host that vanished without closing is noticed, even
+/// on a connection idle in a pool.
+pub async fn open(authority: &Authority, timeout: Duration) -> Result<TcpStream, SendError> {
+    // `[::1]` in an authority is `::1` to the resolver.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| SendError::ConnectTimeout)?
+        .map_err(SendError::Connect)?;
+    stream.set_nodelay(true).map_err(SendError::Connect)?;
+    socket2::SockRef::from(&stream)
+        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(super::client::TCP_KEEPALIVE))
+        .map_err(SendError::Connect)?;
+    Ok(stream)
 }

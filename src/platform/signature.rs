@@ -343,7 +343,6 @@ pub fn sign_vapi(secret: &str, body: &[u8], ts: &str) -> String {
     ))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 mod app;
 pub mod doors;
 pub mod exchange;
+mod lane;
 mod server;
 
 pub use app::{App, Running, ServeError, ServeOptions, serve, start};

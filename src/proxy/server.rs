@@ -26,6 +26,9 @@ use super::doors::{
     admin::{self, AdminCtx},
 };
 use super::exchange::Peer;
+use super::lane;
+use crate::config::server::Core;
+use crate::net::h1::rewind::Rewind;
 
 pub(super) struct Listeners {
     /// The public listener's sockets, one per worker (`SO_REUSEPORT`).
@@ -115,6 +118,10 @@ async fn public(listener: std::net::TcpListener, s: Shared) {
     let graceful = GracefulShutdown::new();
     let b = builder(s.header_read);
     let mut shutdown = s.shutdown.clone();
+    let own_core = s.app.config.borrow().server.core == Core::Own;
+    // Every connection the own core serves holds a receiver: the drain
+    // waits for them all to be dropped.
+    let (live, _) = watch::channel(());
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -135,12 +142,32 @@ async fn public(listener: std::net::TcpListener, s: Shared) {
                 let app = s.app.clone();
                 let trusted = app.config.borrow().server.trusted_proxies.iter().any(|c| c.contains(remote.ip()));
                 let peer = Arc::new(Peer::new(remote, trusted, s.tls.is_some()));
+                let lane_peer = peer.clone();
                 let svc = service_fn(move |req| {
                     let app = app.clone();
                     let peer = peer.clone();
                     async move { Ok::<_, Infallible>(doors::public(req, app, peer).await) }
                 });
                 let Some(tls) = s.tls.clone() else {
+                    if own_core {
+                        let client = lane::Client {
+                            stream,
+                            app: s.app.clone(),
+                            peer: lane_peer,
+                            header_read: s.header_read,
+                            shutdown: s.shutdown.clone(),
+                        };
+                        let (b, watcher, live) = (b.clone(), graceful.watcher(), live.subscribe());
+                        tokio::spawn(async move {
+                            if let lane::Ended::HandOver(stream, read) = client.serve().await {
+                                let io = TokioIo::new(Rewind::new(read, stream));
+                                let conn = b.serve_connection_with_upgrades(io, svc).into_owned();
+                                let _ = watcher.watch(conn).await;
+                            }
+                            drop((slot, live));
+                        });
+                        continue;
+                    }
                     let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -164,7 +191,8 @@ async fn public(listener: std::net::TcpListener, s: Shared) {
         }
     }
     drop(listener);
-    drain(graceful, s.deadline).await;
+    let lanes = live.closed();
+    drain(graceful, s.deadline, lanes).await;
 }
 
 /// The admin listener's accept loop, then its drain.
@@ -199,15 +227,17 @@ async fn admin(
         }
     }
     drop(listener);
-    drain(graceful, deadline).await;
+    drain(graceful, deadline, std::future::ready(())).await;
 }
 
-/// Waits for in-flight requests and streams, up to `deadline`.
-async fn drain(graceful: GracefulShutdown, deadline: Duration) {
-    if tokio::time::timeout(deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
+/// Waits for in-flight requests and streams (hyper's connections and
+/// `also`), up to `deadline`.
+async fn drain(graceful: GracefulShutdown, deadline: Duration, also: impl Future<Output = ()>) {
+    let both = async {
+        graceful.shutdown().await;
+        also.await;
+    };
+    if tokio::time::timeout(deadline, both).await.is_err() {
         tracing::warn!(
             "shutdown deadline of {deadline:?} passed; closing the remaining connections"
         );

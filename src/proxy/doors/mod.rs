@@ -6,7 +6,7 @@
 
 pub mod admin;
 pub(crate) mod echo;
-mod route;
+pub(crate) mod route;
 mod webhook;
 
 use std::sync::Arc;

@@ -30,37 +30,74 @@ pub(super) async fn handle(
         count(app, "_none", &e);
         return e.to_response(ErrorStyle::Json, None);
     };
-    let (started, arrived) = (Instant::now(), SystemTime::now());
     let rest = rest.to_string();
+    let begun = Begun::now();
     let mut x = Exchange::new(app, cfg, &route, peer);
+    match x.run(req, &rest).await {
+        Ok(resp) => {
+            finish(&x, begun, Ok(resp.status()));
+            resp
+        }
+        Err(e) => finish(&x, begun, Err(e)),
+    }
+}
+
+/// When a request through a route began.
+#[derive(Clone, Copy)]
+pub(crate) struct Begun {
+    started: Instant,
+    arrived: SystemTime,
+}
+
+impl Begun {
+    pub fn now() -> Self {
+        Self {
+            started: Instant::now(),
+            arrived: SystemTime::now(),
+        }
+    }
+}
+
+/// Records how a request through a route ended, by whichever core served
+/// it: its timeline entry, spans, metrics and access log line. Returns
+/// the response for a failure, as the route answers errors.
+pub(crate) fn finish(
+    x: &Exchange<'_>,
+    begun: Begun,
+    outcome: Result<http::StatusCode, ProxyError>,
+) -> Response<Body> {
+    let (app, route) = (x.app(), x.route());
     // The outcome, recorded as it was even when a JSON-RPC route answers
     // an error with HTTP 200 so the agent can speak it.
-    let (resp, status, code) = match x.run(req, &rest).await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (r, status, "")
-        }
+    let (resp, status, code) = match outcome {
+        Ok(s) => (Response::new(crate::net::response::empty()), s.as_u16(), ""),
         Err(e) => {
             count(app, &route.name, &e);
             (x.error_response(&e), e.status().as_u16(), e.code())
         }
     };
+    let Begun { started, arrived } = begun;
     let done = Done {
         status,
         code,
         arrived,
         started,
     };
-    record(app, &route.name, &x, done);
+    record(app, &route.name, x, done);
     if let (Some(t), Some(trace)) = (&app.telemetry, x.trace()) {
-        export(t, app, &route.name, &x, trace, (status, code), started);
+        export(t, app, &route.name, x, trace, (status, code), started);
     }
     app.metrics.request(&route.name, status);
+    let sent = if code.is_empty() {
+        status
+    } else {
+        resp.status().as_u16()
+    };
     let line = AccessLine {
         route: &route.name,
         status,
         code,
-        sent: resp.status().as_u16(),
+        sent,
         ms: started.elapsed().as_secs_f64() * 1000.0,
         session: x.session_key(),
         trace: x.trace(),
@@ -214,7 +251,7 @@ fn count(app: &App, route: &str, e: &ProxyError) {
 }
 
 /// `/crm/mcp?x` → (`crm`, `/mcp`).
-fn split_route(path: &str) -> (&str, &str) {
+pub(crate) fn split_route(path: &str) -> (&str, &str) {
     let p = path.strip_prefix('/').unwrap_or(path);
     match p.find('/') {
         Some(i) => (&p[..i], &p[i..]),

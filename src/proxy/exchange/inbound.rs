@@ -29,6 +29,9 @@ pub(crate) enum InBody {
     /// The first bytes read (a JSON-RPC route's larger body), the rest
     /// still streaming.
     Prefixed(Bytes, Incoming),
+    /// Relayed by the forwarding core itself (a route that never looks
+    /// inside bodies): nothing here to read.
+    Relayed,
 }
 
 impl InBody {
@@ -52,7 +55,7 @@ impl InBody {
     pub(super) fn read(&self) -> Option<&Bytes> {
         match self {
             InBody::Read(b) | InBody::Prefixed(b, _) => Some(b),
-            InBody::Stream(_) => None,
+            InBody::Stream(_) | InBody::Relayed => None,
         }
     }
 
@@ -66,6 +69,7 @@ impl InBody {
             InBody::Prefixed(b, inc) => {
                 Limited::new(Prefixed::new(b, FromClient::new(inc)), limit).boxed()
             }
+            InBody::Relayed => response::empty(),
         }
     }
 }
@@ -167,7 +171,7 @@ pub(super) fn authenticate(
             InBody::Read(b) => {
                 platform::signature::verify_request(*platform, secret, headers, b).is_some()
             }
-            InBody::Stream(_) | InBody::Prefixed(..) => false,
+            InBody::Stream(_) | InBody::Prefixed(..) | InBody::Relayed => false,
         },
     };
     if ok {

@@ -24,10 +24,11 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 pub use error::{ProxyError, Side};
-use inbound::InBody;
+pub(crate) use inbound::InBody;
 pub use inbound::screen;
 pub use inject::{Rendered, RequestView, render_rules};
 pub use outbound::Peer;
+pub(crate) use send::warn_failed;
 pub use session::session_key;
 
 use super::App;
@@ -77,7 +78,7 @@ pub(crate) struct Timings {
 
 /// What the phases before forwarding found: the key, the session (none
 /// when an unknown one passes) and the rendered headers.
-type Prepared = (String, Option<Arc<Session>>, Rendered);
+pub(crate) type Prepared = (String, Option<Arc<Session>>, Rendered);
 
 impl<'a> Exchange<'a> {
     /// A new exchange on `route` under the config the request started with.
@@ -96,6 +97,19 @@ impl<'a> Exchange<'a> {
             tokens: Vec::new(),
             timings: app.telemetry.is_some().then(Timings::default),
         }
+    }
+
+    /// The app and route this exchange runs under.
+    pub fn app(&self) -> &'a App {
+        self.app
+    }
+
+    pub fn route(&self) -> &'a Route {
+        self.route
+    }
+
+    pub fn config(&self) -> &'a Config {
+        self.cfg
     }
 
     /// The session key the request was matched to, if it got that far.
@@ -179,9 +193,26 @@ impl<'a> Exchange<'a> {
         session: Option<&Arc<Session>>,
     ) -> Result<Response<Body>, ProxyError> {
         let direct = outbound::direct_authority(self.route);
+        let (uri, headers) = self.outgoing(&mut parts, rest, rendered, direct.is_none())?;
+        let up = outbound::request(parts, uri, headers, up_body);
+        if self.route.echo {
+            return Ok(super::doors::echo::answer(&up));
+        }
+        self.send(direct, up, key, session).await
+    }
+
+    /// The upstream request's URI (origin-form unless `absolute`) and
+    /// headers: the client's, rewritten, with the rendered values,
+    /// X-Forwarded-* and trace context. Takes `parts`' headers.
+    pub(crate) fn outgoing(
+        &mut self,
+        parts: &mut Parts,
+        rest: &str,
+        rendered: Rendered,
+        absolute: bool,
+    ) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
         let query = parts.uri.query();
-        let Some(uri) = outbound::upstream_uri(&self.route.upstream, rest, query, direct.is_none())
-        else {
+        let Some(uri) = outbound::upstream_uri(&self.route.upstream, rest, query, absolute) else {
             return Err(ProxyError::InvalidPath);
         };
         let mut headers = std::mem::take(&mut parts.headers);
@@ -192,16 +223,12 @@ impl<'a> Exchange<'a> {
             let participate = self.app.telemetry.is_some();
             self.trace = Some(tracecontext::ensure(&mut headers, participate));
         }
-        let up = outbound::request(parts, uri, headers, up_body);
-        if self.route.echo {
-            return Ok(super::doors::echo::answer(&up));
-        }
-        self.send(direct, up, key, session).await
+        Ok((uri, headers))
     }
 
     /// The phases that decide whether and what to inject: authenticate,
     /// find the session, render its headers.
-    async fn prepare(
+    pub(crate) async fn prepare(
         &mut self,
         parts: &Parts,
         rest: &str,
@@ -315,7 +342,10 @@ mod tests {
             .header("x-call-id", "call-1")
             .header("accept", "application/json")
             .header("accept", "text/event-stream")
-            .header("x-bin", http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
+            .header(
+                "x-bin",
+                http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+            )
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();

@@ -48,13 +48,33 @@ impl Exchange<'_> {
                 response_within(self.route, limit, send, idle, open_streams).await
             }
         }?;
+        self.answered(resp.status(), started, wall, key, session)
+            .await;
+        Ok(resp)
+    }
+}
+
+impl Exchange<'_> {
+    /// What follows the upstream's response head, whoever read it: its
+    /// latency recorded, and an upstream 401 counted, a session the
+    /// resolver fetched then dropped so the next call fetches it afresh
+    /// (its token may have rotated).
+    pub(crate) async fn answered(
+        &mut self,
+        status: StatusCode,
+        started: Instant,
+        wall: Option<SystemTime>,
+        key: &str,
+        session: Option<&Arc<Session>>,
+    ) {
+        let app = self.app;
         let latency = started.elapsed().as_secs_f64();
         self.upstream_ms = Some(latency * 1000.0);
         if let (Some(t), Some(w)) = (self.timings.as_mut(), wall) {
             t.upstream = Some((w, SystemTime::now()));
         }
         app.metrics.upstream_seconds(&self.route.name, latency);
-        if resp.status() == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             let route = RouteLabel {
                 route: self.route.name.clone(),
             };
@@ -66,7 +86,6 @@ impl Exchange<'_> {
                 let _ = app.store.delete(key).await;
             }
         }
-        Ok(resp)
     }
 }
 
@@ -90,19 +109,25 @@ where
         Ok(Err(e)) => {
             let err = upstream_error(&e);
             if err.side() == Side::Upstream {
-                let u = &route.upstream;
-                let (host, port) = (u.host().unwrap_or_default(), u.port_u16());
-                let port = port.unwrap_or(if u.scheme_str() == Some("https") {
-                    443
-                } else {
-                    80
-                });
-                tracing::warn!(route = %route.name, upstream = %format_args!("{host}:{port}"), code = err.code(), "upstream failed: {}", chain(&e));
+                warn_failed(route, &err, &e);
             }
             Err(err)
         }
         Ok(Ok(r)) => Ok(relay(r, idle, open_streams)),
     }
+}
+
+/// Logs at warn an exchange the upstream side failed, with its cause (the
+/// upstream's host and port and the OS error; never a header).
+pub(crate) fn warn_failed(route: &Route, err: &ProxyError, e: &(dyn std::error::Error + 'static)) {
+    let u = &route.upstream;
+    let (host, port) = (u.host().unwrap_or_default(), u.port_u16());
+    let port = port.unwrap_or(if u.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    });
+    tracing::warn!(route = %route.name, upstream = %format_args!("{host}:{port}"), code = err.code(), "upstream failed: {}", chain(e));
 }
 
 /// The upstream's response on its way to the client: hop-by-hop headers

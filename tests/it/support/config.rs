@@ -3,8 +3,14 @@
 use std::path::Path;
 
 /// Writes a config directory: `headgate.toml` and `routes/<name>.toml`.
+/// With `HG_TEST_CORE` set (`scripts/test.sh` runs the suite a second
+/// time with `own`), the config chooses that forwarding core.
 pub fn write_config(dir: &Path, main: &str, routes: &[(&str, &str)]) {
     std::fs::create_dir_all(dir.join("routes")).unwrap();
+    let main = match std::env::var("HG_TEST_CORE") {
+        Ok(core) => format!("core = \"{core}\"\n{main}"),
+        Err(_) => main.to_string(),
+    };
     std::fs::write(dir.join("headgate.toml"), main).unwrap();
     for (name, text) in routes {
         std::fs::write(dir.join("routes").join(format!("{name}.toml")), text).unwrap();

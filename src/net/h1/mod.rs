@@ -1,0 +1,330 @@
+//! HTTP/1.1 message framing for the forwarding core: request and response
+//! heads parsed with `httparse` into borrowed views, and the body framing
+//! each one declares, decided as strictly as RFC 9112 allows, since a proxy
+//! that frames a message differently from the server behind it is a
+//! request-smuggling hole (SECURITY.md, "The forwarding core").
+//!
+//! What is refused (400, and the connection closed):
+//! - both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.1 lets a
+//!   server choose; a proxy that chooses differently from its upstream
+//!   smuggles, so neither is trusted);
+//! - a `Transfer-Encoding` other than exactly `chunked`, or more than one,
+//!   or any on HTTP/1.0 (whose framing does not know it);
+//! - a `Content-Length` that is not only digits, or that is repeated, even
+//!   with the same value (hyper accepts equal repeats; nothing legitimate
+//!   sends them);
+//! - obs-fold, bare CR, NUL, a space before the colon (`httparse` itself);
+//! - a chunk-size line with no digit, more than 15 hex digits, a space, a
+//!   bare LF, or an extension that is not token characters ([`chunked`]).
+//!
+//! More than [`MAX_HEADERS`] headers, or a head longer than the limit, is
+//! 431.
+
+pub mod chunked;
+pub mod pool;
+pub mod rewind;
+
+pub use chunked::{ChunkError, Chunked};
+
+/// The most header lines a head may have (hyper's server default is 100;
+/// nginx and HAProxy cap the head's size instead). A platform sends about
+/// a dozen.
+pub const MAX_HEADERS: usize = 100;
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the connection closes (responses only).
+    UntilClose,
+}
+
+/// Why a head was refused: the status to answer (requests) and a reason
+/// for the log, never echoing the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refused {
+    /// 400 or 431.
+    pub status: u16,
+    /// Stable, for logs and tests.
+    pub reason: &'static str,
+}
+
+const fn bad(reason: &'static str) -> Refused {
+    Refused {
+        status: 400,
+        reason,
+    }
+}
+
+/// A parsed request head, borrowing the buffer it was read into.
+#[derive(Debug)]
+pub struct RequestHead<'b> {
+    /// As sent (a token).
+    pub method: &'b str,
+    /// The request target, as sent.
+    pub target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    /// The header lines, in order.
+    pub headers: &'b [httparse::Header<'b>],
+    /// The head's length in bytes, its final CRLF included.
+    pub len: usize,
+    /// How its body is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`.
+    pub expects_continue: bool,
+    /// An `Upgrade` header (WebSocket and the like, or h2c).
+    pub upgrade: bool,
+}
+
+impl RequestHead<'_> {
+    /// The first value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        header(self.headers, name)
+    }
+}
+
+/// The first value of header `name` among `headers`.
+pub fn header<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8]> {
+    (headers.iter())
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// Parses the request head at the start of `buf`: `Ok(None)` while it is
+/// incomplete and under `max_head` bytes.
+pub fn parse_request<'b>(
+    buf: &'b [u8],
+    storage: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+    max_head: usize,
+) -> Result<Option<RequestHead<'b>>, Refused> {
+    let mut req = httparse::Request::new(storage);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err(too_large());
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
+        Err(_) => return Err(bad("malformed request head")),
+    };
+    if len > max_head {
+        return Err(too_large());
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(bad("malformed request head"));
+    };
+    let headers: &'b [httparse::Header<'b>] = req.headers;
+    let conn = Conn::of(headers)?;
+    let framing = match (conn.length, conn.chunked) {
+        (Some(_), true) => return Err(bad("both Content-Length and Transfer-Encoding")),
+        (_, true) if minor == 0 => return Err(bad("Transfer-Encoding on HTTP/1.0")),
+        (_, true) => Framing::Chunked,
+        (Some(0) | None, false) => Framing::Empty,
+        (Some(n), false) => Framing::Length(n),
+    };
+    Ok(Some(RequestHead {
+        method,
+        target,
+        minor,
+        headers,
+        len,
+        framing,
+        keep_alive: conn.keep_alive(minor),
+        expects_continue: conn.expects_continue,
+        upgrade: conn.upgrade,
+    }))
+}
+
+fn too_large() -> Refused {
+    Refused {
+        status: 431,
+        reason: "request head too large",
+    }
+}
+
+/// What a head's framing and connection headers say.
+#[derive(Default)]
+struct Conn {
+    length: Option<u64>,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+    expects_continue: bool,
+    upgrade: bool,
+}
+
+impl Conn {
+    /// Reads the headers once; refuses any ambiguity about the framing.
+    fn of(headers: &[httparse::Header<'_>]) -> Result<Self, Refused> {
+        let mut c = Conn::default();
+        let mut te_seen = false;
+        for h in headers {
+            // The names that matter are at least 6 bytes long; most custom
+            // headers skip the comparisons below on their length alone.
+            match h.name.len() {
+                6 if h.name.eq_ignore_ascii_case("expect") => {
+                    c.expects_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+                }
+                7 if h.name.eq_ignore_ascii_case("upgrade") => c.upgrade = true,
+                10 if h.name.eq_ignore_ascii_case("connection") => {
+                    for t in tokens(h.value) {
+                        c.close |= t.eq_ignore_ascii_case(b"close");
+                        c.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                    }
+                }
+                14 if h.name.eq_ignore_ascii_case("content-length") => {
+                    if c.length.is_some() {
+                        return Err(bad("repeated Content-Length"));
+                    }
+                    c.length = Some(content_length(h.value)?);
+                }
+                17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+                    if te_seen || !h.value.eq_ignore_ascii_case(b"chunked") {
+                        return Err(bad("Transfer-Encoding other than exactly `chunked`"));
+                    }
+                    te_seen = true;
+                    c.chunked = true;
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    fn keep_alive(&self, minor: u8) -> bool {
+        !self.close && (minor == 1 || self.keep_alive)
+    }
+}
+
+/// A `Content-Length` value: 1 to 19 digits, nothing else.
+fn content_length(v: &[u8]) -> Result<u64, Refused> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return Err(bad("malformed Content-Length"));
+    }
+    Ok(v.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The comma-separated tokens of a list header, trimmed.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// A parsed response head, borrowing the buffer it was read into.
+#[derive(Debug)]
+pub struct ResponseHead<'b> {
+    /// The status code.
+    pub status: u16,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    /// The reason phrase.
+    pub reason: &'b str,
+    /// The header lines, in order.
+    pub headers: &'b [httparse::Header<'b>],
+    /// The head's length in bytes.
+    pub len: usize,
+    /// How its body is delimited.
+    pub framing: Framing,
+    /// Whether the upstream connection may carry another request.
+    pub keep_alive: bool,
+}
+
+/// Parses the response head at the start of `buf` (to a request with
+/// method `method`): `Ok(None)` while it is incomplete and under
+/// `max_head` bytes. A 1xx other than 101 is a head of its own, with
+/// [`Framing::Empty`]: the caller passes it on and parses the next.
+pub fn parse_response<'b>(
+    buf: &'b [u8],
+    storage: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+    max_head: usize,
+    head_request: bool,
+) -> Result<Option<ResponseHead<'b>>, Refused> {
+    let mut resp = httparse::Response::new(storage);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Partial) if buf.len() < max_head => return Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(bad("response head too large"));
+        }
+        Err(_) => return Err(bad("malformed response head")),
+    };
+    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
+        return Err(bad("malformed response head"));
+    };
+    let headers: &'b [httparse::Header<'b>] = resp.headers;
+    let conn = Conn::of_response(headers)?;
+    // RFC 9112 §6.3, in its order.
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
+    {
+        Framing::Empty
+    } else if conn.chunked {
+        Framing::Chunked
+    } else if let Some(n) = conn.length {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    } else {
+        Framing::UntilClose
+    };
+    let keep_alive = conn.keep_alive(minor) && framing != Framing::UntilClose;
+    Ok(Some(ResponseHead {
+        status,
+        minor,
+        reason: resp.reason.unwrap_or(""),
+        headers,
+        len,
+        framing,
+        keep_alive,
+    }))
+}
+
+impl Conn {
+    /// A response's framing headers: as for requests, except that a
+    /// `Transfer-Encoding` whose last coding is not `chunked` means "until
+    /// close" (§6.3 rule 4) rather than a refusal, and one with a
+    /// `Content-Length` too is framed by the encoding with the length
+    /// ignored — and the connection not reused, as the RFC asks.
+    fn of_response(headers: &[httparse::Header<'_>]) -> Result<Self, Refused> {
+        let mut c = Conn::default();
+        let mut te: Option<&[u8]> = None;
+        for h in headers {
+            match h.name.len() {
+                10 if h.name.eq_ignore_ascii_case("connection") => {
+                    for t in tokens(h.value) {
+                        c.close |= t.eq_ignore_ascii_case(b"close");
+                        c.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                    }
+                }
+                14 if h.name.eq_ignore_ascii_case("content-length") => {
+                    let n = content_length(h.value)?;
+                    if c.length.is_some_and(|m| m != n) {
+                        return Err(bad("conflicting Content-Length"));
+                    }
+                    c.length = Some(n);
+                }
+                17 if h.name.eq_ignore_ascii_case("transfer-encoding") => te = Some(h.value),
+                _ => {}
+            }
+        }
+        if let Some(v) = te {
+            let last = tokens(v).last().unwrap_or_default();
+            c.chunked = last.eq_ignore_ascii_case(b"chunked");
+            c.close |= !c.chunked || c.length.is_some();
+            c.length = None;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests;

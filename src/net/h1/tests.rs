@@ -1,0 +1,223 @@
+use super::*;
+
+fn request(raw: &[u8]) -> Result<Option<(Framing, bool)>, Refused> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    parse_request(raw, &mut storage, 64 << 10).map(|h| h.map(|h| (h.framing, h.keep_alive)))
+}
+
+fn refused(raw: &[u8]) -> u16 {
+    match request(raw) {
+        Err(r) => r.status,
+        Ok(h) => panic!("accepted {:?}: {h:?}", String::from_utf8_lossy(raw)),
+    }
+}
+
+const H: &str = "POST /crm/mcp HTTP/1.1\r\nHost: a\r\n";
+
+fn with(headers: &str) -> Vec<u8> {
+    format!("{H}{headers}\r\n").into_bytes()
+}
+
+#[test]
+fn plain_heads_frame_as_they_say() {
+    assert_eq!(request(&with("")), Ok(Some((Framing::Empty, true))));
+    assert_eq!(
+        request(&with("Content-Length: 12\r\n")),
+        Ok(Some((Framing::Length(12), true)))
+    );
+    assert_eq!(
+        request(&with("Transfer-Encoding: Chunked\r\n")),
+        Ok(Some((Framing::Chunked, true)))
+    );
+    assert_eq!(
+        request(&with("Connection: keep-alive, close\r\n")),
+        Ok(Some((Framing::Empty, false)))
+    );
+    let old = b"GET / HTTP/1.0\r\n\r\n";
+    assert_eq!(request(old), Ok(Some((Framing::Empty, false))));
+    let old = b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+    assert_eq!(request(old), Ok(Some((Framing::Empty, true))));
+    assert_eq!(request(H.as_bytes()), Ok(None), "incomplete");
+}
+
+#[test]
+fn ambiguous_framing_is_refused() {
+    for h in [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: identity\r\n",
+        "Content-Length: 3\r\nContent-Length: 3\r\n",
+        "Content-Length: +3\r\n",
+        "Content-Length: -1\r\n",
+        "Content-Length: 3, 3\r\n",
+        "Content-Length: 0x3\r\n",
+        "Content-Length: \r\n",
+        "Content-Length: 99999999999999999999\r\n",
+    ] {
+        assert_eq!(refused(&with(h)), 400, "{h:?}");
+    }
+    let old = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(refused(old), 400);
+}
+
+#[test]
+fn malformed_heads_are_refused() {
+    for raw in [
+        &b"GET / HTTP/1.1\r\nX-A: 1\r\n  folded\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n",
+    ] {
+        assert_eq!(refused(raw), 400, "{:?}", String::from_utf8_lossy(raw));
+    }
+    // What is not an HTTP/1.x version (a space in the target reads as
+    // one): 400, as hyper answers it.
+    assert_eq!(refused(b"GET / HTTP/2.0\r\n\r\n"), 400);
+    assert_eq!(refused(b"GET /a b HTTP/1.1\r\n\r\n"), 400);
+}
+
+#[test]
+fn oversized_heads_are_431() {
+    let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
+    assert_eq!(refused(&with(&many)), 431);
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let long = with(&format!("x-long: {}\r\n", "v".repeat(200)));
+    let r = parse_request(&long, &mut storage, 100);
+    assert_eq!(r.map(|_| ()).map_err(|e| e.status), Err(431));
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let r = parse_request(&long[..150], &mut storage, 100);
+    assert_eq!(r.map(|_| ()).map_err(|e| e.status), Err(431), "partial");
+}
+
+#[test]
+fn expect_and_upgrade_are_seen() {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let raw = with("Expect: 100-Continue\r\nUpgrade: websocket\r\nX-Call-Id: c1\r\n");
+    let h = parse_request(&raw, &mut storage, 1 << 16).unwrap().unwrap();
+    assert!(h.expects_continue && h.upgrade);
+    assert_eq!(h.header("x-call-id"), Some(&b"c1"[..]));
+    assert_eq!(
+        (h.method, h.target, h.minor, h.len),
+        ("POST", "/crm/mcp", 1, raw.len())
+    );
+}
+
+fn response(raw: &[u8], head: bool) -> Result<(u16, Framing, bool), Refused> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let r = parse_response(raw, &mut storage, 64 << 10, head)?.expect("complete");
+    Ok((r.status, r.framing, r.keep_alive))
+}
+
+#[test]
+fn responses_frame_by_rfc_9112_section_6_3() {
+    let r = |s: &str| response(s.as_bytes(), false);
+    assert_eq!(
+        r("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        Ok((200, Framing::Length(5), true))
+    );
+    assert_eq!(
+        r("HTTP/1.1 200 OK\r\n\r\n"),
+        Ok((200, Framing::UntilClose, false))
+    );
+    assert_eq!(
+        r("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        Ok((200, Framing::Chunked, true))
+    );
+    // Length ignored under chunked, and the connection not reused.
+    assert_eq!(
+        r("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n"),
+        Ok((200, Framing::Chunked, false))
+    );
+    assert_eq!(
+        r("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        Ok((200, Framing::UntilClose, false))
+    );
+    for s in ["204 No Content", "304 Not Modified", "100 Continue"] {
+        let raw = format!("HTTP/1.1 {s}\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(r(&raw).map(|x| x.1), Ok(Framing::Empty), "{s}");
+    }
+    let head = response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
+    assert_eq!(head, Ok((200, Framing::Empty, true)));
+    assert_eq!(
+        r("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n"),
+        Ok((200, Framing::Length(1), false))
+    );
+    assert!(r("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err());
+    assert!(r("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+}
+
+fn dechunk(raw: &[u8]) -> Result<(Vec<u8>, usize), ChunkError> {
+    let mut c = Chunked::new();
+    let mut out = Vec::new();
+    let n = c.read(raw, |d| out.extend_from_slice(d))?;
+    assert!(c.done(), "unfinished: {:?}", String::from_utf8_lossy(raw));
+    Ok((out, n))
+}
+
+#[test]
+fn chunked_bodies_decode_and_stop_at_their_end() {
+    let raw = b"5\r\nhello\r\n6;ext=1;q=\"x\"\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+    assert_eq!(dechunk(raw), Ok((b"hello world".to_vec(), raw.len() - 4)));
+    assert_eq!(dechunk(b"0\r\n\r\n"), Ok((Vec::new(), 5)));
+    assert_eq!(
+        dechunk(b"A\r\n0123456789\r\n0\r\n\r\n").map(|x| x.0.len()),
+        Ok(10)
+    );
+}
+
+#[test]
+fn chunked_bodies_decode_byte_by_byte_the_same() {
+    let raw = b"5\r\nhello\r\n6;e\r\n world\r\n0\r\nT: v\r\n\r\n";
+    let mut c = Chunked::new();
+    let mut out = Vec::new();
+    for b in raw.iter() {
+        assert_eq!(
+            c.read(std::slice::from_ref(b), |d| out.extend_from_slice(d)),
+            Ok(1)
+        );
+    }
+    assert!(c.done());
+    assert_eq!(out, b"hello world");
+}
+
+#[test]
+fn lenient_chunk_lines_are_refused() {
+    for raw in [
+        &b"0x3\r\nabc\r\n0\r\n\r\n"[..],
+        b"3\nabc\r\n0\r\n\r\n",
+        b"3 \r\nabc\r\n0\r\n\r\n",
+        b" 3\r\nabc\r\n0\r\n\r\n",
+        b"\r\nabc\r\n0\r\n\r\n",
+        b"1000000000000000\r\n",
+        b"3\r\nabcX\r\n0\r\n\r\n",
+        b"3\r\nabc\n0\r\n\r\n",
+        b"3;a b\r\nabc\r\n0\r\n\r\n",
+        b"0\r\nX: 1\n\r\n",
+        b"0\r\n\n",
+    ] {
+        let mut c = Chunked::new();
+        assert!(
+            c.read(raw, |_| {}).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    // 15 digits are allowed (leading zeros count).
+    let mut c = Chunked::new();
+    assert_eq!(
+        c.read(b"000000000000003\r\nabc\r\n0\r\n\r\n", |_| {}),
+        Ok(27)
+    );
+}
+
+#[test]
+fn chunks_encode_back() {
+    let mut out = Vec::new();
+    chunked::encode(b"hello world", &mut out);
+    chunked::encode(b"", &mut out);
+    out.extend_from_slice(chunked::LAST_CHUNK);
+    assert_eq!(dechunk(&out), Ok((b"hello world".to_vec(), out.len())));
+}

@@ -1,0 +1,720 @@
+//! The forwarding core: one task per client connection does the whole
+//! exchange for a cleartext HTTP/1.1 request to a cleartext HTTP/1.1
+//! upstream (nginx's shape). It reads and parses the request head
+//! ([`crate::net::h1`]), runs the route's phases (the same [`Exchange`]
+//! the hyper path runs: key, session, render, X-Forwarded-*), writes the
+//! rewritten head and the body to a pooled keep-alive upstream connection
+//! in one write, parses the response head and relays head and body, and
+//! gives the upstream connection back only when its response was read
+//! exactly to its end.
+//!
+//! What it does not serve, it hands over, bytes and all, to hyper at a
+//! request boundary, for the rest of the connection: h2c, upgrades,
+//! `Expect: 100-continue`, chunked request bodies, HTTP/1.0 clients,
+//! non-origin-form targets, the other doors (webhooks, JWKS, echo), and
+//! routes that read bodies, obtain credentials or are MCP-aware. Those
+//! keep every behaviour they had; the hot path loses hyper's dispatch,
+//! its client task and the hand-off between the two.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::App;
+use super::doors::route::{Begun, finish, split_route};
+use super::exchange::{Exchange, InBody, Peer, ProxyError, screen, warn_failed};
+use crate::config::{Config, Route};
+use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool};
+use crate::net::response::Body;
+
+/// The largest request or response head (hyper's `max_buf_size` here).
+const MAX_HEAD: usize = 64 << 10;
+
+/// The most bytes of a body read at once (its buffer is not zeroed).
+const RELAY_BUF: usize = 16 << 10;
+
+/// What became of a connection.
+pub(super) enum Ended {
+    /// Closed (or to be closed): nothing more to do.
+    Closed,
+    /// To be served by hyper from here on: the connection and what was
+    /// already read from it (the start of a request).
+    HandOver(TcpStream, Vec<u8>),
+}
+
+/// One client connection.
+pub(super) struct Client {
+    pub stream: TcpStream,
+    pub app: Arc<App>,
+    pub peer: Arc<Peer>,
+    pub header_read: Duration,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A request the core serves, parsed out of the connection's buffer.
+struct Req {
+    parts: Parts,
+    route: Arc<Route>,
+    rest: String,
+    /// The head's length in the buffer.
+    head_len: usize,
+    /// Body bytes still to come after the head.
+    body: u64,
+    keep_alive: bool,
+}
+
+/// What a head in the buffer asks for.
+enum Next {
+    Serve(Box<Req>, Arc<Config>),
+    Refuse(h1::Refused),
+    HandOver,
+    /// More bytes needed.
+    Incomplete,
+}
+
+impl Client {
+    /// Serves requests until the connection closes or must be handed over.
+    pub async fn serve(mut self) -> Ended {
+        let mut buf = Vec::with_capacity(8 << 10);
+        loop {
+            let next = match self.next_head(&mut buf).await {
+                Ok(n) => n,
+                Err(()) => return Ended::Closed,
+            };
+            let (req, cfg) = match next {
+                Next::Serve(req, cfg) => (req, cfg),
+                Next::HandOver => return Ended::HandOver(self.stream, buf),
+                Next::Refuse(r) => {
+                    let _ = self.stream.write_all(&refusal(r)).await;
+                    return Ended::Closed;
+                }
+                Next::Incomplete => return Ended::Closed,
+            };
+            let keep_alive = req.keep_alive;
+            let app = self.app.clone();
+            let begun = Begun::now();
+            let route = req.route.clone();
+            let mut x = Exchange::new(&app, &cfg, &route, &self.peer);
+            let served = serve_one(&mut x, &route, *req, &mut self.stream, &mut buf).await;
+            let reuse = match served {
+                Ok(s) => {
+                    finish(&x, begun, Ok(s.status));
+                    s.client_reusable
+                }
+                Err(Failed::Answer(e)) => {
+                    let resp = finish(&x, begun, Err(e));
+                    if write_response(&mut self.stream, resp, keep_alive)
+                        .await
+                        .is_err()
+                    {
+                        return Ended::Closed;
+                    }
+                    // The body's unread bytes are still on the connection.
+                    false
+                }
+                Err(Failed::Cut(status)) => {
+                    finish(&x, begun, Ok(status));
+                    false
+                }
+            };
+            if !(reuse && keep_alive) || *self.shutdown.borrow() {
+                return Ended::Closed;
+            }
+        }
+    }
+
+    /// Reads until the buffer holds a whole head, then decides. Waiting
+    /// for a first byte is bounded by shutdown only; from the first byte,
+    /// the head must be in within `header_read` (slowloris).
+    async fn next_head(&mut self, buf: &mut Vec<u8>) -> Result<Next, ()> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if !buf.is_empty() {
+                let next = decide(buf, &self.app);
+                if !matches!(next, Next::Incomplete) {
+                    return Ok(next);
+                }
+            }
+            let start = deadline.get_or_insert_with(|| Instant::now() + self.header_read);
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(8 << 10);
+            }
+            let read = tokio::select! {
+                r = self.stream.read_buf(buf) => r,
+                _ = tokio::time::sleep_until((*start).into()) => return Err(()),
+                _ = self.shutdown.changed(), if buf.is_empty() => return Err(()),
+            };
+            match read {
+                Ok(0) | Err(_) => return Err(()),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Parses the head at the start of `buf` and decides who serves it.
+fn decide(buf: &[u8], app: &App) -> Next {
+    // HTTP/2 with prior knowledge (h2c) is hyper's.
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+    if PREFACE.starts_with(&buf[..buf.len().min(PREFACE.len())]) {
+        return if buf.len() >= PREFACE.len() {
+            Next::HandOver
+        } else {
+            Next::Incomplete
+        };
+    }
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = match h1::parse_request(buf, &mut storage, MAX_HEAD) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Next::Incomplete,
+        Err(r) => return Next::Refuse(r),
+    };
+    let body = match head.framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => n,
+        Framing::Chunked | Framing::UntilClose => return Next::HandOver,
+    };
+    if head.minor == 0 || head.upgrade || head.expects_continue || !head.target.starts_with('/') {
+        return Next::HandOver;
+    }
+    let cfg = app.config.borrow().clone();
+    let path = head.target.split('?').next().unwrap_or_default();
+    let (name, rest) = split_route(path);
+    let Some(route) = cfg.route(name).filter(|r| serves(r)) else {
+        return Next::HandOver;
+    };
+    let Some(parts) = parts(buf, &head) else {
+        return Next::Refuse(h1::Refused {
+            status: 400,
+            reason: "malformed request head",
+        });
+    };
+    let req = Req {
+        parts,
+        route: route.clone(),
+        rest: rest.to_string(),
+        head_len: head.len,
+        body,
+        keep_alive: head.keep_alive,
+    };
+    Next::Serve(Box::new(req), cfg)
+}
+
+/// Whether the core serves a route's requests: a cleartext upstream, and
+/// nothing that needs the body before forwarding or the response after.
+fn serves(route: &Route) -> bool {
+    route.upstream.scheme() == Some(&http::uri::Scheme::HTTP)
+        && route.upstream.authority().is_some()
+        && !route.echo
+        && !route.reads_body()
+        && !route.peeks_body()
+        && route.mcp.is_none()
+        && route.credentials.is_empty()
+}
+
+/// The head as `http` types, its values sharing one copy of the head.
+fn parts(buf: &[u8], head: &h1::RequestHead<'_>) -> Option<Parts> {
+    let bytes = Bytes::copy_from_slice(&buf[..head.len]);
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
+        bytes.slice(start..start + s.len())
+    };
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for h in head.headers {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_maybe_shared(at(h.value)).ok()?;
+        headers.append(name, value);
+    }
+    let mut r = Request::new(());
+    *r.method_mut() = Method::from_bytes(head.method.as_bytes()).ok()?;
+    *r.uri_mut() = Uri::from_maybe_shared(at(head.target.as_bytes())).ok()?;
+    *r.headers_mut() = headers;
+    Some(r.into_parts().0)
+}
+
+/// How a request the core served went.
+struct Served {
+    status: StatusCode,
+    /// The request was read to its end and the response written whole.
+    client_reusable: bool,
+}
+
+enum Failed {
+    /// Nothing was written to the client yet: answer this error.
+    Answer(ProxyError),
+    /// The response was cut after its head (status as sent): close.
+    Cut(StatusCode),
+}
+
+impl From<ProxyError> for Failed {
+    fn from(e: ProxyError) -> Self {
+        Failed::Answer(e)
+    }
+}
+
+/// One request: the phases, then the exchange with the upstream.
+async fn serve_one(
+    x: &mut Exchange<'_>,
+    route: &Route,
+    req: Req,
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Served, Failed> {
+    let Req {
+        mut parts,
+        rest,
+        head_len,
+        body,
+        keep_alive,
+        ..
+    } = req;
+    screen(route, &parts, &rest)?;
+    let (key, session, rendered) = x.prepare(&parts, &rest, &InBody::Relayed).await?;
+    let head_request = parts.method == Method::HEAD;
+    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
+    let now = ((buf.len() - head_len) as u64).min(body) as usize;
+    let mut out = Vec::with_capacity(head_len + 512 + now);
+    write_request_head(&mut out, &parts.method, &uri, route, &headers);
+    // The body bytes already read go out with the head, in one write.
+    out.extend_from_slice(&buf[head_len..head_len + now]);
+    buf.drain(..head_len + now);
+    let left = body - now as u64;
+    let t = &x.config().server.timeouts;
+    let (connect_in, idle, response_in) = (t.connect, t.idle, t.response_headers);
+    let mut up = connect(route, connect_in).await?;
+    up.stream
+        .write_all(&out)
+        .await
+        .map_err(|e| fail(route, &e))?;
+    if left > 0 {
+        copy_body(client, &mut up.stream, left, idle).await?;
+    }
+    let started = Instant::now();
+    let wall = x.timings.map(|_| SystemTime::now());
+    let relay = Relay {
+        route,
+        up,
+        client,
+        idle,
+        head_request,
+        close: !keep_alive,
+    };
+    relay
+        .run(x, response_in, (started, wall), (&key, session.as_ref()))
+        .await
+}
+
+/// Writes the upstream request head: request line, `Host`, headers.
+fn write_request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, route: &Route, h: &HeaderMap) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(pq.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    if let Some(a) = route.upstream.authority() {
+        let host = if a.port_u16() == Some(80) {
+            a.host()
+        } else {
+            a.as_str()
+        };
+        out.extend_from_slice(host.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    for (n, v) in h {
+        out.extend_from_slice(n.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Logs an upstream failure and says what the client gets (502).
+fn fail(route: &Route, e: &std::io::Error) -> Failed {
+    let err = ProxyError::UpstreamUnreachable;
+    warn_failed(route, &err, e);
+    Failed::Answer(err)
+}
+
+/// A pooled connection to the route's upstream, or a new one.
+async fn connect(route: &Route, within: Duration) -> Result<pool::Conn, Failed> {
+    let Some(authority) = route.upstream.authority() else {
+        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+    };
+    while let Some(c) = pool::checkout(authority.as_str()) {
+        // One closed while idle reads as EOF (or its stray bytes, which
+        // would desync the next response): never used.
+        let mut probe = [0u8; 1];
+        if matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        {
+            return Ok(c);
+        }
+    }
+    match crate::net::upstream::open(authority, within).await {
+        Ok(stream) => Ok(pool::Conn {
+            authority: authority.as_str().into(),
+            stream,
+        }),
+        Err(e) => {
+            let err = ProxyError::UpstreamUnreachable;
+            warn_failed(route, &err, &e);
+            Err(Failed::Answer(err))
+        }
+    }
+}
+
+/// Streams the rest of a `Content-Length` request body to the upstream,
+/// with backpressure (one buffer, written before the next read) and the
+/// idle timeout between reads.
+async fn copy_body(
+    client: &mut TcpStream,
+    up: &mut TcpStream,
+    mut left: u64,
+    idle: Duration,
+) -> Result<(), Failed> {
+    use bytes::BufMut as _;
+    let mut chunk = Vec::with_capacity(RELAY_BUF.min(left as usize));
+    while left > 0 {
+        chunk.clear();
+        let want = chunk.capacity().min(left as usize);
+        let mut room = (&mut chunk).limit(want);
+        let read = client.read_buf(&mut room);
+        let n = match tokio::time::timeout(idle, read).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
+                return Err(Failed::Answer(ProxyError::BadBody(
+                    "the request body was malformed or cut short",
+                )));
+            }
+            Ok(Ok(n)) => n,
+        };
+        if up.write_all(&chunk[..n]).await.is_err() {
+            return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+        }
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// The upstream's side of one exchange: its response head read, rewritten
+/// and relayed with its body.
+struct Relay<'c> {
+    route: &'c Route,
+    up: pool::Conn,
+    client: &'c mut TcpStream,
+    idle: Duration,
+    head_request: bool,
+    /// The client asked to close after this response.
+    close: bool,
+}
+
+impl Relay<'_> {
+    async fn run(
+        mut self,
+        x: &mut Exchange<'_>,
+        within: Duration,
+        (started, wall): (Instant, Option<SystemTime>),
+        (key, session): (&str, Option<&Arc<crate::session::Session>>),
+    ) -> Result<Served, Failed> {
+        let route = self.route;
+        let mut rbuf: Vec<u8> = Vec::with_capacity(8 << 10);
+        let deadline = tokio::time::Instant::now() + within;
+        // 1xx heads are passed on; the final head is the one relayed.
+        let head = loop {
+            let parsed = loop {
+                if let Some(p) = self.final_head(&rbuf, self.close)? {
+                    break p;
+                }
+                let read = tokio::time::timeout_at(deadline, self.up.stream.read_buf(&mut rbuf));
+                match read.await {
+                    Err(_) => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
+                    Ok(Ok(0)) => {
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the upstream closed the connection before its response",
+                        );
+                        return Err(fail(route, &e));
+                    }
+                    Ok(Err(e)) => return Err(fail(route, &e)),
+                    Ok(Ok(_)) => {}
+                }
+            };
+            match parsed {
+                Head::Informational(len) => {
+                    let _ = self.client.write_all(&rbuf[..len]).await;
+                    rbuf.drain(..len);
+                }
+                Head::Final(h) => break h,
+            }
+        };
+        let Final {
+            bytes,
+            len,
+            framing,
+            keep_alive,
+            status,
+            is_event_stream: is_stream,
+        } = *head;
+        x.answered(status, started, wall, key, session).await;
+        rbuf.drain(..len);
+        let gauge = is_stream.then(|| x.app().metrics.open_streams.clone());
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        let relayed = self.body(bytes, framing, rbuf).await;
+        if let Some(g) = &gauge {
+            g.dec();
+        }
+        match relayed {
+            Ok(up_clean) => {
+                if up_clean && keep_alive {
+                    pool::checkin(self.up);
+                }
+                Ok(Served {
+                    status,
+                    client_reusable: framing != Framing::UntilClose,
+                })
+            }
+            Err(()) => Err(Failed::Cut(status)),
+        }
+    }
+}
+
+/// A response head read from the upstream.
+enum Head {
+    /// A 1xx (not 101) of this many bytes, passed on as it is.
+    Informational(usize),
+    Final(Box<Final>),
+}
+
+/// The final response head, rewritten for the client.
+struct Final {
+    /// The head the client gets.
+    bytes: Vec<u8>,
+    /// The upstream head's length.
+    len: usize,
+    framing: Framing,
+    keep_alive: bool,
+    status: StatusCode,
+    is_event_stream: bool,
+}
+
+impl Relay<'_> {
+    /// The response head at the start of `rbuf`, if it is all there.
+    fn final_head(&self, rbuf: &[u8], close: bool) -> Result<Option<Head>, Failed> {
+        let route_fail = |why: &str| {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+            fail(self.route, &e)
+        };
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = match h1::parse_response(rbuf, &mut storage, MAX_HEAD, self.head_request) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(r) => return Err(route_fail(r.reason)),
+        };
+        if head.status == 101 {
+            return Err(route_fail("101 to a request that asked for no upgrade"));
+        }
+        if head.status < 200 {
+            return Ok(Some(Head::Informational(head.len)));
+        }
+        let status = StatusCode::from_u16(head.status).map_err(|_| route_fail("bad status"))?;
+        // Room for the body bytes that came with the head, sent with it.
+        let mut out = Vec::with_capacity(rbuf.len() + 64);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(head.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let listed = h1::header(head.headers, "connection").unwrap_or_default();
+        let mut is_event_stream = false;
+        for h in head.headers {
+            if hop_by_hop(h.name, listed)
+                || (h.name.eq_ignore_ascii_case("content-length") && head.framing != Framing::Empty)
+            {
+                continue;
+            }
+            if h.name.eq_ignore_ascii_case("content-type") {
+                is_event_stream = h.value.starts_with(b"text/event-stream");
+            }
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        match head.framing {
+            Framing::Length(n) => {
+                use std::io::Write as _;
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::Empty | Framing::UntilClose => {}
+        }
+        if close || head.framing == Framing::UntilClose {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(Some(Head::Final(Box::new(Final {
+            bytes: out,
+            len: head.len,
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            status,
+            is_event_stream,
+        }))))
+    }
+
+    /// Relays the body after `head`, starting with what `rbuf` already
+    /// holds. `Ok(true)` when the upstream connection ended exactly at the
+    /// response's end (it may be reused); `Err` when the relay broke.
+    async fn body(&mut self, head: Vec<u8>, framing: Framing, rbuf: Vec<u8>) -> Result<bool, ()> {
+        let mut out = head;
+        match framing {
+            Framing::Empty => {
+                self.send(&out).await?;
+                Ok(rbuf.is_empty())
+            }
+            Framing::Length(n) => {
+                let now = (n.min(rbuf.len() as u64)) as usize;
+                let extra = rbuf.len() - now;
+                out.extend_from_slice(&rbuf[..now]);
+                self.send(&out).await?;
+                let mut left = n - now as u64;
+                let mut chunk = rbuf;
+                while left > 0 {
+                    // Never past the end: stray bytes can only have come
+                    // with the head.
+                    let got = self.read(&mut chunk, left).await?;
+                    self.send(&chunk[..got]).await?;
+                    left -= got as u64;
+                }
+                Ok(extra == 0)
+            }
+            Framing::Chunked => {
+                let mut reader = Chunked::new();
+                let used = reader.read(&rbuf, |_| {}).map_err(|_| ())?;
+                let mut clean = used == rbuf.len();
+                out.extend_from_slice(&rbuf[..used]);
+                self.send(&out).await?;
+                let mut chunk = rbuf;
+                while !reader.done() {
+                    let got = self.read(&mut chunk, u64::MAX).await?;
+                    let used = reader.read(&chunk[..got], |_| {}).map_err(|_| ())?;
+                    clean = used == got;
+                    self.send(&chunk[..used]).await?;
+                }
+                Ok(clean)
+            }
+            Framing::UntilClose => {
+                out.extend_from_slice(&rbuf);
+                self.send(&out).await?;
+                let mut chunk = rbuf;
+                loop {
+                    chunk.clear();
+                    chunk.reserve(RELAY_BUF);
+                    let read = self.up.stream.read_buf(&mut chunk);
+                    match tokio::time::timeout(self.idle, read).await {
+                        Ok(Ok(0)) => return Ok(false),
+                        Ok(Ok(n)) => self.send(&chunk[..n]).await?,
+                        Ok(Err(_)) | Err(_) => return Err(()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads at most `max` bytes of the body into `chunk` (emptied first)
+    /// within the idle timeout; the upstream closing before the end is a
+    /// broken relay.
+    async fn read(&mut self, chunk: &mut Vec<u8>, max: u64) -> Result<usize, ()> {
+        use bytes::BufMut as _;
+        chunk.clear();
+        chunk.reserve(RELAY_BUF);
+        let want = (RELAY_BUF as u64).min(max) as usize;
+        let mut room = (&mut *chunk).limit(want);
+        let read = self.up.stream.read_buf(&mut room);
+        match tokio::time::timeout(self.idle, read).await {
+            Ok(Ok(n)) if n > 0 => Ok(n),
+            _ => Err(()),
+        }
+    }
+
+    async fn send(&mut self, b: &[u8]) -> Result<(), ()> {
+        self.client.write_all(b).await.map_err(|_| ())
+    }
+}
+
+/// Whether a response header is hop-by-hop: a fixed name or one the
+/// `Connection` header lists.
+fn hop_by_hop(name: &str, listed: &[u8]) -> bool {
+    const FIXED: [&str; 9] = [
+        "connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "keep-alive",
+        "proxy-connection",
+    ];
+    FIXED.iter().any(|f| f.eq_ignore_ascii_case(name))
+        || (!listed.is_empty()
+            && listed
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// A refused head's answer: its status, a JSON error, and close.
+fn refusal(r: h1::Refused) -> Vec<u8> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = serde_json::json!({"error": {"code": "request.malformed", "message": r.reason}})
+        .to_string();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Writes a whole response (an error the route answers) to the client.
+async fn write_response(
+    client: &mut TcpStream,
+    resp: Response<Body>,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (n, v) in &parts.headers {
+        if n == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(n.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    client.write_all(&out).await
+}
