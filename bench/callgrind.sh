@@ -2,7 +2,7 @@
 # Instructions per request under callgrind: the steady measure on a noisy
 # machine. For each route shape (plain session token; the same on the own
 # forwarding core, `core = "own"`; MCP-aware; the token from a cached
-# credential) it runs the release binary under
+# credential, on hyper and on the own core) it runs the release binary under
 # `valgrind --tool=callgrind`, registers 1,000 sessions, warms every
 # session up, zeroes the counters, drives `wrk -t1 -c4` through
 # bench/load.lua for 10 s, dumps, and divides the instructions by the
@@ -46,6 +46,15 @@ client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
 subject_token = \"<< call.metadata.token >>\"" "$(route '[headers]
 authorization = "Bearer << credentials.crm.access_token >>"')"
 
+shape own-cred 28085 28095 "core = \"own\"
+[credentials.crm]
+kind = \"token_exchange\"
+token_url = \"http://$UP/token\"
+client_id = \"bench\"
+client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
+subject_token = \"<< call.metadata.token >>\"" "$(route '[headers]
+authorization = "Bearer << credentials.crm.access_token >>"')"
+
 measure() { # NAME PORT ADMIN_PORT
   local name=$1 port=$2 admin=$3 out="/tmp/hg-callgrind.$1"
   rm -f "$out".*
@@ -80,4 +89,5 @@ while read -r name ir; do echo "| $name | $ir |"; done < <(
   measure own 28089 28099
   measure mcp 28088 28098
   measure cred 28087 28097
+  measure own-cred 28085 28095
 )

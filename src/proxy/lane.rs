@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,8 +29,8 @@ use tokio::sync::watch;
 
 use super::App;
 use super::doors::route::{Begun, finish, split_route};
-use super::exchange::{Exchange, InBody, Peer, ProxyError, screen, warn_failed};
-use crate::config::{Config, Route};
+use super::exchange::{Exchange, InBody, Peer, ProxyError, SavedHead, screen, warn_failed};
+use crate::config::{Config, InboundAuth, Route};
 use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool};
 use crate::net::response::Body;
 
@@ -92,7 +92,9 @@ impl Client {
                 Next::Serve(req, cfg) => (req, cfg),
                 Next::HandOver => return Ended::HandOver(self.stream, buf),
                 Next::Refuse(r) => {
-                    let _ = self.stream.write_all(&refusal(r)).await;
+                    if self.stream.write_all(&refusal(r)).await.is_ok() {
+                        linger(&mut self.stream).await;
+                    }
                     return Ended::Closed;
                 }
                 Next::Incomplete => return Ended::Closed,
@@ -110,18 +112,20 @@ impl Client {
                 }
                 Err(Failed::Answer(e)) => {
                     let resp = finish(&x, begun, Err(e));
-                    if write_response(&mut self.stream, resp, keep_alive)
-                        .await
-                        .is_err()
-                    {
-                        return Ended::Closed;
+                    if write_response(&mut self.stream, resp, false).await.is_ok() {
+                        // The body's unread bytes may still be on the way.
+                        linger(&mut self.stream).await;
                     }
-                    // The body's unread bytes are still on the connection.
-                    false
+                    return Ended::Closed;
                 }
                 Err(Failed::Cut(status)) => {
                     finish(&x, begun, Ok(status));
                     false
+                }
+                // Only asked for when a retry follows; never returned.
+                Err(Failed::Unauthorized) => {
+                    finish(&x, begun, Ok(StatusCode::UNAUTHORIZED));
+                    return Ended::Closed;
                 }
             };
             if !(reuse && keep_alive) || *self.shutdown.borrow() {
@@ -190,7 +194,7 @@ fn decide(buf: &[u8], app: &App) -> Next {
     let Some(route) = cfg.route(name).filter(|r| serves(r)) else {
         return Next::HandOver;
     };
-    let Some(parts) = parts(buf, &head) else {
+    let Some(parts) = h1::to_parts(buf, &head) else {
         return Next::Refuse(h1::Refused {
             status: 400,
             reason: "malformed request head",
@@ -208,35 +212,18 @@ fn decide(buf: &[u8], app: &App) -> Next {
 }
 
 /// Whether the core serves a route's requests: a cleartext upstream, and
-/// nothing that needs the body before forwarding or the response after.
+/// nothing that looks inside the body before forwarding (variables or a
+/// key from it, a platform's body signature, JSON-RPC ids, MCP) or
+/// rewrites the response after. Credentials are served: their retry
+/// reads the body whole here.
 fn serves(route: &Route) -> bool {
     route.upstream.scheme() == Some(&http::uri::Scheme::HTTP)
         && route.upstream.authority().is_some()
         && !route.echo
-        && !route.reads_body()
+        && !route.parses_body()
+        && !matches!(route.inbound_auth, InboundAuth::Platform { .. })
         && !route.peeks_body()
         && route.mcp.is_none()
-        && route.credentials.is_empty()
-}
-
-/// The head as `http` types, its values sharing one copy of the head.
-fn parts(buf: &[u8], head: &h1::RequestHead<'_>) -> Option<Parts> {
-    let bytes = Bytes::copy_from_slice(&buf[..head.len]);
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
-        bytes.slice(start..start + s.len())
-    };
-    let mut headers = HeaderMap::with_capacity(head.headers.len());
-    for h in head.headers {
-        let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        let value = HeaderValue::from_maybe_shared(at(h.value)).ok()?;
-        headers.append(name, value);
-    }
-    let mut r = Request::new(());
-    *r.method_mut() = Method::from_bytes(head.method.as_bytes()).ok()?;
-    *r.uri_mut() = Uri::from_maybe_shared(at(head.target.as_bytes())).ok()?;
-    *r.headers_mut() = headers;
-    Some(r.into_parts().0)
 }
 
 /// How a request the core served went.
@@ -251,6 +238,9 @@ enum Failed {
     Answer(ProxyError),
     /// The response was cut after its head (status as sent): close.
     Cut(StatusCode),
+    /// The upstream answered 401 to a request that may be sent again;
+    /// nothing was written to the client.
+    Unauthorized,
 }
 
 impl From<ProxyError> for Failed {
@@ -259,7 +249,9 @@ impl From<ProxyError> for Failed {
     }
 }
 
-/// One request: the phases, then the exchange with the upstream.
+/// One request: the phases, then the exchange with the upstream; on a
+/// route with obtained credentials, one more after an upstream 401, as
+/// the hyper path does ([`Exchange::renew`]).
 async fn serve_one(
     x: &mut Exchange<'_>,
     route: &Route,
@@ -277,24 +269,136 @@ async fn serve_one(
     } = req;
     screen(route, &parts, &rest)?;
     let (key, session, rendered) = x.prepare(&parts, &rest, &InBody::Relayed).await?;
-    let head_request = parts.method == Method::HEAD;
-    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
+    let t = &x.config().server.timeouts;
+    let to = Timeouts {
+        connect: t.connect,
+        idle: t.idle,
+        response: t.response_headers,
+    };
+    let to_send = ToSend {
+        head_request: parts.method == Method::HEAD,
+        close: !keep_alive,
+    };
+    // Sent again on a 401: the head, and the body read whole first.
+    let saved = (x.carries_tokens() && session.is_some()).then(|| SavedHead::new(&parts));
     let now = ((buf.len() - head_len) as u64).min(body) as usize;
+    let whole = match saved {
+        Some(_) => Some(read_whole(client, buf, head_len, body, to.idle).await?),
+        None => None,
+    };
+    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
     let mut out = Vec::with_capacity(head_len + 512 + now);
     write_request_head(&mut out, &parts.method, &uri, route, &headers);
-    // The body bytes already read go out with the head, in one write.
-    out.extend_from_slice(&buf[head_len..head_len + now]);
-    buf.drain(..head_len + now);
-    let left = body - now as u64;
-    let t = &x.config().server.timeouts;
-    let (connect_in, idle, response_in) = (t.connect, t.idle, t.response_headers);
-    let mut up = connect(route, connect_in).await?;
+    let left = match &whole {
+        Some(b) => {
+            out.extend_from_slice(b);
+            0
+        }
+        None => {
+            // The body bytes already read go out with the head, in one write.
+            out.extend_from_slice(&buf[head_len..head_len + now]);
+            buf.drain(..head_len + now);
+            body - now as u64
+        }
+    };
+    let who = (key.as_str(), session.as_ref());
+    let first = attempt(
+        x,
+        route,
+        client,
+        (&out, left),
+        to,
+        to_send,
+        saved.is_some(),
+        who,
+    )
+    .await;
+    let (Err(Failed::Unauthorized), Some(saved), Some(b)) = (&first, saved, whole) else {
+        if let Ok(s) = &first {
+            x.refused_again(s.status);
+        }
+        return first;
+    };
+    let renewed = x
+        .renew(Some((saved.parts(), b)), &rest, &key, &session)
+        .await?;
+    let Some(((mut parts, b), rendered)) = renewed else {
+        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+    };
+    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
+    out.clear();
+    write_request_head(&mut out, &parts.method, &uri, route, &headers);
+    out.extend_from_slice(&b);
+    let again = attempt(x, route, client, (&out, 0), to, to_send, false, who).await;
+    if let Ok(s) = &again {
+        x.refused_again(s.status);
+    }
+    again
+}
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    idle: Duration,
+    response: Duration,
+}
+
+/// What the response relay needs to know of the request.
+#[derive(Clone, Copy)]
+struct ToSend {
+    head_request: bool,
+    /// The client asked to close after this response.
+    close: bool,
+}
+
+/// Reads the whole `Content-Length` body (`body` bytes after the head at
+/// the start of `buf`) and takes head and body out of `buf`.
+async fn read_whole(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_len: usize,
+    body: u64,
+    idle: Duration,
+) -> Result<Bytes, Failed> {
+    let want = head_len + body as usize;
+    while buf.len() < want {
+        buf.reserve(want - buf.len());
+        match tokio::time::timeout(idle, client.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => {
+                return Err(Failed::Answer(ProxyError::BadBody(
+                    "the request body was malformed or cut short",
+                )));
+            }
+        }
+    }
+    let b = Bytes::copy_from_slice(&buf[head_len..want]);
+    buf.drain(..want);
+    Ok(b)
+}
+
+/// One exchange with the upstream: `out` (head and the body bytes at
+/// hand) written, the rest of the body (`left` bytes) streamed from the
+/// client, the response relayed. With `retry`, a 401 is not relayed but
+/// answered [`Failed::Unauthorized`].
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    x: &mut Exchange<'_>,
+    route: &Route,
+    client: &mut TcpStream,
+    (out, left): (&[u8], u64),
+    to: Timeouts,
+    to_send: ToSend,
+    retry: bool,
+    who: (&str, Option<&Arc<crate::session::Session>>),
+) -> Result<Served, Failed> {
+    let mut up = connect(route, to.connect).await?;
     up.stream
-        .write_all(&out)
+        .write_all(out)
         .await
         .map_err(|e| fail(route, &e))?;
     if left > 0 {
-        copy_body(client, &mut up.stream, left, idle).await?;
+        copy_body(client, &mut up.stream, left, to.idle).await?;
     }
     let started = Instant::now();
     let wall = x.timings.map(|_| SystemTime::now());
@@ -302,13 +406,12 @@ async fn serve_one(
         route,
         up,
         client,
-        idle,
-        head_request,
-        close: !keep_alive,
+        idle: to.idle,
+        head_request: to_send.head_request,
+        close: to_send.close,
+        retry,
     };
-    relay
-        .run(x, response_in, (started, wall), (&key, session.as_ref()))
-        .await
+    relay.run(x, to.response, (started, wall), who).await
 }
 
 /// Writes the upstream request head: request line, `Host`, headers.
@@ -412,6 +515,8 @@ struct Relay<'c> {
     head_request: bool,
     /// The client asked to close after this response.
     close: bool,
+    /// A 401 is answered [`Failed::Unauthorized`], not relayed.
+    retry: bool,
 }
 
 impl Relay<'_> {
@@ -462,6 +567,9 @@ impl Relay<'_> {
             is_event_stream: is_stream,
         } = *head;
         x.answered(status, started, wall, key, session).await;
+        if self.retry && status == StatusCode::UNAUTHORIZED {
+            return Err(Failed::Unauthorized);
+        }
         rbuf.drain(..len);
         let gauge = is_stream.then(|| x.app().metrics.open_streams.clone());
         if let Some(g) = &gauge {
@@ -669,6 +777,24 @@ fn hop_by_hop(name: &str, listed: &[u8]) -> bool {
             && listed
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// Closes after an answer the client may still be sending a body to:
+/// our side is shut first, then what arrives is read and dropped for a
+/// moment (at most 1 s and 256 KiB), so the kernel does not reset the
+/// connection, and the answer with it, over unread bytes (nginx's
+/// lingering close).
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut left = 256usize << 10;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
 }
 
 /// A refused head's answer: its status, a JSON error, and close.

@@ -6,8 +6,9 @@
 //! Refused, where lenient parsers differ and smuggling starts: a size with
 //! no hex digit or more than 15 (an overflow), whitespace anywhere in the
 //! size line, a bare LF for a CRLF, an extension that is not `;` token
-//! characters (with an optional `=` token or quoted value), and data not
-//! followed by CRLF. Trailer fields are read through and not interpreted.
+//! characters (with an optional `=` token or quoted value), data not
+//! followed by CRLF, and a trailer section that is not header fields (or
+//! holds more than 100 of them, or 16 KiB). Trailers are then dropped.
 
 /// How a chunked body was malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -44,8 +45,9 @@ enum State {
 pub struct Chunked {
     state: State,
     size: u64,
-    /// Bytes of the current trailer section, bounded.
-    trailer_bytes: usize,
+    /// The trailer section read so far (rare: allocated only when there
+    /// is one), checked as header fields once it ends.
+    trailers: Vec<u8>,
 }
 
 impl Default for Chunked {
@@ -54,7 +56,7 @@ impl Default for Chunked {
     }
 }
 
-/// The most bytes of trailer fields read through before refusing.
+/// The most bytes of trailer fields read before refusing (hyper's limit).
 const MAX_TRAILERS: usize = 16 << 10;
 
 impl Chunked {
@@ -63,7 +65,7 @@ impl Chunked {
         Self {
             state: State::Size { digits: 0 },
             size: 0,
-            trailer_bytes: 0,
+            trailers: Vec::new(),
         }
     }
 
@@ -98,6 +100,17 @@ impl Chunked {
 
     /// One byte outside chunk data.
     fn step(&mut self, b: u8) -> Result<(), ChunkError> {
+        let in_trailers = match self.state {
+            State::TrailerStart => b != b'\r',
+            State::Trailer | State::TrailerLf => true,
+            _ => false,
+        };
+        if in_trailers {
+            if self.trailers.len() >= MAX_TRAILERS {
+                return Err(ChunkError("trailer section too large"));
+            }
+            self.trailers.push(b);
+        }
         self.state = match (self.state, b) {
             (State::Size { digits }, _) if b.is_ascii_hexdigit() => {
                 if digits == 15 {
@@ -116,26 +129,35 @@ impl Chunked {
             (State::SizeLf, b'\n') if self.size == 0 => State::TrailerStart,
             (State::SizeLf, b'\n') => State::Data(std::mem::take(&mut self.size)),
             (State::DataCr, b'\r') => State::DataLf,
-            (State::DataLf | State::TrailerLf | State::EndLf, b'\n') => match self.state {
-                State::DataLf => State::Size { digits: 0 },
-                State::TrailerLf => State::TrailerStart,
-                _ => State::Done,
-            },
+            (State::EndLf, b'\n') => {
+                check_trailers(&mut self.trailers)?;
+                State::Done
+            }
+            (State::DataLf, b'\n') => State::Size { digits: 0 },
+            (State::TrailerLf, b'\n') => State::TrailerStart,
             (State::TrailerStart, b'\r') => State::EndLf,
             (State::Trailer, b'\r') => State::TrailerLf,
             (State::TrailerStart | State::Trailer, b'\n' | 0) => {
                 return Err(ChunkError("bare LF or NUL in a trailer"));
             }
-            (State::TrailerStart | State::Trailer, _) => {
-                self.trailer_bytes += 1;
-                if self.trailer_bytes > MAX_TRAILERS {
-                    return Err(ChunkError("trailer section too large"));
-                }
-                State::Trailer
-            }
+            (State::TrailerStart | State::Trailer, _) => State::Trailer,
             _ => return Err(ChunkError("CRLF expected")),
         };
         Ok(())
+    }
+}
+
+/// A trailer section must be header fields, as a request head's are (the
+/// same parser, the same count limit); they are then dropped.
+fn check_trailers(t: &mut Vec<u8>) -> Result<(), ChunkError> {
+    if t.is_empty() {
+        return Ok(());
+    }
+    t.extend_from_slice(b"\r\n");
+    let mut fields = [httparse::EMPTY_HEADER; super::MAX_HEADERS];
+    match httparse::parse_headers(t, &mut fields) {
+        Ok(httparse::Status::Complete(_)) => Ok(()),
+        _ => Err(ChunkError("malformed trailer field")),
     }
 }
 

@@ -160,6 +160,8 @@ struct Conn {
     keep_alive: bool,
     expects_continue: bool,
     upgrade: bool,
+    /// A response's `Transfer-Encoding` not ending in `chunked`.
+    until_close: bool,
 }
 
 impl Conn {
@@ -256,15 +258,18 @@ pub fn parse_response<'b>(
         }
         Err(_) => return Err(bad("malformed response head")),
     };
-    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
+    let (Some(status @ 100..), Some(minor)) = (resp.code, resp.version) else {
         return Err(bad("malformed response head"));
     };
     let headers: &'b [httparse::Header<'b>] = resp.headers;
-    let conn = Conn::of_response(headers)?;
-    // RFC 9112 §6.3, in its order.
-    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
-    {
+    // RFC 9112 §6.3, in its order: a response that has no body has none
+    // whatever its framing headers say, and they are not judged.
+    let bodiless = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    let conn = Conn::of_response(headers, bodiless, minor)?;
+    let framing = if bodiless {
         Framing::Empty
+    } else if conn.until_close {
+        Framing::UntilClose
     } else if conn.chunked {
         Framing::Chunked
     } else if let Some(n) = conn.length {
@@ -289,14 +294,20 @@ pub fn parse_response<'b>(
 }
 
 impl Conn {
-    /// A response's framing headers: as for requests, except that a
-    /// `Transfer-Encoding` whose last coding is not `chunked` means "until
-    /// close" (§6.3 rule 4) rather than a refusal, and one with a
-    /// `Content-Length` too is framed by the encoding with the length
-    /// ignored — and the connection not reused, as the RFC asks.
-    fn of_response(headers: &[httparse::Header<'_>]) -> Result<Self, Refused> {
+    /// A response's framing headers, as hyper's client reads them: a
+    /// `Transfer-Encoding` (its last line's last coding) decides and any
+    /// `Content-Length` is then ignored, the connection not reused (RFC
+    /// 9112 §6.3); one not ending in `chunked` is read until close; any on
+    /// HTTP/1.0 is refused. Without one, the `Content-Length` lines must
+    /// agree.
+    fn of_response(
+        headers: &[httparse::Header<'_>],
+        bodiless: bool,
+        minor: u8,
+    ) -> Result<Self, Refused> {
         let mut c = Conn::default();
         let mut te: Option<&[u8]> = None;
+        let mut lengths = 0;
         for h in headers {
             match h.name.len() {
                 10 if h.name.eq_ignore_ascii_case("connection") => {
@@ -305,25 +316,62 @@ impl Conn {
                         c.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
                     }
                 }
-                14 if h.name.eq_ignore_ascii_case("content-length") => {
-                    let n = content_length(h.value)?;
-                    if c.length.is_some_and(|m| m != n) {
-                        return Err(bad("conflicting Content-Length"));
-                    }
-                    c.length = Some(n);
-                }
+                14 if h.name.eq_ignore_ascii_case("content-length") => lengths += 1,
                 17 if h.name.eq_ignore_ascii_case("transfer-encoding") => te = Some(h.value),
                 _ => {}
             }
         }
+        if bodiless {
+            return Ok(c);
+        }
         if let Some(v) = te {
+            if minor == 0 {
+                return Err(bad("Transfer-Encoding on HTTP/1.0"));
+            }
             let last = tokens(v).last().unwrap_or_default();
             c.chunked = last.eq_ignore_ascii_case(b"chunked");
-            c.close |= !c.chunked || c.length.is_some();
-            c.length = None;
+            c.until_close = !c.chunked;
+            c.close |= lengths > 0 || c.until_close;
+            return Ok(c);
+        }
+        for h in headers {
+            if h.name.len() == 14 && h.name.eq_ignore_ascii_case("content-length") {
+                let n = content_length(h.value)?;
+                if c.length.is_some_and(|m| m != n) {
+                    return Err(bad("conflicting Content-Length"));
+                }
+                c.length = Some(n);
+            }
         }
         Ok(c)
     }
+}
+
+/// The request head as `http` types, its values sharing one copy of the
+/// head; `None` when a part is not valid there (a target `Uri` refuses,
+/// a method that is not a token): the caller answers 400.
+pub fn to_parts(buf: &[u8], head: &RequestHead<'_>) -> Option<http::request::Parts> {
+    let bytes = bytes::Bytes::copy_from_slice(&buf[..head.len]);
+    let at = |s: &[u8]| {
+        let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+        Some(bytes.slice(start..start + s.len()))
+    };
+    let mut headers = http::HeaderMap::with_capacity(head.headers.len());
+    for h in head.headers {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let value = http::HeaderValue::from_maybe_shared(at(h.value)?).ok()?;
+        headers.append(name, value);
+    }
+    let mut r = http::Request::new(());
+    *r.method_mut() = http::Method::from_bytes(head.method.as_bytes()).ok()?;
+    *r.uri_mut() = http::Uri::from_maybe_shared(at(head.target.as_bytes())?).ok()?;
+    *r.version_mut() = if head.minor == 0 {
+        http::Version::HTTP_10
+    } else {
+        http::Version::HTTP_11
+    };
+    *r.headers_mut() = headers;
+    Some(r.into_parts().0)
 }
 
 #[cfg(test)]

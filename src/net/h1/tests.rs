@@ -132,13 +132,21 @@ fn responses_frame_by_rfc_9112_section_6_3() {
         Ok((200, Framing::Chunked, false))
     );
     assert_eq!(
-        r("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        r("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: x\r\n\r\n"),
         Ok((200, Framing::UntilClose, false))
+    );
+    assert!(r("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    assert!(
+        r("HTTP/1.1 051 Early\r\n\r\n").is_err(),
+        "no status under 100"
     );
     for s in ["204 No Content", "304 Not Modified", "100 Continue"] {
         let raw = format!("HTTP/1.1 {s}\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(r(&raw).map(|x| x.1), Ok(Framing::Empty), "{s}");
     }
+    // A bodiless response's framing headers are not judged (hyper too).
+    let raw = "HTTP/1.1 204 No Content\r\nContent-Length: x\r\nTransfer-Encoding: gzip\r\n\r\n";
+    assert_eq!(r(raw), Ok((204, Framing::Empty, true)));
     let head = response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
     assert_eq!(head, Ok((200, Framing::Empty, true)));
     assert_eq!(
@@ -197,6 +205,8 @@ fn lenient_chunk_lines_are_refused() {
         b"3;a b\r\nabc\r\n0\r\n\r\n",
         b"0\r\nX: 1\n\r\n",
         b"0\r\n\n",
+        b"0\r\nhello\r\n\r\n",
+        b"0\r\nX : 1\r\n\r\n",
     ] {
         let mut c = Chunked::new();
         assert!(

@@ -167,15 +167,11 @@ impl<'a> Exchange<'a> {
             .forward(parts, rest, rendered, up_body, &key, session.as_ref())
             .await?;
         if resp.status() == StatusCode::UNAUTHORIZED && !self.tokens.is_empty() {
-            self.forget_tokens();
-            if let (Some((head, b)), Some(s)) = (replay, &session) {
-                let head = head.parts();
-                self.tokens.clear();
-                let rendered = self.inject(&head, rest, &key, &s.vars).await?;
-                resp = (self.forward(head, rest, rendered, full(b), &key, Some(s))).await?;
-                if resp.status() == StatusCode::UNAUTHORIZED {
-                    self.forget_tokens();
-                }
+            let replay = replay.map(|(head, b)| (head.parts(), b));
+            if let Some(((head, b), rendered)) = self.renew(replay, rest, &key, &session).await? {
+                resp =
+                    (self.forward(head, rest, rendered, full(b), &key, session.as_ref())).await?;
+                self.refused_again(resp.status());
             }
         }
         Ok(self.filter_response(resp).await)
@@ -275,12 +271,47 @@ impl<'a> Exchange<'a> {
     }
 }
 
+impl Exchange<'_> {
+    /// After an upstream 401 to a request that carried obtained tokens:
+    /// the tokens are dropped, and when the request can be sent again
+    /// (`replay`: its head and whole body) and has a session, fresh ones
+    /// are obtained and its headers rendered anew for the one retry.
+    pub(crate) async fn renew<B>(
+        &mut self,
+        replay: Option<(Parts, B)>,
+        rest: &str,
+        key: &str,
+        session: &Option<Arc<Session>>,
+    ) -> Result<Option<((Parts, B), Rendered)>, ProxyError> {
+        self.forget_tokens();
+        let (Some((head, b)), Some(s)) = (replay, session) else {
+            return Ok(None);
+        };
+        self.tokens.clear();
+        let rendered = self.inject(&head, rest, key, &s.vars).await?;
+        Ok(Some(((head, b), rendered)))
+    }
+
+    /// The retry's answer: a second 401 drops the fresh tokens too. Never
+    /// a third attempt.
+    pub(crate) fn refused_again(&self, status: StatusCode) {
+        if status == StatusCode::UNAUTHORIZED {
+            self.forget_tokens();
+        }
+    }
+
+    /// Whether the request carries tokens headgate obtained.
+    pub(crate) fn carries_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+}
+
 /// A request head kept to be sent again after a 401: its headers flattened
 /// into one buffer (each name and value after its length), rebuilt only on
 /// that rare refusal. Cloning the `HeaderMap` instead promoted every value
 /// to a shared allocation: 2.5k instructions on every request of a
 /// credential route (callgrind), for a copy almost never used.
-struct SavedHead {
+pub(crate) struct SavedHead {
     method: http::Method,
     uri: http::Uri,
     version: http::Version,
@@ -288,7 +319,7 @@ struct SavedHead {
 }
 
 impl SavedHead {
-    fn new(p: &Parts) -> Self {
+    pub(crate) fn new(p: &Parts) -> Self {
         let size: usize = (p.headers.iter())
             .map(|(n, v)| n.as_str().len() + v.len() + 8)
             .sum();
@@ -308,7 +339,7 @@ impl SavedHead {
     }
 
     /// The head as it was (every name and value was valid when saved).
-    fn parts(self) -> Parts {
+    pub(crate) fn parts(self) -> Parts {
         let mut r = Request::new(());
         *r.method_mut() = self.method;
         *r.uri_mut() = self.uri;

@@ -95,12 +95,11 @@ impl Drop for Served {
 
 pub fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut cmd = bin();
-    cmd.arg("serve")
-        .arg("--templates")
-        .arg(dir)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("serve").arg("--templates").arg(dir).args(args);
+    if let Ok(core) = std::env::var("HG_TEST_CORE") {
+        cmd.arg("--core").arg(core);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -3,14 +3,8 @@
 use std::path::Path;
 
 /// Writes a config directory: `headgate.toml` and `routes/<name>.toml`.
-/// With `HG_TEST_CORE` set (`scripts/test.sh` runs the suite a second
-/// time with `own`), the config chooses that forwarding core.
 pub fn write_config(dir: &Path, main: &str, routes: &[(&str, &str)]) {
     std::fs::create_dir_all(dir.join("routes")).unwrap();
-    let main = match std::env::var("HG_TEST_CORE") {
-        Ok(core) => format!("core = \"{core}\"\n{main}"),
-        Err(_) => main.to_string(),
-    };
     std::fs::write(dir.join("headgate.toml"), main).unwrap();
     for (name, text) in routes {
         std::fs::write(dir.join("routes").join(format!("{name}.toml")), text).unwrap();
@@ -57,4 +51,14 @@ pub fn shipped_examples(dir: &Path) -> Vec<String> {
     }
     names.sort();
     names
+}
+
+/// The forwarding core the proxy tests run on: `HG_TEST_CORE=own`
+/// (`scripts/test.sh` runs the suite a second time with it) overrides the
+/// config's, as `headgate serve --core` does.
+pub fn core() -> Option<headgate::config::server::Core> {
+    match std::env::var("HG_TEST_CORE").ok()?.as_str() {
+        "own" => Some(headgate::config::server::Core::Own),
+        _ => Some(headgate::config::server::Core::Hyper),
+    }
 }

@@ -1,0 +1,168 @@
+//! The own HTTP/1.1 core's request framing against hyper's server, on the
+//! same bytes (issue 19): where the own core accepts a request, hyper must
+//! accept it too and read the same method, target, version, header lines
+//! and body bytes; where hyper refuses, the own core must refuse. The own
+//! core may refuse more, but only for the reasons SECURITY.md lists as its
+//! deliberate strictness ("The forwarding core").
+#![no_main]
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use headgate::net::h1::{self, Chunked, Framing, MAX_HEADERS};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use libfuzzer_sys::fuzz_target;
+use tokio::io::AsyncWriteExt;
+
+/// A request as read: method, target, version, header lines (names
+/// lower-cased, sorted: a `HeaderMap` groups by name), body.
+#[derive(Debug, PartialEq, Eq, Clone)]
+struct Read {
+    method: String,
+    target: String,
+    version: http::Version,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Verdict {
+    Accepted(Read),
+    Refused(&'static str),
+    /// The bytes end before the request does.
+    Incomplete,
+}
+
+/// The own core's refusals that are stricter than hyper on purpose.
+const STRICTER: &[&str] = &[
+    "repeated Content-Length",
+    "Transfer-Encoding other than exactly `chunked`",
+    "chunk size with no digit",
+    "bad byte in the chunk size",
+    "bad byte in a chunk extension",
+    "chunk size over 15 hex digits",
+    "CRLF expected",
+    "bare LF or NUL in a trailer",
+    "trailer section too large",
+    "malformed trailer field",
+];
+
+fn own(data: &[u8]) -> Verdict {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = match h1::parse_request(data, &mut storage, 64 << 10) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Verdict::Incomplete,
+        Err(r) => return Verdict::Refused(r.reason),
+    };
+    let Some(parts) = h1::to_parts(data, &head) else {
+        return Verdict::Refused("malformed request head");
+    };
+    let rest = &data[head.len..];
+    let body = match head.framing {
+        Framing::Empty => Vec::new(),
+        Framing::Length(n) => match rest.get(..n as usize) {
+            Some(b) if (n as usize) <= rest.len() => b.to_vec(),
+            _ => return Verdict::Incomplete,
+        },
+        Framing::Chunked => {
+            let mut c = Chunked::new();
+            let mut body = Vec::new();
+            if let Err(e) = c.read(rest, |d| body.extend_from_slice(d)) {
+                return Verdict::Refused(e.0);
+            }
+            if !c.done() {
+                return Verdict::Incomplete;
+            }
+            body
+        }
+        Framing::UntilClose => return Verdict::Refused("until close on a request"),
+    };
+    Verdict::Accepted(read(&parts, body))
+}
+
+fn read(parts: &http::request::Parts, body: Vec<u8>) -> Read {
+    let mut headers: Vec<(String, Vec<u8>)> = (parts.headers.iter())
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    Read {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        version: parts.version,
+        headers,
+        body,
+    }
+}
+
+thread_local! {
+    static RT: RefCell<tokio::runtime::Runtime> = RefCell::new(
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+    );
+}
+
+/// hyper's server on the same bytes: the first request it hands to the
+/// service, read whole, or nothing.
+fn hyper_reads(data: &[u8]) -> Option<Read> {
+    let seen: Arc<Mutex<Option<Read>>> = Arc::default();
+    let data = data.to_vec();
+    RT.with_borrow(|rt| {
+        rt.block_on(async {
+            let (mut client, server) = tokio::io::duplex(1 << 20);
+            let seen2 = seen.clone();
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let seen = seen2.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    if let Ok(b) = body.collect().await {
+                        let mut s = seen.lock().unwrap();
+                        if s.is_none() {
+                            *s = Some(read(&parts, b.to_bytes().to_vec()));
+                        }
+                    }
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+                }
+            });
+            // Half-close: the input ends with the client's write side
+            // shut, which must not cancel the request it carries.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .max_buf_size(64 << 10)
+                .serve_connection(TokioIo::new(server), svc);
+            let feed = async move {
+                let _ = client.write_all(&data).await;
+                let _ = client.shutdown().await;
+                // Drain what the server answers so it never blocks.
+                let mut sink = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink).await;
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                tokio::join!(conn, feed)
+            })
+            .await;
+        })
+    });
+    seen.lock().unwrap().take()
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() > 8 << 10 {
+        return;
+    }
+    let mine = own(data);
+    if matches!(mine, Verdict::Incomplete) {
+        return;
+    }
+    let theirs = hyper_reads(data);
+    match (mine, theirs) {
+        (Verdict::Accepted(a), Some(b)) => assert_eq!(a, b, "both accepted, read differently"),
+        (Verdict::Accepted(a), None) => panic!("own core accepts what hyper refuses: {a:?}"),
+        (Verdict::Refused(why), Some(b)) => assert!(
+            STRICTER.contains(&why),
+            "own core refuses ({why}) what hyper reads as {b:?}"
+        ),
+        (Verdict::Refused(_), None) | (Verdict::Incomplete, _) => {}
+    }
+});
