@@ -20,6 +20,20 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// Whether a header named `name` is hop-by-hop: a fixed name, or one a
+/// `Connection` line lists (`listed`: the value of each such line). For a
+/// head read as bytes (the forwarding core); [`strip_hop_by_hop`] is the
+/// same rule over a `HeaderMap`.
+pub fn is_hop_by_hop<'a>(name: &str, mut listed: impl Iterator<Item = &'a [u8]>) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(name))
+        || listed.any(|line| {
+            (line.split(|b| *b == b','))
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        })
+}
+
 /// Removes hop-by-hop headers, including every name listed in any
 /// `Connection` line.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -47,6 +61,16 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn hop_by_hop_names_are_known_from_bytes_too() {
+        let lines: [&[u8]; 2] = [b"close, X-Secret-Hop", b"x-other"];
+        for name in ["Keep-Alive", "transfer-encoding", "x-secret-hop", "X-Other"] {
+            assert!(is_hop_by_hop(name, lines.iter().copied()), "{name}");
+        }
+        assert!(!is_hop_by_hop("x-keep", lines.iter().copied()));
+        assert!(!is_hop_by_hop("x-other", std::iter::empty()));
+    }
 
     #[test]
     fn removes_listed_and_fixed_hop_by_hop() {

@@ -577,3 +577,41 @@ async fn malformed_http_is_refused() {
     let ok = get_call(&client(), url(&h, "/crm/x"), "c1").await;
     assert_eq!(ok.status(), 200, "still serving");
 }
+
+/// An error answered before anything is forwarded (here the route key)
+/// leaves a keep-alive connection serving, as nginx and hyper do: the
+/// platform's next tool call does not pay for a new connection. A body
+/// still on its way is not waited for: answer, then close.
+#[tokio::test]
+async fn an_error_before_forwarding_keeps_the_connection() {
+    let (_d, up, h) = setup(HEADERS).await;
+    put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
+    let req = |key: &str, extra: &str| {
+        format!(
+            "POST /crm/x HTTP/1.1\r\nhost: x\r\nx-call-id: c1\r\nx-headgate-key: {key}\r\n{extra}content-length: 2\r\n\r\n{{}}"
+        )
+    };
+    let pipelined = [
+        req("wrong-key", ""),
+        req(ROUTE_KEY, ""),
+        req("wrong-key", ""),
+        req(ROUTE_KEY, "connection: close\r\n"),
+    ]
+    .concat();
+    let got = raw_request(h.listen, &pipelined).await;
+    let statuses: Vec<&str> = (got.match_indices("HTTP/1.1 "))
+        .map(|(i, _)| &got[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["401", "200", "401", "200"], "{got:.600}");
+    assert_eq!(up.seen().len(), 2);
+
+    let cut = "POST /crm/x HTTP/1.1\r\nhost: x\r\nx-call-id: c1\r\nx-headgate-key: wrong\r\ncontent-length: 100\r\n\r\n{";
+    let started = Instant::now();
+    let got = raw_request(h.listen, cut).await;
+    assert!(got.starts_with("HTTP/1.1 401"), "{got:.200}");
+    assert_eq!(got.matches("HTTP/1.1 ").count(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed, not waited on"
+    );
+}

@@ -99,6 +99,14 @@ pub fn header<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u
         .map(|h| h.value)
 }
 
+/// Appends one header line, `name: value` and CRLF, to a head being written.
+pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Parses the request head at the start of `buf`: `Ok(None)` while it is
 /// incomplete and under `max_head` bytes.
 pub fn parse_request<'b>(

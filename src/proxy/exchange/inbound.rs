@@ -18,7 +18,7 @@ use crate::platform;
 /// Bytes of a request body a JSON-RPC or MCP route reads before
 /// forwarding: any error, even one from the upstream, can then carry the
 /// request's id, and MCP policy sees the call.
-const RPC_PEEK: usize = 64 << 10;
+pub(crate) const RPC_PEEK: usize = 64 << 10;
 
 /// The request body: still streaming, or read because the route needed it.
 pub(crate) enum InBody {

@@ -3,13 +3,15 @@
 //! `tools/call` is answered here and never forwarded), and on the way back
 //! the `tools/list` filter.
 
+use std::sync::Arc;
+
 use http::Response;
 use http::request::Parts;
 
 use super::Exchange;
 use super::error::ProxyError;
 use super::inbound::InBody;
-use crate::mcp;
+use crate::mcp::{self, ToolPolicy};
 use crate::net::response::Body;
 
 impl Exchange<'_> {
@@ -32,16 +34,27 @@ impl Exchange<'_> {
         }
     }
 
+    /// The tool policy the response is filtered by: on a route that
+    /// restricts tools, for a request that lists them.
+    fn listing_policy(&self) -> Option<&Arc<ToolPolicy>> {
+        match (&self.route.mcp, &self.mcp) {
+            (Some(p), Some(view)) if !p.is_open() && view.has("tools/list") => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether [`Self::filter_response`] changes the response.
+    pub(crate) fn filters_response(&self) -> bool {
+        self.listing_policy().is_some()
+    }
+
     /// The upstream's response, its `tools/list` results filtered when the
     /// route restricts tools.
-    pub(super) fn filter_response(
+    pub(crate) fn filter_response(
         &self,
         resp: Response<Body>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        let policy = match (&self.route.mcp, &self.mcp) {
-            (Some(p), Some(view)) if !p.is_open() && view.has("tools/list") => Some(p.clone()),
-            _ => None,
-        };
+        let policy = self.listing_policy().cloned();
         async move {
             match policy {
                 Some(p) => mcp::filter::tools_list(resp, p).await,

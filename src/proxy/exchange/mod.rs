@@ -24,8 +24,8 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 pub use error::{ProxyError, Side};
-pub(crate) use inbound::InBody;
 pub use inbound::screen;
+pub(crate) use inbound::{InBody, RPC_PEEK};
 pub use inject::{Rendered, RequestView, render_rules};
 pub use outbound::Peer;
 pub(crate) use send::warn_failed;
@@ -154,7 +154,6 @@ impl<'a> Exchange<'a> {
     ) -> Result<Response<Body>, ProxyError> {
         let (parts, incoming) = req.into_parts();
         let body = inbound::admit(self.route, &parts, rest, incoming).await?;
-        self.rpc_body = body.read().cloned();
         let (key, session, rendered) = self.prepare(&parts, rest, &body).await?;
         // A request that carried an obtained token is sent again once if
         // the upstream refuses the token, when its body was read whole.
@@ -230,6 +229,7 @@ impl<'a> Exchange<'a> {
         rest: &str,
         body: &InBody,
     ) -> Result<Prepared, ProxyError> {
+        self.rpc_body = body.read().cloned();
         inbound::authenticate(self.route, &parts.headers, body)?;
         let parsed = body.parsed(self.route);
         if let Some(v) = &parsed {

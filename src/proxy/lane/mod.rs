@@ -21,18 +21,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, Method, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http::{HeaderMap, Method, StatusCode, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::App;
 use super::doors::route::{Begun, finish, split_route};
-use super::exchange::{Exchange, InBody, Peer, ProxyError, SavedHead, screen, warn_failed};
-use crate::config::{Config, InboundAuth, Route};
-use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool};
-use crate::net::response::Body;
+use super::exchange::{
+    Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, screen, warn_failed,
+};
+use crate::config::{Config, Route};
+use crate::net::h1::{self, Framing, MAX_HEADERS, pool, put_header};
+use relay::Relay;
+
+mod relay;
+mod reply;
 
 /// The largest request or response head (hyper's `max_buf_size` here).
 const MAX_HEAD: usize = 64 << 10;
@@ -100,23 +104,45 @@ impl Client {
                 Next::Incomplete => return Ended::Closed,
             };
             let keep_alive = req.keep_alive;
+            let head_request = req.parts.method == Method::HEAD;
+            let whole = req.head_len + req.body as usize;
             let app = self.app.clone();
             let begun = Begun::now();
             let route = req.route.clone();
             let mut x = Exchange::new(&app, &cfg, &route, &self.peer);
-            let served = serve_one(&mut x, &route, *req, &mut self.stream, &mut buf).await;
-            let reuse = match served {
+            let mut taken = Taken::Nothing;
+            let served = serve_one(
+                &mut x,
+                &route,
+                *req,
+                (&mut self.stream, &mut buf),
+                &mut taken,
+            );
+            let reuse = match served.await {
                 Ok(s) => {
                     finish(&x, begun, Ok(s.status));
                     s.client_reusable
                 }
                 Err(Failed::Answer(e)) => {
+                    // Answered before forwarding: the connection goes on
+                    // when the request is wholly out of it or wholly in
+                    // the buffer (then dropped), as hyper's would.
+                    let reusable = keep_alive
+                        && match taken {
+                            Taken::All => true,
+                            Taken::Nothing if buf.len() >= whole => {
+                                buf.drain(..whole);
+                                true
+                            }
+                            Taken::Nothing | Taken::Part => false,
+                        };
                     let resp = finish(&x, begun, Err(e));
-                    if write_response(&mut self.stream, resp, false).await.is_ok() {
+                    let wrote = reply::write(&mut self.stream, resp, !reusable, head_request).await;
+                    if wrote.is_ok() && !reusable {
                         // The body's unread bytes may still be on the way.
                         linger(&mut self.stream).await;
                     }
-                    return Ended::Closed;
+                    wrote.is_ok() && reusable
                 }
                 Err(Failed::Cut(status)) => {
                     finish(&x, begun, Ok(status));
@@ -125,7 +151,7 @@ impl Client {
                 // Only asked for when a retry follows; never returned.
                 Err(Failed::Unauthorized) => {
                     finish(&x, begun, Ok(StatusCode::UNAUTHORIZED));
-                    return Ended::Closed;
+                    false
                 }
             };
             if !(reuse && keep_alive) || *self.shutdown.borrow() {
@@ -191,7 +217,7 @@ fn decide(buf: &[u8], app: &App) -> Next {
     let cfg = app.config.borrow().clone();
     let path = head.target.split('?').next().unwrap_or_default();
     let (name, rest) = split_route(path);
-    let Some(route) = cfg.route(name).filter(|r| serves(r)) else {
+    let Some(route) = cfg.route(name).filter(|r| serves(r, body)) else {
         return Next::HandOver;
     };
     let Some(parts) = h1::to_parts(buf, &head) else {
@@ -211,19 +237,29 @@ fn decide(buf: &[u8], app: &App) -> Next {
     Next::Serve(Box::new(req), cfg)
 }
 
-/// Whether the core serves a route's requests: a cleartext upstream, and
-/// nothing that looks inside the body before forwarding (variables or a
-/// key from it, a platform's body signature, JSON-RPC ids, MCP) or
-/// rewrites the response after. Credentials are served: their retry
-/// reads the body whole here.
-fn serves(route: &Route) -> bool {
+/// Whether the core serves a request with a body of `body` bytes on
+/// `route`: a cleartext upstream, and not the debug echo. A route that
+/// reads bodies (a platform's signature, variables or a key from the
+/// body, a retry after a 401) gets its body read whole here, as on the
+/// hyper path; one that only peeks (JSON-RPC ids, MCP calls) is served
+/// when the body is within what it peeks at, so no more is held.
+fn serves(route: &Route, body: u64) -> bool {
     route.upstream.scheme() == Some(&http::uri::Scheme::HTTP)
         && route.upstream.authority().is_some()
         && !route.echo
-        && !route.parses_body()
-        && !matches!(route.inbound_auth, InboundAuth::Platform { .. })
-        && !route.peeks_body()
-        && route.mcp.is_none()
+        && (route.reads_body() || !route.peeks_body() || body <= RPC_PEEK as u64)
+}
+
+/// How much of a request the core has taken from the client connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Nothing yet: head and body are where they came, in the buffer or
+    /// still on their way.
+    Nothing,
+    /// All of it, body included.
+    All,
+    /// Some of its body: the rest is still on its way.
+    Part,
 }
 
 /// How a request the core served went.
@@ -256,8 +292,8 @@ async fn serve_one(
     x: &mut Exchange<'_>,
     route: &Route,
     req: Req,
-    client: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    (client, buf): (&mut TcpStream, &mut Vec<u8>),
+    taken: &mut Taken,
 ) -> Result<Served, Failed> {
     let Req {
         mut parts,
@@ -268,37 +304,47 @@ async fn serve_one(
         ..
     } = req;
     screen(route, &parts, &rest)?;
-    let (key, session, rendered) = x.prepare(&parts, &rest, &InBody::Relayed).await?;
     let t = &x.config().server.timeouts;
     let to = Timeouts {
         connect: t.connect,
         idle: t.idle,
         response: t.response_headers,
     };
+    let in_body = match route.reads_body() || route.peeks_body() {
+        true => {
+            *taken = Taken::Part;
+            let b = read_whole(client, buf, head_len, body, to.idle).await?;
+            *taken = Taken::All;
+            InBody::Read(b)
+        }
+        false => InBody::Relayed,
+    };
+    let (key, session, rendered) = x.prepare(&parts, &rest, &in_body).await?;
     let to_send = ToSend {
         head_request: parts.method == Method::HEAD,
         close: !keep_alive,
     };
-    // Sent again on a 401: the head, and the body read whole first.
+    // Sent again on a 401: the head, and the body (read whole above).
     let saved = (x.carries_tokens() && session.is_some()).then(|| SavedHead::new(&parts));
-    let now = ((buf.len() - head_len) as u64).min(body) as usize;
-    let whole = match saved {
-        Some(_) => Some(read_whole(client, buf, head_len, body, to.idle).await?),
-        None => None,
-    };
     let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
+    let now = match &in_body {
+        InBody::Read(b) => b.len(),
+        _ => ((buf.len() - head_len) as u64).min(body) as usize,
+    };
     let mut out = Vec::with_capacity(head_len + 512 + now);
     write_request_head(&mut out, &parts.method, &uri, route, &headers);
-    let left = match &whole {
-        Some(b) => {
+    let left = match &in_body {
+        InBody::Read(b) => {
             out.extend_from_slice(b);
             0
         }
-        None => {
+        _ => {
             // The body bytes already read go out with the head, in one write.
             out.extend_from_slice(&buf[head_len..head_len + now]);
             buf.drain(..head_len + now);
-            body - now as u64
+            let left = body - now as u64;
+            *taken = if left == 0 { Taken::All } else { Taken::Part };
+            left
         }
     };
     let who = (key.as_str(), session.as_ref());
@@ -313,7 +359,7 @@ async fn serve_one(
         who,
     )
     .await;
-    let (Err(Failed::Unauthorized), Some(saved), Some(b)) = (&first, saved, whole) else {
+    let (Err(Failed::Unauthorized), Some(saved), InBody::Read(b)) = (&first, saved, in_body) else {
         if let Ok(s) = &first {
             x.refused_again(s.status);
         }
@@ -410,6 +456,7 @@ async fn attempt(
         head_request: to_send.head_request,
         close: to_send.close,
         retry,
+        rewrites: x.filters_response(),
     };
     relay.run(x, to.response, (started, wall), who).await
 }
@@ -431,10 +478,7 @@ fn write_request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, route: &Rou
     }
     out.extend_from_slice(b"\r\n");
     for (n, v) in h {
-        out.extend_from_slice(n.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, n.as_str().as_bytes(), v.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -505,280 +549,6 @@ async fn copy_body(
     Ok(())
 }
 
-/// The upstream's side of one exchange: its response head read, rewritten
-/// and relayed with its body.
-struct Relay<'c> {
-    route: &'c Route,
-    up: pool::Conn,
-    client: &'c mut TcpStream,
-    idle: Duration,
-    head_request: bool,
-    /// The client asked to close after this response.
-    close: bool,
-    /// A 401 is answered [`Failed::Unauthorized`], not relayed.
-    retry: bool,
-}
-
-impl Relay<'_> {
-    async fn run(
-        mut self,
-        x: &mut Exchange<'_>,
-        within: Duration,
-        (started, wall): (Instant, Option<SystemTime>),
-        (key, session): (&str, Option<&Arc<crate::session::Session>>),
-    ) -> Result<Served, Failed> {
-        let route = self.route;
-        let mut rbuf: Vec<u8> = Vec::with_capacity(8 << 10);
-        let deadline = tokio::time::Instant::now() + within;
-        // 1xx heads are passed on; the final head is the one relayed.
-        let head = loop {
-            let parsed = loop {
-                if let Some(p) = self.final_head(&rbuf, self.close)? {
-                    break p;
-                }
-                let read = tokio::time::timeout_at(deadline, self.up.stream.read_buf(&mut rbuf));
-                match read.await {
-                    Err(_) => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
-                    Ok(Ok(0)) => {
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "the upstream closed the connection before its response",
-                        );
-                        return Err(fail(route, &e));
-                    }
-                    Ok(Err(e)) => return Err(fail(route, &e)),
-                    Ok(Ok(_)) => {}
-                }
-            };
-            match parsed {
-                Head::Informational(len) => {
-                    let _ = self.client.write_all(&rbuf[..len]).await;
-                    rbuf.drain(..len);
-                }
-                Head::Final(h) => break h,
-            }
-        };
-        let Final {
-            bytes,
-            len,
-            framing,
-            keep_alive,
-            status,
-            is_event_stream: is_stream,
-        } = *head;
-        x.answered(status, started, wall, key, session).await;
-        if self.retry && status == StatusCode::UNAUTHORIZED {
-            return Err(Failed::Unauthorized);
-        }
-        rbuf.drain(..len);
-        let gauge = is_stream.then(|| x.app().metrics.open_streams.clone());
-        if let Some(g) = &gauge {
-            g.inc();
-        }
-        let relayed = self.body(bytes, framing, rbuf).await;
-        if let Some(g) = &gauge {
-            g.dec();
-        }
-        match relayed {
-            Ok(up_clean) => {
-                if up_clean && keep_alive {
-                    pool::checkin(self.up);
-                }
-                Ok(Served {
-                    status,
-                    client_reusable: framing != Framing::UntilClose,
-                })
-            }
-            Err(()) => Err(Failed::Cut(status)),
-        }
-    }
-}
-
-/// A response head read from the upstream.
-enum Head {
-    /// A 1xx (not 101) of this many bytes, passed on as it is.
-    Informational(usize),
-    Final(Box<Final>),
-}
-
-/// The final response head, rewritten for the client.
-struct Final {
-    /// The head the client gets.
-    bytes: Vec<u8>,
-    /// The upstream head's length.
-    len: usize,
-    framing: Framing,
-    keep_alive: bool,
-    status: StatusCode,
-    is_event_stream: bool,
-}
-
-impl Relay<'_> {
-    /// The response head at the start of `rbuf`, if it is all there.
-    fn final_head(&self, rbuf: &[u8], close: bool) -> Result<Option<Head>, Failed> {
-        let route_fail = |why: &str| {
-            let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
-            fail(self.route, &e)
-        };
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let head = match h1::parse_response(rbuf, &mut storage, MAX_HEAD, self.head_request) {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(None),
-            Err(r) => return Err(route_fail(r.reason)),
-        };
-        if head.status == 101 {
-            return Err(route_fail("101 to a request that asked for no upgrade"));
-        }
-        if head.status < 200 {
-            return Ok(Some(Head::Informational(head.len)));
-        }
-        let status = StatusCode::from_u16(head.status).map_err(|_| route_fail("bad status"))?;
-        // Room for the body bytes that came with the head, sent with it.
-        let mut out = Vec::with_capacity(rbuf.len() + 64);
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(head.reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let listed = h1::header(head.headers, "connection").unwrap_or_default();
-        let mut is_event_stream = false;
-        for h in head.headers {
-            if hop_by_hop(h.name, listed)
-                || (h.name.eq_ignore_ascii_case("content-length") && head.framing != Framing::Empty)
-            {
-                continue;
-            }
-            if h.name.eq_ignore_ascii_case("content-type") {
-                is_event_stream = h.value.starts_with(b"text/event-stream");
-            }
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
-        }
-        match head.framing {
-            Framing::Length(n) => {
-                use std::io::Write as _;
-                let _ = write!(out, "content-length: {n}\r\n");
-            }
-            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            Framing::Empty | Framing::UntilClose => {}
-        }
-        if close || head.framing == Framing::UntilClose {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        Ok(Some(Head::Final(Box::new(Final {
-            bytes: out,
-            len: head.len,
-            framing: head.framing,
-            keep_alive: head.keep_alive,
-            status,
-            is_event_stream,
-        }))))
-    }
-
-    /// Relays the body after `head`, starting with what `rbuf` already
-    /// holds. `Ok(true)` when the upstream connection ended exactly at the
-    /// response's end (it may be reused); `Err` when the relay broke.
-    async fn body(&mut self, head: Vec<u8>, framing: Framing, rbuf: Vec<u8>) -> Result<bool, ()> {
-        let mut out = head;
-        match framing {
-            Framing::Empty => {
-                self.send(&out).await?;
-                Ok(rbuf.is_empty())
-            }
-            Framing::Length(n) => {
-                let now = (n.min(rbuf.len() as u64)) as usize;
-                let extra = rbuf.len() - now;
-                out.extend_from_slice(&rbuf[..now]);
-                self.send(&out).await?;
-                let mut left = n - now as u64;
-                let mut chunk = rbuf;
-                while left > 0 {
-                    // Never past the end: stray bytes can only have come
-                    // with the head.
-                    let got = self.read(&mut chunk, left).await?;
-                    self.send(&chunk[..got]).await?;
-                    left -= got as u64;
-                }
-                Ok(extra == 0)
-            }
-            Framing::Chunked => {
-                let mut reader = Chunked::new();
-                let used = reader.read(&rbuf, |_| {}).map_err(|_| ())?;
-                let mut clean = used == rbuf.len();
-                out.extend_from_slice(&rbuf[..used]);
-                self.send(&out).await?;
-                let mut chunk = rbuf;
-                while !reader.done() {
-                    let got = self.read(&mut chunk, u64::MAX).await?;
-                    let used = reader.read(&chunk[..got], |_| {}).map_err(|_| ())?;
-                    clean = used == got;
-                    self.send(&chunk[..used]).await?;
-                }
-                Ok(clean)
-            }
-            Framing::UntilClose => {
-                out.extend_from_slice(&rbuf);
-                self.send(&out).await?;
-                let mut chunk = rbuf;
-                loop {
-                    chunk.clear();
-                    chunk.reserve(RELAY_BUF);
-                    let read = self.up.stream.read_buf(&mut chunk);
-                    match tokio::time::timeout(self.idle, read).await {
-                        Ok(Ok(0)) => return Ok(false),
-                        Ok(Ok(n)) => self.send(&chunk[..n]).await?,
-                        Ok(Err(_)) | Err(_) => return Err(()),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads at most `max` bytes of the body into `chunk` (emptied first)
-    /// within the idle timeout; the upstream closing before the end is a
-    /// broken relay.
-    async fn read(&mut self, chunk: &mut Vec<u8>, max: u64) -> Result<usize, ()> {
-        use bytes::BufMut as _;
-        chunk.clear();
-        chunk.reserve(RELAY_BUF);
-        let want = (RELAY_BUF as u64).min(max) as usize;
-        let mut room = (&mut *chunk).limit(want);
-        let read = self.up.stream.read_buf(&mut room);
-        match tokio::time::timeout(self.idle, read).await {
-            Ok(Ok(n)) if n > 0 => Ok(n),
-            _ => Err(()),
-        }
-    }
-
-    async fn send(&mut self, b: &[u8]) -> Result<(), ()> {
-        self.client.write_all(b).await.map_err(|_| ())
-    }
-}
-
-/// Whether a response header is hop-by-hop: a fixed name or one the
-/// `Connection` header lists.
-fn hop_by_hop(name: &str, listed: &[u8]) -> bool {
-    const FIXED: [&str; 9] = [
-        "connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "keep-alive",
-        "proxy-connection",
-    ];
-    FIXED.iter().any(|f| f.eq_ignore_ascii_case(name))
-        || (!listed.is_empty()
-            && listed
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes())))
-}
-
 /// Closes after an answer the client may still be sending a body to:
 /// our side is shut first, then what arrives is read and dropped for a
 /// moment (at most 1 s and 256 KiB), so the kernel does not reset the
@@ -807,40 +577,4 @@ fn refusal(r: h1::Refused) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-/// Writes a whole response (an error the route answers) to the client.
-async fn write_response(
-    client: &mut TcpStream,
-    resp: Response<Body>,
-    keep_alive: bool,
-) -> std::io::Result<()> {
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (n, v) in &parts.headers {
-        if n == http::header::CONTENT_LENGTH {
-            continue;
-        }
-        out.extend_from_slice(n.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-    if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&body);
-    client.write_all(&out).await
 }

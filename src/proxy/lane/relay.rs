@@ -1,0 +1,321 @@
+//! The upstream's side of one exchange on the forwarding core: the
+//! response head read (1xx passed on), rewritten for the client, and
+//! relayed with its body read by read, so an event stream goes out event
+//! by event. The upstream connection goes back to the pool only when its
+//! response was read exactly to its end. A response the exchange rewrites
+//! (an MCP `tools/list` filtered) goes through [`super::reply`] instead.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Failed, MAX_HEAD, RELAY_BUF, Served, fail, reply};
+use crate::config::Route;
+use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_header};
+use crate::net::headers::is_hop_by_hop;
+use crate::proxy::exchange::{Exchange, ProxyError};
+use crate::session::Session;
+
+/// The upstream's side of one exchange: its response head read, rewritten
+/// and relayed with its body.
+pub(super) struct Relay<'c> {
+    pub route: &'c Route,
+    pub up: pool::Conn,
+    pub client: &'c mut TcpStream,
+    pub idle: Duration,
+    pub head_request: bool,
+    /// The client asked to close after this response.
+    pub close: bool,
+    /// A 401 is answered [`Failed::Unauthorized`], not relayed.
+    pub retry: bool,
+    /// The exchange rewrites the response ([`Exchange::filters_response`]).
+    pub rewrites: bool,
+}
+
+impl Relay<'_> {
+    pub async fn run(
+        mut self,
+        x: &mut Exchange<'_>,
+        within: Duration,
+        (started, wall): (Instant, Option<SystemTime>),
+        (key, session): (&str, Option<&Arc<Session>>),
+    ) -> Result<Served, Failed> {
+        let route = self.route;
+        let mut rbuf: Vec<u8> = Vec::with_capacity(8 << 10);
+        let deadline = tokio::time::Instant::now() + within;
+        // 1xx heads are passed on; the final head is the one relayed.
+        let head = loop {
+            let parsed = loop {
+                if let Some(p) = self.final_head(&rbuf)? {
+                    break p;
+                }
+                let read = tokio::time::timeout_at(deadline, self.up.stream.read_buf(&mut rbuf));
+                match read.await {
+                    Err(_) => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
+                    Ok(Ok(0)) => {
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the upstream closed the connection before its response",
+                        );
+                        return Err(fail(route, &e));
+                    }
+                    Ok(Err(e)) => return Err(fail(route, &e)),
+                    Ok(Ok(_)) => {}
+                }
+            };
+            match parsed {
+                Head::Informational(len) => {
+                    let _ = self.client.write_all(&rbuf[..len]).await;
+                    rbuf.drain(..len);
+                }
+                Head::Final(h) => break h,
+            }
+        };
+        let Final {
+            bytes,
+            len,
+            framing,
+            keep_alive,
+            status,
+            is_event_stream: is_stream,
+            parts,
+        } = *head;
+        x.answered(status, started, wall, key, session).await;
+        if self.retry && status == StatusCode::UNAUTHORIZED {
+            return Err(Failed::Unauthorized);
+        }
+        rbuf.drain(..len);
+        let gauge = is_stream.then(|| x.app().metrics.open_streams.clone());
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        let relayed = match parts {
+            Some(parts) => self.rewritten(x, parts, framing, rbuf).await,
+            None => self.relayed(bytes, framing, keep_alive, rbuf).await,
+        };
+        if let Some(g) = &gauge {
+            g.dec();
+        }
+        match relayed {
+            Ok(client_reusable) => Ok(Served {
+                status,
+                client_reusable,
+            }),
+            Err(()) => Err(Failed::Cut(status)),
+        }
+    }
+
+    /// Relays the response byte for byte; the upstream connection is
+    /// pooled when it ended exactly at the response's end. Whether the
+    /// client's connection may carry another request.
+    async fn relayed(
+        mut self,
+        head: Vec<u8>,
+        framing: Framing,
+        keep_alive: bool,
+        rbuf: Vec<u8>,
+    ) -> Result<bool, ()> {
+        let up_clean = self.body(head, framing, rbuf).await?;
+        if up_clean && keep_alive {
+            pool::checkin(self.up);
+        }
+        Ok(framing != Framing::UntilClose)
+    }
+
+    /// The response as the exchange rewrites it, written with framing of
+    /// its own (the upstream connection is not reused).
+    async fn rewritten(
+        self,
+        x: &Exchange<'_>,
+        parts: http::response::Parts,
+        framing: Framing,
+        rbuf: Vec<u8>,
+    ) -> Result<bool, ()> {
+        let body = reply::from_upstream(self.up.stream, rbuf, framing, self.idle);
+        let resp = x.filter_response(Response::from_parts(parts, body)).await;
+        reply::write(self.client, resp, self.close, self.head_request).await?;
+        Ok(true)
+    }
+}
+
+/// A response head read from the upstream.
+enum Head {
+    /// A 1xx (not 101) of this many bytes, passed on as it is.
+    Informational(usize),
+    Final(Box<Final>),
+}
+
+/// The final response head, rewritten for the client.
+struct Final {
+    /// The head the client gets.
+    bytes: Vec<u8>,
+    /// The upstream head's length.
+    len: usize,
+    framing: Framing,
+    keep_alive: bool,
+    status: StatusCode,
+    is_event_stream: bool,
+    /// The head as http parts (framing left out), when the exchange
+    /// rewrites the response.
+    parts: Option<http::response::Parts>,
+}
+
+impl Relay<'_> {
+    /// The response head at the start of `rbuf`, if it is all there.
+    fn final_head(&self, rbuf: &[u8]) -> Result<Option<Head>, Failed> {
+        let route_fail = |why: &str| {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+            fail(self.route, &e)
+        };
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = match h1::parse_response(rbuf, &mut storage, MAX_HEAD, self.head_request) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(r) => return Err(route_fail(r.reason)),
+        };
+        if head.status == 101 {
+            return Err(route_fail("101 to a request that asked for no upgrade"));
+        }
+        if head.status < 200 {
+            return Ok(Some(Head::Informational(head.len)));
+        }
+        let status = StatusCode::from_u16(head.status).map_err(|_| route_fail("bad status"))?;
+        // Room for the body bytes that came with the head, sent with it.
+        let mut out = Vec::with_capacity(rbuf.len() + 64);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(head.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let connection = |h: &httparse::Header<'_>| h.name.eq_ignore_ascii_case("connection");
+        let lines = usize::from(head.headers.iter().any(connection)) * MAX_HEADERS;
+        let mut is_event_stream = false;
+        let mut parts = self.rewrites.then(|| Response::new(()).into_parts().0);
+        for h in head.headers {
+            let listed = head.headers.iter().filter(|h| connection(h)).take(lines);
+            if is_hop_by_hop(h.name, listed.map(|c| c.value))
+                || (h.name.eq_ignore_ascii_case("content-length") && head.framing != Framing::Empty)
+            {
+                continue;
+            }
+            if h.name.eq_ignore_ascii_case("content-type") {
+                is_event_stream = h.value.starts_with(b"text/event-stream");
+            }
+            put_header(&mut out, h.name.as_bytes(), h.value);
+            if let Some(p) = &mut parts
+                && let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(h.name.as_bytes()),
+                    HeaderValue::from_bytes(h.value),
+                )
+            {
+                p.headers.append(n, v);
+            }
+        }
+        if let Some(p) = &mut parts {
+            p.status = status;
+        }
+        match head.framing {
+            Framing::Length(n) => {
+                use std::io::Write as _;
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::Empty | Framing::UntilClose => {}
+        }
+        if self.close || head.framing == Framing::UntilClose {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(Some(Head::Final(Box::new(Final {
+            bytes: out,
+            len: head.len,
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            status,
+            is_event_stream,
+            parts,
+        }))))
+    }
+
+    /// Relays the body after `head`, starting with what `rbuf` already
+    /// holds. `Ok(true)` when the upstream connection ended exactly at the
+    /// response's end (it may be reused); `Err` when the relay broke.
+    async fn body(&mut self, head: Vec<u8>, framing: Framing, rbuf: Vec<u8>) -> Result<bool, ()> {
+        let mut out = head;
+        match framing {
+            Framing::Empty => {
+                self.send(&out).await?;
+                Ok(rbuf.is_empty())
+            }
+            Framing::Length(n) => {
+                let now = (n.min(rbuf.len() as u64)) as usize;
+                let extra = rbuf.len() - now;
+                out.extend_from_slice(&rbuf[..now]);
+                self.send(&out).await?;
+                let mut left = n - now as u64;
+                let mut chunk = rbuf;
+                while left > 0 {
+                    // Never past the end: stray bytes can only have come
+                    // with the head.
+                    let got = self.read(&mut chunk, left).await?;
+                    self.send(&chunk[..got]).await?;
+                    left -= got as u64;
+                }
+                Ok(extra == 0)
+            }
+            Framing::Chunked => {
+                let mut reader = Chunked::new();
+                let used = reader.read(&rbuf, |_| {}).map_err(|_| ())?;
+                let mut clean = used == rbuf.len();
+                out.extend_from_slice(&rbuf[..used]);
+                self.send(&out).await?;
+                let mut chunk = rbuf;
+                while !reader.done() {
+                    let got = self.read(&mut chunk, u64::MAX).await?;
+                    let used = reader.read(&chunk[..got], |_| {}).map_err(|_| ())?;
+                    clean = used == got;
+                    self.send(&chunk[..used]).await?;
+                }
+                Ok(clean)
+            }
+            Framing::UntilClose => {
+                out.extend_from_slice(&rbuf);
+                self.send(&out).await?;
+                let mut chunk = rbuf;
+                loop {
+                    chunk.clear();
+                    chunk.reserve(RELAY_BUF);
+                    let read = self.up.stream.read_buf(&mut chunk);
+                    match tokio::time::timeout(self.idle, read).await {
+                        Ok(Ok(0)) => return Ok(false),
+                        Ok(Ok(n)) => self.send(&chunk[..n]).await?,
+                        Ok(Err(_)) | Err(_) => return Err(()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads at most `max` bytes of the body into `chunk` (emptied first)
+    /// within the idle timeout; the upstream closing before the end is a
+    /// broken relay.
+    async fn read(&mut self, chunk: &mut Vec<u8>, max: u64) -> Result<usize, ()> {
+        use bytes::BufMut as _;
+        chunk.clear();
+        chunk.reserve(RELAY_BUF);
+        let want = (RELAY_BUF as u64).min(max) as usize;
+        let mut room = (&mut *chunk).limit(want);
+        let read = self.up.stream.read_buf(&mut room);
+        match tokio::time::timeout(self.idle, read).await {
+            Ok(Ok(n)) if n > 0 => Ok(n),
+            _ => Err(()),
+        }
+    }
+
+    async fn send(&mut self, b: &[u8]) -> Result<(), ()> {
+        self.client.write_all(b).await.map_err(|_| ())
+    }
+}
