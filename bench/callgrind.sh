@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request under callgrind: the steady measure on a noisy
-# machine. For each route shape (plain session token; the same on the own
-# forwarding core, `core = "own"`; MCP-aware; the token from a cached
-# credential, on hyper and on the own core) it runs the release binary under
+# machine. For each route shape (plain session token; MCP-aware; the token
+# from a cached credential; all three on the own forwarding core, the
+# default; and the plain one on hyper alone, `core = "hyper"`) it runs the
+# release binary under
 # `valgrind --tool=callgrind`, registers 1,000 sessions, warms every
 # session up, zeroes the counters, drives `wrk -t1 -c4` through
 # bench/load.lua for 10 s, dumps, and divides the instructions by the
@@ -30,30 +31,21 @@ shape() { # NAME PORT ADMIN_PORT MAIN ROUTE
   printf 'listen = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n%s\n' "$2" "$3" "$4" > "$work/$1/headgate.toml"
   printf '%s' "$5" > "$work/$1/routes/bench.toml"
 }
-shape plain 28086 28096 "" "$(route '[headers]
-authorization = "Bearer << call.metadata.token >>"')"
-shape own 28089 28099 'core = "own"' "$(route '[headers]
-authorization = "Bearer << call.metadata.token >>"')"
-shape mcp 28088 28098 "" "$(route '[headers]
-authorization = "Bearer << call.metadata.token >>"
+TOKEN='[headers]
+authorization = "Bearer << call.metadata.token >>"'
+CRED="[credentials.crm]
+kind = \"token_exchange\"
+token_url = \"http://$UP/token\"
+client_id = \"bench\"
+client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
+subject_token = \"<< call.metadata.token >>\""
+shape plain 28086 28096 "" "$(route "$TOKEN")"
+shape mcp 28088 28098 "" "$(route "$TOKEN
 [mcp]
-deny_tools = ["delete_*", "admin_*"]')"
-shape cred 28087 28097 "[credentials.crm]
-kind = \"token_exchange\"
-token_url = \"http://$UP/token\"
-client_id = \"bench\"
-client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
-subject_token = \"<< call.metadata.token >>\"" "$(route '[headers]
+deny_tools = [\"delete_*\", \"admin_*\"]")"
+shape cred 28087 28097 "$CRED" "$(route '[headers]
 authorization = "Bearer << credentials.crm.access_token >>"')"
-
-shape own-cred 28085 28095 "core = \"own\"
-[credentials.crm]
-kind = \"token_exchange\"
-token_url = \"http://$UP/token\"
-client_id = \"bench\"
-client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
-subject_token = \"<< call.metadata.token >>\"" "$(route '[headers]
-authorization = "Bearer << credentials.crm.access_token >>"')"
+shape hyper 28089 28099 'core = "hyper"' "$(route "$TOKEN")"
 
 measure() { # NAME PORT ADMIN_PORT
   local name=$1 port=$2 admin=$3 out="/tmp/hg-callgrind.$1"
@@ -86,8 +78,7 @@ echo "| route | Ir/request |"
 echo "|---|---|"
 while read -r name ir; do echo "| $name | $ir |"; done < <(
   measure plain 28086 28096
-  measure own 28089 28099
   measure mcp 28088 28098
   measure cred 28087 28097
-  measure own-cred 28085 28095
+  measure hyper 28089 28099
 )

@@ -21,8 +21,8 @@
 #    cached credential).
 #    Afterwards its token requests are read from /metrics: one per
 #    session, not one per request.
-# 8. headgate-own: as 2, on the own forwarding core (`core = "own"`)
-# 9. headgate-own-cred: as 7, on the own forwarding core
+# 8. headgate-hyper: as 2, on hyper alone (`core = "hyper"`); rows 2 and
+#    5-7 run on the own forwarding core, the default
 # Then SSE relay latency through each (1,000 events, 5 ms apart).
 #
 # During each measured run it also reads where the machine's CPU went
@@ -44,8 +44,7 @@ UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
 HGM=127.0.0.1:18084; HGM_ADMIN=127.0.0.1:18094
 HGC=127.0.0.1:18085; HGC_ADMIN=127.0.0.1:18095
-HGO=127.0.0.1:18086; HGO_ADMIN=127.0.0.1:18096
-HGOC=127.0.0.1:18087; HGOC_ADMIN=127.0.0.1:18097
+HGH=127.0.0.1:18086; HGH_ADMIN=127.0.0.1:18096
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -127,15 +126,11 @@ TOML
 sed -i 's/<< call.metadata.token >>/<< credentials.crm.access_token >>/' "$work/hgc/routes/bench.toml"
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgc" --no-watch >"$work/hgc.log" 2>&1 & HGC_PID=$!; pids+=($HGC_PID)
 
-# The plain and the credential headgates again, on the own core.
-own_core() { # FROM TO LISTEN ADMIN
-  cp -r "$work/$1" "$work/$2"
-  sed -i "s/^listen = .*/listen = \"$3\"/; s/^admin_listen = .*/admin_listen = \"$4\"/" "$work/$2/headgate.toml"
-  sed -i '1i core = "own"' "$work/$2/headgate.toml"
-  RUST_LOG=warn ./target/release/headgate serve --templates "$work/$2" --no-watch >"$work/$2.log" 2>&1 &
-}
-own_core hg hgo "$HGO" "$HGO_ADMIN"; HGO_PID=$!; pids+=($HGO_PID)
-own_core hgc hgoc "$HGOC" "$HGOC_ADMIN"; HGOC_PID=$!; pids+=($HGOC_PID)
+# The plain headgate again, on hyper alone.
+cp -r "$work/hg" "$work/hgh"
+sed -i "s/^listen = .*/listen = \"$HGH\"/; s/^admin_listen = .*/admin_listen = \"$HGH_ADMIN\"/" "$work/hgh/headgate.toml"
+sed -i '1i core = "hyper"' "$work/hgh/headgate.toml"
+RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgh" --no-watch >"$work/hgh.log" 2>&1 & HGH_PID=$!; pids+=($HGH_PID)
 
 # Map files for nginx and HAProxy.
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
@@ -193,10 +188,10 @@ start_haproxy() { hap_cfg "$1" > "$work/haproxy.cfg"; "$HAPROXY" -f "$work/hapro
 start_haproxy ""
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listening on $1"; exit 1; }
-for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN $HGC $HGC_ADMIN $HGO $HGO_ADMIN $HGOC $HGOC_ADMIN; do wait_port "$p"; done
+for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN $HGC $HGC_ADMIN $HGH $HGH_ADMIN; do wait_port "$p"; done
 
-echo "== registering 1,000 sessions (memory, Redis, MCP, credential and own-core headgates)"
-python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" "$HGC_ADMIN" "$HGO_ADMIN" "$HGOC_ADMIN" <<'PY'
+echo "== registering 1,000 sessions (memory, Redis, MCP, credential and hyper-core headgates)"
+python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" "$HGC_ADMIN" "$HGH_ADMIN" <<'PY'
 import http.client, json, sys
 for admin in sys.argv[1:]:
   c = http.client.HTTPConnection(admin)
@@ -223,8 +218,7 @@ proxy_pids() {
     headgate-redis) echo "$HGR_PID $REDIS_PID" ;;
     headgate-mcp) echo "$HGM_PID" ;;
     headgate-cred) echo "$HGC_PID" ;;
-    headgate-own) echo "$HGO_PID" ;;
-    headgate-own-cred) echo "$HGOC_PID" ;;
+    headgate-hyper) echo "$HGH_PID" ;;
   esac
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -263,15 +257,14 @@ for r in $(seq 1 "$ROUNDS"); do
   run headgate-redis "$HGR"
   run headgate-mcp "$HGM"
   run headgate-cred "$HGC"
-  run headgate-own "$HGO"
-  run headgate-own-cred "$HGOC"
+  run headgate-hyper "$HGH"
 done
 
 echo
 python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" <<'PY'
 import re, statistics, sys
 path, dur, tick, ncpu = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred", "headgate-own", "headgate-own-cred"]
+names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred", "headgate-hyper"]
 runs = {n: [] for n in names}
 for line in open(path):
     name = line.split()[0]
@@ -300,8 +293,7 @@ def by_round(label, ratios):
 by_round("headgate/best", [a["rps"] / max(b["rps"], c["rps"]) for a, b, c in zip(runs["headgate"], runs["nginx"], runs["haproxy"])])
 for n in ["headgate-mcp", "headgate-cred"]:
     by_round(f"{n}/headgate", [a["rps"] / b["rps"] for a, b in zip(runs[n], runs["headgate"])])
-by_round("headgate-own/best", [a["rps"] / max(b["rps"], c["rps"]) for a, b, c in zip(runs["headgate-own"], runs["nginx"], runs["haproxy"])])
-by_round("headgate-own-cred/headgate-own", [a["rps"] / b["rps"] for a, b in zip(runs["headgate-own-cred"], runs["headgate-own"])])
+by_round("headgate-hyper/best", [a["rps"] / max(b["rps"], c["rps"]) for a, b, c in zip(runs["headgate-hyper"], runs["nginx"], runs["haproxy"])])
 
 print(f"\nCPU per request over all rounds (µs; {ncpu} CPUs; 'rest' is wrk, the upstream and softirq):")
 print(f"| {'proxy':<17} | {'proxy user':>10} | {'proxy sys':>9} | {'rest':>6} | {'idle':>6} | {'ctx switches':>12} | {'ceiling if user = 0':>19} |")
@@ -333,7 +325,7 @@ sse() {
 }
 sse direct "$UP" "Authorization: Bearer tok-call-7"
 sse headgate "$HG" "x-headgate-key: $HG_BENCH_KEY"
-sse headgate-own "$HGO" "x-headgate-key: $HG_BENCH_KEY"
+sse headgate-hyper "$HGH" "x-headgate-key: $HG_BENCH_KEY"
 sse nginx "$NGX" "x-headgate-key: $HG_BENCH_KEY"
 sse "haproxy (http-no-delay)" "$HAP" "x-headgate-key: $HG_BENCH_KEY"
 
