@@ -20,6 +20,7 @@
 //! More than [`MAX_HEADERS`] headers, or a head longer than the limit, is
 //! 431.
 
+pub mod buffers;
 pub mod chunked;
 pub mod pool;
 pub mod rewind;

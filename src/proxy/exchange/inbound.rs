@@ -2,6 +2,8 @@
 //! declared length, its body (read whole only when the route must look
 //! inside it), and the caller's credentials.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -201,18 +203,20 @@ fn has_dot_segments(path: &str) -> bool {
 }
 
 /// `seg` percent-decoded until nothing changes (at most a few rounds);
-/// `None` if the bytes are not UTF-8.
-fn fully_decoded(seg: &str) -> Option<String> {
-    let mut cur = seg.to_string();
+/// `None` if the bytes are not UTF-8. Borrowed, with no allocation, when
+/// there is nothing to decode: the common case, on every request.
+fn fully_decoded(seg: &str) -> Option<Cow<'_, str>> {
+    let mut cur = Cow::Borrowed(seg);
     for _ in 0..4 {
-        let next = percent_encoding::percent_decode_str(&cur)
+        // Borrowed exactly when no escape was decoded.
+        let next = match percent_encoding::percent_decode_str(&cur)
             .decode_utf8()
             .ok()?
-            .into_owned();
-        if next == cur {
-            break;
-        }
-        cur = next;
+        {
+            Cow::Borrowed(_) => break,
+            Cow::Owned(n) => n,
+        };
+        cur = Cow::Owned(next);
     }
     Some(cur)
 }

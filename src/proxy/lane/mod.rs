@@ -32,6 +32,7 @@ use super::exchange::{
     Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, screen, warn_failed,
 };
 use crate::config::{Config, Route};
+use crate::net::h1::buffers::{self, Lent};
 use crate::net::h1::{self, Framing, MAX_HEADERS, pool, put_header};
 use relay::Relay;
 
@@ -41,8 +42,9 @@ mod reply;
 /// The largest request or response head (hyper's `max_buf_size` here).
 const MAX_HEAD: usize = 64 << 10;
 
-/// The most bytes of a body read at once (its buffer is not zeroed).
-const RELAY_BUF: usize = 16 << 10;
+/// The most bytes of a body read at once: a lent buffer's size, so a
+/// read never grows it (nor zeroes it).
+const RELAY_BUF: usize = buffers::SIZE;
 
 /// What became of a connection.
 pub(super) enum Ended {
@@ -86,7 +88,8 @@ enum Next {
 impl Client {
     /// Serves requests until the connection closes or must be handed over.
     pub async fn serve(mut self) -> Ended {
-        let mut buf = Vec::with_capacity(8 << 10);
+        // Lent while the connection has bytes to serve (`read_some`).
+        let mut buf = Lent::default();
         loop {
             let next = match self.next_head(&mut buf).await {
                 Ok(n) => n,
@@ -94,7 +97,7 @@ impl Client {
             };
             let (req, cfg) = match next {
                 Next::Serve(req, cfg) => (req, cfg),
-                Next::HandOver => return Ended::HandOver(self.stream, buf),
+                Next::HandOver => return Ended::HandOver(self.stream, buf.take()),
                 Next::Refuse(r) => {
                     if self.stream.write_all(&refusal(r)).await.is_ok() {
                         linger(&mut self.stream).await;
@@ -115,7 +118,7 @@ impl Client {
                 &mut x,
                 &route,
                 *req,
-                (&mut self.stream, &mut buf),
+                (&mut self.stream, &mut *buf),
                 &mut taken,
             );
             let reuse = match served.await {
@@ -157,13 +160,17 @@ impl Client {
             if !(reuse && keep_alive) || *self.shutdown.borrow() {
                 return Ended::Closed;
             }
+            if buf.is_empty() {
+                // Idle until the next request: the buffer goes back.
+                buf = Lent::default();
+            }
         }
     }
 
     /// Reads until the buffer holds a whole head, then decides. Waiting
     /// for a first byte is bounded by shutdown only; from the first byte,
     /// the head must be in within `header_read` (slowloris).
-    async fn next_head(&mut self, buf: &mut Vec<u8>) -> Result<Next, ()> {
+    async fn next_head(&mut self, buf: &mut Lent) -> Result<Next, ()> {
         let mut deadline: Option<Instant> = None;
         loop {
             if !buf.is_empty() {
@@ -173,11 +180,8 @@ impl Client {
                 }
             }
             let start = deadline.get_or_insert_with(|| Instant::now() + self.header_read);
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(8 << 10);
-            }
             let read = tokio::select! {
-                r = self.stream.read_buf(buf) => r,
+                r = read_some(&mut self.stream, buf) => r,
                 _ = tokio::time::sleep_until((*start).into()) => return Err(()),
                 _ = self.shutdown.changed(), if buf.is_empty() => return Err(()),
             };
@@ -187,6 +191,18 @@ impl Client {
             }
         }
     }
+}
+
+/// Reads what the client sent next into `buf`; an idle connection waits
+/// for it holding no buffer.
+async fn read_some(stream: &mut TcpStream, buf: &mut Lent) -> std::io::Result<usize> {
+    if !buf.is_lent() {
+        stream.readable().await?;
+        *buf = buffers::lend();
+    } else if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 << 10);
+    }
+    stream.read_buf(&mut **buf).await
 }
 
 /// Parses the head at the start of `buf` and decides who serves it.
@@ -331,7 +347,8 @@ async fn serve_one(
         InBody::Read(b) => b.len(),
         _ => ((buf.len() - head_len) as u64).min(body) as usize,
     };
-    let mut out = Vec::with_capacity(head_len + 512 + now);
+    let mut out = buffers::lend();
+    out.reserve(head_len + 512 + now);
     write_request_head(&mut out, &parts.method, &uri, route, &headers);
     let left = match &in_body {
         InBody::Read(b) => {
@@ -352,7 +369,7 @@ async fn serve_one(
         x,
         route,
         client,
-        (&out, left),
+        (&mut out, left),
         to,
         to_send,
         saved.is_some(),
@@ -375,7 +392,7 @@ async fn serve_one(
     out.clear();
     write_request_head(&mut out, &parts.method, &uri, route, &headers);
     out.extend_from_slice(&b);
-    let again = attempt(x, route, client, (&out, 0), to, to_send, false, who).await;
+    let again = attempt(x, route, client, (&mut out, 0), to, to_send, false, who).await;
     if let Ok(s) = &again {
         x.refused_again(s.status);
     }
@@ -425,14 +442,14 @@ async fn read_whole(
 
 /// One exchange with the upstream: `out` (head and the body bytes at
 /// hand) written, the rest of the body (`left` bytes) streamed from the
-/// client, the response relayed. With `retry`, a 401 is not relayed but
-/// answered [`Failed::Unauthorized`].
+/// client, the response relayed (its head written into `out`). With
+/// `retry`, a 401 is not relayed but answered [`Failed::Unauthorized`].
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     x: &mut Exchange<'_>,
     route: &Route,
     client: &mut TcpStream,
-    (out, left): (&[u8], u64),
+    (out, left): (&mut Vec<u8>, u64),
     to: Timeouts,
     to_send: ToSend,
     retry: bool,
@@ -458,7 +475,7 @@ async fn attempt(
         retry,
         rewrites: x.filters_response(),
     };
-    relay.run(x, to.response, (started, wall), who).await
+    relay.run(x, to.response, (started, wall), who, out).await
 }
 
 /// Writes the upstream request head: request line, `Host`, headers.
@@ -527,11 +544,11 @@ async fn copy_body(
     idle: Duration,
 ) -> Result<(), Failed> {
     use bytes::BufMut as _;
-    let mut chunk = Vec::with_capacity(RELAY_BUF.min(left as usize));
+    let mut chunk = buffers::lend();
     while left > 0 {
         chunk.clear();
         let want = chunk.capacity().min(left as usize);
-        let mut room = (&mut chunk).limit(want);
+        let mut room = (&mut *chunk).limit(want);
         let read = client.read_buf(&mut room);
         let n = match tokio::time::timeout(idle, read).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {

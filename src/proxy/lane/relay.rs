@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::{Failed, MAX_HEAD, RELAY_BUF, Served, fail, reply};
 use crate::config::Route;
+use crate::net::h1::buffers;
 use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_header};
 use crate::net::headers::is_hop_by_hop;
 use crate::proxy::exchange::{Exchange, ProxyError};
@@ -42,17 +43,18 @@ impl Relay<'_> {
         within: Duration,
         (started, wall): (Instant, Option<SystemTime>),
         (key, session): (&str, Option<&Arc<Session>>),
+        out: &mut Vec<u8>,
     ) -> Result<Served, Failed> {
         let route = self.route;
-        let mut rbuf: Vec<u8> = Vec::with_capacity(8 << 10);
+        let mut rbuf = buffers::lend();
         let deadline = tokio::time::Instant::now() + within;
         // 1xx heads are passed on; the final head is the one relayed.
         let head = loop {
             let parsed = loop {
-                if let Some(p) = self.final_head(&rbuf)? {
+                if let Some(p) = self.final_head(&rbuf, out)? {
                     break p;
                 }
-                let read = tokio::time::timeout_at(deadline, self.up.stream.read_buf(&mut rbuf));
+                let read = tokio::time::timeout_at(deadline, self.up.stream.read_buf(&mut *rbuf));
                 match read.await {
                     Err(_) => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
                     Ok(Ok(0)) => {
@@ -75,14 +77,13 @@ impl Relay<'_> {
             }
         };
         let Final {
-            bytes,
             len,
             framing,
             keep_alive,
             status,
             is_event_stream: is_stream,
             parts,
-        } = *head;
+        } = head;
         x.answered(status, started, wall, key, session).await;
         if self.retry && status == StatusCode::UNAUTHORIZED {
             return Err(Failed::Unauthorized);
@@ -93,8 +94,8 @@ impl Relay<'_> {
             g.inc();
         }
         let relayed = match parts {
-            Some(parts) => self.rewritten(x, parts, framing, rbuf).await,
-            None => self.relayed(bytes, framing, keep_alive, rbuf).await,
+            Some(parts) => self.rewritten(x, *parts, framing, rbuf.take()).await,
+            None => self.relayed(out, framing, keep_alive, &mut rbuf).await,
         };
         if let Some(g) = &gauge {
             g.dec();
@@ -113,10 +114,10 @@ impl Relay<'_> {
     /// client's connection may carry another request.
     async fn relayed(
         mut self,
-        head: Vec<u8>,
+        head: &mut Vec<u8>,
         framing: Framing,
         keep_alive: bool,
-        rbuf: Vec<u8>,
+        rbuf: &mut Vec<u8>,
     ) -> Result<bool, ()> {
         let up_clean = self.body(head, framing, rbuf).await?;
         if up_clean && keep_alive {
@@ -145,13 +146,12 @@ impl Relay<'_> {
 enum Head {
     /// A 1xx (not 101) of this many bytes, passed on as it is.
     Informational(usize),
-    Final(Box<Final>),
+    Final(Final),
 }
 
-/// The final response head, rewritten for the client.
+/// The final response head (the head the client gets is written into the
+/// buffer [`Relay::final_head`] is given).
 struct Final {
-    /// The head the client gets.
-    bytes: Vec<u8>,
     /// The upstream head's length.
     len: usize,
     framing: Framing,
@@ -160,12 +160,12 @@ struct Final {
     is_event_stream: bool,
     /// The head as http parts (framing left out), when the exchange
     /// rewrites the response.
-    parts: Option<http::response::Parts>,
+    parts: Option<Box<http::response::Parts>>,
 }
 
 impl Relay<'_> {
     /// The response head at the start of `rbuf`, if it is all there.
-    fn final_head(&self, rbuf: &[u8]) -> Result<Option<Head>, Failed> {
+    fn final_head(&self, rbuf: &[u8], out: &mut Vec<u8>) -> Result<Option<Head>, Failed> {
         let route_fail = |why: &str| {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
             fail(self.route, &e)
@@ -183,8 +183,7 @@ impl Relay<'_> {
             return Ok(Some(Head::Informational(head.len)));
         }
         let status = StatusCode::from_u16(head.status).map_err(|_| route_fail("bad status"))?;
-        // Room for the body bytes that came with the head, sent with it.
-        let mut out = Vec::with_capacity(rbuf.len() + 64);
+        out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());
         out.push(b' ');
@@ -193,7 +192,9 @@ impl Relay<'_> {
         let connection = |h: &httparse::Header<'_>| h.name.eq_ignore_ascii_case("connection");
         let lines = usize::from(head.headers.iter().any(connection)) * MAX_HEADERS;
         let mut is_event_stream = false;
-        let mut parts = self.rewrites.then(|| Response::new(()).into_parts().0);
+        let mut parts = self
+            .rewrites
+            .then(|| Box::new(Response::new(()).into_parts().0));
         for h in head.headers {
             let listed = head.headers.iter().filter(|h| connection(h)).take(lines);
             if is_hop_by_hop(h.name, listed.map(|c| c.value))
@@ -204,7 +205,7 @@ impl Relay<'_> {
             if h.name.eq_ignore_ascii_case("content-type") {
                 is_event_stream = h.value.starts_with(b"text/event-stream");
             }
-            put_header(&mut out, h.name.as_bytes(), h.value);
+            put_header(out, h.name.as_bytes(), h.value);
             if let Some(p) = &mut parts
                 && let (Ok(n), Ok(v)) = (
                     HeaderName::from_bytes(h.name.as_bytes()),
@@ -229,38 +230,41 @@ impl Relay<'_> {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        Ok(Some(Head::Final(Box::new(Final {
-            bytes: out,
+        Ok(Some(Head::Final(Final {
             len: head.len,
             framing: head.framing,
             keep_alive: head.keep_alive,
             status,
             is_event_stream,
             parts,
-        }))))
+        })))
     }
 
     /// Relays the body after `head`, starting with what `rbuf` already
     /// holds. `Ok(true)` when the upstream connection ended exactly at the
     /// response's end (it may be reused); `Err` when the relay broke.
-    async fn body(&mut self, head: Vec<u8>, framing: Framing, rbuf: Vec<u8>) -> Result<bool, ()> {
-        let mut out = head;
+    async fn body(
+        &mut self,
+        out: &mut Vec<u8>,
+        framing: Framing,
+        rbuf: &mut Vec<u8>,
+    ) -> Result<bool, ()> {
         match framing {
             Framing::Empty => {
-                self.send(&out).await?;
+                self.send(out).await?;
                 Ok(rbuf.is_empty())
             }
             Framing::Length(n) => {
                 let now = (n.min(rbuf.len() as u64)) as usize;
                 let extra = rbuf.len() - now;
                 out.extend_from_slice(&rbuf[..now]);
-                self.send(&out).await?;
+                self.send(out).await?;
                 let mut left = n - now as u64;
-                let mut chunk = rbuf;
+                let chunk = rbuf;
                 while left > 0 {
                     // Never past the end: stray bytes can only have come
                     // with the head.
-                    let got = self.read(&mut chunk, left).await?;
+                    let got = self.read(chunk, left).await?;
                     self.send(&chunk[..got]).await?;
                     left -= got as u64;
                 }
@@ -268,13 +272,13 @@ impl Relay<'_> {
             }
             Framing::Chunked => {
                 let mut reader = Chunked::new();
-                let used = reader.read(&rbuf, |_| {}).map_err(|_| ())?;
+                let used = reader.read(rbuf, |_| {}).map_err(|_| ())?;
                 let mut clean = used == rbuf.len();
                 out.extend_from_slice(&rbuf[..used]);
-                self.send(&out).await?;
-                let mut chunk = rbuf;
+                self.send(out).await?;
+                let chunk = rbuf;
                 while !reader.done() {
-                    let got = self.read(&mut chunk, u64::MAX).await?;
+                    let got = self.read(chunk, u64::MAX).await?;
                     let used = reader.read(&chunk[..got], |_| {}).map_err(|_| ())?;
                     clean = used == got;
                     self.send(&chunk[..used]).await?;
@@ -282,13 +286,13 @@ impl Relay<'_> {
                 Ok(clean)
             }
             Framing::UntilClose => {
-                out.extend_from_slice(&rbuf);
-                self.send(&out).await?;
-                let mut chunk = rbuf;
+                out.extend_from_slice(rbuf);
+                self.send(out).await?;
+                let chunk = rbuf;
                 loop {
                     chunk.clear();
                     chunk.reserve(RELAY_BUF);
-                    let read = self.up.stream.read_buf(&mut chunk);
+                    let read = self.up.stream.read_buf(chunk);
                     match tokio::time::timeout(self.idle, read).await {
                         Ok(Ok(0)) => return Ok(false),
                         Ok(Ok(n)) => self.send(&chunk[..n]).await?,
