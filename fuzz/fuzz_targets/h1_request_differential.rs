@@ -5,17 +5,20 @@
 //! core may refuse more, but only for the reasons SECURITY.md lists as its
 //! deliberate strictness ("The forwarding core").
 #![no_main]
-use std::cell::RefCell;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use headgate::net::h1::{self, Chunked, Framing, MAX_HEADERS};
+use headgate::net::h1::{self, Framing, MAX_HEADERS};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::AsyncWriteExt;
+
+#[path = "common/differential.rs"]
+mod differential;
+use differential::Verdict;
 
 /// A request as read: method, target, version, header lines (names
 /// lower-cased, sorted: a `HeaderMap` groups by name), body.
@@ -26,14 +29,6 @@ struct Read {
     version: http::Version,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
-}
-
-#[derive(Debug)]
-enum Verdict {
-    Accepted(Read),
-    Refused(&'static str),
-    /// The bytes end before the request does.
-    Incomplete,
 }
 
 /// The own core's refusals that are stricter than hyper on purpose.
@@ -50,11 +45,11 @@ const STRICTER: &[&str] = &[
     "malformed trailer field",
 ];
 
-fn own(data: &[u8]) -> Verdict {
+fn own(data: &[u8]) -> Verdict<Read> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let head = match h1::parse_request(data, &mut storage, 64 << 10) {
         Ok(Some(h)) => h,
-        Ok(None) => return Verdict::Incomplete,
+        Ok(None) => return Verdict::Skip,
         Err(r) => return Verdict::Refused(r.reason),
     };
     let Some(parts) = h1::to_parts(data, &head) else {
@@ -65,29 +60,25 @@ fn own(data: &[u8]) -> Verdict {
         Framing::Empty => Vec::new(),
         Framing::Length(n) => match rest.get(..n as usize) {
             Some(b) if (n as usize) <= rest.len() => b.to_vec(),
-            _ => return Verdict::Incomplete,
+            _ => return Verdict::Skip,
         },
-        Framing::Chunked => {
-            let mut c = Chunked::new();
-            let mut body = Vec::new();
-            if let Err(e) = c.read(rest, |d| body.extend_from_slice(d)) {
-                return Verdict::Refused(e.0);
-            }
-            if !c.done() {
-                return Verdict::Incomplete;
-            }
-            body
-        }
+        Framing::Chunked => match differential::dechunk(rest) {
+            Ok(Some(body)) => body,
+            Ok(None) => return Verdict::Skip,
+            Err(why) => return Verdict::Refused(why),
+        },
         Framing::UntilClose => return Verdict::Refused("until close on a request"),
     };
     Verdict::Accepted(read(&parts, body))
 }
 
 fn read(parts: &http::request::Parts, body: Vec<u8>) -> Read {
-    let mut headers: Vec<(String, Vec<u8>)> = (parts.headers.iter())
-        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
-        .collect();
-    headers.sort();
+    let headers = differential::lines(
+        parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
     Read {
         method: parts.method.to_string(),
         target: parts.uri.to_string(),
@@ -97,72 +88,46 @@ fn read(parts: &http::request::Parts, body: Vec<u8>) -> Read {
     }
 }
 
-thread_local! {
-    static RT: RefCell<tokio::runtime::Runtime> = RefCell::new(
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-    );
-}
-
 /// hyper's server on the same bytes: the first request it hands to the
 /// service, read whole, or nothing.
 fn hyper_reads(data: &[u8]) -> Option<Read> {
     let seen: Arc<Mutex<Option<Read>>> = Arc::default();
     let data = data.to_vec();
-    RT.with_borrow(|rt| {
-        rt.block_on(async {
-            let (mut client, server) = tokio::io::duplex(1 << 20);
-            let seen2 = seen.clone();
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let seen = seen2.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    if let Ok(b) = body.collect().await {
-                        let mut s = seen.lock().unwrap();
-                        if s.is_none() {
-                            *s = Some(read(&parts, b.to_bytes().to_vec()));
-                        }
+    differential::run(async {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let seen2 = seen.clone();
+        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let seen = seen2.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                if let Ok(b) = body.collect().await {
+                    let mut s = seen.lock().unwrap();
+                    if s.is_none() {
+                        *s = Some(read(&parts, b.to_bytes().to_vec()));
                     }
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
                 }
-            });
-            // Half-close: the input ends with the client's write side
-            // shut, which must not cancel the request it carries.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .half_close(true)
-                .max_buf_size(64 << 10)
-                .serve_connection(TokioIo::new(server), svc);
-            let feed = async move {
-                let _ = client.write_all(&data).await;
-                let _ = client.shutdown().await;
-                // Drain what the server answers so it never blocks.
-                let mut sink = Vec::new();
-                let _ = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink).await;
-            };
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                tokio::join!(conn, feed)
-            })
-            .await;
-        })
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+            }
+        });
+        // Half-close: the input ends with the client's write side shut,
+        // which must not cancel the request it carries.
+        let conn = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
+            .max_buf_size(64 << 10)
+            .serve_connection(TokioIo::new(server), svc);
+        let feed = async move {
+            let _ = client.write_all(&data).await;
+            let _ = client.shutdown().await;
+            // Drain what the server answers so it never blocks.
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink).await;
+        };
+        let _ = tokio::join!(conn, feed);
+        Some(())
     });
     seen.lock().unwrap().take()
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() > 8 << 10 {
-        return;
-    }
-    let mine = own(data);
-    if matches!(mine, Verdict::Incomplete) {
-        return;
-    }
-    let theirs = hyper_reads(data);
-    match (mine, theirs) {
-        (Verdict::Accepted(a), Some(b)) => assert_eq!(a, b, "both accepted, read differently"),
-        (Verdict::Accepted(a), None) => panic!("own core accepts what hyper refuses: {a:?}"),
-        (Verdict::Refused(why), Some(b)) => assert!(
-            STRICTER.contains(&why),
-            "own core refuses ({why}) what hyper reads as {b:?}"
-        ),
-        (Verdict::Refused(_), None) | (Verdict::Incomplete, _) => {}
-    }
+    differential::judge(data, own, hyper_reads, STRICTER);
 });

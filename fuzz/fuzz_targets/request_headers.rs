@@ -81,7 +81,11 @@ fuzz_target!(|input: Input<'_>| {
     }
     let Ok(req) = req.body(()) else { return };
     let (parts, ()) = req.into_parts();
-    let rest = parts.uri.path().strip_prefix(&format!("/{name}")).unwrap_or("");
+    let rest = parts
+        .uri
+        .path()
+        .strip_prefix(&format!("/{name}"))
+        .unwrap_or("");
     // Ambiguity is refused before anything is chosen: two `Host`s, or two
     // values of any header the route takes its key from.
     let screened = headgate::proxy::screen(route, &parts, rest);
@@ -119,14 +123,15 @@ fuzz_target!(|input: Input<'_>| {
         mcp: mcp.as_ref(),
         credentials: None,
     };
-    let Ok(out) =
-        headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {})
+    let Ok(out) = headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {})
     else {
         return;
     };
     for (_, v) in out {
         assert!(
-            v.as_bytes().iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
+            v.as_bytes()
+                .iter()
+                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
             "a control character reached a header value"
         );
         assert!(v.len() <= headgate::template::MAX_HEADER_VALUE_BYTES);

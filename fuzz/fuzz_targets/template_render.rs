@@ -11,13 +11,21 @@ struct Input<'a> {
 }
 
 fuzz_target!(|input: Input<'_>| {
-    let Ok(t) = headgate::HeaderTemplate::compile(input.template) else { return };
+    let Ok(t) = headgate::HeaderTemplate::compile(input.template) else {
+        return;
+    };
     let vars: serde_json::Value = match serde_json::from_slice(input.vars) {
         Ok(v @ serde_json::Value::Object(_)) => v,
-        _ => serde_json::json!({"call": {"metadata": {"token": String::from_utf8_lossy(input.vars)}}}),
+        _ => {
+            serde_json::json!({"call": {"metadata": {"token": String::from_utf8_lossy(input.vars)}}})
+        }
     };
     if let Ok(v) = t.render(&vars) {
-        assert!(v.as_bytes().iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)));
+        assert!(
+            v.as_bytes()
+                .iter()
+                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        );
         assert!(v.len() <= headgate::template::MAX_HEADER_VALUE_BYTES);
     }
     let _ = t.render_string(&vars);

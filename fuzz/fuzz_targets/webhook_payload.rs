@@ -14,7 +14,13 @@ struct Input<'a> {
 fuzz_target!(|input: Input<'_>| {
     use headgate::platform::{self as webhooks, Platform};
     let mut h = http::HeaderMap::new();
-    for name in ["x-signature", "x-retell-signature", "elevenlabs-signature", "x-vapi-secret", "authorization"] {
+    for name in [
+        "x-signature",
+        "x-retell-signature",
+        "elevenlabs-signature",
+        "x-vapi-secret",
+        "authorization",
+    ] {
         if let Ok(v) = http::HeaderValue::from_str(input.signature) {
             h.insert(name, v);
         }
