@@ -526,3 +526,106 @@ async fn an_sse_tools_list_is_filtered_without_delaying_other_events() {
     );
     h.shutdown().await;
 }
+
+/// A raw upstream answering every request with a `tools/list` result
+/// framed as the path says: `/length` (`Content-Length`, connection kept),
+/// `/chunked` (two chunks) or `/close` (no length: read until close).
+async fn framed_tools_list_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"},{"name":"delete_account"}]}}"#;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                loop {
+                    // One request at a time: its head, then its body.
+                    let mut buf = [0u8; 4096];
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = (text[..end].lines())
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if req.len() < end + 4 + len {
+                        continue;
+                    }
+                    req.drain(..end + 4 + len);
+                    let ct = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n";
+                    let (half_a, half_b) = body.split_at(body.len() / 2);
+                    let path = text.split(' ').nth(1).unwrap_or("").to_string();
+                    let answer = match path.as_str() {
+                        "/chunked" => format!(
+                            "{ct}transfer-encoding: chunked\r\n\r\n{:x}\r\n{half_a}\r\n{:x}\r\n{half_b}\r\n0\r\n\r\n",
+                            half_a.len(),
+                            half_b.len()
+                        ),
+                        "/close" => format!("{ct}\r\n{body}"),
+                        _ => format!("{ct}content-length: {}\r\n\r\n{body}", body.len()),
+                    };
+                    let _ = s.write_all(answer.as_bytes()).await;
+                    if path == "/close" {
+                        let _ = s.shutdown().await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A plain JSON `tools/list` is filtered whatever the upstream's framing,
+/// and the client gets a body as long as it is told: the denied tool is
+/// gone, nothing else.
+#[tokio::test]
+async fn a_json_tools_list_is_filtered_whatever_its_framing() {
+    let addr = framed_tools_list_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(
+        &format!("http://{addr}"),
+        "[mcp]\ndeny_tools = [\"delete_*\"]\n[headers]\nx-a = \"1\"\n",
+    );
+    write_config(dir.path(), "", &[("m", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "c1", json!({"call": {}})).await;
+    let c = client();
+    for round in 0..2 {
+        for framing in ["length", "chunked", "close"] {
+            let resp = c
+                .post(format!("http://{}/m/{framing}", h.listen))
+                .header("x-headgate-key", ROUTE_KEY)
+                .header("x-call-id", "c1")
+                .header("content-type", "application/json")
+                .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{framing}");
+            let v: Value = resp
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{framing}: {e}"));
+            assert_eq!(
+                v["result"]["tools"],
+                json!([{"name": "search"}]),
+                "{framing}, round {round}"
+            );
+            assert_eq!(v["id"], 5);
+        }
+    }
+    h.shutdown().await;
+}
