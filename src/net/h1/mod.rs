@@ -365,7 +365,9 @@ pub fn to_parts(buf: &[u8], head: &RequestHead<'_>) -> Option<http::request::Par
         let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
         Some(bytes.slice(start..start + s.len()))
     };
-    let mut headers = http::HeaderMap::with_capacity(head.headers.len());
+    // Room for what the exchange adds (the rendered headers,
+    // `X-Forwarded-*`) without the map growing and rehashing.
+    let mut headers = http::HeaderMap::with_capacity(head.headers.len() + 8);
     for h in head.headers {
         let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         let value = http::HeaderValue::from_maybe_shared(at(h.value)?).ok()?;

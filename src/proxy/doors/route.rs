@@ -35,10 +35,10 @@ pub(super) async fn handle(
     let mut x = Exchange::new(app, cfg, &route, peer);
     match x.run(req, &rest).await {
         Ok(resp) => {
-            finish(&x, begun, Ok(resp.status()));
+            finish(&x, begun, resp.status());
             resp
         }
-        Err(e) => finish(&x, begun, Err(e)),
+        Err(e) => finish_failed(&x, begun, e),
     }
 }
 
@@ -58,24 +58,33 @@ impl Begun {
     }
 }
 
-/// Records how a request through a route ended, by whichever core served
-/// it: its timeline entry, spans, metrics and access log line. Returns
-/// the response for a failure, as the route answers errors.
-pub(crate) fn finish(
-    x: &Exchange<'_>,
-    begun: Begun,
-    outcome: Result<http::StatusCode, ProxyError>,
-) -> Response<Body> {
-    let (app, route) = (x.app(), x.route());
+/// Records a request through a route that was answered `status`, by
+/// whichever core served it: its timeline entry, spans, metrics and
+/// access log line.
+pub(crate) fn finish(x: &Exchange<'_>, begun: Begun, status: http::StatusCode) {
+    let status = status.as_u16();
+    finish_with(x, begun, (status, "", status));
+}
+
+/// [`finish`] for a failure: records it and returns the response the
+/// route answers it with.
+pub(crate) fn finish_failed(x: &Exchange<'_>, begun: Begun, e: ProxyError) -> Response<Body> {
+    count(x.app(), &x.route().name, &e);
+    let resp = x.error_response(&e);
     // The outcome, recorded as it was even when a JSON-RPC route answers
     // an error with HTTP 200 so the agent can speak it.
-    let (resp, status, code) = match outcome {
-        Ok(s) => (Response::new(crate::net::response::empty()), s.as_u16(), ""),
-        Err(e) => {
-            count(app, &route.name, &e);
-            (x.error_response(&e), e.status().as_u16(), e.code())
-        }
-    };
+    finish_with(
+        x,
+        begun,
+        (e.status().as_u16(), e.code(), resp.status().as_u16()),
+    );
+    resp
+}
+
+/// The records of [`finish`]: the outcome's status and code, and the
+/// status sent.
+fn finish_with(x: &Exchange<'_>, begun: Begun, (status, code, sent): (u16, &'static str, u16)) {
+    let (app, route) = (x.app(), x.route());
     let Begun { started, arrived } = begun;
     let done = Done {
         status,
@@ -88,11 +97,6 @@ pub(crate) fn finish(
         export(t, app, &route.name, x, trace, (status, code), started);
     }
     app.metrics.request(&route.name, status);
-    let sent = if code.is_empty() {
-        status
-    } else {
-        resp.status().as_u16()
-    };
     let line = AccessLine {
         route: &route.name,
         status,
@@ -103,7 +107,6 @@ pub(crate) fn finish(
         trace: x.trace(),
     };
     line.write(route.access_log);
-    resp
 }
 
 /// The access log line of one request (README "Logs").

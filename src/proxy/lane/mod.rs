@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::App;
-use super::doors::route::{Begun, finish, split_route};
+use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
     Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, screen, warn_failed,
 };
@@ -123,7 +123,7 @@ impl Client {
             );
             let reuse = match served.await {
                 Ok(s) => {
-                    finish(&x, begun, Ok(s.status));
+                    finish(&x, begun, s.status);
                     s.client_reusable
                 }
                 Err(Failed::Answer(e)) => {
@@ -139,7 +139,7 @@ impl Client {
                             }
                             Taken::Nothing | Taken::Part => false,
                         };
-                    let resp = finish(&x, begun, Err(e));
+                    let resp = finish_failed(&x, begun, e);
                     let wrote = reply::write(&mut self.stream, resp, !reusable, head_request).await;
                     if wrote.is_ok() && !reusable {
                         // The body's unread bytes may still be on the way.
@@ -148,12 +148,12 @@ impl Client {
                     wrote.is_ok() && reusable
                 }
                 Err(Failed::Cut(status)) => {
-                    finish(&x, begun, Ok(status));
+                    finish(&x, begun, status);
                     false
                 }
                 // Only asked for when a retry follows; never returned.
                 Err(Failed::Unauthorized) => {
-                    finish(&x, begun, Ok(StatusCode::UNAUTHORIZED));
+                    finish(&x, begun, StatusCode::UNAUTHORIZED);
                     false
                 }
             };
