@@ -114,6 +114,17 @@ const MCP_METHODS: &[&str] = &[
 /// Distinct tool names labelled per route; later ones are `other`.
 const MAX_TOOL_LABELS: usize = 200;
 
+/// What a session lookup can end in (`headgate_session_lookups_total`'s
+/// `outcome`). Each series is there from the start, at zero.
+pub const LOOKUP_OUTCOMES: [&str; 6] = [
+    "hit",
+    "waited",
+    "miss",
+    "fetch",
+    "fetch_not_found",
+    "fetch_error",
+];
+
 /// Every metric headgate exports.
 pub struct Metrics {
     registry: Registry,
@@ -126,6 +137,10 @@ pub struct Metrics {
     pub render_failures: Family<Code, Counter>,
     /// Session lookups by outcome.
     pub session_lookups: Family<Outcome, Counter>,
+    /// `session_lookups`' counters, resolved once: one is counted on every
+    /// proxied request, and the family's lookup hashed its label under
+    /// SipHash each time.
+    lookup_handles: [(&'static str, Counter); 6],
     /// Upstream 401s passed through, by route.
     pub upstream_unauthorized: Family<RouteLabel, Counter>,
     /// Upstream time to response headers (seconds).
@@ -331,12 +346,19 @@ impl Metrics {
             "Audit lines dropped because the writer fell behind",
             audit_dropped.clone(),
         );
+        let lookup_handles = LOOKUP_OUTCOMES.map(|outcome| {
+            (
+                outcome,
+                session_lookups.get_or_create(&Outcome { outcome }).clone(),
+            )
+        });
         Self {
             registry,
             requests,
             errors,
             render_failures,
             session_lookups,
+            lookup_handles,
             upstream_unauthorized,
             upstream_latency,
             render_latency,
@@ -357,11 +379,15 @@ impl Metrics {
         }
     }
 
-    /// Counts one session lookup outcome.
+    /// Counts one session lookup outcome (one of [`LOOKUP_OUTCOMES`]).
     pub fn session_lookup(&self, outcome: &'static str) {
-        self.session_lookups
-            .get_or_create(&Outcome { outcome })
-            .inc();
+        match self.lookup_handles.iter().find(|(o, _)| *o == outcome) {
+            Some((_, c)) => c.inc(),
+            None => self
+                .session_lookups
+                .get_or_create(&Outcome { outcome })
+                .inc(),
+        };
     }
 
     /// Counts one MCP request. The tool label is the tool's name for the
@@ -607,7 +633,18 @@ mod tests {
         let m = Metrics::new();
         m.audit_dropped.inc();
         m.session_lookup("hit");
+        m.session_lookup("hit");
         let text = m.encode_prometheus();
+        // Through the resolved handles, into the family's own series;
+        // the others are there at zero.
+        assert!(
+            text.contains(r#"headgate_session_lookups_total{outcome="hit"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"headgate_session_lookups_total{outcome="fetch_error"} 0"#),
+            "{text}"
+        );
         assert!(
             text.contains("# HELP headgate_audit_dropped_total Audit lines"),
             "{text}"

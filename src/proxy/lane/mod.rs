@@ -486,18 +486,20 @@ fn write_request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, route: &Rou
     out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     if let Some(a) = route.upstream.authority() {
-        let host = if a.port_u16() == Some(80) {
-            a.host()
-        } else {
-            a.as_str()
-        };
-        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(host(a).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     for (n, v) in h {
         put_header(out, n.as_str().as_bytes(), v.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The upstream's `Host`: its authority, port 80 left out as hyper's
+/// client writes it. A plain suffix test: parsing the port searched the
+/// string on every request.
+fn host(a: &http::uri::Authority) -> &str {
+    a.as_str().strip_suffix(":80").unwrap_or(a.as_str())
 }
 
 /// Logs an upstream failure and says what the client gets (502).
@@ -594,4 +596,22 @@ fn refusal(r: h1::Refused) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_header_leaves_out_port_80_only() {
+        for (authority, host) in [
+            ("crm.example.com:80", "crm.example.com"),
+            ("crm.example.com:8080", "crm.example.com:8080"),
+            ("crm.example.com:180", "crm.example.com:180"),
+            ("crm.example.com", "crm.example.com"),
+            ("[::1]:80", "[::1]"),
+            ("[::1]:8081", "[::1]:8081"),
+        ] {
+            let a: http::uri::Authority = authority.parse().unwrap();
+            assert_eq!(super::host(&a), host, "{authority}");
+        }
+    }
 }
