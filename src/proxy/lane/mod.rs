@@ -8,13 +8,20 @@
 //! gives the upstream connection back only when its response was read
 //! exactly to its end.
 //!
+//! Every kind of route is served: a body the route reads (a platform's
+//! signature, variables or a key from it, the retry after a 401) is read
+//! whole from the connection's buffer, one it peeks at (JSON-RPC ids, MCP
+//! calls) too when it is within the 64 KiB peeked at, and a `tools/list`
+//! response the route filters goes through the exchange's own filter
+//! ([`reply`]).
+//!
 //! What it does not serve, it hands over, bytes and all, to hyper at a
 //! request boundary, for the rest of the connection: h2c, upgrades,
 //! `Expect: 100-continue`, chunked request bodies, HTTP/1.0 clients,
-//! non-origin-form targets, the other doors (webhooks, JWKS, echo), and
-//! routes that read bodies, obtain credentials or are MCP-aware. Those
-//! keep every behaviour they had; the hot path loses hyper's dispatch,
-//! its client task and the hand-off between the two.
+//! non-origin-form targets, the other doors (webhooks, JWKS), `https://`
+//! upstreams, the echo route and a peeking route's larger body. Those keep
+//! every behaviour they had; the hot path loses hyper's dispatch, its
+//! client task and the hand-off between the two.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -167,9 +174,10 @@ impl Client {
         }
     }
 
-    /// Reads until the buffer holds a whole head, then decides. Waiting
-    /// for a first byte is bounded by shutdown only; from the first byte,
-    /// the head must be in within `header_read` (slowloris).
+    /// Reads until the buffer holds a whole head, then decides. The head
+    /// must be in within `header_read` of the wait's start (slowloris; an
+    /// idle keep-alive connection is closed then too, as hyper's header
+    /// timer does); shutdown ends a wait that has read nothing.
     async fn next_head(&mut self, buf: &mut Lent) -> Result<Next, ()> {
         let mut deadline: Option<Instant> = None;
         loop {
