@@ -106,7 +106,12 @@ impl Client {
                 Next::Serve(req, cfg) => (req, cfg),
                 Next::HandOver => return Ended::HandOver(self.stream, buf.take()),
                 Next::Refuse(r) => {
-                    if self.stream.write_all(&refusal(r)).await.is_ok() {
+                    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+                    let resp = crate::net::response::error(status, "request.malformed", r.reason);
+                    if reply::write(&mut self.stream, resp, true, false)
+                        .await
+                        .is_ok()
+                    {
                         linger(&mut self.stream).await;
                     }
                     return Ended::Closed;
@@ -592,18 +597,6 @@ async fn linger(stream: &mut TcpStream) {
             _ => return,
         }
     }
-}
-
-/// A refused head's answer: its status, a JSON error, and close.
-fn refusal(r: h1::Refused) -> Vec<u8> {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = serde_json::json!({"error": {"code": "request.malformed", "message": r.reason}})
-        .to_string();
-    format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 #[cfg(test)]
