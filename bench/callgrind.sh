@@ -11,6 +11,7 @@
 #
 #   bash bench/callgrind.sh            # prints one table
 #   KEEP=1 bash bench/callgrind.sh     # also keeps the profiles (/tmp/hg-callgrind.*)
+#   SHAPES="plain mcp" bash bench/callgrind.sh   # only these shapes
 #
 # Per-function self cost of a kept profile:
 #   callgrind_annotate --threshold=100 /tmp/hg-callgrind.cred.out | head -60
@@ -77,8 +78,12 @@ PY
 echo "| route | Ir/request |"
 echo "|---|---|"
 while read -r name ir; do echo "| $name | $ir |"; done < <(
-  measure plain 28086 28096
-  measure mcp 28088 28098
-  measure cred 28087 28097
-  measure hyper 28089 28099
+  for s in ${SHAPES:-plain mcp cred hyper}; do
+    case $s in
+      plain) measure plain 28086 28096 ;;
+      mcp) measure mcp 28088 28098 ;;
+      cred) measure cred 28087 28097 ;;
+      hyper) measure hyper 28089 28099 ;;
+    esac
+  done
 )

@@ -5,7 +5,9 @@
 //! query and the body). No panic, no hang, and nothing rendered carries a
 //! control character (CR, LF, NUL, …) or exceeds the header size limit.
 //! Headers may repeat: a second `Host` or a repeated session-key header
-//! must be refused, never resolved to one of its values.
+//! must be refused, never resolved to one of its values. The same request
+//! written as bytes and read as the own core's raw head must screen, key
+//! and render exactly as its `http::request::Parts` do.
 #![no_main]
 use std::sync::OnceLock;
 
@@ -81,6 +83,7 @@ fuzz_target!(|input: Input<'_>| {
     }
     let Ok(req) = req.body(()) else { return };
     let (parts, ()) = req.into_parts();
+    let wire = wire(&parts, &input.headers);
     let rest = parts
         .uri
         .path()
@@ -89,6 +92,18 @@ fuzz_target!(|input: Input<'_>| {
     // Ambiguity is refused before anything is chosen: two `Host`s, or two
     // values of any header the route takes its key from.
     let screened = headgate::proxy::screen(route, &parts, rest);
+    let mut storage = [httparse::EMPTY_HEADER; headgate::net::h1::MAX_HEADERS];
+    let raw = wire.as_deref().and_then(|w| {
+        let head = headgate::net::h1::parse_request(w, &mut storage, 1 << 20).ok()??;
+        headgate::net::h1::Spans::of(w, &head)
+    });
+    let raw = raw.as_ref().zip(wire.as_deref()).map(|(s, w)| s.view(w));
+    if let Some(raw) = &raw {
+        assert_eq!(
+            code(&screened),
+            code(&headgate::proxy::screen(route, raw, rest))
+        );
+    }
     if parts.headers.get_all(http::header::HOST).iter().count() > 1 {
         assert!(screened.is_err(), "two Host headers were accepted");
     }
@@ -98,6 +113,14 @@ fuzz_target!(|input: Input<'_>| {
     });
     let body: Option<serde_json::Value> = serde_json::from_slice(input.body).ok();
     let found = headgate::proxy::session_key(route, &parts, rest, body.as_ref());
+    if let Some(raw) = &raw {
+        let by_raw = headgate::proxy::session_key(route, raw, rest, body.as_ref());
+        assert_eq!(
+            code(&found),
+            code(&by_raw),
+            "the raw head found another key"
+        );
+    }
     if twice {
         assert!(found.is_err(), "a repeated session-key header was accepted");
     }
@@ -118,13 +141,26 @@ fuzz_target!(|input: Input<'_>| {
     // The MCP view of the body prefix, as the proxy builds it.
     let mcp = headgate::mcp::view(&parts.headers, Some(input.body)).ok();
     let request = headgate::proxy::RequestView {
-        parts: &parts,
+        head: &parts,
         rest,
         mcp: mcp.as_ref(),
         credentials: None,
     };
-    let Ok(out) = headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {})
-    else {
+    let rendered = headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {});
+    if let Some(raw) = &raw {
+        let request = headgate::proxy::RequestView {
+            head: raw,
+            ..request
+        };
+        let by_raw =
+            headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {});
+        assert_eq!(
+            code(&rendered),
+            code(&by_raw),
+            "the raw head rendered otherwise"
+        );
+    }
+    let Ok(out) = rendered else {
         return;
     };
     for (_, v) in out {
@@ -137,3 +173,32 @@ fuzz_target!(|input: Input<'_>| {
         assert!(v.len() <= headgate::template::MAX_HEADER_VALUE_BYTES);
     }
 });
+
+/// The request as a client writes it, names in the case the input gave;
+/// `None` when the wire could not say the same (a value with whitespace
+/// at its ends, which a parser trims).
+fn wire(parts: &http::request::Parts, headers: &[(&str, &[u8])]) -> Option<Vec<u8>> {
+    let pq = parts.uri.path_and_query()?.as_str();
+    let mut w = format!("{} {pq} HTTP/1.1\r\n", parts.method).into_bytes();
+    for (k, v) in headers {
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::HeaderValue::from_bytes(v).is_err()
+        {
+            continue;
+        }
+        if matches!(v.first(), Some(b' ' | b'\t')) || matches!(v.last(), Some(b' ' | b'\t')) {
+            return None;
+        }
+        w.extend_from_slice(k.as_bytes());
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(v);
+        w.extend_from_slice(b"\r\n");
+    }
+    w.extend_from_slice(b"\r\n");
+    Some(w)
+}
+
+/// A phase's outcome, its error by code.
+fn code<T: Clone>(r: &Result<T, headgate::proxy::error::ProxyError>) -> Result<T, &'static str> {
+    r.as_ref().map_err(|e| e.code()).cloned()
+}

@@ -313,7 +313,7 @@ fn render_route(opts: &RenderRoute<'_>, mut vars: Value) -> ExitCode {
     };
     let mut failed = false;
     let req = proxy::RequestView {
-        parts: &parts,
+        head: &parts,
         rest: &rest,
         mcp: mcp.as_ref(),
         credentials: Some(&credentials),

@@ -8,6 +8,7 @@ pub mod body;
 pub mod cidr;
 pub mod client;
 pub mod h1;
+pub mod head;
 pub mod headers;
 pub mod limits;
 pub mod listen;

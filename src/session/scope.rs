@@ -6,10 +6,10 @@
 
 use std::cell::OnceCell;
 
-use http::request::Parts;
 use serde_json::{Map, Value, json};
 
 use crate::mcp::McpView;
+use crate::net::head::{Head, visible};
 use crate::template::{Scope, Vars};
 
 /// See the module docs. `session` and `request` are built on first read,
@@ -19,7 +19,7 @@ pub struct CallScope<'a> {
     key: &'a str,
     env: &'a Value,
     vars: Option<&'a Vars>,
-    request: Option<(&'a Parts, &'a str, Option<&'a McpView>)>,
+    request: Option<(&'a dyn Head, &'a str, Option<&'a McpView>)>,
     credentials: Option<&'a Value>,
     session_root: OnceCell<Value>,
     request_root: OnceCell<Value>,
@@ -49,11 +49,11 @@ impl<'a> CallScope<'a> {
     /// on MCP routes, `request.mcp`.
     pub fn with_request(
         mut self,
-        parts: &'a Parts,
+        head: &'a dyn Head,
         rest: &'a str,
         mcp: Option<&'a McpView>,
     ) -> Self {
-        self.request = Some((parts, rest, mcp));
+        self.request = Some((head, rest, mcp));
         self
     }
 
@@ -69,10 +69,10 @@ impl Scope for CallScope<'_> {
         match name {
             "session" => Some(self.session_root.get_or_init(|| json!({ "id": self.key }))),
             "request" => {
-                let (parts, rest, mcp) = self.request?;
+                let (head, rest, mcp) = self.request?;
                 Some(
                     self.request_root
-                        .get_or_init(|| request_object(parts, rest, mcp)),
+                        .get_or_init(|| request_object(head, rest, mcp)),
                 )
             }
             "env" => Some(self.env),
@@ -82,22 +82,23 @@ impl Scope for CallScope<'_> {
     }
 }
 
-fn request_object(parts: &Parts, rest: &str, mcp: Option<&McpView>) -> Value {
+fn request_object(head: &dyn Head, rest: &str, mcp: Option<&McpView>) -> Value {
     let mut headers = Map::new();
-    for (k, v) in &parts.headers {
-        if let Ok(s) = v.to_str() {
+    head.each_header(&mut |k, v| {
+        if let Some(s) = visible(v) {
             headers
-                .entry(k.as_str().to_string())
+                .entry(k.to_ascii_lowercase())
                 .or_insert_with(|| Value::String(s.to_string()));
         }
-    }
+    });
     let mut query = Map::new();
-    for (k, v) in query_pairs(parts.uri.query()) {
+    for (k, v) in query_pairs(head.query()) {
         query
             .entry(form_decode(k))
             .or_insert_with(|| Value::String(form_decode(v)));
     }
-    let mut req = json!({ "method": parts.method.as_str(), "path": rest, "query": query, "headers": headers });
+    let mut req =
+        json!({ "method": head.method(), "path": rest, "query": query, "headers": headers });
     if let Some(m) = mcp {
         req["mcp"] = m.to_json();
     }

@@ -67,7 +67,7 @@ proptest! {
         )
         .unwrap();
         let mut failures = Vec::new();
-        let req = headgate::proxy::RequestView { parts: &parts, rest: "/x", mcp: None, credentials: None };
+        let req = headgate::proxy::RequestView { head: &parts, rest: "/x", mcp: None, credentials: None };
         let out = headgate::proxy::render_rules(route, &cfg.env, req, "c1", &vars, |rule, e| {
             failures.push((rule.name.to_string(), e.code()));
         })

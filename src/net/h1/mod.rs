@@ -356,6 +356,121 @@ impl Conn {
     }
 }
 
+/// Where a request head's parts lie in the buffer it was parsed from, as
+/// offsets: what the own core keeps while the phases run (across awaits,
+/// which the borrowed `httparse` view cannot cross), and reads through
+/// [`RawHead`] instead of building a `HeaderMap`.
+#[derive(Debug)]
+pub struct Spans {
+    method: Span,
+    query: Option<Span>,
+    headers: Vec<(Span, Span)>,
+}
+
+/// `start..end` in the buffer.
+type Span = (u32, u32);
+
+impl Spans {
+    /// The spans of `head`, parsed from `buf`; `None` when its target is
+    /// not one `http::Uri` accepts (hyper refuses those with 400, and so
+    /// does the core).
+    pub fn of(buf: &[u8], head: &RequestHead<'_>) -> Option<Self> {
+        http::uri::PathAndQuery::try_from(head.target).ok()?;
+        let at = |s: &[u8]| -> Option<Span> {
+            let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+            let end = start.checked_add(s.len()).filter(|e| *e <= buf.len())?;
+            Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+        };
+        // As `http::Uri` reads it: the query ends at a fragment.
+        let t = head.target.as_bytes();
+        let t = &t[..t.iter().position(|b| *b == b'#').unwrap_or(t.len())];
+        let query = match t.iter().position(|b| *b == b'?') {
+            Some(i) => Some(at(&t[i + 1..])?),
+            None => None,
+        };
+        let mut headers = Vec::with_capacity(head.headers.len());
+        for h in head.headers {
+            headers.push((at(h.name.as_bytes())?, at(h.value)?));
+        }
+        Some(Self {
+            method: at(head.method.as_bytes())?,
+            query,
+            headers,
+        })
+    }
+
+    /// The head these spans were taken from, read out of `buf` (the same
+    /// bytes).
+    pub fn view<'b>(&'b self, buf: &'b [u8]) -> RawHead<'b> {
+        RawHead { buf, spans: self }
+    }
+}
+
+/// A request head read straight from the bytes the own core parsed.
+#[derive(Clone, Copy)]
+pub struct RawHead<'b> {
+    buf: &'b [u8],
+    spans: &'b Spans,
+}
+
+impl<'b> RawHead<'b> {
+    fn bytes(&self, (start, end): Span) -> &'b [u8] {
+        self.buf
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// `httparse` let only tokens and visible ASCII through in these.
+    fn str(&self, span: Span) -> &'b str {
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+
+    /// The header lines, in order, names as sent.
+    pub fn lines(&self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + '_ {
+        (self.spans.headers.iter()).map(|(n, v)| (self.bytes(*n), self.bytes(*v)))
+    }
+
+    /// Every value of header `name` (lowercase), in order. The lengths
+    /// are compared before any byte: most lines are passed over on that.
+    pub fn values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'b [u8]> + use<'b, 'n, '_> {
+        let name = name.as_bytes();
+        (self.spans.headers.iter())
+            .filter(move |((start, end), _)| {
+                (end - start) as usize == name.len()
+                    && self.bytes((*start, *end)).eq_ignore_ascii_case(name)
+            })
+            .map(|(_, v)| self.bytes(*v))
+    }
+}
+
+impl super::head::Head for RawHead<'_> {
+    fn method(&self) -> &str {
+        self.str(self.spans.method)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.spans.query.map(|q| self.str(q))
+    }
+
+    fn header(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        self.values(name.as_str()).next()
+    }
+
+    fn count(&self, name: &http::HeaderName) -> usize {
+        self.values(name.as_str()).count()
+    }
+
+    fn each_header(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (n, v) in self.lines() {
+            f(std::str::from_utf8(n).unwrap_or_default(), v);
+        }
+    }
+
+    fn map(&self) -> Option<&http::HeaderMap> {
+        None
+    }
+}
+
 /// The request head as `http` types, its values sharing one copy of the
 /// head; `None` when a part is not valid there (a target `Uri` refuses,
 /// a method that is not a token): the caller answers 400.

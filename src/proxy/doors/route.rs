@@ -256,7 +256,9 @@ fn count(app: &App, route: &str, e: &ProxyError) {
 /// `/crm/mcp?x` → (`crm`, `/mcp`).
 pub(crate) fn split_route(path: &str) -> (&str, &str) {
     let p = path.strip_prefix('/').unwrap_or(path);
-    match p.find('/') {
+    // A byte scan: `find` goes through a char searcher, slower on the
+    // few bytes a route name has.
+    match p.bytes().position(|b| b == b'/') {
         Some(i) => (&p[..i], &p[i..]),
         None => (p, ""),
     }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header;
 use http::request::Parts;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::error::ProxyError;
 use crate::config::{InboundAuth, Route};
 use crate::net::body::{FromClient, Prefixed};
+use crate::net::head::Head;
 use crate::net::response::{self, Body};
 use crate::platform;
 
@@ -79,18 +80,14 @@ impl InBody {
 /// The checks on a request head alone: a path that could climb out of the
 /// route, more than one `Host` (RFC 9112 §3.2: 400), a declared length
 /// over the route's limit. Pure, for the fuzz targets too.
-pub fn screen(route: &Route, parts: &Parts, rest: &str) -> Result<(), ProxyError> {
+pub fn screen(route: &Route, head: &dyn Head, rest: &str) -> Result<(), ProxyError> {
     if has_dot_segments(rest) {
         return Err(ProxyError::InvalidPath);
     }
-    if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+    if head.count(&header::HOST) > 1 {
         return Err(ProxyError::Ambiguous("Host"));
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = (head.header_str(&header::CONTENT_LENGTH)).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > route.body_limit) {
         return Err(ProxyError::TooLarge);
     }
@@ -160,20 +157,19 @@ async fn read_until(mut inc: Incoming, stop_at: usize, limit: u64) -> Result<InB
 /// over the body.
 pub(super) fn authenticate(
     route: &Route,
-    headers: &HeaderMap,
+    head: &dyn Head,
     body: &InBody,
 ) -> Result<(), ProxyError> {
     let ok = match &route.inbound_auth {
         InboundAuth::None => true,
         InboundAuth::Header { header, secret } => {
-            let given = headers.get(header).map(HeaderValue::as_bytes);
-            secret.matches(given.unwrap_or_default())
+            secret.matches(head.header(header).unwrap_or_default())
         }
-        InboundAuth::Platform { platform, secret } => match body {
-            InBody::Read(b) => {
+        InboundAuth::Platform { platform, secret } => match (body, head.map()) {
+            (InBody::Read(b), Some(headers)) => {
                 platform::signature::verify_request(*platform, secret, headers, b).is_some()
             }
-            InBody::Stream(_) | InBody::Prefixed(..) | InBody::Relayed => false,
+            _ => false,
         },
     };
     if ok {
@@ -190,6 +186,12 @@ pub(super) fn authenticate(
 /// separator to IIS and other Windows servers); an encoded slash or
 /// backslash; or bytes that are not UTF-8 once decoded (overlong `%c0%ae`).
 fn has_dot_segments(path: &str) -> bool {
+    // Without a dot, literal or encoded, no segment can be `.` or `..`,
+    // and without an escape nothing decodes to a separator: one scan
+    // settles the usual path.
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return false;
+    }
     path.split('/').any(|seg| {
         let Some(d) = fully_decoded(seg) else {
             return true;

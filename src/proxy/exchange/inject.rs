@@ -8,7 +8,6 @@ use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
 use serde_json::Value;
 
 use super::Exchange;
@@ -17,6 +16,7 @@ use crate::config::{HeaderRule, OnError, Route};
 use crate::credentials::{ForSession, Lookup};
 use crate::mcp::McpView;
 use crate::metrics::Code;
+use crate::net::head::Head;
 use crate::session::scope::CallScope;
 use crate::template::{TemplateError, Vars};
 
@@ -27,7 +27,7 @@ pub type Rendered = Vec<(HeaderName, HeaderValue)>;
 #[derive(Clone, Copy)]
 pub struct RequestView<'a> {
     /// The request head.
-    pub parts: &'a Parts,
+    pub head: &'a dyn Head,
     /// The path after the route's name.
     pub rest: &'a str,
     /// `request.mcp` (`method`, `tool`, `uri`), on routes that read it;
@@ -50,7 +50,7 @@ pub fn render_rules(
 ) -> Result<Rendered, ProxyError> {
     let scope = CallScope::new(key, env)
         .with_vars(vars)
-        .with_request(req.parts, req.rest, req.mcp)
+        .with_request(req.head, req.rest, req.mcp)
         .with_credentials(req.credentials);
     let mut out = Vec::with_capacity(route.headers.len());
     for rule in &route.headers {
@@ -87,7 +87,7 @@ impl Exchange<'_> {
     /// headers.
     pub(super) async fn inject(
         &mut self,
-        parts: &Parts,
+        head: &dyn Head,
         rest: &str,
         key: &str,
         vars: &Vars,
@@ -95,7 +95,7 @@ impl Exchange<'_> {
         if !self.route.credentials.is_empty() {
             self.obtain_credentials(key, vars).await?;
         }
-        self.render_headers(parts, rest, key, vars)
+        self.render_headers(head, rest, key, vars)
     }
 
     /// The tokens of every credential the route uses.
@@ -150,7 +150,7 @@ impl Exchange<'_> {
     /// [`render_rules`] with its metrics and logs.
     fn render_headers(
         &self,
-        parts: &Parts,
+        head: &dyn Head,
         rest: &str,
         key: &str,
         vars: &Vars,
@@ -159,7 +159,7 @@ impl Exchange<'_> {
         let started = Instant::now();
         let credentials = self.credentials_root();
         let req = RequestView {
-            parts,
+            head,
             rest,
             mcp: self.mcp.as_ref(),
             credentials: credentials.as_deref(),

@@ -6,21 +6,23 @@
 use std::sync::Arc;
 
 use http::Response;
-use http::request::Parts;
 
 use super::Exchange;
 use super::error::ProxyError;
 use super::inbound::InBody;
 use crate::mcp::{self, ToolPolicy};
+use crate::net::head::Head;
 use crate::net::response::Body;
 
 impl Exchange<'_> {
     /// Reads the MCP view and applies the route's policy.
-    pub(super) fn judge_mcp(&mut self, parts: &Parts, body: &InBody) -> Result<(), ProxyError> {
+    pub(super) fn judge_mcp(&mut self, head: &dyn Head, body: &InBody) -> Result<(), ProxyError> {
         if !self.route.needs_mcp {
             return Ok(());
         }
-        let view = mcp::view(&parts.headers, body.read().map(|b| &b[..]))?;
+        let empty = http::HeaderMap::new();
+        let headers = head.map().unwrap_or(&empty);
+        let view = mcp::view(headers, body.read().map(|b| &b[..]))?;
         let denied = (self.route.mcp.as_ref())
             .and_then(|p| p.denied(&view))
             .map(str::to_string);

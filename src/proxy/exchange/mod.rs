@@ -28,6 +28,7 @@ pub use inbound::screen;
 pub(crate) use inbound::{InBody, RPC_PEEK};
 pub use inject::{Rendered, RequestView, render_rules};
 pub use outbound::Peer;
+pub(crate) use outbound::{put_path_and_query, put_raw_headers};
 pub(crate) use send::warn_failed;
 pub use session::session_key;
 
@@ -35,6 +36,7 @@ use super::App;
 use crate::config::{Config, Credential, ErrorStyle, Route};
 use crate::credentials::Token;
 use crate::mcp::McpView;
+use crate::net::head::Head;
 use crate::net::response::{Body, full};
 use crate::net::tracecontext::{self, Trace};
 use crate::session::Session;
@@ -110,6 +112,11 @@ impl<'a> Exchange<'a> {
 
     pub fn config(&self) -> &'a Config {
         self.cfg
+    }
+
+    /// The client end of the connection.
+    pub fn peer(&self) -> &'a Peer {
+        self.peer
     }
 
     /// The session key the request was matched to, if it got that far.
@@ -225,21 +232,21 @@ impl<'a> Exchange<'a> {
     /// find the session, render its headers.
     pub(crate) async fn prepare(
         &mut self,
-        parts: &Parts,
+        head: &dyn Head,
         rest: &str,
         body: &InBody,
     ) -> Result<Prepared, ProxyError> {
         self.rpc_body = body.read().cloned();
-        inbound::authenticate(self.route, &parts.headers, body)?;
+        inbound::authenticate(self.route, head, body)?;
         let parsed = body.parsed(self.route);
         if let Some(v) = &parsed {
             self.rpc_id = v.get("id").cloned();
         }
-        let key = session_key(self.route, parts, rest, parsed.as_ref())?;
+        let key = session_key(self.route, head, rest, parsed.as_ref())?;
         self.session_key = Some(key.clone());
         // After the key (so a denied call is on its session's timeline),
         // before the session is looked up or anything rendered.
-        self.judge_mcp(parts, body)?;
+        self.judge_mcp(head, body)?;
         let started = self.timings.map(|_| SystemTime::now());
         let session = self.find_session(&key, parsed.as_ref()).await;
         if let (Some(t), Some(s)) = (self.timings.as_mut(), started) {
@@ -247,7 +254,7 @@ impl<'a> Exchange<'a> {
         }
         let session = session?;
         let rendered = match &session {
-            Some(s) => self.inject(parts, rest, &key, &s.vars).await?,
+            Some(s) => self.inject(head, rest, &key, &s.vars).await?,
             None => Vec::new(),
         };
         Ok((key, session, rendered))

@@ -10,8 +10,11 @@ use http::request::Parts;
 use http::uri::Authority;
 use http::{Request, Uri, Version};
 
+use super::inject::Rendered;
 use crate::config::{InboundAuth, Route};
-use crate::net::headers::strip_hop_by_hop;
+use crate::net::h1::{RawHead, put_header};
+use crate::net::head::Head as _;
+use crate::net::headers::{is_hop_by_hop, strip_hop_by_hop};
 use crate::net::response::Body;
 
 /// The client end of a connection, formatted once per connection rather
@@ -27,6 +30,11 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// `X-Forwarded-Proto`.
+    fn proto(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     /// For a connection from `remote` (over TLS when `tls`).
     pub fn new(remote: SocketAddr, trusted: bool, tls: bool) -> Self {
         let ip = HeaderValue::from_str(&remote.ip().to_string())
@@ -55,26 +63,8 @@ pub(super) fn upstream_uri(
     query: Option<&str>,
     absolute: bool,
 ) -> Option<Uri> {
-    let base_path = base.path().trim_end_matches('/');
-    let mut pq = String::with_capacity(base_path.len() + rest.len() + 32);
-    pq.push_str(base_path);
-    pq.push_str(rest);
-    if pq.is_empty() {
-        pq.push('/');
-    }
-    match (base.query(), query) {
-        (Some(a), Some(b)) => {
-            pq.push('?');
-            pq.push_str(a);
-            pq.push('&');
-            pq.push_str(b);
-        }
-        (Some(q), None) | (None, Some(q)) => {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        (None, None) => {}
-    }
+    let mut pq = Vec::with_capacity(base.path().len() + rest.len() + 32);
+    put_path_and_query(&mut pq, base, rest, query);
     if !absolute {
         return Uri::try_from(pq).ok();
     }
@@ -84,6 +74,24 @@ pub(super) fn upstream_uri(
         .path_and_query(pq)
         .build()
         .ok()
+}
+
+/// Writes the upstream request's path and query: the upstream's base
+/// path, the rest of the client's path, then the base's query and the
+/// client's, joined with `&`.
+pub(crate) fn put_path_and_query(out: &mut Vec<u8>, base: &Uri, rest: &str, query: Option<&str>) {
+    let start = out.len();
+    out.extend_from_slice(base.path().trim_end_matches('/').as_bytes());
+    out.extend_from_slice(rest.as_bytes());
+    if out.len() == start {
+        out.push(b'/');
+    }
+    let mut sep = b'?';
+    for q in [base.query(), query].into_iter().flatten() {
+        out.push(sep);
+        out.extend_from_slice(q.as_bytes());
+        sep = b'&';
+    }
 }
 
 /// The client's headers as the upstream may see them: hop-by-hop headers,
@@ -135,11 +143,72 @@ pub(super) fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<Hea
     if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
-    let proto = if peer.tls { "https" } else { "http" };
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        h.insert(X_FORWARDED_HOST.clone(), host);
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(peer.proto()),
+    );
+    // Never the client's own: without a `Host`, there is none.
+    match host {
+        Some(host) => h.insert(X_FORWARDED_HOST.clone(), host),
+        None => h.remove(&X_FORWARDED_HOST),
+    };
+}
+
+/// The header lines of the upstream request for a raw head, written
+/// straight from the buffer: the client's lines the upstream may see, the
+/// rendered values and `X-Forwarded-*`. The same headers as
+/// [`rewrite_headers`], [`inject::set`](super::inject) and
+/// [`forwarded_headers`] leave in a `HeaderMap` (a test compares them).
+pub(crate) fn put_raw_headers(
+    out: &mut Vec<u8>,
+    head: &RawHead<'_>,
+    route: &Route,
+    rendered: &Rendered,
+    peer: &Peer,
+) {
+    for (n, v) in head.lines() {
+        if !left_out(route, n, head.values("connection")) {
+            put_header(out, n, v);
+        }
     }
+    for (n, v) in rendered {
+        put_header(out, n.as_str().as_bytes(), v.as_bytes());
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prev) = head.header(&X_FORWARDED_FOR).filter(|_| peer.trusted) {
+        out.extend_from_slice(prev);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer.ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    put_header(
+        out,
+        X_FORWARDED_PROTO.as_str().as_bytes(),
+        peer.proto().as_bytes(),
+    );
+    if let Some(host) = head.header(&header::HOST) {
+        put_header(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
+    }
+}
+
+/// Whether a client header line named `name` is left out of the upstream
+/// request: the names the `HeaderMap` path removes or replaces.
+/// `listed`: the values of the request's `Connection` lines.
+fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8]>) -> bool {
+    let is = |h: &HeaderName| h.as_str().as_bytes().eq_ignore_ascii_case(name);
+    let auth = match &route.inbound_auth {
+        InboundAuth::None => false,
+        InboundAuth::Header { header, .. } => is(header),
+        InboundAuth::Platform { platform, .. } => (platform.request_signature())
+            .is_some_and(|sig| sig.as_bytes().eq_ignore_ascii_case(name)),
+    };
+    auth || is(&header::HOST)
+        || [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST]
+            .into_iter()
+            .any(is)
+        || route.strip.iter().any(is)
+        || route.headers.iter().any(|r| is(&r.name))
+        || is_hop_by_hop(name, listed)
 }
 
 /// The upstream request, HTTP/1.1 whatever the client spoke.
@@ -155,6 +224,107 @@ pub(super) fn request(parts: Parts, uri: Uri, headers: HeaderMap, body: Body) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::h1;
+
+    /// The client headers on the wire, their names in mixed case.
+    const HEAD: &[u8] = b"POST /r/x?q=1 HTTP/1.1\r\nHost: proxy.example\r\nX-Call-Id: c1\r\n\
+Connection: keep-alive, X-Hop\r\nX-Hop: a\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
+X-Headgate-Key: k\r\nAuthorization: Bearer client\r\nX-Strip: s\r\n\
+X-Forwarded-For: 10.9.9.9\r\nx-forwarded-for: 10.8.8.8\r\nX-Forwarded-Proto: gopher\r\n\
+X-Forwarded-Host: evil\r\nAccept: a\r\naccept: b\r\nContent-Length: 0\r\n\r\n";
+
+    /// Sorted (name, value) lines of a head's headers.
+    fn lines(head: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut storage = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Request::new(&mut storage);
+        let mut full = b"GET / HTTP/1.1\r\n".to_vec();
+        full.extend_from_slice(head);
+        full.extend_from_slice(b"\r\n");
+        assert!(r.parse(&full).unwrap().is_complete());
+        let mut v: Vec<_> = (r.headers.iter())
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_raw_head_is_rewritten_as_the_header_map_is() {
+        let cfg = crate::config::check_texts(
+            "",
+            &[(
+                "r",
+                r#"upstream = "http://127.0.0.1:1"
+inbound_auth = { header = "x-headgate-key", secret_env = "PATH" }
+[strip]
+headers = ["x-strip"]
+[headers]
+authorization = "Bearer << call.token >>"
+x-absent = { template = "<< call.nothing >>", on_error = "omit" }
+"#,
+            )],
+        )
+        .unwrap();
+        let route = cfg.route("r").unwrap();
+        let rendered: Rendered =
+            vec![(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"))];
+        // Without a `Host`, the client's `X-Forwarded-Host` must not pass
+        // either (the map path let it through before).
+        let hostless = String::from_utf8(HEAD.to_vec())
+            .unwrap()
+            .replace("Host: proxy.example\r\n", "");
+        for wire in [HEAD, hostless.as_bytes()] {
+            let with_host = wire == HEAD;
+            let mut storage = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+            let head = h1::parse_request(wire, &mut storage, 1 << 16)
+                .unwrap()
+                .unwrap();
+            let spans = h1::Spans::of(wire, &head).unwrap();
+            let parts = h1::to_parts(wire, &head).unwrap();
+            for trusted in [false, true] {
+                let peer = Peer::new("192.0.2.7:4000".parse().unwrap(), trusted, false);
+                let mut raw = Vec::new();
+                put_raw_headers(&mut raw, &spans.view(wire), route, &rendered, &peer);
+                let mut map = parts.headers.clone();
+                let host = rewrite_headers(&mut map, &parts.uri, route);
+                super::super::inject::set(&mut map, route, rendered.clone());
+                forwarded_headers(&mut map, &peer, host);
+                let mut written = Vec::new();
+                for (n, v) in &map {
+                    put_header(&mut written, n.as_str().as_bytes(), v.as_bytes());
+                }
+                assert_eq!(lines(&raw), lines(&written), "trusted: {trusted}");
+                // What must not reach the upstream, whichever way it is written.
+                let raw = String::from_utf8(raw).unwrap().to_ascii_lowercase();
+                for gone in [
+                    "x-hop",
+                    "keep-alive",
+                    "te:",
+                    "x-headgate-key",
+                    "x-strip",
+                    "client",
+                    "gopher",
+                    "evil",
+                ] {
+                    assert!(!raw.contains(gone), "{gone} in {raw}");
+                }
+                let xff = if trusted {
+                    "10.9.9.9, 192.0.2.7"
+                } else {
+                    "192.0.2.7"
+                };
+                assert!(
+                    raw.contains(&format!("x-forwarded-for: {xff}\r\n")),
+                    "{raw}"
+                );
+                assert_eq!(
+                    raw.contains("x-forwarded-host: proxy.example\r\n"),
+                    with_host,
+                    "{raw}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn upstream_paths() {

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use http::request::Parts;
 use serde_json::Value;
 
 use super::Exchange;
 use super::error::ProxyError;
 use crate::config::{KeySource, OnUnknown, Route};
+use crate::net::head::Head;
 use crate::session::resolver::ResolveError;
 use crate::session::scope::{form_decode, query_pairs};
 use crate::session::{Session, SessionStore, Source, id_hash};
@@ -19,7 +19,7 @@ use crate::template::Vars;
 /// is present, checked against its pattern before anything else sees it.
 pub fn session_key(
     route: &Route,
-    parts: &Parts,
+    head: &dyn Head,
     rest: &str,
     body: Option<&Value>,
 ) -> Result<String, ProxyError> {
@@ -27,19 +27,15 @@ pub fn session_key(
     // and the upstream would see both. Refuse before choosing.
     for src in &route.session_keys {
         if let KeySource::Header(h) = src
-            && parts.headers.get_all(h).iter().nth(1).is_some()
+            && head.count(h) > 1
         {
             return Err(ProxyError::KeyAmbiguous(h.to_string()));
         }
     }
     for src in &route.session_keys {
         let found: Option<String> = match src {
-            KeySource::Header(h) => parts
-                .headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.trim().to_string()),
-            KeySource::Query(q) => query_pairs(parts.uri.query())
+            KeySource::Header(h) => head.header_str(h).map(|s| s.trim().to_string()),
+            KeySource::Query(q) => query_pairs(head.query())
                 .find(|(k, _)| form_decode(k) == *q)
                 .map(|(_, v)| form_decode(v)),
             KeySource::Path(n) => rest

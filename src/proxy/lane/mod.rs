@@ -36,11 +36,13 @@ use tokio::sync::watch;
 use super::App;
 use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
-    Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, screen, warn_failed,
+    Exchange, InBody, Peer, ProxyError, RPC_PEEK, Rendered, SavedHead, put_path_and_query,
+    put_raw_headers, screen, warn_failed,
 };
 use crate::config::{Config, Route};
 use crate::net::h1::buffers::{self, Lent};
 use crate::net::h1::{self, Framing, MAX_HEADERS, pool, put_header};
+use crate::net::head::Head as _;
 use relay::Relay;
 
 mod relay;
@@ -73,7 +75,9 @@ pub(super) struct Client {
 
 /// A request the core serves, parsed out of the connection's buffer.
 struct Req {
-    parts: Parts,
+    head: ReqHead,
+    /// A `HEAD` request (its response has no body).
+    head_request: bool,
     route: Arc<Route>,
     rest: String,
     /// The head's length in the buffer.
@@ -81,6 +85,16 @@ struct Req {
     /// Body bytes still to come after the head.
     body: u64,
     keep_alive: bool,
+}
+
+/// How the phases read a request's head.
+enum ReqHead {
+    /// Straight from the buffer: on a route whose phases read only names
+    /// and values (no body, platform signature, MCP view or trace
+    /// context), the head is never copied into a `HeaderMap`.
+    Raw(h1::Spans),
+    /// As `http` types, for every other route.
+    Map(Parts),
 }
 
 /// What a head in the buffer asks for.
@@ -119,7 +133,7 @@ impl Client {
                 Next::Incomplete => return Ended::Closed,
             };
             let keep_alive = req.keep_alive;
-            let head_request = req.parts.method == Method::HEAD;
+            let head_request = req.head_request;
             let whole = req.head_len + req.body as usize;
             let app = self.app.clone();
             let begun = Begun::now();
@@ -244,19 +258,25 @@ fn decide(buf: &[u8], app: &App) -> Next {
         return Next::HandOver;
     }
     let cfg = app.config.borrow().clone();
-    let path = head.target.split('?').next().unwrap_or_default();
+    let t = head.target;
+    let path = &t[..t.bytes().position(|b| b == b'?').unwrap_or(t.len())];
     let (name, rest) = split_route(path);
     let Some(route) = cfg.route(name).filter(|r| serves(r, body)) else {
         return Next::HandOver;
     };
-    let Some(parts) = h1::to_parts(buf, &head) else {
+    let parsed = match reads_raw(route, &cfg) {
+        true => h1::Spans::of(buf, &head).map(ReqHead::Raw),
+        false => h1::to_parts(buf, &head).map(ReqHead::Map),
+    };
+    let Some(parsed) = parsed else {
         return Next::Refuse(h1::Refused {
             status: 400,
             reason: "malformed request head",
         });
     };
     let req = Req {
-        parts,
+        head: parsed,
+        head_request: head.method == "HEAD",
         route: route.clone(),
         rest: rest.to_string(),
         head_len: head.len,
@@ -277,6 +297,12 @@ fn serves(route: &Route, body: u64) -> bool {
         && route.upstream.authority().is_some()
         && !route.echo
         && (route.reads_body() || !route.peeks_body() || body <= RPC_PEEK as u64)
+}
+
+/// Whether the phases of `route` read its heads raw ([`ReqHead::Raw`]):
+/// they read nothing a `HeaderMap` is needed for.
+fn reads_raw(route: &Route, cfg: &Config) -> bool {
+    !route.reads_body() && !route.peeks_body() && !cfg.server.trace_context
 }
 
 /// How much of a request the core has taken from the client connection.
@@ -325,44 +351,55 @@ async fn serve_one(
     taken: &mut Taken,
 ) -> Result<Served, Failed> {
     let Req {
-        mut parts,
+        head,
+        head_request,
         rest,
         head_len,
         body,
         keep_alive,
         ..
     } = req;
-    screen(route, &parts, &rest)?;
     let t = &x.config().server.timeouts;
     let to = Timeouts {
         connect: t.connect,
         idle: t.idle,
         response: t.response_headers,
     };
-    let in_body = match route.reads_body() || route.peeks_body() {
-        true => {
-            *taken = Taken::Part;
-            let b = read_whole(client, buf, head_len, body, to.idle).await?;
-            *taken = Taken::All;
-            InBody::Read(b)
-        }
-        false => InBody::Relayed,
-    };
-    let (key, session, rendered) = x.prepare(&parts, &rest, &in_body).await?;
     let to_send = ToSend {
-        head_request: parts.method == Method::HEAD,
+        head_request,
         close: !keep_alive,
     };
-    // Sent again on a 401: the head, and the body (read whole above).
-    let saved = (x.carries_tokens() && session.is_some()).then(|| SavedHead::new(&parts));
-    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
-    let now = match &in_body {
-        InBody::Read(b) => b.len(),
-        _ => ((buf.len() - head_len) as u64).min(body) as usize,
-    };
     let mut out = buffers::lend();
-    out.reserve(head_len + 512 + now);
-    write_request_head(&mut out, &parts.method, &uri, route, &headers);
+    let (prepared, in_body, saved) = match head {
+        ReqHead::Raw(spans) => {
+            let head = spans.view(&buf[..head_len]);
+            screen(route, &head, &rest)?;
+            let (key, session, rendered) = x.prepare(&head, &rest, &InBody::Relayed).await?;
+            out.reserve(head_len + 512);
+            write_raw_head(&mut out, &head, route, &rest, &rendered, x.peer());
+            ((key, session), InBody::Relayed, None)
+        }
+        ReqHead::Map(mut parts) => {
+            screen(route, &parts, &rest)?;
+            let in_body = match route.reads_body() || route.peeks_body() {
+                true => {
+                    *taken = Taken::Part;
+                    let b = read_whole(client, buf, head_len, body, to.idle).await?;
+                    *taken = Taken::All;
+                    InBody::Read(b)
+                }
+                false => InBody::Relayed,
+            };
+            let (key, session, rendered) = x.prepare(&parts, &rest, &in_body).await?;
+            // Sent again on a 401: the head, and the body (read whole above).
+            let saved = (x.carries_tokens() && session.is_some()).then(|| SavedHead::new(&parts));
+            let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
+            out.reserve(head_len + 512);
+            write_request_head(&mut out, &parts.method, &uri, route, &headers);
+            ((key, session), in_body, saved)
+        }
+    };
+    let (key, session) = prepared;
     let left = match &in_body {
         InBody::Read(b) => {
             out.extend_from_slice(b);
@@ -370,6 +407,7 @@ async fn serve_one(
         }
         _ => {
             // The body bytes already read go out with the head, in one write.
+            let now = ((buf.len() - head_len) as u64).min(body) as usize;
             out.extend_from_slice(&buf[head_len..head_len + now]);
             buf.drain(..head_len + now);
             let left = body - now as u64;
@@ -493,17 +531,41 @@ async fn attempt(
 
 /// Writes the upstream request head: request line, `Host`, headers.
 fn write_request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, route: &Route, h: &HeaderMap) {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(pq.as_bytes());
+    request_line(out, method.as_str(), route, |out| {
+        out.extend_from_slice(pq.as_bytes())
+    });
+    for (n, v) in h {
+        put_header(out, n.as_str().as_bytes(), v.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`write_request_head`] for a raw head: its lines written straight
+/// from the buffer ([`put_raw_headers`]).
+fn write_raw_head(
+    out: &mut Vec<u8>,
+    head: &h1::RawHead<'_>,
+    route: &Route,
+    rest: &str,
+    rendered: &Rendered,
+    peer: &Peer,
+) {
+    request_line(out, head.method(), route, |out| {
+        put_path_and_query(out, &route.upstream, rest, head.query());
+    });
+    put_raw_headers(out, head, route, rendered, peer);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request line and `Host` of an upstream request head.
+fn request_line(out: &mut Vec<u8>, method: &str, route: &Route, pq: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    pq(out);
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     if let Some(a) = route.upstream.authority() {
         out.extend_from_slice(host(a).as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    for (n, v) in h {
-        put_header(out, n.as_str().as_bytes(), v.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -197,7 +197,7 @@ impl Relay<'_> {
             .then(|| Box::new(Response::new(()).into_parts().0));
         for h in head.headers {
             let listed = head.headers.iter().filter(|h| connection(h)).take(lines);
-            if is_hop_by_hop(h.name, listed.map(|c| c.value))
+            if is_hop_by_hop(h.name.as_bytes(), listed.map(|c| c.value))
                 || (h.name.eq_ignore_ascii_case("content-length") && head.framing != Framing::Empty)
             {
                 continue;

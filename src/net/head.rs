@@ -1,0 +1,69 @@
+//! A request head as the phases read it, whichever core parsed it: hyper's
+//! [`Parts`], or the own core's [`h1::RawHead`](super::h1::RawHead), a view
+//! of the bytes it parsed. The phases only look names up and read values;
+//! building a `HeaderMap` for that cost the own core about 4k instructions
+//! per request (callgrind), more than the lookups themselves.
+
+use http::HeaderMap;
+use http::header::HeaderName;
+use http::request::Parts;
+
+/// See the module docs. `Sync` so a phase may hold one across an await.
+pub trait Head: Sync {
+    /// The method, as sent.
+    fn method(&self) -> &str;
+    /// The query string, undecoded, without a fragment.
+    fn query(&self) -> Option<&str>;
+    /// The first value of header `name`.
+    fn header(&self, name: &HeaderName) -> Option<&[u8]>;
+    /// The first value of header `name` when it is visible ASCII, as
+    /// `HeaderValue::to_str` reads it.
+    fn header_str(&self, name: &HeaderName) -> Option<&str> {
+        self.header(name).and_then(visible)
+    }
+    /// How many lines of header `name` the head has.
+    fn count(&self, name: &HeaderName) -> usize;
+    /// Every header line, in order (names lowercase on `Parts`, as sent
+    /// on a raw head).
+    fn each_header(&self, f: &mut dyn FnMut(&str, &[u8]));
+    /// hyper's map, when the head has one. The checks that read it (a
+    /// platform's request signature, the MCP headers) run on routes whose
+    /// heads always have one: the own core builds a `HeaderMap` for them.
+    fn map(&self) -> Option<&HeaderMap>;
+}
+
+impl Head for Parts {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    fn header(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.headers.get(name).map(|v| v.as_bytes())
+    }
+
+    fn count(&self, name: &HeaderName) -> usize {
+        self.headers.get_all(name).iter().count()
+    }
+
+    fn each_header(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (n, v) in &self.headers {
+            f(n.as_str(), v.as_bytes());
+        }
+    }
+
+    fn map(&self) -> Option<&HeaderMap> {
+        Some(&self.headers)
+    }
+}
+
+/// `v` as text when it is visible ASCII (tabs allowed): what
+/// `HeaderValue::to_str` accepts.
+pub fn visible(v: &[u8]) -> Option<&str> {
+    (v.iter().all(|b| *b == b'\t' || (0x20..0x7f).contains(b)))
+        .then(|| std::str::from_utf8(v).ok())
+        .flatten()
+}
