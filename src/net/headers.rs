@@ -8,16 +8,17 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
+/// The fixed hop-by-hop names (lowercase).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "keep-alive",
+    "proxy-connection",
 ];
 
 /// Whether a header named `name` is hop-by-hop: a fixed name, or one a
@@ -25,12 +26,22 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// head read as bytes (the forwarding core); [`strip_hop_by_hop`] is the
 /// same rule over a `HeaderMap`.
 pub fn is_hop_by_hop<'a>(name: &[u8], mut listed: impl Iterator<Item = &'a [u8]>) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+    HOP_BY_HOP.iter().any(|h| name_is(name, h))
         || listed.any(|line| {
             (line.split(|b| *b == b',')).any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
         })
+}
+
+/// Whether a header name as sent (any case) is `lower`, a lowercase name.
+/// Stops at the first differing byte: the standard library's
+/// `eq_ignore_ascii_case` compared every byte of equal-length names, and
+/// the core compares names a few dozen times a request.
+#[inline]
+pub fn name_is(name: &[u8], lower: &str) -> bool {
+    name.len() == lower.len()
+        && (name.iter())
+            .zip(lower.as_bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
 /// Removes hop-by-hop headers, including every name listed in any
@@ -38,7 +49,7 @@ pub fn is_hop_by_hop<'a>(name: &[u8], mut listed: impl Iterator<Item = &'a [u8]>
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a
     // lookup per hop-by-hop name. Listed names only count with `Connection`.
-    if !h.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !h.keys().any(|name| HOP_BY_HOP.contains(&name.as_str())) {
         return;
     }
     let listed: Vec<HeaderName> = h
@@ -51,7 +62,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for name in listed {
         h.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for name in HOP_BY_HOP {
         h.remove(name);
     }
 }

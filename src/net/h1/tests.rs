@@ -231,3 +231,41 @@ fn chunks_encode_back() {
     out.extend_from_slice(chunked::LAST_CHUNK);
     assert_eq!(dechunk(&out), Ok((b"hello world".to_vec(), out.len())));
 }
+
+#[test]
+fn content_length_lines_carry_every_digit() {
+    for n in [0u64, 7, 10, 1_234_567_890, u64::MAX] {
+        let mut out = Vec::new();
+        put_content_length(&mut out, n);
+        assert_eq!(out, format!("content-length: {n}\r\n").into_bytes());
+    }
+}
+
+#[test]
+fn a_raw_head_reads_as_sent() {
+    use crate::net::head::Head as _;
+    let raw = b"GET /r/x?a=1&b=2#frag HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Pad:  v  \r\nx-two: 1\r\nX-Two: 2\r\n\r\n";
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = parse_request(raw, &mut storage, 64 << 10).unwrap().unwrap();
+    let spans = Spans::of(raw, &head).expect("a valid head has spans");
+    let v = spans.view(raw);
+    assert_eq!(v.method(), "GET");
+    assert_eq!(v.query(), Some("a=1&b=2"));
+    let name = |n: &'static str| http::HeaderName::from_static(n);
+    assert_eq!(v.header(&name("x-empty")), Some(&b""[..]));
+    assert_eq!(v.header(&name("x-pad")), Some(&b"v"[..]));
+    assert_eq!(v.count(&name("x-two")), 2);
+    assert_eq!(v.header(&name("x-two")), Some(&b"1"[..]));
+    assert_eq!(v.header(&name("x-none")), None);
+    let fields: Vec<&[u8]> = v.fields().map(|(_, f)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            &b"Host: h"[..],
+            b"X-Empty:",
+            b"X-Pad:  v",
+            b"x-two: 1",
+            b"X-Two: 2"
+        ]
+    );
+}

@@ -14,7 +14,7 @@ use super::inject::Rendered;
 use crate::config::{InboundAuth, Route};
 use crate::net::h1::{RawHead, put_header};
 use crate::net::head::Head as _;
-use crate::net::headers::{is_hop_by_hop, strip_hop_by_hop};
+use crate::net::headers::{is_hop_by_hop, name_is, strip_hop_by_hop};
 use crate::net::response::Body;
 
 /// The client end of a connection, formatted once per connection rather
@@ -166,9 +166,10 @@ pub(crate) fn put_raw_headers(
     rendered: &Rendered,
     peer: &Peer,
 ) {
-    for (n, v) in head.lines() {
-        if !left_out(route, n, head.values("connection")) {
-            put_header(out, n, v);
+    for (name, field) in head.fields() {
+        if !left_out(route, name, head.values("connection")) {
+            out.extend_from_slice(field);
+            out.extend_from_slice(b"\r\n");
         }
     }
     for (n, v) in rendered {
@@ -195,17 +196,21 @@ pub(crate) fn put_raw_headers(
 /// request: the names the `HeaderMap` path removes or replaces.
 /// `listed`: the values of the request's `Connection` lines.
 fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8]>) -> bool {
-    let is = |h: &HeaderName| h.as_str().as_bytes().eq_ignore_ascii_case(name);
+    let is = |h: &HeaderName| name_is(name, h.as_str());
     let auth = match &route.inbound_auth {
         InboundAuth::None => false,
         InboundAuth::Header { header, .. } => is(header),
         InboundAuth::Platform { platform, .. } => (platform.request_signature())
-            .is_some_and(|sig| sig.as_bytes().eq_ignore_ascii_case(name)),
+            .is_some_and(|sig| name.eq_ignore_ascii_case(sig.as_bytes())),
     };
-    auth || is(&header::HOST)
-        || [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST]
-            .into_iter()
-            .any(is)
+    auth || [
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    ]
+    .into_iter()
+    .any(|h| name_is(name, h))
         || route.strip.iter().any(is)
         || route.headers.iter().any(|r| is(&r.name))
         || is_hop_by_hop(name, listed)

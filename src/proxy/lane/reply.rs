@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::RELAY_BUF;
-use crate::net::h1::{Chunked, Framing, put_header};
+use crate::net::h1::{Chunked, Framing, put_content_length, put_header};
 use crate::net::response::Body;
 
 /// Writes `resp` to the client: a body of known length with
@@ -48,7 +48,7 @@ pub(super) async fn write(
     match exact {
         _ if parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED => {
         }
-        Some(n) => put_header(&mut out, b"content-length", n.to_string().as_bytes()),
+        Some(n) => put_content_length(&mut out, n),
         None => put_header(&mut out, b"transfer-encoding", b"chunked"),
     }
     if close {
