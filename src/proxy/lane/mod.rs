@@ -43,8 +43,10 @@ use crate::config::{Config, Route};
 use crate::net::h1::buffers::{self, Lent};
 use crate::net::h1::{self, Framing, MAX_HEADERS, pool, put_header};
 use crate::net::head::Head as _;
+use clock::Clock;
 use relay::Relay;
 
+mod clock;
 mod relay;
 mod reply;
 
@@ -111,8 +113,9 @@ impl Client {
     pub async fn serve(mut self) -> Ended {
         // Lent while the connection has bytes to serve (`read_some`).
         let mut buf = Lent::default();
+        let mut clock = Clock::new();
         loop {
-            let next = match self.next_head(&mut buf).await {
+            let next = match self.next_head(&mut buf, &mut clock).await {
                 Ok(n) => n,
                 Err(()) => return Ended::Closed,
             };
@@ -144,7 +147,7 @@ impl Client {
                 &mut x,
                 &route,
                 *req,
-                (&mut self.stream, &mut *buf),
+                (&mut self.stream, &mut *buf, &mut clock),
                 &mut taken,
             );
             let reuse = match served.await {
@@ -197,8 +200,8 @@ impl Client {
     /// must be in within `header_read` of the wait's start (slowloris; an
     /// idle keep-alive connection is closed then too, as hyper's header
     /// timer does); shutdown ends a wait that has read nothing.
-    async fn next_head(&mut self, buf: &mut Lent) -> Result<Next, ()> {
-        let mut deadline: Option<Instant> = None;
+    async fn next_head(&mut self, buf: &mut Lent, clock: &mut Clock) -> Result<Next, ()> {
+        let mut deadline = None;
         loop {
             if !buf.is_empty() {
                 let next = decide(buf, &self.app);
@@ -206,15 +209,18 @@ impl Client {
                     return Ok(next);
                 }
             }
-            let start = deadline.get_or_insert_with(|| Instant::now() + self.header_read);
-            let read = tokio::select! {
-                r = read_some(&mut self.stream, buf) => r,
-                _ = tokio::time::sleep_until((*start).into()) => return Err(()),
-                _ = self.shutdown.changed(), if buf.is_empty() => return Err(()),
-            };
-            match read {
-                Ok(0) | Err(_) => return Err(()),
-                Ok(_) => {}
+            let start =
+                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.header_read);
+            let (stream, shutdown) = (&mut self.stream, &mut self.shutdown);
+            let read = clock.until(start, async {
+                tokio::select! {
+                    r = read_some(stream, buf) => Some(r),
+                    _ = shutdown.changed(), if buf.is_empty() => None,
+                }
+            });
+            match read.await {
+                Some(Some(Ok(n))) if n > 0 => {}
+                _ => return Err(()),
             }
         }
     }
@@ -347,7 +353,7 @@ async fn serve_one(
     x: &mut Exchange<'_>,
     route: &Route,
     req: Req,
-    (client, buf): (&mut TcpStream, &mut Vec<u8>),
+    (client, buf, clock): (&mut TcpStream, &mut Vec<u8>, &mut Clock),
     taken: &mut Taken,
 ) -> Result<Served, Failed> {
     let Req {
@@ -384,7 +390,7 @@ async fn serve_one(
             let in_body = match route.reads_body() || route.peeks_body() {
                 true => {
                     *taken = Taken::Part;
-                    let b = read_whole(client, buf, head_len, body, to.idle).await?;
+                    let b = read_whole((client, clock), buf, head_len, body, to.idle).await?;
                     *taken = Taken::All;
                     InBody::Read(b)
                 }
@@ -419,7 +425,7 @@ async fn serve_one(
     let first = attempt(
         x,
         route,
-        client,
+        (client, clock),
         (&mut out, left),
         to,
         to_send,
@@ -443,7 +449,17 @@ async fn serve_one(
     out.clear();
     write_request_head(&mut out, &parts.method, &uri, route, &headers);
     out.extend_from_slice(&b);
-    let again = attempt(x, route, client, (&mut out, 0), to, to_send, false, who).await;
+    let again = attempt(
+        x,
+        route,
+        (client, clock),
+        (&mut out, 0),
+        to,
+        to_send,
+        false,
+        who,
+    )
+    .await;
     if let Ok(s) = &again {
         x.refused_again(s.status);
     }
@@ -468,7 +484,7 @@ struct ToSend {
 /// Reads the whole `Content-Length` body (`body` bytes after the head at
 /// the start of `buf`) and takes head and body out of `buf`.
 async fn read_whole(
-    client: &mut TcpStream,
+    (client, clock): (&mut TcpStream, &mut Clock),
     buf: &mut Vec<u8>,
     head_len: usize,
     body: u64,
@@ -477,8 +493,8 @@ async fn read_whole(
     let want = head_len + body as usize;
     while buf.len() < want {
         buf.reserve(want - buf.len());
-        match tokio::time::timeout(idle, client.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+        match clock.within(idle, client.read_buf(buf)).await {
+            Some(Ok(n)) if n > 0 => {}
             _ => {
                 return Err(Failed::Answer(ProxyError::BadBody(
                     "the request body was malformed or cut short",
@@ -499,7 +515,7 @@ async fn read_whole(
 async fn attempt(
     x: &mut Exchange<'_>,
     route: &Route,
-    client: &mut TcpStream,
+    (client, clock): (&mut TcpStream, &mut Clock),
     (out, left): (&mut Vec<u8>, u64),
     to: Timeouts,
     to_send: ToSend,
@@ -512,7 +528,7 @@ async fn attempt(
         .await
         .map_err(|e| fail(route, &e))?;
     if left > 0 {
-        copy_body(client, &mut up.stream, left, to.idle).await?;
+        copy_body((client, clock), &mut up.stream, left, to.idle).await?;
     }
     let started = Instant::now();
     let wall = x.timings.map(|_| SystemTime::now());
@@ -520,6 +536,7 @@ async fn attempt(
         route,
         up,
         client,
+        clock,
         idle: to.idle,
         head_request: to_send.head_request,
         close: to_send.close,
@@ -615,7 +632,7 @@ async fn connect(route: &Route, within: Duration) -> Result<pool::Conn, Failed> 
 /// with backpressure (one buffer, written before the next read) and the
 /// idle timeout between reads.
 async fn copy_body(
-    client: &mut TcpStream,
+    (client, clock): (&mut TcpStream, &mut Clock),
     up: &mut TcpStream,
     mut left: u64,
     idle: Duration,
@@ -627,13 +644,13 @@ async fn copy_body(
         let want = chunk.capacity().min(left as usize);
         let mut room = (&mut *chunk).limit(want);
         let read = client.read_buf(&mut room);
-        let n = match tokio::time::timeout(idle, read).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
+        let n = match clock.within(idle, read).await {
+            Some(Ok(0) | Err(_)) | None => {
                 return Err(Failed::Answer(ProxyError::BadBody(
                     "the request body was malformed or cut short",
                 )));
             }
-            Ok(Ok(n)) => n,
+            Some(Ok(n)) => n,
         };
         if up.write_all(&chunk[..n]).await.is_err() {
             return Err(Failed::Answer(ProxyError::UpstreamUnreachable));

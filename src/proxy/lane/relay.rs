@@ -12,11 +12,12 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::clock::Clock;
 use super::{Failed, MAX_HEAD, RELAY_BUF, Served, fail, reply};
 use crate::config::Route;
 use crate::net::h1::buffers;
-use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_header};
-use crate::net::headers::is_hop_by_hop;
+use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_content_length, put_header};
+use crate::net::headers::{is_hop_by_hop, name_is};
 use crate::proxy::exchange::{Exchange, ProxyError};
 use crate::session::Session;
 
@@ -26,6 +27,7 @@ pub(super) struct Relay<'c> {
     pub route: &'c Route,
     pub up: pool::Conn,
     pub client: &'c mut TcpStream,
+    pub clock: &'c mut Clock,
     pub idle: Duration,
     pub head_request: bool,
     /// The client asked to close after this response.
@@ -54,18 +56,20 @@ impl Relay<'_> {
                 if let Some(p) = self.final_head(&rbuf, out)? {
                     break p;
                 }
-                let read = tokio::time::timeout_at(deadline, self.up.stream.read_buf(&mut *rbuf));
+                let read = self
+                    .clock
+                    .until(deadline, self.up.stream.read_buf(&mut *rbuf));
                 match read.await {
-                    Err(_) => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
-                    Ok(Ok(0)) => {
+                    None => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
+                    Some(Ok(0)) => {
                         let e = std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
                             "the upstream closed the connection before its response",
                         );
                         return Err(fail(route, &e));
                     }
-                    Ok(Err(e)) => return Err(fail(route, &e)),
-                    Ok(Ok(_)) => {}
+                    Some(Err(e)) => return Err(fail(route, &e)),
+                    Some(Ok(_)) => {}
                 }
             };
             match parsed {
@@ -189,7 +193,7 @@ impl Relay<'_> {
         out.push(b' ');
         out.extend_from_slice(head.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        let connection = |h: &httparse::Header<'_>| h.name.eq_ignore_ascii_case("connection");
+        let connection = |h: &httparse::Header<'_>| name_is(h.name.as_bytes(), "connection");
         let lines = usize::from(head.headers.iter().any(connection)) * MAX_HEADERS;
         let mut is_event_stream = false;
         let mut parts = self
@@ -198,11 +202,11 @@ impl Relay<'_> {
         for h in head.headers {
             let listed = head.headers.iter().filter(|h| connection(h)).take(lines);
             if is_hop_by_hop(h.name.as_bytes(), listed.map(|c| c.value))
-                || (h.name.eq_ignore_ascii_case("content-length") && head.framing != Framing::Empty)
+                || (name_is(h.name.as_bytes(), "content-length") && head.framing != Framing::Empty)
             {
                 continue;
             }
-            if h.name.eq_ignore_ascii_case("content-type") {
+            if name_is(h.name.as_bytes(), "content-type") {
                 is_event_stream = h.value.starts_with(b"text/event-stream");
             }
             put_header(out, h.name.as_bytes(), h.value);
@@ -219,10 +223,7 @@ impl Relay<'_> {
             p.status = status;
         }
         match head.framing {
-            Framing::Length(n) => {
-                use std::io::Write as _;
-                let _ = write!(out, "content-length: {n}\r\n");
-            }
+            Framing::Length(n) => put_content_length(out, n),
             Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Framing::Empty | Framing::UntilClose => {}
         }
@@ -293,10 +294,10 @@ impl Relay<'_> {
                     chunk.clear();
                     chunk.reserve(RELAY_BUF);
                     let read = self.up.stream.read_buf(chunk);
-                    match tokio::time::timeout(self.idle, read).await {
-                        Ok(Ok(0)) => return Ok(false),
-                        Ok(Ok(n)) => self.send(&chunk[..n]).await?,
-                        Ok(Err(_)) | Err(_) => return Err(()),
+                    match self.clock.within(self.idle, read).await {
+                        Some(Ok(0)) => return Ok(false),
+                        Some(Ok(n)) => self.send(&chunk[..n]).await?,
+                        Some(Err(_)) | None => return Err(()),
                     }
                 }
             }
@@ -313,8 +314,8 @@ impl Relay<'_> {
         let want = (RELAY_BUF as u64).min(max) as usize;
         let mut room = (&mut *chunk).limit(want);
         let read = self.up.stream.read_buf(&mut room);
-        match tokio::time::timeout(self.idle, read).await {
-            Ok(Ok(n)) if n > 0 => Ok(n),
+        match self.clock.within(self.idle, read).await {
+            Some(Ok(n)) if n > 0 => Ok(n),
             _ => Err(()),
         }
     }
