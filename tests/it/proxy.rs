@@ -378,6 +378,42 @@ async fn graceful_shutdown_lets_an_open_stream_finish() {
 }
 
 #[tokio::test]
+async fn shutdown_closes_an_idle_keep_alive_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_d, _up, h) = setup(HEADERS).await;
+    put_session(&h, "c1", json!({"call": {"metadata": {"token": "t"}}})).await;
+    let mut s = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    let req = format!(
+        "GET /crm HTTP/1.1\r\nHost: x\r\nx-headgate-key: {ROUTE_KEY}\r\nx-call-id: c1\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut b = [0u8; 4096];
+        let n = s.read(&mut b).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&b[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Idle between requests: shutdown closes it, well before the 10 s the
+    // head timer would.
+    let started = Instant::now();
+    let stopping = tokio::spawn(h.shutdown());
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the idle connection stayed open through shutdown"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
 async fn unknown_session_can_wait_for_its_registration() {
     let (_d, up, h) = setup(&format!("wait_for_session = \"2s\"\n{HEADERS}")).await;
     let admin = h.admin;

@@ -114,8 +114,14 @@ impl Client {
         // Lent while the connection has bytes to serve (`read_some`).
         let mut buf = Lent::default();
         let mut clock = Clock::new();
+        // One wait for shutdown per connection, polled while idle: a new
+        // one per request registered with the watch and dropped again.
+        let mut shutdown = self.shutdown.clone();
+        let mut stop = std::pin::pin!(async move {
+            let _ = shutdown.changed().await;
+        });
         loop {
-            let next = match self.next_head(&mut buf, &mut clock).await {
+            let next = match self.next_head(&mut buf, &mut clock, stop.as_mut()).await {
                 Ok(n) => n,
                 Err(()) => return Ended::Closed,
             };
@@ -199,8 +205,13 @@ impl Client {
     /// Reads until the buffer holds a whole head, then decides. The head
     /// must be in within `header_read` of the wait's start (slowloris; an
     /// idle keep-alive connection is closed then too, as hyper's header
-    /// timer does); shutdown ends a wait that has read nothing.
-    async fn next_head(&mut self, buf: &mut Lent, clock: &mut Clock) -> Result<Next, ()> {
+    /// timer does); shutdown (`stop`) ends a wait that has read nothing.
+    async fn next_head(
+        &mut self,
+        buf: &mut Lent,
+        clock: &mut Clock,
+        mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Next, ()> {
         let mut deadline = None;
         loop {
             if !buf.is_empty() {
@@ -211,11 +222,12 @@ impl Client {
             }
             let start =
                 *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.header_read);
-            let (stream, shutdown) = (&mut self.stream, &mut self.shutdown);
+            let stream = &mut self.stream;
             let read = clock.until(start, async {
                 tokio::select! {
                     r = read_some(stream, buf) => Some(r),
-                    _ = shutdown.changed(), if buf.is_empty() => None,
+                    // Done only once: the connection then ends.
+                    () = &mut stop, if buf.is_empty() => None,
                 }
             });
             match read.await {
