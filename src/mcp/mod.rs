@@ -106,8 +106,16 @@ static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 /// The MCP view of a request from its headers and what was read of its
 /// body (`None` when the body was not read).
 pub fn view(headers: &HeaderMap, body: Option<&[u8]>) -> Result<McpView, McpError> {
+    view_with(|name| headers.get(name).and_then(|v| v.to_str().ok()), body)
+}
+
+/// [`view`] with the headers read through `header` (the value of a name,
+/// as text): the forwarding core reads them from its raw head.
+pub fn view_with<'h>(
+    header: impl Fn(&HeaderName) -> Option<&'h str>,
+    body: Option<&[u8]>,
+) -> Result<McpView, McpError> {
     let from_body = body.map(from_body).unwrap_or_default();
-    let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(method), name) = (header(&MCP_METHOD), header(&MCP_NAME)) else {
         return Ok(from_body);
     };

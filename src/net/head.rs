@@ -26,9 +26,9 @@ pub trait Head: Sync {
     /// Every header line, in order (names lowercase on `Parts`, as sent
     /// on a raw head).
     fn each_header(&self, f: &mut dyn FnMut(&str, &[u8]));
-    /// hyper's map, when the head has one. The checks that read it (a
-    /// platform's request signature, the MCP headers) run on routes whose
-    /// heads always have one: the own core builds a `HeaderMap` for them.
+    /// hyper's map, when the head has one. The check that reads it (a
+    /// platform's request signature) runs on routes whose heads always
+    /// have one: the own core builds a `HeaderMap` for them.
     fn map(&self) -> Option<&HeaderMap>;
 }
 

@@ -381,6 +381,7 @@ impl Conn {
 #[derive(Debug)]
 pub struct Spans {
     method: Span,
+    target: Span,
     query: Option<Span>,
     headers: Vec<(Span, Span)>,
 }
@@ -412,6 +413,7 @@ impl Spans {
         }
         Some(Self {
             method: at(head.method.as_bytes())?,
+            target: at(head.target.as_bytes())?,
             query,
             headers,
         })
@@ -441,6 +443,11 @@ impl<'b> RawHead<'b> {
     /// `httparse` let only tokens and visible ASCII through in these.
     fn str(&self, span: Span) -> &'b str {
         std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+
+    /// The request target, as sent (origin-form, valid as a `Uri`).
+    pub fn target(&self) -> &'b str {
+        self.str(self.spans.target)
     }
 
     /// The header lines, in order, names as sent.

@@ -20,9 +20,7 @@ impl Exchange<'_> {
         if !self.route.needs_mcp {
             return Ok(());
         }
-        let empty = http::HeaderMap::new();
-        let headers = head.map().unwrap_or(&empty);
-        let view = mcp::view(headers, body.read().map(|b| &b[..]))?;
+        let view = mcp::view_with(|n| head.header_str(n), body.read().map(|b| &b[..]))?;
         let denied = (self.route.mcp.as_ref())
             .and_then(|p| p.denied(&view))
             .map(str::to_string);

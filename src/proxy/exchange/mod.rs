@@ -36,6 +36,7 @@ use super::App;
 use crate::config::{Config, Credential, ErrorStyle, Route};
 use crate::credentials::Token;
 use crate::mcp::McpView;
+use crate::net::h1::RawHead;
 use crate::net::head::Head;
 use crate::net::response::{Body, full};
 use crate::net::tracecontext::{self, Trace};
@@ -313,6 +314,18 @@ impl Exchange<'_> {
     }
 }
 
+/// Header lines as one buffer: each name and value after its length.
+fn flatten<'l>(lines: impl Iterator<Item = (&'l [u8], &'l [u8])>) -> Vec<u8> {
+    let mut headers = Vec::with_capacity(512);
+    for (n, v) in lines {
+        for part in [n, v] {
+            headers.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            headers.extend_from_slice(part);
+        }
+    }
+    headers
+}
+
 /// A request head kept to be sent again after a 401: its headers flattened
 /// into one buffer (each name and value after its length), rebuilt only on
 /// that rare refusal. Cloning the `HeaderMap` instead promoted every value
@@ -327,22 +340,25 @@ pub(crate) struct SavedHead {
 
 impl SavedHead {
     pub(crate) fn new(p: &Parts) -> Self {
-        let size: usize = (p.headers.iter())
-            .map(|(n, v)| n.as_str().len() + v.len() + 8)
-            .sum();
-        let mut headers = Vec::with_capacity(size);
-        for (n, v) in &p.headers {
-            for part in [n.as_str().as_bytes(), v.as_bytes()] {
-                headers.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                headers.extend_from_slice(part);
-            }
-        }
+        let lines = (p.headers.iter()).map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
         Self {
             method: p.method.clone(),
             uri: p.uri.clone(),
             version: p.version,
-            headers,
+            headers: flatten(lines),
         }
+    }
+
+    /// The own core's raw head, saved the same way (HTTP/1.1: the core
+    /// hands HTTP/1.0 to hyper); `None` if its method or target is not
+    /// one `http` takes (the core validated both, so never in practice).
+    pub(crate) fn of_raw(head: &RawHead<'_>) -> Option<Self> {
+        Some(Self {
+            method: http::Method::from_bytes(head.method().as_bytes()).ok()?,
+            uri: http::Uri::try_from(head.target()).ok()?,
+            version: http::Version::HTTP_11,
+            headers: flatten(head.lines()),
+        })
     }
 
     /// The head as it was (every name and value was valid when saved).

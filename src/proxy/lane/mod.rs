@@ -39,7 +39,7 @@ use super::exchange::{
     Exchange, InBody, Peer, ProxyError, RPC_PEEK, Rendered, SavedHead, put_path_and_query,
     put_raw_headers, screen, warn_failed,
 };
-use crate::config::{Config, Route};
+use crate::config::{Config, InboundAuth, Route};
 use crate::net::h1::buffers::{self, Lent};
 use crate::net::h1::{self, Framing, MAX_HEADERS, pool, put_header};
 use crate::net::head::Head as _;
@@ -92,8 +92,9 @@ struct Req {
 /// How the phases read a request's head.
 enum ReqHead {
     /// Straight from the buffer: on a route whose phases read only names
-    /// and values (no body, platform signature, MCP view or trace
-    /// context), the head is never copied into a `HeaderMap`.
+    /// and values (every route but those with a platform's request
+    /// signature or `[tracing]`), the head is never copied into a
+    /// `HeaderMap`.
     Raw(h1::Spans),
     /// As `http` types, for every other route.
     Map(Parts),
@@ -318,9 +319,10 @@ fn serves(route: &Route, body: u64) -> bool {
 }
 
 /// Whether the phases of `route` read its heads raw ([`ReqHead::Raw`]):
-/// they read nothing a `HeaderMap` is needed for.
+/// they read nothing a `HeaderMap` is needed for. A platform's signature
+/// check reads hyper's map, and trace context writes into one.
 fn reads_raw(route: &Route, cfg: &Config) -> bool {
-    !route.reads_body() && !route.peeks_body() && !cfg.server.trace_context
+    !matches!(route.inbound_auth, InboundAuth::Platform { .. }) && !cfg.server.trace_context
 }
 
 /// How much of a request the core has taken from the client connection.
@@ -390,24 +392,23 @@ async fn serve_one(
     let mut out = buffers::lend();
     let (prepared, in_body, saved) = match head {
         ReqHead::Raw(spans) => {
+            screen(route, &spans.view(&buf[..head_len]), &rest)?;
+            let at = (head_len, body, to.idle);
+            let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let head = spans.view(&buf[..head_len]);
-            screen(route, &head, &rest)?;
-            let (key, session, rendered) = x.prepare(&head, &rest, &InBody::Relayed).await?;
+            let (key, session, rendered) = x.prepare(&head, &rest, &in_body).await?;
+            // Sent again on a 401: the head, and the body (read whole above).
+            let saved = (x.carries_tokens() && session.is_some())
+                .then(|| SavedHead::of_raw(&head))
+                .flatten();
             out.reserve(head_len + 512);
             write_raw_head(&mut out, &head, route, &rest, &rendered, x.peer());
-            ((key, session), InBody::Relayed, None)
+            ((key, session), in_body, saved)
         }
         ReqHead::Map(mut parts) => {
             screen(route, &parts, &rest)?;
-            let in_body = match route.reads_body() || route.peeks_body() {
-                true => {
-                    *taken = Taken::Part;
-                    let b = read_whole((client, clock), buf, head_len, body, to.idle).await?;
-                    *taken = Taken::All;
-                    InBody::Read(b)
-                }
-                false => InBody::Relayed,
-            };
+            let at = (head_len, body, to.idle);
+            let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let (key, session, rendered) = x.prepare(&parts, &rest, &in_body).await?;
             // Sent again on a 401: the head, and the body (read whole above).
             let saved = (x.carries_tokens() && session.is_some()).then(|| SavedHead::new(&parts));
@@ -421,6 +422,8 @@ async fn serve_one(
     let left = match &in_body {
         InBody::Read(b) => {
             out.extend_from_slice(b);
+            buf.drain(..head_len + b.len());
+            *taken = Taken::All;
             0
         }
         _ => {
@@ -493,16 +496,22 @@ struct ToSend {
     close: bool,
 }
 
-/// Reads the whole `Content-Length` body (`body` bytes after the head at
-/// the start of `buf`) and takes head and body out of `buf`.
-async fn read_whole(
+/// The body, read whole when the route reads or peeks at it (`body`
+/// bytes after the head at the start of `buf`, each read within `idle`):
+/// a copy, with head and body left in `buf` (the phases read the head
+/// from there) until the upstream request is written.
+async fn read_body(
+    route: &Route,
     (client, clock): (&mut TcpStream, &mut Clock),
     buf: &mut Vec<u8>,
-    head_len: usize,
-    body: u64,
-    idle: Duration,
-) -> Result<Bytes, Failed> {
+    (head_len, body, idle): (usize, u64, Duration),
+    taken: &mut Taken,
+) -> Result<InBody, Failed> {
+    if !(route.reads_body() || route.peeks_body()) {
+        return Ok(InBody::Relayed);
+    }
     let want = head_len + body as usize;
+    *taken = Taken::Part;
     while buf.len() < want {
         buf.reserve(want - buf.len());
         match clock.within(idle, client.read_buf(buf)).await {
@@ -514,9 +523,10 @@ async fn read_whole(
             }
         }
     }
-    let b = Bytes::copy_from_slice(&buf[head_len..want]);
-    buf.drain(..want);
-    Ok(b)
+    // Wholly in the buffer now: an error answered before forwarding
+    // drops it from there and keeps the connection.
+    *taken = Taken::Nothing;
+    Ok(InBody::Read(Bytes::copy_from_slice(&buf[head_len..want])))
 }
 
 /// One exchange with the upstream: `out` (head and the body bytes at
