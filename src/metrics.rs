@@ -180,31 +180,9 @@ pub struct Metrics {
 /// values instead of a family's SipHash and label copies (collisions are
 /// kept side by side). Callers add label sets from bounded sets only:
 /// configured routes, status codes, and at most 200 tools per route.
-struct Handles<M>(std::sync::RwLock<std::collections::HashMap<u64, Vec<Labelled<M>>, Prehashed>>);
-
-/// The map's keys are hashes already (FNV-1a of bounded label sets): used
-/// as they are, not hashed again with SipHash on every request.
-type Prehashed = std::hash::BuildHasherDefault<KeyIsHash>;
-
-/// See [`Prehashed`].
-#[derive(Default)]
-struct KeyIsHash(u64);
-
-impl std::hash::Hasher for KeyIsHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
+struct Handles<M>(
+    std::sync::RwLock<std::collections::HashMap<u64, Vec<Labelled<M>>, crate::shards::Prehashed>>,
+);
 
 /// A handle and the label values it was made for.
 type Labelled<M> = (Box<[Box<str>]>, M);

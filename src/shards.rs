@@ -120,6 +120,31 @@ pub fn fnv1a_from(h: u64, bytes: &[u8]) -> u64 {
     })
 }
 
+/// For a map whose keys are hashes already (FNV-1a of bounded label
+/// sets, or a keyed SipHash computed once): used as they are, not hashed
+/// again on every lookup.
+pub type Prehashed = std::hash::BuildHasherDefault<KeyIsHash>;
+
+/// See [`Prehashed`].
+#[derive(Default)]
+pub struct KeyIsHash(u64);
+
+impl std::hash::Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 use serde_json::{Map, Value};
 
+use super::memo::Memo;
 use super::{SessionStore, Writes};
 use crate::session::{Session, SessionError, Source};
 
@@ -107,11 +108,13 @@ impl moka::Expiry<Arc<str>, Arc<Session>> for HotTtl {
 
 /// In-memory sessions: a cold store of compact JSON (bounded by count and
 /// bytes, TTL per entry) and a small hot cache of decoded sessions for the
-/// calls in progress, so the request path reads a ready `Vars` lock-free.
+/// calls in progress, so the request path reads a ready `Vars` lock-free;
+/// in front of both, each worker's memo of its recent lookups.
 #[derive(Clone)]
 pub struct MemoryStore {
     cold: Cache<Arc<str>, Arc<Stored>>,
     hot: Cache<Arc<str>, Arc<Session>>,
+    memo: Arc<Memo>,
     written: Writes,
 }
 
@@ -133,6 +136,8 @@ impl MemoryStore {
         let hot_bytes = (max_bytes / 4).max(1);
         let cold_bytes = (max_bytes - max_bytes / 4).max(1);
         let floor = (cold_bytes / max_sessions.max(1)).clamp(1, u32::MAX as u64) as u32;
+        let memo = Arc::new(Memo::new());
+        let evicted = memo.clone();
         let cold = Cache::builder()
             .max_capacity(cold_bytes)
             .weigher(move |k: &Arc<str>, v: &Arc<Stored>| -> u32 {
@@ -140,6 +145,9 @@ impl MemoryStore {
                 w.max(floor)
             })
             .expire_after(ColdTtl)
+            // The compact store is the record: what it evicts, the memo
+            // forgets at once (the hot cache learns it at its next read).
+            .eviction_listener(move |k: Arc<Arc<str>>, _, _| evicted.forget(&k))
             .build();
         let hot_count = hot.min(max_sessions).max(1);
         let hot_floor = (hot_bytes / hot_count).clamp(1, u32::MAX as u64) as u32;
@@ -153,6 +161,7 @@ impl MemoryStore {
         Self {
             cold,
             hot,
+            memo,
             written: Writes::new(),
         }
     }
@@ -211,29 +220,27 @@ impl MemoryStore {
         let existed = !matches!(result, moka::ops::compute::CompResult::StillNone(_));
         if let Some(s) = written {
             self.hot.insert(Arc::from(id), Arc::new(s)).await;
+            self.memo.forget(id);
             self.written.announce(id);
         }
         Ok(existed)
     }
 }
 
-impl SessionStore for MemoryStore {
-    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+impl MemoryStore {
+    /// The session through the caches, behind the memo.
+    async fn lookup(&self, id: &str) -> Option<Arc<Session>> {
         if let Some(s) = self.hot.get(id).await {
             // The compact store is the record: what it evicted (bytes,
             // count) or expired is gone, even if still decoded here.
             if self.cold.contains_key(id) {
-                return Ok(Some(s));
+                return Some(s);
             }
             self.hot.invalidate(id).await;
-            return Ok(None);
+            return None;
         }
-        let Some(stored) = self.cold.get(id).await else {
-            return Ok(None);
-        };
-        let Some(session) = stored.decode() else {
-            return Ok(None);
-        };
+        let stored = self.cold.get(id).await?;
+        let session = stored.decode()?;
         let session = Arc::new(session);
         let key: Arc<str> = Arc::from(id);
         self.hot.insert(key.clone(), session.clone()).await;
@@ -241,9 +248,23 @@ impl SessionStore for MemoryStore {
         // hot cache resurrect it.
         if !self.cold.contains_key(id) {
             self.hot.invalidate(&key).await;
-            return Ok(None);
+            return None;
         }
-        Ok(Some(session))
+        Some(session)
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        let miss = match self.memo.get(id) {
+            Ok(s) => return Ok(Some(s)),
+            Err(miss) => miss,
+        };
+        let found = self.lookup(id).await;
+        if let Some(s) = &found {
+            self.memo.remember(id, miss, s);
+        }
+        Ok(found)
     }
 
     async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
@@ -252,6 +273,7 @@ impl SessionStore for MemoryStore {
             .insert(key.clone(), Arc::new(Stored::encode(&session)))
             .await;
         self.hot.insert(key, Arc::new(session)).await;
+        self.memo.forget(id);
         self.written.announce(id);
         Ok(())
     }
@@ -271,6 +293,7 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, id: &str) -> Result<(), SessionError> {
         self.cold.invalidate(id).await;
         self.hot.invalidate(id).await;
+        self.memo.forget(id);
         Ok(())
     }
 }
@@ -416,6 +439,28 @@ mod tests {
             s.get("k17").await.unwrap().is_none(),
             "deleted from both tiers"
         );
+    }
+
+    /// A worker's memo never answers with what a write replaced or the
+    /// store evicted, even while a request still holds the old session.
+    #[tokio::test]
+    async fn a_read_session_is_never_served_after_a_write_or_an_eviction() {
+        let s = MemoryStore::new(50, 1 << 20);
+        s.put("a", sess(Duration::from_secs(60))).await.unwrap();
+        let held = s.get("a").await.unwrap().unwrap();
+        let Value::Object(p) = json!({"call": {"metadata": {"token": "new"}}}) else {
+            unreachable!()
+        };
+        assert!(s.patch("a", p, 1000).await.unwrap());
+        let got = s.get("a").await.unwrap().unwrap();
+        assert_eq!(got.vars.as_map()["call"]["metadata"]["token"], "new");
+        assert!(!Arc::ptr_eq(&held, &got));
+
+        let held = s.get("a").await.unwrap().unwrap();
+        // Dropped by the compact store alone, as an eviction for room does.
+        s.cold.invalidate("a").await;
+        assert!(s.get("a").await.unwrap().is_none(), "evicted, still served");
+        drop(held);
     }
 
     #[tokio::test]

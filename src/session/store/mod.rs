@@ -5,6 +5,7 @@
 //! `redis`) shares them between replicas. [`Store`] dispatches statically so
 //! the request path pays no boxing.
 
+mod memo;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
