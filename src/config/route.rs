@@ -143,8 +143,9 @@ pub struct HeaderRule {
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
-    /// Name, the first path segment.
-    pub name: String,
+    /// Name, the first path segment (shared: every request's timeline
+    /// record names its route).
+    pub name: Arc<str>,
     /// The file it came from.
     pub file: PathBuf,
     /// The real server.
@@ -283,7 +284,7 @@ pub(super) fn route(
         return None;
     }
     Some(Route {
-        name: name.to_string(),
+        name: Arc::from(name),
         file: file.to_path_buf(),
         upstream: upstream?,
         echo,

@@ -221,13 +221,13 @@ fn overview(console: &Console, src: &Sources<'_>) -> Overview {
     let recent = console.history.recent_codes(&totals);
     let mut routes: Vec<RouteRow> = (src.config.routes.values())
         .map(|r| RouteRow {
-            name: r.name.clone(),
+            name: r.name.to_string(),
             upstream: if r.echo {
                 "built-in echo".into()
             } else {
                 shown_uri(&r.upstream)
             },
-            rates: rates.remove(&r.name).unwrap_or_default(),
+            rates: rates.remove(&*r.name).unwrap_or_default(),
         })
         .collect();
     routes.sort_by(|a, b| a.name.cmp(&b.name));

@@ -29,7 +29,7 @@ pub struct Record {
     #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
     /// Route name.
-    pub route: String,
+    pub route: Arc<str>,
     /// The session, as a keyed hash (`""` when no key was found).
     pub session: String,
     /// JSON-RPC method (`""` when the body was not JSON-RPC).

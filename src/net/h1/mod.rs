@@ -396,9 +396,8 @@ impl Spans {
     pub fn of(buf: &[u8], head: &RequestHead<'_>) -> Option<Self> {
         http::uri::PathAndQuery::try_from(head.target).ok()?;
         let at = |s: &[u8]| -> Option<Span> {
-            let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
-            let end = start.checked_add(s.len()).filter(|e| *e <= buf.len())?;
-            Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+            let r = span_in(buf, s)?;
+            Some((u32::try_from(r.start).ok()?, u32::try_from(r.end).ok()?))
         };
         // As `http::Uri` reads it: the query ends at a fragment.
         let t = head.target.as_bytes();
@@ -500,15 +499,19 @@ impl super::head::Head for RawHead<'_> {
     }
 }
 
+/// Where `s`, a slice of `buf`, lies in it.
+pub fn span_in(buf: &[u8], s: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    let end = start.checked_add(s.len()).filter(|e| *e <= buf.len())?;
+    Some(start..end)
+}
+
 /// The request head as `http` types, its values sharing one copy of the
 /// head; `None` when a part is not valid there (a target `Uri` refuses,
 /// a method that is not a token): the caller answers 400.
 pub fn to_parts(buf: &[u8], head: &RequestHead<'_>) -> Option<http::request::Parts> {
     let bytes = bytes::Bytes::copy_from_slice(&buf[..head.len]);
-    let at = |s: &[u8]| {
-        let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
-        Some(bytes.slice(start..start + s.len()))
-    };
+    let at = |s: &[u8]| Some(bytes.slice(span_in(buf, s)?));
     // Room for what the exchange adds (the rendered headers,
     // `X-Forwarded-*`) without the map growing and rehashing.
     let mut headers = http::HeaderMap::with_capacity(head.headers.len() + 8);

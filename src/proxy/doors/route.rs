@@ -194,7 +194,7 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
     }
     let record = |session: &str| Record {
         ts: done.arrived,
-        route: route.to_string(),
+        route: x.route().name.clone(),
         // Only audit lines and `GET /calls/{id}` show it.
         session: view.map_or(String::new(), |_| session.to_string()),
         method: view

@@ -49,7 +49,7 @@ pub(crate) struct Exchange<'a> {
     route: &'a Route,
     peer: &'a Peer,
     /// The session key, once found (for the access log).
-    session_key: Option<String>,
+    session_key: Option<Arc<str>>,
     /// The JSON-RPC id, once known (for errors on JSON-RPC routes).
     rpc_id: Option<Value>,
     /// What was read of the body, to find the id in only if an error
@@ -81,7 +81,7 @@ pub(crate) struct Timings {
 
 /// What the phases before forwarding found: the key, the session (none
 /// when an unknown one passes) and the rendered headers.
-pub(crate) type Prepared = (String, Option<Arc<Session>>, Rendered);
+pub(crate) type Prepared = (Arc<str>, Option<Arc<Session>>, Rendered);
 
 impl<'a> Exchange<'a> {
     /// A new exchange on `route` under the config the request started with.

@@ -76,7 +76,7 @@ impl Exchange<'_> {
         app.metrics.upstream_seconds(&self.route.name, latency);
         if status == StatusCode::UNAUTHORIZED {
             let route = RouteLabel {
-                route: self.route.name.clone(),
+                route: self.route.name.to_string(),
             };
             app.metrics
                 .upstream_unauthorized

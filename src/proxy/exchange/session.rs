@@ -2,6 +2,7 @@
 //! key from the route's sources, then the session from the signed body, the
 //! store, a short wait for its webhook, or the resolver.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -17,12 +18,14 @@ use crate::template::Vars;
 
 /// Finds the request's session key: the first of the route's sources that
 /// is present, checked against its pattern before anything else sees it.
+/// Shared (`Arc`): the exchange, its records and its retry all hold it,
+/// for one allocation per request.
 pub fn session_key(
     route: &Route,
     head: &dyn Head,
     rest: &str,
     body: Option<&Value>,
-) -> Result<String, ProxyError> {
+) -> Result<Arc<str>, ProxyError> {
     // Two values of one key header: the first would pick the credentials
     // and the upstream would see both. Refuse before choosing.
     for src in &route.session_keys {
@@ -33,25 +36,25 @@ pub fn session_key(
         }
     }
     for src in &route.session_keys {
-        let found: Option<String> = match src {
-            KeySource::Header(h) => head.header_str(h).map(|s| s.trim().to_string()),
+        let found: Option<Cow<'_, str>> = match src {
+            KeySource::Header(h) => head.header_str(h).map(|s| Cow::Borrowed(s.trim())),
             KeySource::Query(q) => query_pairs(head.query())
                 .find(|(k, _)| form_decode(k) == *q)
-                .map(|(_, v)| form_decode(v)),
+                .map(|(_, v)| Cow::Owned(form_decode(v))),
             KeySource::Path(n) => rest
                 .split('/')
                 .filter(|s| !s.is_empty())
                 .nth(*n)
-                .map(form_decode),
+                .map(|s| Cow::Owned(form_decode(s))),
             KeySource::Body(ptr) => body.and_then(|b| b.pointer(ptr)).and_then(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
+                Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+                Value::Number(n) => Some(Cow::Owned(n.to_string())),
                 _ => None,
             }),
         };
         if let Some(k) = found.filter(|k| !k.is_empty()) {
             return if route.session_key_pattern.is_match(&k) {
-                Ok(k)
+                Ok(Arc::from(&*k))
             } else {
                 Err(ProxyError::KeyInvalid)
             };

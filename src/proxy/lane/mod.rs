@@ -23,6 +23,7 @@
 //! every behaviour they had; the hot path loses hyper's dispatch, its
 //! client task and the hand-off between the two.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -81,7 +82,9 @@ struct Req {
     /// A `HEAD` request (its response has no body).
     head_request: bool,
     route: Arc<Route>,
-    rest: String,
+    /// Where the path after the route's name is in the buffer (a copy
+    /// would cost an allocation per request).
+    rest: Range<usize>,
     /// The head's length in the buffer.
     head_len: usize,
     /// Body bytes still to come after the head.
@@ -96,13 +99,14 @@ enum ReqHead {
     /// signature or `[tracing]`), the head is never copied into a
     /// `HeaderMap`.
     Raw(h1::Spans),
-    /// As `http` types, for every other route.
-    Map(Parts),
+    /// As `http` types, for every other route (boxed: the raw head is
+    /// the common case, and a request moves through a few frames).
+    Map(Box<Parts>),
 }
 
 /// What a head in the buffer asks for.
 enum Next {
-    Serve(Box<Req>, Arc<Config>),
+    Serve(Req, Arc<Config>),
     Refuse(h1::Refused),
     HandOver,
     /// More bytes needed.
@@ -153,7 +157,7 @@ impl Client {
             let served = serve_one(
                 &mut x,
                 &route,
-                *req,
+                req,
                 (&mut self.stream, &mut *buf, &mut clock),
                 &mut taken,
             );
@@ -285,9 +289,11 @@ fn decide(buf: &[u8], app: &App) -> Next {
     };
     let parsed = match reads_raw(route, &cfg) {
         true => h1::Spans::of(buf, &head).map(ReqHead::Raw),
-        false => h1::to_parts(buf, &head).map(ReqHead::Map),
+        false => h1::to_parts(buf, &head).map(|p| ReqHead::Map(Box::new(p))),
     };
-    let Some(parsed) = parsed else {
+    // `rest` ends the path (and may be an empty literal, not in `buf`).
+    let rest = h1::span_in(buf, path.as_bytes()).map(|p| p.end - rest.len()..p.end);
+    let (Some(parsed), Some(rest)) = (parsed, rest) else {
         return Next::Refuse(h1::Refused {
             status: 400,
             reason: "malformed request head",
@@ -297,12 +303,12 @@ fn decide(buf: &[u8], app: &App) -> Next {
         head: parsed,
         head_request: head.method == "HEAD",
         route: route.clone(),
-        rest: rest.to_string(),
+        rest,
         head_len: head.len,
         body,
         keep_alive: head.keep_alive,
     };
-    Next::Serve(Box::new(req), cfg)
+    Next::Serve(req, cfg)
 }
 
 /// Whether the core serves a request with a body of `body` bytes on
@@ -392,27 +398,28 @@ async fn serve_one(
     let mut out = buffers::lend();
     let (prepared, in_body, saved) = match head {
         ReqHead::Raw(spans) => {
-            screen(route, &spans.view(&buf[..head_len]), &rest)?;
+            screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
             let at = (head_len, body, to.idle);
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
-            let head = spans.view(&buf[..head_len]);
-            let (key, session, rendered) = x.prepare(&head, &rest, &in_body).await?;
+            let (head, rest) = (spans.view(&buf[..head_len]), text(buf, &rest));
+            let (key, session, rendered) = x.prepare(&head, rest, &in_body).await?;
             // Sent again on a 401: the head, and the body (read whole above).
             let saved = (x.carries_tokens() && session.is_some())
                 .then(|| SavedHead::of_raw(&head))
                 .flatten();
             out.reserve(head_len + 512);
-            write_raw_head(&mut out, &head, route, &rest, &rendered, x.peer());
+            write_raw_head(&mut out, &head, route, rest, &rendered, x.peer());
             ((key, session), in_body, saved)
         }
         ReqHead::Map(mut parts) => {
-            screen(route, &parts, &rest)?;
+            screen(route, &*parts, text(buf, &rest))?;
             let at = (head_len, body, to.idle);
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
-            let (key, session, rendered) = x.prepare(&parts, &rest, &in_body).await?;
+            let rest = text(buf, &rest);
+            let (key, session, rendered) = x.prepare(&*parts, rest, &in_body).await?;
             // Sent again on a 401: the head, and the body (read whole above).
             let saved = (x.carries_tokens() && session.is_some()).then(|| SavedHead::new(&parts));
-            let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
+            let (uri, headers) = x.outgoing(&mut parts, rest, rendered, false)?;
             out.reserve(head_len + 512);
             write_request_head(&mut out, &parts.method, &uri, route, &headers);
             ((key, session), in_body, saved)
@@ -436,7 +443,7 @@ async fn serve_one(
             left
         }
     };
-    let who = (key.as_str(), session.as_ref());
+    let who = (&*key, session.as_ref());
     let first = attempt(
         x,
         route,
@@ -454,9 +461,11 @@ async fn serve_one(
         }
         return first;
     };
-    let renewed = x
-        .renew(Some((saved.parts(), b)), &rest, &key, &session)
-        .await?;
+    let parts = saved.parts();
+    // The head has left the buffer: the path after the route's name again
+    // from the saved head, as `decide` found it.
+    let rest = split_route(parts.uri.path()).1.to_string();
+    let renewed = x.renew(Some((parts, b)), &rest, &key, &session).await?;
     let Some(((mut parts, b), rendered)) = renewed else {
         return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
     };
@@ -479,6 +488,14 @@ async fn serve_one(
         x.refused_again(s.status);
     }
     again
+}
+
+/// The path after the route's name, at `at` in the buffer (part of a
+/// target httparse read as text, so always UTF-8).
+fn text<'b>(buf: &'b [u8], at: &Range<usize>) -> &'b str {
+    buf.get(at.clone())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or_default()
 }
 
 #[derive(Clone, Copy)]
