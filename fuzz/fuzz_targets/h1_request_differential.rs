@@ -45,6 +45,16 @@ fn own(data: &[u8]) -> Verdict<Read> {
         Ok(None) => return Verdict::Skip,
         Err(r) => return Verdict::Refused(r.reason),
     };
+    // The raw head's in-place target check (`Spans::of`) and `http`'s
+    // copy-and-check must never disagree.
+    if head.target.starts_with('/') {
+        assert_eq!(
+            h1::target::is_valid(head.target),
+            http::uri::PathAndQuery::try_from(head.target).is_ok(),
+            "the in-place target check disagrees with http: {:?}",
+            head.target
+        );
+    }
     let Some(parts) = h1::to_parts(data, &head) else {
         return Verdict::Refused("malformed request head");
     };

@@ -91,7 +91,7 @@ struct Recent {
 impl Calls {
     /// Adds a request, dropping the oldest of its kind (MCP or not) past
     /// [`TIMELINE_LEN`] of that kind.
-    fn push(&self, record: Record) {
+    fn push(&self, record: Record, now: Instant) {
         let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let same = match record.mcp {
             true => r.mcp,
@@ -105,7 +105,7 @@ impl Calls {
         }
         r.mcp += usize::from(record.mcp);
         r.requests.push_back(record);
-        r.used = Instant::now();
+        r.used = now;
     }
 
     fn used(&self) -> Instant {
@@ -252,13 +252,18 @@ impl Recorder {
     /// `build` from the session's keyed hash: to the session's timeline,
     /// and to the audit trail when it is an MCP request. False if the
     /// audit queue was full and the line was dropped.
-    pub fn record(&self, id: Option<&str>, build: impl FnOnce(&str) -> Record) -> bool {
+    pub fn record(
+        &self,
+        id: Option<&str>,
+        now: Instant,
+        build: impl FnOnce(&str) -> Record,
+    ) -> bool {
         let entry = id.map(|id| self.timeline.entry(id, &self.hasher));
         let record = build(entry.as_ref().map_or("", |e| e.hash.as_str()));
         let audited = self.audit.as_ref().filter(|_| record.mcp);
         let written = audited.is_none_or(|a| a.record(record.clone()));
         if let Some(e) = entry {
-            e.push(record);
+            e.push(record, now);
         }
         written
     }
@@ -432,7 +437,7 @@ mod tests {
         let t = Timeline::new(1 << 20, Duration::from_secs(60));
         let h = SessionHasher::new(b"k");
         for i in 0..150 {
-            t.entry("c1", &h).push(rec(i));
+            t.entry("c1", &h).push(rec(i), Instant::now());
         }
         let got = t.get("c1").unwrap();
         assert_eq!(got.len(), TIMELINE_LEN);
@@ -440,10 +445,11 @@ mod tests {
         assert!(t.get("c2").is_none());
         // Other routes' requests never push the MCP ones out.
         for i in 0..150 {
-            t.entry("c1", &h).push(Record {
+            let other = Record {
                 mcp: false,
                 ..rec(1000 + i)
-            });
+            };
+            t.entry("c1", &h).push(other, Instant::now());
         }
         let got = t.get("c1").unwrap();
         let mcp: Vec<_> = got.iter().filter(|r| r.mcp).collect();

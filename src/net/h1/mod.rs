@@ -24,6 +24,7 @@ pub mod buffers;
 pub mod chunked;
 pub mod pool;
 pub mod rewind;
+pub mod target;
 
 pub use chunked::{ChunkError, Chunked};
 
@@ -394,7 +395,9 @@ impl Spans {
     /// not one `http::Uri` accepts (hyper refuses those with 400, and so
     /// does the core).
     pub fn of(buf: &[u8], head: &RequestHead<'_>) -> Option<Self> {
-        http::uri::PathAndQuery::try_from(head.target).ok()?;
+        if !target::is_valid(head.target) {
+            return None;
+        }
         let at = |s: &[u8]| -> Option<Span> {
             let r = span_in(buf, s)?;
             Some((u32::try_from(r.start).ok()?, u32::try_from(r.end).ok()?))

@@ -1,7 +1,7 @@
 //! The route door: `/<route>/<rest>` runs an [`Exchange`], then records
 //! the outcome (access log line, request and error metrics).
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -86,15 +86,18 @@ pub(crate) fn finish_failed(x: &Exchange<'_>, begun: Begun, e: ProxyError) -> Re
 fn finish_with(x: &Exchange<'_>, begun: Begun, (status, code, sent): (u16, &'static str, u16)) {
     let (app, route) = (x.app(), x.route());
     let Begun { started, arrived } = begun;
+    // One clock read for every record of the request.
+    let took = started.elapsed();
     let done = Done {
         status,
         code,
         arrived,
-        started,
+        ended: started + took,
+        took,
     };
     record(app, &route.name, x, done);
     if let (Some(t), Some(trace)) = (&app.telemetry, x.trace()) {
-        export(t, app, &route.name, x, trace, (status, code), started);
+        export(t, app, &route.name, x, trace, (status, code), took);
     }
     app.metrics.request(&route.name, status);
     let line = AccessLine {
@@ -102,7 +105,7 @@ fn finish_with(x: &Exchange<'_>, begun: Begun, (status, code, sent): (u16, &'sta
         status,
         code,
         sent,
-        ms: started.elapsed().as_secs_f64() * 1000.0,
+        ms: took.as_secs_f64() * 1000.0,
         session: x.session_key(),
         trace: x.trace(),
     };
@@ -172,7 +175,8 @@ struct Done {
     status: u16,
     code: &'static str,
     arrived: SystemTime,
-    started: Instant,
+    ended: Instant,
+    took: Duration,
 }
 
 /// Records a request in its session's timeline (the console's call
@@ -186,7 +190,7 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
             ("", _) => "error",
             _ => "refused",
         };
-        let secs = done.started.elapsed().as_secs_f64();
+        let secs = done.took.as_secs_f64();
         (app.metrics).mcp_request(route, view.method(), view.tool(), outcome, secs);
     } else if x.session_key().is_none() {
         // Nothing to audit and no timeline to add to.
@@ -209,7 +213,7 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
         credentials: x.credential_names(),
         mcp: view.is_some(),
     };
-    if !app.calls.record(x.session_key(), record) {
+    if !app.calls.record(x.session_key(), done.ended, record) {
         app.metrics.audit_dropped.inc();
     }
 }
@@ -222,7 +226,7 @@ fn export(
     x: &Exchange<'_>,
     trace: Trace,
     (status, code): (u16, &str),
-    started: Instant,
+    took: Duration,
 ) {
     let end = SystemTime::now();
     let view = x.mcp_view();
@@ -236,7 +240,7 @@ fn export(
         status,
         code,
         session: session.as_deref().unwrap_or_default(),
-        during: (end - started.elapsed(), end),
+        during: (end - took, end),
         lookup: timings.lookup,
         credentials: timings.credentials,
         upstream: timings.upstream,

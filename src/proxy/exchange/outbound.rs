@@ -166,8 +166,12 @@ pub(crate) fn put_raw_headers(
     rendered: &Rendered,
     peer: &Peer,
 ) {
+    // Most requests have no `Connection` line: then no line's check scans
+    // the head for one again.
+    let connection = head.values("connection").next().is_some();
     for (name, field) in head.fields() {
-        if !left_out(route, name, head.values("connection")) {
+        let listed = connection.then(|| head.values("connection"));
+        if !left_out(route, name, listed.into_iter().flatten()) {
             out.extend_from_slice(field);
             out.extend_from_slice(b"\r\n");
         }

@@ -1,0 +1,115 @@
+//! Whether a request target is one `http` takes as a path and query,
+//! checked in place. `http::uri::PathAndQuery::try_from` copies the
+//! target into a new allocation to check it: about 500 instructions of
+//! every request on the own core (callgrind), for an answer the core only
+//! needs as yes or no. The two must never disagree (a target one side
+//! refuses and the other forwards is a smuggling risk), so the byte
+//! classes are not restated here: they are learnt from `http` itself,
+//! once, and a unit test and the `request_headers` fuzz target compare
+//! the two verdicts.
+
+use std::sync::LazyLock;
+
+use http::uri::PathAndQuery;
+
+/// `http` refuses a longer path and query (`u16::MAX - 1`).
+const MAX_LEN: usize = u16::MAX as usize - 1;
+
+/// Which ASCII bytes `http` takes in a path and in a query. A byte's
+/// verdict there depends only on the byte and the part it is in
+/// (`http`'s scanner classifies byte by byte; `?` starts the query and
+/// `#` ends what it reads).
+struct Classes {
+    path: [bool; 128],
+    query: [bool; 128],
+}
+
+static CLASSES: LazyLock<Classes> = LazyLock::new(|| {
+    let probe = |before: &str, b: usize| {
+        let s = format!("{before}{}x", char::from(b as u8));
+        PathAndQuery::try_from(s.as_str()).is_ok()
+    };
+    Classes {
+        path: std::array::from_fn(|b| probe("/a", b)),
+        query: std::array::from_fn(|b| probe("/?a", b)),
+    }
+});
+
+/// Whether `target`, an origin-form request target (`/…`), is one
+/// `PathAndQuery::try_from` accepts. Bytes past 0x7F are UTF-8 in a
+/// `&str`, which `http` takes.
+pub fn is_valid(target: &str) -> bool {
+    let t = target.as_bytes();
+    if t.first() != Some(&b'/') || t.len() > MAX_LEN {
+        return false;
+    }
+    let classes = &*CLASSES;
+    let mut in_query = false;
+    for &b in t {
+        let allowed = match b {
+            // `http` drops a fragment unread.
+            b'#' => return true,
+            b'?' if !in_query => {
+                in_query = true;
+                true
+            }
+            0x80.. => true,
+            _ if in_query => classes.query[b as usize],
+            _ => classes.path[b as usize],
+        };
+        if !allowed {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http_says(t: &str) -> bool {
+        PathAndQuery::try_from(t).is_ok()
+    }
+
+    #[test]
+    fn every_ascii_byte_in_every_place_is_judged_as_http_judges_it() {
+        let places = [
+            "/", "/a", "/a?", "/a?b", "/a?b?", "/a#", "/a?b#", "/%", "/a/",
+        ];
+        for before in places {
+            for b in 0u8..0x80 {
+                for after in ["", "x", "?", "#", "/"] {
+                    let t = format!("{before}{}{after}", char::from(b));
+                    assert_eq!(is_valid(&t), http_says(&t), "{t:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pairs_of_the_bytes_that_change_the_part_agree_too() {
+        let special = [
+            '?', '#', '/', '%', '"', '{', '}', ' ', '\\', '^', '`', '|', '[', ']',
+        ];
+        for a in special {
+            for b in special {
+                for c in special {
+                    let t = format!("/{a}{b}{c}");
+                    assert_eq!(is_valid(&t), http_says(&t), "{t:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn utf8_and_length_agree() {
+        for t in ["/café", "/?q=日本", "/a#é", "/\u{10FFFF}"] {
+            assert_eq!(is_valid(t), http_says(t), "{t:?}");
+        }
+        let longest = format!("/{}", "a".repeat(MAX_LEN - 1));
+        assert!(is_valid(&longest) && http_says(&longest));
+        let over = format!("{longest}a");
+        assert!(!is_valid(&over) && !http_says(&over));
+    }
+}
