@@ -39,7 +39,7 @@ const STRICTER: &[&str] = &[
 ];
 
 fn own(data: &[u8]) -> Verdict<Read> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = h1::storage();
     let head = match h1::parse_request(data, &mut storage, 64 << 10) {
         Ok(Some(h)) => h,
         Ok(None) => return Verdict::Skip,

@@ -30,7 +30,7 @@ const STRICTER: &[&str] = &[
 
 fn own(mut data: &[u8]) -> Verdict<Read> {
     loop {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut storage = h1::storage();
         let head = match h1::parse_response(data, &mut storage, 64 << 10, false) {
             Ok(Some(h)) => h,
             Ok(None) => return Verdict::Skip,

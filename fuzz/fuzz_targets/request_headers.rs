@@ -92,7 +92,7 @@ fuzz_target!(|input: Input<'_>| {
     // Ambiguity is refused before anything is chosen: two `Host`s, or two
     // values of any header the route takes its key from.
     let screened = headgate::proxy::screen(route, &parts, rest);
-    let mut storage = [httparse::EMPTY_HEADER; headgate::net::h1::MAX_HEADERS];
+    let mut storage = headgate::net::h1::storage();
     let raw = wire.as_deref().and_then(|w| {
         let head = headgate::net::h1::parse_request(w, &mut storage, 1 << 20).ok()??;
         headgate::net::h1::Spans::of(w, &head)

@@ -1,7 +1,7 @@
 use super::*;
 
 fn request(raw: &[u8]) -> Result<Option<(Framing, bool)>, Refused> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = super::storage();
     parse_request(raw, &mut storage, 64 << 10).map(|h| h.map(|h| (h.framing, h.keep_alive)))
 }
 
@@ -83,18 +83,18 @@ fn malformed_heads_are_refused() {
 fn oversized_heads_are_431() {
     let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
     assert_eq!(refused(&with(&many)), 431);
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = super::storage();
     let long = with(&format!("x-long: {}\r\n", "v".repeat(200)));
     let r = parse_request(&long, &mut storage, 100);
     assert_eq!(r.map(|_| ()).map_err(|e| e.status), Err(431));
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = super::storage();
     let r = parse_request(&long[..150], &mut storage, 100);
     assert_eq!(r.map(|_| ()).map_err(|e| e.status), Err(431), "partial");
 }
 
 #[test]
 fn expect_and_upgrade_are_seen() {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = super::storage();
     let raw = with("Expect: 100-Continue\r\nUpgrade: websocket\r\nX-Call-Id: c1\r\n");
     let h = parse_request(&raw, &mut storage, 1 << 16).unwrap().unwrap();
     assert!(h.expects_continue && h.upgrade);
@@ -106,7 +106,7 @@ fn expect_and_upgrade_are_seen() {
 }
 
 fn response(raw: &[u8], head: bool) -> Result<(u16, Framing, bool), Refused> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = super::storage();
     let r = parse_response(raw, &mut storage, 64 << 10, head)?.expect("complete");
     Ok((r.status, r.framing, r.keep_alive))
 }
@@ -245,7 +245,7 @@ fn content_length_lines_carry_every_digit() {
 fn a_raw_head_reads_as_sent() {
     use crate::net::head::Head as _;
     let raw = b"GET /r/x?a=1&b=2#frag HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Pad:  v  \r\nx-two: 1\r\nX-Two: 2\r\n\r\n";
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = super::storage();
     let head = parse_request(raw, &mut storage, 64 << 10).unwrap().unwrap();
     let spans = Spans::of(raw, &head).expect("a valid head has spans");
     let v = spans.view(raw);

@@ -284,7 +284,7 @@ x-absent = { template = "<< call.nothing >>", on_error = "omit" }
             .replace("Host: proxy.example\r\n", "");
         for wire in [HEAD, hostless.as_bytes()] {
             let with_host = wire == HEAD;
-            let mut storage = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+            let mut storage = h1::storage();
             let head = h1::parse_request(wire, &mut storage, 1 << 16)
                 .unwrap()
                 .unwrap();

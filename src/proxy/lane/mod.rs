@@ -42,7 +42,7 @@ use super::exchange::{
 };
 use crate::config::{Config, InboundAuth, Route};
 use crate::net::h1::buffers::{self, Lent};
-use crate::net::h1::{self, Framing, MAX_HEADERS, pool, put_header};
+use crate::net::h1::{self, Framing, pool, put_header};
 use crate::net::head::Head as _;
 use clock::Clock;
 use relay::Relay;
@@ -266,7 +266,7 @@ fn decide(buf: &[u8], app: &App) -> Next {
             Next::Incomplete
         };
     }
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = h1::storage();
     let head = match h1::parse_request(buf, &mut storage, MAX_HEAD) {
         Ok(Some(h)) => h,
         Ok(None) => return Next::Incomplete,

@@ -53,7 +53,10 @@ impl Relay<'_> {
         // 1xx heads are passed on; the final head is the one relayed.
         let head = loop {
             let parsed = loop {
-                if let Some(p) = self.final_head(&rbuf, out)? {
+                // Nothing read yet: no head to look for.
+                if !rbuf.is_empty()
+                    && let Some(p) = self.final_head(&rbuf, out)?
+                {
                     break p;
                 }
                 let read = self
@@ -174,7 +177,7 @@ impl Relay<'_> {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
             fail(self.route, &e)
         };
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut storage = h1::storage();
         let head = match h1::parse_response(rbuf, &mut storage, MAX_HEAD, self.head_request) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(None),
