@@ -36,7 +36,7 @@ use super::App;
 use crate::config::{Config, Credential, ErrorStyle, Route};
 use crate::credentials::Token;
 use crate::mcp::McpView;
-use crate::net::h1::RawHead;
+use crate::net::h1;
 use crate::net::head::Head;
 use crate::net::response::{Body, full};
 use crate::net::tracecontext::{self, Trace};
@@ -174,7 +174,7 @@ impl<'a> Exchange<'a> {
             .forward(parts, rest, rendered, up_body, &key, session.as_ref())
             .await?;
         if resp.status() == StatusCode::UNAUTHORIZED && !self.tokens.is_empty() {
-            let replay = replay.map(|(head, b)| (head.parts(), b));
+            let replay = replay.and_then(|(head, b)| Some((head.parts()?, b)));
             if let Some(((head, b), rendered)) = self.renew(replay, rest, &key, &session).await? {
                 resp =
                     (self.forward(head, rest, rendered, full(b), &key, session.as_ref())).await?;
@@ -326,22 +326,29 @@ fn flatten<'l>(lines: impl Iterator<Item = (&'l [u8], &'l [u8])>) -> Vec<u8> {
     headers
 }
 
-/// A request head kept to be sent again after a 401: its headers flattened
-/// into one buffer (each name and value after its length), rebuilt only on
-/// that rare refusal. Cloning the `HeaderMap` instead promoted every value
-/// to a shared allocation: 2.5k instructions on every request of a
-/// credential route (callgrind), for a copy almost never used.
-pub(crate) struct SavedHead {
-    method: http::Method,
-    uri: http::Uri,
-    version: http::Version,
-    headers: Vec<u8>,
+/// A request head kept to be sent again after a 401, rebuilt only on that
+/// rare refusal. Cloning the `HeaderMap` instead promoted every value to a
+/// shared allocation: 2.5k instructions on every request of a credential
+/// route (callgrind), for a copy almost never used.
+pub(crate) enum SavedHead {
+    /// hyper's head: its headers flattened into one buffer (each name and
+    /// value after its length).
+    Parts {
+        method: http::Method,
+        uri: http::Uri,
+        version: http::Version,
+        headers: Vec<u8>,
+    },
+    /// The own core's head, its bytes as they came: one copy, parsed again
+    /// only for the retry (building the target's `Uri` and the flattened
+    /// lines up front cost ~1k instructions a request, callgrind).
+    Raw(Vec<u8>),
 }
 
 impl SavedHead {
     pub(crate) fn new(p: &Parts) -> Self {
         let lines = (p.headers.iter()).map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-        Self {
+        Self::Parts {
             method: p.method.clone(),
             uri: p.uri.clone(),
             version: p.version,
@@ -349,25 +356,33 @@ impl SavedHead {
         }
     }
 
-    /// The own core's raw head, saved the same way (HTTP/1.1: the core
-    /// hands HTTP/1.0 to hyper); `None` if its method or target is not
-    /// one `http` takes (the core validated both, so never in practice).
-    pub(crate) fn of_raw(head: &RawHead<'_>) -> Option<Self> {
-        Some(Self {
-            method: http::Method::from_bytes(head.method().as_bytes()).ok()?,
-            uri: http::Uri::try_from(head.target()).ok()?,
-            version: http::Version::HTTP_11,
-            headers: flatten(head.lines()),
-        })
+    /// The own core's head, `head` being its bytes (request line to the
+    /// empty line).
+    pub(crate) fn of_raw(head: &[u8]) -> Self {
+        Self::Raw(head.to_vec())
     }
 
-    /// The head as it was (every name and value was valid when saved).
-    pub(crate) fn parts(self) -> Parts {
+    /// The head as it was; `None` only if it no longer parses (it did when
+    /// it was saved, so never in practice).
+    pub(crate) fn parts(self) -> Option<Parts> {
+        let (method, uri, version, headers) = match self {
+            Self::Parts {
+                method,
+                uri,
+                version,
+                headers,
+            } => (method, uri, version, headers),
+            Self::Raw(bytes) => {
+                let mut storage = h1::storage();
+                let head = h1::parse_request(&bytes, &mut storage, usize::MAX).ok()??;
+                return h1::to_parts(&bytes, &head);
+            }
+        };
         let mut r = Request::new(());
-        *r.method_mut() = self.method;
-        *r.uri_mut() = self.uri;
-        *r.version_mut() = self.version;
-        let mut rest = self.headers.as_slice();
+        *r.method_mut() = method;
+        *r.uri_mut() = uri;
+        *r.version_mut() = version;
+        let mut rest = headers.as_slice();
         let mut next = || {
             let (len, tail) = rest.split_first_chunk::<4>()?;
             let (part, tail) = tail.split_at_checked(u32::from_le_bytes(*len) as usize)?;
@@ -382,7 +397,7 @@ impl SavedHead {
                 r.headers_mut().append(n, v);
             }
         }
-        r.into_parts().0
+        Some(r.into_parts().0)
     }
 }
 
@@ -403,11 +418,28 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let back = SavedHead::new(&parts).parts();
+        let back = SavedHead::new(&parts).parts().unwrap();
         assert_eq!(back.method, parts.method);
         assert_eq!(back.uri, parts.uri);
         assert_eq!(back.version, parts.version);
         assert_eq!(back.headers, parts.headers);
+        assert_eq!(back.headers.get_all("accept").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_raw_head_comes_back_as_the_core_read_it() {
+        let raw = b"POST /crm/mcp?a=1 HTTP/1.1\r\nHost: h\r\nX-Call-Id: call-1\r\n\
+                    Accept: application/json\r\nAccept: text/event-stream\r\n\r\n";
+        let mut storage = h1::storage();
+        let head = h1::parse_request(raw, &mut storage, 1 << 16)
+            .unwrap()
+            .unwrap();
+        let read = h1::to_parts(raw, &head).unwrap();
+        let back = SavedHead::of_raw(raw).parts().unwrap();
+        assert_eq!(back.method, read.method);
+        assert_eq!(back.uri, read.uri);
+        assert_eq!(back.version, read.version);
+        assert_eq!(back.headers, read.headers);
         assert_eq!(back.headers.get_all("accept").iter().count(), 2);
     }
 }

@@ -405,8 +405,7 @@ async fn serve_one(
             let (key, session, rendered) = x.prepare(&head, rest, &in_body).await?;
             // Sent again on a 401: the head, and the body (read whole above).
             let saved = (x.carries_tokens() && session.is_some())
-                .then(|| SavedHead::of_raw(&head))
-                .flatten();
+                .then(|| SavedHead::of_raw(&buf[..head_len]));
             out.reserve(head_len + 512);
             write_raw_head(&mut out, &head, route, rest, &rendered, x.peer());
             ((key, session), in_body, saved)
@@ -461,7 +460,9 @@ async fn serve_one(
         }
         return first;
     };
-    let parts = saved.parts();
+    let Some(parts) = saved.parts() else {
+        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+    };
     // The head has left the buffer: the path after the route's name again
     // from the saved head, as `decide` found it.
     let rest = split_route(parts.uri.path()).1.to_string();
