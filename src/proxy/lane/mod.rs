@@ -396,19 +396,16 @@ async fn serve_one(
         close: !keep_alive,
     };
     let mut out = buffers::lend();
-    let (prepared, in_body, saved) = match head {
+    let (prepared, in_body) = match head {
         ReqHead::Raw(spans) => {
             screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
             let at = (head_len, body, to.idle);
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let (head, rest) = (spans.view(&buf[..head_len]), text(buf, &rest));
             let (key, session, rendered) = x.prepare(&head, rest, &in_body).await?;
-            // Sent again on a 401: the head, and the body (read whole above).
-            let saved = (x.carries_tokens() && session.is_some())
-                .then(|| SavedHead::of_raw(&buf[..head_len]));
             out.reserve(head_len + 512);
             write_raw_head(&mut out, &head, route, rest, &rendered, x.peer());
-            ((key, session), in_body, saved)
+            ((key, session), in_body)
         }
         ReqHead::Map(mut parts) => {
             screen(route, &*parts, text(buf, &rest))?;
@@ -416,15 +413,17 @@ async fn serve_one(
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let rest = text(buf, &rest);
             let (key, session, rendered) = x.prepare(&*parts, rest, &in_body).await?;
-            // Sent again on a 401: the head, and the body (read whole above).
-            let saved = (x.carries_tokens() && session.is_some()).then(|| SavedHead::new(&parts));
             let (uri, headers) = x.outgoing(&mut parts, rest, rendered, false)?;
             out.reserve(head_len + 512);
             write_request_head(&mut out, &parts.method, &uri, route, &headers);
-            ((key, session), in_body, saved)
+            ((key, session), in_body)
         }
     };
     let (key, session) = prepared;
+    // Sent again on a 401: the head as it came (still at the start of
+    // `buf`), and the body (read whole above).
+    let saved =
+        (x.carries_tokens() && session.is_some()).then(|| SavedHead::of_raw(&buf[..head_len]));
     let left = match &in_body {
         InBody::Read(b) => {
             out.extend_from_slice(b);

@@ -4,12 +4,12 @@
 //! callbacks, housekeeping), two keyed hashes and three clock reads, about
 //! a tenth of a proxied request's instructions (callgrind, BENCHMARKS.md).
 //! A memo hit costs one keyed hash, a probe of this thread's map, one
-//! atomic load and one clock read: about 400 instructions.
+//! atomic load and one clock read: about 250 instructions.
 //!
 //! It never answers with what the store no longer holds:
 //! - a line keeps a `Weak` to the session the hot cache holds, so what the
-//!   cache dropped is gone here too (and memory stays bounded by the
-//!   store's bounds, not the memo's);
+//!   cache dropped is gone here too (and no session's data outlives the
+//!   store's bounds: a `Weak` keeps only the emptied allocation);
 //! - every write, delete and eviction bumps its key's stripe, and a line
 //!   keeps the stripe's count read *before* the store was, so a line older
 //!   than a write never answers;
@@ -30,7 +30,8 @@ use crate::shards::Prehashed;
 const STRIPES: usize = 4096;
 
 /// Lines one thread keeps (all stores together); past it, the map starts
-/// over. About 4096 × (key + 64 bytes) per worker at most.
+/// over. At most about 4,096 × (the key + 160 bytes: the line, and the
+/// emptied allocation its `Weak` may keep) per worker.
 const LINES: usize = 4096;
 
 /// One remembered lookup.
