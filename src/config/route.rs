@@ -156,6 +156,9 @@ pub struct Route {
     pub echo: bool,
     /// Session key sources, first present wins.
     pub session_keys: Vec<KeySource>,
+    /// The header sources among them: none may come twice, which one
+    /// pass over the head checks for all of them.
+    pub key_headers: Vec<HeaderName>,
     /// Keys must match this.
     pub session_key_pattern: KeyPattern,
     /// Caller authentication.
@@ -288,6 +291,12 @@ pub(super) fn route(
         file: file.to_path_buf(),
         upstream: upstream?,
         echo,
+        key_headers: (session_keys.iter())
+            .filter_map(|k| match k {
+                KeySource::Header(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect(),
         session_keys,
         session_key_pattern: session_key_pattern?,
         inbound_auth: inbound_auth?,

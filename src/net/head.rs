@@ -23,9 +23,21 @@ pub trait Head: Sync {
     }
     /// How many lines of header `name` the head has.
     fn count(&self, name: &HeaderName) -> usize;
+    /// The first of `names` (in their order) that has more than one line.
+    fn repeated<'n>(&self, names: &'n [HeaderName]) -> Option<&'n HeaderName> {
+        names.iter().find(|n| self.count(n) > 1)
+    }
     /// Every header line, in order (names lowercase on `Parts`, as sent
     /// on a raw head).
     fn each_header(&self, f: &mut dyn FnMut(&str, &[u8]));
+    /// How many `Host` lines the head has, and the length its
+    /// `Content-Length` declares.
+    fn declared(&self) -> Declared {
+        Declared {
+            hosts: self.count(&http::header::HOST),
+            length: (self.header_str(&http::header::CONTENT_LENGTH)).and_then(|v| v.parse().ok()),
+        }
+    }
     /// hyper's map, when the head has one. The check that reads it (a
     /// platform's request signature) runs on routes whose heads always
     /// have one: the own core builds a `HeaderMap` for them.
@@ -58,6 +70,16 @@ impl Head for Parts {
     fn map(&self) -> Option<&HeaderMap> {
         Some(&self.headers)
     }
+}
+
+/// What a head says of its `Host` and its length, for the checks on a
+/// head alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declared {
+    /// `Host` lines.
+    pub hosts: usize,
+    /// The length `Content-Length` declares, if it is a number.
+    pub length: Option<u64>,
 }
 
 /// `v` as text when it is visible ASCII (tabs allowed): what

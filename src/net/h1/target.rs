@@ -5,8 +5,8 @@
 //! needs as yes or no. The two must never disagree (a target one side
 //! refuses and the other forwards is a smuggling risk), so the byte
 //! classes are not restated here: they are learnt from `http` itself,
-//! once, and a unit test and the `request_headers` fuzz target compare
-//! the two verdicts.
+//! once, and a unit test and the `h1_request_differential` fuzz target
+//! compare the two verdicts.
 
 use std::sync::LazyLock;
 

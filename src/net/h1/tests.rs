@@ -269,3 +269,39 @@ fn a_raw_head_reads_as_sent() {
         ]
     );
 }
+
+#[test]
+fn a_raw_head_declares_and_repeats_as_counting_its_lines_does() {
+    use crate::net::head::{Declared, Head as _};
+    let names = ["x-call-id", "x-chat-id", "x-session-id"].map(http::HeaderName::from_static);
+    let cases: [(&[u8], Option<&str>, Declared); 4] = [
+        (
+            b"POST /r HTTP/1.1\r\nX-Chat-Id: a\r\nx-call-id: b\r\nX-CHAT-ID: c\r\nx-call-id: d\r\nContent-Length: 0\r\n\r\n",
+            Some("x-call-id"),
+            Declared { hosts: 0, length: Some(0) },
+        ),
+        (
+            b"GET /r HTTP/1.1\r\nHost: a\r\nX-Session-Id: a\r\nhost: b\r\nx-session-id: b\r\n\r\n",
+            Some("x-session-id"),
+            Declared { hosts: 2, length: None },
+        ),
+        (
+            b"POST /r HTTP/1.1\r\nHOST: h\r\nX-Call-Id: a\r\nX-Chat-Id: b\r\ncontent-length: 12\r\n\r\n",
+            None,
+            Declared { hosts: 1, length: Some(12) },
+        ),
+        (b"GET /r HTTP/1.1\r\n\r\n", None, Declared { hosts: 0, length: None }),
+    ];
+    for (raw, twice, declared) in cases {
+        let mut storage = super::storage();
+        let head = parse_request(raw, &mut storage, 64 << 10).unwrap().unwrap();
+        let spans = Spans::of(raw, &head).expect("a valid head has spans");
+        let parts = super::to_parts(raw, &head).expect("a valid head has parts");
+        let v = spans.view(raw);
+        let name = |n: Option<&http::HeaderName>| n.map(|n| n.as_str().to_owned());
+        assert_eq!(name(v.repeated(&names)).as_deref(), twice);
+        assert_eq!(name(parts.repeated(&names)).as_deref(), twice);
+        assert_eq!(v.declared(), declared);
+        assert_eq!(parts.declared(), declared);
+    }
+}

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
-use http::header;
 use http::request::Parts;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -84,11 +83,11 @@ pub fn screen(route: &Route, head: &dyn Head, rest: &str) -> Result<(), ProxyErr
     if has_dot_segments(rest) {
         return Err(ProxyError::InvalidPath);
     }
-    if head.count(&header::HOST) > 1 {
+    let declared = head.declared();
+    if declared.hosts > 1 {
         return Err(ProxyError::Ambiguous("Host"));
     }
-    let declared = (head.header_str(&header::CONTENT_LENGTH)).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > route.body_limit) {
+    if declared.length.is_some_and(|n| n > route.body_limit) {
         return Err(ProxyError::TooLarge);
     }
     Ok(())

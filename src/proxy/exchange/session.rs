@@ -28,12 +28,8 @@ pub fn session_key(
 ) -> Result<Arc<str>, ProxyError> {
     // Two values of one key header: the first would pick the credentials
     // and the upstream would see both. Refuse before choosing.
-    for src in &route.session_keys {
-        if let KeySource::Header(h) = src
-            && head.count(h) > 1
-        {
-            return Err(ProxyError::KeyAmbiguous(h.to_string()));
-        }
+    if let Some(h) = head.repeated(&route.key_headers) {
+        return Err(ProxyError::KeyAmbiguous(h.to_string()));
     }
     for src in &route.session_keys {
         let found: Option<Cow<'_, str>> = match src {
