@@ -103,7 +103,7 @@ fn build(
         }
     }
 
-    let mut routes = HashMap::new();
+    let mut routes = HashMap::default();
     if route_files.is_empty() {
         warnings.push(ConfigError::file(
             &dir.join("routes"),

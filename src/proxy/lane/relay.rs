@@ -49,7 +49,7 @@ impl Relay<'_> {
     ) -> Result<Served, Failed> {
         let route = self.route;
         let mut rbuf = buffers::lend();
-        let deadline = tokio::time::Instant::now() + within;
+        let deadline = tokio::time::Instant::from_std(started) + within;
         // 1xx heads are passed on; the final head is the one relayed.
         let head = loop {
             let parsed = loop {
