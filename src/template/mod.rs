@@ -72,6 +72,18 @@ impl HeaderTemplate {
         render::render_header(self, scope)
     }
 
+    /// Appends the value [`render`](Self::render) would return to `out`,
+    /// with no allocation of its own on the fast path: a proxy writing a
+    /// request head renders straight into it. On error `out` is left as
+    /// it was.
+    pub fn render_into<S: Scope + ?Sized>(
+        &self,
+        scope: &S,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TemplateError> {
+        render::render_header_into(self, scope, out)
+    }
+
     /// Renders to text without header validation (e.g. a resolver URL).
     pub fn render_string<S: Scope + ?Sized>(&self, scope: &S) -> Result<String, TemplateError> {
         render::render_text(self, scope)

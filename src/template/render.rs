@@ -42,6 +42,32 @@ pub(crate) fn render_header<S: Scope + ?Sized>(
     })
 }
 
+pub(crate) fn render_header_into<S: Scope + ?Sized>(
+    t: &HeaderTemplate,
+    scope: &S,
+    out: &mut Vec<u8>,
+) -> Result<(), TemplateError> {
+    let Some(segs) = &t.inner.compiled.fast else {
+        // Liquid writes through a writer capped from an empty buffer.
+        let v = render_header_slow(t, scope)?;
+        out.extend_from_slice(v.as_bytes());
+        return Ok(());
+    };
+    let mark = out.len();
+    let checked = render_fast(t, segs, scope, out).and_then(|()| checked(&out[mark..]));
+    match checked {
+        Ok(keep) => {
+            out.copy_within(mark + keep.start..mark + keep.end, mark);
+            out.truncate(mark + keep.len());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(mark);
+            Err(e)
+        }
+    }
+}
+
 pub(crate) fn render_header_slow<S: Scope + ?Sized>(
     t: &HeaderTemplate,
     scope: &S,
@@ -234,7 +260,18 @@ fn render_liquid<S: Scope + ?Sized>(
 /// Trims spaces and tabs and checks the result is a field value we will
 /// send: no control characters (CR, LF, NUL, …, DEL), at most 8 KiB.
 fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
-    let b = &bytes[..];
+    let sliced = bytes.slice(checked(&bytes)?);
+    HeaderValue::from_maybe_shared(sliced).map_err(|_| {
+        TemplateError::new(
+            ErrorKind::InvalidHeaderValue,
+            "the rendered value is not a valid header value",
+        )
+    })
+}
+
+/// The part of `b` [`to_header`] keeps: trimmed of spaces and tabs, and
+/// checked.
+fn checked(b: &[u8]) -> Result<std::ops::Range<usize>, TemplateError> {
     let start = b
         .iter()
         .position(|c| !matches!(c, b' ' | b'\t'))
@@ -270,11 +307,5 @@ fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
             ),
         ));
     }
-    let sliced = bytes.slice(start..end);
-    HeaderValue::from_maybe_shared(sliced).map_err(|_| {
-        TemplateError::new(
-            ErrorKind::InvalidHeaderValue,
-            "the rendered value is not a valid header value",
-        )
-    })
+    Ok(start..end)
 }

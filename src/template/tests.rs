@@ -6,12 +6,33 @@ use super::*;
 
 fn render(t: &str, vars: serde_json::Value) -> Result<String, TemplateError> {
     let t = HeaderTemplate::compile(t)?;
-    t.render(&vars)
-        .map(|v| v.to_str().unwrap_or("<non-ascii>").to_string())
+    let value = t.render(&vars);
+    into_agrees(&t, &vars, &value);
+    value.map(|v| v.to_str().unwrap_or("<non-ascii>").to_string())
+}
+
+/// `render_into` appends what `render` returns, after what `out` held,
+/// and leaves `out` as it was when `render` fails.
+fn into_agrees(
+    t: &HeaderTemplate,
+    vars: &serde_json::Value,
+    value: &Result<http::HeaderValue, TemplateError>,
+) {
+    let mut out = b"authorization: ".to_vec();
+    let into = t.render_into(vars, &mut out);
+    match (value, into) {
+        (Ok(v), Ok(())) => assert_eq!(&out[15..], v.as_bytes(), "render_into differs"),
+        (Err(a), Err(b)) => {
+            assert_eq!(a.code(), b.code());
+            assert_eq!(out, b"authorization: ", "a failed render_into left bytes");
+        }
+        (a, b) => panic!("render {a:?} vs render_into {b:?}"),
+    }
 }
 
 fn both(t: &str, vars: serde_json::Value) -> String {
     let c = HeaderTemplate::compile(t).unwrap();
+    into_agrees(&c, &vars, &c.render(&vars));
     let fast = c.render(&vars).map(|v| v.as_bytes().to_vec());
     let slow = c.render_slow(&vars).map(|v| v.as_bytes().to_vec());
     match (&fast, &slow) {

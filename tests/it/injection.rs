@@ -78,6 +78,18 @@ proptest! {
                 "{name} carried a control character"
             );
         }
+        // The own core renders straight into the upstream head: the same
+        // lines, after what the head already held, and nothing more.
+        let mut head = b"GET /x HTTP/1.1\r\n".to_vec();
+        let at = (&*cfg.env, req, "c1", &vars);
+        headgate::proxy::put_rules(route, at, |_, _| {}, &mut head).unwrap();
+        let mut want = b"GET /x HTTP/1.1\r\n".to_vec();
+        for (name, v) in &out {
+            want.extend_from_slice(format!("{name}: ").as_bytes());
+            want.extend_from_slice(v.as_bytes());
+            want.extend_from_slice(b"\r\n");
+        }
+        prop_assert_eq!(head, want);
         if has_control(s.as_bytes()) {
             // Every rule that reads the hostile text was refused, for the
             // right reason (x-query reads it percent-decoded too).

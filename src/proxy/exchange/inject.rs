@@ -5,6 +5,7 @@
 //! renders through [`render_rules`] too.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -17,6 +18,7 @@ use crate::credentials::{ForSession, Lookup};
 use crate::mcp::McpView;
 use crate::metrics::Code;
 use crate::net::head::Head;
+use crate::session::Session;
 use crate::session::scope::CallScope;
 use crate::template::{TemplateError, Vars};
 
@@ -46,16 +48,53 @@ pub fn render_rules(
     req: RequestView<'_>,
     key: &str,
     vars: &Vars,
-    mut failed: impl FnMut(&HeaderRule, &TemplateError),
+    failed: impl FnMut(&HeaderRule, &TemplateError),
 ) -> Result<Rendered, ProxyError> {
+    let mut out = Vec::with_capacity(route.headers.len());
+    each_rule(route, (env, req, key, vars), failed, |rule, scope| {
+        out.push((rule.name.clone(), rule.template.render(scope)?));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`render_rules`], each value written straight into `out` as a header
+/// line (`name: value` and CRLF) of a request head being written: no
+/// value is allocated on its own (the own core's upstream head).
+pub fn put_rules(
+    route: &Route,
+    (env, req, key, vars): (&Value, RequestView<'_>, &str, &Vars),
+    failed: impl FnMut(&HeaderRule, &TemplateError),
+    out: &mut Vec<u8>,
+) -> Result<(), ProxyError> {
+    each_rule(route, (env, req, key, vars), failed, |rule, scope| {
+        let mark = out.len();
+        out.extend_from_slice(rule.name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        let r = rule.template.render_into(scope, out);
+        match r {
+            Ok(()) => out.extend_from_slice(b"\r\n"),
+            Err(_) => out.truncate(mark),
+        }
+        r
+    })
+}
+
+/// Renders each rule through `emit` in one scope; a failing rule is
+/// reported to `failed`, then omitted or refused by its `on_error`.
+fn each_rule(
+    route: &Route,
+    (env, req, key, vars): (&Value, RequestView<'_>, &str, &Vars),
+    mut failed: impl FnMut(&HeaderRule, &TemplateError),
+    mut emit: impl FnMut(&HeaderRule, &CallScope<'_>) -> Result<(), TemplateError>,
+) -> Result<(), ProxyError> {
     let scope = CallScope::new(key, env)
         .with_vars(vars)
         .with_request(req.head, req.rest, req.mcp)
         .with_credentials(req.credentials);
-    let mut out = Vec::with_capacity(route.headers.len());
     for rule in &route.headers {
-        match rule.template.render(&scope) {
-            Ok(v) => out.push((rule.name.clone(), v)),
+        match emit(rule, &scope) {
+            Ok(()) => {}
             Err(e) => {
                 failed(rule, &e);
                 if rule.on_error == OnError::Reject {
@@ -67,7 +106,7 @@ pub fn render_rules(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Sets the rendered values: every header a rule targets is replaced,
@@ -99,7 +138,11 @@ impl Exchange<'_> {
     }
 
     /// The tokens of every credential the route uses.
-    async fn obtain_credentials(&mut self, key: &str, vars: &Vars) -> Result<(), ProxyError> {
+    pub(super) async fn obtain_credentials(
+        &mut self,
+        key: &str,
+        vars: &Vars,
+    ) -> Result<(), ProxyError> {
         let started = self.timings.map(|_| SystemTime::now());
         for cred in &self.route.credentials {
             let found = {
@@ -148,13 +191,43 @@ impl Exchange<'_> {
     }
 
     /// [`render_rules`] with its metrics and logs.
-    fn render_headers(
+    pub(super) fn render_headers(
         &self,
         head: &dyn Head,
         rest: &str,
         key: &str,
         vars: &Vars,
     ) -> Result<Rendered, ProxyError> {
+        let env = &self.cfg.env;
+        self.rendering(head, rest, |req, failed| {
+            render_rules(self.route, env, req, key, vars, failed)
+        })
+    }
+
+    /// [`put_rules`] with its metrics and logs: the session's rendered
+    /// header lines into the upstream head `out` (none without a session).
+    pub(crate) fn put_rendered(
+        &self,
+        out: &mut Vec<u8>,
+        (head, rest): (&dyn Head, &str),
+        key: &str,
+        session: Option<&Arc<Session>>,
+    ) -> Result<(), ProxyError> {
+        let Some(s) = session else { return Ok(()) };
+        let env = &self.cfg.env;
+        self.rendering(head, rest, |req, failed| {
+            put_rules(self.route, (env, req, key, &s.vars), failed, out)
+        })
+    }
+
+    /// Runs `render` over this request's view, timed for the render
+    /// latency metric, its failures counted and logged.
+    fn rendering<T>(
+        &self,
+        head: &dyn Head,
+        rest: &str,
+        render: impl FnOnce(RequestView<'_>, &mut dyn FnMut(&HeaderRule, &TemplateError)) -> T,
+    ) -> T {
         let (route, metrics) = (self.route, &self.app.metrics);
         let started = Instant::now();
         let credentials = self.credentials_root();
@@ -164,7 +237,7 @@ impl Exchange<'_> {
             mcp: self.mcp.as_ref(),
             credentials: credentials.as_deref(),
         };
-        let out = render_rules(route, &self.cfg.env, req, key, vars, |rule, e| {
+        let out = render(req, &mut |rule, e| {
             let code = e.code().to_string();
             metrics.render_failures.get_or_create(&Code { code }).inc();
             tracing::warn!(route = %route.name, header = %rule.name, code = e.code(), "{}", e.message());

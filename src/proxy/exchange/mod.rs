@@ -26,7 +26,7 @@ use serde_json::Value;
 pub use error::{ProxyError, Side};
 pub use inbound::screen;
 pub(crate) use inbound::{InBody, RPC_PEEK};
-pub use inject::{Rendered, RequestView, render_rules};
+pub use inject::{Rendered, RequestView, put_rules, render_rules};
 pub use outbound::Peer;
 pub(crate) use outbound::{put_path_and_query, put_raw_headers};
 pub(crate) use send::warn_failed;
@@ -229,14 +229,31 @@ impl<'a> Exchange<'a> {
         Ok((uri, headers))
     }
 
-    /// The phases that decide whether and what to inject: authenticate,
-    /// find the session, render its headers.
+    /// The phases that decide whether and what to inject (authenticate,
+    /// find the session, obtain its credentials), then its headers
+    /// rendered.
     pub(crate) async fn prepare(
         &mut self,
         head: &dyn Head,
         rest: &str,
         body: &InBody,
     ) -> Result<Prepared, ProxyError> {
+        let (key, session) = self.find_call(head, rest, body).await?;
+        let rendered = match &session {
+            Some(s) => self.render_headers(head, rest, &key, &s.vars)?,
+            None => Vec::new(),
+        };
+        Ok((key, session, rendered))
+    }
+
+    /// [`Self::prepare`] without the rendering, for a writer that renders
+    /// into the upstream head itself ([`Self::put_rendered`]).
+    pub(crate) async fn find_call(
+        &mut self,
+        head: &dyn Head,
+        rest: &str,
+        body: &InBody,
+    ) -> Result<(Arc<str>, Option<Arc<Session>>), ProxyError> {
         self.rpc_body = body.read().cloned();
         inbound::authenticate(self.route, head, body)?;
         let parsed = body.parsed(self.route);
@@ -254,11 +271,12 @@ impl<'a> Exchange<'a> {
             t.lookup = Some((s, SystemTime::now()));
         }
         let session = session?;
-        let rendered = match &session {
-            Some(s) => self.inject(head, rest, &key, &s.vars).await?,
-            None => Vec::new(),
-        };
-        Ok((key, session, rendered))
+        if let Some(s) = &session
+            && !self.route.credentials.is_empty()
+        {
+            self.obtain_credentials(&key, &s.vars).await?;
+        }
+        Ok((key, session))
     }
 
     /// `e` as the route answers errors: JSON, or JSON-RPC with the
@@ -314,7 +332,8 @@ impl Exchange<'_> {
     }
 }
 
-/// Header lines as one buffer: each name and value after its length.
+/// hyper's header lines as one buffer, each name and value after its
+/// length: one allocation where a cloned `HeaderMap` made one per value.
 fn flatten<'l>(lines: impl Iterator<Item = (&'l [u8], &'l [u8])>) -> Vec<u8> {
     let mut headers = Vec::with_capacity(512);
     for (n, v) in lines {

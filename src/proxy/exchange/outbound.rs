@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::uri::Authority;
 use http::{Request, Uri, Version};
 
-use super::inject::Rendered;
+use super::error::ProxyError;
 use crate::config::{InboundAuth, Route};
 use crate::net::h1::{RawHead, put_header};
 use crate::net::head::Head as _;
@@ -156,16 +156,16 @@ pub(super) fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<Hea
 
 /// The header lines of the upstream request for a raw head, written
 /// straight from the buffer: the client's lines the upstream may see, the
-/// rendered values and `X-Forwarded-*`. The same headers as
-/// [`rewrite_headers`], [`inject::set`](super::inject) and
+/// rendered lines (`render` writes them) and `X-Forwarded-*`. The same
+/// headers as [`rewrite_headers`], [`inject::set`](super::inject) and
 /// [`forwarded_headers`] leave in a `HeaderMap` (a test compares them).
 pub(crate) fn put_raw_headers(
     out: &mut Vec<u8>,
     head: &RawHead<'_>,
     route: &Route,
-    rendered: &Rendered,
+    render: impl FnOnce(&mut Vec<u8>) -> Result<(), ProxyError>,
     peer: &Peer,
-) {
+) -> Result<(), ProxyError> {
     // Most requests have no `Connection` line: then no line's check scans
     // the head for one again.
     let connection = head.values("connection").next().is_some();
@@ -176,9 +176,7 @@ pub(crate) fn put_raw_headers(
             out.extend_from_slice(b"\r\n");
         }
     }
-    for (n, v) in rendered {
-        put_header(out, n.as_str().as_bytes(), v.as_bytes());
-    }
+    render(out)?;
     out.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = head.header(&X_FORWARDED_FOR).filter(|_| peer.trusted) {
         out.extend_from_slice(prev);
@@ -194,6 +192,7 @@ pub(crate) fn put_raw_headers(
     if let Some(host) = head.header(&header::HOST) {
         put_header(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
     }
+    Ok(())
 }
 
 /// Whether a client header line named `name` is left out of the upstream
@@ -234,6 +233,7 @@ pub(super) fn request(parts: Parts, uri: Uri, headers: HeaderMap, body: Body) ->
 mod tests {
     use super::*;
     use crate::net::h1;
+    use crate::proxy::exchange::Rendered;
 
     /// The client headers on the wire, their names in mixed case.
     const HEAD: &[u8] = b"POST /r/x?q=1 HTTP/1.1\r\nHost: proxy.example\r\nX-Call-Id: c1\r\n\
@@ -293,7 +293,13 @@ x-absent = { template = "<< call.nothing >>", on_error = "omit" }
             for trusted in [false, true] {
                 let peer = Peer::new("192.0.2.7:4000".parse().unwrap(), trusted, false);
                 let mut raw = Vec::new();
-                put_raw_headers(&mut raw, &spans.view(wire), route, &rendered, &peer);
+                let render = |out: &mut Vec<u8>| {
+                    for (n, v) in &rendered {
+                        put_header(out, n.as_str().as_bytes(), v.as_bytes());
+                    }
+                    Ok(())
+                };
+                put_raw_headers(&mut raw, &spans.view(wire), route, render, &peer).unwrap();
                 let mut map = parts.headers.clone();
                 let host = rewrite_headers(&mut map, &parts.uri, route);
                 super::super::inject::set(&mut map, route, rendered.clone());

@@ -37,8 +37,8 @@ use tokio::sync::watch;
 use super::App;
 use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
-    Exchange, InBody, Peer, ProxyError, RPC_PEEK, Rendered, SavedHead, put_path_and_query,
-    put_raw_headers, screen, warn_failed,
+    Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, put_path_and_query, put_raw_headers,
+    screen, warn_failed,
 };
 use crate::config::{Config, InboundAuth, Route};
 use crate::net::h1::buffers::{self, Lent};
@@ -406,9 +406,11 @@ async fn serve_one(
             let at = (head_len, body, to.idle);
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let (head, rest) = (spans.view(&buf[..head_len]), text(buf, &rest));
-            let (key, session, rendered) = x.prepare(&head, rest, &in_body).await?;
+            let (key, session) = x.find_call(&head, rest, &in_body).await?;
             out.reserve(head_len + 512);
-            write_raw_head(&mut out, &head, route, rest, &rendered, x.peer());
+            let render =
+                |out: &mut Vec<u8>| x.put_rendered(out, (&head, rest), &key, session.as_ref());
+            write_raw_head(&mut out, &head, route, rest, render, x.peer())?;
             ((key, session), in_body)
         }
         ReqHead::Map(mut parts) => {
@@ -606,20 +608,21 @@ fn write_request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, route: &Rou
 }
 
 /// [`write_request_head`] for a raw head: its lines written straight
-/// from the buffer ([`put_raw_headers`]).
+/// from the buffer, the rendered ones by `render` ([`put_raw_headers`]).
 fn write_raw_head(
     out: &mut Vec<u8>,
     head: &h1::RawHead<'_>,
     route: &Route,
     rest: &str,
-    rendered: &Rendered,
+    render: impl FnOnce(&mut Vec<u8>) -> Result<(), ProxyError>,
     peer: &Peer,
-) {
+) -> Result<(), ProxyError> {
     request_line(out, head.method(), route, |out| {
         put_path_and_query(out, &route.upstream, rest, head.query());
     });
-    put_raw_headers(out, head, route, rendered, peer);
+    put_raw_headers(out, head, route, render, peer)?;
     out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 /// The request line and `Host` of an upstream request head.
