@@ -272,6 +272,18 @@ fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
 /// The part of `b` [`to_header`] keeps: trimmed of spaces and tabs, and
 /// checked.
 fn checked(b: &[u8]) -> Result<std::ops::Range<usize>, TemplateError> {
+    // The common case in one pass with no early exit, which the compiler
+    // vectorises: nothing to trim, nothing refused (three scans of a
+    // bearer token cost about 250 instructions, callgrind).
+    let blank = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    let field = |acc: bool, c: &u8| acc & ((*c >= 0x20 && *c != 0x7f) | (*c == b'\t'));
+    if b.len() <= MAX_HEADER_VALUE_BYTES
+        && !blank(b.first())
+        && !blank(b.last())
+        && b.iter().fold(true, field)
+    {
+        return Ok(0..b.len());
+    }
     let start = b
         .iter()
         .position(|c| !matches!(c, b' ' | b'\t'))

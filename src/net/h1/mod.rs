@@ -548,6 +548,15 @@ impl super::head::Head for RawHead<'_> {
     }
 }
 
+/// Header line `h` of a head parsed from `buf` as it came, from its name
+/// to its value's end (no line end): a line relayed unchanged is copied
+/// in one piece. `None` if `h` is not from `buf`.
+pub fn line_of<'b>(buf: &'b [u8], h: &httparse::Header<'_>) -> Option<&'b [u8]> {
+    let start = span_in(buf, h.name.as_bytes())?.start;
+    let end = span_in(buf, h.value)?.end;
+    buf.get(start..end)
+}
+
 /// Where `s`, a slice of `buf`, lies in it.
 pub fn span_in(buf: &[u8], s: &[u8]) -> Option<std::ops::Range<usize>> {
     let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;

@@ -305,3 +305,24 @@ fn a_raw_head_declares_and_repeats_as_counting_its_lines_does() {
         assert_eq!(parts.declared(), declared);
     }
 }
+
+#[test]
+fn a_header_line_is_copied_as_it_came() {
+    let raw = b"HTTP/1.1 200 OK\r\nX-A:  v w\r\nx-empty:\r\nContent-Length: 0\r\n\r\n";
+    let mut storage = super::storage();
+    let head = parse_response(raw, &mut storage, 1 << 16, false)
+        .unwrap()
+        .unwrap();
+    let lines: Vec<&[u8]> = (head.headers.iter())
+        .map(|h| super::line_of(raw, h).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [&b"X-A:  v w"[..], b"x-empty:", b"Content-Length: 0"]
+    );
+    let elsewhere = httparse::Header {
+        name: "x",
+        value: b"y",
+    };
+    assert_eq!(super::line_of(raw, &elsewhere), None);
+}

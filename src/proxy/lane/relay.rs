@@ -212,7 +212,13 @@ impl Relay<'_> {
             if name_is(h.name.as_bytes(), "content-type") {
                 is_event_stream = h.value.starts_with(b"text/event-stream");
             }
-            put_header(out, h.name.as_bytes(), h.value);
+            match h1::line_of(rbuf, h) {
+                Some(line) => {
+                    out.extend_from_slice(line);
+                    out.extend_from_slice(b"\r\n");
+                }
+                None => put_header(out, h.name.as_bytes(), h.value),
+            }
             if let Some(p) = &mut parts
                 && let (Ok(n), Ok(v)) = (
                     HeaderName::from_bytes(h.name.as_bytes()),
