@@ -154,6 +154,8 @@ pub struct Route {
     /// shows the request as the upstream would get it (the quick start's
     /// upstream: it follows the listener wherever it binds).
     pub echo: bool,
+    /// Its metrics' handles, resolved on its first request.
+    pub handles: crate::metrics::RouteHandles,
     /// Session key sources, first present wins.
     pub session_keys: Vec<KeySource>,
     /// The header sources among them: none may come twice, which one
@@ -291,6 +293,7 @@ pub(super) fn route(
         file: file.to_path_buf(),
         upstream: upstream?,
         echo,
+        handles: Default::default(),
         key_headers: (session_keys.iter())
             .filter_map(|k| match k {
                 KeySource::Header(h) => Some(h.clone()),

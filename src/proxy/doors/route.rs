@@ -99,7 +99,7 @@ fn finish_with(x: &Exchange<'_>, begun: Begun, (status, code, sent): (u16, &'sta
     if let (Some(t), Some(trace)) = (&app.telemetry, x.trace()) {
         export(t, app, &route.name, x, trace, (status, code), took);
     }
-    app.metrics.request(&route.name, status);
+    (app.metrics).route_request(&route.handles, &route.name, status);
     let line = AccessLine {
         route: &route.name,
         status,
