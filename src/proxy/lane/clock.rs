@@ -24,7 +24,8 @@ use tokio::time::{Instant, Sleep};
 /// See the module docs.
 pub(super) struct Clock {
     timer: Pin<Box<Sleep>>,
-    /// The waker the timer was last polled with, until it fires.
+    /// The waker the timer holds: the one it was last polled with, until
+    /// it fires (then `is_elapsed` says so) or is moved on after firing.
     armed: Option<Waker>,
 }
 
@@ -45,6 +46,9 @@ impl Clock {
     pub async fn until<F: Future>(&mut self, deadline: Instant, fut: F) -> Option<F::Output> {
         if deadline < self.timer.deadline() {
             self.timer.as_mut().reset(deadline);
+            // Polled again before the wait trusts it (rare: the timer
+            // moves earlier about once per timeout period).
+            self.armed = None;
         }
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
@@ -63,8 +67,12 @@ impl Clock {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(()) if Instant::now() >= deadline => return Poll::Ready(None),
                     // Set for an earlier wait: on to this one's deadline,
-                    // and polled again to hold the waker.
-                    Poll::Ready(()) => self.timer.as_mut().reset(deadline),
+                    // and polled again so it holds the waker (its firing
+                    // gave the waker up).
+                    Poll::Ready(()) => {
+                        self.timer.as_mut().reset(deadline);
+                        self.armed = None;
+                    }
                 }
             }
         })
