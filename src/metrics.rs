@@ -414,34 +414,47 @@ impl Metrics {
 
     /// [`Self::request`] through the route's handles.
     pub fn route_request(&self, handles: &RouteHandles, route: &str, status: u16) {
-        if status == 200 {
-            let (of, ok) = handles.ok.get_or_init(|| {
-                let label = RouteStatus {
-                    route: route.to_string(),
-                    status,
-                };
-                (self.id, self.requests.get_or_create(&label).clone())
-            });
-            if *of == self.id {
+        let label = || RouteStatus {
+            route: route.to_string(),
+            status,
+        };
+        let held = (status == 200)
+            .then(|| self.held(&handles.ok, &self.requests, label))
+            .flatten();
+        match held {
+            Some(ok) => {
                 ok.inc();
-                return;
             }
+            None => self.request(route, status),
         }
-        self.request(route, status);
     }
 
     /// [`Self::upstream_seconds`] through the route's handles.
     pub fn route_upstream_seconds(&self, handles: &RouteHandles, route: &str, seconds: f64) {
-        let (of, h) = handles.upstream.get_or_init(|| {
-            let label = RouteLabel {
-                route: route.to_string(),
-            };
-            (self.id, self.upstream_latency.get_or_create(&label).clone())
-        });
-        match *of == self.id {
-            true => h.observe(seconds),
-            false => self.upstream_seconds(route, seconds),
+        let label = || RouteLabel {
+            route: route.to_string(),
+        };
+        match self.held(&handles.upstream, &self.upstream_latency, label) {
+            Some(h) => h.observe(seconds),
+            None => self.upstream_seconds(route, seconds),
         }
+    }
+
+    /// The handle `slot` keeps, made from `family` on first use; `None`
+    /// when another registry made it.
+    fn held<'s, L, M, C>(
+        &self,
+        slot: &'s std::sync::OnceLock<(u64, M)>,
+        family: &Family<L, M, C>,
+        label: impl FnOnce() -> L,
+    ) -> Option<&'s M>
+    where
+        L: Clone + std::hash::Hash + Eq,
+        M: Clone,
+        C: prometheus_client::metrics::family::MetricConstructor<M>,
+    {
+        let (of, m) = slot.get_or_init(|| (self.id, family.get_or_create(&label()).clone()));
+        (*of == self.id).then_some(m)
     }
 
     /// Counts one session lookup outcome (one of [`LOOKUP_OUTCOMES`]).
