@@ -122,21 +122,6 @@ pub(super) fn set(headers: &mut HeaderMap, route: &Route, rendered: Rendered) {
 }
 
 impl Exchange<'_> {
-    /// Obtains the route's credentials for this session, then renders its
-    /// headers.
-    pub(super) async fn inject(
-        &mut self,
-        head: &dyn Head,
-        rest: &str,
-        key: &str,
-        vars: &Vars,
-    ) -> Result<Rendered, ProxyError> {
-        if !self.route.credentials.is_empty() {
-            self.obtain_credentials(key, vars).await?;
-        }
-        self.render_headers(head, rest, key, vars)
-    }
-
     /// The tokens of every credential the route uses.
     pub(super) async fn obtain_credentials(
         &mut self,

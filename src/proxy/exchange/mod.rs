@@ -314,7 +314,10 @@ impl Exchange<'_> {
             return Ok(None);
         };
         self.tokens.clear();
-        let rendered = self.inject(&head, rest, key, &s.vars).await?;
+        // Only a request that carried obtained tokens is renewed: the
+        // route has credentials.
+        self.obtain_credentials(key, &s.vars).await?;
+        let rendered = self.render_headers(&head, rest, key, &s.vars)?;
         Ok(Some(((head, b), rendered)))
     }
 
