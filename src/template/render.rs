@@ -29,17 +29,7 @@ pub(crate) fn render_header<S: Scope + ?Sized>(
     };
     let mut out = Vec::new();
     render_fast(t, segs, scope, &mut out)?;
-    let blank = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
-    if blank(out.first()) || blank(out.last()) || out.len() > MAX_HEADER_VALUE_BYTES {
-        return to_header(Bytes::from(out));
-    }
-    // `HeaderValue` rejects exactly the bytes we do (controls but tab, DEL):
-    // one scan. On failure, render again for an error that says what was wrong.
-    HeaderValue::from_maybe_shared(Bytes::from(out)).or_else(|_| {
-        let mut again = Vec::new();
-        render_fast(t, segs, scope, &mut again)?;
-        to_header(Bytes::from(again))
-    })
+    to_header(Bytes::from(out))
 }
 
 pub(crate) fn render_header_into<S: Scope + ?Sized>(
