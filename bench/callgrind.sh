@@ -16,6 +16,8 @@
 #   KEEP=1 bash bench/callgrind.sh     # also keeps the profiles (/tmp/hg-callgrind.*)
 #   SHAPES="plain mcp" bash bench/callgrind.sh   # only these shapes
 #   CONNS=4 bash bench/callgrind.sh    # wrk connections (default 8)
+#   CARGO_TARGET_DIR=target/lines CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+#     KEEP=1 bash bench/callgrind.sh   # profiles with source lines
 #
 # Per-function self cost of a kept profile:
 #   callgrind_annotate --threshold=100 /tmp/hg-callgrind.cred.out | head -60
@@ -24,12 +26,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 for t in valgrind wrk; do command -v $t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $t >/dev/null; }; done
 cargo build --release --quiet --bin headgate --example bench_upstream
+# Honours CARGO_TARGET_DIR: a profile with line tables
+# (CARGO_PROFILE_RELEASE_DEBUG=line-tables-only) builds beside the plain one.
+T=${CARGO_TARGET_DIR:-target}/release
 export HG_BENCH_KEY=bench-route-key-0123 HG_BENCH_CLIENT_SECRET=bench-client-secret
 UP=127.0.0.1:28000
 CONNS=${CONNS:-8}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-./target/release/examples/bench_upstream "$UP" >/dev/null 2>&1 &
+"$T/examples/bench_upstream" "$UP" >/dev/null 2>&1 &
 
 route() { printf 'upstream = "http://%s/bench"\ninbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }\n%s\n' "$UP" "$1"; }
 shape() { # NAME PORT ADMIN_PORT MAIN ROUTE
@@ -57,7 +62,7 @@ measure() { # NAME PORT ADMIN_PORT
   local name=$1 port=$2 admin=$3 out="/tmp/hg-callgrind.$1"
   rm -f "$out".*
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
-    ./target/release/headgate serve --templates "$work/$name" --no-watch >"$work/$name.log" 2>&1 &
+    "$T/headgate" serve --templates "$work/$name" --no-watch >"$work/$name.log" 2>&1 &
   local vpid=$!
   for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$admin) 2>/dev/null && break; sleep 0.2; done
   python3 - "$admin" <<'PY'

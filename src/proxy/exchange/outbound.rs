@@ -14,7 +14,7 @@ use super::error::ProxyError;
 use crate::config::{InboundAuth, Route};
 use crate::net::h1::{RawHead, put_header};
 use crate::net::head::Head as _;
-use crate::net::headers::{is_hop_by_hop, name_is, strip_hop_by_hop};
+use crate::net::headers::{NameSet, is_hop_by_hop, name_is, strip_hop_by_hop};
 use crate::net::response::Body;
 
 /// The client end of a connection, formatted once per connection rather
@@ -195,6 +195,14 @@ pub(crate) fn put_raw_headers(
     Ok(())
 }
 
+/// The client's lines the proxy writes itself.
+const REPLACED: NameSet = NameSet::new(&[
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+]);
+
 /// Whether a client header line named `name` is left out of the upstream
 /// request: the names the `HeaderMap` path removes or replaces.
 /// `listed`: the values of the request's `Connection` lines.
@@ -206,14 +214,7 @@ fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8
         InboundAuth::Platform { platform, .. } => (platform.request_signature())
             .is_some_and(|sig| name.eq_ignore_ascii_case(sig.as_bytes())),
     };
-    auth || [
-        "host",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-    ]
-    .into_iter()
-    .any(|h| name_is(name, h))
+    auth || REPLACED.contains(name)
         || route.strip.iter().any(is)
         || route.headers.iter().any(|r| is(&r.name))
         || is_hop_by_hop(name, listed)
