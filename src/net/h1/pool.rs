@@ -42,15 +42,18 @@ pub fn checkout(authority: &str, now: Instant) -> Option<Conn> {
     })
 }
 
-/// Gives `conn` back for the next request to its authority.
-pub fn checkin(conn: Conn) {
+/// Gives `conn` back for the next request to its authority, idle from
+/// `since` (a clock read the caller took before its response ended: an
+/// earlier one only shortens the idle time allowed, and takes no read of
+/// its own).
+pub fn checkin(conn: Conn, since: Instant) {
     IDLE.with_borrow_mut(|idle| {
         if idle.len() >= POOL_MAX_IDLE {
             idle.remove(0);
         }
         idle.push(Idle {
             conn,
-            until: Instant::now() + POOL_IDLE_TIMEOUT,
+            until: since + POOL_IDLE_TIMEOUT,
         });
     });
 }

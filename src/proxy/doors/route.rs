@@ -61,9 +61,11 @@ impl Begun {
 /// Records a request through a route that was answered `status`, by
 /// whichever core served it: its timeline entry, spans, metrics and
 /// access log line.
-pub(crate) fn finish(x: &Exchange<'_>, begun: Begun, status: http::StatusCode) {
+/// When it was recorded: the one clock read its records took, from which
+/// the core times the connection's wait for its next request.
+pub(crate) fn finish(x: &Exchange<'_>, begun: Begun, status: http::StatusCode) -> Instant {
     let status = status.as_u16();
-    finish_with(x, begun, (status, "", status));
+    finish_with(x, begun, (status, "", status))
 }
 
 /// [`finish`] for a failure: records it and returns the response the
@@ -83,7 +85,11 @@ pub(crate) fn finish_failed(x: &Exchange<'_>, begun: Begun, e: ProxyError) -> Re
 
 /// The records of [`finish`]: the outcome's status and code, and the
 /// status sent.
-fn finish_with(x: &Exchange<'_>, begun: Begun, (status, code, sent): (u16, &'static str, u16)) {
+fn finish_with(
+    x: &Exchange<'_>,
+    begun: Begun,
+    (status, code, sent): (u16, &'static str, u16),
+) -> Instant {
     let (app, route) = (x.app(), x.route());
     let Begun { started, arrived } = begun;
     // One clock read for every record of the request.
@@ -110,6 +116,7 @@ fn finish_with(x: &Exchange<'_>, begun: Begun, (status, code, sent): (u16, &'sta
         trace: x.trace(),
     };
     line.write(route.access_log);
+    done.ended
 }
 
 /// The access log line of one request (README "Logs").
@@ -171,6 +178,7 @@ impl AccessLine<'_> {
 }
 
 /// How an MCP request ended, for its metrics and records.
+#[derive(Clone, Copy)]
 struct Done {
     status: u16,
     code: &'static str,

@@ -58,7 +58,9 @@ impl Exchange<'_> {
     /// What follows the upstream's response head, whoever read it: its
     /// latency recorded, and an upstream 401 counted, a session the
     /// resolver fetched then dropped so the next call fetches it afresh
-    /// (its token may have rotated).
+    /// (its token may have rotated). When the head was in, by the one
+    /// clock read this takes (the core times the upstream connection's
+    /// idleness from it).
     pub(crate) async fn answered(
         &mut self,
         status: StatusCode,
@@ -66,9 +68,10 @@ impl Exchange<'_> {
         wall: Option<SystemTime>,
         key: &str,
         session: Option<&Arc<Session>>,
-    ) {
+    ) -> Instant {
         let app = self.app;
-        let latency = started.elapsed().as_secs_f64();
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(started).as_secs_f64();
         self.upstream_ms = Some(latency * 1000.0);
         if let (Some(t), Some(w)) = (self.timings.as_mut(), wall) {
             t.upstream = Some((w, SystemTime::now()));
@@ -86,6 +89,7 @@ impl Exchange<'_> {
                 let _ = app.store.delete(key).await;
             }
         }
+        now
     }
 }
 

@@ -125,8 +125,12 @@ impl Client {
         let mut stop = std::pin::pin!(async move {
             let _ = shutdown.changed().await;
         });
+        // The last clock read of the previous request, if it ended well:
+        // the wait for the next head is timed from it.
+        let mut ended = None;
         loop {
-            let next = match self.next_head(&mut buf, &mut clock, stop.as_mut()).await {
+            let next = self.next_head(&mut buf, &mut clock, stop.as_mut(), ended.take());
+            let next = match next.await {
                 Ok(n) => n,
                 Err(()) => return Ended::Closed,
             };
@@ -163,7 +167,7 @@ impl Client {
             );
             let reuse = match served.await {
                 Ok(s) => {
-                    finish(&x, begun, s.status);
+                    ended = Some(finish(&x, begun, s.status));
                     s.client_reusable
                 }
                 Err(Failed::Answer(e)) => {
@@ -211,13 +215,15 @@ impl Client {
     /// must be in within `header_read` of the wait's start (slowloris; an
     /// idle keep-alive connection is closed then too, as hyper's header
     /// timer does); shutdown (`stop`) ends a wait that has read nothing.
+    /// `since`: a clock read taken just before, if any (one read fewer).
     async fn next_head(
         &mut self,
         buf: &mut Lent,
         clock: &mut Clock,
         mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+        since: Option<Instant>,
     ) -> Result<Next, ()> {
-        let mut deadline = None;
+        let mut deadline = since.map(|t| tokio::time::Instant::from_std(t) + self.header_read);
         loop {
             if !buf.is_empty() {
                 let next = decide(buf, &self.app);

@@ -91,7 +91,7 @@ impl Relay<'_> {
             is_event_stream: is_stream,
             parts,
         } = head;
-        x.answered(status, started, wall, key, session).await;
+        let head_at = x.answered(status, started, wall, key, session).await;
         if self.retry && status == StatusCode::UNAUTHORIZED {
             return Err(Failed::Unauthorized);
         }
@@ -102,7 +102,7 @@ impl Relay<'_> {
         }
         let relayed = match parts {
             Some(parts) => self.rewritten(x, *parts, framing, rbuf.take()).await,
-            None => self.relayed(out, framing, keep_alive, &mut rbuf).await,
+            None => (self.relayed(out, (framing, keep_alive), &mut rbuf, head_at)).await,
         };
         if let Some(g) = &gauge {
             g.dec();
@@ -119,16 +119,18 @@ impl Relay<'_> {
     /// Relays the response byte for byte; the upstream connection is
     /// pooled when it ended exactly at the response's end. Whether the
     /// client's connection may carry another request.
+    /// `head_at`: when the head was in (the pooled connection's idle time
+    /// counts from it).
     async fn relayed(
         mut self,
         head: &mut Vec<u8>,
-        framing: Framing,
-        keep_alive: bool,
+        (framing, keep_alive): (Framing, bool),
         rbuf: &mut Vec<u8>,
+        head_at: Instant,
     ) -> Result<bool, ()> {
         let up_clean = self.body(head, framing, rbuf).await?;
         if up_clean && keep_alive {
-            pool::checkin(self.up);
+            pool::checkin(self.up, head_at);
         }
         Ok(framing != Framing::UntilClose)
     }
