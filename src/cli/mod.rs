@@ -451,6 +451,7 @@ fn sample_request(
                 uri: text("uri"),
             }],
             id: None,
+            unreadable: false,
         }
     });
     Ok((parts, rest, mcp))

@@ -194,12 +194,15 @@ pub struct Route {
 
 impl Route {
     /// Whether the route reads the request body whole before forwarding:
-    /// to check a signature over it, to look inside it, or (with
-    /// credentials) to send it again after an upstream 401.
+    /// to check a signature over it, to look inside it, (with
+    /// credentials) to send it again after an upstream 401, or (limiting
+    /// tools) to judge every call in it: a call past the first 64 KiB
+    /// would otherwise reach the server unjudged.
     pub fn reads_body(&self) -> bool {
         matches!(self.inbound_auth, InboundAuth::Platform { .. })
             || self.parses_body()
             || !self.credentials.is_empty()
+            || self.mcp.as_ref().is_some_and(|p| !p.is_open())
     }
 
     /// Whether the route reads the first 64 KiB of the body before

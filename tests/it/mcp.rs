@@ -121,19 +121,35 @@ async fn mismatches_batches_and_non_json_bodies() {
     assert_eq!(v["error"]["data"]["code"], "mcp.tool_denied", "{v}");
     assert!(up.seen().is_empty(), "forwarded: {:?}", up.seen());
 
-    // Allowed calls pass with their view in `request.mcp`; so do bodies
-    // that are not JSON-RPC, with an empty view.
+    // Allowed calls pass with their view in `request.mcp`.
     let r = post(&call("search", 4)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().headers["x-mcp"], "tools/call:search");
-    let r = post("this is not json").send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(
-        up.last().headers.get("x-mcp").is_none(),
-        "{:?}",
-        up.last().headers
+    let forwarded = up.seen().len();
+
+    // A route that limits tools refuses what its policy cannot read and a
+    // lenient server might still run: not JSON; `params` twice (a
+    // JavaScript server takes the last); a batch element that is not a
+    // message; and a denied call past the first 64 KiB, which is read
+    // whole and judged (it passed when only 64 KiB were peeked at).
+    let twice = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search"},"params":{"name":"delete_all"}}"#;
+    let odd_batch = format!("[{},7]", call("search", 6));
+    for body in ["this is not json", twice, &odd_batch] {
+        let r = post(body).send().await.unwrap();
+        assert_eq!(
+            status_and_code(r).await,
+            (400, "mcp.unreadable_body".into()),
+            "{body}"
+        );
+    }
+    let padded = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"arguments":{{"q":"{}"}},"name":"delete_all"}}}}"#,
+        "x".repeat(100 << 10)
     );
-    assert_eq!(up.last().body_len, "this is not json".len());
+    let r = post(&padded).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["data"]["code"], "mcp.tool_denied", "{v}");
+    assert_eq!(up.seen().len(), forwarded, "none of these was forwarded");
 
     // Header-only view (MCP 2026-07-28) with a body too large to read.
     let big = format!(

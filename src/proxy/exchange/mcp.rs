@@ -21,9 +21,12 @@ impl Exchange<'_> {
             return Ok(());
         }
         let view = mcp::view_with(|n| head.header_str(n), body.read().map(|b| &b[..]))?;
-        let denied = (self.route.mcp.as_ref())
-            .and_then(|p| p.denied(&view))
-            .map(str::to_string);
+        let policy = self.route.mcp.as_ref().filter(|p| !p.is_open());
+        if policy.is_some() && view.unreadable {
+            // What policy cannot read, a lenient server might still run.
+            return Err(mcp::McpError::UnreadableBody.into());
+        }
+        let denied = policy.and_then(|p| p.denied(&view)).map(str::to_string);
         if self.rpc_id.is_none() {
             self.rpc_id = view.id.clone();
         }
