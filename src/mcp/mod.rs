@@ -45,8 +45,9 @@ pub struct McpView {
     /// The JSON-RPC id of a single message (a batch has none).
     pub id: Option<Value>,
     /// The request had a body this could not read as JSON-RPC (not JSON,
-    /// not UTF-8, cut short, a field twice): a route that limits tools
-    /// refuses it, as its policy cannot see the call the server may run.
+    /// a string it reads not UTF-8, cut short, a field twice): a route
+    /// that limits tools refuses it, as its policy cannot see the call the
+    /// server may run.
     pub unreadable: bool,
 }
 
@@ -193,8 +194,8 @@ pub fn from_body(body: &[u8]) -> McpView {
 /// `body` decoded as text when it is UTF-8 throughout (the usual case):
 /// read from a slice, serde_json checks every string it decodes again
 /// (about 90 instructions a string, eight strings in a `tools/call`,
-/// callgrind). Other bytes are read from the slice, which refuses them
-/// wherever they are.
+/// callgrind). Other bytes are read from the slice as before: it refuses
+/// them in a string it decodes and passes over them in one it skips.
 fn decode<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
     match std::str::from_utf8(body) {
         Ok(text) => serde_json::from_str(text),
