@@ -386,15 +386,6 @@ async fn serve_one(
     (client, buf, clock): (&mut TcpStream, &mut Vec<u8>, &mut Clock),
     taken: &mut Taken,
 ) -> Result<Served, Failed> {
-    let Req {
-        head,
-        head_request,
-        rest,
-        head_len,
-        body,
-        keep_alive,
-        ..
-    } = req;
     let t = &x.config().server.timeouts;
     let to = Timeouts {
         connect: t.connect,
@@ -402,104 +393,138 @@ async fn serve_one(
         response: t.response_headers,
     };
     let to_send = ToSend {
-        head_request,
-        close: !keep_alive,
+        head_request: req.head_request,
+        close: !req.keep_alive,
     };
+    let (head_len, body) = (req.head_len, req.body);
     let mut out = buffers::lend();
-    let (prepared, in_body) = match head {
-        ReqHead::Raw(spans) => {
-            screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
-            let at = (head_len, body, to.idle);
-            let in_body = read_body(route, (client, clock), buf, at, taken).await?;
-            let (head, rest) = (spans.view(&buf[..head_len]), text(buf, &rest));
-            let (key, session) = x.find_call(&head, rest, &in_body).await?;
-            out.reserve(head_len + 512);
-            let render =
-                |out: &mut Vec<u8>| x.put_rendered(out, (&head, rest), &key, session.as_ref());
-            write_raw_head(&mut out, &head, route, rest, render, x.peer())?;
-            ((key, session), in_body)
-        }
-        ReqHead::Map(mut parts) => {
-            screen(route, &*parts, text(buf, &rest))?;
-            let at = (head_len, body, to.idle);
-            let in_body = read_body(route, (client, clock), buf, at, taken).await?;
-            let rest = text(buf, &rest);
-            let (key, session, rendered) = x.prepare(&*parts, rest, &in_body).await?;
-            let (uri, headers) = x.outgoing(&mut parts, rest, rendered, false)?;
-            out.reserve(head_len + 512);
-            write_request_head(&mut out, &parts.method, &uri, route, &headers);
-            ((key, session), in_body)
-        }
-    };
-    let (key, session) = prepared;
+    let io = (&mut *client, &mut *buf, &mut *clock);
+    let (key, session, in_body) = prepare(x, route, req, io, taken, &mut out).await?;
     // Sent again on a 401: the head as it came (still at the start of
     // `buf`), and the body (read whole above).
     let saved =
         (x.carries_tokens() && session.is_some()).then(|| SavedHead::of_raw(&buf[..head_len]));
-    let left = match &in_body {
-        InBody::Read(b) => {
-            out.extend_from_slice(b);
-            buf.drain(..head_len + b.len());
-            *taken = Taken::All;
-            0
-        }
-        _ => {
-            // The body bytes already read go out with the head, in one write.
-            let now = ((buf.len() - head_len) as u64).min(body) as usize;
-            out.extend_from_slice(&buf[head_len..head_len + now]);
-            buf.drain(..head_len + now);
-            let left = body - now as u64;
-            *taken = if left == 0 { Taken::All } else { Taken::Part };
-            left
-        }
-    };
+    let left = take_body(&in_body, (buf, head_len, body), &mut out, taken);
     let who = (&*key, session.as_ref());
-    let first = attempt(
-        x,
-        route,
-        (client, clock),
-        (&mut out, left),
-        to,
-        to_send,
-        saved.is_some(),
-        who,
-    )
-    .await;
+    let (io, sent) = ((&mut *client, &mut *clock), (&mut *out, left));
+    let first = attempt(x, route, io, sent, to, to_send, saved.is_some(), who).await;
     let (Err(Failed::Unauthorized), Some(saved), InBody::Read(b)) = (&first, saved, in_body) else {
         if let Ok(s) = &first {
             x.refused_again(s.status);
         }
         return first;
     };
-    let Some(parts) = saved.parts() else {
-        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
-    };
-    // The head has left the buffer: the path after the route's name again
-    // from the saved head, as `decide` found it.
-    let rest = split_route(parts.uri.path()).1.to_string();
-    let renewed = x.renew(Some((parts, b)), &rest, &key, &session).await?;
-    let Some(((mut parts, b), rendered)) = renewed else {
-        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
-    };
-    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
-    out.clear();
-    write_request_head(&mut out, &parts.method, &uri, route, &headers);
-    out.extend_from_slice(&b);
-    let again = attempt(
+    let io = (&mut *client, &mut *clock);
+    let again = retry(
         x,
         route,
-        (client, clock),
-        (&mut out, 0),
-        to,
-        to_send,
-        false,
-        who,
+        io,
+        (saved, b),
+        &mut out,
+        (to, to_send),
+        (&key, &session),
     )
     .await;
     if let Ok(s) = &again {
         x.refused_again(s.status);
     }
     again
+}
+
+/// The phases before forwarding: the head screened, the body read when
+/// the route reads it, the call found, and the upstream head written
+/// into `out` (the rendered values straight into it on a raw head).
+async fn prepare(
+    x: &mut Exchange<'_>,
+    route: &Route,
+    req: Req,
+    (client, buf, clock): (&mut TcpStream, &mut Vec<u8>, &mut Clock),
+    taken: &mut Taken,
+    out: &mut Vec<u8>,
+) -> Result<(Arc<str>, Option<Arc<crate::session::Session>>, InBody), Failed> {
+    let Req {
+        head,
+        rest,
+        head_len,
+        body,
+        ..
+    } = req;
+    let at = (head_len, body, x.config().server.timeouts.idle);
+    out.reserve(head_len + 512);
+    match head {
+        ReqHead::Raw(spans) => {
+            screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
+            let in_body = read_body(route, (client, clock), buf, at, taken).await?;
+            let (head, rest) = (spans.view(&buf[..head_len]), text(buf, &rest));
+            let (key, session) = x.find_call(&head, rest, &in_body).await?;
+            let render =
+                |out: &mut Vec<u8>| x.put_rendered(out, (&head, rest), &key, session.as_ref());
+            write_raw_head(out, &head, route, rest, render, x.peer())?;
+            Ok((key, session, in_body))
+        }
+        ReqHead::Map(mut parts) => {
+            screen(route, &*parts, text(buf, &rest))?;
+            let in_body = read_body(route, (client, clock), buf, at, taken).await?;
+            let rest = text(buf, &rest);
+            let (key, session, rendered) = x.prepare(&*parts, rest, &in_body).await?;
+            let (uri, headers) = x.outgoing(&mut parts, rest, rendered, false)?;
+            write_request_head(out, &parts.method, &uri, route, &headers);
+            Ok((key, session, in_body))
+        }
+    }
+}
+
+/// Moves the request's body out of the client's buffer behind the head
+/// in `out` (all of it when it was read whole, else what arrived with the
+/// head: one write for both) and says how many bytes are still to come.
+fn take_body(
+    in_body: &InBody,
+    (buf, head_len, body): (&mut Vec<u8>, usize, u64),
+    out: &mut Vec<u8>,
+    taken: &mut Taken,
+) -> u64 {
+    if let InBody::Read(b) = in_body {
+        out.extend_from_slice(b);
+        buf.drain(..head_len + b.len());
+        *taken = Taken::All;
+        return 0;
+    }
+    let now = ((buf.len() - head_len) as u64).min(body) as usize;
+    out.extend_from_slice(&buf[head_len..head_len + now]);
+    buf.drain(..head_len + now);
+    let left = body - now as u64;
+    *taken = if left == 0 { Taken::All } else { Taken::Part };
+    left
+}
+
+/// The second attempt after an upstream 401 on a route with obtained
+/// credentials: renewed, rendered again and sent with the saved head and
+/// body.
+async fn retry(
+    x: &mut Exchange<'_>,
+    route: &Route,
+    io: (&mut TcpStream, &mut Clock),
+    (saved, b): (SavedHead, Bytes),
+    out: &mut Vec<u8>,
+    (to, to_send): (Timeouts, ToSend),
+    (key, session): (&Arc<str>, &Option<Arc<crate::session::Session>>),
+) -> Result<Served, Failed> {
+    let Some(parts) = saved.parts() else {
+        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+    };
+    // The head has left the buffer: the path after the route's name again
+    // from the saved head, as `decide` found it.
+    let rest = split_route(parts.uri.path()).1.to_string();
+    let renewed = x.renew(Some((parts, b)), &rest, key, session).await?;
+    let Some(((mut parts, b), rendered)) = renewed else {
+        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+    };
+    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
+    out.clear();
+    write_request_head(out, &parts.method, &uri, route, &headers);
+    out.extend_from_slice(&b);
+    let who = (&**key, session.as_ref());
+    attempt(x, route, io, (out, 0), to, to_send, false, who).await
 }
 
 /// The path after the route's name, at `at` in the buffer (part of a
