@@ -9,7 +9,7 @@
 use http::header::{self, HeaderMap, HeaderName};
 
 /// The fixed hop-by-hop names (lowercase).
-const HOP_BY_HOP: NameSet = NameSet::new(&[
+pub const HOP_BY_HOP: NameSet = NameSet::new(&[
     "connection",
     "te",
     "trailer",
@@ -39,21 +39,29 @@ impl NameSet {
         let mut lengths = 0u64;
         let mut i = 0;
         while i < names.len() {
-            lengths |= Self::bit(names[i].len());
+            lengths |= length_bit(names[i].len());
             i += 1;
         }
         Self { names, lengths }
     }
 
-    const fn bit(len: usize) -> u64 {
-        1 << if len < 63 { len } else { 63 }
+    /// The lengths its names have, as [`length_bit`]s.
+    pub const fn lengths(&self) -> u64 {
+        self.lengths
     }
 
     /// Whether `name`, in any case, is in the set.
     #[inline]
     pub fn contains(&self, name: &[u8]) -> bool {
-        self.lengths & Self::bit(name.len()) != 0 && self.names.iter().any(|n| name_is(name, n))
+        self.lengths & length_bit(name.len()) != 0 && self.names.iter().any(|n| name_is(name, n))
     }
+}
+
+/// A name's length as one bit of a `u64` (63: 63 bytes or more), for
+/// sets of names that pass over lines of other lengths with one test.
+#[inline]
+pub const fn length_bit(len: usize) -> u64 {
+    1 << if len < 63 { len } else { 63 }
 }
 
 /// Whether a header named `name` is hop-by-hop: a fixed name, or one a

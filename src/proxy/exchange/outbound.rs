@@ -13,8 +13,9 @@ use http::{Request, Uri, Version};
 use super::error::ProxyError;
 use crate::config::{InboundAuth, Route};
 use crate::net::h1::{RawHead, put_header};
-use crate::net::head::Head as _;
-use crate::net::headers::{NameSet, is_hop_by_hop, name_is, strip_hop_by_hop};
+use crate::net::headers::{
+    HOP_BY_HOP, NameSet, is_hop_by_hop, length_bit, name_is, strip_hop_by_hop,
+};
 use crate::net::response::Body;
 
 /// The client end of a connection, formatted once per connection rather
@@ -167,18 +168,34 @@ pub(crate) fn put_raw_headers(
     peer: &Peer,
 ) -> Result<(), ProxyError> {
     // Most requests have no `Connection` line: then no line's check scans
-    // the head for one again.
+    // the head for one again, and a line of a length no name left out
+    // has is copied on one test.
     let connection = head.values("connection").next().is_some();
-    for (name, field) in head.fields() {
-        let listed = connection.then(|| head.values("connection"));
-        if !left_out(route, name, listed.into_iter().flatten()) {
-            out.extend_from_slice(field);
-            out.extend_from_slice(b"\r\n");
+    let asked = match connection {
+        true => u64::MAX,
+        false => left_out_lengths(route),
+    };
+    // The client's `X-Forwarded-For` and `Host`, found on the way: both
+    // are among the names left out.
+    let (mut xff, mut host) = (None, None);
+    for f in head.fields() {
+        if asked & length_bit(f.name.len()) != 0 {
+            let listed = connection.then(|| head.values("connection"));
+            if left_out(route, f.name, listed.into_iter().flatten()) {
+                if name_is(f.name, X_FORWARDED_FOR.as_str()) {
+                    xff = xff.or(Some(f.value));
+                } else if name_is(f.name, header::HOST.as_str()) {
+                    host = host.or(Some(f.value));
+                }
+                continue;
+            }
         }
+        out.extend_from_slice(f.line);
+        out.extend_from_slice(b"\r\n");
     }
     render(out)?;
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(prev) = head.header(&X_FORWARDED_FOR).filter(|_| peer.trusted) {
+    if let Some(prev) = xff.filter(|_| peer.trusted) {
         out.extend_from_slice(prev);
         out.extend_from_slice(b", ");
     }
@@ -189,10 +206,29 @@ pub(crate) fn put_raw_headers(
         X_FORWARDED_PROTO.as_str().as_bytes(),
         peer.proto().as_bytes(),
     );
-    if let Some(host) = head.header(&header::HOST) {
+    if let Some(host) = host {
         put_header(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
     }
     Ok(())
+}
+
+/// The lengths of the names [`left_out`] leaves out whatever the
+/// `Connection` line lists, as [`length_bit`]s.
+fn left_out_lengths(route: &Route) -> u64 {
+    let auth = match &route.inbound_auth {
+        InboundAuth::None => 0,
+        InboundAuth::Header { header, .. } => length_bit(header.as_str().len()),
+        InboundAuth::Platform { platform, .. } => {
+            (platform.request_signature()).map_or(0, |sig| length_bit(sig.len()))
+        }
+    };
+    let names = route
+        .strip
+        .iter()
+        .chain(route.headers.iter().map(|r| &r.name));
+    (names.fold(auth, |m, n| m | length_bit(n.as_str().len())))
+        | REPLACED.lengths()
+        | HOP_BY_HOP.lengths()
 }
 
 /// The client's lines the proxy writes itself.
@@ -283,8 +319,13 @@ x-absent = { template = "<< call.nothing >>", on_error = "omit" }
         let hostless = String::from_utf8(HEAD.to_vec())
             .unwrap()
             .replace("Host: proxy.example\r\n", "");
-        for wire in [HEAD, hostless.as_bytes()] {
-            let with_host = wire == HEAD;
+        // Without a `Connection` line, lines are passed over on their
+        // names' lengths: the same lines must be left out.
+        let connless = String::from_utf8(HEAD.to_vec())
+            .unwrap()
+            .replace("Connection: keep-alive, X-Hop\r\nX-Hop: a\r\n", "");
+        for wire in [HEAD, hostless.as_bytes(), connless.as_bytes()] {
+            let with_host = wire != hostless.as_bytes();
             let mut storage = h1::storage();
             let head = h1::parse_request(wire, &mut storage, 1 << 16)
                 .unwrap()
