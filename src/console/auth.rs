@@ -9,10 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::secret::Secret;
+use crate::secret::{Secret, ct_eq};
 
 /// The console's cookie.
 pub const COOKIE: &str = "headgate_console";
@@ -94,11 +93,7 @@ impl Logins {
         let id = cookie_value(cookie_header?, COOKIE)?;
         let map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         let login = map.get(id)?;
-        let same_token = bool::from(
-            login
-                .token_digest
-                .ct_eq(&digest(current_token(cfg, login.role))),
-        );
+        let same_token = ct_eq(&login.token_digest, &digest(current_token(cfg, login.role)));
         (login.expires > Instant::now() && same_token).then(|| login.clone())
     }
 
@@ -114,7 +109,7 @@ impl Logins {
 impl Login {
     /// Whether a form's `csrf` field is this login's token.
     pub fn csrf_ok(&self, sent: Option<&str>) -> bool {
-        sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(self.csrf.as_bytes())))
+        sent.is_some_and(|s| ct_eq(s.as_bytes(), self.csrf.as_bytes()))
     }
 }
 

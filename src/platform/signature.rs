@@ -16,7 +16,6 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use http::{HeaderMap, HeaderName};
 use sha2::Digest as _;
-use subtle::ConstantTimeEq as _;
 
 use super::Platform;
 use crate::secret::Secret;
@@ -168,7 +167,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    !a.is_empty() && a.ct_eq(b).into()
+    !a.is_empty() && crate::secret::ct_eq(a, b)
 }
 
 fn within(ts_secs: f64, tolerance: Duration, now: f64) -> bool {
