@@ -125,6 +125,10 @@ pub const LOOKUP_OUTCOMES: [&str; 6] = [
     "fetch_error",
 ];
 
+/// One header render in this many is timed for `render_latency_seconds`,
+/// per worker thread.
+pub const TIMED_RENDERS: u32 = 16;
+
 /// Every metric headgate exports.
 pub struct Metrics {
     registry: Registry,
@@ -332,7 +336,7 @@ impl Metrics {
         );
         registry.register(
             "render_latency_seconds",
-            "Time to render a request's headers",
+            format!("Time to render a request's headers (one render in {TIMED_RENDERS} per worker thread is timed)"),
             render_latency.clone(),
         );
         registry.register(

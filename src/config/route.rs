@@ -138,7 +138,17 @@ pub struct HeaderRule {
     pub template: HeaderTemplate,
     /// Failure policy.
     pub on_error: OnError,
+    /// It renders the same for every request of a session: text and at
+    /// least one variable (no filters, no tags), none under `request` or
+    /// `credentials`. Its value may be kept with the session.
+    pub per_session: bool,
 }
+
+/// The render-time roots that differ from one request of a session to
+/// the next (README "Template language"); `session`, `env` and the
+/// session's own variables do not (`env` is read with the config, whose
+/// reload compiles every template anew).
+const PER_REQUEST_ROOTS: [&str; 2] = ["request", "credentials"];
 
 /// A compiled route.
 #[derive(Debug)]
@@ -579,10 +589,15 @@ fn header_rules(
         };
         if let Some(template) = ctx.template(&src, src_off) {
             credentials_used(ctx, &template, src_off, declared, &mut used);
+            // Plain text renders as fast as a kept copy: not kept.
+            let per_session = template.is_fast_path()
+                && template.roots().next().is_some()
+                && template.roots().all(|r| !PER_REQUEST_ROOTS.contains(&r));
             rules.push(HeaderRule {
                 name,
                 template,
                 on_error,
+                per_session,
             });
         }
     }
@@ -668,6 +683,42 @@ fn vars_from_body(ctx: &mut Ctx<'_>, p: &Spanned<String>, auth: Option<&InboundA
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_templates_of_the_session_alone_are_kept_per_session() {
+        let route = r#"upstream = "http://127.0.0.1:1"
+inbound_auth = "none"
+[headers]
+a = "Bearer << call.token >>"
+b = "<< session.id >>/<< env.PATH >>"
+c = "<< request.headers.x-a >>"
+d = "Bearer << credentials.crm.access_token >>"
+e = "<< call.token | upcase >>"
+f = "<% if call.token %>x<% endif %>"
+g = "plain text"
+"#;
+        let main = r#"env_allow = ["PATH"]
+[credentials.crm]
+kind = "client_credentials"
+token_url = "http://127.0.0.1:1/token"
+client_id = "c"
+client_secret_env = "PATH"
+"#;
+        let cfg = crate::config::check_texts(main, &[("r", route)]).expect("a valid route");
+        let kept: Vec<(&str, bool)> = (cfg.route("r").expect("the route").headers.iter())
+            .map(|h| (h.name.as_str(), h.per_session))
+            .collect();
+        let want = [
+            ("a", true),
+            ("b", true),
+            ("c", false),
+            ("d", false),
+            ("e", false),
+            ("f", false),
+            ("g", false),
+        ];
+        assert_eq!(kept, want);
+    }
 
     #[test]
     fn the_default_key_check_is_the_default_pattern() {

@@ -4,6 +4,7 @@
 //! [`validate`], so a session is always a bounded JSON object whose top-level
 //! keys are valid template roots.
 
+pub mod renders;
 pub mod resolver;
 pub mod scope;
 pub mod store;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 #[cfg(feature = "redis")]
+pub use renders::Renders;
 pub use store::RedisStore;
 pub use store::{MemoryStore, SessionStore, Store};
 
@@ -61,6 +63,8 @@ pub struct Session {
     pub ttl: Duration,
     /// When it was stored.
     pub stored_at: Instant,
+    /// Header values rendered from it (empty in a clone).
+    pub renders: Renders,
 }
 
 impl Session {
@@ -71,6 +75,7 @@ impl Session {
             source,
             ttl,
             stored_at: Instant::now(),
+            renders: Renders::default(),
         }
     }
 
@@ -199,6 +204,14 @@ fn depth(v: &Value) -> usize {
         Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
         _ => 0,
     }
+}
+
+/// The size of a session's variables as JSON, estimated.
+pub fn vars_size(vars: &Vars) -> usize {
+    let members = vars.as_map().iter();
+    2 + members
+        .map(|(k, v)| k.len() + 4 + approx_size(v))
+        .sum::<usize>()
 }
 
 /// Serialized size, a good proxy for memory use.

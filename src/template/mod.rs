@@ -33,6 +33,7 @@ pub use value::{Scope, Vars};
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 
@@ -46,6 +47,8 @@ pub struct HeaderTemplate {
 }
 
 struct Inner {
+    /// See [`HeaderTemplate::id`].
+    id: u64,
     source: Box<str>,
     compiled: compile::Compiled,
 }
@@ -54,9 +57,11 @@ impl HeaderTemplate {
     /// Parses and checks a template: syntax, tags, filter names, size and
     /// nesting. Errors carry line and column.
     pub fn compile(source: &str) -> Result<Self, TemplateError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let compiled = compile::compile(source)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 source: source.into(),
                 compiled,
             }),
@@ -110,6 +115,13 @@ impl HeaderTemplate {
     /// text and plain variable paths).
     pub fn is_fast_path(&self) -> bool {
         self.inner.compiled.fast.is_some()
+    }
+
+    /// This compiled template's own number, never another's in this
+    /// process (its clones share it; compiling the same text again gives
+    /// a new one): what a value rendered from it may be kept under.
+    pub fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// The template as written.

@@ -481,3 +481,13 @@ mod fast_path_equivalence {
         }
     }
 }
+
+#[test]
+fn each_compile_has_its_own_id() {
+    // A value kept under a template's id must never be found by another
+    // template, the same text compiled again (a reload) included.
+    let a = HeaderTemplate::compile("Bearer << call.token >>").unwrap();
+    let b = HeaderTemplate::compile("Bearer << call.token >>").unwrap();
+    assert_ne!(a.id(), b.id());
+    assert_eq!(a.clone().id(), a.id(), "a clone is the same template");
+}

@@ -80,16 +80,21 @@ proptest! {
         }
         // The own core renders straight into the upstream head: the same
         // lines, after what the head already held, and nothing more.
-        let mut head = b"GET /x HTTP/1.1\r\n".to_vec();
+        // With the session's kept values, the second request copies what
+        // the first rendered: the same lines again.
         let at = (&*cfg.env, req, "c1", &vars);
-        headgate::proxy::put_rules(route, at, |_, _| {}, &mut head).unwrap();
+        let renders = headgate::session::Renders::default();
         let mut want = b"GET /x HTTP/1.1\r\n".to_vec();
         for (name, v) in &out {
             want.extend_from_slice(format!("{name}: ").as_bytes());
             want.extend_from_slice(v.as_bytes());
             want.extend_from_slice(b"\r\n");
         }
-        prop_assert_eq!(head, want);
+        for kept in [None, Some(&renders), Some(&renders)] {
+            let mut head = b"GET /x HTTP/1.1\r\n".to_vec();
+            headgate::proxy::put_rules(route, at, kept, |_, _| {}, &mut head).unwrap();
+            prop_assert_eq!(&head, &want);
+        }
         if has_control(s.as_bytes()) {
             // Every rule that reads the hostile text was refused, for the
             // right reason (x-query reads it percent-decoded too).

@@ -74,6 +74,33 @@ async fn each_session_gets_its_own_token_concurrently() {
     h.shutdown().await;
 }
 
+/// A session's values are kept with it once rendered; a session written
+/// again renders from its new variables, on the next request already.
+#[tokio::test]
+async fn a_session_written_again_is_rendered_from_its_new_variables() {
+    let (_d, up, h) = setup(HEADERS).await;
+    let c = client();
+    let send = || {
+        c.post(url(&h, "/crm"))
+            .header("x-call-id", "call-a")
+            .header("x-headgate-key", ROUTE_KEY)
+            .body("{}")
+            .send()
+    };
+    for (token, tenant) in [("tok-1", "acme"), ("tok-2", "zenith"), ("tok-3", "acme")] {
+        let vars = json!({"call": {"metadata": {"token": token, "tenant": tenant}}});
+        put_session(&h, "call-a", vars).await;
+        for _ in 0..3 {
+            assert_eq!(send().await.unwrap().status(), 200);
+            let last = up.last();
+            let auth = last.headers["authorization"].to_str().unwrap();
+            assert_eq!(auth, format!("Bearer {token}"));
+            assert_eq!(last.headers["x-tenant"], tenant);
+        }
+    }
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn client_authorization_is_replaced_and_hop_by_hop_removed() {
     let (_d, up, h) = setup(&format!("{HEADERS}[strip]\nheaders = [\"x-internal\"]\n")).await;

@@ -45,6 +45,7 @@ impl Stored {
             source: self.source,
             ttl: self.ttl,
             stored_at: self.stored_at,
+            renders: Default::default(),
         })
     }
 }

@@ -230,19 +230,14 @@ impl SessionStore for Store {
 
 /// How much memory a decoded session holds, estimated: its JSON size
 /// times the cost of a `serde_json::Value` tree over its text (a 300-byte
-/// call object decodes to ~3.7 KB), plus the cache entry itself. The hot
-/// tiers weigh their entries with it, so `max_store_bytes` bounds decoded
-/// sessions too.
+/// call object decodes to ~3.7 KB) and the header values it may keep
+/// ([`renders::PER_JSON_BYTE`](crate::session::renders::PER_JSON_BYTE)),
+/// plus the cache entry itself. The hot tiers weigh their entries with
+/// it, so `max_store_bytes` bounds decoded sessions too.
 pub(crate) fn decoded_weight(key: &str, s: &Session) -> u32 {
-    const DECODED_PER_JSON_BYTE: usize = 12;
+    const DECODED_PER_JSON_BYTE: usize = 12 + crate::session::renders::PER_JSON_BYTE;
     const ENTRY: usize = 256;
-    let json: usize = s
-        .vars
-        .as_map()
-        .iter()
-        .map(|(k, v)| k.len() + 4 + super::approx_size(v))
-        .sum();
-    let w = (json + 2) * DECODED_PER_JSON_BYTE + key.len() + ENTRY;
+    let w = crate::session::vars_size(&s.vars) * DECODED_PER_JSON_BYTE + key.len() + ENTRY;
     w.min(u32::MAX as usize) as u32
 }
 

@@ -170,6 +170,7 @@ fn decode(raw: &[u8], pttl_ms: i64) -> Option<Session> {
         source: Source::from_name(&w.s)?,
         ttl,
         stored_at: now.checked_sub(ttl - left).unwrap_or(now),
+        renders: Default::default(),
     })
 }
 
