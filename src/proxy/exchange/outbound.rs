@@ -215,20 +215,24 @@ pub(crate) fn put_raw_headers(
 /// The lengths of the names [`left_out`] leaves out whatever the
 /// `Connection` line lists, as [`length_bit`]s.
 fn left_out_lengths(route: &Route) -> u64 {
-    let auth = match &route.inbound_auth {
-        InboundAuth::None => 0,
-        InboundAuth::Header { header, .. } => length_bit(header.as_str().len()),
-        InboundAuth::Platform { platform, .. } => {
-            (platform.request_signature()).map_or(0, |sig| length_bit(sig.len()))
-        }
-    };
-    let names = route
-        .strip
-        .iter()
-        .chain(route.headers.iter().map(|r| &r.name));
-    (names.fold(auth, |m, n| m | length_bit(n.as_str().len())))
+    (route_names(route).fold(0, |m, n| m | length_bit(n.len())))
         | REPLACED.lengths()
         | HOP_BY_HOP.lengths()
+}
+
+/// The route's own names a client line is left out for (all lowercase):
+/// its key header or platform signature header, `[strip]`, and every
+/// header a rule sets.
+fn route_names(route: &Route) -> impl Iterator<Item = &str> {
+    let auth = match &route.inbound_auth {
+        InboundAuth::None => None,
+        InboundAuth::Header { header, .. } => Some(header.as_str()),
+        InboundAuth::Platform { platform, .. } => platform.request_signature(),
+    };
+    let rules = route.headers.iter().map(|r| r.name.as_str());
+    (auth.into_iter())
+        .chain(route.strip.iter().map(HeaderName::as_str))
+        .chain(rules)
 }
 
 /// The client's lines the proxy writes itself.
@@ -243,16 +247,8 @@ const REPLACED: NameSet = NameSet::new(&[
 /// request: the names the `HeaderMap` path removes or replaces.
 /// `listed`: the values of the request's `Connection` lines.
 fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8]>) -> bool {
-    let is = |h: &HeaderName| name_is(name, h.as_str());
-    let auth = match &route.inbound_auth {
-        InboundAuth::None => false,
-        InboundAuth::Header { header, .. } => is(header),
-        InboundAuth::Platform { platform, .. } => (platform.request_signature())
-            .is_some_and(|sig| name.eq_ignore_ascii_case(sig.as_bytes())),
-    };
-    auth || REPLACED.contains(name)
-        || route.strip.iter().any(is)
-        || route.headers.iter().any(|r| is(&r.name))
+    REPLACED.contains(name)
+        || route_names(route).any(|n| name_is(name, n))
         || is_hop_by_hop(name, listed)
 }
 
