@@ -25,7 +25,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for t in valgrind wrk; do command -v $t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $t >/dev/null; }; done
-cargo build --release --quiet --bin headgate --example bench_upstream
+# The binary on its own, as `cargo build --release` makes it: built in one
+# command with an example, it would get the dev-dependencies' features
+# too (tokio's `test-util`, a mutex on every clock read of the runtime).
+cargo build --release --quiet --bin headgate
+cargo build --release --quiet --example bench_upstream
 # Honours CARGO_TARGET_DIR: a profile with line tables
 # (CARGO_PROFILE_RELEASE_DEBUG=line-tables-only) builds beside the plain one.
 T=${CARGO_TARGET_DIR:-target}/release
