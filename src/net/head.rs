@@ -23,9 +23,16 @@ pub trait Head: Sync {
     }
     /// How many lines of header `name` the head has.
     fn count(&self, name: &HeaderName) -> usize;
-    /// The first of `names` (in their order) that has more than one line.
-    fn repeated<'n>(&self, names: &'n [HeaderName]) -> Option<&'n HeaderName> {
-        names.iter().find(|n| self.count(n) > 1)
+    /// For names asked about together (a route's session key headers):
+    /// the first of `names` (in their order) that has more than one line,
+    /// or else the first value of each, into `firsts` by index as far as
+    /// it reaches.
+    fn firsts<'h, 'n>(
+        &'h self,
+        names: &'n [HeaderName],
+        firsts: &mut [Option<&'h [u8]>],
+    ) -> Result<(), &'n HeaderName> {
+        counted_firsts(self, names, firsts)
     }
     /// Every header line, in order (names lowercase on `Parts`, as sent
     /// on a raw head).
@@ -70,6 +77,21 @@ impl Head for Parts {
     fn map(&self) -> Option<&HeaderMap> {
         Some(&self.headers)
     }
+}
+
+/// [`Head::firsts`] by counting and looking up each name in turn.
+pub fn counted_firsts<'h, 'n, H: Head + ?Sized>(
+    head: &'h H,
+    names: &'n [HeaderName],
+    firsts: &mut [Option<&'h [u8]>],
+) -> Result<(), &'n HeaderName> {
+    if let Some(n) = names.iter().find(|n| head.count(n) > 1) {
+        return Err(n);
+    }
+    for (first, n) in firsts.iter_mut().zip(names) {
+        *first = head.header(n);
+    }
+    Ok(())
 }
 
 /// What a head says of its `Host` and its length, for the checks on a

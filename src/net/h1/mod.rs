@@ -28,7 +28,7 @@ pub mod target;
 
 pub use chunked::{ChunkError, Chunked};
 
-use super::head::Declared;
+use super::head::{Declared, counted_firsts};
 use super::headers::{length_bit, name_is};
 
 /// The most header lines a head may have (hyper's server default is 100;
@@ -528,29 +528,41 @@ impl super::head::Head for RawHead<'_> {
     }
 
     /// One pass over the lines for all of `names`, where counting each
-    /// name passed over every line once per name (about 300 instructions
-    /// a request for the three default key headers, callgrind). A line
-    /// whose name has a length none of `names` has is passed over on one
-    /// test: asking each name cost another 250 (callgrind).
-    fn repeated<'n>(&self, names: &'n [http::HeaderName]) -> Option<&'n http::HeaderName> {
+    /// name and then finding the key passed over every line once per name
+    /// and once more (about 650 instructions a request for the three
+    /// default key headers, callgrind). A line whose name has a length
+    /// none of `names` has is passed over on one test.
+    fn firsts<'h, 'n>(
+        &'h self,
+        names: &'n [http::HeaderName],
+        firsts: &mut [Option<&'h [u8]>],
+    ) -> Result<(), &'n http::HeaderName> {
         if names.len() > 64 {
-            return names.iter().find(|n| self.count(n) > 1);
+            return counted_firsts(self, names, firsts);
         }
         let lengths = (names.iter()).fold(0, |m, n| m | length_bit(n.as_str().len()));
         let (mut seen, mut twice) = (0u64, 0u64);
-        for (n, _) in &self.spans.headers {
+        for (n, v) in &self.spans.headers {
             if lengths & length_bit((n.1 - n.0) as usize) == 0 {
                 continue;
             }
             let line = self.bytes(*n);
             for (i, name) in names.iter().enumerate() {
                 if name_is(line, name.as_str()) {
+                    if seen & (1 << i) == 0
+                        && let Some(first) = firsts.get_mut(i)
+                    {
+                        *first = Some(self.bytes(*v));
+                    }
                     twice |= seen & (1 << i);
                     seen |= 1 << i;
                 }
             }
         }
-        names.get(twice.trailing_zeros() as usize)
+        match names.get(twice.trailing_zeros() as usize) {
+            Some(n) => Err(n),
+            None => Ok(()),
+        }
     }
 
     /// As the parse found them: `screen` scanned the lines twice more

@@ -271,19 +271,22 @@ fn a_raw_head_reads_as_sent() {
 }
 
 #[test]
-fn a_raw_head_declares_and_repeats_as_counting_its_lines_does() {
+fn a_raw_head_declares_repeats_and_finds_as_counting_its_lines_does() {
     use crate::net::head::{Declared, Head as _};
     let names = ["x-call-id", "x-chat-id", "x-session-id"].map(http::HeaderName::from_static);
-    let cases: [(&[u8], Option<&str>, Declared); 4] = [
+    type Firsts = [Option<&'static [u8]>; 3];
+    let cases: [(&[u8], Option<&str>, Declared, Firsts); 4] = [
         (
             b"POST /r HTTP/1.1\r\nX-Chat-Id: a\r\nx-call-id: b\r\nX-CHAT-ID: c\r\nx-call-id: d\r\nContent-Length: 0\r\n\r\n",
             Some("x-call-id"),
             Declared { hosts: 0, length: Some(0) },
+            [None; 3],
         ),
         (
             b"GET /r HTTP/1.1\r\nHost: a\r\nX-Session-Id: a\r\nhost: b\r\nx-session-id: b\r\n\r\n",
             Some("x-session-id"),
             Declared { hosts: 2, length: None },
+            [None; 3],
         ),
         (
             // `Content-Type` has `X-Session-Id`'s length, `X-Forwarded-For`
@@ -291,18 +294,28 @@ fn a_raw_head_declares_and_repeats_as_counting_its_lines_does() {
             b"POST /r HTTP/1.1\r\nHOST: h\r\nX-Call-Id: a\r\nContent-Type: t\r\nX-Chat-Id: b\r\nX-Forwarded-For: f\r\ncontent-type: u\r\ncontent-length: 12\r\n\r\n",
             None,
             Declared { hosts: 1, length: Some(12) },
+            [Some(b"a"), Some(b"b"), None],
         ),
-        (b"GET /r HTTP/1.1\r\n\r\n", None, Declared { hosts: 0, length: None }),
+        (b"GET /r HTTP/1.1\r\n\r\n", None, Declared { hosts: 0, length: None }, [None; 3]),
     ];
-    for (raw, twice, declared) in cases {
+    for (raw, twice, declared, firsts) in cases {
         let mut storage = super::storage();
         let head = parse_request(raw, &mut storage, 64 << 10).unwrap().unwrap();
         let spans = Spans::of(raw, &head).expect("a valid head has spans");
         let parts = super::to_parts(raw, &head).expect("a valid head has parts");
         let v = spans.view(raw);
         let name = |n: Option<&http::HeaderName>| n.map(|n| n.as_str().to_owned());
-        assert_eq!(name(v.repeated(&names)).as_deref(), twice);
-        assert_eq!(name(parts.repeated(&names)).as_deref(), twice);
+        let (mut raw_firsts, mut parts_firsts) = ([None; 3], [None; 3]);
+        let raw_twice = v.firsts(&names, &mut raw_firsts).err();
+        assert_eq!(name(raw_twice).as_deref(), twice);
+        assert_eq!(
+            name(parts.firsts(&names, &mut parts_firsts).err()).as_deref(),
+            twice
+        );
+        if twice.is_none() {
+            assert_eq!(raw_firsts, firsts);
+            assert_eq!(parts_firsts, firsts);
+        }
         assert_eq!(v.declared(), declared);
         assert_eq!(parts.declared(), declared);
     }

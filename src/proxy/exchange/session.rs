@@ -10,11 +10,15 @@ use serde_json::Value;
 use super::Exchange;
 use super::error::ProxyError;
 use crate::config::{KeySource, OnUnknown, Route};
-use crate::net::head::Head;
+use crate::net::head::{Head, visible};
 use crate::session::resolver::ResolveError;
 use crate::session::scope::{form_decode, query_pairs};
 use crate::session::{Session, SessionStore, Source, id_hash};
 use crate::template::Vars;
+
+/// Key headers whose values one pass over the head finds; a route that
+/// lists more looks the rest up one by one.
+const KEY_HEADERS: usize = 8;
 
 /// Finds the request's session key: the first of the route's sources that
 /// is present, checked against its pattern before anything else sees it.
@@ -27,13 +31,23 @@ pub fn session_key(
     body: Option<&Value>,
 ) -> Result<Arc<str>, ProxyError> {
     // Two values of one key header: the first would pick the credentials
-    // and the upstream would see both. Refuse before choosing.
-    if let Some(h) = head.repeated(&route.key_headers) {
-        return Err(ProxyError::KeyAmbiguous(h.to_string()));
-    }
+    // and the upstream would see both. Refuse before choosing. The same
+    // pass finds the key headers' values (the `n`-th header source is
+    // `key_headers[n]`).
+    let mut firsts = [None; KEY_HEADERS];
+    (head.firsts(&route.key_headers, &mut firsts))
+        .map_err(|h| ProxyError::KeyAmbiguous(h.to_string()))?;
+    let mut headers = 0;
     for src in &route.session_keys {
         let found: Option<Cow<'_, str>> = match src {
-            KeySource::Header(h) => head.header_str(h).map(|s| Cow::Borrowed(s.trim())),
+            KeySource::Header(h) => {
+                headers += 1;
+                match firsts.get(headers - 1) {
+                    Some(v) => v.and_then(visible),
+                    None => head.header_str(h),
+                }
+                .map(|s| Cow::Borrowed(s.trim()))
+            }
             KeySource::Query(q) => query_pairs(head.query())
                 .find(|(k, _)| form_decode(k) == *q)
                 .map(|(_, v)| Cow::Owned(form_decode(v))),
