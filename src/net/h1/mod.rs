@@ -116,19 +116,25 @@ pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Appends a `content-length: n` line. Digits by hand: `write!` through
-/// `fmt` cost about 350 instructions a response (callgrind).
+/// `fmt` cost about 350 instructions a response (callgrind); the line is
+/// made in place and appended in one copy (a copy per part cost 120).
 pub fn put_content_length(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
+    const NAME: &[u8] = b"content-length: ";
+    // The name, at most 20 digits (`u64::MAX`), CRLF; filled from the end.
+    let mut line = [0u8; NAME.len() + 22];
+    let mut at = line.len() - 2;
+    line[at..].copy_from_slice(b"\r\n");
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        line[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    put_header(out, b"content-length", &digits[at..]);
+    at -= NAME.len();
+    line[at..at + NAME.len()].copy_from_slice(NAME);
+    out.extend_from_slice(&line[at..]);
 }
 
 /// Room for the header lines of one head, left uninitialised: filling
