@@ -3,10 +3,21 @@
 //! lock, with none of a general cache's per-read bookkeeping (recency
 //! lists, frequency sketches, timer wheels). Entries go at sweeps, which
 //! run as the map grows.
+//!
+//! In front of the shards, each thread remembers the entries it looked up
+//! last (a `Weak` to each): a worker serves a call's requests one after
+//! another, and the shard's lookup (FNV-1a for the shard, a read lock,
+//! SipHash of the key) cost about 370 instructions a request (callgrind)
+//! where this costs a quick keyed hash and a probe of the thread's map.
+//! An entry is only ever removed by a sweep, which drops it, so a line
+//! whose `Weak` still upgrades names the map's entry.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::hash::BuildHasher as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
 const SHARDS: usize = 16;
@@ -35,16 +46,78 @@ pub struct Sharded<V> {
     shards: Vec<Shard<V>>,
     max: usize,
     inserted: AtomicUsize,
+    /// Tells this map's lines in a thread's [`NEAR`] from another's.
+    id: u64,
 }
 
-impl<V: Entry> Sharded<V> {
+/// Lines a thread keeps in [`NEAR`] (all maps together); past it, the
+/// map starts over. At most about 4,096 × (the key + 200 bytes: the line,
+/// and the emptied allocation of a swept entry its `Weak` may keep) per
+/// thread.
+const NEAR_LINES: usize = 4096;
+
+/// One entry a thread looked up.
+struct Line {
+    map: u64,
+    key: Box<[u8]>,
+    entry: Weak<dyn Any + Send + Sync>,
+}
+
+thread_local! {
+    /// This thread's lines, by [`quick_keyed`] hash of map id and key.
+    static NEAR: RefCell<HashMap<u64, Line, Prehashed>> = RefCell::new(HashMap::default());
+}
+
+/// One hash seed for the process, random at start, for the maps each
+/// thread keeps in front of a shared one (this one's and the session
+/// store's memo). foldhash rather than SipHash (a quarter of the
+/// instructions on a call id): only keys the shared map holds get a line,
+/// and a thread keeps a bounded number of them, so a caller who guessed
+/// colliding keys would only make its own lookups miss the thread's map.
+pub fn quick_keyed() -> &'static foldhash::fast::RandomState {
+    static KEY: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    KEY.get_or_init(foldhash::fast::RandomState::default)
+}
+
+impl<V: Entry + Send + Sync + 'static> Sharded<V> {
     /// At most about `max` entries once sweeps have run.
     pub fn new(max: usize) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             max,
             inserted: AtomicUsize::new(0),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// The entry for `key` this thread looked up last, if the map still
+    /// holds it; else the hash to remember it under.
+    fn near(&self, key: &[u8]) -> Result<Arc<V>, u64> {
+        let hash = quick_keyed().hash_one((self.id, key));
+        let found = NEAR.with_borrow(|near| {
+            let line = near
+                .get(&hash)
+                .filter(|l| l.map == self.id && *l.key == *key)?;
+            line.entry.upgrade()?.downcast::<V>().ok()
+        });
+        found.ok_or(hash)
+    }
+
+    fn remember(&self, hash: u64, key: &[u8], entry: &Arc<V>) {
+        let entry: Arc<dyn Any + Send + Sync> = entry.clone();
+        let line = Line {
+            map: self.id,
+            key: key.into(),
+            entry: Arc::downgrade(&entry),
+        };
+        let _ = NEAR.try_with(|near| {
+            let mut near = near.borrow_mut();
+            if near.len() >= NEAR_LINES {
+                near.clear();
+            }
+            near.insert(hash, line);
+        });
     }
 
     /// The shard by FNV-1a of the key: cheap, and a caller who crowds one
@@ -57,11 +130,31 @@ impl<V: Entry> Sharded<V> {
 
     /// The entry for `key`, if there is one.
     pub fn get(&self, key: &[u8]) -> Option<Arc<V>> {
-        self.shard(key).read().ok()?.get(key).cloned()
+        let hash = match self.near(key) {
+            Ok(entry) => return Some(entry),
+            Err(hash) => hash,
+        };
+        let entry = self.shard(key).read().ok()?.get(key).cloned()?;
+        self.remember(hash, key, &entry);
+        Some(entry)
     }
 
     /// The entry for `key`, made now if there is none.
     pub fn get_or_insert(&self, key: Vec<u8>, make: impl FnOnce() -> V) -> Arc<V> {
+        let hash = match self.near(&key) {
+            Ok(entry) => return entry,
+            Err(hash) => hash,
+        };
+        let (entry, in_map) = self.insert(key.clone(), make);
+        if in_map {
+            self.remember(hash, &key, &entry);
+        }
+        entry
+    }
+
+    /// The entry for `key`, made now if there is none; and whether the
+    /// map holds it.
+    fn insert(&self, key: Vec<u8>, make: impl FnOnce() -> V) -> (Arc<V>, bool) {
         let n = self.inserted.fetch_add(1, Ordering::Relaxed);
         if n % SWEEP_EVERY == SWEEP_EVERY - 1
             && let Ok(mut map) = self.shards[(n / SWEEP_EVERY) % SHARDS].write()
@@ -71,14 +164,15 @@ impl<V: Entry> Sharded<V> {
         let Ok(mut map) = self.shard(&key).write() else {
             // A poisoned shard (a panic while it was held): serve from an
             // entry of this request's own rather than fail it.
-            return Arc::new(make());
+            return (Arc::new(make()), false);
         };
         if map.len() >= self.per_shard() {
             sweep(&mut map, self.per_shard());
         }
-        map.entry(key.into_boxed_slice())
+        let entry = (map.entry(key.into_boxed_slice()))
             .or_insert_with(|| Arc::new(make()))
-            .clone()
+            .clone();
+        (entry, true)
     }
 
     fn per_shard(&self) -> usize {
@@ -206,5 +300,26 @@ mod tests {
         let again = m.get_or_insert(b"a".to_vec(), || panic!("made twice"));
         assert!(Arc::ptr_eq(&a, &again));
         assert!(m.get(b"a").is_some_and(|s| Arc::ptr_eq(&s, &a)));
+    }
+
+    #[test]
+    fn a_thread_never_finds_an_entry_the_map_no_longer_holds() {
+        // One entry per shard: each insert into a full shard sweeps it.
+        let m: Sharded<E> = Sharded::new(SHARDS);
+        let gone = |keep| E { keep, used: None };
+        let a = Arc::downgrade(&m.get_or_insert(b"a".to_vec(), || gone(false)));
+        assert!(m.get(b"a").is_some(), "looked up from this thread's lines");
+        for i in 0..64 {
+            m.get_or_insert(format!("k{i}").into_bytes(), || gone(true));
+        }
+        assert!(a.upgrade().is_none(), "a sweep dropped it");
+        assert!(m.get(b"a").is_none());
+        let again = m.get_or_insert(b"a".to_vec(), || gone(true));
+        assert!(m.get(b"a").is_some_and(|s| Arc::ptr_eq(&s, &again)));
+        let other: Sharded<E> = Sharded::new(SHARDS);
+        assert!(
+            other.get(b"a").is_none(),
+            "another map's line is not this one's"
+        );
     }
 }

@@ -19,11 +19,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crate::session::Session;
-use crate::shards::Prehashed;
+use crate::shards::{Prehashed, quick_keyed};
 
 /// Stripes of write counts per store: a write to one key only misses the
 /// lines of keys that share its stripe.
@@ -51,16 +51,6 @@ thread_local! {
     static LINES_OF_THREAD: RefCell<HashMap<u64, Line, Prehashed>> = RefCell::new(HashMap::default());
 }
 
-/// One hash seed for the process, random at start. foldhash rather than
-/// SipHash (a quarter of the instructions on a call id): only sessions the
-/// store holds get a line, and a thread keeps at most [`LINES`] of them,
-/// so a caller who guessed colliding ids would only make its own lookups
-/// miss the memo.
-fn keyed() -> &'static foldhash::fast::RandomState {
-    static KEY: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
-    KEY.get_or_init(foldhash::fast::RandomState::default)
-}
-
 /// The memo of one store.
 pub(super) struct Memo {
     /// Tells this store's lines from another's in the same thread.
@@ -85,7 +75,7 @@ impl Memo {
     }
 
     fn hash(&self, key: &str) -> u64 {
-        keyed().hash_one((self.id, key))
+        quick_keyed().hash_one((self.id, key))
     }
 
     /// The stripe by the hash's high half (the map's buckets use the low
