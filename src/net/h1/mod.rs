@@ -28,6 +28,11 @@ pub mod target;
 
 pub use chunked::{ChunkError, Chunked};
 
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use buffers::{Lend, Lent};
+
 use super::head::{Declared, counted_firsts};
 use super::headers::{length_bit, name_is};
 
@@ -413,13 +418,25 @@ impl Conn {
 pub struct Spans {
     method: Span,
     query: Option<Span>,
-    headers: Vec<(Span, Span)>,
+    headers: Lent<(Span, Span)>,
     /// What the parse found of `Host` and `Content-Length`.
     declared: Declared,
 }
 
 /// `start..end` in the buffer.
 type Span = (u32, u32);
+
+thread_local! {
+    static FREE_SPANS: RefCell<Vec<Vec<(Span, Span)>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A request's header lines, lent: allocating and freeing the list cost
+/// about 110 instructions a request (callgrind).
+impl Lend for (Span, Span) {
+    const FREE: &'static LocalKey<RefCell<Vec<Vec<Self>>>> = &FREE_SPANS;
+    const SIZE: usize = 32;
+    const KEEP_UP_TO: usize = MAX_HEADERS;
+}
 
 impl Spans {
     /// The spans of `head`, parsed from `buf`; `None` when its target is
@@ -440,7 +457,8 @@ impl Spans {
             Some(i) => Some(at(&t[i + 1..])?),
             None => None,
         };
-        let mut headers = Vec::with_capacity(head.headers.len());
+        let mut headers = buffers::lend_of();
+        headers.reserve(head.headers.len());
         for h in head.headers {
             headers.push((at(h.name.as_bytes())?, at(h.value)?));
         }
@@ -548,7 +566,7 @@ impl super::head::Head for RawHead<'_> {
         }
         let lengths = (names.iter()).fold(0, |m, n| m | length_bit(n.as_str().len()));
         let (mut seen, mut twice) = (0u64, 0u64);
-        for (n, v) in &self.spans.headers {
+        for (n, v) in self.spans.headers.iter() {
             if lengths & length_bit((n.1 - n.0) as usize) == 0 {
                 continue;
             }
