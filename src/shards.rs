@@ -9,8 +9,9 @@
 //! another, and the shard's lookup (FNV-1a for the shard, a read lock,
 //! SipHash of the key) cost about 370 instructions a request (callgrind)
 //! where this costs a quick keyed hash and a probe of the thread's map.
-//! An entry is only ever removed by a sweep, which drops it, so a line
-//! whose `Weak` still upgrades names the map's entry.
+//! An entry is only ever removed by a sweep, which drops it only when no
+//! one else holds it ([`drop_unheld`]), so a line whose `Weak` still
+//! upgrades names the map's entry.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -185,7 +186,13 @@ impl<V: Entry + Send + Sync + 'static> Sharded<V> {
 /// three quarters of `full` (so the next sweep is not at the next insert).
 fn sweep<V: Entry>(map: &mut HashMap<Box<[u8]>, Arc<V>>, full: usize) {
     let now = Instant::now();
-    map.retain(|_, v| Arc::strong_count(v) > 1 || v.keep(now));
+    let unkept: Vec<Box<[u8]>> = (map.iter())
+        .filter(|(_, v)| Arc::strong_count(v) == 1 && !v.keep(now))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in unkept {
+        drop_unheld(map, k);
+    }
     if map.len() < full {
         return;
     }
@@ -196,7 +203,20 @@ fn sweep<V: Entry>(map: &mut HashMap<Box<[u8]>, Arc<V>>, full: usize) {
     by_age.sort_unstable_by_key(|(t, _)| *t);
     let excess = map.len().saturating_sub(full * 3 / 4);
     for (_, k) in by_age.into_iter().take(excess) {
-        map.remove(&k);
+        drop_unheld(map, k);
+    }
+}
+
+/// Removes `key`'s entry and drops it, unless someone holds it: a thread
+/// may upgrade its [`NEAR`] line at any moment, the shard's lock
+/// notwithstanding, and `try_unwrap` settles the race atomically (once it
+/// succeeds, no `Weak` upgrades; if an upgrade came first, the entry goes
+/// back and stays the map's).
+fn drop_unheld<V>(map: &mut HashMap<Box<[u8]>, Arc<V>>, key: Box<[u8]>) {
+    if let Some(v) = map.remove(&key)
+        && let Err(held) = Arc::try_unwrap(v)
+    {
+        map.insert(key, held);
     }
 }
 
@@ -286,6 +306,28 @@ mod tests {
             kept,
             ["held", "lru4", "stays"],
             "the oldest went first, down to 3/4 of full"
+        );
+    }
+
+    #[test]
+    fn an_entry_upgraded_between_the_check_and_the_drop_stays_the_maps() {
+        // The race a thread's line opens: the sweep saw the entry unheld,
+        // then a `Weak` upgraded before it went.
+        let mut map: HashMap<Box<[u8]>, Arc<E>> = HashMap::new();
+        let e = Arc::new(E {
+            keep: false,
+            used: None,
+        });
+        let line = Arc::downgrade(&e);
+        map.insert(b"k"[..].into(), e);
+        let upgraded = line.upgrade();
+        drop_unheld(&mut map, b"k"[..].into());
+        let kept = map.get(&b"k"[..]).cloned();
+        assert!(kept.is_some_and(|k| upgraded.is_some_and(|u| Arc::ptr_eq(&k, &u))));
+        drop_unheld(&mut map, b"k"[..].into());
+        assert!(
+            map.is_empty() && line.upgrade().is_none(),
+            "unheld: dropped"
         );
     }
 
