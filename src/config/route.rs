@@ -215,6 +215,12 @@ impl Route {
             || self.mcp.as_ref().is_some_and(|p| !p.is_open())
     }
 
+    /// Whether the route reads any of the body before forwarding (all
+    /// of it, or a peek).
+    pub fn takes_body(&self) -> bool {
+        self.reads_body() || self.peeks_body()
+    }
+
     /// Whether the route reads the first 64 KiB of the body before
     /// forwarding: a JSON-RPC route (for the id of its errors) and an MCP
     /// route (for the call's method and tool).

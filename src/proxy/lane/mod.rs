@@ -46,10 +46,12 @@ use crate::net::h1::{self, Framing, pool, put_header};
 use crate::net::head::Head as _;
 use clock::Clock;
 use relay::Relay;
+use stop::Stop;
 
 mod clock;
 mod relay;
 mod reply;
+mod stop;
 
 /// The largest request or response head (hyper's `max_buf_size` here).
 const MAX_HEAD: usize = 64 << 10;
@@ -121,15 +123,12 @@ impl Client {
         let mut clock = Clock::new();
         // One wait for shutdown per connection, polled while idle: a new
         // one per request registered with the watch and dropped again.
-        let mut shutdown = self.shutdown.clone();
-        let mut stop = std::pin::pin!(async move {
-            let _ = shutdown.changed().await;
-        });
+        let mut stop = Stop::new(&self.shutdown);
         // The last clock read of the previous request, if it ended well:
         // the wait for the next head is timed from it.
         let mut ended = None;
         loop {
-            let next = self.next_head(&mut buf, &mut clock, stop.as_mut(), ended.take());
+            let next = self.next_head(&mut buf, &mut clock, &mut stop, ended.take());
             let next = match next.await {
                 Ok(n) => n,
                 Err(()) => return Ended::Closed,
@@ -220,7 +219,7 @@ impl Client {
         &mut self,
         buf: &mut Lent,
         clock: &mut Clock,
-        mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+        stop: &mut Stop,
         since: Option<Instant>,
     ) -> Result<Next, ()> {
         let mut deadline = since.map(|t| tokio::time::Instant::from_std(t) + self.header_read);
@@ -242,7 +241,7 @@ impl Client {
                     biased;
                     r = read_some(stream, buf) => Some(r),
                     // Done only once: the connection then ends.
-                    () = &mut stop, if buf.is_empty() => None,
+                    () = std::future::poll_fn(|cx| stop.poll(cx)), if buf.is_empty() => None,
                 }
             });
             match read.await {
@@ -453,9 +452,16 @@ async fn prepare(
     out.reserve(head_len + 512);
     match head {
         ReqHead::Raw(spans) => {
-            screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
+            // Screened before a body is read; on a route that reads none,
+            // one view of the head serves both (`text` is a UTF-8 check).
+            if route.takes_body() {
+                screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
+            }
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let (head, rest) = (spans.view(&buf[..head_len]), text(buf, &rest));
+            if !route.takes_body() {
+                screen(route, &head, rest)?;
+            }
             let (key, session) = x.find_call(&head, rest, &in_body).await?;
             let render =
                 |out: &mut Vec<u8>| x.put_rendered(out, (&head, rest), &key, session.as_ref());
@@ -561,7 +567,7 @@ async fn read_body(
     (head_len, body, idle): (usize, u64, Duration),
     taken: &mut Taken,
 ) -> Result<InBody, Failed> {
-    if !(route.reads_body() || route.peeks_body()) {
+    if !route.takes_body() {
         return Ok(InBody::Relayed);
     }
     let want = head_len + body as usize;
