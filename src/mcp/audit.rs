@@ -459,7 +459,11 @@ mod tests {
         let got = t.get("c1").unwrap();
         assert_eq!(got.len(), TIMELINE_LEN);
         let room = |t: &Timeline| t.entry("c1", &h).inner.lock().unwrap().requests.capacity();
-        assert_eq!(room(&t), FULL_RECORDS, "past its first room, all in one step");
+        assert_eq!(
+            room(&t),
+            FULL_RECORDS,
+            "past its first room, all in one step"
+        );
         assert_eq!(got[0].rpc_id, Some(Value::from(50)));
         assert!(t.get("c2").is_none());
         // Other routes' requests never push the MCP ones out.

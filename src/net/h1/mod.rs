@@ -507,6 +507,12 @@ impl<'b> RawHead<'b> {
         std::str::from_utf8(self.bytes(span)).unwrap_or_default()
     }
 
+    /// The method as sent, for a head written on: no UTF-8 check (about
+    /// 60 instructions a request, callgrind).
+    pub fn method_bytes(&self) -> &'b [u8] {
+        self.bytes(self.spans.method)
+    }
+
     /// The header lines, in order, names as sent.
     pub fn lines(&self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + '_ {
         (self.spans.headers.iter()).map(|(n, v)| (self.bytes(*n), self.bytes(*v)))
