@@ -46,11 +46,13 @@ use crate::net::h1::{self, Framing, pool, put_header};
 use crate::net::head::Head as _;
 use clock::Clock;
 use relay::Relay;
+use routing::Routing;
 use stop::Stop;
 
 mod clock;
 mod relay;
 mod reply;
+mod routing;
 mod stop;
 
 /// The largest request or response head (hyper's `max_buf_size` here).
@@ -124,11 +126,17 @@ impl Client {
         // One wait for shutdown per connection, polled while idle: a new
         // one per request registered with the watch and dropped again.
         let mut stop = Stop::new(&self.shutdown);
+        let mut routing = Routing::new(&self.app.config);
         // The last clock read of the previous request, if it ended well:
         // the wait for the next head is timed from it.
         let mut ended = None;
         loop {
-            let next = self.next_head(&mut buf, &mut clock, &mut stop, ended.take());
+            let next = self.next_head(
+                &mut buf,
+                &mut clock,
+                (&mut stop, &mut routing),
+                ended.take(),
+            );
             let next = match next.await {
                 Ok(n) => n,
                 Err(()) => return Ended::Closed,
@@ -219,13 +227,13 @@ impl Client {
         &mut self,
         buf: &mut Lent,
         clock: &mut Clock,
-        stop: &mut Stop,
+        (stop, routing): (&mut Stop, &mut Routing),
         since: Option<Instant>,
     ) -> Result<Next, ()> {
         let mut deadline = since.map(|t| tokio::time::Instant::from_std(t) + self.header_read);
         loop {
             if !buf.is_empty() {
-                let next = decide(buf, &self.app);
+                let next = decide(buf, routing);
                 if !matches!(next, Next::Incomplete) {
                     return Ok(next);
                 }
@@ -265,7 +273,7 @@ async fn read_some(stream: &mut TcpStream, buf: &mut Lent) -> std::io::Result<us
 }
 
 /// Parses the head at the start of `buf` and decides who serves it.
-fn decide(buf: &[u8], app: &App) -> Next {
+fn decide(buf: &[u8], routing: &mut Routing) -> Next {
     // HTTP/2 with prior knowledge (h2c) is hyper's.
     const PREFACE: &[u8] = b"PRI * HTTP/2.0";
     if PREFACE.starts_with(&buf[..buf.len().min(PREFACE.len())]) {
@@ -289,11 +297,11 @@ fn decide(buf: &[u8], app: &App) -> Next {
     if head.minor == 0 || head.upgrade || head.expects_continue || !head.target.starts_with('/') {
         return Next::HandOver;
     }
-    let cfg = app.config.borrow().clone();
+    let cfg = routing.config().clone();
     let t = head.target;
     let path = &t[..t.bytes().position(|b| b == b'?').unwrap_or(t.len())];
     let (name, rest) = split_route(path);
-    let Some(route) = cfg.route(name).filter(|r| serves(r, body)) else {
+    let Some(route) = routing.route(name).filter(|r| serves(r, body)) else {
         return Next::HandOver;
     };
     let parsed = match reads_raw(route, &cfg) {
