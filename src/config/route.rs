@@ -170,7 +170,7 @@ pub struct Route {
     pub session_keys: Vec<KeySource>,
     /// The header sources among them: none may come twice, which one
     /// pass over the head checks for all of them.
-    pub key_headers: Vec<HeaderName>,
+    pub key_headers: crate::net::headers::Names,
     /// Keys must match this.
     pub session_key_pattern: KeyPattern,
     /// Caller authentication.
@@ -313,12 +313,14 @@ pub(super) fn route(
         upstream: upstream?,
         echo,
         handles: Default::default(),
-        key_headers: (session_keys.iter())
-            .filter_map(|k| match k {
-                KeySource::Header(h) => Some(h.clone()),
-                _ => None,
-            })
-            .collect(),
+        key_headers: crate::net::headers::Names::new(
+            (session_keys.iter())
+                .filter_map(|k| match k {
+                    KeySource::Header(h) => Some(h.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
         session_keys,
         session_key_pattern: session_key_pattern?,
         inbound_auth: inbound_auth?,

@@ -8,6 +8,8 @@ use http::HeaderMap;
 use http::header::HeaderName;
 use http::request::Parts;
 
+use super::headers::Names;
+
 /// See the module docs. `Sync` so a phase may hold one across an await.
 pub trait Head: Sync {
     /// The method, as sent.
@@ -29,7 +31,7 @@ pub trait Head: Sync {
     /// it reaches.
     fn firsts<'h, 'n>(
         &'h self,
-        names: &'n [HeaderName],
+        names: &'n Names,
         firsts: &mut [Option<&'h [u8]>],
     ) -> Result<(), &'n HeaderName> {
         counted_firsts(self, names, firsts)
@@ -82,9 +84,10 @@ impl Head for Parts {
 /// [`Head::firsts`] by counting and looking up each name in turn.
 pub fn counted_firsts<'h, 'n, H: Head + ?Sized>(
     head: &'h H,
-    names: &'n [HeaderName],
+    names: &'n Names,
     firsts: &mut [Option<&'h [u8]>],
 ) -> Result<(), &'n HeaderName> {
+    let names = names.names();
     if let Some(n) = names.iter().find(|n| head.count(n) > 1) {
         return Err(n);
     }

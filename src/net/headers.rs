@@ -57,6 +57,33 @@ impl NameSet {
     }
 }
 
+/// Header names asked about together (a route's session key headers),
+/// with the lengths they have as [`length_bit`]s, worked out once when
+/// the route is compiled rather than on every request.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    names: Vec<HeaderName>,
+    lengths: u64,
+}
+
+impl Names {
+    /// `names`, in their order.
+    pub fn new(names: Vec<HeaderName>) -> Self {
+        let lengths = (names.iter()).fold(0, |m, n| m | length_bit(n.as_str().len()));
+        Self { names, lengths }
+    }
+
+    /// The names, in their order.
+    pub fn names(&self) -> &[HeaderName] {
+        &self.names
+    }
+
+    /// The lengths its names have, as [`length_bit`]s.
+    pub fn lengths(&self) -> u64 {
+        self.lengths
+    }
+}
+
 /// A name's length as one bit of a `u64` (63: 63 bytes or more), for
 /// sets of names that pass over lines of other lengths with one test.
 #[inline]

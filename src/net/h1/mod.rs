@@ -34,7 +34,7 @@ use std::thread::LocalKey;
 use buffers::{Lend, Lent};
 
 use super::head::{Declared, counted_firsts};
-use super::headers::{length_bit, name_is};
+use super::headers::{Names, length_bit, name_is};
 
 /// The most header lines a head may have (hyper's server default is 100;
 /// nginx and HAProxy cap the head's size instead). A platform sends about
@@ -564,13 +564,14 @@ impl super::head::Head for RawHead<'_> {
     /// none of `names` has is passed over on one test.
     fn firsts<'h, 'n>(
         &'h self,
-        names: &'n [http::HeaderName],
+        names: &'n Names,
         firsts: &mut [Option<&'h [u8]>],
     ) -> Result<(), &'n http::HeaderName> {
+        let (lengths, all) = (names.lengths(), names);
+        let names = names.names();
         if names.len() > 64 {
-            return counted_firsts(self, names, firsts);
+            return counted_firsts(self, all, firsts);
         }
-        let lengths = (names.iter()).fold(0, |m, n| m | length_bit(n.as_str().len()));
         let (mut seen, mut twice) = (0u64, 0u64);
         for (n, v) in self.spans.headers.iter() {
             if lengths & length_bit((n.1 - n.0) as usize) == 0 {

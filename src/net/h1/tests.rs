@@ -274,6 +274,7 @@ fn a_raw_head_reads_as_sent() {
 fn a_raw_head_declares_repeats_and_finds_as_counting_its_lines_does() {
     use crate::net::head::{Declared, Head as _};
     let names = ["x-call-id", "x-chat-id", "x-session-id"].map(http::HeaderName::from_static);
+    let names = crate::net::headers::Names::new(names.to_vec());
     type Firsts = [Option<&'static [u8]>; 3];
     let cases: [(&[u8], Option<&str>, Declared, Firsts); 4] = [
         (
