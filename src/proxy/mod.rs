@@ -14,4 +14,4 @@ pub use app::{App, Running, ServeError, ServeOptions, serve, start};
 pub use exchange::error;
 /// The request phases that depend on nothing but the route and the request
 /// (public for the fuzz targets, the CLI and embedding).
-pub use exchange::{RequestView, put_rules, render_rules, screen, session_key};
+pub use exchange::{RequestView, SessionKey, put_rules, render_rules, screen, session_key};

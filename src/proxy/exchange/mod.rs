@@ -30,7 +30,7 @@ pub use inject::{Rendered, RequestView, put_rules, render_rules};
 pub use outbound::Peer;
 pub(crate) use outbound::{put_path_and_query, put_raw_headers};
 pub(crate) use send::warn_failed;
-pub use session::session_key;
+pub use session::{SessionKey, session_key};
 
 use super::App;
 use crate::config::{Config, Credential, ErrorStyle, Route};
@@ -49,7 +49,7 @@ pub(crate) struct Exchange<'a> {
     route: &'a Route,
     peer: &'a Peer,
     /// The session key, once found (for the access log).
-    session_key: Option<Arc<str>>,
+    session_key: Option<SessionKey>,
     /// The JSON-RPC id, once known (for errors on JSON-RPC routes).
     rpc_id: Option<Value>,
     /// What was read of the body, to find the id in only if an error
@@ -81,7 +81,7 @@ pub(crate) struct Timings {
 
 /// What the phases before forwarding found: the key, the session (none
 /// when an unknown one passes) and the rendered headers.
-pub(crate) type Prepared = (Arc<str>, Option<Arc<Session>>, Rendered);
+pub(crate) type Prepared = (SessionKey, Option<Arc<Session>>, Rendered);
 
 impl<'a> Exchange<'a> {
     /// A new exchange on `route` under the config the request started with.
@@ -253,7 +253,7 @@ impl<'a> Exchange<'a> {
         head: &dyn Head,
         rest: &str,
         body: &InBody,
-    ) -> Result<(Arc<str>, Option<Arc<Session>>), ProxyError> {
+    ) -> Result<(SessionKey, Option<Arc<Session>>), ProxyError> {
         self.rpc_body = body.read().cloned();
         inbound::authenticate(self.route, head, body)?;
         let parsed = body.parsed(self.route);
