@@ -1,6 +1,7 @@
 //! The route door: `/<route>/<rest>` runs an [`Exchange`], then records
 //! the outcome (access log line, request and error metrics).
 
+use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{Request, Response};
@@ -32,7 +33,7 @@ pub(super) async fn handle(
     };
     let rest = rest.to_string();
     let begun = Begun::now();
-    let mut x = Exchange::new(app, cfg, &route, peer);
+    let mut x = Exchange::new(app, cfg, &route, peer, begun.started());
     match x.run(req, &rest).await {
         Ok(resp) => {
             finish(&x, begun, resp.status());
@@ -51,11 +52,44 @@ pub(crate) struct Begun {
 
 impl Begun {
     pub fn now() -> Self {
+        let started = Instant::now();
         Self {
-            started: Instant::now(),
-            arrived: SystemTime::now(),
+            started,
+            arrived: wall_at(started),
         }
     }
+
+    /// The monotonic clock's reading when the request began.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+/// How long a thread's anchor between the two clocks serves.
+const ANCHOR_FOR: Duration = Duration::from_secs(1);
+
+/// The wall-clock time of `at`, a recent monotonic reading: from an anchor
+/// (a monotonic reading and the wall clock's at the same moment) this
+/// thread takes again once a second. One clock read per request instead
+/// of two (about 70 instructions, callgrind). What it gives differs from a
+/// fresh read by the two clocks' drift within the second (microseconds;
+/// NTP slews the wall clock by at most 0.5 ms a second) and by a step of
+/// the wall clock for under a second, as nginx's cached time does.
+fn wall_at(at: Instant) -> SystemTime {
+    thread_local! {
+        static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+    }
+    ANCHOR.with(|anchor| {
+        if let Some((i, w)) = anchor.get()
+            && let Some(since) = at.checked_duration_since(i)
+            && since < ANCHOR_FOR
+        {
+            return w + since;
+        }
+        let wall = SystemTime::now();
+        anchor.set(Some((at, wall)));
+        wall
+    })
 }
 
 /// Records a request through a route that was answered `status`, by
@@ -285,5 +319,31 @@ mod tests {
         assert_eq!(split_route("/crm/mcp"), ("crm", "/mcp"));
         assert_eq!(split_route("/crm"), ("crm", ""));
         assert_eq!(split_route("/crm/"), ("crm", "/"));
+    }
+
+    /// On a fresh thread (no anchor yet): the wall time of a reading is
+    /// the wall clock's, and readings within a second of the anchor are
+    /// apart on the wall by exactly what they are apart on the monotonic
+    /// clock; one older than the anchor takes a new one.
+    #[test]
+    fn the_wall_time_of_a_reading_follows_the_anchor_and_the_clock() {
+        std::thread::spawn(|| {
+            let near = |a: SystemTime, b: SystemTime| {
+                let d = a.duration_since(b).unwrap_or_else(|e| e.duration());
+                assert!(d < Duration::from_millis(50), "{d:?} apart");
+            };
+            let t0 = Instant::now();
+            let w0 = wall_at(t0);
+            near(w0, SystemTime::now());
+            let t1 = t0 + Duration::from_millis(300);
+            assert_eq!(wall_at(t1), w0 + Duration::from_millis(300));
+            // Past the anchor's second: anchored again, at the wall clock.
+            let t2 = Instant::now() + ANCHOR_FOR;
+            near(wall_at(t2), SystemTime::now());
+            // Before the (new) anchor: anchored again.
+            near(wall_at(Instant::now()), SystemTime::now());
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -15,7 +15,7 @@ mod send;
 mod session;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -48,6 +48,8 @@ pub(crate) struct Exchange<'a> {
     cfg: &'a Config,
     route: &'a Route,
     peer: &'a Peer,
+    /// When the request began: its session is judged live as of then.
+    began: Instant,
     /// The session key, once found (for the access log).
     session_key: Option<SessionKey>,
     /// The JSON-RPC id, once known (for errors on JSON-RPC routes).
@@ -84,13 +86,21 @@ pub(crate) struct Timings {
 pub(crate) type Prepared = (SessionKey, Option<Arc<Session>>, Rendered);
 
 impl<'a> Exchange<'a> {
-    /// A new exchange on `route` under the config the request started with.
-    pub fn new(app: &'a App, cfg: &'a Config, route: &'a Route, peer: &'a Peer) -> Self {
+    /// A new exchange on `route` under the config the request started
+    /// with, for a request that began at `began`.
+    pub fn new(
+        app: &'a App,
+        cfg: &'a Config,
+        route: &'a Route,
+        peer: &'a Peer,
+        began: Instant,
+    ) -> Self {
         Self {
             app,
             cfg,
             route,
             peer,
+            began,
             session_key: None,
             rpc_id: None,
             rpc_body: None,

@@ -13,7 +13,7 @@ use crate::config::{KeySource, OnUnknown, Route};
 use crate::net::head::{Head, visible};
 use crate::session::resolver::ResolveError;
 use crate::session::scope::{form_decode, query_pairs};
-use crate::session::{Session, SessionStore, Source, id_hash};
+use crate::session::{Session, Source, id_hash};
 use crate::template::Vars;
 
 /// Key headers whose values one pass over the head finds; a route that
@@ -62,7 +62,9 @@ impl std::ops::Deref for SessionKey {
 /// Its length only: logs and records show a key hashed, never as sent.
 impl std::fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKey").field("len", &self.len()).finish()
+        f.debug_struct("SessionKey")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -131,7 +133,7 @@ impl Exchange<'_> {
         }
         let app = self.app;
         let store_err = |_| ProxyError::StoreUnavailable;
-        if let Some(s) = app.store.get(key).await.map_err(store_err)? {
+        if let Some(s) = app.store.get_at(key, self.began).await.map_err(store_err)? {
             app.metrics.session_lookup("hit");
             if let Some(r) = &self.cfg.resolver {
                 let (env, max) = (self.cfg.env.clone(), self.cfg.server.max_session_bytes);
@@ -213,7 +215,12 @@ mod tests {
         let uuid = "0b6f7d4e-9c1a-4d2b-8e3f-5a6b7c8d9e0f";
         let long = "k".repeat(SessionKey::INLINE + 1);
         let edge = "e".repeat(SessionKey::INLINE);
-        for (k, inline) in [("call-1", true), (uuid, true), (&edge, true), (&long, false)] {
+        for (k, inline) in [
+            ("call-1", true),
+            (uuid, true),
+            (&edge, true),
+            (&long, false),
+        ] {
             let key = SessionKey::from(k);
             assert_eq!(&*key, k);
             assert_eq!(&*key.clone(), k);

@@ -37,8 +37,8 @@ use tokio::sync::watch;
 use super::App;
 use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
-    Exchange, InBody, Peer, SessionKey, ProxyError, RPC_PEEK, SavedHead, put_path_and_query, put_raw_headers,
-    screen, warn_failed,
+    Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, SessionKey, put_path_and_query,
+    put_raw_headers, screen, warn_failed,
 };
 use crate::config::{Config, InboundAuth, Route};
 use crate::net::h1::buffers::{self, Lent};
@@ -163,7 +163,7 @@ impl Client {
             let app = self.app.clone();
             let begun = Begun::now();
             let route = req.route.clone();
-            let mut x = Exchange::new(&app, &cfg, &route, &self.peer);
+            let mut x = Exchange::new(&app, &cfg, &route, &self.peer, begun.started());
             let mut taken = Taken::Nothing;
             let served = serve_one(
                 &mut x,

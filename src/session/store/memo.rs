@@ -84,10 +84,10 @@ impl Memo {
         &self.stripes[((hash >> 32) % STRIPES as u64) as usize]
     }
 
-    /// The session remembered for `key`, if it is still the store's;
-    /// otherwise what [`Memo::remember`] needs, taken before the caller
-    /// reads the store.
-    pub(super) fn get(&self, key: &str) -> Result<Arc<Session>, Miss> {
+    /// The session remembered for `key`, if it is still the store's and
+    /// its TTL had not ended at `now`; otherwise what [`Memo::remember`]
+    /// needs, taken before the caller reads the store.
+    pub(super) fn get(&self, key: &str, now: Instant) -> Result<Arc<Session>, Miss> {
         let hash = self.hash(key);
         let stripe = self.stripe(hash).load(Ordering::Acquire);
         let hit = LINES_OF_THREAD.with_borrow(|lines| {
@@ -95,7 +95,7 @@ impl Memo {
             let current = line.store == self.id
                 && line.stripe == stripe
                 && *line.key == *key
-                && Instant::now() < line.expires;
+                && now < line.expires;
             current.then(|| line.session.upgrade()).flatten()
         });
         hit.ok_or(Miss { hash, stripe })
@@ -142,7 +142,7 @@ mod tests {
     }
 
     fn remembered(memo: &Memo, key: &str, s: &Arc<Session>) {
-        let miss = memo.get(key).err().unwrap();
+        let miss = memo.get(key, Instant::now()).err().unwrap();
         memo.remember(key, miss, s);
     }
 
@@ -151,21 +151,24 @@ mod tests {
         let memo = Memo::new();
         let s = session(Duration::from_secs(60));
         remembered(&memo, "call-1", &s);
-        assert!(Arc::ptr_eq(&memo.get("call-1").ok().unwrap(), &s));
-        assert!(memo.get("call-2").is_err());
+        assert!(Arc::ptr_eq(
+            &memo.get("call-1", Instant::now()).ok().unwrap(),
+            &s
+        ));
+        assert!(memo.get("call-2", Instant::now()).is_err());
         memo.forget("call-1");
-        assert!(memo.get("call-1").is_err());
+        assert!(memo.get("call-1", Instant::now()).is_err());
     }
 
     #[test]
     fn a_write_between_the_miss_and_the_store_read_is_not_hidden() {
         let memo = Memo::new();
         let old = session(Duration::from_secs(60));
-        let miss = memo.get("call-1").err().unwrap();
+        let miss = memo.get("call-1", Instant::now()).err().unwrap();
         // The store answered `old`, but a write landed after the miss.
         memo.forget("call-1");
         memo.remember("call-1", miss, &old);
-        assert!(memo.get("call-1").is_err());
+        assert!(memo.get("call-1", Instant::now()).is_err());
     }
 
     #[test]
@@ -174,11 +177,26 @@ mod tests {
         let s = session(Duration::from_secs(60));
         remembered(&memo, "dropped", &s);
         drop(s);
-        assert!(memo.get("dropped").is_err());
+        assert!(memo.get("dropped", Instant::now()).is_err());
         let short = session(Duration::from_millis(1));
         remembered(&memo, "short", &short);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(memo.get("short").is_err());
+        assert!(memo.get("short", Instant::now()).is_err());
+    }
+
+    /// A lookup is judged at the instant it is asked for (the request's
+    /// arrival), not at the moment it runs.
+    #[test]
+    fn a_line_answers_as_of_the_instant_asked_for() {
+        let memo = Memo::new();
+        let s = session(Duration::from_secs(60));
+        remembered(&memo, "call-1", &s);
+        let expires = s.stored_at + s.ttl;
+        assert!(
+            memo.get("call-1", expires - Duration::from_millis(1))
+                .is_ok()
+        );
+        assert!(memo.get("call-1", expires).is_err());
     }
 
     #[test]
@@ -186,7 +204,7 @@ mod tests {
         let (a, b) = (Memo::new(), Memo::new());
         let s = session(Duration::from_secs(60));
         remembered(&a, "call-1", &s);
-        assert!(b.get("call-1").is_err());
-        assert!(a.get("call-1").is_ok());
+        assert!(b.get("call-1", Instant::now()).is_err());
+        assert!(a.get("call-1", Instant::now()).is_ok());
     }
 }

@@ -255,9 +255,17 @@ impl MemoryStore {
     }
 }
 
-impl SessionStore for MemoryStore {
-    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
-        let miss = match self.memo.get(id) {
+impl MemoryStore {
+    /// [`SessionStore::get`] for a request that arrived `at`: a session
+    /// whose TTL had not ended then is still its session. The forwarding
+    /// core passes the clock read its request began with, one read fewer
+    /// per request (about 70 instructions, callgrind).
+    pub async fn get_at(
+        &self,
+        id: &str,
+        at: Instant,
+    ) -> Result<Option<Arc<Session>>, SessionError> {
+        let miss = match self.memo.get(id, at) {
             Ok(s) => return Ok(Some(s)),
             Err(miss) => miss,
         };
@@ -266,6 +274,12 @@ impl SessionStore for MemoryStore {
             self.memo.remember(id, miss, s);
         }
         Ok(found)
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        self.get_at(id, Instant::now()).await
     }
 
     async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {

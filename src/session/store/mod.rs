@@ -152,6 +152,20 @@ impl Store {
         each!(self, s => s.update(id, f).await)
     }
 
+    /// [`SessionStore::get`] for a request that arrived `at` (see
+    /// [`MemoryStore::get_at`]); the Redis store reads its own clock.
+    pub async fn get_at(
+        &self,
+        id: &str,
+        at: std::time::Instant,
+    ) -> Result<Option<Arc<Session>>, SessionError> {
+        match self {
+            Store::Memory(s) => s.get_at(id, at).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.get(id).await,
+        }
+    }
+
     /// The session as stored now, not as cached in front of Redis: for a
     /// value that must not be stale (a refresh token another replica may
     /// have just rotated).
