@@ -443,18 +443,15 @@ impl Spans {
     /// not one `http::Uri` accepts (hyper refuses those with 400, and so
     /// does the core).
     pub fn of(buf: &[u8], head: &RequestHead<'_>) -> Option<Self> {
-        if !target::is_valid(head.target) {
-            return None;
-        }
+        let query = target::query_of(head.target)?;
         let at = |s: &[u8]| -> Option<Span> {
             let r = span_in(buf, s)?;
             Some((u32::try_from(r.start).ok()?, u32::try_from(r.end).ok()?))
         };
         // As `http::Uri` reads it: the query ends at a fragment.
         let t = head.target.as_bytes();
-        let t = &t[..t.iter().position(|b| *b == b'#').unwrap_or(t.len())];
-        let query = match t.iter().position(|b| *b == b'?') {
-            Some(i) => Some(at(&t[i + 1..])?),
+        let query = match query {
+            Some(q) => Some(at(t.get(q)?)?),
             None => None,
         };
         let mut headers = buffers::lend_of();

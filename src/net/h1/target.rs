@@ -8,6 +8,7 @@
 //! once, and a unit test and the `h1_request_differential` fuzz target
 //! compare the two verdicts.
 
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use http::uri::PathAndQuery;
@@ -39,29 +40,38 @@ static CLASSES: LazyLock<Classes> = LazyLock::new(|| {
 /// `PathAndQuery::try_from` accepts. Bytes past 0x7F are UTF-8 in a
 /// `&str`, which `http` takes.
 pub fn is_valid(target: &str) -> bool {
+    query_of(target).is_some()
+}
+
+/// For a target [`is_valid`] accepts, where its query lies as `http`
+/// reads it (after the first `?`, up to a fragment): `Some(None)` when it
+/// has none; `None` for a target `http` refuses. The same pass that
+/// checks the bytes finds it (two more scans for `#` and `?` cost about
+/// 60 instructions a request, callgrind).
+pub fn query_of(target: &str) -> Option<Option<Range<usize>>> {
     let t = target.as_bytes();
     if t.first() != Some(&b'/') || t.len() > MAX_LEN {
-        return false;
+        return None;
     }
     let classes = &*CLASSES;
-    let mut in_query = false;
-    for &b in t {
+    let mut query: Option<usize> = None;
+    for (i, &b) in t.iter().enumerate() {
         let allowed = match b {
             // `http` drops a fragment unread.
-            b'#' => return true,
-            b'?' if !in_query => {
-                in_query = true;
+            b'#' => return Some(query.map(|q| q..i)),
+            b'?' if query.is_none() => {
+                query = Some(i + 1);
                 true
             }
             0x80.. => true,
-            _ if in_query => classes.query[b as usize],
+            _ if query.is_some() => classes.query[b as usize],
             _ => classes.path[b as usize],
         };
         if !allowed {
-            return false;
+            return None;
         }
     }
-    true
+    Some(query.map(|q| q..t.len()))
 }
 
 #[cfg(test)]
@@ -97,6 +107,25 @@ mod tests {
                 for c in special {
                     let t = format!("/{a}{b}{c}");
                     assert_eq!(is_valid(&t), http_says(&t), "{t:?}");
+                }
+            }
+        }
+    }
+
+    /// Where the query lies, as `http::Uri` reads it, for the targets of
+    /// the tests above.
+    #[test]
+    fn the_query_found_is_the_one_http_reads() {
+        let specials = ['?', '#', '/', '%', 'a', 'é'];
+        for a in specials {
+            for b in specials {
+                for c in specials {
+                    let t = format!("/{a}{b}{c}");
+                    let ours = query_of(&t).map(|q| q.map(|r| t[r].to_string()));
+                    let theirs = PathAndQuery::try_from(t.as_str())
+                        .ok()
+                        .map(|p| p.query().map(str::to_string));
+                    assert_eq!(ours, theirs, "{t:?}");
                 }
             }
         }
