@@ -59,6 +59,15 @@ impl std::ops::Deref for SessionKey {
     }
 }
 
+/// Equal when the keys' text is, however each is held.
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SessionKey {}
+
 /// Its length only: logs and records show a key hashed, never as sent.
 impl std::fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,6 +233,7 @@ mod tests {
             let key = SessionKey::from(k);
             assert_eq!(&*key, k);
             assert_eq!(&*key.clone(), k);
+            assert_eq!(key, SessionKey::from(k));
             assert_eq!(matches!(key.0, KeyRepr::Inline(_)), inline, "{}", k.len());
         }
     }
