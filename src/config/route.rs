@@ -171,6 +171,10 @@ pub struct Route {
     /// The header sources among them: none may come twice, which one
     /// pass over the head checks for all of them.
     pub key_headers: crate::net::headers::Names,
+    /// The lengths of [`Route::own_header_names`] as
+    /// [`length_bit`](crate::net::headers::length_bit)s, worked out once:
+    /// most client lines are forwarded on one test of their length.
+    pub own_header_lengths: u64,
     /// Keys must match this.
     pub session_key_pattern: KeyPattern,
     /// Caller authentication.
@@ -203,6 +207,21 @@ pub struct Route {
 }
 
 impl Route {
+    /// The route's own names a client header line is left out of the
+    /// upstream request for (all lowercase): its key header or platform
+    /// signature header, `[strip]`, and every header a rule sets.
+    pub fn own_header_names(&self) -> impl Iterator<Item = &str> {
+        let auth = match &self.inbound_auth {
+            InboundAuth::None => None,
+            InboundAuth::Header { header, .. } => Some(header.as_str()),
+            InboundAuth::Platform { platform, .. } => platform.request_signature(),
+        };
+        let rules = self.headers.iter().map(|r| r.name.as_str());
+        (auth.into_iter())
+            .chain(self.strip.iter().map(http::HeaderName::as_str))
+            .chain(rules)
+    }
+
     /// Whether the route reads the request body whole before forwarding:
     /// to check a signature over it, to look inside it, (with
     /// credentials) to send it again after an upstream 401, or (limiting
@@ -307,7 +326,7 @@ pub(super) fn route(
     if ctx.errors.len() > before {
         return None;
     }
-    Some(Route {
+    let mut route = Route {
         name: Arc::from(name),
         file: file.to_path_buf(),
         upstream: upstream?,
@@ -336,7 +355,11 @@ pub(super) fn route(
         credentials,
         mcp,
         needs_mcp,
-    })
+        own_header_lengths: 0,
+    };
+    route.own_header_lengths =
+        (route.own_header_names()).fold(0, |m, n| m | crate::net::headers::length_bit(n.len()));
+    Some(route)
 }
 
 /// `[mcp] allow_tools`, `deny_tools`: globs over tool names.

@@ -22,6 +22,7 @@
 
 pub mod buffers;
 pub mod chunked;
+pub mod io;
 pub mod pool;
 pub mod rewind;
 pub mod target;
@@ -93,6 +94,9 @@ pub struct RequestHead<'b> {
     pub expects_continue: bool,
     /// An `Upgrade` header (WebSocket and the like, or h2c).
     pub upgrade: bool,
+    /// A `Connection` line: only then can a line be hop-by-hop by being
+    /// listed in one (the writer need not look for one again).
+    pub connection: bool,
     /// Its `Host` lines and `Content-Length`, for the phases' checks
     /// (more than one `Host` is refused there, in the route's error style).
     pub declared: Declared,
@@ -195,6 +199,7 @@ pub fn parse_request<'b>(
         keep_alive: conn.keep_alive(minor),
         expects_continue: conn.expects_continue,
         upgrade: conn.upgrade,
+        connection: conn.connection,
         declared: Declared {
             hosts: conn.hosts,
             length: conn.length,
@@ -222,6 +227,8 @@ struct Conn {
     until_close: bool,
     /// `Host` lines.
     hosts: usize,
+    /// A `Connection` line.
+    connection: bool,
 }
 
 impl Conn {
@@ -239,6 +246,7 @@ impl Conn {
                 }
                 7 if name_is(h.name.as_bytes(), "upgrade") => c.upgrade = true,
                 10 if name_is(h.name.as_bytes(), "connection") => {
+                    c.connection = true;
                     for t in tokens(h.value) {
                         c.close |= t.eq_ignore_ascii_case(b"close");
                         c.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
@@ -298,6 +306,9 @@ pub struct ResponseHead<'b> {
     pub framing: Framing,
     /// Whether the upstream connection may carry another request.
     pub keep_alive: bool,
+    /// A `Connection` line: only then can a line be hop-by-hop by being
+    /// listed in one.
+    pub connection: bool,
 }
 
 /// Parses the response head at the start of `buf` (to a request with
@@ -353,6 +364,7 @@ pub fn parse_response<'b>(
         len,
         framing,
         keep_alive,
+        connection: conn.connection,
     }))
 }
 
@@ -370,16 +382,23 @@ impl Conn {
     ) -> Result<Self, Refused> {
         let mut c = Conn::default();
         let mut te: Option<&[u8]> = None;
-        let mut lengths = 0;
+        // The values of the first two `Content-Length` lines, and how many.
+        let (mut lengths, mut length_values) = (0, [None; 2]);
         for h in headers {
             match h.name.len() {
                 10 if name_is(h.name.as_bytes(), "connection") => {
+                    c.connection = true;
                     for t in tokens(h.value) {
                         c.close |= t.eq_ignore_ascii_case(b"close");
                         c.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
                     }
                 }
-                14 if name_is(h.name.as_bytes(), "content-length") => lengths += 1,
+                14 if name_is(h.name.as_bytes(), "content-length") => {
+                    if let Some(v) = length_values.get_mut(lengths) {
+                        *v = Some(h.value);
+                    }
+                    lengths += 1;
+                }
                 17 if name_is(h.name.as_bytes(), "transfer-encoding") => te = Some(h.value),
                 _ => {}
             }
@@ -397,14 +416,20 @@ impl Conn {
             c.close |= lengths > 0 || c.until_close;
             return Ok(c);
         }
-        for h in headers {
-            if name_is(h.name.as_bytes(), "content-length") {
-                let n = content_length(h.value)?;
-                if c.length.is_some_and(|m| m != n) {
-                    return Err(bad("conflicting Content-Length"));
-                }
-                c.length = Some(n);
+        // Most responses have one line: its value was kept in the pass
+        // above. More are read again, and must agree.
+        let more = (lengths > 2).then(|| {
+            (headers.iter())
+                .filter(|h| name_is(h.name.as_bytes(), "content-length"))
+                .map(|h| h.value)
+        });
+        let values = length_values.into_iter().flatten();
+        for v in values.chain(more.into_iter().flatten().skip(2)) {
+            let n = content_length(v)?;
+            if c.length.is_some_and(|m| m != n) {
+                return Err(bad("conflicting Content-Length"));
             }
+            c.length = Some(n);
         }
         Ok(c)
     }
@@ -421,6 +446,8 @@ pub struct Spans {
     headers: Lent<(Span, Span)>,
     /// What the parse found of `Host` and `Content-Length`.
     declared: Declared,
+    /// Whether it has a `Connection` line.
+    connection: bool,
 }
 
 /// `start..end` in the buffer.
@@ -464,6 +491,7 @@ impl Spans {
             query,
             headers,
             declared: head.declared,
+            connection: head.connection,
         })
     }
 
@@ -502,6 +530,11 @@ impl<'b> RawHead<'b> {
     /// `httparse` let only tokens and visible ASCII through in these.
     fn str(&self, span: Span) -> &'b str {
         std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+
+    /// Whether the head has a `Connection` line (found by the parse).
+    pub fn has_connection(&self) -> bool {
+        self.spans.connection
     }
 
     /// The method as sent, for a head written on: no UTF-8 check (about

@@ -154,6 +154,20 @@ fn responses_frame_by_rfc_9112_section_6_3() {
         Ok((200, Framing::Length(1), false))
     );
     assert!(r("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err());
+    // Lines that agree are one length; a third that does not is refused
+    // as well as a second (the first two values are kept from the pass
+    // over the lines, the rest read again).
+    let cl = |v: &[&str]| {
+        let lines: String = v
+            .iter()
+            .map(|v| format!("Content-Length: {v}\r\n"))
+            .collect();
+        r(&format!("HTTP/1.1 200 OK\r\nX-A: 1\r\n{lines}\r\n"))
+    };
+    assert_eq!(cl(&["3", "3", "3"]), Ok((200, Framing::Length(3), true)));
+    assert!(cl(&["3", "3", "4"]).is_err());
+    assert!(cl(&["3", "3", "3", "x"]).is_err());
+    assert!(cl(&["3", "x"]).is_err());
     assert!(r("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
 }
 

@@ -170,7 +170,7 @@ pub(crate) fn put_raw_headers(
     // Most requests have no `Connection` line: then no line's check scans
     // the head for one again, and a line of a length no name left out
     // has is copied on one test.
-    let connection = head.values("connection").next().is_some();
+    let connection = head.has_connection();
     let asked = match connection {
         true => u64::MAX,
         false => left_out_lengths(route),
@@ -215,24 +215,7 @@ pub(crate) fn put_raw_headers(
 /// The lengths of the names [`left_out`] leaves out whatever the
 /// `Connection` line lists, as [`length_bit`]s.
 fn left_out_lengths(route: &Route) -> u64 {
-    (route_names(route).fold(0, |m, n| m | length_bit(n.len())))
-        | REPLACED.lengths()
-        | HOP_BY_HOP.lengths()
-}
-
-/// The route's own names a client line is left out for (all lowercase):
-/// its key header or platform signature header, `[strip]`, and every
-/// header a rule sets.
-fn route_names(route: &Route) -> impl Iterator<Item = &str> {
-    let auth = match &route.inbound_auth {
-        InboundAuth::None => None,
-        InboundAuth::Header { header, .. } => Some(header.as_str()),
-        InboundAuth::Platform { platform, .. } => platform.request_signature(),
-    };
-    let rules = route.headers.iter().map(|r| r.name.as_str());
-    (auth.into_iter())
-        .chain(route.strip.iter().map(HeaderName::as_str))
-        .chain(rules)
+    route.own_header_lengths | REPLACED.lengths() | HOP_BY_HOP.lengths()
 }
 
 /// The client's lines the proxy writes itself.
@@ -248,7 +231,7 @@ const REPLACED: NameSet = NameSet::new(&[
 /// `listed`: the values of the request's `Connection` lines.
 fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8]>) -> bool {
     REPLACED.contains(name)
-        || route_names(route).any(|n| name_is(name, n))
+        || route.own_header_names().any(|n| name_is(name, n))
         || is_hop_by_hop(name, listed)
 }
 

@@ -214,6 +214,13 @@ impl Client {
             if buf.is_empty() {
                 // Idle until the next request: the buffer goes back.
                 buf = Lent::default();
+            } else {
+                // Pipelined: the next request needs no read, and the
+                // core's reads and writes spend the task's budget only
+                // when they wait (`h1::io`). Spent here, a client that
+                // keeps the buffer full still lets the worker's other
+                // connections run.
+                tokio::task::coop::consume_budget().await;
             }
         }
     }
@@ -269,7 +276,7 @@ async fn read_some(stream: &mut TcpStream, buf: &mut Lent) -> std::io::Result<us
     } else if buf.capacity() - buf.len() < 1024 {
         buf.reserve(8 << 10);
     }
-    stream.read_buf(&mut **buf).await
+    h1::io::read_buf(stream, buf).await
 }
 
 /// Parses the head at the start of `buf` and decides who serves it.
@@ -628,10 +635,7 @@ async fn attempt(
     // streamed body's upload does not count against it.
     let mut started = Instant::now();
     let mut up = connect(route, to.connect, started).await?;
-    up.stream
-        .write_all(out)
-        .await
-        .map_err(|e| fail(route, &e))?;
+    (h1::io::write_all(&up.stream, out).await).map_err(|e| fail(route, &e))?;
     if left > 0 {
         copy_body((client, clock), &mut up.stream, left, to.idle).await?;
         started = Instant::now();

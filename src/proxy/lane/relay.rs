@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderName, HeaderValue, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::clock::Clock;
@@ -40,7 +40,7 @@ pub(super) struct Relay<'c> {
 
 impl Relay<'_> {
     pub async fn run(
-        mut self,
+        self,
         x: &mut Exchange<'_>,
         within: Duration,
         (started, wall): (Instant, Option<SystemTime>),
@@ -61,7 +61,7 @@ impl Relay<'_> {
                 }
                 let read = self
                     .clock
-                    .until(deadline, self.up.stream.read_buf(&mut *rbuf));
+                    .until(deadline, h1::io::read_buf(&self.up.stream, &mut rbuf));
                 match read.await {
                     None => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
                     Some(Ok(0)) => {
@@ -77,7 +77,7 @@ impl Relay<'_> {
             };
             match parsed {
                 Head::Informational(len) => {
-                    let _ = self.client.write_all(&rbuf[..len]).await;
+                    let _ = h1::io::write_all(self.client, &rbuf[..len]).await;
                     rbuf.drain(..len);
                 }
                 Head::Final(h) => break h,
@@ -199,7 +199,7 @@ impl Relay<'_> {
         out.extend_from_slice(head.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         let connection = |h: &httparse::Header<'_>| name_is(h.name.as_bytes(), "connection");
-        let lines = usize::from(head.headers.iter().any(connection)) * MAX_HEADERS;
+        let lines = usize::from(head.connection) * MAX_HEADERS;
         let mut is_event_stream = false;
         let mut parts = self
             .rewrites
@@ -331,7 +331,9 @@ impl Relay<'_> {
         }
     }
 
+    /// To the client. The body's loops read through tokio, which yields
+    /// for them (see [`h1::io`]).
     async fn send(&mut self, b: &[u8]) -> Result<(), ()> {
-        self.client.write_all(b).await.map_err(|_| ())
+        h1::io::write_all(self.client, b).await.map_err(|_| ())
     }
 }
