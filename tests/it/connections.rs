@@ -100,8 +100,12 @@ async fn ten_thousand_concurrent_keep_alive_connections() {
     let addr: SocketAddr = served.listen.parse().unwrap();
 
     // Open all 10,000 and keep them; each makes a first request as it opens,
-    // at most 1,000 in flight at a time.
-    let gate = Arc::new(tokio::sync::Semaphore::new(1_000));
+    // at most 1,000 in flight at a time. `HG_TEST_IN_FLIGHT` sets fewer:
+    // the RSS then counts less of the requests' buffers, which the
+    // allocator keeps as its high-water mark (BENCHMARKS.md measures both).
+    let in_flight = std::env::var("HG_TEST_IN_FLIGHT").ok();
+    let in_flight = in_flight.and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    let gate = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let mut tasks = Vec::with_capacity(CONNECTIONS);
     for id in 0..CONNECTIONS {
         let gate = gate.clone();
