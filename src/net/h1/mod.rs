@@ -382,8 +382,8 @@ impl Conn {
     ) -> Result<Self, Refused> {
         let mut c = Conn::default();
         let mut te: Option<&[u8]> = None;
-        // The values of the first two `Content-Length` lines, and how many.
-        let (mut lengths, mut length_values) = (0, [None; 2]);
+        // How many `Content-Length` lines, and the first one's value.
+        let (mut lengths, mut first_length) = (0, None);
         for h in headers {
             match h.name.len() {
                 10 if name_is(h.name.as_bytes(), "connection") => {
@@ -394,9 +394,7 @@ impl Conn {
                     }
                 }
                 14 if name_is(h.name.as_bytes(), "content-length") => {
-                    if let Some(v) = length_values.get_mut(lengths) {
-                        *v = Some(h.value);
-                    }
+                    first_length = first_length.or(Some(h.value));
                     lengths += 1;
                 }
                 17 if name_is(h.name.as_bytes(), "transfer-encoding") => te = Some(h.value),
@@ -416,20 +414,20 @@ impl Conn {
             c.close |= lengths > 0 || c.until_close;
             return Ok(c);
         }
-        // Most responses have one line: its value was kept in the pass
-        // above. More are read again, and must agree.
-        let more = (lengths > 2).then(|| {
-            (headers.iter())
-                .filter(|h| name_is(h.name.as_bytes(), "content-length"))
-                .map(|h| h.value)
-        });
-        let values = length_values.into_iter().flatten();
-        for v in values.chain(more.into_iter().flatten().skip(2)) {
-            let n = content_length(v)?;
-            if c.length.is_some_and(|m| m != n) {
-                return Err(bad("conflicting Content-Length"));
+        // Most responses have one line, its value kept in the pass above.
+        // More are read again, and must agree.
+        if lengths < 2 {
+            c.length = first_length.map(content_length).transpose()?;
+            return Ok(c);
+        }
+        for h in headers {
+            if name_is(h.name.as_bytes(), "content-length") {
+                let n = content_length(h.value)?;
+                if c.length.is_some_and(|m| m != n) {
+                    return Err(bad("conflicting Content-Length"));
+                }
+                c.length = Some(n);
             }
-            c.length = Some(n);
         }
         Ok(c)
     }

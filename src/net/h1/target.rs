@@ -16,19 +16,21 @@ use http::uri::PathAndQuery;
 /// `http` refuses a longer path and query (`u16::MAX - 1`).
 const MAX_LEN: usize = u16::MAX as usize - 1;
 
-/// What a byte of a path or of a query is, as `http` reads it: taken,
-/// refused, or one that changes the part (`?` starts the query, `#` ends
-/// what `http` reads). A byte's verdict depends only on the byte and the
-/// part it is in (`http`'s scanner classifies byte by byte); bytes past
-/// 0x7F are UTF-8 in a `&str`, which `http` takes.
+/// A byte `http` refuses in this part.
 const REFUSED: u8 = 0;
+/// A byte `http` takes in this part.
 const TAKEN: u8 = 1;
+/// `?` in the path: the query starts after it.
 const QUERY: u8 = 2;
+/// `#`: `http` reads no further.
 const FRAGMENT: u8 = 3;
 
-/// One class per byte for each part: one lookup a byte, where testing
-/// for `#`, `?` and UTF-8 before the table cost about 60 instructions a
-/// request (callgrind).
+/// What each byte is in a path and in a query, as `http` reads it: one
+/// of the classes above. A byte's verdict depends only on the byte and
+/// the part it is in (`http`'s scanner classifies byte by byte); bytes
+/// past 0x7F are UTF-8 in a `&str`, which `http` takes. One lookup a
+/// byte, where testing for `#`, `?` and UTF-8 before the table cost
+/// about 60 instructions a request (callgrind).
 struct Classes {
     path: [u8; 256],
     query: [u8; 256],
