@@ -34,7 +34,7 @@ use std::thread::LocalKey;
 
 use buffers::{Lend, Lent};
 
-use super::head::{Declared, counted_firsts};
+use super::head::{Declared, counted_firsts, visible};
 use super::headers::{Names, length_bit, name_is};
 
 /// The most header lines a head may have (hyper's server default is 100;
@@ -408,8 +408,10 @@ impl Conn {
             if minor == 0 {
                 return Err(bad("Transfer-Encoding on HTTP/1.0"));
             }
-            let last = tokens(v).last().unwrap_or_default();
-            c.chunked = last.eq_ignore_ascii_case(b"chunked");
+            // hyper reads the coding only from a value that is text (visible
+            // ASCII); any other is not chunked, and read until close.
+            let last = tokens(v).last().filter(|_| visible(v).is_some());
+            c.chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
             c.until_close = !c.chunked;
             c.close |= lengths > 0 || c.until_close;
             return Ok(c);

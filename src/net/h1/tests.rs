@@ -136,6 +136,10 @@ fn responses_frame_by_rfc_9112_section_6_3() {
         Ok((200, Framing::UntilClose, false))
     );
     assert!(r("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    // A value that is not text names no coding hyper reads (found by the
+    // h1_response_differential fuzz target): read until close.
+    let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding:\x95 ,chunked\r\n\r\n";
+    assert_eq!(response(raw, false), Ok((200, Framing::UntilClose, false)));
     assert!(
         r("HTTP/1.1 051 Early\r\n\r\n").is_err(),
         "no status under 100"
