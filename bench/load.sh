@@ -5,6 +5,8 @@
 # non-zero if any proxy mis-injected.
 #
 #   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=5 by default
+#   PROXIES="headgate nginx haproxy" bash bench/load.sh   # only these rows
+#   SSE_ROUNDS=5 bash bench/load.sh                       # SSE rounds (3)
 #
 # 1. direct to the upstream (the floor; wrk sends the right token itself)
 # 2. headgate: authorization = "Bearer << call.metadata.token >>", 1,000
@@ -23,7 +25,8 @@
 #    session, not one per request.
 # 8. headgate-hyper: as 2, on hyper alone (`core = "hyper"`); rows 2 and
 #    5-7 run on the own forwarding core, the default
-# Then SSE relay latency through each (1,000 events, 5 ms apart).
+# Then SSE relay latency through each (1,000 events, 5 ms apart), in
+# SSE_ROUNDS interleaved rounds: the table is each proxy's median p50/p99.
 #
 # During each measured run it also reads where the machine's CPU went
 # (/proc): the proxy's own user and kernel time per request, the rest (wrk,
@@ -39,6 +42,9 @@ WARMUP=${WARMUP:-5}
 CONNS=${CONNECTIONS:-64}
 EVENTS=${EVENTS:-1000}
 ROUNDS=${ROUNDS:-5}
+SSE_ROUNDS=${SSE_ROUNDS:-3}
+# The throughput rows to run (the ratios need headgate, nginx and haproxy).
+PROXIES=${PROXIES:-direct headgate nginx haproxy headgate-redis headgate-mcp headgate-cred headgate-hyper}
 export HG_BENCH_KEY=bench-route-key-0123
 UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:18081; HAP=127.0.0.1:18082
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
@@ -254,29 +260,35 @@ run() {
 echo "== throughput: $CONNS connections, ${DURATION}s each after ${WARMUP}s warm-up, $ROUNDS round(s)"
 for r in $(seq 1 "$ROUNDS"); do
   echo "  round $r"
-  run direct "$UP" direct
-  run headgate "$HG"
-  run nginx "$NGX"
-  run haproxy "$HAP"
-  run headgate-redis "$HGR"
-  run headgate-mcp "$HGM"
-  run headgate-cred "$HGC"
-  run headgate-hyper "$HGH"
+  for name in $PROXIES; do
+    case $name in
+      direct) run direct "$UP" direct ;;
+      headgate) run headgate "$HG" ;;
+      nginx) run nginx "$NGX" ;;
+      haproxy) run haproxy "$HAP" ;;
+      headgate-redis) run headgate-redis "$HGR" ;;
+      headgate-mcp) run headgate-mcp "$HGM" ;;
+      headgate-cred) run headgate-cred "$HGC" ;;
+      headgate-hyper) run headgate-hyper "$HGH" ;;
+      *) echo "unknown proxy in PROXIES: $name"; exit 2 ;;
+    esac
+  done
 done
 
 echo
 python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" <<'PY'
 import re, statistics, sys
 path, dur, tick, ncpu = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-names = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred", "headgate-hyper"]
-runs = {n: [] for n in names}
+order = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred", "headgate-hyper"]
+runs = {}
 for line in open(path):
     name = line.split()[0]
     f = dict(re.findall(r"(\w+)=([\d.,]+)", line))
     cpu = [float(x) for x in f["cpu"].split(",")]
-    runs[name].append(dict(rps=float(f["rps"]), p50=f["p50"], p99=f["p99"], p999=f["p999"],
+    runs.setdefault(name, []).append(dict(rps=float(f["rps"]), p50=f["p50"], p99=f["p99"], p999=f["p999"],
                            mis=int(f["mis"]), errs=int(f["errors"]) + int(f["non2xx"]), cpu=cpu,
                            ctx=int(f.get("ctx", 0))))
+names = [n for n in order if n in runs]
 # The median round by req/s (an odd number of rounds gives a real run).
 med = {n: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for n, r in runs.items()}
 print(f"| {'proxy':<17} | {'req/s':>9} | {'p50 ms':>8} | {'p99 ms':>8} | {'p99.9 ms':>9} | {'checked (all rounds)':<26} |")
@@ -285,19 +297,29 @@ for n in names:
     m = med[n]
     checked = f"{sum(x['mis'] for x in runs[n])} mis-injected, {sum(x['errs'] for x in runs[n])} errors"
     print(f"| {n:<17} | {m['rps']:>9.0f} | {m['p50']:>8} | {m['p99']:>8} | {m['p999']:>9} | {checked:<26} |")
-h, ng, ha, hr, hm, hc = (med[n]["rps"] for n in ["headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred"])
-best = max(ng, ha)
-print(f"\nheadgate/nginx = {h/ng:.2f}x, headgate/haproxy = {h/ha:.2f}x, headgate/best = {h/best:.2f}x, headgate-redis/headgate = {hr/h:.2f}x, headgate-mcp/headgate = {hm/h:.2f}x, headgate-cred/headgate = {hc/h:.2f}x")
+peers = [n for n in ["nginx", "haproxy"] if n in runs]
+best = max((med[n]["rps"] for n in peers), default=None)
+if "headgate" in runs:
+    h = med["headgate"]["rps"]
+    ratios = [f"headgate/{n} = {h / med[n]['rps']:.2f}x" for n in peers]
+    if best:
+        ratios.append(f"headgate/best = {h / best:.2f}x")
+    ratios += [f"{n}/headgate = {med[n]['rps'] / h:.2f}x" for n in ["headgate-redis", "headgate-mcp", "headgate-cred"] if n in runs]
+    print("\n" + ", ".join(ratios))
 def by_round(label, ratios):
     """Ratios of one round's rows (the machine's slow spells fall on both),
     and their median: the figure the targets are read against."""
     if len(ratios) > 1:
         shown = ", ".join(f"{r:.2f}x" for r in ratios)
         print(f"{label} round by round: {shown} (median {statistics.median(ratios):.2f}x)")
-by_round("headgate/best", [a["rps"] / max(b["rps"], c["rps"]) for a, b, c in zip(runs["headgate"], runs["nginx"], runs["haproxy"])])
+def best_peer(i):
+    return max(runs[n][i]["rps"] for n in peers)
+for n in ["headgate", "headgate-hyper"]:
+    if n in runs and peers:
+        by_round(f"{n}/best", [a["rps"] / best_peer(i) for i, a in enumerate(runs[n])])
 for n in ["headgate-mcp", "headgate-cred"]:
-    by_round(f"{n}/headgate", [a["rps"] / b["rps"] for a, b in zip(runs[n], runs["headgate"])])
-by_round("headgate-hyper/best", [a["rps"] / max(b["rps"], c["rps"]) for a, b, c in zip(runs["headgate-hyper"], runs["nginx"], runs["haproxy"])])
+    if n in runs and "headgate" in runs:
+        by_round(f"{n}/headgate", [a["rps"] / b["rps"] for a, b in zip(runs[n], runs["headgate"])])
 
 print(f"\nCPU per request over all rounds (µs; {ncpu} CPUs; 'rest' is wrk, the upstream and softirq):")
 print(f"| {'proxy':<17} | {'proxy user':>10} | {'proxy sys':>9} | {'rest':>6} | {'idle':>6} | {'ctx switches':>12} | {'ceiling if user = 0':>19} |")
@@ -310,28 +332,56 @@ for n in names:
     c = f"{ceiling[n]:,.0f}" if n != "direct" else "-"
     cs = sum(x["ctx"] for x in runs[n]) / reqs
     print(f"| {n:<17} | {u:>10.1f} | {s:>9.1f} | {busy - u - s:>6.1f} | {idle:>6.1f} | {cs:>12.2f} | {c:>19} |")
-print(f"\nheadgate with no user-space CPU at all would reach {ceiling['headgate']:,.0f} req/s = {ceiling['headgate']/best:.2f}x the better peer's median")
+if "headgate" in runs and best:
+    print(f"\nheadgate with no user-space CPU at all would reach {ceiling['headgate']:,.0f} req/s = {ceiling['headgate']/best:.2f}x the better peer's median")
 PY
 
-echo
-signed=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_requests_total\{credential="crm",outcome="ok"\}/{print $2}')
-hits=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_cache_hits_total\{credential="crm"\}/{print $2}')
-echo "headgate-cred: ${signed:-0} token requests (1,000 sessions) for ${hits:-0} cached uses"
+if [[ " $PROXIES " == *" headgate-cred "* ]]; then
+  echo
+  signed=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_requests_total\{credential="crm",outcome="ok"\}/{print $2}')
+  hits=$(curl -s "http://$HGC_ADMIN/metrics" | awk '/^headgate_credential_cache_hits_total\{credential="crm"\}/{print $2}')
+  echo "headgate-cred: ${signed:-0} token requests (1,000 sessions) for ${hits:-0} cached uses"
+fi
 
 echo
-echo "== SSE relay latency: $EVENTS events, 5 ms apart"
+echo "== SSE relay latency: $EVENTS events, 5 ms apart, $SSE_ROUNDS round(s)"
 kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
 start_haproxy "option http-no-delay"; wait_port "$HAP"
+SSE_RESULTS="$work/sse"
 sse() {
   local name=$1 addr=$2; shift 2
   local out; out=$(./target/release/examples/sse_latency "http://$addr/bench/sse?n=$EVENTS&gap_ms=5" "X-Call-Id: call-7" "$@" | grep RESULT)
   echo "   $name: $out"
+  echo "$name $out" >> "$SSE_RESULTS"
 }
-sse direct "$UP" "Authorization: Bearer tok-call-7"
-sse headgate "$HG" "x-headgate-key: $HG_BENCH_KEY"
-sse headgate-hyper "$HGH" "x-headgate-key: $HG_BENCH_KEY"
-sse nginx "$NGX" "x-headgate-key: $HG_BENCH_KEY"
-sse "haproxy (http-no-delay)" "$HAP" "x-headgate-key: $HG_BENCH_KEY"
+# Interleaved like the throughput rounds: one run's p99 is the tenth-worst
+# of 1,000 wake-ups of an idle machine, and moves by tens of µs run to run.
+for r in $(seq 1 "$SSE_ROUNDS"); do
+  echo "  round $r"
+  sse direct "$UP" "Authorization: Bearer tok-call-7"
+  sse headgate "$HG" "x-headgate-key: $HG_BENCH_KEY"
+  sse headgate-hyper "$HGH" "x-headgate-key: $HG_BENCH_KEY"
+  sse nginx "$NGX" "x-headgate-key: $HG_BENCH_KEY"
+  sse haproxy "$HAP" "x-headgate-key: $HG_BENCH_KEY"
+done
+python3 - "$SSE_RESULTS" <<'PY'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name = line.split()[0]
+    f = dict(re.findall(r"(\w+)=([\d.]+)", line))
+    runs.setdefault(name, []).append({k: float(f[k]) for k in ("p50", "p99", "max")})
+print(f"\n| {'proxy':<24} | {'p50 ms':>7} | {'p99 ms':>7} | {'max ms':>7} |  (medians over rounds)")
+print("|--------------------------|---------|---------|---------|")
+for n, r in runs.items():
+    label = "haproxy (http-no-delay)" if n == "haproxy" else n
+    m = {k: statistics.median(x[k] for x in r) for k in ("p50", "p99", "max")}
+    print(f"| {label:<24} | {m['p50']:>7.3f} | {m['p99']:>7.3f} | {m['max']:>7.3f} |")
+best = [min(a["p99"], b["p99"]) for a, b in zip(runs["nginx"], runs["haproxy"])]
+ratios = [h["p99"] / b for h, b in zip(runs["headgate"], best)]
+shown = ", ".join(f"{r:.2f}" for r in ratios)
+print(f"headgate p99 / better peer's, round by round: {shown} (median {statistics.median(ratios):.2f})")
+PY
 
 total_bad=$(mismatches)
 echo
