@@ -80,6 +80,13 @@ pub struct CredentialLabel {
     pub credential: String,
 }
 
+/// `worker`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    /// The public-listener worker, from 1.
+    pub worker: usize,
+}
+
 /// `route`, `method`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteMethod {
@@ -167,6 +174,8 @@ pub struct Metrics {
     pub audit_dropped: Counter,
     /// Connections closed at once because `max_connections` were open.
     pub connections_refused: Counter,
+    /// Open public-listener connections, by the worker serving them.
+    pub worker_connections: Family<WorkerLabel, Gauge>,
     /// Token requests and JWT signings, by credential and outcome.
     pub credential_requests: Family<CredentialOutcome, Counter>,
     /// Requests served a cached credential, by credential.
@@ -289,6 +298,7 @@ impl Metrics {
         let mcp_requests = Family::<McpLabels, Counter>::default();
         let audit_dropped = Counter::default();
         let connections_refused = Counter::default();
+        let worker_connections = Family::<WorkerLabel, Gauge>::default();
         let mcp_latency = Family::<RouteMethod, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
@@ -375,6 +385,11 @@ impl Metrics {
             connections_refused.clone(),
         );
         registry.register(
+            "worker_connections",
+            "Open public-listener connections, by the worker serving them",
+            worker_connections.clone(),
+        );
+        registry.register(
             "audit_dropped",
             "Audit lines dropped because the writer fell behind",
             audit_dropped.clone(),
@@ -403,6 +418,7 @@ impl Metrics {
             mcp_latency,
             audit_dropped,
             connections_refused,
+            worker_connections,
             credential_requests,
             credential_cache_hits,
             mcp_tools: Default::default(),

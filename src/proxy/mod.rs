@@ -9,6 +9,7 @@ pub mod doors;
 pub mod exchange;
 mod lane;
 mod server;
+mod spread;
 
 pub use app::{App, Running, ServeError, ServeOptions, serve, start};
 pub use exchange::error;

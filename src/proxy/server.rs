@@ -6,9 +6,12 @@
 //! current-thread runtime, `SO_REUSEPORT` socket and upstream pool: a
 //! connection, its upstream connection and every task of its requests stay
 //! on one thread (nginx's shape; no work-stealing, no cross-thread
-//! wake-ups). The admin listener runs on the caller's runtime.
+//! wake-ups). Only a new connection may cross, once, before a byte is read,
+//! to even out the workers ([`super::spread`]). The admin listener runs on
+//! the caller's runtime.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +19,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::App;
@@ -27,7 +30,9 @@ use super::doors::{
 };
 use super::exchange::Peer;
 use super::lane;
+use super::spread::{Handed, Open, Spread};
 use crate::config::server::Core;
+use crate::metrics::WorkerLabel;
 use crate::net::h1::rewind::Rewind;
 
 pub(super) struct Listeners {
@@ -57,6 +62,7 @@ struct Shared {
     tls: Option<TlsAcceptor>,
     /// `max_connections`, across all workers.
     slots: Arc<Semaphore>,
+    spread: Arc<Spread>,
     shutdown: watch::Receiver<bool>,
     deadline: Duration,
     header_read: Duration,
@@ -74,25 +80,34 @@ pub(super) async fn run(
 ) {
     let max = app.config.borrow().server.max_connections;
     let max = max.unwrap_or_else(crate::net::limits::default_max_connections);
+    let gauges = (1..=workers.len())
+        .map(|worker| {
+            let label = WorkerLabel { worker };
+            app.metrics.worker_connections.get_or_create(&label).clone()
+        })
+        .collect();
+    let (spread, inboxes) = Spread::new(gauges);
     let shared = Shared {
         app,
         tls: listeners.tls,
         slots: Arc::new(Semaphore::new(
             max.min(Semaphore::MAX_PERMITS as u64) as usize
         )),
+        spread: Arc::new(spread),
         shutdown: shutdown.clone(),
         deadline,
         header_read,
     };
     let mut stopped = Vec::new();
-    for (n, (runtime, listener)) in workers.into_iter().zip(listeners.public).enumerate() {
+    let each = workers.into_iter().zip(listeners.public).zip(inboxes);
+    for (n, ((runtime, listener), inbox)) in each.enumerate() {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("headgate-worker-{}", n + 1))
             .spawn(move || {
                 crate::net::upstream::set_worker(n + 1);
-                runtime.block_on(public(listener, shared));
+                runtime.block_on(public(n, listener, inbox, shared));
                 let _ = tx.send(());
             });
         match spawned {
@@ -106,8 +121,14 @@ pub(super) async fn run(
     }
 }
 
-/// One worker's accept loop on its own socket, then its drain.
-async fn public(listener: std::net::TcpListener, s: Shared) {
+/// Worker `n`'s accept loop on its own socket, and on the connections
+/// other workers hand it ([`Spread`]); then its drain.
+async fn public(
+    n: usize,
+    listener: std::net::TcpListener,
+    mut inbox: mpsc::UnboundedReceiver<Handed>,
+    s: Shared,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -115,13 +136,15 @@ async fn public(listener: std::net::TcpListener, s: Shared) {
             return;
         }
     };
-    let graceful = GracefulShutdown::new();
-    let b = builder(s.header_read);
     let mut shutdown = s.shutdown.clone();
     let own_core = s.app.config.borrow().server.core == Core::Own;
-    // Every connection the own core serves holds a receiver: the drain
-    // waits for them all to be dropped.
-    let (live, _) = watch::channel(());
+    let w = Worker {
+        b: builder(s.header_read),
+        graceful: GracefulShutdown::new(),
+        own_core,
+        live: watch::channel(()).0,
+        s,
+    };
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -133,66 +156,107 @@ async fn public(listener: std::net::TcpListener, s: Shared) {
                 };
                 // Over max_connections: closed at once, before any byte
                 // is read, and counted.
-                let Ok(slot) = s.slots.clone().try_acquire_owned() else {
-                    s.app.metrics.connections_refused.inc();
+                let Ok(slot) = w.s.slots.clone().try_acquire_owned() else {
+                    w.s.app.metrics.connections_refused.inc();
                     drop(stream);
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
-                let app = s.app.clone();
-                let trusted = app.config.borrow().server.trusted_proxies.iter().any(|c| c.contains(remote.ip()));
-                let peer = Arc::new(Peer::new(remote, trusted, s.tls.is_some()));
-                let lane_peer = peer.clone();
-                let svc = service_fn(move |req| {
-                    let app = app.clone();
-                    let peer = peer.clone();
-                    async move { Ok::<_, Infallible>(doors::public(req, app, peer).await) }
-                });
-                let Some(tls) = s.tls.clone() else {
-                    if own_core {
-                        let client = lane::Client {
-                            stream,
-                            app: s.app.clone(),
-                            peer: lane_peer,
-                            header_read: s.header_read,
-                            shutdown: s.shutdown.clone(),
-                        };
-                        let (b, watcher, live) = (b.clone(), graceful.watcher(), live.subscribe());
-                        tokio::spawn(async move {
-                            if let lane::Ended::HandOver(stream, read) = client.serve().await {
-                                let io = TokioIo::new(Rewind::new(read, stream));
-                                let conn = b.serve_connection_with_upgrades(io, svc).into_owned();
-                                let _ = watcher.watch(conn).await;
-                            }
-                            drop((slot, live));
-                        });
-                        continue;
-                    }
-                    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                        drop(slot);
-                    });
-                    continue;
-                };
-                // The handshake runs on the connection's own task, within
-                // the header-read timeout, so a slow one holds up no one.
-                let (b, watcher, header_read) = (b.clone(), graceful.watcher(), s.header_read);
-                tokio::spawn(async move {
-                    let Ok(Ok(stream)) = tokio::time::timeout(header_read, tls.accept(stream)).await else {
-                        return;
-                    };
-                    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                    let _ = watcher.watch(conn).await;
-                    drop(slot);
-                });
+                let (to, open) = w.s.spread.place(n);
+                if to == n {
+                    w.serve(stream, remote, (slot, open));
+                } else if let Ok(stream) = stream.into_std() {
+                    w.s.spread.hand(to, Handed { stream, remote, slot, open });
+                }
+            }
+            Some(h) = inbox.recv() => {
+                if let Ok(stream) = TcpStream::from_std(h.stream) {
+                    w.serve(stream, h.remote, (h.slot, h.open));
+                }
             }
         }
     }
-    drop(listener);
-    let lanes = live.closed();
-    drain(graceful, s.deadline, lanes).await;
+    drop((listener, inbox));
+    let lanes = w.live.closed();
+    drain(w.graceful, w.s.deadline, lanes).await;
+}
+
+/// One worker's way of serving the connections it takes.
+struct Worker {
+    s: Shared,
+    b: Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    own_core: bool,
+    /// Every connection the own core serves holds a receiver: the drain
+    /// waits for them all to be dropped.
+    live: watch::Sender<()>,
+}
+
+impl Worker {
+    /// Serves a connection on a task of its own; `held` (its share of
+    /// `max_connections`, its place among the worker's open ones) is
+    /// released when it ends.
+    fn serve(&self, stream: TcpStream, remote: SocketAddr, held: (OwnedSemaphorePermit, Open)) {
+        let _ = stream.set_nodelay(true);
+        let app = self.s.app.clone();
+        let trusted = app
+            .config
+            .borrow()
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(remote.ip()));
+        let peer = Arc::new(Peer::new(remote, trusted, self.s.tls.is_some()));
+        let lane_peer = peer.clone();
+        let svc = service_fn(move |req| {
+            let app = app.clone();
+            let peer = peer.clone();
+            async move { Ok::<_, Infallible>(doors::public(req, app, peer).await) }
+        });
+        let b = self.b.clone();
+        let watcher = self.graceful.watcher();
+        let Some(tls) = self.s.tls.clone() else {
+            if self.own_core {
+                let client = lane::Client {
+                    stream,
+                    app: self.s.app.clone(),
+                    peer: lane_peer,
+                    header_read: self.s.header_read,
+                    shutdown: self.s.shutdown.clone(),
+                };
+                let live = self.live.subscribe();
+                tokio::spawn(async move {
+                    if let lane::Ended::HandOver(stream, read) = client.serve().await {
+                        let io = TokioIo::new(Rewind::new(read, stream));
+                        let conn = b.serve_connection_with_upgrades(io, svc).into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                    drop((held, live));
+                });
+                return;
+            }
+            let conn = b
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = watcher.watch(conn).await;
+                drop(held);
+            });
+            return;
+        };
+        // The handshake runs on the connection's own task, within the
+        // header-read timeout, so a slow one holds up no one.
+        let header_read = self.s.header_read;
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) = tokio::time::timeout(header_read, tls.accept(stream)).await else {
+                return;
+            };
+            let conn = b
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+            drop(held);
+        });
+    }
 }
 
 /// The admin listener's accept loop, then its drain.

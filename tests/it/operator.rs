@@ -219,6 +219,68 @@ async fn connections_over_the_limit_are_closed_at_once_and_counted() {
     );
 }
 
+/// `headgate_worker_connections{worker="N"}` from a scrape.
+fn worker_connections(metrics: &str) -> Vec<i64> {
+    let mut open: Vec<(usize, i64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("headgate_worker_connections{worker=\""))
+        .filter_map(|l| {
+            let (worker, n) = l.split_once("\"} ")?;
+            Some((worker.parse().ok()?, n.trim().parse().ok()?))
+        })
+        .collect();
+    open.sort();
+    open.into_iter().map(|(_, n)| n).collect()
+}
+
+/// The kernel's `SO_REUSEPORT` hash splits 100 connections over two
+/// workers unevenly as a rule; the workers hand new ones over so that
+/// each serves half, and every handed connection is served.
+#[tokio::test]
+async fn connections_are_spread_evenly_over_the_workers() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "workers = 2\n",
+        &[(
+            "r",
+            &route("http://127.0.0.1:9", "[headers]\nx-a = \"1\"\n"),
+        )],
+    );
+    let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let s = serve(dir.path(), &args, &[("RUST_LOG", "info")]);
+    let addr: std::net::SocketAddr = s.listen.parse().unwrap();
+    let mut held = Vec::new();
+    for i in 0..100 {
+        let mut conn = BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        // Answered by the route (refused for its missing key).
+        let get = b"GET /r/x HTTP/1.1\r\nHost: x\r\n\r\n";
+        conn.get_mut().write_all(get).await.unwrap();
+        let mut status = String::new();
+        conn.read_line(&mut status).await.unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 401"),
+            "connection {i}: {status}"
+        );
+        held.push(conn);
+    }
+    let m = get_text(&client(), format!("http://{}/metrics", s.admin)).await;
+    assert_eq!(worker_connections(&m), [50, 50], "{m}");
+    // Closed connections leave their worker's count.
+    drop(held);
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let m = get_text(&client(), format!("http://{}/metrics", s.admin)).await;
+        left = worker_connections(&m);
+        if left == [0, 0] {
+            break;
+        }
+    }
+    assert_eq!(left, [0, 0]);
+}
+
 #[tokio::test]
 async fn prometheus_scrapes_with_a_read_only_token() {
     let dir = tempfile::tempdir().unwrap();
