@@ -52,8 +52,9 @@ impl Spread {
         let mut to = own.min(self.open.len() - 1);
         let mut fewest = self.open[to].get();
         for (i, g) in self.open.iter().enumerate() {
-            if g.get() < fewest {
-                (to, fewest) = (i, g.get());
+            let n = g.get();
+            if n < fewest {
+                (to, fewest) = (i, n);
             }
         }
         let g = &self.open[to];

@@ -265,20 +265,15 @@ async fn connections_are_spread_evenly_over_the_workers() {
         );
         held.push(conn);
     }
-    let m = get_text(&client(), format!("http://{}/metrics", s.admin)).await;
+    let m = metrics_text(&s.admin).await;
     assert_eq!(worker_connections(&m), [50, 50], "{m}");
     // Closed connections leave their worker's count.
     drop(held);
-    let mut left = Vec::new();
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let m = get_text(&client(), format!("http://{}/metrics", s.admin)).await;
-        left = worker_connections(&m);
-        if left == [0, 0] {
-            break;
-        }
-    }
-    assert_eq!(left, [0, 0]);
+    let closed = eventually(std::time::Duration::from_secs(1), || async {
+        worker_connections(&metrics_text(&s.admin).await) == [0, 0]
+    })
+    .await;
+    assert!(closed, "{}", metrics_text(&s.admin).await);
 }
 
 #[tokio::test]
