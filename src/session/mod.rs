@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-#[cfg(feature = "redis")]
 pub use renders::Renders;
+#[cfg(feature = "redis")]
 pub use store::RedisStore;
 pub use store::{MemoryStore, SessionStore, Store};
 

@@ -187,7 +187,10 @@ impl Store {
         hold: Duration,
     ) -> Result<Option<String>, SessionError> {
         match self {
-            Store::Memory(_) => Ok(Some(String::new())),
+            Store::Memory(_) => {
+                let _ = (name, hold);
+                Ok(Some(String::new()))
+            }
             #[cfg(feature = "redis")]
             Store::Redis(s) => s.try_lock(name, hold).await,
         }
