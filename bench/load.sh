@@ -5,7 +5,7 @@
 # non-zero if any proxy mis-injected.
 #
 #   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=5 by default
-#   PROXIES="headgate nginx haproxy" bash bench/load.sh   # only these rows
+#   PROXIES="headgate nginx haproxy" bash bench/load.sh   # only these rows, in this order
 #   SSE_ROUNDS=5 bash bench/load.sh                       # SSE rounds (3)
 #
 # 1. direct to the upstream (the floor; wrk sends the right token itself)
@@ -279,8 +279,7 @@ echo
 python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" <<'PY'
 import re, statistics, sys
 path, dur, tick, ncpu = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-order = ["direct", "headgate", "nginx", "haproxy", "headgate-redis", "headgate-mcp", "headgate-cred", "headgate-hyper"]
-runs = {}
+runs = {}  # in the order of PROXIES, as the first round ran them
 for line in open(path):
     name = line.split()[0]
     f = dict(re.findall(r"(\w+)=([\d.,]+)", line))
@@ -288,7 +287,7 @@ for line in open(path):
     runs.setdefault(name, []).append(dict(rps=float(f["rps"]), p50=f["p50"], p99=f["p99"], p999=f["p999"],
                            mis=int(f["mis"]), errs=int(f["errors"]) + int(f["non2xx"]), cpu=cpu,
                            ctx=int(f.get("ctx", 0))))
-names = [n for n in order if n in runs]
+names = list(runs)
 # The median round by req/s (an odd number of rounds gives a real run).
 med = {n: sorted(r, key=lambda x: x["rps"])[len(r) // 2] for n, r in runs.items()}
 print(f"| {'proxy':<17} | {'req/s':>9} | {'p50 ms':>8} | {'p99 ms':>8} | {'p99.9 ms':>9} | {'checked (all rounds)':<26} |")
