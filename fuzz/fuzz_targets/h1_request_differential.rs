@@ -4,6 +4,12 @@
 //! and body bytes; where hyper refuses, the own core must refuse. The own
 //! core may refuse more, but only for the reasons SECURITY.md lists as its
 //! deliberate strictness ("The forwarding core").
+//!
+//! And what the core forwards of a request it accepts and screens must be
+//! exactly one request to the upstream, framed by the core (issue 39: a
+//! `Connection` line listing `Content-Length` once made the body a second
+//! request): the upstream head plus body, parsed as a server would, is
+//! one request with the client's body and nothing after it.
 #![no_main]
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -58,6 +64,7 @@ fn own(data: &[u8]) -> Verdict<Read> {
     let Some(parts) = h1::to_parts(data, &head) else {
         return Verdict::Refused("malformed request head");
     };
+    forwarded_once(data, &head);
     let rest = &data[head.len..];
     let body = match head.framing {
         Framing::Empty => Vec::new(),
@@ -73,6 +80,75 @@ fn own(data: &[u8]) -> Verdict<Read> {
         Framing::UntilClose => return Verdict::Refused("until close on a request"),
     };
     Verdict::Accepted(read(&parts, body))
+}
+
+/// The one route the forwarding check writes for (no templates: the
+/// client's own lines, `X-Forwarded-*` and the framing).
+fn route() -> &'static headgate::config::Route {
+    static C: std::sync::OnceLock<headgate::config::Config> = std::sync::OnceLock::new();
+    let cfg = C.get_or_init(|| {
+        let r = "upstream = \"http://127.0.0.1:1\"\ninbound_auth = \"none\"\n";
+        headgate::config::check_texts("", &[("r", r)]).expect("a valid route")
+    });
+    cfg.route("r").expect("route r")
+}
+
+/// When the core would forward this request (a body it frames by
+/// length, a head `screen` passes), the bytes the upstream receives are
+/// exactly one request carrying the client's body.
+fn forwarded_once(data: &[u8], head: &h1::RequestHead<'_>) {
+    let body_len = match head.framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => n as usize,
+        Framing::Chunked | Framing::UntilClose => return,
+    };
+    let rest = &data[head.len..];
+    if head.minor == 0 || !head.target.starts_with('/') || rest.len() < body_len {
+        return;
+    }
+    let Some(spans) = h1::Spans::of(data, head) else {
+        return;
+    };
+    let raw = spans.view(data);
+    if headgate::proxy::screen(route(), &raw, head.target).is_err() {
+        return;
+    }
+    let peer = headgate::proxy::Peer::new("192.0.2.1:1".parse().unwrap(), false, false);
+    let mut up = format!("{} /x HTTP/1.1\r\nhost: up\r\n", head.method).into_bytes();
+    if headgate::proxy::put_raw_headers(&mut up, &raw, route(), |_| Ok(()), &peer).is_err() {
+        return;
+    }
+    up.extend_from_slice(b"\r\n");
+    up.extend_from_slice(&rest[..body_len]);
+    let mut storage = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut storage);
+    let Ok(httparse::Status::Complete(n)) = req.parse(&up) else {
+        panic!(
+            "the upstream cannot parse the forwarded head: {:?}",
+            String::from_utf8_lossy(&up)
+        );
+    };
+    let framing: Vec<_> = (req.headers.iter())
+        .filter(|h| {
+            h.name.eq_ignore_ascii_case("content-length")
+                || h.name.eq_ignore_ascii_case("transfer-encoding")
+        })
+        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+        .collect();
+    let framed = match framing.as_slice() {
+        [] => 0,
+        [(name, v)] if name == "content-length" => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .expect("a length"),
+        other => panic!("forwarded with framing {other:?}"),
+    };
+    assert_eq!(framed, body_len, "the upstream frames another body length");
+    assert_eq!(
+        up.len(),
+        n + body_len,
+        "bytes after the one forwarded request"
+    );
 }
 
 fn read(parts: &http::request::Parts, body: Vec<u8>) -> Read {

@@ -107,6 +107,22 @@ fuzz_target!(|input: Input<'_>| {
     if parts.headers.get_all(http::header::HOST).iter().count() > 1 {
         assert!(screened.is_err(), "two Host headers were accepted");
     }
+    // Framing is never hop-by-hop: a `Connection` line that lists it is
+    // refused before anything is forwarded.
+    let lists_framing = (parts.headers.get_all(http::header::CONNECTION).iter())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| {
+            let t = t.trim_ascii();
+            ["content-length", "transfer-encoding", "host"]
+                .iter()
+                .any(|n| t.eq_ignore_ascii_case(n.as_bytes()))
+        });
+    if lists_framing {
+        assert!(
+            screened.is_err(),
+            "a Connection line listing framing was accepted"
+        );
+    }
     let twice = route.session_keys.iter().any(|k| match k {
         headgate::config::KeySource::Header(h) => parts.headers.get_all(h).iter().count() > 1,
         _ => false,

@@ -39,14 +39,8 @@ pub trait Head: Sync {
     /// Every header line, in order (names lowercase on `Parts`, as sent
     /// on a raw head).
     fn each_header(&self, f: &mut dyn FnMut(&str, &[u8]));
-    /// How many `Host` lines the head has, and the length its
-    /// `Content-Length` declares.
-    fn declared(&self) -> Declared {
-        Declared {
-            hosts: self.count(&http::header::HOST),
-            length: (self.header_str(&http::header::CONTENT_LENGTH)).and_then(|v| v.parse().ok()),
-        }
-    }
+    /// What the head declares of its framing and `Host` (see [`Declared`]).
+    fn declared(&self) -> Declared;
     /// hyper's map, when the head has one. The check that reads it (a
     /// platform's request signature) runs on routes whose heads always
     /// have one: the own core builds a `HeaderMap` for them.
@@ -76,6 +70,16 @@ impl Head for Parts {
         }
     }
 
+    fn declared(&self) -> Declared {
+        let connection = self.headers.get_all(http::header::CONNECTION);
+        Declared {
+            hosts: self.count(&http::header::HOST),
+            length: (self.header_str(&http::header::CONTENT_LENGTH)).and_then(|v| v.parse().ok()),
+            lists_framing: lists_framing(connection.iter().map(|v| v.as_bytes())),
+            host_required: self.version == http::Version::HTTP_11,
+        }
+    }
+
     fn map(&self) -> Option<&HeaderMap> {
         Some(&self.headers)
     }
@@ -97,14 +101,41 @@ pub fn counted_firsts<'h, 'n, H: Head + ?Sized>(
     Ok(())
 }
 
-/// What a head says of its `Host` and its length, for the checks on a
-/// head alone.
+/// What a head says of its `Host` and its framing, for the checks on a
+/// head alone ([`screen`](crate::proxy::exchange::screen)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declared {
     /// `Host` lines.
     pub hosts: usize,
     /// The length `Content-Length` declares, if it is a number.
     pub length: Option<u64>,
+    /// A `Connection` line lists `Content-Length`, `Transfer-Encoding` or
+    /// `Host`. None of them is ever hop-by-hop (RFC 9110 §7.6.1): a proxy
+    /// that dropped them as listed would forward a body its upstream
+    /// frames differently (request smuggling), so such a head is refused.
+    pub lists_framing: bool,
+    /// HTTP/1.1, where a request without `Host` is refused (RFC 9112
+    /// §3.2); HTTP/1.0 and HTTP/2 (`:authority`) need none.
+    pub host_required: bool,
+}
+
+/// The names a `Connection` line may never list (see
+/// [`Declared::lists_framing`]).
+const NEVER_HOP_BY_HOP: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// Whether any of the `Connection` lines `lines` lists a name that is
+/// never hop-by-hop.
+pub fn lists_framing<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    (lines.into_iter())
+        .flat_map(|v| v.split(|b| *b == b','))
+        .any(|t| is_never_hop_by_hop(t.trim_ascii()))
+}
+
+/// Whether `token` (any case) names a header that is never hop-by-hop.
+pub fn is_never_hop_by_hop(token: &[u8]) -> bool {
+    NEVER_HOP_BY_HOP
+        .iter()
+        .any(|n| token.eq_ignore_ascii_case(n.as_bytes()))
 }
 
 /// `v` as text when it is visible ASCII (tabs allowed): what

@@ -20,6 +20,7 @@ mod proxy;
 mod reload;
 mod replicas;
 mod sessions;
+mod smuggling;
 mod store;
 mod tls;
 mod upstream_pool;

@@ -34,7 +34,7 @@ use std::thread::LocalKey;
 
 use buffers::{Lend, Lent};
 
-use super::head::{Declared, counted_firsts, visible};
+use super::head::{Declared, counted_firsts, is_never_hop_by_hop, visible};
 use super::headers::{Names, length_bit, name_is};
 
 /// The most header lines a head may have (hyper's server default is 100;
@@ -203,6 +203,8 @@ pub fn parse_request<'b>(
         declared: Declared {
             hosts: conn.hosts,
             length: conn.length,
+            lists_framing: conn.lists_framing,
+            host_required: minor == 1,
         },
     }))
 }
@@ -229,6 +231,9 @@ struct Conn {
     hosts: usize,
     /// A `Connection` line.
     connection: bool,
+    /// A `Connection` line lists a name that is never hop-by-hop
+    /// ([`Declared::lists_framing`]).
+    lists_framing: bool,
 }
 
 impl Conn {
@@ -250,6 +255,7 @@ impl Conn {
                     for t in tokens(h.value) {
                         c.close |= t.eq_ignore_ascii_case(b"close");
                         c.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                        c.lists_framing |= is_never_hop_by_hop(t);
                     }
                 }
                 14 if name_is(h.name.as_bytes(), "content-length") => {

@@ -294,17 +294,17 @@ fn a_raw_head_declares_repeats_and_finds_as_counting_its_lines_does() {
     let names = ["x-call-id", "x-chat-id", "x-session-id"].map(http::HeaderName::from_static);
     let names = crate::net::headers::Names::new(names.to_vec());
     type Firsts = [Option<&'static [u8]>; 3];
-    let cases: [(&[u8], Option<&str>, Declared, Firsts); 4] = [
+    let cases: [(&[u8], Option<&str>, Declared, Firsts); 6] = [
         (
             b"POST /r HTTP/1.1\r\nX-Chat-Id: a\r\nx-call-id: b\r\nX-CHAT-ID: c\r\nx-call-id: d\r\nContent-Length: 0\r\n\r\n",
             Some("x-call-id"),
-            Declared { hosts: 0, length: Some(0) },
+            Declared { hosts: 0, length: Some(0), lists_framing: false, host_required: true },
             [None; 3],
         ),
         (
             b"GET /r HTTP/1.1\r\nHost: a\r\nX-Session-Id: a\r\nhost: b\r\nx-session-id: b\r\n\r\n",
             Some("x-session-id"),
-            Declared { hosts: 2, length: None },
+            Declared { hosts: 2, length: None, lists_framing: false, host_required: true },
             [None; 3],
         ),
         (
@@ -312,10 +312,24 @@ fn a_raw_head_declares_repeats_and_finds_as_counting_its_lines_does() {
             // none of theirs: passed over on the length, or compared.
             b"POST /r HTTP/1.1\r\nHOST: h\r\nX-Call-Id: a\r\nContent-Type: t\r\nX-Chat-Id: b\r\nX-Forwarded-For: f\r\ncontent-type: u\r\ncontent-length: 12\r\n\r\n",
             None,
-            Declared { hosts: 1, length: Some(12) },
+            Declared { hosts: 1, length: Some(12), lists_framing: false, host_required: true },
             [Some(b"a"), Some(b"b"), None],
         ),
-        (b"GET /r HTTP/1.1\r\n\r\n", None, Declared { hosts: 0, length: None }, [None; 3]),
+        (b"GET /r HTTP/1.1\r\n\r\n", None, Declared { hosts: 0, length: None, lists_framing: false, host_required: true }, [None; 3]),
+        // Framing a proxy must never drop as hop-by-hop, in any case and
+        // on any of several `Connection` lines.
+        (
+            b"POST /r HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nconnection: x-a , Content-LENGTH\r\nContent-Length: 3\r\n\r\n",
+            None,
+            Declared { hosts: 1, length: Some(3), lists_framing: true, host_required: true },
+            [None; 3],
+        ),
+        (
+            b"GET /r HTTP/1.1\r\nHost: h\r\nConnection: close, host\r\n\r\n",
+            None,
+            Declared { hosts: 1, length: None, lists_framing: true, host_required: true },
+            [None; 3],
+        ),
     ];
     for (raw, twice, declared, firsts) in cases {
         let mut storage = super::storage();

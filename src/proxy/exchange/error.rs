@@ -72,6 +72,9 @@ pub enum ProxyError {
     /// The request body was malformed where the route needs to read it.
     #[error("{0}")]
     BadBody(&'static str),
+    /// The request's head is not one a proxy may forward as it is.
+    #[error("{0}")]
+    Malformed(&'static str),
     /// A header that must appear once appeared more than once (`Host`, a
     /// session-key header): which value counts would be a guess.
     #[error("the request has more than one `{0}` header; send it once")]
@@ -109,6 +112,7 @@ impl ProxyError {
             ProxyError::ResolverUnavailable => "resolver.unavailable",
             ProxyError::StoreUnavailable => "store.unavailable",
             ProxyError::BadBody(_) => "request.invalid_body",
+            ProxyError::Malformed(_) => "request.malformed",
             ProxyError::Ambiguous(_) => "request.duplicate_header",
             ProxyError::Mcp(e) => e.code(),
             ProxyError::ToolDenied(_) => "mcp.tool_denied",
@@ -125,6 +129,7 @@ impl ProxyError {
             | ProxyError::KeyInvalid
             | ProxyError::InvalidPath
             | ProxyError::BadBody(_)
+            | ProxyError::Malformed(_)
             | ProxyError::Ambiguous(_)
             | ProxyError::Mcp(_)
             | ProxyError::KeyAmbiguous(_) => StatusCode::BAD_REQUEST,

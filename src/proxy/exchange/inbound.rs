@@ -77,7 +77,9 @@ impl InBody {
 }
 
 /// The checks on a request head alone: a path that could climb out of the
-/// route, more than one `Host` (RFC 9112 §3.2: 400), a declared length
+/// route, no `Host` on HTTP/1.1 or more than one (RFC 9112 §3.2: 400), a
+/// `Connection` line listing a framing header (RFC 9110 §7.6.1: never
+/// hop-by-hop; forwarding it as listed would smuggle), a declared length
 /// over the route's limit. Pure, for the fuzz targets too.
 pub fn screen(route: &Route, head: &dyn Head, rest: &str) -> Result<(), ProxyError> {
     if has_dot_segments(rest) {
@@ -86,6 +88,16 @@ pub fn screen(route: &Route, head: &dyn Head, rest: &str) -> Result<(), ProxyErr
     let declared = head.declared();
     if declared.hosts > 1 {
         return Err(ProxyError::Ambiguous("Host"));
+    }
+    if declared.hosts == 0 && declared.host_required {
+        return Err(ProxyError::Malformed(
+            "an HTTP/1.1 request must carry a Host header",
+        ));
+    }
+    if declared.lists_framing {
+        return Err(ProxyError::Malformed(
+            "the Connection header lists Content-Length, Transfer-Encoding or Host, which are never hop-by-hop",
+        ));
     }
     if declared.length.is_some_and(|n| n > route.body_limit) {
         return Err(ProxyError::TooLarge);

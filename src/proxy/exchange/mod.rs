@@ -28,7 +28,8 @@ pub use inbound::screen;
 pub(crate) use inbound::{InBody, RPC_PEEK};
 pub use inject::{Rendered, RequestView, put_rules, render_rules};
 pub use outbound::Peer;
-pub(crate) use outbound::{put_path_and_query, put_raw_headers};
+pub(crate) use outbound::put_path_and_query;
+pub use outbound::put_raw_headers;
 pub(crate) use send::warn_failed;
 pub use session::{SessionKey, session_key};
 

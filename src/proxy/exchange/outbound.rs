@@ -12,7 +12,8 @@ use http::{Request, Uri, Version};
 
 use super::error::ProxyError;
 use crate::config::{InboundAuth, Route};
-use crate::net::h1::{RawHead, put_header};
+use crate::net::h1::{RawHead, put_content_length, put_header};
+use crate::net::head::Head as _;
 use crate::net::headers::{
     HOP_BY_HOP, NameSet, is_hop_by_hop, length_bit, name_is, strip_hop_by_hop,
 };
@@ -157,10 +158,14 @@ pub(super) fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<Hea
 
 /// The header lines of the upstream request for a raw head, written
 /// straight from the buffer: the client's lines the upstream may see, the
-/// rendered lines (`render` writes them) and `X-Forwarded-*`. The same
+/// rendered lines (`render` writes them), `X-Forwarded-*` and the body's
+/// framing. The framing is always the proxy's own: one `Content-Length`
+/// line with the length the core framed the body by, whatever the
+/// client's lines or its `Connection` list said (hyper's rule: what is
+/// forwarded is framed by us). The same
 /// headers as [`rewrite_headers`], [`inject::set`](super::inject) and
 /// [`forwarded_headers`] leave in a `HeaderMap` (a test compares them).
-pub(crate) fn put_raw_headers(
+pub fn put_raw_headers(
     out: &mut Vec<u8>,
     head: &RawHead<'_>,
     route: &Route,
@@ -209,6 +214,9 @@ pub(crate) fn put_raw_headers(
     if let Some(host) = host {
         put_header(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
     }
+    if let Some(n) = head.declared().length {
+        put_content_length(out, n);
+    }
     Ok(())
 }
 
@@ -221,6 +229,7 @@ fn left_out_lengths(route: &Route) -> u64 {
 /// The client's lines the proxy writes itself.
 const REPLACED: NameSet = NameSet::new(&[
     "host",
+    "content-length",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -360,6 +369,36 @@ x-absent = { template = "<< call.nothing >>", on_error = "omit" }
                 );
             }
         }
+    }
+
+    /// Whatever the client's `Connection` line lists, the body's length
+    /// goes upstream once, written by the proxy (`screen` refuses such a
+    /// head first; this is the writer's own rule beneath it).
+    #[test]
+    fn the_framing_written_upstream_is_the_proxys_own() {
+        let cfg = crate::config::check_texts(
+            "",
+            &[(
+                "r",
+                "upstream = \"http://127.0.0.1:1\"\ninbound_auth = \"none\"\n",
+            )],
+        )
+        .unwrap();
+        let route = cfg.route("r").unwrap();
+        let wire = b"POST /r/x HTTP/1.1\r\nHost: h\r\nConnection: content-length, x-a\r\n\
+CONTENT-LENGTH: 5\r\nx-a: 1\r\n\r\nhello";
+        let mut storage = h1::storage();
+        let head = h1::parse_request(wire, &mut storage, 1 << 16)
+            .unwrap()
+            .unwrap();
+        let spans = h1::Spans::of(wire, &head).unwrap();
+        let peer = Peer::new("192.0.2.7:4000".parse().unwrap(), false, false);
+        let mut raw = Vec::new();
+        put_raw_headers(&mut raw, &spans.view(wire), route, |_| Ok(()), &peer).unwrap();
+        let raw = String::from_utf8(raw).unwrap().to_ascii_lowercase();
+        assert_eq!(raw.matches("content-length").count(), 1, "{raw}");
+        assert!(raw.contains("content-length: 5\r\n"), "{raw}");
+        assert!(!raw.contains("x-a"), "{raw}");
     }
 
     #[test]

@@ -144,6 +144,10 @@ where
 {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // A 204 carries no Content-Length (RFC 9110 §8.6).
+    if parts.status == StatusCode::NO_CONTENT {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     let is_stream = parts
         .headers
         .get(header::CONTENT_TYPE)

@@ -499,8 +499,9 @@ async fn prepare(
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let rest = text(buf, &rest);
             let (key, session, rendered) = x.prepare(&*parts, rest, &in_body).await?;
+            let length = framed_length(&parts, body);
             let (uri, headers) = x.outgoing(&mut parts, rest, rendered, false)?;
-            write_request_head(out, &parts.method, &uri, route, &headers);
+            write_request_head(out, &parts.method, &uri, route, (&headers, length));
             Ok((key, session, in_body))
         }
     }
@@ -551,9 +552,10 @@ async fn retry(
     let Some(((mut parts, b), rendered)) = renewed else {
         return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
     };
+    let length = framed_length(&parts, b.len() as u64);
     let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
     out.clear();
-    write_request_head(out, &parts.method, &uri, route, &headers);
+    write_request_head(out, &parts.method, &uri, route, (&headers, length));
     out.extend_from_slice(&b);
     let who = (&**key, session.as_ref());
     attempt(x, route, io, (out, 0), to, to_send, false, who).await
@@ -655,14 +657,38 @@ async fn attempt(
     relay.run(x, to.response, (started, wall), who, out).await
 }
 
-/// Writes the upstream request head: request line, `Host`, headers.
-fn write_request_head(out: &mut Vec<u8>, method: &Method, uri: &Uri, route: &Route, h: &HeaderMap) {
+/// The `Content-Length` the upstream request carries: the length the core
+/// framed the client's body by (`body` bytes), when the client declared
+/// one (a request without a body may have none).
+fn framed_length(parts: &Parts, body: u64) -> Option<u64> {
+    parts
+        .headers
+        .contains_key(http::header::CONTENT_LENGTH)
+        .then_some(body)
+}
+
+/// Writes the upstream request head: request line, `Host`, headers, and
+/// the body's framing, always the core's own (`length`): the map's own
+/// framing lines are never copied (see [`put_raw_headers`]).
+fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    uri: &Uri,
+    route: &Route,
+    (h, length): (&HeaderMap, Option<u64>),
+) {
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
     request_line(out, method.as_str().as_bytes(), route, |out| {
         out.extend_from_slice(pq.as_bytes())
     });
     for (n, v) in h {
-        put_header(out, n.as_str().as_bytes(), v.as_bytes());
+        if n != CONTENT_LENGTH && n != TRANSFER_ENCODING {
+            put_header(out, n.as_str().as_bytes(), v.as_bytes());
+        }
+    }
+    if let Some(n) = length {
+        h1::put_content_length(out, n);
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -199,6 +199,12 @@ impl Relay<'_> {
         out.extend_from_slice(head.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         let connection = |h: &httparse::Header<'_>| name_is(h.name.as_bytes(), "connection");
+        // The client's framing is the core's own, written below. A
+        // `Content-Length` passes only where it frames nothing and tells
+        // the size of what a GET would have sent (HEAD, 304); a 1xx or 204
+        // carries none (RFC 9110 §8.6).
+        let describes = self.head_request || head.status == 304;
+        let bodiless = describes || head.status == 204;
         let lines = usize::from(head.connection) * MAX_HEADERS;
         let mut is_event_stream = false;
         let mut parts = self
@@ -207,7 +213,7 @@ impl Relay<'_> {
         for h in head.headers {
             let listed = head.headers.iter().filter(|h| connection(h)).take(lines);
             if is_hop_by_hop(h.name.as_bytes(), listed.map(|c| c.value))
-                || (name_is(h.name.as_bytes(), "content-length") && head.framing != Framing::Empty)
+                || (name_is(h.name.as_bytes(), "content-length") && !describes)
             {
                 continue;
             }
@@ -236,6 +242,7 @@ impl Relay<'_> {
         match head.framing {
             Framing::Length(n) => put_content_length(out, n),
             Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::Empty if !bodiless => put_content_length(out, 0),
             Framing::Empty | Framing::UntilClose => {}
         }
         if self.close || head.framing == Framing::UntilClose {

@@ -93,6 +93,9 @@ impl Drop for Served {
     }
 }
 
+/// `serve` arguments for both listeners on free loopback ports.
+pub const FREE_PORTS: [&str; 4] = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+
 pub fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut cmd = bin();
     cmd.arg("serve").arg("--templates").arg(dir).args(args);

@@ -5,6 +5,7 @@
 pub mod child;
 pub mod config;
 pub mod inproc;
+pub mod raw_upstream;
 pub mod redis;
 pub mod upstream;
 pub mod wait;
@@ -12,6 +13,7 @@ pub mod wait;
 pub use child::*;
 pub use config::*;
 pub use inproc::*;
+pub use raw_upstream::*;
 pub use redis::*;
 pub use upstream::*;
 pub use wait::*;
