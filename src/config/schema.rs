@@ -14,6 +14,8 @@ pub(super) struct RawServer {
     pub(super) admin_listen: Option<Spanned<String>>,
     pub(super) admin_token_env: Option<String>,
     #[serde(default)]
+    pub(super) admin_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
     pub(super) env_allow: Vec<Spanned<String>>,
     pub(super) ttl: Option<Spanned<String>>,
     pub(super) max_sessions: Option<u64>,
@@ -91,6 +93,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
     "admin_token_env",
+    "admin_hosts",
     "env_allow",
     "ttl",
     "max_sessions",

@@ -13,6 +13,7 @@ use super::schema::{RawServer, RawTimeouts};
 use super::store::{StoreKind, store};
 use super::tls;
 use crate::net::cidr::Cidr;
+use crate::net::host::AllowedHosts;
 use crate::secret::Secret;
 
 /// `headgate.toml` settings.
@@ -26,6 +27,9 @@ pub struct Server {
     pub admin_token_env: String,
     /// The admin token, if that variable is set.
     pub admin_token: Option<Secret>,
+    /// The `Host` names the admin listener answers besides loopback names
+    /// and IP literals (`admin_hosts`; the DNS-rebinding guard).
+    pub admin_hosts: AllowedHosts,
     /// A read-only token for `GET /metrics` (`metrics_token_env`), so
     /// Prometheus never holds the token that can rewrite sessions.
     pub metrics_token: Option<Secret>,
@@ -127,6 +131,7 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         let offset = raw.admin_listen.as_ref().map_or(0, |s| s.span().start);
         ctx.err(offset, "config.admin_token_required", format!("the admin API listens on a non-loopback address, so it needs a token: set `{admin_token_env}`"));
     }
+    let admin_hosts = admin_hosts(ctx, &raw.admin_hosts);
     let timeouts = timeouts(ctx, raw.timeouts.as_ref());
     let metrics_token = raw.metrics_token_env.as_ref().and_then(|e| ctx.secret(e));
     let trusted_proxies = raw
@@ -160,6 +165,7 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         admin_listen,
         admin_token_env,
         admin_token,
+        admin_hosts,
         metrics_token,
         trusted_proxies,
         max_connections: raw.max_connections.filter(|n| *n > 0),
@@ -188,6 +194,18 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
             .as_ref()
             .and_then(|t| tls::listener(ctx, t.cert_file.as_ref(), t.key_file.as_ref())),
     }
+}
+
+/// `admin_hosts`: host names, each optionally `.`-prefixed (then its
+/// subdomains too).
+fn admin_hosts(ctx: &mut Ctx<'_>, raw: &[Spanned<String>]) -> AllowedHosts {
+    let names: Vec<String> = raw.iter().map(|s| s.get_ref().clone()).collect();
+    AllowedHosts::new(&names).unwrap_or_else(|bad| {
+        let at = raw.iter().find(|s| *s.get_ref() == bad).map_or(0, |s| s.span().start);
+        let msg = format!("`{bad}` is not a host name; write e.g. `headgate-admin` or `.internal.example` (that domain and its subdomains)");
+        ctx.err(at, "config.invalid_value", msg);
+        AllowedHosts::default()
+    })
 }
 
 /// `[timeouts]`: nginx-style names, each with its default.

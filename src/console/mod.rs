@@ -70,7 +70,7 @@ where
     if path == "/ui/console.css" {
         return css();
     }
-    if post && !same_origin(&parts.headers) {
+    if post && !same_origin(&parts.headers, "http") {
         return html(
             StatusCode::FORBIDDEN,
             pages::message(
@@ -397,19 +397,25 @@ pub(crate) fn path_segment(id: &str) -> String {
     utf8_percent_encode(id, SEGMENT).to_string()
 }
 
-/// A POST is from this console's own pages: `Sec-Fetch-Site` (sent by
-/// every current browser) says `same-origin` (or `none`: typed by the
-/// user), or, from a client without it, `Origin` is absent or names the
-/// host the request was sent to. The order Go's `CrossOriginProtection`
-/// uses; a page with a no-referrer policy may post `Origin: null`.
-fn same_origin(h: &http::HeaderMap) -> bool {
+/// A POST is from this console's own pages. Both signals must agree:
+/// `Sec-Fetch-Site` (sent by every current browser), when present, says
+/// `same-origin` (or `none`: typed by the user); and `Origin`, when
+/// present, is exactly `scheme://Host` (`scheme`: the listener's own), or
+/// `null` from a browser that also sent `Sec-Fetch-Site` (a page with a
+/// no-referrer policy). A rebound name passes both, so the `Host` itself
+/// is allow-listed before any console code runs (`net::host`).
+fn same_origin(h: &http::HeaderMap, scheme: &str) -> bool {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    if let Some(site) = get("sec-fetch-site") {
-        return site == "same-origin" || site == "none";
+    let site = get("sec-fetch-site");
+    if site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return false;
     }
     match (get("origin"), get("host")) {
         (None, _) => true,
-        (Some(o), Some(host)) => o.split_once("://").is_some_and(|(_, h)| h == host),
+        (Some("null"), _) => site.is_some(),
+        (Some(o), Some(host)) => o.split_once("://").is_some_and(|(sch, h)| {
+            sch.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host)
+        }),
         (Some(_), None) => false,
     }
 }
@@ -523,17 +529,24 @@ mod tests {
     fn origins() {
         let mut h = http::HeaderMap::new();
         h.insert("host", HeaderValue::from_static("127.0.0.1:9090"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, "http"));
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:9090"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, "http"));
+        // The scheme counts: an `http://` page is not the HTTPS console.
+        assert!(!same_origin(&h, "https"));
         h.insert("origin", HeaderValue::from_static("http://evil.example"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, "http"));
+        // `Sec-Fetch-Site: same-origin` does not excuse another Origin.
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(!same_origin(&h, "http"));
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:9090"));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, "http"));
         h.insert("origin", HeaderValue::from_static("null"));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, "http"));
+        h.remove("sec-fetch-site");
+        assert!(!same_origin(&h, "http"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod client;
 pub mod h1;
 pub mod head;
 pub mod headers;
+pub mod host;
 pub mod limits;
 pub mod listen;
 pub mod response;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin_guard;
 mod cli;
 mod conformance;
 mod connections;

@@ -55,6 +55,13 @@ where
         return r;
     }
     let cfg = ctx.config.borrow().clone();
+    if !host_allowed(&req, &cfg) {
+        return response::error(
+            StatusCode::FORBIDDEN,
+            "admin.host_not_allowed",
+            "the admin listener answers only a Host that is a loopback name, an IP address or a name in admin_hosts (a guard against DNS rebinding); add the name you reach it by to admin_hosts in headgate.toml",
+        );
+    }
     if path == "/ui" || path.starts_with("/ui/") {
         let src = console::Sources {
             config: &cfg,
@@ -133,6 +140,19 @@ fn probe(method: &Method, path: &str, ctx: &AdminCtx) -> Option<Response<Body>> 
         )),
         _ => None,
     }
+}
+
+/// Whether the request's `Host` (or, on HTTP/2, `:authority`) is one the
+/// admin listener answers ([`crate::net::host`]). Probes are answered
+/// before this: a kubelet names the pod's IP, and they show nothing.
+fn host_allowed<B>(req: &Request<B>, cfg: &Config) -> bool {
+    let host = match (req.headers().get(header::HOST), req.uri().authority()) {
+        (Some(v), _) => v.to_str().unwrap_or_default(),
+        (None, Some(a)) => a.as_str(),
+        // No Host at all (HTTP/1.0 by hand): no browser sends that.
+        (None, None) => return true,
+    };
+    cfg.server.admin_hosts.allows(host)
 }
 
 /// The bearer token a request carries (`""` when none).
