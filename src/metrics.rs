@@ -3,7 +3,7 @@
 //! Labels carry only route names, status codes and error codes: never a
 //! session id, header value or variable.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -57,11 +57,40 @@ pub struct McpLabels {
     /// A known MCP method, or `other`.
     pub method: &'static str,
     /// The tool (bounded: see [`Metrics::mcp_request`]), or `""`.
-    pub tool: String,
+    pub tool: ClientText,
     /// `ok`, `error` (the upstream answered 4xx/5xx), `denied` (the
     /// route's tool policy), `refused` (any other proxy error).
     pub outcome: &'static str,
 }
+
+/// A label value a client chose (an MCP tool name), written escaped as
+/// the exposition formats require (`\\`, `\"`, `\n`): `prometheus-client`
+/// writes label values as they are, so a name holding `"` or a newline
+/// could otherwise end its sample and plant others.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
+pub struct ClientText(pub String);
+
+impl EncodeLabelValue for ClientText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        let mut rest = self.0.as_str();
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..i])?;
+            encoder.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        encoder.write_str(rest)
+    }
+}
+
+/// The longest client-chosen text kept as a label value (an MCP tool name
+/// is at most 128 characters of `A-Za-z0-9_.-`); a longer one counts as
+/// `other`.
+pub const MAX_LABEL_BYTES: usize = 128;
 
 /// `credential`, `outcome` of a token request or a signing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -489,7 +518,8 @@ impl Metrics {
     }
 
     /// Counts one MCP request. The tool label is the tool's name for the
-    /// first 200 distinct names a route sees, then `other`.
+    /// first 200 distinct names a route sees, then `other` (as is a name
+    /// over [`MAX_LABEL_BYTES`]).
     pub fn mcp_request(
         &self,
         route: &str,
@@ -512,7 +542,7 @@ impl Metrics {
         if counted {
             return;
         }
-        let tool = tool.map_or(String::new(), |t| self.tool_label(route, t));
+        let tool = ClientText(tool.map_or(String::new(), |t| self.tool_label(route, t)));
         let labels = McpLabels {
             route: route.to_string(),
             method,
@@ -527,7 +557,7 @@ impl Metrics {
         };
         let latency = self.mcp_latency.get_or_create(&rm).clone();
         latency.observe(seconds);
-        if labels.tool == asked {
+        if labels.tool.0 == asked {
             self.mcp_handles.insert(key, &parts, (count, latency));
         }
     }
@@ -564,6 +594,9 @@ impl Metrics {
     }
 
     fn tool_label(&self, route: &str, tool: &str) -> String {
+        if tool.len() > MAX_LABEL_BYTES {
+            return "other".to_string();
+        }
         let mut seen = self.mcp_tools.lock().unwrap_or_else(|e| e.into_inner());
         if !seen.contains_key(route) {
             seen.insert(route.to_string(), Default::default());
@@ -804,6 +837,43 @@ mod tests {
         assert!(text.contains("tool=\"other\",outcome=\"ok\"} 50"), "{text}");
         assert!(text.contains("method=\"other\""));
         assert!(!text.contains("made/up"));
+    }
+
+    /// Tool names a client chose cannot end their sample, plant another
+    /// or a second `# EOF`, nor grow the exposition without bound.
+    #[test]
+    fn client_chosen_tool_names_are_escaped_and_capped() {
+        let m = Metrics::new();
+        let forged =
+            "x\"} 1\nheadgate_requests_total{route=\"crm\",status=\"500\"} 123456789\n# EOF\n\\";
+        m.mcp_request("crm", Some("tools/call"), Some(forged), "ok", 0.01);
+        m.mcp_request(
+            "crm",
+            Some("tools/call"),
+            Some(&"a".repeat(1 << 20)),
+            "ok",
+            0.01,
+        );
+        for text in [m.encode(), m.encode_prometheus()] {
+            let forged_line = |l: &&str| l.starts_with("headgate_requests_total{route=\"crm\"");
+            assert!(!text.lines().any(|l| forged_line(&l)), "{text}");
+            let eofs = text.lines().filter(|l| *l == "# EOF").count();
+            assert!(eofs <= 1, "{text}");
+            assert!(text.len() < 64 << 10, "{} bytes", text.len());
+            let line = (text.lines())
+                .find(|l| l.starts_with("headgate_mcp_requests_total{") && l.contains("x\\\""));
+            let line = line.unwrap_or_else(|| panic!("no escaped sample in {text}"));
+            assert!(line.contains(r#"tool="x\"} 1\nheadgate_requests_total{route=\"crm\",status=\"500\"} 123456789\n# EOF\n\\","#), "{line}");
+            assert!(text.contains(r#"tool="other",outcome="ok"} 1"#), "{text}");
+        }
+        // promtool-style: every sample line parses, and the forged name
+        // reads back as it was sent.
+        let text = m.encode();
+        let tools: Vec<String> = (text.lines().filter_map(sample))
+            .filter(|(n, _, _)| *n == "headgate_mcp_requests_total")
+            .filter_map(|(_, l, _)| l.into_iter().find(|(k, _)| *k == "tool").map(|(_, v)| v))
+            .collect();
+        assert!(tools.contains(&forged.to_string()), "{tools:?}");
     }
 
     #[test]

@@ -53,6 +53,34 @@ pub struct Record {
     pub mcp: bool,
 }
 
+/// The most bytes of a client-chosen field (tool, method, a string
+/// JSON-RPC id) an audit line or a timeline keeps: a client could
+/// otherwise write megabytes into the audit file per request.
+pub const MAX_FIELD_BYTES: usize = 128;
+
+/// `s` cut to [`MAX_FIELD_BYTES`] at a character boundary, `…` marking a
+/// cut.
+pub fn clip(s: &str) -> String {
+    if s.len() <= MAX_FIELD_BYTES {
+        return s.to_string();
+    }
+    let mut end = MAX_FIELD_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A JSON-RPC id as recorded: a string id [`clip`]ped, a number as it
+/// is, anything longer (not a valid id) dropped.
+pub fn clip_id(id: Value) -> Option<Value> {
+    match id {
+        Value::String(s) => Some(Value::String(clip(&s))),
+        v if v.to_string().len() <= MAX_FIELD_BYTES => Some(v),
+        _ => None,
+    }
+}
+
 /// Requests kept per session in the timeline: this many MCP requests, and
 /// as many of other routes' (so a busy plain route never pushes a call's
 /// MCP requests out of `GET /calls/{id}`).
@@ -432,6 +460,28 @@ async fn recv_hup(_: &mut Hangups) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_chosen_fields_are_clipped_at_a_character_boundary() {
+        assert_eq!(clip("search"), "search");
+        let long = "é".repeat(100);
+        let cut = clip(&long);
+        assert!(
+            cut.len() <= MAX_FIELD_BYTES + '…'.len_utf8() && cut.ends_with('…'),
+            "{cut}"
+        );
+        assert_eq!(
+            clip_id(Value::String("x".repeat(1 << 20)))
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .len(),
+            MAX_FIELD_BYTES + 3
+        );
+        assert_eq!(clip_id(serde_json::json!(7)), Some(serde_json::json!(7)));
+        assert_eq!(clip_id(serde_json::json!({"a": "b".repeat(500)})), None);
+        assert_eq!(clip_id(Value::Null), Some(Value::Null));
+    }
 
     fn rec(i: u64) -> Record {
         Record {

@@ -12,6 +12,7 @@ mod console;
 mod credentials;
 mod faults;
 mod hardening;
+mod hostile;
 mod injection;
 mod interop;
 mod mcp;

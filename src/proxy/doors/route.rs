@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use crate::config::{AccessLog, Config, ErrorStyle};
 use crate::mcp::McpView;
-use crate::mcp::audit::{Record, format_rfc3339};
+use crate::mcp::audit::{Record, clip, clip_id, format_rfc3339};
 use crate::metrics::RouteCode;
 use crate::net::response::Body;
 use crate::net::tracecontext::Trace;
@@ -243,12 +243,9 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
         route: x.route().name.clone(),
         // Only audit lines and `GET /calls/{id}` show it.
         session: view.map_or(String::new(), |_| session.to_string()),
-        method: view
-            .and_then(McpView::method)
-            .unwrap_or_default()
-            .to_string(),
-        tool: view.and_then(McpView::tool).map(str::to_string),
-        rpc_id: view.and_then(|_| x.rpc_id()),
+        method: clip(view.and_then(McpView::method).unwrap_or_default()),
+        tool: view.and_then(McpView::tool).map(clip),
+        rpc_id: view.and_then(|_| x.rpc_id()).and_then(clip_id),
         status: done.status,
         code: (!done.code.is_empty()).then_some(done.code),
         upstream_ms: x.upstream_ms(),
