@@ -19,7 +19,7 @@ pub const COOKIE: &str = "headgate_console";
 /// How long a login lasts.
 pub const LOGIN_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// Logins kept at once; past it the oldest is dropped.
+/// Logins kept at once per role; past it that role's oldest is dropped.
 const MAX_LOGINS: usize = 256;
 
 /// What a login may do.
@@ -75,9 +75,11 @@ impl Logins {
         };
         let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, l| l.expires > Instant::now());
-        if map.len() >= MAX_LOGINS
-            && let Some(oldest) = map
-                .iter()
+        // Each role has its own room: logins with the read-only token can
+        // never push an admin's login out.
+        let same_role = || map.iter().filter(|(_, l)| l.role == role);
+        if same_role().count() >= MAX_LOGINS
+            && let Some(oldest) = same_role()
                 .min_by_key(|(_, l)| l.expires)
                 .map(|(k, _)| k.clone())
         {
@@ -185,6 +187,23 @@ mod tests {
         assert_eq!(cookie_value(h, COOKIE), Some("abc"));
         assert_eq!(cookie_value("headgate_consolex=1", COOKIE), None);
         assert!(set_cookie("x").contains("HttpOnly; SameSite=Strict"));
+    }
+
+    #[test]
+    fn read_only_logins_never_push_an_admin_out() {
+        let main =
+            "metrics_token_env = \"HG_TEST_API_KEY\"\nadmin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n";
+        let cfg = crate::config::check_texts(main, &[]).unwrap();
+        let logins = Logins::default();
+        let (admin, _) = logins.login(&cfg, "admin-token-abcdef").unwrap();
+        for _ in 0..MAX_LOGINS + 4 {
+            logins.login(&cfg, "api-key-for-resolver").unwrap();
+        }
+        let cookie = format!("{COOKIE}={admin}");
+        assert_eq!(
+            logins.find(&cfg, Some(&cookie)).map(|l| l.role),
+            Some(Role::Admin)
+        );
     }
 
     #[test]

@@ -26,14 +26,35 @@ use crate::template::{HeaderTemplate, redact};
 use auth::{Login, Logins, Role};
 use pages::{Call, Overview, Playground, RouteRow, SessionInfo};
 
-/// The console's own state: its logins and the counters' recent history.
-#[derive(Default)]
+/// The console's own state: its logins, the counters' recent history and
+/// the playground's renders in flight.
 pub struct Console {
     /// Live logins.
     pub logins: Logins,
     /// Sampled counters, for the overview's rates.
     pub history: std::sync::Arc<history::History>,
+    /// Playground renders at once: each runs on a blocking thread, never
+    /// on the admin listener's event loop (which answers the probes).
+    renders: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+impl Default for Console {
+    fn default() -> Self {
+        Self {
+            logins: Logins::default(),
+            history: Default::default(),
+            renders: std::sync::Arc::new(tokio::sync::Semaphore::new(PLAYGROUND_RENDERS)),
+        }
+    }
+}
+
+/// Playground renders run at once; one more is told the playground is
+/// busy rather than queued.
+const PLAYGROUND_RENDERS: usize = 2;
+
+/// How long the page waits for a playground render (the template's own
+/// budgets end one well before).
+const PLAYGROUND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the console reads (all owned elsewhere).
 pub struct Sources<'a> {
@@ -141,6 +162,22 @@ async fn route(
     src: &Sources<'_>,
 ) -> Response<Body> {
     let call_path = path.strip_prefix("/ui/calls/");
+    // The metrics token opens what `/metrics` shows: the overview's
+    // aggregate figures, nothing of a call and no playground.
+    let overview_only = !matches!(
+        (method, path),
+        (&Method::GET, "/ui" | "/ui/") | (&Method::POST, "/ui/logout")
+    );
+    if login.role == Role::ReadOnly && overview_only {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Read-only",
+                "a read-only login shows the overview only (the figures /metrics has); log in with the admin token to inspect calls or use the playground",
+                Some(login),
+            ),
+        );
+    }
     match (method, path) {
         (&Method::GET, "/ui" | "/ui/") => html(
             StatusCode::OK,
@@ -161,7 +198,8 @@ async fn route(
             pages::playground(&Playground::default(), login),
         ),
         (&Method::POST, "/ui/playground") => {
-            html(StatusCode::OK, pages::playground(&playground(form), login))
+            let (status, shown) = off_the_loop(form, console).await;
+            html(status, pages::playground(&shown, login))
         }
         (&Method::GET, _) if call_path.is_some_and(|p| !p.contains('/')) => {
             inspect(call_path.unwrap_or_default(), login, src).await
@@ -288,18 +326,9 @@ async fn inspect(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Body> 
     )
 }
 
-/// `POST /ui/calls/{id}/end`: deletes the session (admin logins only).
+/// `POST /ui/calls/{id}/end`: deletes the session (admin logins only:
+/// [`route`] sends a read-only one away first).
 async fn end_session(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Body> {
-    if login.role != Role::Admin {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                "Read-only",
-                "a read-only login cannot end sessions",
-                Some(login),
-            ),
-        );
-    }
     let id = percent_decode_str(raw).decode_utf8_lossy().into_owned();
     if let Err(e) = check_id(&id) {
         return html(
@@ -316,12 +345,47 @@ async fn end_session(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Bo
     }
 }
 
+/// [`playground`] on a blocking thread, at most [`PLAYGROUND_RENDERS`] at
+/// once and waited for at most [`PLAYGROUND_WAIT`]: a hostile template
+/// from any login can then neither stall the admin listener (its probes
+/// included) nor take every thread.
+async fn off_the_loop(form: &Form, console: &Console) -> (StatusCode, Playground) {
+    let template = form.get("template").unwrap_or("").to_string();
+    let vars = form.get("vars").unwrap_or("").to_string();
+    let reveal = form.get("reveal").is_some();
+    let refused = |template: String, vars: String, why: &str| Playground {
+        template,
+        vars,
+        reveal,
+        outcome: Some(Err(why.to_string())),
+    };
+    let Ok(permit) = console.renders.clone().try_acquire_owned() else {
+        let why = "console.busy: other playground renders are running; try again in a moment";
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            refused(template, vars, why),
+        );
+    };
+    let (t, v) = (template.clone(), vars.clone());
+    let render = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        playground(t, v, reveal)
+    });
+    match tokio::time::timeout(PLAYGROUND_WAIT, render).await {
+        Ok(Ok(shown)) => (StatusCode::OK, shown),
+        _ => {
+            let why = "console.busy: the render did not finish in time";
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                refused(template, vars, why),
+            )
+        }
+    }
+}
+
 /// The playground's render: the value redacted unless `reveal`, or the
 /// error with a caret under its column.
-fn playground(form: &Form) -> Playground {
-    let template = form.get("template").unwrap_or("").to_string();
-    let vars_text = form.get("vars").unwrap_or("").to_string();
-    let reveal = form.get("reveal").is_some();
+fn playground(template: String, vars_text: String, reveal: bool) -> Playground {
     let vars = if vars_text.trim().is_empty() {
         Ok(Value::Object(Default::default()))
     } else {
@@ -558,17 +622,21 @@ mod tests {
                 r#"{"call": {"token": "s3cret-value"}}"#.into(),
             ),
         ]);
-        let out = playground(&form).outcome.unwrap().unwrap();
+        let run = |f: &Form| {
+            let get = |n: &str| f.get(n).unwrap_or("").to_string();
+            playground(get("template"), get("vars"), f.get("reveal").is_some())
+        };
+        let out = run(&form).outcome.unwrap().unwrap();
         assert!(!out.contains("s3cret-value"), "{out}");
         let form = Form(vec![("template".into(), "<< x | nope >>".into())]);
-        let err = playground(&form).outcome.unwrap().unwrap_err();
+        let err = run(&form).outcome.unwrap().unwrap_err();
         assert!(
             err.contains("template.unknown_filter") && err.contains('^'),
             "{err}"
         );
         let form = Form(vec![("vars".into(), "{\"a\": }".into())]);
         assert!(
-            playground(&form)
+            run(&form)
                 .outcome
                 .unwrap()
                 .unwrap_err()

@@ -84,17 +84,21 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// The navigation only an admin login has: the playground and the call
+/// inspector (a read-only login sees the overview alone).
+const ADMIN_NAV: &str = r#" <a href="/ui/playground">Playground</a>
+<form class="call" method="get" action="/ui/calls"><input name="call" placeholder="call or session id" aria-label="call id" required> <button>Inspect</button></form>"#;
+
 /// A page: title, the navigation of a logged-in user, the body.
 fn page(title: &str, login: Option<&Login>, body: &str) -> String {
     let nav = match login {
         Some(l) => {
-            let role = match l.role {
-                Role::Admin => "admin",
-                Role::ReadOnly => "read-only",
+            let (role, admin_only) = match l.role {
+                Role::Admin => ("admin", ADMIN_NAV),
+                Role::ReadOnly => ("read-only", ""),
             };
             format!(
-                r#"<nav><a href="/ui">Overview</a> <a href="/ui/playground">Playground</a>
-<form class="call" method="get" action="/ui/calls"><input name="call" placeholder="call or session id" aria-label="call id" required> <button>Inspect</button></form>
+                r#"<nav><a href="/ui">Overview</a>{admin_only}
 <span class="who">{role}</span>
 <form method="post" action="/ui/logout"><input type="hidden" name="csrf" value="{}"><button id="logout">Log out</button></form></nav>"#,
                 esc(&l.csrf)

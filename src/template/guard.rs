@@ -29,6 +29,10 @@ pub(crate) const MAX_ITERATIONS: u32 = 10_000;
 pub(crate) const MAX_RANGE: f64 = 10_000.0;
 /// Largest string or array any filter may produce.
 pub(crate) const MAX_VALUE_BYTES: usize = 256 << 10;
+/// Most bytes all filters of one render may read and produce together: a
+/// loop of filters over the largest values (a `replace` over 256 KiB,
+/// 3,000 times) is otherwise within every other cap and runs for seconds.
+pub(crate) const MAX_WORK_BYTES: usize = 16 << 20;
 /// Most bytes one render may write (header values are limited to 8 KiB;
 /// this bounds the work a hostile template can do before that check).
 pub(crate) const MAX_RENDER_BYTES: usize = 64 << 10;
@@ -52,6 +56,7 @@ pub(crate) struct Failure {
 
 thread_local! {
     static TICKS: Cell<u32> = const { Cell::new(0) };
+    static WORK: Cell<usize> = const { Cell::new(0) };
     static CURRENT: Cell<u32> = const { Cell::new(u32::MAX) };
     static FAILURE: Cell<Option<Failure>> = const { Cell::new(None) };
     static MISS: Cell<bool> = const { Cell::new(false) };
@@ -60,6 +65,7 @@ thread_local! {
 /// Clears the state before a render.
 pub(crate) fn reset() {
     TICKS.with(|t| t.set(0));
+    WORK.with(|w| w.set(0));
     CURRENT.with(|c| c.set(u32::MAX));
     FAILURE.with(|f| f.set(None));
     take_miss();
@@ -129,22 +135,39 @@ pub(crate) fn range(span: f64) -> Result<(), liquid_core::Error> {
     Ok(())
 }
 
-/// A filter's result must stay under [`MAX_VALUE_BYTES`].
-pub(crate) fn value_size(v: &liquid_core::Value) -> Result<(), liquid_core::Error> {
-    let too_big = match v {
-        liquid_core::Value::Scalar(sc) => {
-            liquid_core::ValueView::to_kstr(sc).len() > MAX_VALUE_BYTES
-        }
-        liquid_core::Value::Array(a) => a.len() > MAX_VALUE_BYTES / 8,
-        _ => false,
-    };
-    if too_big {
+/// A filter's result must stay under [`MAX_VALUE_BYTES`], and what the
+/// render's filters read and produced together under [`MAX_WORK_BYTES`].
+pub(crate) fn value_size(
+    input: &dyn liquid_core::ValueView,
+    v: &liquid_core::Value,
+) -> Result<(), liquid_core::Error> {
+    let out = weight(v);
+    if out > MAX_VALUE_BYTES {
         return Err(fail(
             ErrorKind::RenderFailed,
             "a filter produced a value larger than 256 KiB",
         ));
     }
+    let work = WORK.with(|w| {
+        let n = w.get().saturating_add(out).saturating_add(weight(input));
+        w.set(n);
+        n
+    });
+    if work > MAX_WORK_BYTES {
+        return Err(fail(
+            ErrorKind::RenderFailed,
+            "the template's filters worked through more than 16 MiB",
+        ));
+    }
     Ok(())
+}
+
+/// The bytes a value stands for: a string's length, eight a list element.
+fn weight(v: &dyn liquid_core::ValueView) -> usize {
+    if let Some(sc) = v.as_scalar() {
+        return liquid_core::ValueView::to_kstr(&sc).len();
+    }
+    v.as_array().map_or(0, |a| a.size() as usize * 8)
 }
 
 /// The marker before reference `id`: `{{nil|hg_at:ID}}`.

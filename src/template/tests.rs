@@ -345,6 +345,13 @@ fn hostile_templates_run_out_of_fuel_instead_of_hanging() {
             "<% for i in (1..9000) %>xxxxxxxxxx<% endfor %>",
             "template.render_failed",
         ),
+        // Each step within every cap, the whole an unbounded amount of
+        // work (22.8 s in the console before the work budget).
+        (
+            "<% assign b = s | append: 'a' %><% for i in (1..17) %><% assign b = b | append: b %><% endfor %>\
+<% for i in (1..3000) %><% assign c = b | replace: 'a', 'b' %><% endfor %>",
+            "template.render_failed",
+        ),
     ] {
         let e = render(t, v.clone()).unwrap_err();
         assert_eq!(e.code(), want, "{t}");

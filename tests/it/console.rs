@@ -268,13 +268,32 @@ async fn console_login_pages_csrf_and_no_secret_on_any_page() {
     assert!(rejected.contains(r#"id="generation">1<"#));
     seen_pages.push(rejected);
 
-    // Read-only: sees the call, cannot end it.
+    // Read-only: what /metrics shows (the overview), nothing of a call
+    // (`GET /calls/{id}` refuses the metrics token too), no playground;
+    // and it cannot end a call.
     let ro = log_in(&admin, METRICS_TOKEN).await;
-    let (_, ro_call) = page(&admin, &ro, "/ui/calls/call-console-1").await;
+    let (status, ro_overview) = page(&admin, &ro, "/ui").await;
+    assert_eq!(status, 200);
     assert!(
-        ro_call.contains("read-only") && !ro_call.contains(r#"id="end""#),
-        "{ro_call}"
+        ro_overview.contains(r#"data-route="crm""#) && !ro_overview.contains(r#"name="call""#),
+        "{ro_overview}"
     );
+    for path in ["/ui/calls/call-console-1", "/ui/playground"] {
+        let (status, ro_call) = page(&admin, &ro, path).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(
+            ro_call.contains("read-only") && !ro_call.contains("call.metadata"),
+            "{ro_call}"
+        );
+    }
+    let api = client()
+        .get(format!("http://{admin}/calls/call-console-1"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    let ro_call = ro_overview;
     let ro_csrf = csrf(&ro_call);
     let (status, _) = post(
         &admin,
@@ -368,4 +387,71 @@ async fn console_in_a_real_browser() {
             .unwrap_or(0);
         assert!(len > 1000, "{shot} missing or empty");
     }
+}
+
+/// A hostile playground template (each step within every cap, the whole
+/// seconds of work) from six logins at once: the admin listener keeps
+/// answering its probes, every render ends within its budget, and those
+/// past the concurrency bound are told the playground is busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_playground_renders_never_stall_the_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    console_config(dir.path(), "http://127.0.0.1:9");
+    let s = serve(dir.path(), &FREE_PORTS, &[]);
+    let admin = s.admin.clone();
+    let cookie = log_in(&admin, ADMIN_TOKEN).await;
+    let token = csrf(&page(&admin, &cookie, "/ui/playground").await.1);
+    let template = "<% assign b = s | append: 'a' %><% for i in (1..17) %><% assign b = b | append: b %><% endfor %>\
+<% for i in (1..3000) %><% assign c = b | replace: 'a', 'b' %><% endfor %>";
+    let started = std::time::Instant::now();
+    let renders: Vec<_> = (0..6)
+        .map(|_| {
+            let (admin, cookie, token) = (admin.clone(), cookie.clone(), token.clone());
+            tokio::spawn(async move {
+                let form = [
+                    ("template", template),
+                    ("vars", r#"{"s": "x"}"#),
+                    ("csrf", &token),
+                ];
+                post(&admin, &cookie, "/ui/playground", &form).await
+            })
+        })
+        .collect();
+    // Probes every 50 ms while the renders run: each answered promptly.
+    let mut slowest = Duration::ZERO;
+    while !renders.iter().all(|r| r.is_finished()) && started.elapsed() < Duration::from_secs(20) {
+        let t = std::time::Instant::now();
+        let r = client()
+            .get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        slowest = slowest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a probe took {slowest:?}"
+    );
+    let mut by_status = std::collections::BTreeMap::new();
+    for r in renders {
+        let (status, body) = r.await.unwrap();
+        let shown = if status == 200 {
+            "template.render_failed"
+        } else {
+            "console.busy"
+        };
+        assert!(body.contains(shown), "{status}: {body}");
+        *by_status.entry(status).or_insert(0) += 1;
+    }
+    assert!(
+        by_status.get(&200).is_some_and(|n| *n >= 1),
+        "{by_status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }

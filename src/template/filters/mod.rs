@@ -262,7 +262,7 @@ impl Filter for Applied {
             kwargs: &self.kwargs,
         };
         let out = (self.def.run)(&call)?;
-        guard::value_size(&out)?;
+        guard::value_size(input, &out)?;
         Ok(out)
     }
 }
