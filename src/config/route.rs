@@ -217,9 +217,19 @@ impl Route {
             InboundAuth::Platform { platform, .. } => platform.request_signature(),
         };
         let rules = self.headers.iter().map(|r| r.name.as_str());
+        let identity = self.limits_tools().then_some("accept-encoding");
         (auth.into_iter())
             .chain(self.strip.iter().map(http::HeaderName::as_str))
             .chain(rules)
+            .chain(identity)
+    }
+
+    /// Whether `[mcp]` limits the tools callers may call: then calls are
+    /// judged and `tools/list` results filtered, so its upstream requests
+    /// ask for `Accept-Encoding: identity` (a compressed list could not
+    /// be read).
+    pub fn limits_tools(&self) -> bool {
+        self.mcp.as_ref().is_some_and(|p| !p.is_open())
     }
 
     /// Whether the route reads the request body whole before forwarding:
@@ -231,7 +241,7 @@ impl Route {
         matches!(self.inbound_auth, InboundAuth::Platform { .. })
             || self.parses_body()
             || !self.credentials.is_empty()
-            || self.mcp.as_ref().is_some_and(|p| !p.is_open())
+            || self.limits_tools()
     }
 
     /// Whether the route reads any of the body before forwarding (all

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod filter;
+pub mod legacy;
 pub mod policy;
 
 use http::{HeaderMap, HeaderName};

@@ -16,6 +16,7 @@ mod hostile;
 mod injection;
 mod interop;
 mod mcp;
+mod mcp_filter;
 mod operator;
 mod platforms;
 mod proxy;

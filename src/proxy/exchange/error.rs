@@ -167,18 +167,9 @@ impl ProxyError {
     /// the request, when it could be read.
     pub fn to_response(&self, style: ErrorStyle, rpc_id: Option<Value>) -> Response<Body> {
         let mut r = match (style, rpc_id) {
-            (ErrorStyle::JsonRpc, Some(id)) => response::json(
-                StatusCode::OK,
-                &json!({
-                    "jsonrpc": "2.0",
-                    "id": id,
-                    "error": {
-                        "code": -32000,
-                        "message": format!("{}: {}", self.code(), self),
-                        "data": { "code": self.code(), "status": self.status().as_u16() }
-                    }
-                }),
-            ),
+            (ErrorStyle::JsonRpc, Some(id)) => {
+                response::json(StatusCode::OK, &self.to_response_json(id))
+            }
             _ => response::error(self.status(), self.code(), &self.to_string()),
         };
         if matches!(self, ProxyError::InboundAuth) {
@@ -188,6 +179,21 @@ impl ProxyError {
             );
         }
         r
+    }
+}
+
+impl ProxyError {
+    /// The JSON-RPC error response for the request with id `id`.
+    pub fn to_response_json(&self, id: Value) -> Value {
+        json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": -32000,
+                "message": format!("{}: {}", self.code(), self),
+                "data": { "code": self.code(), "status": self.status().as_u16() }
+            }
+        })
     }
 }
 

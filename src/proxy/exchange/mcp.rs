@@ -27,6 +27,11 @@ impl Exchange<'_> {
             return Err(mcp::McpError::UnreadableBody.into());
         }
         let denied = policy.and_then(|p| p.denied(&view)).map(str::to_string);
+        if policy.is_some() {
+            self.legacy_stream = (head.query())
+                .and_then(mcp::legacy::session_id)
+                .map(str::to_string);
+        }
         if self.rpc_id.is_none() {
             self.rpc_id = view.id.clone();
         }
@@ -38,12 +43,34 @@ impl Exchange<'_> {
     }
 
     /// The tool policy the response is filtered by: on a route that
-    /// restricts tools, for a request that lists them.
+    /// restricts tools, for a request that lists them or one that carries
+    /// no message (a GET stream: the legacy HTTP+SSE transport answers
+    /// every request there, a `tools/list` among them).
     fn listing_policy(&self) -> Option<&Arc<ToolPolicy>> {
         match (&self.route.mcp, &self.mcp) {
-            (Some(p), Some(view)) if !p.is_open() && view.has("tools/list") => Some(p),
+            (Some(p), Some(view))
+                if !p.is_open() && (view.has("tools/list") || view.method().is_none()) =>
+            {
+                Some(p)
+            }
             _ => None,
         }
+    }
+
+    /// An error headgate answers a legacy HTTP+SSE POST goes down the
+    /// client's event stream, where it waits for it, and the POST is
+    /// answered 202 as the server would: `None` when the request is not
+    /// such a POST or its stream is not open here.
+    pub(super) fn answer_on_stream(&self, json: &[u8]) -> Option<Response<Body>> {
+        let sid = self.legacy_stream.as_ref()?;
+        let key = (
+            self.route.name.clone(),
+            self.session_key()?.to_string(),
+            sid.clone(),
+        );
+        let json = std::str::from_utf8(json).ok()?;
+        mcp::legacy::send(&key, json)
+            .then(|| crate::net::response::status(http::StatusCode::ACCEPTED))
     }
 
     /// Whether [`Self::filter_response`] changes the response.
@@ -58,9 +85,10 @@ impl Exchange<'_> {
         resp: Response<Body>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let policy = self.listing_policy().cloned();
+        let owner = (self.session_key()).map(|k| (self.route.name.clone(), k.to_string()));
         async move {
             match policy {
-                Some(p) => mcp::filter::tools_list(resp, p).await,
+                Some(p) => mcp::filter::tools_list(resp, p, owner).await,
                 None => resp,
             }
         }

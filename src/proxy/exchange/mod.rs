@@ -60,6 +60,9 @@ pub(crate) struct Exchange<'a> {
     rpc_body: Option<Bytes>,
     /// The MCP view, on routes that need it.
     mcp: Option<McpView>,
+    /// The upstream session id of a legacy HTTP+SSE POST on a route that
+    /// limits tools (see [`Self::answer_on_stream`]).
+    legacy_stream: Option<String>,
     /// Time to the upstream's response head, once it answered.
     upstream_ms: Option<f64>,
     /// The trace the upstream request carried (`[tracing]`).
@@ -106,6 +109,7 @@ impl<'a> Exchange<'a> {
             rpc_id: None,
             rpc_body: None,
             mcp: None,
+            legacy_stream: None,
             upstream_ms: None,
             trace: None,
             tokens: Vec::new(),
@@ -304,6 +308,12 @@ impl<'a> Exchange<'a> {
             ErrorStyle::JsonRpc => Some(self.rpc_id().unwrap_or(Value::Null)),
             ErrorStyle::Json => None,
         };
+        if let (Some(id), Some(_)) = (&id, &self.legacy_stream) {
+            let json = e.to_response_json(id.clone()).to_string();
+            if let Some(accepted) = self.answer_on_stream(json.as_bytes()) {
+                return accepted;
+            }
+        }
         e.to_response(style, id)
     }
 }

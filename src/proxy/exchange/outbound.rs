@@ -124,6 +124,12 @@ pub(super) fn rewrite_headers(
     for h in &route.strip {
         headers.remove(h);
     }
+    if route.limits_tools() {
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
     original_host
 }
 
@@ -199,6 +205,9 @@ pub fn put_raw_headers(
         out.extend_from_slice(b"\r\n");
     }
     render(out)?;
+    if route.limits_tools() {
+        out.extend_from_slice(b"accept-encoding: identity\r\n");
+    }
     out.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = xff.filter(|_| peer.trusted) {
         out.extend_from_slice(prev);
