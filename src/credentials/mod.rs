@@ -49,6 +49,17 @@ const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// session to finish, beyond the token request's own deadline.
 const LOCK_SLACK: Duration = Duration::from_secs(2);
 
+/// How long a failed token request answers for its key: the requests
+/// that waited on it, and those arriving meanwhile, share its outcome
+/// instead of each asking the authorization server again.
+const FAILURE_MEMORY: Duration = Duration::from_secs(1);
+
+/// An upstream 401 drops a key's token at most once in this long: a token
+/// refused again right after a renewal says the request, not the token,
+/// is the problem, and dropping on every 401 let any caller spend a grant
+/// (or a refresh token's rotation) per request.
+pub const DROP_INTERVAL: Duration = Duration::from_secs(10);
+
 /// An obtained token, as templates read it.
 pub struct Token {
     /// `{"NAME": {"access_token": …, "token_type": …}}`: the `credentials`
@@ -103,6 +114,10 @@ struct Slot {
     token: Mutex<Option<Arc<Token>>>,
     flight: tokio::sync::Mutex<()>,
     hits: Counter,
+    /// The last token request's failure and when it came.
+    failed: Mutex<Option<(Instant, CredentialError)>>,
+    /// When an upstream 401 last dropped its token.
+    dropped: Mutex<Option<Instant>>,
 }
 
 impl Slot {
@@ -123,6 +138,19 @@ impl Slot {
             *g = t;
         }
     }
+
+    /// The failure of a token request within [`FAILURE_MEMORY`], if any.
+    fn recent_failure(&self) -> Option<CredentialError> {
+        let g = self.failed.lock().ok()?;
+        let (at, e) = g.as_ref()?;
+        (at.elapsed() < FAILURE_MEMORY).then(|| e.clone())
+    }
+
+    fn set_failure(&self, f: Option<CredentialError>) {
+        if let Ok(mut g) = self.failed.lock() {
+            *g = f.map(|e| (Instant::now(), e));
+        }
+    }
 }
 
 /// A sweep keeps a slot whose token is usable or expired less than
@@ -131,6 +159,23 @@ impl Entry for Slot {
     fn keep(&self, now: Instant) -> bool {
         let token = self.token.lock().ok().and_then(|g| g.clone());
         token.is_some_and(|t| t.expires_at + STALE > now)
+    }
+}
+
+/// A failed token request's answer: a cached token that has not yet
+/// expired while the server is unavailable (it was only due for renewal),
+/// else the error.
+fn failed(
+    cred: &Credential,
+    slot: &Slot,
+    e: CredentialError,
+) -> Result<Arc<Token>, CredentialError> {
+    match (&e, slot.valid(cred)) {
+        (CredentialError::Unavailable { .. }, Some(t)) => {
+            tracing::warn!(credential = %cred.name, "authorization server unavailable; serving the cached token until it expires");
+            Ok(t)
+        }
+        _ => Err(e),
     }
 }
 
@@ -209,10 +254,17 @@ impl CredentialsRuntime {
             slot.hits.inc();
             return Ok(t);
         }
+        if let Some(e) = slot.recent_failure() {
+            return failed(cred, &slot, e);
+        }
         let _flight = slot.flight.lock().await;
         if let Some(t) = slot.fresh(cred) {
             slot.hits.inc();
             return Ok(t);
+        }
+        // The request this one waited on failed: its outcome is shared.
+        if let Some(e) = slot.recent_failure() {
+            return failed(cred, &slot, e);
         }
         let result = self.fetch(cred, sid, plan).await;
         let outcome = result
@@ -228,32 +280,41 @@ impl CredentialsRuntime {
                 t.slot = Arc::downgrade(&slot);
                 let t = Arc::new(t);
                 slot.set(Some(t.clone()));
+                slot.set_failure(None);
                 Ok(t)
-            }
-            Err(CredentialError::Unavailable { .. }) if slot.valid(cred).is_some() => {
-                tracing::warn!(credential = %cred.name, "authorization server unavailable; serving the cached token until it expires");
-                slot.valid(cred)
-                    .ok_or_else(|| CredentialError::unavailable(&cred.name, "expired"))
             }
             Err(e) => {
                 tracing::warn!(credential = %cred.name, code = e.code(), "{e}");
-                Err(e)
+                slot.set_failure(Some(e.clone()));
+                failed(cred, &slot, e)
             }
         }
     }
 
     /// Drops `token` (the upstream refused it), unless a newer one
-    /// already replaced it.
-    pub fn forget(&self, cred: &Credential, token: &Arc<Token>) {
+    /// already replaced it or its key dropped one less than
+    /// [`DROP_INTERVAL`] ago. Whether a retry may get another token.
+    pub fn forget(&self, cred: &Credential, token: &Arc<Token>) -> bool {
         let Some(slot) = token.slot.upgrade() else {
-            return;
+            return false;
         };
-        if let Ok(mut g) = slot.token.lock()
-            && g.as_ref().is_some_and(|t| Arc::ptr_eq(t, token))
-        {
-            *g = None;
-            tracing::debug!(credential = %cred.name, "the upstream refused a token; dropped");
+        let Ok(mut g) = slot.token.lock() else {
+            return false;
+        };
+        if !g.as_ref().is_some_and(|t| Arc::ptr_eq(t, token)) {
+            // Replaced already: a retry gets the newer one.
+            return true;
         }
+        let Ok(mut dropped) = slot.dropped.lock() else {
+            return false;
+        };
+        if dropped.is_some_and(|at| at.elapsed() < DROP_INTERVAL) {
+            return false;
+        }
+        *g = None;
+        *dropped = Some(Instant::now());
+        tracing::debug!(credential = %cred.name, "the upstream refused a token; dropped");
+        true
     }
 
     fn slot(&self, cred: &Credential, key: Vec<u8>) -> Arc<Slot> {
@@ -269,6 +330,8 @@ impl CredentialsRuntime {
                     .credential_cache_hits
                     .get_or_create(&label)
                     .clone(),
+                failed: Mutex::new(None),
+                dropped: Mutex::new(None),
             }
         })
     }

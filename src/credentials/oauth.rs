@@ -129,6 +129,11 @@ fn judge(
         let r: TokenResponse = serde_json::from_slice(body).map_err(|_| {
             CredentialError::unavailable(name, "token endpoint: the answer has no access_token")
         })?;
+        if r.access_token.trim().is_empty() {
+            // It would go out as a bare `Bearer `.
+            let msg = "token endpoint: the answer's access_token is empty";
+            return Err(CredentialError::unavailable(name, msg));
+        }
         let lifetime = r
             .expires_in
             .as_ref()
@@ -193,6 +198,12 @@ mod tests {
             (ok.token_type.as_str(), ok.lifetime),
             ("Bearer", Duration::from_secs(60))
         );
+        for empty in [&br#"{"access_token":""}"#[..], br#"{"access_token":"  "}"#] {
+            let e = judge("crm", &c, http::StatusCode::OK, empty)
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(e.code(), "credentials.unavailable");
+        }
         let no_expiry = judge("crm", &c, http::StatusCode::OK, br#"{"access_token":"a"}"#);
         assert_eq!(
             no_expiry.map(|g| g.lifetime).ok(),

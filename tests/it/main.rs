@@ -10,6 +10,7 @@ mod conformance;
 mod connections;
 mod console;
 mod credentials;
+mod credentials_faults;
 mod faults;
 mod hardening;
 mod hostile;

@@ -166,10 +166,14 @@ impl Exchange<'_> {
     }
 
     /// Drops the tokens this request carried (the upstream refused them).
-    pub(super) fn forget_tokens(&self) {
+    /// Drops the tokens the request carried (an upstream 401); whether a
+    /// retry may carry other ones.
+    pub(crate) fn forget_tokens(&self) -> bool {
+        let mut dropped = false;
         for (cred, token) in &self.tokens {
-            self.app.credentials.forget(cred, token);
+            dropped |= self.app.credentials.forget(cred, token);
         }
+        dropped
     }
 
     /// The `credentials` root: one token's own object when the route uses

@@ -322,7 +322,9 @@ impl Exchange<'_> {
     /// After an upstream 401 to a request that carried obtained tokens:
     /// the tokens are dropped, and when the request can be sent again
     /// (`replay`: its head and whole body) and has a session, fresh ones
-    /// are obtained and its headers rendered anew for the one retry.
+    /// are obtained and its headers rendered anew for the one retry. A key
+    /// drops a token at most once per [`crate::credentials::DROP_INTERVAL`];
+    /// when none was dropped there is no retry and the 401 is the answer.
     pub(crate) async fn renew<B>(
         &mut self,
         replay: Option<(Parts, B)>,
@@ -330,8 +332,8 @@ impl Exchange<'_> {
         key: &str,
         session: &Option<Arc<Session>>,
     ) -> Result<Option<((Parts, B), Rendered)>, ProxyError> {
-        self.forget_tokens();
-        let (Some((head, b)), Some(s)) = (replay, session) else {
+        let dropped = self.forget_tokens();
+        let (true, Some((head, b)), Some(s)) = (dropped, replay, session) else {
             return Ok(None);
         };
         self.tokens.clear();
@@ -346,7 +348,7 @@ impl Exchange<'_> {
     /// a third attempt.
     pub(crate) fn refused_again(&self, status: StatusCode) {
         if status == StatusCode::UNAUTHORIZED {
-            self.forget_tokens();
+            let _ = self.forget_tokens();
         }
     }
 

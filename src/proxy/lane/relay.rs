@@ -92,7 +92,9 @@ impl Relay<'_> {
             parts,
         } = head;
         let head_at = x.answered(status, started, wall, key, session).await;
-        if self.retry && status == StatusCode::UNAUTHORIZED {
+        // Retried only when a token was dropped (a key drops one at most
+        // once per `DROP_INTERVAL`); else the 401 is the answer.
+        if self.retry && status == StatusCode::UNAUTHORIZED && x.forget_tokens() {
             return Err(Failed::Unauthorized);
         }
         rbuf.drain(..len);
