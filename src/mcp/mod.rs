@@ -179,9 +179,9 @@ pub fn from_body(body: &[u8]) -> McpView {
             },
             Err(_) => unreadable,
         },
-        Some(b'[') => match decode::<Vec<Message<'_>>>(body) {
+        Some(b'[') => match decode::<Vec<Object<Message<'_>>>>(body) {
             Ok(items) => McpView {
-                calls: items.iter().filter_map(Message::call).collect(),
+                calls: items.iter().filter_map(|m| m.0.call()).collect(),
                 id: None,
                 unreadable: false,
             },
@@ -213,6 +213,30 @@ struct Message<'a> {
     id: Option<Value>,
     #[serde(borrow, default)]
     params: Option<Params<'a>>,
+}
+
+/// `T` read from a JSON object only: serde's derive also reads a struct
+/// from an array, so a batch element `[{…}]` (a nested batch, which no
+/// server should run, and some do) would pass as a message with no call.
+struct Object<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON-RPC message (an object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -350,7 +374,9 @@ mod tests {
     /// the slice, the call still seen) are not.
     #[test]
     fn bodies_policy_cannot_read_are_unreadable_and_nothing_else_is() {
-        let unreadable: [&[u8]; 6] = [
+        let unreadable: [&[u8]; 8] = [
+            br#"[[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all"}}]]"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},["tools/call",1]]"#,
             br#"{"method":"tools/call","params":{"name":"search"},"params":{"name":"delete_all"}}"#,
             br#"{"method":"tools/call","params":{"name":"delete_all","arguments":{"q":"xx"#,
             br#"[{"method":"tools/call","params":{"name":"search"}},7]"#,

@@ -136,7 +136,8 @@ pub const MAX_ID: usize = 256;
 /// could never be read or deleted through the admin API, and could carry
 /// path or control characters into logs and URLs.
 pub fn check_id(id: &str) -> Result<(), SessionError> {
-    let ok = !id.is_empty()
+    let ok = !is_dot_segment(id)
+        && !id.is_empty()
         && id.len() <= MAX_ID
         && id
             .bytes()
@@ -146,6 +147,12 @@ pub fn check_id(id: &str) -> Result<(), SessionError> {
     } else {
         Err(SessionError::InvalidId)
     }
+}
+
+/// `.` and `..`: ids that would become dot-segments in a resolver's URL
+/// (`GET /call/..`), refused wherever an id or session key is read.
+pub fn is_dot_segment(id: &str) -> bool {
+    id == "." || id == ".."
 }
 
 /// Roots templates reserve for the proxy (README "Template language").
@@ -318,6 +325,8 @@ mod tests {
         assert!(check_id("call_8f2a-1:x.y").is_ok());
         for bad in [
             "",
+            ".",
+            "..",
             "../etc",
             "id with space",
             "a\u{2028}b",
@@ -330,6 +339,7 @@ mod tests {
             );
         }
         assert!(check_id(&"a".repeat(256)).is_ok());
+        assert!(check_id("...").is_ok() && check_id(".a").is_ok());
     }
 
     #[test]

@@ -82,3 +82,70 @@ async fn tool_names_cannot_forge_samples_or_grow_metrics_and_audit() {
         assert!(v["tool"].as_str().unwrap().len() <= 131, "{v}");
     }
 }
+
+/// `.` and `..` as ids would become dot-segments in a resolver's URL
+/// (`GET /call/..` with the resolver's API key): refused as keys and ids.
+#[tokio::test]
+async fn dot_segment_ids_never_reach_the_resolver_or_the_store() {
+    let up = upstream().await;
+    let api = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!(
+        "[resolver]\nurl = \"{}/call/<< session.id | url_encode >>\"\n",
+        api.url()
+    );
+    let r = route(&up.url(), "on_unknown_session = \"resolve\"\n");
+    write_config(dir.path(), &main, &[("crm", &r)]);
+    let h = start(dir.path()).await;
+    let c = client();
+    for id in [".", ".."] {
+        let resp = get_call(&c, format!("http://{}/crm/x", h.listen), id).await;
+        assert_eq!(
+            status_and_code(resp).await,
+            (400, "session.key_invalid".to_string()),
+            "{id}"
+        );
+        // Raw: an HTTP client would resolve the dot-segment away.
+        let put = format!(
+            "PUT /sessions/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let raw = raw_request(h.admin, &put).await;
+        assert!(
+            raw.starts_with("HTTP/1.1 400") && raw.contains("session.key_invalid"),
+            "PUT {id}: {raw}"
+        );
+    }
+    assert!(
+        api.seen().is_empty(),
+        "the resolver was asked: {:?}",
+        api.seen()
+    );
+    assert!(up.seen().is_empty());
+    h.shutdown().await;
+}
+
+/// A batch element that is not a message (a nested batch) is refused on
+/// a route that limits tools, never forwarded.
+#[tokio::test]
+async fn a_nested_batch_is_refused_not_forwarded() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(&up.url(), "[mcp]\ndeny_tools = [\"delete_*\"]\n");
+    write_config(dir.path(), "", &[("mcp", &r)]);
+    let h = start(dir.path()).await;
+    put_session(&h, "call-1", json!({"call": {}})).await;
+    let nested = json!([[{"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "delete_account", "arguments": {}}}]]);
+    let r = client()
+        .post(format!("http://{}/mcp", h.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "call-1")
+        .json(&nested)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("mcp.unreadable_body"));
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+    h.shutdown().await;
+}

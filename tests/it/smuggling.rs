@@ -207,3 +207,27 @@ async fn a_204_is_relayed_without_content_length() {
         "{raw}"
     );
 }
+
+/// The client's `Forwarded` is replaced as its `X-Forwarded-*` are: the
+/// upstream sees this hop's element alone (the peer is no trusted proxy).
+#[tokio::test]
+async fn the_clients_forwarded_header_is_replaced() {
+    let up = raw_upstream().await;
+    let (_dir, s) = serve_routes(&up.url());
+    let body = serde_json::json!({"call": {"metadata": {"token": "tok-1"}}});
+    assert_eq!(
+        admin_call(&s, reqwest::Method::PUT, "call-1", Some(&body)).await,
+        204
+    );
+    let req = format!(
+        "GET /scoped/x HTTP/1.1\r\nHost: proxy.example\r\nx-headgate-key: {ROUTE_KEY}\r\nx-call-id: call-1\r\n\
+Forwarded: for=203.0.113.9;host=admin.internal;proto=https\r\nforwarded: for=198.51.100.1\r\n\r\n"
+    );
+    let raw = exchange(&s.listen, &req).await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let seen = up.seen();
+    assert_eq!(
+        seen[0].all("forwarded"),
+        ["for=127.0.0.1;proto=http;host=\"proxy.example\""]
+    );
+}

@@ -24,6 +24,8 @@ use crate::net::response::Body;
 pub struct Peer {
     /// Its IP as an `X-Forwarded-For` element.
     ip: HeaderValue,
+    /// Its IP as a `Forwarded` node (`for=192.0.2.7`, `for="[2001:db8::1]"`).
+    node: HeaderValue,
     /// Whether it is one of `trusted_proxies`, whose `X-Forwarded-For` is
     /// appended to rather than replaced.
     trusted: bool,
@@ -41,13 +43,44 @@ impl Peer {
     pub fn new(remote: SocketAddr, trusted: bool, tls: bool) -> Self {
         let ip = HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { ip, trusted, tls }
+        let node = match remote.ip() {
+            std::net::IpAddr::V4(v4) => format!("for={v4}"),
+            std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        };
+        let node = HeaderValue::from_str(&node)
+            .unwrap_or_else(|_| HeaderValue::from_static("for=unknown"));
+        Self {
+            ip,
+            node,
+            trusted,
+            tls,
+        }
     }
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Writes the `Forwarded` value (RFC 7239): this hop's element (the
+/// peer, the scheme it came by, the `Host` it asked for, quoted: a port's
+/// `:` is no token) after what a trusted proxy sent, or alone (anyone
+/// else could write any address there), as `X-Forwarded-For` is.
+fn put_forwarded(out: &mut Vec<u8>, prev: Option<&[u8]>, peer: &Peer, host: Option<&[u8]>) {
+    if let Some(prev) = prev.filter(|_| peer.trusted) {
+        out.extend_from_slice(prev);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer.node.as_bytes());
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(peer.proto().as_bytes());
+    // A host with a quote or backslash is not one `Host` allows.
+    if let Some(h) = host.filter(|h| !h.iter().any(|b| matches!(b, b'"' | b'\\'))) {
+        out.extend_from_slice(b";host=\"");
+        out.extend_from_slice(h);
+        out.push(b'"');
+    }
+}
 
 /// Where a route's requests go: cleartext upstreams through the direct
 /// pool (by authority, origin-form URI), the rest through the general
@@ -155,6 +188,18 @@ pub(super) fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<Hea
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(peer.proto()),
     );
+    let prev = h.get(header::FORWARDED).map(HeaderValue::as_bytes);
+    let mut fwd = Vec::with_capacity(64);
+    put_forwarded(
+        &mut fwd,
+        prev,
+        peer,
+        host.as_ref().map(HeaderValue::as_bytes),
+    );
+    match HeaderValue::from_bytes(&fwd) {
+        Ok(v) => h.insert(header::FORWARDED, v),
+        Err(_) => h.remove(header::FORWARDED),
+    };
     // Never the client's own: without a `Host`, there is none.
     match host {
         Some(host) => h.insert(X_FORWARDED_HOST.clone(), host),
@@ -188,7 +233,7 @@ pub fn put_raw_headers(
     };
     // The client's `X-Forwarded-For` and `Host`, found on the way: both
     // are among the names left out.
-    let (mut xff, mut host) = (None, None);
+    let (mut xff, mut host, mut fwd) = (None, None, None);
     for f in head.fields() {
         if asked & length_bit(f.name.len()) != 0 {
             let listed = connection.then(|| head.values("connection"));
@@ -197,6 +242,8 @@ pub fn put_raw_headers(
                     xff = xff.or(Some(f.value));
                 } else if name_is(f.name, header::HOST.as_str()) {
                     host = host.or(Some(f.value));
+                } else if name_is(f.name, header::FORWARDED.as_str()) {
+                    fwd = fwd.or(Some(f.value));
                 }
                 continue;
             }
@@ -220,6 +267,9 @@ pub fn put_raw_headers(
         X_FORWARDED_PROTO.as_str().as_bytes(),
         peer.proto().as_bytes(),
     );
+    out.extend_from_slice(b"forwarded: ");
+    put_forwarded(out, fwd, peer, host);
+    out.extend_from_slice(b"\r\n");
     if let Some(host) = host {
         put_header(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
     }
@@ -239,6 +289,7 @@ fn left_out_lengths(route: &Route) -> u64 {
 const REPLACED: NameSet = NameSet::new(&[
     "host",
     "content-length",
+    "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -274,7 +325,7 @@ mod tests {
 Connection: keep-alive, X-Hop\r\nX-Hop: a\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
 X-Headgate-Key: k\r\nAuthorization: Bearer client\r\nX-Strip: s\r\n\
 X-Forwarded-For: 10.9.9.9\r\nx-forwarded-for: 10.8.8.8\r\nX-Forwarded-Proto: gopher\r\n\
-X-Forwarded-Host: evil\r\nAccept: a\r\naccept: b\r\nContent-Length: 0\r\n\r\n";
+X-Forwarded-Host: evil\r\nForwarded: for=10.9.9.9;host=spoofed\r\nAccept: a\r\naccept: b\r\nContent-Length: 0\r\n\r\n";
 
     /// Sorted (name, value) lines of a head's headers.
     fn lines(head: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -367,6 +418,15 @@ x-absent = { template = "<< call.nothing >>", on_error = "omit" }
                 } else {
                     "192.0.2.7"
                 };
+                let fwd = match (trusted, with_host) {
+                    (true, true) => {
+                        "for=10.9.9.9;host=spoofed, for=192.0.2.7;proto=http;host=\"proxy.example\""
+                    }
+                    (true, false) => "for=10.9.9.9;host=spoofed, for=192.0.2.7;proto=http",
+                    (false, true) => "for=192.0.2.7;proto=http;host=\"proxy.example\"",
+                    (false, false) => "for=192.0.2.7;proto=http",
+                };
+                assert!(raw.contains(&format!("forwarded: {fwd}\r\n")), "{raw}");
                 assert!(
                     raw.contains(&format!("x-forwarded-for: {xff}\r\n")),
                     "{raw}"

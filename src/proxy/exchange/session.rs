@@ -118,7 +118,8 @@ pub fn session_key(
             }),
         };
         if let Some(k) = found.filter(|k| !k.is_empty()) {
-            return if route.session_key_pattern.is_match(&k) {
+            let dots = crate::session::is_dot_segment(&k);
+            return if route.session_key_pattern.is_match(&k) && !dots {
                 Ok(SessionKey::from(&*k))
             } else {
                 Err(ProxyError::KeyInvalid)
