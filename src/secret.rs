@@ -25,23 +25,25 @@ impl Secret {
     }
 }
 
-/// Whether `a` and `b` are equal, in time that depends on their length
-/// only (as `subtle`'s slice compare, which returns early on a length
-/// too). Eight bytes at a time through `subtle`'s `u64` compare: its
-/// byte compare cost about seven instructions a byte, on every request
-/// of a route with a key (callgrind).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `given` equals `expected`, in time that depends on `given`'s
+/// length only: every word of `given` is compared (against zeros past
+/// `expected`'s end), and the lengths in constant time, so neither where
+/// they differ nor `expected`'s length shows in the time a wrong guess
+/// takes. Eight bytes at a time through `subtle`'s `u64` compare: its
+/// byte compare cost about seven instructions a byte, on every request of
+/// a route with a key (callgrind).
+pub fn ct_eq(expected: &[u8], given: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |c: &[u8]| {
+    let word = |c: &[u8], at: usize| {
         let mut w = [0u8; 8];
-        w[..c.len()].copy_from_slice(c);
+        for (k, b) in w.iter_mut().enumerate() {
+            *b = c.get(at + k).copied().unwrap_or(0);
+        }
         u64::from_le_bytes(w)
     };
-    let same = (a.chunks(8).zip(b.chunks(8))).fold(subtle::Choice::from(1), |acc, (x, y)| {
-        acc & word(x).ct_eq(&word(y))
+    let lengths = (expected.len() as u64).ct_eq(&(given.len() as u64));
+    let same = (0..given.len().div_ceil(8)).fold(lengths, |acc, i| {
+        acc & word(given, i * 8).ct_eq(&word(expected, i * 8))
     });
     same.into()
 }
@@ -75,5 +77,8 @@ mod tests {
         assert!(Secret::new("12345678").matches(b"12345678"));
         assert!(!Secret::new("12345678").matches(b"12345679"));
         assert!(Secret::new("x").matches(b"x"));
+        // A prefix of the secret padded with zeros is not the secret.
+        assert!(!Secret::new("ab").matches(b"ab\0"));
+        assert!(!ct_eq(b"ab\0", b"ab"));
     }
 }

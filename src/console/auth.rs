@@ -111,7 +111,7 @@ impl Logins {
 impl Login {
     /// Whether a form's `csrf` field is this login's token.
     pub fn csrf_ok(&self, sent: Option<&str>) -> bool {
-        sent.is_some_and(|s| ct_eq(s.as_bytes(), self.csrf.as_bytes()))
+        sent.is_some_and(|s| ct_eq(self.csrf.as_bytes(), s.as_bytes()))
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Sources<'a> {
     pub calls: &'a Recorder,
     /// Config generation and the last reload.
     pub reloads: &'a ReloadLog,
+    /// Wrong tokens by address, and the client's: a refused login counts.
+    pub guesses: (&'a crate::net::throttle::Throttle, std::net::IpAddr),
 }
 
 /// Largest form body the console reads.
@@ -106,7 +108,7 @@ where
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok());
     if post && path == "/ui/login" {
-        return login(body, console, src.config).await;
+        return login(body, console, src).await;
     }
     let Some(login) = console.logins.find(src.config, cookie) else {
         let open = src.config.server.admin_token.is_none();
@@ -218,11 +220,12 @@ async fn route(
 }
 
 /// `POST /ui/login`: the cookie and the overview, or the form again.
-async fn login<B>(body: B, console: &Console, cfg: &Config) -> Response<Body>
+async fn login<B>(body: B, console: &Console, src: &Sources<'_>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let cfg = src.config;
     let open = cfg.server.admin_token.is_none();
     let form = match read_limited(body, FORM_LIMIT).await {
         Ok(b) => Form::parse(&b),
@@ -244,6 +247,8 @@ where
                 code = "console.login_refused",
                 "console: a login was refused"
             );
+            let (guesses, peer) = src.guesses;
+            guesses.failed(peer);
             html(
                 StatusCode::UNAUTHORIZED,
                 pages::login(Some(&e.to_string()), open),

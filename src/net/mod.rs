@@ -14,6 +14,7 @@ pub mod host;
 pub mod limits;
 pub mod listen;
 pub mod response;
+pub mod throttle;
 pub mod tls;
 pub mod tracecontext;
 pub mod upstream;

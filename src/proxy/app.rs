@@ -170,6 +170,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         calls,
         reloads: reloads.clone(),
         console,
+        guesses: Default::default(),
     });
     spawn_reload(dir, opts.watch, config_tx.clone(), metrics, reloads);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

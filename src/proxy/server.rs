@@ -273,14 +273,14 @@ async fn admin(
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
+                let Ok((stream, remote)) = accepted else {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 };
                 let ctx = ctx.clone();
                 let svc = service_fn(move |req| {
                     let ctx = ctx.clone();
-                    async move { Ok::<_, Infallible>(admin::handle(req, &ctx).await) }
+                    async move { Ok::<_, Infallible>(admin::handle(req, &ctx, remote.ip()).await) }
                 });
                 let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);

@@ -143,3 +143,52 @@ async fn dns_rebinding_in_a_real_browser_is_refused() {
             .starts_with("HTTP/1.1 404")
     );
 }
+
+/// Wrong tokens from one address: 401 up to the limit, then 429 with
+/// `Retry-After` for every request from it, console logins included.
+#[tokio::test]
+async fn token_guesses_are_throttled_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n",
+        &[("crm", &route("http://127.0.0.1:9", ""))],
+    );
+    let s = serve(dir.path(), &FREE_PORTS, &[]);
+    let c = client();
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let r = c
+            .get(format!("http://{}/sessions/x", s.admin))
+            .bearer_auth(format!("guess-{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&wait), "{wait}");
+        }
+    }
+    assert_eq!(statuses[..20], [401; 20]);
+    assert_eq!(statuses[20..], [429; 5]);
+    let login = c
+        .post(format!("http://{}/ui/login", s.admin))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    assert!(login.headers().get("set-cookie").is_none());
+    // Probes still answer.
+    let r = c
+        .get(format!("http://{}/healthz", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

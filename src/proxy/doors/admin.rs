@@ -16,6 +16,7 @@ use crate::console::{self, Console};
 use crate::mcp::audit::Recorder;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, ReadError, read_limited};
+use crate::net::throttle::{self, Throttle};
 use crate::proxy::exchange::error::session_status;
 use crate::session::{Session, SessionError, SessionStore, Source, Store, check_id, validate};
 
@@ -35,6 +36,9 @@ pub struct AdminCtx {
     pub reloads: Arc<ReloadLog>,
     /// The console at `/ui` (its logins and rate history).
     pub console: Arc<Console>,
+    /// Wrong tokens by client address (the API's, the metrics token's and
+    /// the console login's together).
+    pub guesses: Throttle,
 }
 
 /// Longest TTL a PUT may ask for.
@@ -44,8 +48,8 @@ fn session_error(e: &SessionError) -> Response<Body> {
     response::error(session_status(e), e.code(), &e.to_string())
 }
 
-/// Handles one admin request.
-pub async fn handle<B>(req: Request<B>, ctx: &AdminCtx) -> Response<Body>
+/// Handles one admin request from `peer`.
+pub async fn handle<B>(req: Request<B>, ctx: &AdminCtx, peer: std::net::IpAddr) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -62,6 +66,9 @@ where
             "the admin listener answers only a Host that is a loopback name, an IP address or a name in admin_hosts (a guard against DNS rebinding); add the name you reach it by to admin_hosts in headgate.toml",
         );
     }
+    if let Err(wait) = ctx.guesses.check(peer) {
+        return throttle::too_many(wait);
+    }
     if path == "/ui" || path.starts_with("/ui/") {
         let src = console::Sources {
             config: &cfg,
@@ -69,6 +76,7 @@ where
             metrics: &ctx.metrics,
             calls: &ctx.calls,
             reloads: &ctx.reloads,
+            guesses: (&ctx.guesses, peer),
         };
         return console::handle(req, &ctx.console, &src).await;
     }
@@ -79,6 +87,7 @@ where
         return metrics(&req, ctx);
     }
     if let Some(r) = refuse_unauthorized(&req, &cfg) {
+        ctx.guesses.failed(peer);
         return r;
     }
     if scrape {
