@@ -23,6 +23,9 @@ pub(super) struct Ctx<'a> {
     pub errors: &'a mut Vec<ConfigError>,
     pub warnings: &'a mut Vec<ConfigError>,
     pub mode: LoadMode,
+    /// The environment variables read as secrets so far (every file's):
+    /// `env_allow` may list none of them.
+    pub secrets: &'a mut Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -109,6 +112,13 @@ impl Ctx<'_> {
 
     /// Reads a secret from the environment (`serve`: required).
     pub fn secret(&mut self, env: &Spanned<String>) -> Option<Secret> {
+        if !super::error::is_env_name(env.get_ref()) {
+            // Not quoted: it may be the secret itself, pasted by mistake.
+            let msg = "this must name an environment variable (letters, digits, `_`); the value given is not one and is not shown, as it may be the secret itself";
+            self.err(env.span().start, "config.invalid_value", msg);
+            return None;
+        }
+        self.secrets.push(env.get_ref().clone());
         match std::env::var(env.get_ref()) {
             Ok(v) if !v.is_empty() => Some(Secret::new(v)),
             _ => {

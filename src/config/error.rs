@@ -54,7 +54,7 @@ impl ConfigError {
             column,
             code,
             message: one_line(message.into()),
-            source_line: Some(text[line_start..line_end].to_string()),
+            source_line: Some(redact_line(&text[line_start..line_end])),
         }
     }
 
@@ -102,6 +102,35 @@ impl fmt::Display for ConfigError {
             )
         }
     }
+}
+
+/// A config line as an error shows it: a quoted value under a key that
+/// names a secret (`…secret…`, `…token…`, `…password…`, `…key…`) is
+/// shown as `<redacted>` unless it is an environment variable's name, the
+/// value such keys should hold: a secret pasted there by mistake never
+/// reaches a terminal or a log.
+pub fn redact_line(line: &str) -> String {
+    let Some((key, value)) = line.split_once('=') else {
+        return line.to_string();
+    };
+    let k = key.to_ascii_lowercase();
+    let secretish = ["secret", "token", "password", "passwd", "key"]
+        .iter()
+        .any(|w| k.contains(w));
+    let v = value.trim();
+    let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+    if !secretish || !quoted || is_env_name(&v[1..v.len() - 1]) {
+        return line.to_string();
+    }
+    format!("{key}= \"<redacted>\"")
+}
+
+/// Whether `s` can be an environment variable's name: letters, digits and
+/// `_`, not starting with a digit.
+pub fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// All problems found in one load: the config is used only if there are none.

@@ -74,6 +74,7 @@ fn build(
     mut errors: Vec<ConfigError>,
 ) -> Result<Config, ConfigErrors> {
     let mut warnings = Vec::new();
+    let mut secrets = vec![];
     let main_path = dir.join("headgate.toml");
     let raw: RawServer = match toml::from_str(main_text) {
         Ok(r) => r,
@@ -88,6 +89,7 @@ fn build(
         errors: &mut errors,
         warnings: &mut warnings,
         mode,
+        secrets: &mut secrets,
     };
     let server = server::server_settings(&mut ctx, &raw);
     let env = env_object(&raw);
@@ -138,6 +140,7 @@ fn build(
             errors: &mut errors,
             warnings: &mut warnings,
             mode,
+            secrets: &mut secrets,
         };
         let known = route::Known {
             server: &server,
@@ -148,6 +151,17 @@ fn build(
             routes.insert(name, Arc::new(r));
         }
     }
+
+    secrets.push(server.admin_token_env.clone());
+    let mut ctx = Ctx {
+        path: &main_path,
+        text: main_text,
+        errors: &mut errors,
+        warnings: &mut warnings,
+        mode,
+        secrets: &mut Vec::new(),
+    };
+    refuse_secrets_in_env_allow(&mut ctx, &raw.env_allow, &secrets);
 
     if errors.is_empty() {
         Ok(Config {
@@ -177,6 +191,25 @@ fn jwks(credentials: &super::Credentials) -> bytes::Bytes {
     }
     let set = jsonwebtoken::jwk::JwkSet { keys };
     serde_json::to_vec(&set).unwrap_or_default().into()
+}
+
+/// `env_allow` makes a variable readable by every template, and so
+/// sendable upstream: one that holds the admin token, a route key, a
+/// webhook or client secret, a signing or encryption key is refused.
+fn refuse_secrets_in_env_allow(
+    ctx: &mut Ctx<'_>,
+    env_allow: &[toml::Spanned<String>],
+    secrets: &[String],
+) {
+    for name in env_allow {
+        if secrets.contains(name.get_ref()) {
+            let msg = format!(
+                "`{}` holds a secret headgate reads itself (a token, key or client secret); templates must not read it: remove it from env_allow",
+                name.get_ref()
+            );
+            ctx.err(name.span().start, "config.secret_in_env_allow", msg);
+        }
+    }
 }
 
 fn env_object(raw: &RawServer) -> serde_json::Value {

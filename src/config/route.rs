@@ -743,7 +743,7 @@ g = "plain text"
 kind = "client_credentials"
 token_url = "http://127.0.0.1:1/token"
 client_id = "c"
-client_secret_env = "PATH"
+client_secret_env = "HG_TEST_CLIENT_SECRET"
 "#;
         let cfg = crate::config::check_texts(main, &[("r", route)]).expect("a valid route");
         let kept: Vec<(&str, bool)> = (cfg.route("r").expect("the route").headers.iter())

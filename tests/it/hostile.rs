@@ -149,3 +149,46 @@ async fn a_nested_batch_is_refused_not_forwarded() {
     assert!(up.seen().is_empty(), "{:?}", up.seen());
     h.shutdown().await;
 }
+
+/// `check` refuses an `env_allow` that lists a secret headgate reads
+/// itself (templates could send it upstream), and never prints a secret
+/// pasted into the TOML where a variable's name belongs.
+#[test]
+fn check_refuses_secrets_in_env_allow_and_never_prints_a_pasted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = route(
+        "http://127.0.0.1:9",
+        "[headers]\nx-k = \"<< env.HG_TEST_ROUTE_KEY >>\"\n",
+    );
+    for main in [
+        "env_allow = [\"HG_TEST_ROUTE_KEY\"]\n",
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\nenv_allow = [\"HG_TEST_ADMIN_TOKEN\"]\n",
+    ] {
+        write_config(dir.path(), main, &[("crm", &r)]);
+        let (code, _, err) = check_with(dir.path(), &[], &[]);
+        assert_ne!(code, 0, "{main}");
+        assert!(
+            err.contains("config.secret_in_env_allow") && err.contains("headgate.toml:"),
+            "{err}"
+        );
+    }
+    let pasted = "sk_live-9f8e7d6c5b4a/PASTED";
+    for main in [
+        format!("[webhooks.vapi]\nsecret_env = \"{pasted}\"\n"),
+        format!(
+            "[credentials.c]\nkind = \"client_credentials\"\ntoken_url = \"http://127.0.0.1:1/t\"\nclient_id = \"x\"\nclient_secret = \"{pasted}\"\n"
+        ),
+    ] {
+        write_config(
+            dir.path(),
+            &main,
+            &[("crm", &route("http://127.0.0.1:9", ""))],
+        );
+        let (code, out, err) = check_with(dir.path(), &[], &[]);
+        assert_ne!(code, 0, "{main}");
+        assert!(
+            !out.contains("PASTED") && !err.contains("PASTED"),
+            "{out}{err}"
+        );
+    }
+}
