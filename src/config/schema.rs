@@ -124,6 +124,7 @@ pub(super) struct RawTls {
     pub(super) ca_file: Option<Spanned<String>>,
     pub(super) cert_file: Option<Spanned<String>>,
     pub(super) key_file: Option<Spanned<String>>,
+    pub(super) admin: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

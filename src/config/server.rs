@@ -75,6 +75,10 @@ pub struct Server {
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// HTTPS on the public listener (`[tls] cert_file`, `key_file`).
     pub listener_tls: Option<tls::ListenerTls>,
+    /// HTTPS on the admin listener too, with the same certificate
+    /// (`[tls] admin = true`): the console's cookie is then `Secure` and
+    /// `__Host-` prefixed.
+    pub admin_tls: bool,
 }
 
 /// Timeouts, nginx-style.
@@ -150,6 +154,18 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         })
         .collect();
     let store = store(ctx, raw.store.as_ref());
+    let listener_tls = (raw.tls.as_ref())
+        .and_then(|t| tls::listener(ctx, t.cert_file.as_ref(), t.key_file.as_ref()));
+    let admin_tls = raw.tls.as_ref().and_then(|t| t.admin.as_ref());
+    let admin_tls = match admin_tls {
+        Some(a) if *a.get_ref() && listener_tls.is_none() => {
+            let msg = "[tls] admin = true serves the admin listener with the public listener's certificate: set cert_file and key_file";
+            ctx.err(a.span().start, "config.invalid_tls", msg);
+            false
+        }
+        Some(a) => *a.get_ref(),
+        None => false,
+    };
     let core = match raw.core.as_ref() {
         None => Core::Own,
         Some(c) if c.get_ref() == "own" => Core::Own,
@@ -189,10 +205,8 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         otlp_endpoint: (raw.tracing.as_ref())
             .and_then(|t| otlp_endpoint(ctx, t.otlp_endpoint.as_ref())),
         extra_roots: tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
-        listener_tls: raw
-            .tls
-            .as_ref()
-            .and_then(|t| tls::listener(ctx, t.cert_file.as_ref(), t.key_file.as_ref())),
+        listener_tls,
+        admin_tls,
     }
 }
 

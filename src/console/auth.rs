@@ -13,8 +13,21 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::secret::{Secret, ct_eq};
 
-/// The console's cookie.
+/// The console's cookie on a cleartext admin listener.
 pub const COOKIE: &str = "headgate_console";
+
+/// The console's cookie on an HTTPS admin listener: `__Host-` makes the
+/// browser keep it only when set `Secure`, for `Path=/`, with no
+/// `Domain` (so no other host or subdomain can plant or shadow it).
+pub const SECURE_COOKIE: &str = "__Host-headgate_console";
+
+/// The cookie's name and its attributes, cleartext or HTTPS.
+fn cookie(tls: bool) -> (&'static str, &'static str) {
+    match tls {
+        true => (SECURE_COOKIE, "Path=/; Secure; HttpOnly; SameSite=Strict"),
+        false => (COOKIE, "Path=/ui; HttpOnly; SameSite=Strict"),
+    }
+}
 
 /// How long a login lasts.
 pub const LOGIN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -91,8 +104,8 @@ impl Logins {
 
     /// The login a request's cookie names, if it is live and its token is
     /// still the configured one.
-    pub fn find(&self, cfg: &Config, cookie_header: Option<&str>) -> Option<Login> {
-        let id = cookie_value(cookie_header?, COOKIE)?;
+    pub fn find(&self, cfg: &Config, cookie_header: Option<&str>, tls: bool) -> Option<Login> {
+        let id = cookie_value(cookie_header?, cookie(tls).0)?;
         let map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         let login = map.get(id)?;
         let same_token = ct_eq(&login.token_digest, &digest(current_token(cfg, login.role)));
@@ -100,8 +113,8 @@ impl Logins {
     }
 
     /// Ends the login a cookie names.
-    pub fn logout(&self, cookie_header: Option<&str>) {
-        if let Some(id) = cookie_header.and_then(|h| cookie_value(h, COOKIE)) {
+    pub fn logout(&self, cookie_header: Option<&str>, tls: bool) {
+        if let Some(id) = cookie_header.and_then(|h| cookie_value(h, cookie(tls).0)) {
             let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
             map.remove(id);
         }
@@ -165,16 +178,15 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// The `Set-Cookie` value for login `id`.
-pub fn set_cookie(id: &str) -> String {
-    format!(
-        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}",
-        LOGIN_TTL.as_secs()
-    )
+pub fn set_cookie(id: &str, tls: bool) -> String {
+    let (name, attrs) = cookie(tls);
+    format!("{name}={id}; {attrs}; Max-Age={}", LOGIN_TTL.as_secs())
 }
 
 /// The `Set-Cookie` value that removes the cookie.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn clear_cookie(tls: bool) -> String {
+    let (name, attrs) = cookie(tls);
+    format!("{name}=; {attrs}; Max-Age=0")
 }
 
 #[cfg(test)]
@@ -186,7 +198,13 @@ mod tests {
         let h = "a=1; headgate_console=abc; b=2";
         assert_eq!(cookie_value(h, COOKIE), Some("abc"));
         assert_eq!(cookie_value("headgate_consolex=1", COOKIE), None);
-        assert!(set_cookie("x").contains("HttpOnly; SameSite=Strict"));
+        assert!(set_cookie("x", false).contains("HttpOnly; SameSite=Strict"));
+        let secure = set_cookie("x", true);
+        assert!(
+            secure.starts_with("__Host-headgate_console=x; Path=/; Secure; HttpOnly"),
+            "{secure}"
+        );
+        assert!(!secure.contains("Domain"));
     }
 
     #[test]
@@ -201,7 +219,7 @@ mod tests {
         }
         let cookie = format!("{COOKIE}={admin}");
         assert_eq!(
-            logins.find(&cfg, Some(&cookie)).map(|l| l.role),
+            logins.find(&cfg, Some(&cookie), false).map(|l| l.role),
             Some(Role::Admin)
         );
     }

@@ -70,6 +70,9 @@ pub struct Sources<'a> {
     pub reloads: &'a ReloadLog,
     /// Wrong tokens by address, and the client's: a refused login counts.
     pub guesses: (&'a crate::net::throttle::Throttle, std::net::IpAddr),
+    /// The admin listener serves HTTPS: the cookie is `Secure` and
+    /// `__Host-` prefixed, and a form's `Origin` must be `https`.
+    pub tls: bool,
 }
 
 /// Largest form body the console reads.
@@ -93,7 +96,14 @@ where
     if path == "/ui/console.css" {
         return css();
     }
-    if post && !same_origin(&parts.headers, "http") {
+    let scheme = if src.tls { "https" } else { "http" };
+    // HTTP/2 names the host in `:authority`, not in a `Host` line.
+    let host = (parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok()))
+    .or(parts.uri.authority().map(|a| a.as_str()));
+    if post && !same_origin(&parts.headers, (scheme, host)) {
         return html(
             StatusCode::FORBIDDEN,
             pages::message(
@@ -110,7 +120,7 @@ where
     if post && path == "/ui/login" {
         return login(body, console, src).await;
     }
-    let Some(login) = console.logins.find(src.config, cookie) else {
+    let Some(login) = console.logins.find(src.config, cookie, src.tls) else {
         let open = src.config.server.admin_token.is_none();
         return match parts.method {
             Method::GET if path == "/ui" || path == "/ui/" => {
@@ -186,9 +196,9 @@ async fn route(
             pages::overview(&overview(console, src), login),
         ),
         (&Method::POST, "/ui/logout") => {
-            console.logins.logout(cookie);
+            console.logins.logout(cookie, src.tls);
             let mut r = see_other("/ui");
-            set_header(&mut r, header::SET_COOKIE, &auth::clear_cookie());
+            set_header(&mut r, header::SET_COOKIE, &auth::clear_cookie(src.tls));
             r
         }
         (&Method::GET, "/ui/calls") => match form.get("call").map(str::trim) {
@@ -239,7 +249,7 @@ where
     match console.logins.login(cfg, form.get("token").unwrap_or("")) {
         Ok((id, _)) => {
             let mut r = see_other("/ui");
-            set_header(&mut r, header::SET_COOKIE, &auth::set_cookie(&id));
+            set_header(&mut r, header::SET_COOKIE, &auth::set_cookie(&id, src.tls));
             r
         }
         Err(e) => {
@@ -473,13 +483,13 @@ pub(crate) fn path_segment(id: &str) -> String {
 /// `null` from a browser that also sent `Sec-Fetch-Site` (a page with a
 /// no-referrer policy). A rebound name passes both, so the `Host` itself
 /// is allow-listed before any console code runs (`net::host`).
-fn same_origin(h: &http::HeaderMap, scheme: &str) -> bool {
+fn same_origin(h: &http::HeaderMap, (scheme, host): (&str, Option<&str>)) -> bool {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
     let site = get("sec-fetch-site");
     if site.is_some_and(|s| s != "same-origin" && s != "none") {
         return false;
     }
-    match (get("origin"), get("host")) {
+    match (get("origin"), host) {
         (None, _) => true,
         (Some("null"), _) => site.is_some(),
         (Some(o), Some(host)) => o.split_once("://").is_some_and(|(sch, h)| {
@@ -596,26 +606,28 @@ mod tests {
 
     #[test]
     fn origins() {
+        let host = Some("127.0.0.1:9090");
+        let (http, https) = (("http", host), ("https", host));
         let mut h = http::HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("127.0.0.1:9090"));
-        assert!(same_origin(&h, "http"));
+        assert!(same_origin(&h, http));
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:9090"));
-        assert!(same_origin(&h, "http"));
+        assert!(same_origin(&h, http));
         // The scheme counts: an `http://` page is not the HTTPS console.
-        assert!(!same_origin(&h, "https"));
+        assert!(!same_origin(&h, https));
+        assert!(!same_origin(&h, ("http", None)));
         h.insert("origin", HeaderValue::from_static("http://evil.example"));
-        assert!(!same_origin(&h, "http"));
+        assert!(!same_origin(&h, http));
         // `Sec-Fetch-Site: same-origin` does not excuse another Origin.
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(!same_origin(&h, "http"));
+        assert!(!same_origin(&h, http));
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:9090"));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!same_origin(&h, "http"));
+        assert!(!same_origin(&h, http));
         h.insert("origin", HeaderValue::from_static("null"));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(same_origin(&h, "http"));
+        assert!(same_origin(&h, http));
         h.remove("sec-fetch-site");
-        assert!(!same_origin(&h, "http"));
+        assert!(!same_origin(&h, http));
     }
 
     #[test]

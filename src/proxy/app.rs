@@ -171,11 +171,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         reloads: reloads.clone(),
         console,
         guesses: Default::default(),
+        tls: app.config.borrow().server.admin_tls && tls.is_some(),
     });
     spawn_reload(dir, opts.watch, config_tx.clone(), metrics, reloads);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let done = tokio::spawn(server::run(
-        server::Listeners { public, admin, tls },
+        server::Listeners {
+            public,
+            admin,
+            admin_tls: tls.clone().filter(|_| app.config.borrow().server.admin_tls),
+            tls,
+        },
         runtimes,
         app.clone(),
         admin_ctx,

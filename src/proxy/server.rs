@@ -41,6 +41,8 @@ pub(super) struct Listeners {
     pub admin: TcpListener,
     /// HTTPS on the public listener (`[tls] cert_file`).
     pub tls: Option<TlsAcceptor>,
+    /// HTTPS on the admin listener (`[tls] admin = true`).
+    pub admin_tls: Option<TlsAcceptor>,
 }
 
 fn builder(header_read: Duration) -> Builder<TokioExecutor> {
@@ -115,7 +117,8 @@ pub(super) async fn run(
             Err(e) => tracing::error!("cannot start public-listener worker {}: {e}", n + 1),
         }
     }
-    admin(listeners.admin, admin_ctx, shutdown, deadline, header_read).await;
+    let admin_listener = (listeners.admin, listeners.admin_tls);
+    admin(admin_listener, admin_ctx, shutdown, deadline, header_read).await;
     for rx in stopped {
         let _ = rx.await;
     }
@@ -259,9 +262,10 @@ impl Worker {
     }
 }
 
-/// The admin listener's accept loop, then its drain.
+/// The admin listener's accept loop (HTTPS when it has an acceptor),
+/// then its drain.
 async fn admin(
-    listener: TcpListener,
+    (listener, tls): (TcpListener, Option<TlsAcceptor>),
     ctx: Arc<AdminCtx>,
     mut shutdown: watch::Receiver<bool>,
     deadline: Duration,
@@ -282,10 +286,20 @@ async fn admin(
                     let ctx = ctx.clone();
                     async move { Ok::<_, Infallible>(admin::handle(req, &ctx, remote.ip()).await) }
                 });
-                let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let (b, watcher, tls) = (b.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let Some(tls) = tls else {
+                        let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let _ = watcher.watch(conn).await;
+                        return;
+                    };
+                    // The handshake within the header timeout, as a
+                    // request head must arrive.
+                    let Ok(Ok(stream)) = tokio::time::timeout(header_read, tls.accept(stream)).await else {
+                        return;
+                    };
+                    let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let _ = watcher.watch(conn).await;
                 });
             }
         }

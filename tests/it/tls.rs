@@ -245,3 +245,48 @@ fn check_refuses_a_certificate_without_its_key() {
     let (_, out, err) = check_with(dir.path(), &[], &[]);
     assert!(format!("{out}{err}").contains("needs both `cert_file` and `key_file`"));
 }
+
+/// `[tls] admin = true`: the admin listener serves HTTPS with the public
+/// listener's certificate; the console's cookie is then `__Host-`
+/// prefixed and `Secure`, and a form whose `Origin` is the `http://`
+/// spelling of the console is refused.
+#[tokio::test]
+async fn the_admin_listener_serves_https_with_a_secure_console_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = listener_cert(dir.path());
+    write_config(
+        dir.path(),
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/key.pem\"\nadmin = true\n",
+        &[("crm", &route("http://127.0.0.1:9", ""))],
+    );
+    let h = start(dir.path()).await;
+    let port = h.admin.port();
+    let client = headgate::net::client::build(std::time::Duration::from_secs(2), &[root]).unwrap();
+    let login = |origin: &'static str| {
+        let req = hyper::Request::post(format!("https://localhost:{port}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", origin.replace("PORT", &port.to_string()))
+            .body(headgate::net::response::full(Bytes::from(format!(
+                "token={ADMIN_TOKEN}"
+            ))))
+            .unwrap();
+        client.request(req)
+    };
+    let r = login("https://localhost:PORT").await.unwrap();
+    assert_eq!(r.status(), 303);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.starts_with("__Host-headgate_console="), "{set}");
+    for attr in ["Path=/;", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(set.contains(attr), "{attr}: {set}");
+    }
+    let r = login("http://localhost:PORT").await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "an http:// Origin posted to the HTTPS console"
+    );
+    // Cleartext to the admin port is no longer served.
+    let plain = raw_request(h.admin, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    h.shutdown().await;
+}

@@ -39,6 +39,8 @@ pub struct AdminCtx {
     /// Wrong tokens by client address (the API's, the metrics token's and
     /// the console login's together).
     pub guesses: Throttle,
+    /// The listener serves HTTPS (`[tls] admin = true`).
+    pub tls: bool,
 }
 
 /// Longest TTL a PUT may ask for.
@@ -77,6 +79,7 @@ where
             calls: &ctx.calls,
             reloads: &ctx.reloads,
             guesses: (&ctx.guesses, peer),
+            tls: ctx.tls,
         };
         return console::handle(req, &ctx.console, &src).await;
     }
