@@ -124,9 +124,7 @@ pub async fn watch_config(
     }
     drop(ev_tx);
     while ev_rx.recv().await.is_some() {
-        // Editors write files in several steps: let them settle.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        while ev_rx.try_recv().is_ok() {}
+        settle(&mut ev_rx).await;
         if tx.is_closed() {
             return;
         }
@@ -135,21 +133,68 @@ pub async fn watch_config(
     }
 }
 
-/// A `notify` watcher that pokes `ev_tx` on every change under `dir`.
+fn root_of(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// A change is followed by others while an editor (or `cp -r`) writes:
+/// waits until [`QUIET`] passes with none, at most [`SETTLE_MAX`].
+async fn settle(ev_rx: &mut tokio::sync::mpsc::Receiver<()>) {
+    let until = tokio::time::Instant::now() + SETTLE_MAX;
+    loop {
+        tokio::time::sleep(QUIET).await;
+        let mut more = false;
+        while ev_rx.try_recv().is_ok() {
+            more = true;
+        }
+        if !more || tokio::time::Instant::now() >= until {
+            return;
+        }
+    }
+}
+
+/// How long the config's files must stay unchanged before a reload.
+const QUIET: Duration = Duration::from_millis(200);
+/// The longest a stream of changes delays a reload.
+const SETTLE_MAX: Duration = Duration::from_secs(2);
+
+/// Whether a change to `path` (under the config directory `dir`) can
+/// change the config: `headgate.toml`, a route file, or a key or
+/// certificate a declaration points at (`.pem`, `.key`, `.crt`, `.der`,
+/// `.jwk`). A log, an audit file or an editor's swap file written there
+/// is not, and reloaded nothing (a log written in the folder reloaded
+/// every 150 ms).
+pub fn is_config_file(dir: &std::path::Path, path: &std::path::Path) -> bool {
+    let Ok(rel) = path.strip_prefix(dir) else {
+        return false;
+    };
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let ext = rel.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let in_routes = rel.parent() == Some(std::path::Path::new("routes"));
+    rel == std::path::Path::new("headgate.toml")
+        || (in_routes && ext == "toml" && !name.starts_with('.'))
+        || ["pem", "key", "crt", "der", "jwk"].contains(&ext)
+}
+
+/// A `notify` watcher that pokes `ev_tx` on every change under `dir` to
+/// a file the config reads ([`is_config_file`]).
 fn file_watcher(
     dir: &std::path::Path,
     ev_tx: tokio::sync::mpsc::Sender<()>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
+    // Events name absolute paths; so must the directory they are under.
+    let root = root_of(dir);
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res
             && !matches!(ev.kind, notify::EventKind::Access(_))
+            && ev.paths.iter().any(|p| is_config_file(&root, p))
         {
             let _ = ev_tx.try_send(());
         }
     });
     match watcher {
-        Ok(mut w) => match w.watch(dir, notify::RecursiveMode::Recursive) {
+        Ok(mut w) => match w.watch(&root_of(dir), notify::RecursiveMode::Recursive) {
             Ok(()) => Some(w),
             Err(e) => {
                 tracing::warn!(
@@ -163,5 +208,37 @@ fn file_watcher(
             tracing::warn!("file watching unavailable ({e}); reload with SIGHUP");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_the_config_reads_count() {
+        let dir = std::path::Path::new("/etc/headgate");
+        for yes in [
+            "headgate.toml",
+            "routes/crm.toml",
+            "keys/crm.pem",
+            "tls/cert.crt",
+        ] {
+            assert!(is_config_file(dir, &dir.join(yes)), "{yes}");
+        }
+        for no in [
+            "headgate.log",
+            "audit.jsonl",
+            "routes/.crm.toml.swp",
+            "routes/crm.toml~",
+            "routes/old/crm.toml",
+            "notes.toml",
+        ] {
+            assert!(!is_config_file(dir, &dir.join(no)), "{no}");
+        }
+        assert!(!is_config_file(
+            dir,
+            std::path::Path::new("/elsewhere/headgate.toml")
+        ));
     }
 }

@@ -145,3 +145,30 @@ async fn reload_under_traffic_never_fails_a_request() {
     );
     h.shutdown().await;
 }
+
+/// A file the config does not read, written in the config folder (a log,
+/// an audit file), reloads nothing; a route file changed in several quick
+/// writes reloads once, after they settle.
+#[tokio::test]
+async fn only_the_configs_own_files_reload_it_once_they_settle() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &[("crm", &route_with(&up.url(), "v1"))]);
+    let s = serve(dir.path(), &FREE_PORTS, &[("RUST_LOG", "info")]);
+    let reloads = || s.log.lock().unwrap().matches("config reloaded").count();
+    let log = dir.path().join("headgate.log");
+    for i in 0..30 {
+        std::fs::write(&log, format!("line {i}\n").repeat(i + 1)).unwrap();
+        std::fs::write(dir.path().join("audit.jsonl"), "{}\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(reloads(), 0, "{}", s.log.lock().unwrap());
+    for v in ["v2", "v3", "v4"] {
+        std::fs::write(dir.path().join("routes/crm.toml"), route_with(&up.url(), v)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for("the reload", || reloads() >= 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(reloads(), 1, "{}", s.log.lock().unwrap());
+}
