@@ -27,5 +27,6 @@ mod sessions;
 mod smuggling;
 mod store;
 mod tls;
+mod upstream_faults;
 mod upstream_pool;
 mod webhook_replay;

@@ -234,6 +234,8 @@ struct Conn {
     /// A `Connection` line lists a name that is never hop-by-hop
     /// ([`Declared::lists_framing`]).
     lists_framing: bool,
+    /// A response's `Keep-Alive: timeout=N`.
+    keep_alive_timeout: Option<u64>,
 }
 
 impl Conn {
@@ -315,6 +317,9 @@ pub struct ResponseHead<'b> {
     /// A `Connection` line: only then can a line be hop-by-hop by being
     /// listed in one.
     pub connection: bool,
+    /// The `timeout=` of its `Keep-Alive` line, in seconds: how long the
+    /// server keeps an idle connection open.
+    pub keep_alive_timeout: Option<u64>,
 }
 
 /// Parses the response head at the start of `buf` (to a request with
@@ -371,6 +376,7 @@ pub fn parse_response<'b>(
         framing,
         keep_alive,
         connection: conn.connection,
+        keep_alive_timeout: conn.keep_alive_timeout,
     }))
 }
 
@@ -404,6 +410,11 @@ impl Conn {
                     lengths += 1;
                 }
                 17 if name_is(h.name.as_bytes(), "transfer-encoding") => te = Some(h.value),
+                10 if name_is(h.name.as_bytes(), "keep-alive") => {
+                    c.keep_alive_timeout = (tokens(h.value))
+                        .find_map(|t| t.strip_prefix(b"timeout=").or(t.strip_prefix(b"TIMEOUT=")))
+                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+                }
                 _ => {}
             }
         }

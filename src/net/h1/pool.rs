@@ -4,7 +4,7 @@
 //! its end with no byte left over; anything else is closed.
 
 use std::cell::RefCell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
@@ -42,18 +42,57 @@ pub fn checkout(authority: &str, now: Instant) -> Option<Conn> {
     })
 }
 
+/// How long an idle connection is reused when its server did not say
+/// (`Keep-Alive: timeout=`): under the 5 s Node.js and uvicorn close idle
+/// connections after, so the server does not close one just as a request
+/// is written to it.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(4);
+
+/// How long before the server's own `Keep-Alive: timeout=` an idle
+/// connection stops being reused.
+const MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a connection whose server said `Keep-Alive: timeout=N` (in
+/// seconds; `None`: it said nothing) is reused while idle: a second less
+/// than the server keeps it, [`DEFAULT_IDLE`] when it did not say, and
+/// never over [`POOL_IDLE_TIMEOUT`].
+pub fn idle_for(server_timeout: Option<u64>) -> Duration {
+    server_timeout
+        .map_or(DEFAULT_IDLE, |n| {
+            Duration::from_secs(n).saturating_sub(MARGIN)
+        })
+        .min(POOL_IDLE_TIMEOUT)
+}
+
 /// Gives `conn` back for the next request to its authority, idle from
 /// `since` (a clock read the caller took before its response ended: an
 /// earlier one only shortens the idle time allowed, and takes no read of
-/// its own).
-pub fn checkin(conn: Conn, since: Instant) {
+/// its own) for at most `idle` ([`idle_for`]).
+pub fn checkin(conn: Conn, since: Instant, idle_time: Duration) {
+    if idle_time.is_zero() {
+        return;
+    }
     IDLE.with_borrow_mut(|idle| {
         if idle.len() >= POOL_MAX_IDLE {
             idle.remove(0);
         }
         idle.push(Idle {
             conn,
-            until: since + POOL_IDLE_TIMEOUT,
+            until: since + idle_time,
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_time_follows_the_servers_keep_alive_timeout() {
+        assert_eq!(idle_for(None), DEFAULT_IDLE);
+        assert_eq!(idle_for(Some(5)), Duration::from_secs(4));
+        assert_eq!(idle_for(Some(1)), Duration::ZERO);
+        assert_eq!(idle_for(Some(0)), Duration::ZERO);
+        assert_eq!(idle_for(Some(100_000)), POOL_IDLE_TIMEOUT);
+    }
 }

@@ -374,3 +374,33 @@ fn a_header_line_is_copied_as_it_came() {
     };
     assert_eq!(super::line_of(raw, &elsewhere), None);
 }
+
+#[test]
+fn a_responses_keep_alive_timeout_is_read() {
+    for (raw, want) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nContent-Length: 0\r\n\r\n"[..],
+            Some(5),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nkeep-alive: max=3,timeout=2\r\nContent-Length: 0\r\n\r\n",
+            Some(2),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=x\r\nContent-Length: 0\r\n\r\n",
+            None,
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None),
+    ] {
+        let mut storage = super::storage();
+        let head = parse_response(raw, &mut storage, 1 << 16, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            head.keep_alive_timeout,
+            want,
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}

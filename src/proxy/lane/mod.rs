@@ -25,7 +25,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -38,14 +38,13 @@ use super::App;
 use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
     Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, SessionKey, put_path_and_query,
-    put_raw_headers, screen, warn_failed,
+    put_raw_headers, screen,
 };
 use crate::config::{Config, InboundAuth, Route};
 use crate::net::h1::buffers::{self, Lent};
-use crate::net::h1::{self, Framing, pool, put_header};
+use crate::net::h1::{self, Framing, put_header};
 use crate::net::head::Head as _;
 use clock::Clock;
-use relay::Relay;
 use routing::Routing;
 use stop::Stop;
 
@@ -54,6 +53,7 @@ mod relay;
 mod reply;
 mod routing;
 mod stop;
+mod upstream;
 
 /// The largest request or response head (hyper's `max_buf_size` here).
 const MAX_HEAD: usize = 64 << 10;
@@ -205,6 +205,10 @@ impl Client {
                 // Only asked for when a retry follows; never returned.
                 Err(Failed::Unauthorized) => {
                     finish(&x, begun, StatusCode::UNAUTHORIZED);
+                    false
+                }
+                Err(Failed::Stale) => {
+                    finish(&x, begun, StatusCode::BAD_GATEWAY);
                     false
                 }
             };
@@ -382,6 +386,10 @@ enum Failed {
     /// The upstream answered 401 to a request that may be sent again;
     /// nothing was written to the client.
     Unauthorized,
+    /// A reused upstream connection closed before any response byte, on
+    /// a request that may be sent again ([`upstream`]); nothing was
+    /// written to the client.
+    Stale,
 }
 
 impl From<ProxyError> for Failed {
@@ -418,10 +426,14 @@ async fn serve_one(
     // `buf`), and the body (read whole above).
     let saved =
         (x.carries_tokens() && session.is_some()).then(|| SavedHead::of_raw(&buf[..head_len]));
-    let left = take_body(&in_body, (buf, head_len, body), &mut out, taken);
+    let mut left = take_body(&in_body, (buf, head_len, body), &mut out, taken);
+    if left > 0 && body <= upstream::ONE_WRITE_BODY {
+        upstream::gather_body((&mut *client, &mut *clock), &mut out, left, to.idle).await?;
+        (left, *taken) = (0, Taken::All);
+    }
     let who = (&*key, session.as_ref());
     let (io, sent) = ((&mut *client, &mut *clock), (&mut *out, left));
-    let first = attempt(x, route, io, sent, to, to_send, saved.is_some(), who).await;
+    let first = upstream::attempt(x, route, io, sent, to, to_send, saved.is_some(), who).await;
     // Matched in place: moving the body and the saved head into a tuple
     // cost a copy of both on every request (about 35 instructions).
     let again = (&first, &saved, &in_body);
@@ -558,7 +570,7 @@ async fn retry(
     write_request_head(out, &parts.method, &uri, route, (&headers, length));
     out.extend_from_slice(&b);
     let who = (&**key, session.as_ref());
-    attempt(x, route, io, (out, 0), to, to_send, false, who).await
+    upstream::attempt(x, route, io, (out, 0), to, to_send, false, who).await
 }
 
 /// The path after the route's name, at `at` in the buffer (part of a
@@ -615,46 +627,6 @@ async fn read_body(
     // drops it from there and keeps the connection.
     *taken = Taken::Nothing;
     Ok(InBody::Read(Bytes::copy_from_slice(&buf[head_len..want])))
-}
-
-/// One exchange with the upstream: `out` (head and the body bytes at
-/// hand) written, the rest of the body (`left` bytes) streamed from the
-/// client, the response relayed (its head written into `out`). With
-/// `retry`, a 401 is not relayed but answered [`Failed::Unauthorized`].
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
-    x: &mut Exchange<'_>,
-    route: &Route,
-    (client, clock): (&mut TcpStream, &mut Clock),
-    (out, left): (&mut Vec<u8>, u64),
-    to: Timeouts,
-    to_send: ToSend,
-    retry: bool,
-    who: (&str, Option<&Arc<crate::session::Session>>),
-) -> Result<Served, Failed> {
-    // One clock read for the pool and the response's wait, as hyper's
-    // client counts that wait: from before the connection is taken. A
-    // streamed body's upload does not count against it.
-    let mut started = Instant::now();
-    let mut up = connect(route, to.connect, started).await?;
-    (h1::io::write_all(&up.stream, out).await).map_err(|e| fail(route, &e))?;
-    if left > 0 {
-        copy_body((client, clock), &mut up.stream, left, to.idle).await?;
-        started = Instant::now();
-    }
-    let wall = x.timings.map(|_| SystemTime::now());
-    let relay = Relay {
-        route,
-        up,
-        client,
-        clock,
-        idle: to.idle,
-        head_request: to_send.head_request,
-        close: to_send.close,
-        retry,
-        rewrites: x.filters_response(),
-    };
-    relay.run(x, to.response, (started, wall), who, out).await
 }
 
 /// The `Content-Length` the upstream request carries: the length the core
@@ -728,72 +700,6 @@ fn request_line(out: &mut Vec<u8>, method: &[u8], route: &Route, pq: impl FnOnce
 /// string on every request.
 fn host(a: &http::uri::Authority) -> &str {
     a.as_str().strip_suffix(":80").unwrap_or(a.as_str())
-}
-
-/// Logs an upstream failure and says what the client gets (502).
-fn fail(route: &Route, e: &std::io::Error) -> Failed {
-    let err = ProxyError::UpstreamUnreachable;
-    warn_failed(route, &err, e);
-    Failed::Answer(err)
-}
-
-/// A pooled connection to the route's upstream, or a new one.
-async fn connect(route: &Route, within: Duration, now: Instant) -> Result<pool::Conn, Failed> {
-    let Some(authority) = route.upstream.authority() else {
-        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
-    };
-    while let Some(c) = pool::checkout(authority.as_str(), now) {
-        // One closed while idle reads as EOF (or its stray bytes, which
-        // would desync the next response): never used.
-        let mut probe = [0u8; 1];
-        if matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        {
-            return Ok(c);
-        }
-    }
-    match crate::net::upstream::open(authority, within).await {
-        Ok(stream) => Ok(pool::Conn {
-            authority: authority.as_str().into(),
-            stream,
-        }),
-        Err(e) => {
-            let err = ProxyError::UpstreamUnreachable;
-            warn_failed(route, &err, &e);
-            Err(Failed::Answer(err))
-        }
-    }
-}
-
-/// Streams the rest of a `Content-Length` request body to the upstream,
-/// with backpressure (one buffer, written before the next read) and the
-/// idle timeout between reads.
-async fn copy_body(
-    (client, clock): (&mut TcpStream, &mut Clock),
-    up: &mut TcpStream,
-    mut left: u64,
-    idle: Duration,
-) -> Result<(), Failed> {
-    use bytes::BufMut as _;
-    let mut chunk = buffers::lend();
-    while left > 0 {
-        chunk.clear();
-        let want = chunk.capacity().min(left as usize);
-        let mut room = (&mut *chunk).limit(want);
-        let read = client.read_buf(&mut room);
-        let n = match clock.within(idle, read).await {
-            Some(Ok(0) | Err(_)) | None => {
-                return Err(Failed::Answer(ProxyError::BadBody(
-                    "the request body was malformed or cut short",
-                )));
-            }
-            Some(Ok(n)) => n,
-        };
-        if up.write_all(&chunk[..n]).await.is_err() {
-            return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
-        }
-        left -= n as u64;
-    }
-    Ok(())
 }
 
 /// Closes after an answer the client may still be sending a body to:

@@ -13,7 +13,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::clock::Clock;
-use super::{Failed, MAX_HEAD, RELAY_BUF, Served, fail, reply};
+use super::upstream::{fail, is_stale};
+use super::{Failed, MAX_HEAD, RELAY_BUF, Served, reply};
 use crate::config::Route;
 use crate::net::h1::buffers;
 use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_content_length, put_header};
@@ -34,6 +35,9 @@ pub(super) struct Relay<'c> {
     pub close: bool,
     /// A 401 is answered [`Failed::Unauthorized`], not relayed.
     pub retry: bool,
+    /// The connection was reused and the request may be sent again: its
+    /// closing before any response byte is [`Failed::Stale`].
+    pub stale_is_retried: bool,
     /// The exchange rewrites the response ([`Exchange::filters_response`]).
     pub rewrites: bool,
 }
@@ -62,18 +66,19 @@ impl Relay<'_> {
                 let read = self
                     .clock
                     .until(deadline, h1::io::read_buf(&self.up.stream, &mut rbuf));
-                match read.await {
+                let e = match read.await {
                     None => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
-                    Some(Ok(0)) => {
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "the upstream closed the connection before its response",
-                        );
-                        return Err(fail(route, &e));
-                    }
-                    Some(Err(e)) => return Err(fail(route, &e)),
-                    Some(Ok(_)) => {}
+                    Some(Ok(0)) => std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the upstream closed the connection before its response",
+                    ),
+                    Some(Err(e)) => e,
+                    Some(Ok(_)) => continue,
+                };
+                if self.stale_is_retried && rbuf.is_empty() && is_stale(&e) {
+                    return Err(Failed::Stale);
                 }
+                return Err(fail(route, &e));
             };
             match parsed {
                 Head::Informational(len) => {
@@ -87,6 +92,7 @@ impl Relay<'_> {
             len,
             framing,
             keep_alive,
+            idle,
             status,
             is_event_stream: is_stream,
             parts,
@@ -104,7 +110,7 @@ impl Relay<'_> {
         }
         let relayed = match parts {
             Some(parts) => self.rewritten(x, *parts, framing, rbuf.take()).await,
-            None => (self.relayed(out, (framing, keep_alive), &mut rbuf, head_at)).await,
+            None => (self.relayed(out, (framing, keep_alive, idle), &mut rbuf, head_at)).await,
         };
         if let Some(g) = &gauge {
             g.dec();
@@ -126,13 +132,13 @@ impl Relay<'_> {
     async fn relayed(
         mut self,
         head: &mut Vec<u8>,
-        (framing, keep_alive): (Framing, bool),
+        (framing, keep_alive, idle): (Framing, bool, Duration),
         rbuf: &mut Vec<u8>,
         head_at: Instant,
     ) -> Result<bool, ()> {
         let up_clean = self.body(head, framing, rbuf).await?;
         if up_clean && keep_alive {
-            pool::checkin(self.up, head_at);
+            pool::checkin(self.up, head_at, idle);
         }
         Ok(framing != Framing::UntilClose)
     }
@@ -167,6 +173,8 @@ struct Final {
     len: usize,
     framing: Framing,
     keep_alive: bool,
+    /// How long the connection may be reused while idle.
+    idle: Duration,
     status: StatusCode,
     is_event_stream: bool,
     /// The head as http parts (framing left out), when the exchange
@@ -255,6 +263,7 @@ impl Relay<'_> {
             len: head.len,
             framing: head.framing,
             keep_alive: head.keep_alive,
+            idle: pool::idle_for(head.keep_alive_timeout),
             status,
             is_event_stream,
             parts,

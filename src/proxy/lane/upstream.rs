@@ -1,0 +1,211 @@
+//! The upstream side of one exchange on the forwarding core: a pooled or
+//! new connection, the request written to it (in one write whenever the
+//! body is at hand), the response relayed, and the one retry a reused
+//! connection earns.
+//!
+//! Which failures are sent again, and why a call is never run twice by
+//! headgate: only a request on a *reused* connection that the upstream
+//! closed or reset before sending a single response byte, and only when
+//! the whole request is still in hand (no body streamed from the client).
+//! An idle keep-alive connection the server closed as the request arrived
+//! fails exactly so; a server that read the request and then crashed
+//! fails the same way, which is the risk every HTTP client that retries
+//! takes (Chromium's rule; RFC 9110 §9.2.2). A fresh connection's failure
+//! is never retried: it proves nothing about the request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::clock::Clock;
+use super::relay::Relay;
+use super::{Failed, Served, Timeouts, ToSend};
+use crate::config::Route;
+use crate::net::h1::{self, buffers, pool};
+use crate::proxy::exchange::{Exchange, ProxyError, warn_failed};
+
+/// A body at most this long that had not all arrived with its head is
+/// read whole from the client before the upstream is written to, so head
+/// and body leave in one write (nginx buffers request bodies likewise): a
+/// head alone in a segment made a small HTTP/1.0 server reset connections
+/// under a burst.
+pub(super) const ONE_WRITE_BODY: u64 = 64 << 10;
+
+/// One exchange with the upstream: `out` (head and the body bytes at
+/// hand) written, the rest of the body (`left` bytes) streamed from the
+/// client, the response relayed (its head written into `out`). With
+/// `retry`, a 401 is not relayed but answered [`Failed::Unauthorized`].
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn attempt(
+    x: &mut Exchange<'_>,
+    route: &Route,
+    (client, clock): (&mut TcpStream, &mut Clock),
+    (out, left): (&mut Vec<u8>, u64),
+    to: Timeouts,
+    to_send: ToSend,
+    retry: bool,
+    who: (&str, Option<&Arc<crate::session::Session>>),
+) -> Result<Served, Failed> {
+    // One clock read for the pool and the response's wait, as hyper's
+    // client counts that wait: from before the connection is taken. A
+    // streamed body's upload does not count against it.
+    let mut started = Instant::now();
+    let mut fresh_only = false;
+    loop {
+        let (mut up, reused) = connect(route, to.connect, started, fresh_only).await?;
+        let again = reused && left == 0;
+        if let Err(e) = h1::io::write_all(&up.stream, out).await {
+            if again && is_stale(&e) {
+                fresh_only = true;
+                continue;
+            }
+            return Err(fail(route, &e));
+        }
+        if left > 0 {
+            copy_body((&mut *client, &mut *clock), &mut up.stream, left, to.idle).await?;
+            started = Instant::now();
+        }
+        let wall = x.timings.map(|_| SystemTime::now());
+        let relay = Relay {
+            route,
+            up,
+            client: &mut *client,
+            clock: &mut *clock,
+            idle: to.idle,
+            head_request: to_send.head_request,
+            close: to_send.close,
+            retry,
+            stale_is_retried: again,
+            rewrites: x.filters_response(),
+        };
+        match relay.run(x, to.response, (started, wall), who, out).await {
+            Err(Failed::Stale) => {
+                tracing::debug!(route = %route.name, "a reused upstream connection closed before answering; sending once more on a new one");
+                fresh_only = true;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether a write or read error says the peer had closed the connection.
+pub(super) fn is_stale(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+    )
+}
+
+/// Logs an upstream failure and says what the client gets (502).
+pub(super) fn fail(route: &Route, e: &std::io::Error) -> Failed {
+    let err = ProxyError::UpstreamUnreachable;
+    warn_failed(route, &err, e);
+    Failed::Answer(err)
+}
+
+/// A pooled connection to the route's upstream (unless `fresh_only`), or
+/// a new one; whether it was pooled.
+async fn connect(
+    route: &Route,
+    within: Duration,
+    now: Instant,
+    fresh_only: bool,
+) -> Result<(pool::Conn, bool), Failed> {
+    let Some(authority) = route.upstream.authority() else {
+        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+    };
+    while let Some(c) = pool::checkout(authority.as_str(), now).filter(|_| !fresh_only) {
+        // One closed while idle reads as EOF (or its stray bytes, which
+        // would desync the next response): never used.
+        let mut probe = [0u8; 1];
+        if matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        {
+            return Ok((c, true));
+        }
+    }
+    match crate::net::upstream::open(authority, within).await {
+        Ok(stream) => Ok((
+            pool::Conn {
+                authority: authority.as_str().into(),
+                stream,
+            },
+            false,
+        )),
+        Err(e) => {
+            let err = ProxyError::UpstreamUnreachable;
+            warn_failed(route, &err, &e);
+            Err(Failed::Answer(err))
+        }
+    }
+}
+
+/// Reads the rest of a small body (`left` bytes) from the client onto
+/// `out`, behind its head, each read within `idle`.
+pub(super) async fn gather_body(
+    (client, clock): (&mut TcpStream, &mut Clock),
+    out: &mut Vec<u8>,
+    left: u64,
+    idle: Duration,
+) -> Result<(), Failed> {
+    let want = out.len() + left as usize;
+    while out.len() < want {
+        out.reserve(want - out.len());
+        let mut room = (&mut *out).take_limit(want);
+        match clock.within(idle, client.read_buf(&mut room)).await {
+            Some(Ok(n)) if n > 0 => {}
+            _ => return Err(cut_short()),
+        }
+    }
+    Ok(())
+}
+
+/// `Vec` growth capped at a total length, for a read that must not take
+/// the next request's bytes.
+trait TakeLimit {
+    fn take_limit(&mut self, total: usize) -> bytes::buf::Limit<&mut Vec<u8>>;
+}
+
+impl TakeLimit for Vec<u8> {
+    fn take_limit(&mut self, total: usize) -> bytes::buf::Limit<&mut Vec<u8>> {
+        use bytes::BufMut as _;
+        let room = total.saturating_sub(self.len());
+        self.limit(room)
+    }
+}
+
+fn cut_short() -> Failed {
+    Failed::Answer(ProxyError::BadBody(
+        "the request body was malformed or cut short",
+    ))
+}
+
+/// Streams the rest of a `Content-Length` request body to the upstream,
+/// with backpressure (one buffer, written before the next read) and the
+/// idle timeout between reads.
+async fn copy_body(
+    (client, clock): (&mut TcpStream, &mut Clock),
+    up: &mut TcpStream,
+    mut left: u64,
+    idle: Duration,
+) -> Result<(), Failed> {
+    use bytes::BufMut as _;
+    let mut chunk = buffers::lend();
+    while left > 0 {
+        chunk.clear();
+        let want = chunk.capacity().min(left as usize);
+        let mut room = (&mut *chunk).limit(want);
+        let read = client.read_buf(&mut room);
+        let n = match clock.within(idle, read).await {
+            Some(Ok(0) | Err(_)) | None => return Err(cut_short()),
+            Some(Ok(n)) => n,
+        };
+        if up.write_all(&chunk[..n]).await.is_err() {
+            return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+        }
+        left -= n as u64;
+    }
+    Ok(())
+}
