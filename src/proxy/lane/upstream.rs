@@ -150,30 +150,19 @@ pub(super) async fn gather_body(
     left: u64,
     idle: Duration,
 ) -> Result<(), Failed> {
+    use bytes::BufMut as _;
     let want = out.len() + left as usize;
     while out.len() < want {
-        out.reserve(want - out.len());
-        let mut room = (&mut *out).take_limit(want);
+        let missing = want - out.len();
+        out.reserve(missing);
+        // Never past the body: the next request's bytes stay unread.
+        let mut room = (&mut *out).limit(missing);
         match clock.within(idle, client.read_buf(&mut room)).await {
             Some(Ok(n)) if n > 0 => {}
             _ => return Err(cut_short()),
         }
     }
     Ok(())
-}
-
-/// `Vec` growth capped at a total length, for a read that must not take
-/// the next request's bytes.
-trait TakeLimit {
-    fn take_limit(&mut self, total: usize) -> bytes::buf::Limit<&mut Vec<u8>>;
-}
-
-impl TakeLimit for Vec<u8> {
-    fn take_limit(&mut self, total: usize) -> bytes::buf::Limit<&mut Vec<u8>> {
-        use bytes::BufMut as _;
-        let room = total.saturating_sub(self.len());
-        self.limit(room)
-    }
 }
 
 fn cut_short() -> Failed {
