@@ -49,6 +49,7 @@ use routing::Routing;
 use stop::Stop;
 
 mod clock;
+mod gone;
 mod relay;
 mod reply;
 mod routing;

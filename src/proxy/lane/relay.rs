@@ -13,6 +13,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::clock::Clock;
+use super::gone::or_gone;
 use super::upstream::{fail, is_stale};
 use super::{Failed, MAX_HEAD, RELAY_BUF, Served, reply};
 use crate::config::Route;
@@ -21,6 +22,13 @@ use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_content_leng
 use crate::net::headers::{is_hop_by_hop, name_is};
 use crate::proxy::exchange::{Exchange, ProxyError};
 use crate::session::Session;
+
+/// What the access log records for a request whose client closed its
+/// connection before the answer (nginx's 499).
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 /// The upstream's side of one exchange: its response head read, rewritten
 /// and relayed with its body.
@@ -66,7 +74,10 @@ impl Relay<'_> {
                 let read = self
                     .clock
                     .until(deadline, h1::io::read_buf(&self.up.stream, &mut rbuf));
-                let e = match read.await {
+                let Some(read) = or_gone(self.client, read).await else {
+                    return Err(Failed::Cut(CLIENT_CLOSED));
+                };
+                let e = match read {
                     None => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
                     Some(Ok(0)) => std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
@@ -323,7 +334,8 @@ impl Relay<'_> {
                     chunk.clear();
                     chunk.reserve(RELAY_BUF);
                     let read = self.up.stream.read_buf(chunk);
-                    match self.clock.within(self.idle, read).await {
+                    let read = self.clock.within(self.idle, read);
+                    match or_gone(self.client, read).await.ok_or(())? {
                         Some(Ok(0)) => return Ok(false),
                         Some(Ok(n)) => self.send(&chunk[..n]).await?,
                         Some(Err(_)) | None => return Err(()),
@@ -343,7 +355,8 @@ impl Relay<'_> {
         let want = (RELAY_BUF as u64).min(max) as usize;
         let mut room = (&mut *chunk).limit(want);
         let read = self.up.stream.read_buf(&mut room);
-        match self.clock.within(self.idle, read).await {
+        let read = self.clock.within(self.idle, read);
+        match or_gone(self.client, read).await.ok_or(())? {
             Some(Ok(n)) if n > 0 => Ok(n),
             _ => Err(()),
         }

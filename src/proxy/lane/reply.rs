@@ -58,7 +58,9 @@ pub(super) async fn write(
     if bodiless {
         return client.write_all(&out).await.map_err(drop);
     }
-    while let Some(frame) = body.frame().await {
+    // A stream the exchange rewrites (a filtered `tools/list` or GET
+    // stream) ends when the client goes, as a relayed one does.
+    while let Some(frame) = super::gone::or_gone(client, body.frame()).await.ok_or(())? {
         // Trailers are dropped, as the relay drops them.
         let Ok(data) = frame.map_err(drop)?.into_data() else {
             continue;
