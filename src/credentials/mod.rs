@@ -19,28 +19,25 @@
 mod error;
 mod jwt;
 mod oauth;
+mod slot;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
 use serde_json::{Map, Value, json};
 
 pub use error::CredentialError;
+use slot::{Slot, failed};
 
 use crate::config::credentials::{Credential, CredentialKind, JwtIssuer, OAuthClient};
 use crate::metrics::{CredentialLabel, CredentialOutcome, Metrics};
 use crate::net::client::HttpClient;
 use crate::session::{Session, SessionError, Store, deep_merge};
-use crate::shards::{Entry, Sharded};
+use crate::shards::Sharded;
 use crate::template::{HeaderTemplate, Scope};
 
 /// Token slots a shard sweeps at (only slots with nothing usable go).
 const MAX_SLOTS: usize = 100_000;
-
-/// A slot whose token expired this long ago (and that nobody is using)
-/// goes at the next sweep of its shard.
-const STALE: Duration = Duration::from_secs(60);
 
 /// The longest a token is cached, whatever its `expires_in` says.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -48,11 +45,6 @@ const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How long a refresh waits for another replica's refresh of the same
 /// session to finish, beyond the token request's own deadline.
 const LOCK_SLACK: Duration = Duration::from_secs(2);
-
-/// How long a failed token request answers for its key: the requests
-/// that waited on it, and those arriving meanwhile, share its outcome
-/// instead of each asking the authorization server again.
-const FAILURE_MEMORY: Duration = Duration::from_secs(1);
 
 /// An upstream 401 drops a key's token at most once in this long: a token
 /// refused again right after a renewal says the request, not the token,
@@ -106,76 +98,6 @@ impl Token {
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(<redacted>)")
-    }
-}
-
-/// One cached token and the lock that makes its renewal single-flight.
-struct Slot {
-    token: Mutex<Option<Arc<Token>>>,
-    flight: tokio::sync::Mutex<()>,
-    hits: Counter,
-    /// The last token request's failure and when it came.
-    failed: Mutex<Option<(Instant, CredentialError)>>,
-    /// When an upstream 401 last dropped its token.
-    dropped: Mutex<Option<Instant>>,
-}
-
-impl Slot {
-    /// The token, if it is from this declaration and not yet due.
-    fn fresh(&self, cred: &Credential) -> Option<Arc<Token>> {
-        let t = self.token.lock().ok()?.clone()?;
-        (t.fingerprint == cred.fingerprint && Instant::now() < t.refresh_at).then_some(t)
-    }
-
-    /// The token, if it is from this declaration and not yet expired.
-    fn valid(&self, cred: &Credential) -> Option<Arc<Token>> {
-        let t = self.token.lock().ok()?.clone()?;
-        (t.fingerprint == cred.fingerprint && Instant::now() < t.expires_at).then_some(t)
-    }
-
-    fn set(&self, t: Option<Arc<Token>>) {
-        if let Ok(mut g) = self.token.lock() {
-            *g = t;
-        }
-    }
-
-    /// The failure of a token request within [`FAILURE_MEMORY`], if any.
-    fn recent_failure(&self) -> Option<CredentialError> {
-        let g = self.failed.lock().ok()?;
-        let (at, e) = g.as_ref()?;
-        (at.elapsed() < FAILURE_MEMORY).then(|| e.clone())
-    }
-
-    fn set_failure(&self, f: Option<CredentialError>) {
-        if let Ok(mut g) = self.failed.lock() {
-            *g = f.map(|e| (Instant::now(), e));
-        }
-    }
-}
-
-/// A sweep keeps a slot whose token is usable or expired less than
-/// [`STALE`] ago.
-impl Entry for Slot {
-    fn keep(&self, now: Instant) -> bool {
-        let token = self.token.lock().ok().and_then(|g| g.clone());
-        token.is_some_and(|t| t.expires_at + STALE > now)
-    }
-}
-
-/// A failed token request's answer: a cached token that has not yet
-/// expired while the server is unavailable (it was only due for renewal),
-/// else the error.
-fn failed(
-    cred: &Credential,
-    slot: &Slot,
-    e: CredentialError,
-) -> Result<Arc<Token>, CredentialError> {
-    match (&e, slot.valid(cred)) {
-        (CredentialError::Unavailable { .. }, Some(t)) => {
-            tracing::warn!(credential = %cred.name, "authorization server unavailable; serving the cached token until it expires");
-            Ok(t)
-        }
-        _ => Err(e),
     }
 }
 
@@ -671,25 +593,4 @@ fn claims(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Found in review: an `expires_in` of 10^19 seconds overflowed
-    /// `Instant + Duration` and panicked the request.
-    #[test]
-    fn a_huge_expires_in_is_capped_not_a_panic() {
-        let main = "[credentials.a]\nkind = \"client_credentials\"\ntoken_url = \"https://a.test/t\"\nclient_id = \"c\"\nclient_secret_env = \"HG_TEST_CLIENT_SECRET\"\n";
-        let route = "upstream = \"http://127.0.0.1:9\"\ninbound_auth = \"none\"\n";
-        let cfg =
-            crate::config::check_texts(main, &[("r", route)]).unwrap_or_else(|e| panic!("{e}"));
-        let cred = &cfg.credentials["a"];
-        let t = Token::new(
-            cred,
-            "x".into(),
-            "Bearer".into(),
-            Duration::from_secs(u64::MAX / 2),
-        );
-        assert!(t.expires_at <= Instant::now() + MAX_LIFETIME);
-        assert!(t.refresh_at < t.expires_at);
-    }
-}
+mod tests;
