@@ -153,15 +153,12 @@ fn build(
     }
 
     secrets.push(server.admin_token_env.clone());
-    let mut ctx = Ctx {
-        path: &main_path,
-        text: main_text,
-        errors: &mut errors,
-        warnings: &mut warnings,
-        mode,
-        secrets: &mut Vec::new(),
-    };
-    refuse_secrets_in_env_allow(&mut ctx, &raw.env_allow, &secrets);
+    errors.extend(secrets_in_env_allow(
+        &main_path,
+        main_text,
+        &raw.env_allow,
+        &secrets,
+    ));
 
     if errors.is_empty() {
         Ok(Config {
@@ -195,21 +192,21 @@ fn jwks(credentials: &super::Credentials) -> bytes::Bytes {
 
 /// `env_allow` makes a variable readable by every template, and so
 /// sendable upstream: one that holds the admin token, a route key, a
-/// webhook or client secret, a signing or encryption key is refused.
-fn refuse_secrets_in_env_allow(
-    ctx: &mut Ctx<'_>,
-    env_allow: &[toml::Spanned<String>],
-    secrets: &[String],
-) {
-    for name in env_allow {
-        if secrets.contains(name.get_ref()) {
-            let msg = format!(
-                "`{}` holds a secret headgate reads itself (a token, key or client secret); templates must not read it: remove it from env_allow",
-                name.get_ref()
-            );
-            ctx.err(name.span().start, "config.secret_in_env_allow", msg);
-        }
-    }
+/// webhook or client secret, a signing or encryption key is refused, at
+/// its place in `headgate.toml`.
+fn secrets_in_env_allow<'a>(
+    path: &'a Path,
+    text: &'a str,
+    env_allow: &'a [toml::Spanned<String>],
+    secrets: &'a [String],
+) -> impl Iterator<Item = ConfigError> + 'a {
+    (env_allow.iter()).filter(|n| secrets.contains(n.get_ref())).map(move |name| {
+        let msg = format!(
+            "`{}` holds a secret headgate reads itself (a token, key or client secret); templates must not read it: remove it from env_allow",
+            name.get_ref()
+        );
+        ConfigError::at(path, text, name.span().start, "config.secret_in_env_allow", msg)
+    })
 }
 
 fn env_object(raw: &RawServer) -> serde_json::Value {

@@ -6,31 +6,6 @@
 use crate::support::*;
 use serde_json::{Value, json};
 
-/// `promtool check metrics` on `text`: its verdict and what it said.
-fn promtool(text: &str) -> (bool, String) {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool must be on PATH: scripts/test.sh installs it");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
-}
-
 /// A `tools/call` of `tool` on MCP route `mcp` of `h`, as session `call-1`.
 async fn call_tool(h: &headgate::proxy::Running, tool: &str) -> u16 {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",

@@ -324,30 +324,9 @@ async fn prometheus_scrapes_with_a_read_only_token() {
     assert_eq!(get("/sessions/c1", API_KEY).await.unwrap().status(), 401);
     assert_eq!(get("/metrics", "wrong").await.unwrap().status(), 401);
     assert_eq!(get("/metrics", ADMIN_TOKEN).await.unwrap().status(), 200);
-    // promtool (Debian's prometheus package, installed by scripts/test.sh)
-    // accepts the exposition as it is served.
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool must be on PATH: scripts/test.sh installs Debian's prometheus package");
-    use std::io::Write;
-    let mut child = promtool;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // promtool accepts the exposition as it is served.
+    let (ok, said) = promtool(&text);
+    assert!(ok, "promtool: {said}");
     h.shutdown().await;
 }
 

@@ -25,6 +25,15 @@ fn serve_routes(up: &str) -> (tempfile::TempDir, Served) {
     (dir, s)
 }
 
+/// Registers session `id` with token `token` on `s`'s admin API.
+async fn register(s: &Served, id: &str, token: &str) {
+    let body = serde_json::json!({"call": {"metadata": {"token": token}}});
+    assert_eq!(
+        admin_call(s, reqwest::Method::PUT, id, Some(&body)).await,
+        204
+    );
+}
+
 /// A POST to `path` whose `Connection` line is `connection`, carrying
 /// `body` (a request of the attacker's) under its `Content-Length`.
 fn attack(path: &str, connection: &str, body: &str) -> String {
@@ -71,11 +80,7 @@ async fn read_response(s: &mut tokio::net::TcpStream) -> String {
 async fn a_connection_header_listing_framing_is_refused_and_nothing_reaches_the_upstream() {
     let up = raw_upstream().await;
     let (_dir, s) = serve_routes(&up.url());
-    let body = serde_json::json!({"call": {"metadata": {"token": "tok-attacker"}}});
-    assert_eq!(
-        admin_call(&s, reqwest::Method::PUT, "call-attacker", Some(&body)).await,
-        204
-    );
+    register(&s, "call-attacker", "tok-attacker").await;
     let inner = "GET /admin/../internal/secret HTTP/1.1\r\nHost: admin.internal\r\n\r\n";
     for path in ["/scoped/anything", "/open/anything"] {
         for connection in [
@@ -106,11 +111,7 @@ async fn the_next_callers_request_never_becomes_an_attackers_body() {
         ("call-attacker", "tok-attacker"),
         ("call-victim", "tok-victim-secret"),
     ] {
-        let body = serde_json::json!({"call": {"metadata": {"token": tok}}});
-        assert_eq!(
-            admin_call(&s, reqwest::Method::PUT, id, Some(&body)).await,
-            204
-        );
+        register(&s, id, tok).await;
     }
     // An unfinished inner request on a pooled upstream connection: were
     // the outer one framed by the client's list, the victim's request
@@ -139,11 +140,7 @@ Content-Length: 7\r\nConnection: close\r\n\r\nvictim!"
 async fn each_client_request_is_exactly_one_upstream_request_framed_by_headgate() {
     let up = raw_upstream().await;
     let (_dir, s) = serve_routes(&up.url());
-    let body = serde_json::json!({"call": {"metadata": {"token": "tok-1"}}});
-    assert_eq!(
-        admin_call(&s, reqwest::Method::PUT, "call-1", Some(&body)).await,
-        204
-    );
+    register(&s, "call-1", "tok-1").await;
     let mut c = tokio::net::TcpStream::connect(s.listen.as_str())
         .await
         .unwrap();
@@ -192,11 +189,7 @@ async fn an_http11_request_without_host_is_refused() {
 async fn a_204_is_relayed_without_content_length() {
     let up = raw_upstream_answering(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await;
     let (_dir, s) = serve_routes(&up.url());
-    let body = serde_json::json!({"call": {"metadata": {"token": "tok-1"}}});
-    assert_eq!(
-        admin_call(&s, reqwest::Method::PUT, "call-1", Some(&body)).await,
-        204
-    );
+    register(&s, "call-1", "tok-1").await;
     let req = format!(
         "DELETE /scoped/x HTTP/1.1\r\nHost: p\r\nx-headgate-key: {ROUTE_KEY}\r\nx-call-id: call-1\r\nConnection: close\r\n\r\n"
     );
@@ -214,11 +207,7 @@ async fn a_204_is_relayed_without_content_length() {
 async fn the_clients_forwarded_header_is_replaced() {
     let up = raw_upstream().await;
     let (_dir, s) = serve_routes(&up.url());
-    let body = serde_json::json!({"call": {"metadata": {"token": "tok-1"}}});
-    assert_eq!(
-        admin_call(&s, reqwest::Method::PUT, "call-1", Some(&body)).await,
-        204
-    );
+    register(&s, "call-1", "tok-1").await;
     let req = format!(
         "GET /scoped/x HTTP/1.1\r\nHost: proxy.example\r\nx-headgate-key: {ROUTE_KEY}\r\nx-call-id: call-1\r\n\
 Forwarded: for=203.0.113.9;host=admin.internal;proto=https\r\nforwarded: for=198.51.100.1\r\n\r\n"

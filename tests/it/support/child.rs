@@ -221,3 +221,29 @@ pub fn check_with(dir: &Path, args: &[&str], secrets: &[&str]) -> (i32, String, 
     all.extend(args.iter().map(std::ffi::OsStr::new));
     run_bin(&all, &env)
 }
+
+/// `promtool check metrics` on `text` (Debian's prometheus package,
+/// installed by scripts/test.sh): its verdict and what it said.
+pub fn promtool(text: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be on PATH: scripts/test.sh installs Debian's prometheus package");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
