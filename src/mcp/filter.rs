@@ -196,7 +196,8 @@ struct SseFilter {
     buf: BytesMut,
     policy: Arc<ToolPolicy>,
     done: bool,
-    /// Route and session key, for a legacy stream's registration.
+    /// Route and session key, for a legacy stream's registration: taken
+    /// by the first event.
     owner: Option<(Arc<str>, String)>,
     /// Where headgate's own answers to this stream's POSTs arrive.
     registered: Option<super::legacy::Registered>,
@@ -255,9 +256,7 @@ impl SseFilter {
         let mut out = BytesMut::new();
         while let Some(end) = event_end(&self.buf) {
             let event = self.buf.split_to(end);
-            if self.registered.is_none() {
-                self.register(&event);
-            }
+            self.register(&event);
             out.extend_from_slice(&filter_event(&event, &self.policy));
         }
         if self.buf.len() > MAX_JSON {
@@ -277,24 +276,21 @@ impl SseFilter {
 }
 
 impl SseFilter {
-    /// Registers the stream when `event` is a legacy `endpoint` event.
+    /// Registers the stream when its first event is a legacy `endpoint`
+    /// event (the legacy transport sends it first; later events are not
+    /// looked at for it).
     fn register(&mut self, event: &[u8]) {
-        let Some((route, key)) = &self.owner else {
+        let Some((route, key)) = self.owner.take() else {
             return;
         };
         let fields: Vec<&[u8]> = lines(event).map(|(l, _)| l).collect();
-        let is_endpoint = fields
-            .iter()
-            .any(|l| l.trim_ascii_end() == b"event: endpoint");
-        let data = (fields.iter())
-            .find_map(|l| l.strip_prefix(b"data:"))
-            .map(<[u8]>::trim_ascii);
-        let sid = data
-            .and_then(|d| std::str::from_utf8(d).ok())
+        let is_endpoint = (fields.iter()).any(|l| field(l, b"event") == Some(b"endpoint"));
+        let sid = (fields.iter())
+            .find_map(|l| field(l, b"data"))
+            .and_then(|d| std::str::from_utf8(d.trim_ascii()).ok())
             .and_then(super::legacy::session_id);
         if let (true, Some(sid)) = (is_endpoint, sid) {
-            self.registered =
-                super::legacy::register((route.clone(), key.clone(), sid.to_string()));
+            self.registered = super::legacy::register((route, key, sid.to_string()));
         }
     }
 }
@@ -334,10 +330,7 @@ fn filter_event(event: &[u8], policy: &ToolPolicy) -> Bytes {
         .map(|(l, _)| l)
         .chain(last_line(event))
         .collect();
-    let data: Vec<&[u8]> = (fields.iter())
-        .filter_map(|l| l.strip_prefix(b"data:"))
-        .map(|d| d.strip_prefix(b" ").unwrap_or(d))
-        .collect();
+    let data: Vec<&[u8]> = (fields.iter()).filter_map(|l| field(l, b"data")).collect();
     if data.is_empty() {
         return Bytes::copy_from_slice(event);
     }
@@ -347,9 +340,16 @@ fn filter_event(event: &[u8], policy: &ToolPolicy) -> Bytes {
         Judged::Unreadable => String::from_utf8_lossy(&unfilterable_bytes()).into_owned(),
     };
     let kept: Vec<&[u8]> = (fields.iter().copied())
-        .filter(|l| !l.is_empty() && !l.starts_with(b"data:"))
+        .filter(|l| !l.is_empty() && field(l, b"data").is_none())
         .collect();
     sse_event(Some(&kept), &text)
+}
+
+/// The value of an event-stream line that is field `name` (`name:`, then
+/// one optional space, as the event-stream grammar reads it).
+fn field<'l>(line: &'l [u8], name: &[u8]) -> Option<&'l [u8]> {
+    let value = line.strip_prefix(name)?.strip_prefix(b":")?;
+    Some(value.strip_prefix(b" ").unwrap_or(value))
 }
 
 /// The bytes after the last line end of an event cut short (the stream
@@ -426,6 +426,11 @@ mod tests {
             "a CR last may be half a CRLF"
         );
         assert_eq!(event_end(b"data: a\r\n\r\n"), Some(11));
+        // A field's value after one optional space, either way.
+        assert_eq!(field(b"event:endpoint", b"event"), Some(&b"endpoint"[..]));
+        assert_eq!(field(b"event: endpoint", b"event"), Some(&b"endpoint"[..]));
+        assert_eq!(field(b"data:  x", b"data"), Some(&b" x"[..]));
+        assert_eq!(field(b"datum: x", b"data"), None);
     }
 
     /// A filtered event stream that came with a `Content-Length` goes on

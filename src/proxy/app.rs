@@ -162,6 +162,8 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let reloads = Arc::new(ReloadLog::new());
     let console = Arc::new(Console::default());
     crate::console::history::spawn_sampler(console.history.clone(), metrics.clone());
+    // `[tls] admin = true`: the admin listener on the same certificate.
+    let admin_tls = tls.clone().filter(|_| app.config.borrow().server.admin_tls);
     let admin_ctx = Arc::new(AdminCtx {
         store: app.store.clone(),
         config: config_rx,
@@ -171,7 +173,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         reloads: reloads.clone(),
         console,
         guesses: Default::default(),
-        tls: app.config.borrow().server.admin_tls && tls.is_some(),
+        tls: admin_tls.is_some(),
     });
     spawn_reload(dir, opts.watch, config_tx.clone(), metrics, reloads);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -179,7 +181,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         server::Listeners {
             public,
             admin,
-            admin_tls: tls.clone().filter(|_| app.config.borrow().server.admin_tls),
+            admin_tls,
             tls,
         },
         runtimes,

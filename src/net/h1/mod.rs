@@ -411,9 +411,12 @@ impl Conn {
                 }
                 17 if name_is(h.name.as_bytes(), "transfer-encoding") => te = Some(h.value),
                 10 if name_is(h.name.as_bytes(), "keep-alive") => {
-                    c.keep_alive_timeout = (tokens(h.value))
-                        .find_map(|t| t.strip_prefix(b"timeout=").or(t.strip_prefix(b"TIMEOUT=")))
-                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+                    // `timeout=N` among the parameters, in any case.
+                    c.keep_alive_timeout = (tokens(h.value)).find_map(|t| {
+                        let (k, v) = t.split_at(t.iter().position(|b| *b == b'=')?);
+                        let v = std::str::from_utf8(&v[1..]).ok()?.trim();
+                        k.eq_ignore_ascii_case(b"timeout").then(|| v.parse().ok())?
+                    });
                 }
                 _ => {}
             }
