@@ -184,7 +184,8 @@ fn file_watcher(
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     // Events name absolute paths; so must the directory they are under.
-    let root = root_of(dir);
+    let watched = root_of(dir);
+    let root = watched.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res
             && !matches!(ev.kind, notify::EventKind::Access(_))
@@ -194,7 +195,7 @@ fn file_watcher(
         }
     });
     match watcher {
-        Ok(mut w) => match w.watch(&root_of(dir), notify::RecursiveMode::Recursive) {
+        Ok(mut w) => match w.watch(&watched, notify::RecursiveMode::Recursive) {
             Ok(()) => Some(w),
             Err(e) => {
                 tracing::warn!(
