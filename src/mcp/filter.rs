@@ -383,7 +383,7 @@ mod tests {
         Arc::new(ToolPolicy::new(&[], &d).unwrap())
     }
 
-    const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"search"},{"name":"delete_account"}],"nextCursor":"c2"}}"#;
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"search"},{"name":"delete_account"}],"nextCursor":"c2","ttlMs":60000,"cacheScope":"public"}}"#;
 
     #[test]
     fn json_results_and_batches_are_filtered() {
@@ -395,6 +395,10 @@ mod tests {
             serde_json::json!([{"name": "search"}])
         );
         assert_eq!(v["result"]["nextCursor"], "c2", "pagination kept");
+        // MCP 2026-07-28's cache hints stay as the server sent them: the
+        // route's policy is the same for every session.
+        assert_eq!(v["result"]["ttlMs"], 60000);
+        assert_eq!(v["result"]["cacheScope"], "public");
         let mut batch: Value =
             serde_json::from_str(&format!("[{LIST},{{\"id\":3,\"result\":{{}}}}]")).unwrap();
         assert!(filter_message(&mut batch, &p));

@@ -132,6 +132,11 @@ pub fn view_with<'h>(
     let (Some(method), name) = (header(&MCP_METHOD), header(&MCP_NAME)) else {
         return Ok(from_body);
     };
+    let name = match name.map(header_text) {
+        Some(None) => return Err(McpError::HeaderMismatch),
+        decoded => decoded.flatten(),
+    };
+    let name = name.as_deref();
     if from_body.calls.is_empty() {
         let unreadable = from_body.unreadable;
         let call = Call {
@@ -155,6 +160,28 @@ pub fn view_with<'h>(
     } else {
         Err(McpError::HeaderMismatch)
     }
+}
+
+/// What an `Mcp-Name` or `Mcp-Param-*` value says: the value itself, or
+/// the UTF-8 text it carries in MCP 2026-07-28's encoded form
+/// `=?base64?<standard padded base64>?=` (how a client sends a name that
+/// is not plain ASCII). `None` for an encoded form that does not decode
+/// (bad or non-canonical base64, not UTF-8): it names no call, so it can
+/// never agree with a body, as the SDKs' servers judge it.
+pub fn header_text(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use base64::Engine as _;
+    let Some(payload) = raw
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    else {
+        return Some(std::borrow::Cow::Borrowed(raw));
+    };
+    // The standard engine refuses missing padding and stray trailing
+    // bits: only the canonical form the encoder writes decodes.
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    String::from_utf8(bytes).ok().map(std::borrow::Cow::Owned)
 }
 
 /// The calls of a JSON-RPC body: one object or an array of them. Responses
@@ -422,6 +449,38 @@ mod tests {
             h(&[("mcp-method", "tools/list")]),
         ] {
             assert_eq!(view(&headers, Some(body)), Err(McpError::HeaderMismatch));
+        }
+    }
+
+    /// The SDK's encoding of a name that is not plain ASCII: decoded
+    /// before it is compared with the body, and for a header-only view;
+    /// a sentinel that does not decode agrees with nothing.
+    #[test]
+    fn encoded_names_are_decoded_before_they_are_compared() {
+        // `weather/東京`, as the MCP Python SDK 2.3 encodes it.
+        let encoded = "=?base64?d2VhdGhlci/mnbHkuqw=?=";
+        assert_eq!(header_text(encoded).as_deref(), Some("weather/東京"));
+        assert_eq!(header_text("search").as_deref(), Some("search"));
+        for bad in [
+            "=?base64?d2VhdGhlci/mnbHkuqw?=",
+            "=?base64?d2VhdGhlci/mnbHkuqx=?=",
+            "=?base64?/w==?=",
+            "=?base64?!!!!?=",
+        ] {
+            assert_eq!(header_text(bad), None, "{bad}");
+        }
+        let body =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"weather/東京"}}"#;
+        let headers = h(&[("mcp-method", "tools/call"), ("mcp-name", encoded)]);
+        let v = view(&headers, Some(body.as_bytes())).unwrap();
+        assert_eq!(v.tool(), Some("weather/東京"));
+        assert_eq!(view(&headers, None).unwrap().tool(), Some("weather/東京"));
+        let raw = h(&[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?/w==?="),
+        ]);
+        for body in [Some(body.as_bytes()), None] {
+            assert_eq!(view(&raw, body), Err(McpError::HeaderMismatch));
         }
     }
 

@@ -18,6 +18,7 @@ mod injection;
 mod interop;
 mod mcp;
 mod mcp_filter;
+mod mcp_modern;
 mod operator;
 mod platforms;
 mod proxy;

@@ -101,17 +101,34 @@ async fn mismatches_batches_and_non_json_bodies() {
         )
     };
 
-    // Headers that name another call than the body: 400, not forwarded.
-    let r = post(&call("delete_all", 1))
+    // Headers that name another call than the body: 400 with MCP
+    // 2026-07-28's HEADER_MISMATCH (-32020) and the request's id, on this
+    // route whose errors are plain JSON too; not forwarded. A name in the
+    // revision's encoded form that does not decode agrees with nothing.
+    for name in ["search", "=?base64?ZGVsZXRlX2FsbA?="] {
+        let r = post(&call("delete_all", 1))
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{name}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["id"], 1, "{v}");
+        assert_eq!(v["error"]["code"], -32020, "{v}");
+        assert_eq!(v["error"]["data"]["code"], "mcp.header_mismatch", "{v}");
+    }
+    // The same name encoded as the revision allows agrees with the body:
+    // judged by policy (denied) rather than refused as a mismatch.
+    let r = post(&call("delete_all", 2))
         .header("mcp-method", "tools/call")
-        .header("mcp-name", "search")
+        .header("mcp-name", "=?base64?ZGVsZXRlX2FsbA==?=")
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        status_and_code(r).await,
-        (400, "mcp.header_mismatch".into())
-    );
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["data"]["code"], "mcp.tool_denied", "{v}");
 
     // One denied element refuses the batch.
     let batch = format!("[{},{}]", call("search", 2), call("delete_all", 3));

@@ -163,12 +163,45 @@ impl ProxyError {
         }
     }
 
+    /// The style this error is answered in on a route answering `route`'s:
+    /// a denied tool and a header mismatch are answered as the MCP client
+    /// expects (JSON-RPC, so the agent can say it, or the SDK re-list and
+    /// send again), whatever the route's style.
+    pub fn style(&self, route: ErrorStyle) -> ErrorStyle {
+        match self {
+            ProxyError::ToolDenied(_) | ProxyError::Mcp(McpError::HeaderMismatch) => {
+                ErrorStyle::JsonRpc
+            }
+            _ => route,
+        }
+    }
+
+    /// The JSON-RPC error code: MCP 2026-07-28's HEADER_MISMATCH (-32020)
+    /// for headers that disagree with the body, the implementation-defined
+    /// server error (-32000) for everything else.
+    pub fn rpc_code(&self) -> i64 {
+        match self {
+            ProxyError::Mcp(McpError::HeaderMismatch) => -32020,
+            _ => -32000,
+        }
+    }
+
+    /// The HTTP status a JSON-RPC answer goes with: 200, so the agent
+    /// reads the error as the tool's, except a header mismatch, which MCP
+    /// 2026-07-28 answers with 400.
+    fn rpc_status(&self) -> StatusCode {
+        match self {
+            ProxyError::Mcp(McpError::HeaderMismatch) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::OK,
+        }
+    }
+
     /// The response in the route's style. `rpc_id` is the JSON-RPC id of
     /// the request, when it could be read.
     pub fn to_response(&self, style: ErrorStyle, rpc_id: Option<Value>) -> Response<Body> {
         let mut r = match (style, rpc_id) {
             (ErrorStyle::JsonRpc, Some(id)) => {
-                response::json(StatusCode::OK, &self.to_response_json(id))
+                response::json(self.rpc_status(), &self.to_response_json(id))
             }
             _ => response::error(self.status(), self.code(), &self.to_string()),
         };
@@ -189,7 +222,7 @@ impl ProxyError {
             "jsonrpc": "2.0",
             "id": id,
             "error": {
-                "code": -32000,
+                "code": self.rpc_code(),
                 "message": format!("{}: {}", self.code(), self),
                 "data": { "code": self.code(), "status": self.status().as_u16() }
             }

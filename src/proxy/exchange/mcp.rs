@@ -20,7 +20,18 @@ impl Exchange<'_> {
         if !self.route.needs_mcp {
             return Ok(());
         }
-        let view = mcp::view_with(|n| head.header_str(n), body.read().map(|b| &b[..]))?;
+        let read = body.read().map(|b| &b[..]);
+        let view = match mcp::view_with(|n| head.header_str(n), read) {
+            Ok(view) => view,
+            Err(e) => {
+                // The refusal carries the request's id (read again: this
+                // path is rare, the usual one reads the body once).
+                if self.rpc_id.is_none() {
+                    self.rpc_id = read.and_then(|b| mcp::from_body(b).id);
+                }
+                return Err(e.into());
+            }
+        };
         let policy = self.route.mcp.as_ref().filter(|p| !p.is_open());
         if policy.is_some() && view.unreadable {
             // What policy cannot read, a lenient server might still run.

@@ -298,12 +298,7 @@ impl<'a> Exchange<'a> {
     /// request's id (`null` when the body had none, or was larger than
     /// what a JSON-RPC route reads before forwarding).
     pub fn error_response(&self, e: &ProxyError) -> Response<Body> {
-        // A denied tool is answered as the MCP client expects, whatever
-        // the route's style.
-        let style = match e {
-            ProxyError::ToolDenied(_) => ErrorStyle::JsonRpc,
-            _ => self.route.error_style,
-        };
+        let style = e.style(self.route.error_style);
         let id = match style {
             ErrorStyle::JsonRpc => Some(self.rpc_id().unwrap_or(Value::Null)),
             ErrorStyle::Json => None,
