@@ -17,6 +17,7 @@ pub mod resolver;
 pub mod route;
 mod schema;
 pub mod server;
+mod signing_key;
 pub mod store;
 pub mod tls;
 pub mod units;
