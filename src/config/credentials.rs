@@ -39,6 +39,13 @@ pub struct Credential {
     /// Digest of the declaration: tokens cached under one declaration are
     /// not used under a changed one after a reload.
     pub fingerprint: u64,
+    /// `prefetch`: obtained in the background as soon as a session is
+    /// stored, so the call's first tool call finds it cached.
+    pub prefetch: bool,
+    /// `revoke_on_end`: access tokens obtained for a session are revoked
+    /// (RFC 7009) when the session ends. Only the session kinds that an
+    /// authorization server issues (refresh_token, token_exchange).
+    pub revoke_on_end: bool,
 }
 
 /// How a credential is obtained.
@@ -112,6 +119,9 @@ pub struct OAuthClient {
     pub timeout: Duration,
     /// The lifetime assumed when a response has no `expires_in`.
     pub default_lifetime: Duration,
+    /// `revocation_url` (RFC 7009); unset, the authorization server's
+    /// metadata names it (RFC 8414 `revocation_endpoint`).
+    pub revocation_url: Option<http::Uri>,
 }
 
 /// A JWT headgate signs.
@@ -180,19 +190,48 @@ fn credential(ctx: &mut Ctx<'_>, name: &str, raw: &Spanned<RawCredential>) -> Op
         _ => oauth_kind(ctx, name, raw, kind_name, off)?,
     };
     let refresh_before = ctx.duration(&raw.refresh_before, Duration::from_secs(30));
+    let revoke_on_end = revoke_on_end(ctx, name, raw, kind_name);
     (ctx.errors.len() == before).then(|| Credential {
         name: name.to_string(),
         kind,
         refresh_before,
         fingerprint,
+        prefetch: raw.prefetch.as_ref().is_some_and(|p| *p.get_ref()),
+        revoke_on_end,
     })
+}
+
+/// `revoke_on_end`, where it can mean something: a token an authorization
+/// server issued for one session. A JWT headgate signs has no server to
+/// revoke it at, and a client-credentials token is not the session's.
+fn revoke_on_end(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str) -> bool {
+    let on = raw.revoke_on_end.as_ref().filter(|r| *r.get_ref());
+    if let (None, Some(url)) = (on, &raw.revocation_url) {
+        let msg = format!(
+            "[credentials.{name}]: `revocation_url` is used only with revoke_on_end = true; set it or remove the URL"
+        );
+        ctx.err(url.span().start, "config.invalid_credential", msg);
+    }
+    let Some(on) = on else { return false };
+    let why = match kind {
+        "jwt" => {
+            "a JWT headgate signs has no authorization server to revoke it at; shorten its `ttl` instead"
+        }
+        "client_credentials" => {
+            "a client_credentials token is not obtained for one session; revoke_on_end applies to refresh_token and token_exchange"
+        }
+        _ => return true,
+    };
+    let msg = format!("[credentials.{name}]: {why}");
+    ctx.err(on.span().start, "config.invalid_credential", msg);
+    false
 }
 
 /// A field set that the kind does not take is an error at the field.
 fn check_fields(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str, off: usize) {
     let at = |f: &Option<Spanned<String>>| f.as_ref().map(|s| s.span().start);
     // Each field, where it is written (if it is), and the kinds that take it.
-    let fields: [(&str, Option<usize>, &[&str]); 19] = [
+    let fields: [(&str, Option<usize>, &[&str]); 20] = [
         ("token_url", at(&raw.token_url), OAUTH),
         ("client_id", at(&raw.client_id), OAUTH),
         ("client_secret_env", at(&raw.client_secret_env), OAUTH),
@@ -201,6 +240,7 @@ fn check_fields(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str, 
         ("resource", at(&raw.resource), OAUTH),
         ("default_lifetime", at(&raw.default_lifetime), OAUTH),
         ("timeout", at(&raw.timeout), OAUTH),
+        ("revocation_url", at(&raw.revocation_url), OAUTH),
         (
             "refresh_token_from",
             at(&raw.refresh_token_from),
@@ -309,7 +349,8 @@ fn oauth_client(
     raw: &RawCredential,
     off: usize,
 ) -> Option<OAuthClient> {
-    let url = required(ctx, name, &raw.token_url, "token_url", off).and_then(|u| token_url(ctx, u));
+    let url = required(ctx, name, &raw.token_url, "token_url", off)
+        .and_then(|u| endpoint(ctx, u, "token_url"));
     let client_id = required(ctx, name, &raw.client_id, "client_id", off);
     let secret_env = required(ctx, name, &raw.client_secret_env, "client_secret_env", off);
     let client_secret = match secret_env.map(|e| ctx.secret(e)) {
@@ -327,6 +368,10 @@ fn oauth_client(
     let scope = optional_template(ctx, &raw.scope);
     let resource = optional_template(ctx, &raw.resource);
     let audience = optional_template(ctx, &raw.audience);
+    let revocation_url = match &raw.revocation_url {
+        Some(u) => Some(endpoint(ctx, u, "revocation_url")?),
+        None => None,
+    };
     Some(OAuthClient {
         token_url: url?,
         client_id: client_id?.get_ref().clone(),
@@ -337,34 +382,45 @@ fn oauth_client(
         audience: audience?,
         timeout: ctx.duration(&raw.timeout, Duration::from_secs(5)),
         default_lifetime: ctx.duration(&raw.default_lifetime, Duration::from_secs(300)),
+        revocation_url,
     })
 }
 
-/// `token_url`: `https://`, or `http://` to a loopback host only (a
+/// An authorization server's endpoint (`token_url`, `revocation_url`,
+/// named by `field`): `https://`, or `http://` to a loopback host only (a
 /// client secret must not cross a network in clear).
-fn token_url(ctx: &mut Ctx<'_>, raw: &Spanned<String>) -> Option<http::Uri> {
+fn endpoint(ctx: &mut Ctx<'_>, raw: &Spanned<String>, field: &str) -> Option<http::Uri> {
     let off = raw.span().start;
     let u = match raw.get_ref().parse::<http::Uri>() {
         Ok(u) if u.authority().is_some() => u,
         _ => {
-            let msg = format!("token_url `{}` is not an https:// URL", raw.get_ref());
+            let msg = format!("{field} `{}` is not an https:// URL", raw.get_ref());
             ctx.err(off, "config.invalid_credential", msg);
             return None;
         }
     };
+    if is_secure_endpoint(&u) {
+        return Some(u);
+    }
+    let msg = format!(
+        "{field} must be https:// (http:// only to a loopback host): the client secret and tokens would cross the network in clear"
+    );
+    ctx.err(off, "config.insecure_token_url", msg);
+    None
+}
+
+/// Whether an authorization server's endpoint keeps a client secret off
+/// the network in clear: `https://`, or `http://` to a loopback host.
+pub fn is_secure_endpoint(u: &http::Uri) -> bool {
     let host = u.host().unwrap_or_default().trim_matches(['[', ']']);
     let loopback = host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     match u.scheme_str() {
-        Some("https") => Some(u),
-        Some("http") if loopback => Some(u),
-        _ => {
-            let msg = "token_url must be https:// (http:// only to a loopback host): the client secret and tokens would cross the network in clear";
-            ctx.err(off, "config.insecure_token_url", msg);
-            None
-        }
+        Some("https") => true,
+        Some("http") => loopback,
+        _ => false,
     }
 }
 
@@ -459,6 +515,34 @@ mod tests {
             ("headgate.toml", 16, 11, "config.invalid_credential"), // a credential reading credentials
             ("r.toml", 4, 9, "config.unknown_credential"),          // not declared
             ("r.toml", 5, 9, "config.unknown_credential"),          // not credentials.NAME
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(f, l, c, code)| (f.to_string(), *l, *c, *code))
+            .collect();
+        assert_eq!(found, want);
+    }
+
+    /// `revoke_on_end` only where a server issued the token for one
+    /// session; `revocation_url` only with it, and never in clear.
+    #[test]
+    fn revoke_on_end_is_refused_where_it_cannot_mean_anything() {
+        let oauth =
+            "token_url = \"https://a.test/t\"\nclient_id = \"c\"\nclient_secret_env = \"A\"\n";
+        let main = format!(
+            "[credentials.a]\nkind = \"client_credentials\"\n{oauth}revoke_on_end = true\n\
+             [credentials.b]\nkind = \"jwt\"\nissuer = \"i\"\naudience = \"a\"\nsigning_key_env = \"K\"\nrevoke_on_end = true\n\
+             [credentials.c]\nkind = \"refresh_token\"\n{oauth}refresh_token_from = \"x.y\"\nrevocation_url = \"https://a.test/r\"\n\
+             [credentials.d]\nkind = \"refresh_token\"\n{oauth}refresh_token_from = \"x.y\"\nrevoke_on_end = true\nrevocation_url = \"http://a.test/r\"\n\
+             [credentials.e]\nkind = \"token_exchange\"\n{oauth}subject_token = \"<< call.t >>\"\nrevoke_on_end = true\nprefetch = true\n"
+        );
+        let mut found = errors(&main, OK_ROUTE);
+        found.sort();
+        let want = [
+            ("headgate.toml", 6, 17, "config.invalid_credential"), // client_credentials
+            ("headgate.toml", 12, 17, "config.invalid_credential"), // jwt
+            ("headgate.toml", 19, 18, "config.invalid_credential"), // URL without revoke_on_end
+            ("headgate.toml", 27, 18, "config.insecure_token_url"), // http:// off loopback
         ];
         let want: Vec<_> = want
             .iter()

@@ -70,6 +70,9 @@ pub(super) struct RawCredential {
     pub(super) ttl: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) claims: BTreeMap<String, Spanned<String>>,
+    pub(super) prefetch: Option<Spanned<bool>>,
+    pub(super) revoke_on_end: Option<Spanned<bool>>,
+    pub(super) revocation_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -209,4 +209,3 @@ pub fn parse_public_key(pem: &[u8], kid: Option<&str>) -> Result<Jwk, String> {
         .ok_or("not a PEM public key of type EC P-256, Ed25519 or RSA")?;
     published(jwk, kid)
 }
-

@@ -18,7 +18,10 @@
 
 mod error;
 mod jwt;
+mod life;
 mod oauth;
+mod plan;
+mod revoke;
 mod slot;
 
 use std::sync::{Arc, Mutex};
@@ -27,14 +30,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 pub use error::CredentialError;
+use plan::{Plan, cache_key, plan};
 use slot::{Slot, failed};
 
-use crate::config::credentials::{Credential, CredentialKind, JwtIssuer, OAuthClient};
+use crate::config::credentials::{Credential, CredentialKind, OAuthClient};
 use crate::metrics::{CredentialLabel, CredentialOutcome, Metrics};
 use crate::net::client::HttpClient;
 use crate::session::{Session, SessionError, Store, deep_merge};
 use crate::shards::Sharded;
-use crate::template::{HeaderTemplate, Scope};
+use crate::template::Scope;
 
 /// Token slots a shard sweeps at (only slots with nothing usable go).
 const MAX_SLOTS: usize = 100_000;
@@ -93,24 +97,35 @@ impl Token {
     pub fn scoped(&self) -> &Value {
         &self.scoped
     }
+
+    /// The access token of credential `name`.
+    fn access_token(&self, name: &str) -> Option<&str> {
+        self.scoped.get(name)?.get("access_token")?.as_str()
+    }
+
+    /// Whether it has run out.
+    fn expired(&self) -> bool {
+        Instant::now() >= self.expires_at
+    }
+
+    /// Takes it out of its slot, if it is still the slot's token: no
+    /// request is given it again.
+    fn drop_from_slot(self: &Arc<Self>) {
+        let Some(slot) = self.slot.upgrade() else {
+            return;
+        };
+        if let Ok(mut g) = slot.token.lock()
+            && g.as_ref().is_some_and(|t| Arc::ptr_eq(t, self))
+        {
+            *g = None;
+        }
+    }
 }
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(<redacted>)")
     }
-}
-
-/// What one obtain needs, rendered from the session: the cache key and
-/// how to get a token on a miss.
-enum Plan {
-    /// Token request form parameters.
-    Form(Vec<(&'static str, String)>),
-    /// A refresh-token grant: the extra parameters (scope, resource, …);
-    /// the refresh token itself is read from the store under its lock.
-    Refresh(Vec<(&'static str, String)>),
-    /// A JWT with these claims.
-    Mint(Vec<(String, String)>),
 }
 
 /// The credentials state of a running proxy; it outlives reloads, so a
@@ -121,6 +136,10 @@ pub struct CredentialsRuntime {
     http: HttpClient,
     store: Option<Arc<Store>>,
     metrics: Arc<Metrics>,
+    /// Tokens to revoke when their session ends (`revoke_on_end`).
+    held: life::Held,
+    /// Revocation endpoints found in metadata.
+    endpoints: revoke::Endpoints,
 }
 
 /// The session a credential is obtained for.
@@ -140,6 +159,8 @@ impl CredentialsRuntime {
             http,
             store,
             metrics,
+            held: life::Held::default(),
+            endpoints: revoke::Endpoints::default(),
         }
     }
 
@@ -166,7 +187,7 @@ impl CredentialsRuntime {
     /// requests ask at the same time (the others wait and share it).
     pub async fn obtain(
         &self,
-        cred: &Credential,
+        cred: &Arc<Credential>,
         sid: &str,
         prepared: Prepared,
     ) -> Result<Arc<Token>, CredentialError> {
@@ -203,6 +224,9 @@ impl CredentialsRuntime {
                 let t = Arc::new(t);
                 slot.set(Some(t.clone()));
                 slot.set_failure(None);
+                if cred.revoke_on_end {
+                    self.held.hold(sid, cred, &t);
+                }
                 Ok(t)
             }
             Err(e) => {
@@ -444,152 +468,6 @@ pub enum Lookup {
 pub struct Prepared {
     key: Vec<u8>,
     plan: Plan,
-}
-
-/// Which cached token a request needs: the credential's name, then what
-/// tells its tokens apart (the session for `refresh_token`; the session
-/// and rendered claims for `jwt`; the rendered scope, resource and
-/// audience, and the subject token, for the others), each rendered
-/// straight into one buffer.
-fn cache_key<S: Scope + ?Sized>(
-    cred: &Credential,
-    s: &ForSession<'_, S>,
-) -> Result<Vec<u8>, CredentialError> {
-    let mut key = Vec::with_capacity(cred.name.len() + 64);
-    key.extend_from_slice(cred.name.as_bytes());
-    let part = |t: &HeaderTemplate, what: &str, key: &mut Vec<u8>| {
-        key.push(0);
-        t.render_append(s.scope, key)
-            .map_err(|e| did_not_render(cred, what, &e))
-    };
-    let client = match &cred.kind {
-        CredentialKind::Jwt(issuer) => {
-            key.push(0);
-            key.extend_from_slice(s.id.as_bytes());
-            for (k, t) in &issuer.claims {
-                part(t, k, &mut key)?;
-            }
-            return Ok(key);
-        }
-        CredentialKind::RefreshToken { .. } => {
-            key.push(0);
-            key.extend_from_slice(s.id.as_bytes());
-            return Ok(key);
-        }
-        CredentialKind::TokenExchange {
-            client,
-            subject_token,
-            ..
-        } => {
-            part(subject_token, "subject_token", &mut key)?;
-            client
-        }
-        CredentialKind::ClientCredentials(client) => client,
-    };
-    for (what, t) in client_templates(client) {
-        if let Some(t) = t {
-            part(t, what, &mut key)?;
-        }
-    }
-    Ok(key)
-}
-
-fn did_not_render(
-    cred: &Credential,
-    what: &str,
-    e: &crate::template::TemplateError,
-) -> CredentialError {
-    CredentialError::unavailable(
-        &cred.name,
-        format!("`{what}` did not render ({})", e.code()),
-    )
-}
-
-/// How to obtain the token on a miss, rendered from the session.
-fn plan<S: Scope + ?Sized>(
-    cred: &Credential,
-    s: &ForSession<'_, S>,
-) -> Result<Plan, CredentialError> {
-    let render = |t: &HeaderTemplate, what: &str| {
-        t.render_string(s.scope)
-            .map_err(|e| did_not_render(cred, what, &e))
-    };
-    Ok(match &cred.kind {
-        CredentialKind::Jwt(issuer) => Plan::Mint(claims(issuer, &render)?),
-        CredentialKind::ClientCredentials(client) => {
-            let mut form = vec![("grant_type", "client_credentials".to_string())];
-            client_params(client, &render, &mut form)?;
-            Plan::Form(form)
-        }
-        CredentialKind::RefreshToken { client, .. } => {
-            let mut form = Vec::new();
-            client_params(client, &render, &mut form)?;
-            Plan::Refresh(form)
-        }
-        CredentialKind::TokenExchange {
-            client,
-            subject_token,
-            subject_token_type,
-            requested_token_type,
-        } => {
-            let mut form = vec![
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
-                ),
-                ("subject_token", render(subject_token, "subject_token")?),
-                ("subject_token_type", subject_token_type.clone()),
-            ];
-            if let Some(r) = requested_token_type {
-                form.push(("requested_token_type", r.clone()));
-            }
-            client_params(client, &render, &mut form)?;
-            Plan::Form(form)
-        }
-    })
-}
-
-/// The client's optional templates, by form parameter.
-fn client_templates(client: &OAuthClient) -> [(&'static str, &Option<HeaderTemplate>); 3] {
-    [
-        ("scope", &client.scope),
-        ("resource", &client.resource),
-        ("audience", &client.audience),
-    ]
-}
-
-/// `scope`, `resource` and `audience`, rendered, when set.
-fn client_params(
-    client: &OAuthClient,
-    render: &impl Fn(&HeaderTemplate, &str) -> Result<String, CredentialError>,
-    form: &mut Vec<(&'static str, String)>,
-) -> Result<(), CredentialError> {
-    let params = [
-        ("scope", &client.scope),
-        ("resource", &client.resource),
-        ("audience", &client.audience),
-    ];
-    for (k, t) in params {
-        if let Some(t) = t {
-            let v = render(t, k)?;
-            if !v.is_empty() {
-                form.push((k, v));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The `[claims]`, rendered.
-fn claims(
-    issuer: &JwtIssuer,
-    render: &impl Fn(&HeaderTemplate, &str) -> Result<String, CredentialError>,
-) -> Result<Vec<(String, String)>, CredentialError> {
-    issuer
-        .claims
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), render(t, k)?)))
-        .collect()
 }
 
 #[cfg(test)]

@@ -58,9 +58,26 @@ pub(crate) async fn request(
     http: &HttpClient,
     name: &str,
     client: &OAuthClient,
-    mut form: Vec<(&'static str, String)>,
+    form: Vec<(&'static str, String)>,
 ) -> Result<Granted, CredentialError> {
-    let mut req = Request::post(client.token_url.clone())
+    let url = client.token_url.clone();
+    let (status, body) = post_form(http, name, client, url, form, "token endpoint").await?;
+    judge(name, client, status, &body)
+}
+
+/// POSTs `form` to `url` (an endpoint of the client's authorization
+/// server, called `what` in errors) with the client's authentication;
+/// the status and at most [`MAX_RESPONSE`] bytes of the answer, within
+/// the client's timeout. Errors never quote what the server sent.
+pub(crate) async fn post_form(
+    http: &HttpClient,
+    name: &str,
+    client: &OAuthClient,
+    url: http::Uri,
+    mut form: Vec<(&'static str, String)>,
+    what: &str,
+) -> Result<(http::StatusCode, bytes::Bytes), CredentialError> {
+    let mut req = Request::post(url)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::ACCEPT, "application/json");
     match client.client_auth {
@@ -84,17 +101,29 @@ pub(crate) async fn request(
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    let req = req
-        .body(full(body))
-        .map_err(|_| CredentialError::unavailable(name, "the token request could not be built"))?;
+    let req = req.body(full(body)).map_err(|_| {
+        CredentialError::unavailable(name, format!("the {what} request could not be built"))
+    })?;
+    send(http, name, req, client.timeout, what).await
+}
+
+/// Sends `req`; its status and at most [`MAX_RESPONSE`] bytes of its body
+/// within `timeout`.
+pub(crate) async fn send(
+    http: &HttpClient,
+    name: &str,
+    req: Request<crate::net::response::Body>,
+    timeout: Duration,
+    what: &str,
+) -> Result<(http::StatusCode, bytes::Bytes), CredentialError> {
     let exchange = async {
         let resp = http.request(req).await.map_err(|e| {
-            let what = if e.is_connect() {
+            let how = if e.is_connect() {
                 "connection refused or failed"
             } else {
                 "request failed"
             };
-            CredentialError::unavailable(name, format!("token endpoint: {what}"))
+            CredentialError::unavailable(name, format!("{what}: {how}"))
         })?;
         let status = resp.status();
         let body = read_limited(resp.into_body(), MAX_RESPONSE)
@@ -102,20 +131,14 @@ pub(crate) async fn request(
             .map_err(|_| {
                 CredentialError::unavailable(
                     name,
-                    "token endpoint: response unreadable or too large",
+                    format!("{what}: response unreadable or too large"),
                 )
             })?;
         Ok::<_, CredentialError>((status, body))
     };
-    let (status, body) = tokio::time::timeout(client.timeout, exchange)
-        .await
-        .map_err(|_| {
-            CredentialError::unavailable(
-                name,
-                format!("token endpoint: no answer within {:?}", client.timeout),
-            )
-        })??;
-    judge(name, client, status, &body)
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        CredentialError::unavailable(name, format!("{what}: no answer within {timeout:?}"))
+    })?
 }
 
 /// The response as a grant, or the error the caller gets.
@@ -181,6 +204,7 @@ mod tests {
             audience: None,
             timeout: Duration::from_secs(1),
             default_lifetime: Duration::from_secs(300),
+            revocation_url: None,
         }
     }
 

@@ -174,7 +174,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         console,
         guesses: Default::default(),
         tls: admin_tls.is_some(),
+        credentials: app.credentials.clone(),
     });
+    app.credentials.follow_ends(&app.store);
+    app.credentials.prefetch_at_start(&app.config.borrow());
     spawn_reload(dir, opts.watch, config_tx.clone(), metrics, reloads);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let done = tokio::spawn(server::run(

@@ -15,10 +15,10 @@ use crate::config::Webhook;
 use crate::platform::{self, Action, Fingerprint, PayloadError};
 
 /// What a delivery did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookOutcome {
-    /// A session was written.
-    Stored,
+    /// A session was written, under this id.
+    Stored(String),
     /// A session was removed.
     Purged,
     /// Valid, but nothing to do for this event type.
@@ -29,9 +29,9 @@ pub enum HookOutcome {
 
 impl HookOutcome {
     /// Metric label.
-    pub fn label(self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
-            HookOutcome::Stored => "stored",
+            HookOutcome::Stored(_) => "stored",
             HookOutcome::Purged => "purged",
             HookOutcome::Ignored => "ignored",
             HookOutcome::Replayed => "replayed",
@@ -149,7 +149,7 @@ pub async fn deliver(
             store
                 .put(&id, Session::new(vars, Source::Webhook, hook.ttl))
                 .await?;
-            Ok(HookOutcome::Stored)
+            Ok(HookOutcome::Stored(id))
         }
     }
 }

@@ -19,19 +19,27 @@ const RESOURCE: &str = "http://crm.test/mcp";
 const CLIENT_SECRET: &str = "hg-client-secret";
 
 /// `oidc-provider` on loopback, killed when dropped.
-struct AuthServer {
+pub(crate) struct AuthServer {
     port: u16,
     child: tokio::process::Child,
 }
 
 impl AuthServer {
     async fn start() -> Self {
+        Self::start_with(TOKEN_TTL_SECS, "jwt", 0).await
+    }
+
+    /// Access tokens living `ttl` seconds, as JWTs or `opaque` ones, from
+    /// a token endpoint that answers after `delay_ms`.
+    pub(crate) async fn start_with(ttl: u64, format: &str, delay_ms: u64) -> Self {
         let port = free_port();
         let script = interop("node/auth_server.mjs");
         let child = tokio::process::Command::new("node")
             .arg(&script)
             .arg(port.to_string())
-            .arg(TOKEN_TTL_SECS.to_string())
+            .arg(ttl.to_string())
+            .arg(format)
+            .arg(delay_ms.to_string())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -42,12 +50,12 @@ impl AuthServer {
         Self { port, child }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// A refresh token and an identity provider's subject token for `user`.
-    async fn mint(&self, user: &str) -> (String, String) {
+    pub(crate) async fn mint(&self, user: &str) -> (String, String) {
         let v: Value = client()
             .post(self.url(&format!("/test/mint?user={user}")))
             .send()
@@ -61,7 +69,7 @@ impl AuthServer {
     }
 
     /// Grants the server made by type, and the errors it answered.
-    async fn stats(&self) -> Value {
+    pub(crate) async fn stats(&self) -> Value {
         client()
             .get(self.url("/test/stats"))
             .send()
@@ -72,7 +80,7 @@ impl AuthServer {
             .unwrap()
     }
 
-    async fn granted(&self, grant_type: &str) -> u64 {
+    pub(crate) async fn granted(&self, grant_type: &str) -> u64 {
         self.stats().await["success"][grant_type]
             .as_u64()
             .unwrap_or(0)

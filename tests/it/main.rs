@@ -11,6 +11,7 @@ mod connections;
 mod console;
 mod credentials;
 mod credentials_faults;
+mod credentials_life;
 mod faults;
 mod hardening;
 mod hostile;

@@ -103,7 +103,7 @@ proptest! {
             let hook = &cfg.webhooks[name];
             let max = 64 << 10;
             let one = rt.block_on(deliver(hook, &headers(&first), body.as_bytes(), &store, &guard, max));
-            prop_assert!(matches!(one, Ok(o) if o != HookOutcome::Replayed), "{name}: {one:?}");
+            prop_assert!(matches!(one, Ok(ref o) if *o != HookOutcome::Replayed), "{name}: {one:?}");
             let two = rt.block_on(deliver(hook, &headers(&again), body.as_bytes(), &store, &guard, max));
             prop_assert!(matches!(two, Ok(HookOutcome::Replayed)), "{name} {again:?}: {two:?}");
         }

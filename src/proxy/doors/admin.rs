@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::config::reload::ReloadLog;
 use crate::console::{self, Console};
+use crate::credentials::CredentialsRuntime;
 use crate::mcp::audit::Recorder;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, ReadError, read_limited};
@@ -41,6 +42,8 @@ pub struct AdminCtx {
     pub guesses: Throttle,
     /// The listener serves HTTPS (`[tls] admin = true`).
     pub tls: bool,
+    /// Tokens obtained for sessions: a stored session's prefetched.
+    pub credentials: Arc<CredentialsRuntime>,
 }
 
 /// Longest TTL a PUT may ask for.
@@ -257,7 +260,7 @@ fn describe(id: &str, s: &Session) -> Response<Body> {
 }
 
 /// `PUT` (create or replace) and `PATCH` (deep-merge) of a session.
-async fn write<B>(req: Request<B>, id: &str, ctx: &AdminCtx, cfg: &Config) -> Response<Body>
+async fn write<B>(req: Request<B>, id: &str, ctx: &AdminCtx, cfg: &Arc<Config>) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -289,7 +292,10 @@ where
         ctx.store.patch(id, patch, max).await
     };
     match written {
-        Ok(true) => response::status(StatusCode::NO_CONTENT),
+        Ok(true) => {
+            (ctx.credentials).prefetch_stored(cfg, &ctx.store, id);
+            response::status(StatusCode::NO_CONTENT)
+        }
         Ok(false) => session_error(&SessionError::NotFound),
         Err(e) => session_error(&e),
     }

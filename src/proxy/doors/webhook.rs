@@ -10,7 +10,7 @@ use crate::metrics::{Outcome, RouteStatus};
 use crate::net::response::{self, Body, ReadError, read_limited};
 use crate::proxy::App;
 use crate::proxy::exchange::error::session_status;
-use crate::session::webhooks::{self, HookError};
+use crate::session::webhooks::{self, HookError, HookOutcome};
 
 /// Largest webhook body read.
 const MAX_BODY: usize = 1 << 20;
@@ -44,6 +44,10 @@ pub(super) async fn handle(
     let (store, replay) = (&app.store, &app.replay);
     let max = cfg.server.max_session_bytes;
     let outcome = webhooks::deliver(hook, &parts.headers, &body, store, replay, max).await;
+    if let Ok(HookOutcome::Stored(id)) = &outcome {
+        let cfg = app.config.borrow().clone();
+        app.credentials.prefetch_stored(&cfg, store, id);
+    }
     let label = outcome.as_ref().map_or("rejected", |o| o.label());
     app.metrics
         .webhooks

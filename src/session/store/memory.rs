@@ -309,6 +309,8 @@ impl SessionStore for MemoryStore {
         self.cold.invalidate(id).await;
         self.hot.invalidate(id).await;
         self.memo.forget(id);
+        // Heard by whoever follows the session's end (call-scoped tokens).
+        self.written.announce(id);
         Ok(())
     }
 }

@@ -119,7 +119,7 @@ impl Store {
         id: &str,
         wait: Duration,
     ) -> Result<Option<Arc<Session>>, SessionError> {
-        let mut rx = each!(self, s => s.writes().subscribe());
+        let mut rx = self.changes();
         if let Some(s) = self.get(id).await? {
             return Ok(Some(s));
         }
@@ -141,6 +141,14 @@ impl Store {
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
             }
         }
+    }
+
+    /// Every session id written or deleted from now on, in this process or
+    /// (with Redis) another replica: a receiver that lags skips ahead
+    /// ([`broadcast::error::RecvError::Lagged`]) and should look again at
+    /// whatever it follows.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<str>> {
+        each!(self, s => s.writes().subscribe())
     }
 
     /// Replaces the session with what `f` makes of it (`None`: leave it),

@@ -615,6 +615,7 @@ impl SessionStore for RedisStore {
         let result = self.io(pipe.query_async::<()>(&mut conn)).await;
         // Forget locally even if Redis failed: never serve what was asked gone.
         self.forget(id).await;
+        self.inner.written.announce(id);
         result
     }
 }

@@ -1,6 +1,12 @@
 // A real OpenID Certified authorization server (oidc-provider) for the
 // credentials tests, on loopback:
-//   node auth_server.mjs PORT TTL_SECONDS
+//   node auth_server.mjs PORT TTL_SECONDS [FORMAT [TOKEN_DELAY_MS]]
+// - access tokens as JWTs (FORMAT `jwt`, the default) or opaque ones
+//   (`opaque`: the kind RFC 7009 revocation and RFC 7662 introspection
+//   apply to); the token endpoint answers after TOKEN_DELAY_MS, as a real
+//   identity provider's does;
+// - revocation (/token/revocation) and introspection (/token/introspection)
+//   enabled, published in /.well-known/openid-configuration;
 // - clients `headgate` (client_secret_basic) and `headgate-post`
 //   (client_secret_post), secret `hg-client-secret`;
 // - client credentials and refresh tokens (rotated on every use; reuse is
@@ -16,6 +22,8 @@ import * as jose from 'jose';
 
 const port = Number(process.argv[2]);
 const ttl = Number(process.argv[3] || 4);
+const format = process.argv[4] || 'jwt';
+const tokenDelay = Number(process.argv[5] || 0);
 const issuer = `http://127.0.0.1:${port}`;
 const RESOURCE = 'http://crm.test/mcp';
 const SECRET = 'hg-client-secret';
@@ -26,15 +34,15 @@ const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true }
 const signing = { ...(await jose.exportJWK(privateKey)), kid: 'as-1', use: 'sig', alg: 'RS256' };
 const idp = await jose.generateKeyPair('ES256');
 
-const stats = { success: {}, error: {} };
+const stats = { success: {}, error: {}, revoked: {} };
 const bump = (m, k) => { m[k] = (m[k] || 0) + 1; };
 
 const resourceServer = {
   scope: 'crm.read crm.write',
   audience: RESOURCE,
   accessTokenTTL: ttl,
-  accessTokenFormat: 'jwt',
-  jwt: { sign: { alg: 'RS256' } },
+  accessTokenFormat: format,
+  ...(format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
 };
 
 const client = (id, auth) => ({
@@ -52,6 +60,8 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => RESOURCE,
@@ -67,6 +77,17 @@ const provider = new Provider(issuer, {
   ttl: { AccessToken: ttl, ClientCredentials: ttl, RefreshToken: 3600, Grant: 3600 },
 });
 
+// What each revocation request named, by kind (AccessToken, RefreshToken).
+// oidc-provider then revokes every token of that grant (RFC 7009 §2.1
+// lets a server do so): the kind says what the client asked for.
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route === 'revocation') {
+    for (const kind of ['AccessToken', 'RefreshToken', 'ClientCredentials']) {
+      if (ctx.oidc.entities[kind]) bump(stats.revoked, kind);
+    }
+  }
+});
 provider.on('grant.success', (ctx) => bump(stats.success, ctx.oidc.params.grant_type));
 provider.on('grant.error', (ctx, err) => bump(stats.error, `${ctx.oidc?.params?.grant_type}:${err.error}`));
 
@@ -120,6 +141,10 @@ http.createServer(async (req, res) => {
   if (url.pathname === '/test/stats') {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify(stats));
+    return;
+  }
+  if (tokenDelay > 0 && url.pathname === '/token') {
+    setTimeout(() => app(req, res), tokenDelay);
     return;
   }
   app(req, res);
