@@ -17,11 +17,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{CredentialsRuntime, ForSession, Lookup, Token, at_path, revoke};
+use super::{CredentialError, CredentialsRuntime, ForSession, Lookup, Token, at_path, revoke};
 use crate::config::Config;
 use crate::config::credentials::{Credential, CredentialKind};
 use crate::metrics::CredentialOutcome;
@@ -159,8 +159,13 @@ impl CredentialsRuntime {
         };
         let (me, cred) = (self.clone(), cred.clone());
         tokio::spawn(async move {
+            let started = SystemTime::now();
             // A failure is counted and logged by `obtain`.
-            let _ = me.obtain(&cred, &id, prepared).await;
+            let got = me.obtain(&cred, &id, prepared).await;
+            if let Some(t) = &me.telemetry {
+                let outcome = got.as_ref().map_or_else(CredentialError::outcome, |_| "ok");
+                t.credential_fetch(&cred.name, outcome, (started, SystemTime::now()));
+            }
         });
     }
 

@@ -140,6 +140,8 @@ pub struct CredentialsRuntime {
     held: life::Held,
     /// Revocation endpoints found in metadata.
     endpoints: revoke::Endpoints,
+    /// Span export, for fetches outside a request (prefetch).
+    telemetry: Option<Arc<crate::telemetry::Exporter>>,
 }
 
 /// The session a credential is obtained for.
@@ -161,7 +163,14 @@ impl CredentialsRuntime {
             metrics,
             held: life::Held::default(),
             endpoints: revoke::Endpoints::default(),
+            telemetry: None,
         }
+    }
+
+    /// Exports a span for each fetch made outside a request.
+    pub fn with_telemetry(mut self, telemetry: Option<Arc<crate::telemetry::Exporter>>) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// The credential's token for this session if one is cached and not

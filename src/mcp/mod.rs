@@ -115,6 +115,29 @@ impl McpError {
 /// MCP revision 2026-07-28's headers naming the call.
 static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// What a request's MCP transport headers say, for its span
+/// (`mcp.protocol.version`, `mcp.session.id`): read only while spans are
+/// exported, each clipped as the audit trail clips client text.
+#[derive(Debug, Clone, Default)]
+pub struct TraceHeaders {
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<String>,
+    /// `Mcp-Session-Id`, when the client sent one.
+    pub session_id: Option<String>,
+}
+
+impl TraceHeaders {
+    /// Reads them through `header` (a name's value, as text).
+    pub fn read<'h>(header: impl Fn(&HeaderName) -> Option<&'h str>) -> Self {
+        Self {
+            protocol_version: header(&MCP_PROTOCOL_VERSION).map(audit::clip),
+            session_id: header(&MCP_SESSION_ID).map(audit::clip),
+        }
+    }
+}
 
 /// The MCP view of a request from its headers and what was read of its
 /// body (`None` when the body was not read).

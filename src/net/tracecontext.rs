@@ -9,7 +9,7 @@ use std::cell::Cell;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// The trace one request belongs to.
@@ -42,33 +42,46 @@ pub fn ensure(headers: &mut HeaderMap, participate: bool) -> Trace {
         .then(|| headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()))
         .flatten()
         .and_then(parse);
-    let (span, hop) = (nonzero(), nonzero());
-    let trace = match caller {
-        Some((trace_id, parent)) => Trace {
-            trace_id,
-            parent: Some(parent),
-            span,
-            hop,
-        },
-        None => {
-            headers.remove(&TRACESTATE);
-            let trace_id = (u128::from(nonzero()) << 64) | u128::from(next());
-            Trace {
-                trace_id,
-                parent: None,
-                span,
-                hop,
-            }
-        }
-    };
+    let trace = trace_of(caller);
+    if caller.is_none() {
+        headers.remove(&TRACESTATE);
+    }
     if caller.is_none() || participate {
-        let parent = if participate { hop } else { span };
+        let parent = if participate { trace.hop } else { trace.span };
         let value = format!("00-{:032x}-{parent:016x}-01", trace.trace_id);
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(TRACEPARENT.clone(), v);
         }
     }
     trace
+}
+
+/// The trace of a request headgate answers itself (refused before
+/// anything is forwarded), from the caller's `traceparent` value when it
+/// sent one well-formed, else a new trace: its span joins the caller's
+/// trace all the same.
+pub fn observe(traceparent: Option<&str>) -> Trace {
+    trace_of(traceparent.and_then(parse))
+}
+
+/// New span ids in the caller's trace (trace id, parent id), else in a
+/// new trace.
+fn trace_of(caller: Option<(u128, u64)>) -> Trace {
+    let (span, hop) = (nonzero(), nonzero());
+    match caller {
+        Some((trace_id, parent)) => Trace {
+            trace_id,
+            parent: Some(parent),
+            span,
+            hop,
+        },
+        None => Trace {
+            trace_id: (u128::from(nonzero()) << 64) | u128::from(next()),
+            parent: None,
+            span,
+            hop,
+        },
+    }
 }
 
 /// (trace id, parent id) of a well-formed version-00 `traceparent`.

@@ -141,12 +141,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
         calls: calls.clone(),
+        credentials: Arc::new(
+            CredentialsRuntime::new(client.clone(), Some(store.clone()), metrics.clone())
+                .with_telemetry(telemetry.clone()),
+        ),
         telemetry,
-        credentials: Arc::new(CredentialsRuntime::new(
-            client.clone(),
-            Some(store.clone()),
-            metrics.clone(),
-        )),
     });
     let tls = match &app.config.borrow().server.listener_tls {
         Some(t) => {

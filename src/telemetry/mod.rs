@@ -2,8 +2,15 @@
 //! through a route, a server span (`request`) with the session lookup and
 //! the upstream exchange as its children, in the caller's trace when it
 //! sent a `traceparent` (the upstream's parent is headgate's exchange
-//! span). Attributes: route, MCP method and tool, status, error code and
-//! the session as a keyed hash; never a header value, variable or token.
+//! span). On an MCP route the request span follows OpenTelemetry's MCP
+//! conventions, so it joins the traces of agent frameworks and AI
+//! gateways without a mapping: named `{mcp.method.name} {gen_ai.tool.name}`
+//! (or the method alone), with `mcp.method.name`, `gen_ai.tool.name`,
+//! `jsonrpc.request.id`, `mcp.protocol.version`, `mcp.session.id` and
+//! `error.type` on failure. Also: route, status, headgate's error code,
+//! the session as a keyed hash, and each credential fetch's credential
+//! names and outcome; never a header value (beyond those MCP ones),
+//! variable or token.
 //!
 //! Spans are built when the request ends, from the times it recorded, and
 //! handed to the SDK's batch processor, which exports them from its own
@@ -43,6 +50,12 @@ pub struct Finished<'a> {
     pub method: Option<&'a str>,
     /// MCP tool, when known.
     pub tool: Option<&'a str>,
+    /// The JSON-RPC id, as JSON text.
+    pub rpc_id: Option<String>,
+    /// `MCP-Protocol-Version` and `Mcp-Session-Id`, when sent.
+    pub mcp_headers: Option<&'a crate::mcp::TraceHeaders>,
+    /// The credentials the request obtained or tried, comma-separated.
+    pub credential_names: String,
     /// Outcome status.
     pub status: u16,
     /// headgate's error code (`""` when none).
@@ -93,30 +106,15 @@ impl Exporter {
             Some(p) => Context::new().with_remote_span_context(remote(trace_id, p)),
             None => Context::new(),
         };
-        let mut attrs = vec![
-            KeyValue::new("headgate.route", f.route.to_string()),
-            KeyValue::new("http.response.status_code", i64::from(f.status)),
-        ];
-        let optional = [
-            ("mcp.method.name", f.method),
-            ("mcp.tool.name", f.tool),
-            (
-                "headgate.error.code",
-                Some(f.code).filter(|c| !c.is_empty()),
-            ),
-            (
-                "headgate.session",
-                Some(f.session).filter(|s| !s.is_empty()),
-            ),
-        ];
-        for (k, v) in optional {
-            if let Some(v) = v {
-                attrs.push(KeyValue::new(k, v.to_string()));
-            }
-        }
+        let attrs = request_attributes(f);
+        let name = match (f.method, f.tool) {
+            (Some(m), Some(t)) => format!("{m} {t}"),
+            (Some(m), None) => m.to_string(),
+            _ => "request".to_string(),
+        };
         let mut request = self
             .tracer
-            .span_builder("request")
+            .span_builder(name)
             .with_kind(SpanKind::Server)
             .with_trace_id(trace_id)
             .with_span_id(SpanId::from(f.trace.span))
@@ -137,13 +135,21 @@ impl Exporter {
             );
         }
         if let Some((start, end)) = f.credentials {
-            let during = (start, end);
-            self.child(
+            let outcome = match f.code {
+                c if c.starts_with("credentials.") => c,
+                _ => "ok",
+            };
+            let attrs = vec![
+                KeyValue::new("headgate.credential.names", f.credential_names.clone()),
+                KeyValue::new("headgate.credential.outcome", outcome.to_string()),
+            ];
+            self.child_with(
                 "credential fetch",
                 SpanKind::Internal,
                 None,
-                during,
+                (start, end),
                 &inside,
+                attrs,
             );
         }
         if let Some((start, end)) = f.upstream {
@@ -158,14 +164,27 @@ impl Exporter {
         name: &'static str,
         kind: SpanKind,
         id: Option<SpanId>,
+        during: (SystemTime, SystemTime),
+        parent: &Context,
+    ) {
+        self.child_with(name, kind, id, during, parent, Vec::new());
+    }
+
+    fn child_with(
+        &self,
+        name: &'static str,
+        kind: SpanKind,
+        id: Option<SpanId>,
         (start, end): (SystemTime, SystemTime),
         parent: &Context,
+        attrs: Vec<KeyValue>,
     ) {
         let mut b = self
             .tracer
             .span_builder(name)
             .with_kind(kind)
-            .with_start_time(start);
+            .with_start_time(start)
+            .with_attributes(attrs);
         if let Some(id) = id {
             b = b.with_span_id(id);
         }
@@ -173,10 +192,75 @@ impl Exporter {
             .end_with_timestamp(end);
     }
 
+    /// A credential obtained outside any request (`prefetch`): a span of
+    /// its own trace, with the credential's name, what started it and the
+    /// outcome (`ok`, `rejected`, `unavailable`); never the token.
+    pub fn credential_fetch(
+        &self,
+        name: &str,
+        outcome: &str,
+        (start, end): (SystemTime, SystemTime),
+    ) {
+        let attrs = vec![
+            KeyValue::new("headgate.credential.names", name.to_string()),
+            KeyValue::new("headgate.credential.outcome", outcome.to_string()),
+            KeyValue::new("headgate.credential.trigger", "prefetch"),
+        ];
+        self.tracer
+            .span_builder("credential fetch")
+            .with_kind(SpanKind::Internal)
+            .with_start_time(start)
+            .with_attributes(attrs)
+            .start(&self.tracer)
+            .end_with_timestamp(end);
+    }
+
     /// Sends what is queued (on shutdown).
     pub fn flush(&self) {
         let _ = self.provider.force_flush();
     }
+}
+
+/// The request span's attributes: headgate's own, then OpenTelemetry's
+/// MCP and error conventions where they apply.
+fn request_attributes(f: &Finished<'_>) -> Vec<KeyValue> {
+    let mut attrs = vec![
+        KeyValue::new("headgate.route", f.route.to_string()),
+        KeyValue::new("http.response.status_code", i64::from(f.status)),
+    ];
+    let failed = f.status >= 400 || !f.code.is_empty();
+    let error_type = match f.code {
+        "" => f.status.to_string(),
+        c => c.to_string(),
+    };
+    let headers = f.mcp_headers;
+    let optional = [
+        ("mcp.method.name", f.method.map(str::to_string)),
+        ("gen_ai.tool.name", f.tool.map(str::to_string)),
+        ("jsonrpc.request.id", f.rpc_id.clone()),
+        (
+            "mcp.protocol.version",
+            headers.and_then(|h| h.protocol_version.clone()),
+        ),
+        ("mcp.session.id", headers.and_then(|h| h.session_id.clone())),
+        ("error.type", failed.then_some(error_type)),
+        (
+            "headgate.error.code",
+            Some(f.code).filter(|c| !c.is_empty()).map(str::to_string),
+        ),
+        (
+            "headgate.session",
+            Some(f.session)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        ),
+    ];
+    for (k, v) in optional {
+        if let Some(v) = v {
+            attrs.push(KeyValue::new(k, v));
+        }
+    }
+    attrs
 }
 
 fn remote(trace: TraceId, span: u64) -> SpanContext {

@@ -61,6 +61,9 @@ struct Life {
     auth: AuthServer,
     up: Upstream,
     hg: Served,
+    /// The spans an OTLP receiver decoded, one JSON object per line.
+    spans: tempfile::NamedTempFile,
+    _receiver: tokio::process::Child,
 }
 
 /// headgate with one `refresh_token` credential that prefetches and is
@@ -68,10 +71,14 @@ struct Life {
 async fn life() -> Life {
     let auth = AuthServer::start_with(600, "opaque", 150).await;
     let up = upstream().await;
+    let spans = tempfile::NamedTempFile::new().unwrap();
+    let port = free_port();
+    let receiver = python_server("otlp_receiver.py", port, &[spans.path().as_os_str()]).await;
     let dir = tempfile::tempdir().unwrap();
     let token_url = auth.url("/token");
     let main = format!(
         "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n\
+         [tracing]\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\n\
          [credentials.crm_user]\nkind = \"refresh_token\"\ntoken_url = \"{token_url}\"\nclient_id = \"headgate\"\n\
          client_secret_env = \"HG_TEST_CLIENT_SECRET\"\nrefresh_token_from = \"call.metadata.refresh_token\"\n\
          resource = \"{RESOURCE}\"\nprefetch = true\nrevoke_on_end = true\n"
@@ -91,6 +98,8 @@ async fn life() -> Life {
         auth,
         up,
         hg,
+        spans,
+        _receiver: receiver,
     }
 }
 
@@ -161,6 +170,25 @@ async fn a_calls_token_is_obtained_when_it_starts_and_revoked_when_it_ends() {
     let line = "headgate_credential_requests_total{credential=\"crm_user\",outcome=\"revoked\"} 1";
     assert!(m.contains(line), "{line} missing:\n{m}");
     assert!(!m.contains(&token) && !l.hg.log.lock().unwrap().contains(&token));
+
+    // The prefetch is a span of its own: the credential's name and
+    // outcome, never its token.
+    let path = l.spans.path().to_path_buf();
+    let exported = eventually(Duration::from_secs(5), || {
+        let p = path.clone();
+        async move { std::fs::read_to_string(&p).is_ok_and(|t| t.contains("prefetch")) }
+    })
+    .await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(exported, "no prefetch span: {text}");
+    let span: Value = (text.lines())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|s| s["attributes"]["headgate.credential.trigger"] == "prefetch")
+        .unwrap();
+    assert_eq!(span["name"], "credential fetch");
+    assert_eq!(span["attributes"]["headgate.credential.names"], "crm_user");
+    assert_eq!(span["attributes"]["headgate.credential.outcome"], "ok");
+    assert!(!text.contains(&token) && !text.contains(&refresh));
 }
 
 /// A prefetch and the tool calls racing it: one token request.

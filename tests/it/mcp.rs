@@ -385,11 +385,25 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
         .header("x-headgate-key", ROUTE_KEY)
         .header("x-call-id", "call-otlp")
         .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-session-id", "mcp-sess-9")
         .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // A denied call: its span says why (`error.type`).
+    let denied = client()
+        .post(format!("http://{}/m/mcp", s.listen))
+        .header("x-headgate-key", ROUTE_KEY)
+        .header("x-call-id", "call-otlp")
+        .body(
+            r#"{"jsonrpc":"2.0","id":"d-2","method":"tools/call","params":{"name":"delete_all"}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 200);
     let sent = up.last().headers["traceparent"]
         .to_str()
         .unwrap()
@@ -400,7 +414,7 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
     let path = spans_file.path().to_path_buf();
     let got = eventually(Duration::from_secs(10), || {
         let p = path.clone();
-        async move { std::fs::read_to_string(&p).is_ok_and(|t| t.lines().count() >= 3) }
+        async move { std::fs::read_to_string(&p).is_ok_and(|t| t.lines().count() >= 4) }
     })
     .await;
     let text = std::fs::read_to_string(&path).unwrap();
@@ -410,7 +424,12 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let by = |name: &str| spans.iter().find(|s| s["name"] == name).cloned().unwrap();
-    let (req, lookup, upstream_span) = (by("request"), by("session lookup"), by("upstream"));
+    // Named and attributed as OpenTelemetry's MCP conventions say.
+    let (req, lookup, upstream_span) = (
+        by("tools/call search"),
+        by("session lookup"),
+        by("upstream"),
+    );
     for s in [&req, &lookup, &upstream_span] {
         assert_eq!(s["trace_id"], trace, "{s}");
         assert_eq!(s["service"], "headgate");
@@ -427,8 +446,17 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
         "the upstream's parent is headgate's span"
     );
     assert_eq!(req["attributes"]["headgate.route"], "m");
-    assert_eq!(req["attributes"]["mcp.tool.name"], "search");
-    assert_eq!(req["attributes"]["http.response.status_code"], 200);
+    let a = &req["attributes"];
+    assert_eq!(a["mcp.method.name"], "tools/call");
+    assert_eq!(a["gen_ai.tool.name"], "search");
+    assert_eq!(a["jsonrpc.request.id"], "1");
+    assert_eq!(a["mcp.protocol.version"], "2026-07-28");
+    assert_eq!(a["mcp.session.id"], "mcp-sess-9");
+    assert_eq!(a["http.response.status_code"], 200);
+    assert!(a.get("error.type").is_none(), "{req}");
+    let d = by("tools/call delete_all");
+    assert_eq!(d["attributes"]["error.type"], "mcp.tool_denied", "{d}");
+    assert_eq!(d["attributes"]["jsonrpc.request.id"], "\"d-2\"", "{d}");
     for secret in ["SECRET-otlp-token", "call-otlp", ROUTE_KEY] {
         assert!(!text.contains(secret), "{secret} in spans: {text}");
     }

@@ -136,7 +136,7 @@ fn finish_with(
         took,
     };
     record(app, &route.name, x, done);
-    if let (Some(t), Some(trace)) = (&app.telemetry, x.trace()) {
+    if let (Some(t), Some(trace)) = (&app.telemetry, x.span_trace()) {
         export(t, app, &route.name, x, trace, (status, code), took);
     }
     (app.metrics).route_request(&route.handles, &route.name, status);
@@ -276,6 +276,12 @@ fn export(
         route,
         method: view.and_then(McpView::method),
         tool: view.and_then(McpView::tool),
+        rpc_id: view
+            .and_then(|_| x.rpc_id())
+            .and_then(clip_id)
+            .map(|id| id.to_string()),
+        mcp_headers: x.mcp_headers.as_deref(),
+        credential_names: x.credential_names().join(","),
         status,
         code,
         session: session.as_deref().unwrap_or_default(),

@@ -20,6 +20,10 @@ impl Exchange<'_> {
         if !self.route.needs_mcp {
             return Ok(());
         }
+        if self.timings.is_some() {
+            let h = mcp::TraceHeaders::read(|n| head.header_str(n));
+            self.mcp_headers = Some(Box::new(h));
+        }
         let read = body.read().map(|b| &b[..]);
         let view = match mcp::view_with(|n| head.header_str(n), read) {
             Ok(view) => view,

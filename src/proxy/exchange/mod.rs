@@ -72,6 +72,11 @@ pub(crate) struct Exchange<'a> {
     /// When the session lookup and the upstream exchange ran, recorded
     /// only while spans are exported.
     pub(crate) timings: Option<Timings>,
+    /// The MCP transport headers, read only while spans are exported.
+    pub(crate) mcp_headers: Option<Box<crate::mcp::TraceHeaders>>,
+    /// The caller's trace, read only while spans are exported, for a
+    /// request refused before it has [`Self::trace`].
+    seen_trace: Option<Trace>,
 }
 
 /// When the phases a span covers ran.
@@ -114,6 +119,8 @@ impl<'a> Exchange<'a> {
             trace: None,
             tokens: Vec::new(),
             timings: app.telemetry.is_some().then(Timings::default),
+            mcp_headers: None,
+            seen_trace: None,
         }
     }
 
@@ -148,6 +155,13 @@ impl<'a> Exchange<'a> {
     /// The trace the upstream request carried, with `[tracing]`.
     pub fn trace(&self) -> Option<Trace> {
         self.trace
+    }
+
+    /// The trace the request's spans go in: the upstream request's, else
+    /// (refused before forwarding, while spans are exported) the caller's
+    /// as it sent it.
+    pub fn span_trace(&self) -> Option<Trace> {
+        self.trace.or(self.seen_trace)
     }
 
     /// The credentials whose tokens the request carried (names only).
@@ -270,6 +284,10 @@ impl<'a> Exchange<'a> {
         body: &InBody,
     ) -> Result<(SessionKey, Option<Arc<Session>>), ProxyError> {
         self.rpc_body = body.read().cloned();
+        if self.timings.is_some() {
+            let caller = head.header_str(&tracecontext::TRACEPARENT);
+            self.seen_trace = Some(tracecontext::observe(caller));
+        }
         inbound::authenticate(self.route, head, body)?;
         let parsed = body.parsed(self.route);
         if let Some(v) = &parsed {
