@@ -92,6 +92,11 @@ fn credential(c: &Credential) -> String {
             "token_exchange (RFC 8693) at {}: one token per subject token ({renew})",
             host(&client.token_url)
         ),
+        CredentialKind::IdJag { idp, client, .. } => format!(
+            "id_jag: an Identity Assertion JWT from the IdP at {}, then a jwt-bearer grant at {}: one token per subject token ({renew})",
+            host(&idp.token_url),
+            host(&client.token_url)
+        ),
         CredentialKind::Jwt(j) => {
             let key = j.key.as_ref().map_or("no key loaded".into(), |k| {
                 format!("{:?} key {}", k.alg, k.kid)

@@ -27,6 +27,19 @@ pub const ROOT: &str = "credentials";
 /// RFC 8693's default `subject_token_type`.
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
+/// `id_jag`'s default `subject_token_type`: the caller's OpenID Connect
+/// ID token.
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// Every kind, as written in config.
+const KINDS: [&str; 5] = [
+    "client_credentials",
+    "refresh_token",
+    "token_exchange",
+    "id_jag",
+    "jwt",
+];
+
 /// One declared credential.
 #[derive(Debug)]
 pub struct Credential {
@@ -44,7 +57,7 @@ pub struct Credential {
     pub prefetch: bool,
     /// `revoke_on_end`: access tokens obtained for a session are revoked
     /// (RFC 7009) when the session ends. Only the session kinds that an
-    /// authorization server issues (refresh_token, token_exchange).
+    /// authorization server issues (refresh_token, token_exchange, id_jag).
     pub revoke_on_end: bool,
 }
 
@@ -75,6 +88,23 @@ pub enum CredentialKind {
     },
     /// RFC 7519: a JWT signed here, per session and claims.
     Jwt(JwtIssuer),
+    /// Enterprise-managed authorization (the MCP extension "ID-JAG"): an
+    /// RFC 8693 exchange of the caller's identity token at the enterprise
+    /// IdP for an Identity Assertion JWT, then an RFC 7523 jwt-bearer
+    /// grant with it at the MCP server's authorization server. One token
+    /// per subject token.
+    IdJag {
+        /// The enterprise IdP's client (`idp_token_url`, `idp_client_id`,
+        /// `idp_client_secret_env`), with `audience` (the authorization
+        /// server's issuer), `resource` and `scope`.
+        idp: OAuthClient,
+        /// The authorization server's client, with `resource` and `scope`.
+        client: OAuthClient,
+        /// `subject_token`, rendered against the session.
+        subject_token: HeaderTemplate,
+        /// `subject_token_type` (default `…:id_token`).
+        subject_token_type: String,
+    },
 }
 
 impl CredentialKind {
@@ -84,6 +114,7 @@ impl CredentialKind {
             CredentialKind::ClientCredentials(_) => "client_credentials",
             CredentialKind::RefreshToken { .. } => "refresh_token",
             CredentialKind::TokenExchange { .. } => "token_exchange",
+            CredentialKind::IdJag { .. } => "id_jag",
             CredentialKind::Jwt(_) => "jwt",
         }
     }
@@ -145,7 +176,15 @@ pub struct JwtIssuer {
 pub type Credentials = BTreeMap<String, Arc<Credential>>;
 
 /// The kinds that are an OAuth 2.0 client of an authorization server.
-const OAUTH: &[&str] = &["client_credentials", "refresh_token", "token_exchange"];
+const OAUTH: &[&str] = &[
+    "client_credentials",
+    "refresh_token",
+    "token_exchange",
+    "id_jag",
+];
+
+/// The kinds that exchange a subject token.
+const EXCHANGES: &[&str] = &["token_exchange", "id_jag"];
 
 /// Builds every `[credentials.NAME]`.
 pub(super) fn credentials(
@@ -166,19 +205,18 @@ fn credential(ctx: &mut Ctx<'_>, name: &str, raw: &Spanned<RawCredential>) -> Op
     let fingerprint = crate::shards::fnv1a(ctx.text[raw.span()].as_bytes());
     let raw = raw.get_ref();
     let Some(kind) = &raw.kind else {
-        ctx.err(off, "config.invalid_credential", format!("[credentials.{name}] needs `kind`: \"client_credentials\", \"refresh_token\", \"token_exchange\" or \"jwt\""));
+        let msg = format!(
+            "[credentials.{name}] needs `kind`: one of {}",
+            KINDS.join(", ")
+        );
+        ctx.err(off, "config.invalid_credential", msg);
         return None;
     };
-    let kinds = [
-        "client_credentials",
-        "refresh_token",
-        "token_exchange",
-        "jwt",
-    ];
-    let kind_name = *kinds.iter().find(|k| *k == kind.get_ref()).or_else(|| {
+    let kind_name = *KINDS.iter().find(|k| *k == kind.get_ref()).or_else(|| {
         let msg = format!(
-            "kind `{}` is not `client_credentials`, `refresh_token`, `token_exchange` or `jwt`",
-            kind.get_ref()
+            "kind `{}` is not one of {}",
+            kind.get_ref(),
+            KINDS.join(", ")
         );
         ctx.err(kind.span().start, "config.invalid_value", msg);
         None
@@ -231,7 +269,7 @@ fn revoke_on_end(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str)
 fn check_fields(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str, off: usize) {
     let at = |f: &Option<Spanned<String>>| f.as_ref().map(|s| s.span().start);
     // Each field, where it is written (if it is), and the kinds that take it.
-    let fields: [(&str, Option<usize>, &[&str]); 20] = [
+    let fields: [(&str, Option<usize>, &[&str]); 23] = [
         ("token_url", at(&raw.token_url), OAUTH),
         ("client_id", at(&raw.client_id), OAUTH),
         ("client_secret_env", at(&raw.client_secret_env), OAUTH),
@@ -246,11 +284,14 @@ fn check_fields(ctx: &mut Ctx<'_>, name: &str, raw: &RawCredential, kind: &str, 
             at(&raw.refresh_token_from),
             &["refresh_token"],
         ),
-        ("subject_token", at(&raw.subject_token), &["token_exchange"]),
+        ("subject_token", at(&raw.subject_token), EXCHANGES),
+        ("subject_token_type", at(&raw.subject_token_type), EXCHANGES),
+        ("idp_token_url", at(&raw.idp_token_url), &["id_jag"]),
+        ("idp_client_id", at(&raw.idp_client_id), &["id_jag"]),
         (
-            "subject_token_type",
-            at(&raw.subject_token_type),
-            &["token_exchange"],
+            "idp_client_secret_env",
+            at(&raw.idp_client_secret_env),
+            &["id_jag"],
         ),
         (
             "requested_token_type",
@@ -324,6 +365,21 @@ fn oauth_kind(
                 from: path,
             }
         }
+        "id_jag" => {
+            let client = client?;
+            let idp = idp_client(ctx, name, raw, off, &client);
+            let subject = required(ctx, name, &raw.subject_token, "subject_token", off)?;
+            let subject_token = session_template(ctx, subject)?;
+            CredentialKind::IdJag {
+                idp: idp?,
+                client,
+                subject_token,
+                subject_token_type: raw
+                    .subject_token_type
+                    .as_ref()
+                    .map_or(ID_TOKEN_TYPE.to_string(), |s| s.get_ref().clone()),
+            }
+        }
         _ => {
             let subject = required(ctx, name, &raw.subject_token, "subject_token", off)?;
             let subject_token = session_template(ctx, subject)?;
@@ -353,11 +409,7 @@ fn oauth_client(
         .and_then(|u| endpoint(ctx, u, "token_url"));
     let client_id = required(ctx, name, &raw.client_id, "client_id", off);
     let secret_env = required(ctx, name, &raw.client_secret_env, "client_secret_env", off);
-    let client_secret = match secret_env.map(|e| ctx.secret(e)) {
-        Some(Some(s)) => Some(s),
-        Some(None) if ctx.mode == LoadMode::Offline => Some(Secret::new("")),
-        _ => None,
-    };
+    let client_secret = client_secret(ctx, secret_env);
     let auths = [("basic", ClientAuth::Basic), ("post", ClientAuth::Post)];
     let client_auth = ctx.choice(
         raw.client_auth.as_ref(),
@@ -383,6 +435,53 @@ fn oauth_client(
         timeout: ctx.duration(&raw.timeout, Duration::from_secs(5)),
         default_lifetime: ctx.duration(&raw.default_lifetime, Duration::from_secs(300)),
         revocation_url,
+    })
+}
+
+/// The secret a `*_secret_env` names; offline, an empty one when it is
+/// not set (the templates can still be tried).
+fn client_secret(ctx: &mut Ctx<'_>, env: Option<&Spanned<String>>) -> Option<Secret> {
+    match env.map(|e| ctx.secret(e)) {
+        Some(Some(s)) => Some(s),
+        Some(None) if ctx.mode == LoadMode::Offline => Some(Secret::new("")),
+        _ => None,
+    }
+}
+
+/// `id_jag`'s client at the enterprise IdP (`idp_token_url`,
+/// `idp_client_id`, `idp_client_secret_env`; `client_secret_basic`),
+/// asking with the credential's `audience` (required: the authorization
+/// server's issuer), `resource` and `scope`.
+fn idp_client(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    raw: &RawCredential,
+    off: usize,
+    at_server: &OAuthClient,
+) -> Option<OAuthClient> {
+    let url = required(ctx, name, &raw.idp_token_url, "idp_token_url", off)
+        .and_then(|u| endpoint(ctx, u, "idp_token_url"));
+    let client_id = required(ctx, name, &raw.idp_client_id, "idp_client_id", off);
+    let env = required(
+        ctx,
+        name,
+        &raw.idp_client_secret_env,
+        "idp_client_secret_env",
+        off,
+    );
+    let client_secret = client_secret(ctx, env);
+    required(ctx, name, &raw.audience, "audience", off)?;
+    Some(OAuthClient {
+        token_url: url?,
+        client_id: client_id?.get_ref().clone(),
+        client_secret: client_secret?,
+        client_auth: ClientAuth::Basic,
+        scope: at_server.scope.clone(),
+        resource: at_server.resource.clone(),
+        audience: at_server.audience.clone(),
+        timeout: at_server.timeout,
+        default_lifetime: at_server.default_lifetime,
+        revocation_url: None,
     })
 }
 

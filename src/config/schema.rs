@@ -73,6 +73,9 @@ pub(super) struct RawCredential {
     pub(super) prefetch: Option<Spanned<bool>>,
     pub(super) revoke_on_end: Option<Spanned<bool>>,
     pub(super) revocation_url: Option<Spanned<String>>,
+    pub(super) idp_token_url: Option<Spanned<String>>,
+    pub(super) idp_client_id: Option<Spanned<String>>,
+    pub(super) idp_client_secret_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -220,7 +220,8 @@ impl CredentialsRuntime {
                 continue;
             }
             let (CredentialKind::RefreshToken { client, .. }
-            | CredentialKind::TokenExchange { client, .. }) = &cred.kind
+            | CredentialKind::TokenExchange { client, .. }
+            | CredentialKind::IdJag { client, .. }) = &cred.kind
             else {
                 continue;
             };

@@ -331,6 +331,10 @@ impl CredentialsRuntime {
                 }
                 Ok(Token::new(cred, g.access_token, g.token_type, g.lifetime))
             }
+            (CredentialKind::IdJag { idp, client, .. }, Plan::IdJag { exchange, bearer }) => {
+                let g = oauth::id_jag(&self.http, name, (idp, client), exchange, bearer).await?;
+                Ok(Token::new(cred, g.access_token, g.token_type, g.lifetime))
+            }
             _ => Err(CredentialError::unavailable(name, "inconsistent plan")),
         }
     }

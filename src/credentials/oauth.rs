@@ -65,6 +65,28 @@ pub(crate) async fn request(
     judge(name, client, status, &body)
 }
 
+/// Enterprise-managed authorization: `exchange` at the enterprise IdP
+/// (`idp`) for an Identity Assertion JWT, then the RFC 7523 jwt-bearer
+/// grant `bearer` with it as the `assertion` at the authorization server
+/// (`client`). Either refusing is the caller's refusal
+/// (`credentials.rejected`).
+pub(crate) async fn id_jag(
+    http: &HttpClient,
+    name: &str,
+    (idp, client): (&OAuthClient, &OAuthClient),
+    exchange: Vec<(&'static str, String)>,
+    mut bearer: Vec<(&'static str, String)>,
+) -> Result<Granted, CredentialError> {
+    let assertion = request(http, name, idp, exchange).await?;
+    if assertion.issued_token_type.as_deref() != Some(super::plan::ID_JAG) {
+        let msg =
+            "the identity provider's answer is not an Identity Assertion JWT (issued_token_type)";
+        return Err(CredentialError::unavailable(name, msg));
+    }
+    bearer.push(("assertion", assertion.access_token));
+    request(http, name, client, bearer).await
+}
+
 /// POSTs `form` to `url` (an endpoint of the client's authorization
 /// server, called `what` in errors) with the client's authentication;
 /// the status and at most [`MAX_RESPONSE`] bytes of the answer, within

@@ -17,7 +17,19 @@ pub(super) enum Plan {
     Refresh(Vec<(&'static str, String)>),
     /// A JWT with these claims.
     Mint(Vec<(String, String)>),
+    /// `id_jag`: the exchange at the enterprise IdP, then the jwt-bearer
+    /// grant's parameters (its `assertion` is the IdP's answer).
+    IdJag {
+        exchange: Vec<(&'static str, String)>,
+        bearer: Vec<(&'static str, String)>,
+    },
 }
+
+/// RFC 8693's grant type.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// The token type of an Identity Assertion JWT.
+pub(super) const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
 
 /// Which cached token a request needs: the credential's name, then what
 /// tells its tokens apart (the session for `refresh_token`; the session
@@ -56,6 +68,13 @@ pub(super) fn cache_key<S: Scope + ?Sized>(
         } => {
             part(subject_token, "subject_token", &mut key)?;
             client
+        }
+        // The IdP client carries the scope, resource and audience.
+        CredentialKind::IdJag {
+            idp, subject_token, ..
+        } => {
+            part(subject_token, "subject_token", &mut key)?;
+            idp
         }
         CredentialKind::ClientCredentials(client) => client,
     };
@@ -106,10 +125,7 @@ pub(super) fn plan<S: Scope + ?Sized>(
             requested_token_type,
         } => {
             let mut form = vec![
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
-                ),
+                ("grant_type", TOKEN_EXCHANGE.to_string()),
                 ("subject_token", render(subject_token, "subject_token")?),
                 ("subject_token_type", subject_token_type.clone()),
             ];
@@ -118,6 +134,33 @@ pub(super) fn plan<S: Scope + ?Sized>(
             }
             client_params(client, &render, &mut form)?;
             Plan::Form(form)
+        }
+        CredentialKind::IdJag {
+            idp,
+            client,
+            subject_token,
+            subject_token_type,
+        } => {
+            let mut exchange = vec![
+                ("grant_type", TOKEN_EXCHANGE.to_string()),
+                ("requested_token_type", ID_JAG.to_string()),
+                ("subject_token", render(subject_token, "subject_token")?),
+                ("subject_token_type", subject_token_type.clone()),
+            ];
+            client_params(idp, &render, &mut exchange)?;
+            // The client's id in the body too, as the MCP SDK's server
+            // requires of this grant whatever the client's authentication.
+            let mut bearer = vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string(),
+                ),
+                ("client_id", client.client_id.clone()),
+            ];
+            client_params(client, &render, &mut bearer)?;
+            // The audience named the authorization server to the IdP.
+            bearer.retain(|(k, _)| *k != "audience");
+            Plan::IdJag { exchange, bearer }
         }
     })
 }

@@ -127,14 +127,18 @@ fn signing_key(dir: &Path) -> String {
 }
 
 /// The fastmcp server verifying JWTs against `jwks`.
-async fn jwt_server(jwks: &str, issuer: &str, alg: &str) -> (u16, tokio::process::Child) {
+pub(crate) async fn jwt_server(
+    jwks: &str,
+    issuer: &str,
+    alg: &str,
+) -> (u16, tokio::process::Child) {
     let port = free_port();
     let args = [jwks, issuer, RESOURCE, alg].map(std::ffi::OsStr::new);
     (port, python_server("mcp_jwt_server.py", port, &args).await)
 }
 
 /// `whoami` through headgate with the MCP Python SDK, as `call_id`.
-async fn whoami(hg: &Served, route: &str, call_id: &str) -> Value {
+pub(crate) async fn whoami(hg: &Served, route: &str, call_id: &str) -> Value {
     let url = format!("http://{}/{route}/mcp", hg.listen);
     let out = tokio::process::Command::new(python())
         .arg(interop("mcp_whoami_client.py"))

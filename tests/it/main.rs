@@ -15,6 +15,7 @@ mod credentials_life;
 mod faults;
 mod hardening;
 mod hostile;
+mod id_jag;
 mod injection;
 mod interop;
 mod mcp;
