@@ -7,6 +7,7 @@ JSON line."""
 import asyncio
 import json
 import sys
+import time
 
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -26,6 +27,7 @@ async def main(url, call_id, key):
             name = "search_ordersX"
         if name is not None:
             out["sent_names"].append(name)
+        out.setdefault("params", []).extend(v for k, v in request.headers.items() if k.lower().startswith("mcp-param-"))
 
     async def on_response(response):
         if response.request.headers.get("mcp-name") is not None:
@@ -40,6 +42,16 @@ async def main(url, call_id, key):
             out["search"] = r.content[0].text
             r = await c.call_tool("weather/東京", {})
             out["weather"] = r.content[0].text
+            r = await c.call_tool("forecast", {"city": "東京"})
+            out["forecast"] = r.content[0].text
+            # A tools list change announced by a tool call reaches the
+            # `subscriptions/listen` stream: how long it took.
+            async with c.listen(tools_list_changed=True) as sub:
+                started = time.perf_counter()
+                await c.call_tool("touch_tools", {})
+                async for _event in sub:
+                    out["listen_ms"] = (time.perf_counter() - started) * 1000
+                    break
             try:
                 r = await c.call_tool("admin/東京", {})
                 out["denied"] = {"ran": True, "result": [x.text for x in r.content]}

@@ -3,8 +3,9 @@
 //! disagrees with the body is answered 400 / -32020 and the SDK's own
 //! recovery (re-list, send again) works through the proxy; a tool whose
 //! name is not ASCII (sent encoded in `Mcp-Name`) is reached, its denied
-//! twin refused by policy and not as a mismatch; the server's own errors
-//! pass through as it sent them.
+//! twin refused by policy and not as a mismatch; `Mcp-Param-*` reaches the
+//! server as sent; a `subscriptions/listen` event comes through; the
+//! server's own errors pass through as it sent them.
 
 use crate::support::*;
 use serde_json::{Value, json};
@@ -37,10 +38,23 @@ async fn the_sdk_on_2026_07_28_calls_through_the_proxy() {
     // The denied twin is not listed; the spoiled first call got 400 and
     // the SDK sent it again after re-listing; the encoded name reached
     // the tool.
-    assert_eq!(v["tools"], json!(["search_orders", "weather/東京"]), "{v}");
+    assert_eq!(
+        v["tools"],
+        json!(["forecast", "search_orders", "touch_tools", "weather/東京"]),
+        "{v}"
+    );
     assert_eq!(v["statuses"][0], 400, "{v}");
     assert_eq!(v["search"], "found shoes", "{v}");
     assert_eq!(v["weather"], "晴れ", "{v}");
+    // `Mcp-Param-City` reached the server as the SDK sent it (encoded):
+    // the server compares it with the body and would answer -32020.
+    assert_eq!(v["params"], json!(["=?base64?5p2x5Lqs?="]), "{v}");
+    assert_eq!(v["forecast"], "sunny in 東京", "{v}");
+    let statuses = v["statuses"].as_array().unwrap();
+    assert!(statuses[1..].iter().all(|s| s == 200), "{v}");
+    // A `subscriptions/listen` event through the proxy.
+    let listen_ms = v["listen_ms"].as_f64().unwrap();
+    assert!(listen_ms < 100.0, "the listen event took {listen_ms} ms");
     assert!(
         v["sent_names"]
             .as_array()
@@ -57,7 +71,7 @@ async fn the_sdk_on_2026_07_28_calls_through_the_proxy() {
     );
     let on_server = std::fs::read_to_string(ran.path()).unwrap();
     assert_eq!(
-        on_server, "search_orders\nweather/東京\n",
+        on_server, "search_orders\nweather/東京\nforecast\n",
         "what ran upstream"
     );
     h.shutdown().await;
