@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod explain;
+mod probe;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
@@ -89,6 +90,16 @@ enum Command {
         #[arg(long, requires = "route")]
         fetch_credentials: bool,
     },
+    /// Exit 0 if a running headgate's admin listener answers `GET
+    /// /healthz` with 200 (a container's HEALTHCHECK).
+    Probe {
+        /// The admin listener.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
+        /// The path to ask (`/readyz` for readiness).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
 }
 
 /// Runs the CLI; the process exit code.
@@ -112,6 +123,7 @@ pub fn run() -> ExitCode {
             watch: !no_watch,
         }),
         Command::Check { dir, explain } => check(&dir, explain.as_deref()),
+        Command::Probe { admin, path } => probe::probe(admin, &path),
         Command::Render {
             template,
             route,

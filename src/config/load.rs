@@ -260,14 +260,20 @@ mod tests {
     #[test]
     fn redis_store_errors_point_at_the_value() {
         let e = check_texts(
-            "[store]\nkind = \"redis\"\nurl = \"rediss://x\"\ncache_ttl = \"soon\"\n",
+            "[store]\nkind = \"redis\"\nurl = \"unix:///x\"\ncache_ttl = \"soon\"\ntls_cert_file = \"c.pem\"\n",
             &[],
         )
         .unwrap_err();
-        let found: Vec<_> = e.0.iter().map(|e| (e.line, e.code)).collect();
+        let mut found: Vec<_> = e.0.iter().map(|e| (e.line, e.code)).collect();
+        found.sort();
         assert_eq!(
             found,
-            [(3, "config.invalid_value"), (4, "config.invalid_duration")]
+            [
+                (3, "config.invalid_value"),
+                (4, "config.invalid_duration"),
+                // A client certificate for a store without TLS.
+                (5, "config.invalid_value"),
+            ]
         );
     }
 

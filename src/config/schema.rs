@@ -143,6 +143,8 @@ pub(super) struct RawStore {
     pub(super) stale_ttl: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) encryption_keys_env: Option<Spanned<String>>,
+    pub(super) tls_cert_file: Option<Spanned<String>>,
+    pub(super) tls_key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

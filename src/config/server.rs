@@ -153,7 +153,8 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
             parsed
         })
         .collect();
-    let store = store(ctx, raw.store.as_ref());
+    let extra_roots = tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref()));
+    let store = store(ctx, raw.store.as_ref(), &extra_roots);
     let listener_tls = (raw.tls.as_ref())
         .and_then(|t| tls::listener(ctx, t.cert_file.as_ref(), t.key_file.as_ref()));
     let admin_tls = raw.tls.as_ref().and_then(|t| t.admin.as_ref());
@@ -204,7 +205,7 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
             .is_some_and(|t| t.propagate.unwrap_or(true)),
         otlp_endpoint: (raw.tracing.as_ref())
             .and_then(|t| otlp_endpoint(ctx, t.otlp_endpoint.as_ref())),
-        extra_roots: tls::extra_roots(ctx, raw.tls.as_ref().and_then(|t| t.ca_file.as_ref())),
+        extra_roots,
         listener_tls,
         admin_tls,
     }

@@ -447,3 +447,29 @@ async fn sighup_reloads_the_config() {
     }
     assert!(s.log.lock().unwrap().contains("config reloaded"));
 }
+
+/// `headgate probe` (the image's HEALTHCHECK): 0 against a running
+/// headgate's admin listener, 1 once nothing answers there.
+#[tokio::test]
+async fn probe_says_whether_headgate_is_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "", &[]);
+    let mut s = serve(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let probe = |path: &str| {
+        let out = bin()
+            .args(["probe", "--admin", &s.admin, "--path", path])
+            .output()
+            .unwrap();
+        out.status.code()
+    };
+    assert_eq!(probe("/healthz"), Some(0));
+    assert_eq!(probe("/readyz"), Some(0));
+    assert_eq!(probe("/nowhere"), Some(1));
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    assert_eq!(probe("/healthz"), Some(1));
+}

@@ -29,6 +29,7 @@ mod replicas;
 mod sessions;
 mod smuggling;
 mod store;
+mod store_tls;
 mod tls;
 mod upstream_faults;
 mod upstream_pool;

@@ -556,3 +556,50 @@ async fn access_log_per_route_is_off_json_or_text() {
         "the session key itself is never logged:\n{log}"
     );
 }
+
+/// The `Dockerfile` builds what the manifests run, the way `.ci/run`
+/// proves the build: the toolchain of `rust-version`, `cargo build
+/// --release --locked`; it runs as the manifests' non-root user, its
+/// HEALTHCHECK is a `probe` the binary has, and its default command
+/// serves the shipped templates, which `check` accepts. (Building the
+/// image needs a Docker daemon: `.ci/run` builds it where one answers.)
+#[test]
+fn the_dockerfile_builds_and_runs_what_the_manifests_expect() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let docker = read("Dockerfile");
+    let cargo = read("Cargo.toml");
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"');
+    assert!(
+        docker.contains(&format!("FROM rust:{version}-")),
+        "toolchain"
+    );
+    assert!(docker.contains("RUN cargo build --release --locked --bin headgate"));
+    assert!(docker.contains("USER 65532:65532"));
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    assert!(
+        deployment.contains("runAsUser: 65532") && deployment.contains("image: headgate:latest")
+    );
+    let health = docker
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("CMD [\"/usr/local/bin/headgate\", \"probe\"")
+        })
+        .unwrap();
+    let (_, help, _) = run_bin(&["probe".as_ref(), "--help".as_ref()], &[]);
+    for flag in health
+        .split(['"', ',', ']', ' '])
+        .filter(|w| w.starts_with("--"))
+    {
+        assert!(help.contains(flag), "{flag} is not a probe flag:\n{help}");
+    }
+    let (_, serve_help, _) = run_bin(&["serve".as_ref(), "--help".as_ref()], &[]);
+    assert!(serve_help.contains("--listen") && serve_help.contains("--templates"));
+    let (code, out, err) = run_bin(&["check".as_ref(), root.join("templates").as_os_str()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}

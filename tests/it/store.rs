@@ -214,6 +214,7 @@ fn settings(redis: &RedisServer, prefix: &str, cache_ttl: Duration) -> RedisSett
         stale_ttl: Duration::from_secs(600),
         timeout: Duration::from_millis(500),
         encryption_keys: Vec::new(),
+        tls: Default::default(),
     }
 }
 

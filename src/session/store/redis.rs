@@ -190,12 +190,7 @@ impl RedisStore {
     /// sessions bounded by `max_bytes` (`max_store_bytes`) as well as by
     /// count.
     pub fn connect_bounded(settings: &RedisSettings, max_bytes: u64) -> Result<Self, SessionError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(|e| {
-            SessionError::Unavailable(format!(
-                "store url `{}` is not a Redis URL: {e}",
-                redact_userinfo(&settings.url)
-            ))
-        })?;
+        let client = client(settings)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))
@@ -466,6 +461,38 @@ impl RedisStore {
 
 /// Follows `<prefix>invalidate` for as long as the store lives,
 /// resubscribing after any disconnection.
+/// The client of `settings.url`: over TLS for `rediss://`, verifying the
+/// server against the webpki roots or `[tls] ca_file`, presenting the
+/// client certificate when one is configured.
+fn client(settings: &RedisSettings) -> Result<redis::Client, SessionError> {
+    let bad_url = |e: redis::RedisError| {
+        SessionError::Unavailable(format!(
+            "store url `{}` is not a Redis URL: {e}",
+            redact_userinfo(&settings.url)
+        ))
+    };
+    if !settings.url.starts_with("rediss://") {
+        return redis::Client::open(settings.url.as_str()).map_err(bad_url);
+    }
+    let tls = &settings.tls;
+    let certs = redis::TlsCertificates {
+        client_tls: tls
+            .client
+            .as_ref()
+            .map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+        root_cert: tls.roots_pem.clone(),
+    };
+    redis::Client::build_with_tls(settings.url.as_str(), certs).map_err(|e| {
+        SessionError::Unavailable(format!(
+            "TLS to `{}` could not be set up ({e}); check [tls] ca_file, tls_cert_file and tls_key_file",
+            redact_userinfo(&settings.url)
+        ))
+    })
+}
+
 async fn listen(client: redis::Client, store: Weak<Inner>, timeout: Duration) {
     let mut backoff = Duration::from_millis(100);
     let mut was_down = false;
