@@ -3,127 +3,17 @@
 //! Labels carry only route names, status codes and error codes: never a
 //! session id, header value or variable.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+mod labels;
+mod totals;
+
+pub use labels::*;
+pub use totals::{RouteTotals, Totals};
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-/// `route`, `status`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteStatus {
-    /// Route name (or `_hooks`, `_none`).
-    pub route: String,
-    /// HTTP status sent to the client.
-    pub status: u16,
-}
-
-/// `route`, `code`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteCode {
-    /// Route name (or `_none`).
-    pub route: String,
-    /// Stable error code.
-    pub code: String,
-}
-
-/// `code`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Code {
-    /// Stable error code.
-    pub code: String,
-}
-
-/// `route`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabel {
-    /// Route name.
-    pub route: String,
-}
-
-/// `outcome`: `hit`, `miss`, `fetch`, `fetch_error`, `waited`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Outcome {
-    /// What happened.
-    pub outcome: &'static str,
-}
-
-/// `route`, `method`, `tool`, `outcome` of an MCP request.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct McpLabels {
-    /// Route name.
-    pub route: String,
-    /// A known MCP method, or `other`.
-    pub method: &'static str,
-    /// The tool (bounded: see [`Metrics::mcp_request`]), or `""`.
-    pub tool: ClientText,
-    /// `ok`, `error` (the upstream answered 4xx/5xx), `denied` (the
-    /// route's tool policy), `refused` (any other proxy error).
-    pub outcome: &'static str,
-}
-
-/// A label value a client chose (an MCP tool name), written escaped as
-/// the exposition formats require (`\\`, `\"`, `\n`): `prometheus-client`
-/// writes label values as they are, so a name holding `"` or a newline
-/// could otherwise end its sample and plant others.
-#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
-pub struct ClientText(pub String);
-
-impl EncodeLabelValue for ClientText {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        use std::fmt::Write as _;
-        let mut rest = self.0.as_str();
-        while let Some(i) = rest.find(['\\', '"', '\n']) {
-            encoder.write_str(&rest[..i])?;
-            encoder.write_str(match rest.as_bytes()[i] {
-                b'\\' => "\\\\",
-                b'"' => "\\\"",
-                _ => "\\n",
-            })?;
-            rest = &rest[i + 1..];
-        }
-        encoder.write_str(rest)
-    }
-}
-
-/// The longest client-chosen text kept as a label value (an MCP tool name
-/// is at most 128 characters of `A-Za-z0-9_.-`); a longer one counts as
-/// `other`.
-pub const MAX_LABEL_BYTES: usize = 128;
-
-/// `credential`, `outcome` of a token request or a signing.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CredentialOutcome {
-    /// `NAME` of `[credentials.NAME]`.
-    pub credential: String,
-    /// `ok`, `rejected` (the server refused the grant or client) or
-    /// `unavailable` (unreachable, 5xx, timed out, malformed answer).
-    pub outcome: &'static str,
-}
-
-/// `credential`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CredentialLabel {
-    /// `NAME` of `[credentials.NAME]`.
-    pub credential: String,
-}
-
-/// `worker`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WorkerLabel {
-    /// The public-listener worker, from 1.
-    pub worker: usize,
-}
-
-/// `route`, `method`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteMethod {
-    /// Route name.
-    pub route: String,
-    /// A known MCP method, or `other`.
-    pub method: &'static str,
-}
 
 /// MCP methods kept as label values; anything else is `other`, so a
 /// caller cannot grow the label set.
@@ -307,122 +197,114 @@ impl Default for Metrics {
     }
 }
 
+/// Each metric's name and help text.
+const HELP: &[(&str, &str)] = &[
+    (
+        "credential_requests",
+        "Token requests and JWT signings, by credential and outcome",
+    ),
+    (
+        "credential_cache_hits",
+        "Requests served a cached credential",
+    ),
+    ("requests", "Requests by route and outcome status"),
+    ("errors", "Errors returned by the proxy, by route and code"),
+    (
+        "render_failures",
+        "Header template render failures, by code",
+    ),
+    ("session_lookups", "Session lookups by outcome"),
+    (
+        "upstream_unauthorized",
+        "Upstream 401 responses passed through",
+    ),
+    (
+        "upstream_latency_seconds",
+        "Time to upstream response headers",
+    ),
+    (
+        "render_latency_seconds",
+        "Time to render a request's headers (one render in 16 per worker thread is timed)",
+    ),
+    ("open_streams", "Open event-stream responses"),
+    ("webhooks", "Webhook deliveries by outcome"),
+    ("config_reloads", "Config reloads by outcome"),
+    (
+        "sessions",
+        "Sessions held by this process (with the Redis store: the ones cached locally)",
+    ),
+    (
+        "mcp_requests",
+        "MCP requests by route, method, tool and outcome",
+    ),
+    (
+        "mcp_latency_seconds",
+        "MCP request latency by route and method",
+    ),
+    (
+        "connections_refused",
+        "Connections closed at once because max_connections were open",
+    ),
+    (
+        "worker_connections",
+        "Open public-listener connections, by the worker serving them",
+    ),
+    (
+        "audit_dropped",
+        "Audit lines dropped because the writer fell behind",
+    ),
+];
+
+/// Registers `metric` under `name` with its [`HELP`] text, and returns it.
+fn reg<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &'static str,
+    metric: M,
+) -> M {
+    let help = HELP.iter().find(|(n, _)| *n == name).map_or("", |(_, h)| h);
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// A registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("headgate");
-        let requests = Family::<RouteStatus, Counter>::default();
-        let errors = Family::<RouteCode, Counter>::default();
-        let render_failures = Family::<Code, Counter>::default();
-        let session_lookups = Family::<Outcome, Counter>::default();
-        let upstream_unauthorized = Family::<RouteLabel, Counter>::default();
-        let upstream_latency = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-        });
-        let render_latency = Histogram::new(exponential_buckets(0.000_000_5, 2.0, 16));
-        let open_streams = Gauge::default();
-        let webhooks = Family::<Outcome, Counter>::default();
-        let reloads = Family::<Outcome, Counter>::default();
-        let sessions = Gauge::default();
-        let mcp_requests = Family::<McpLabels, Counter>::default();
-        let audit_dropped = Counter::default();
-        let connections_refused = Counter::default();
-        let worker_connections = Family::<WorkerLabel, Gauge>::default();
-        let mcp_latency = Family::<RouteMethod, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-        });
-        let credential_requests = Family::<CredentialOutcome, Counter>::default();
-        let credential_cache_hits = Family::<CredentialLabel, Counter>::default();
-        registry.register(
-            "credential_requests",
-            "Token requests and JWT signings, by credential and outcome",
-            credential_requests.clone(),
-        );
-        registry.register(
-            "credential_cache_hits",
-            "Requests served a cached credential",
-            credential_cache_hits.clone(),
-        );
-        registry.register(
-            "requests",
-            "Requests by route and outcome status",
-            requests.clone(),
-        );
-        registry.register(
-            "errors",
-            "Errors returned by the proxy, by route and code",
-            errors.clone(),
-        );
-        registry.register(
-            "render_failures",
-            "Header template render failures, by code",
-            render_failures.clone(),
-        );
-        registry.register(
-            "session_lookups",
-            "Session lookups by outcome",
-            session_lookups.clone(),
-        );
-        registry.register(
-            "upstream_unauthorized",
-            "Upstream 401 responses passed through",
-            upstream_unauthorized.clone(),
-        );
-        registry.register(
+        let r = &mut registry;
+        let credential_requests = reg(r, "credential_requests", Family::default());
+        let credential_cache_hits = reg(r, "credential_cache_hits", Family::default());
+        let requests = reg(r, "requests", Family::default());
+        let errors = reg(r, "errors", Family::default());
+        let render_failures = reg(r, "render_failures", Family::default());
+        let session_lookups = reg(r, "session_lookups", Family::<Outcome, Counter>::default());
+        let upstream_unauthorized = reg(r, "upstream_unauthorized", Family::default());
+        let upstream_latency = reg(
+            r,
             "upstream_latency_seconds",
-            "Time to upstream response headers",
-            upstream_latency.clone(),
+            Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
         );
-        registry.register(
+        let render_latency = reg(
+            r,
             "render_latency_seconds",
-            format!("Time to render a request's headers (one render in {TIMED_RENDERS} per worker thread is timed)"),
-            render_latency.clone(),
+            Histogram::new(exponential_buckets(0.000_000_5, 2.0, 16)),
         );
-        registry.register(
-            "open_streams",
-            "Open event-stream responses",
-            open_streams.clone(),
-        );
-        registry.register(
-            "webhooks",
-            "Webhook deliveries by outcome",
-            webhooks.clone(),
-        );
-        registry.register(
-            "config_reloads",
-            "Config reloads by outcome",
-            reloads.clone(),
-        );
-        registry.register(
-            "sessions",
-            "Sessions held by this process (with the Redis store: the ones cached locally)",
-            sessions.clone(),
-        );
-        registry.register(
-            "mcp_requests",
-            "MCP requests by route, method, tool and outcome",
-            mcp_requests.clone(),
-        );
-        registry.register(
+        let open_streams = reg(r, "open_streams", Gauge::default());
+        let webhooks = reg(r, "webhooks", Family::default());
+        let reloads = reg(r, "config_reloads", Family::default());
+        let sessions = reg(r, "sessions", Gauge::default());
+        let mcp_requests = reg(r, "mcp_requests", Family::default());
+        let mcp_latency = reg(
+            r,
             "mcp_latency_seconds",
-            "MCP request latency by route and method",
-            mcp_latency.clone(),
+            Family::<RouteMethod, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
         );
-        registry.register(
-            "connections_refused",
-            "Connections closed at once because max_connections were open",
-            connections_refused.clone(),
-        );
-        registry.register(
-            "worker_connections",
-            "Open public-listener connections, by the worker serving them",
-            worker_connections.clone(),
-        );
-        registry.register(
-            "audit_dropped",
-            "Audit lines dropped because the writer fell behind",
-            audit_dropped.clone(),
-        );
+        let connections_refused = reg(r, "connections_refused", Counter::default());
+        let worker_connections = reg(r, "worker_connections", Family::default());
+        let audit_dropped = reg(r, "audit_dropped", Counter::default());
         let lookup_handles = LOOKUP_OUTCOMES.map(|outcome| {
             (
                 outcome,
@@ -621,42 +503,6 @@ impl Metrics {
         out
     }
 
-    /// Request totals per route (all, and those answered with a status of
-    /// 400 or more) and refusal totals per headgate error code, read from
-    /// the counters themselves (the console's rates are their deltas).
-    pub fn totals(&self) -> Totals {
-        let mut registry = Registry::default();
-        registry.register("requests", "", self.requests.clone());
-        registry.register("errors", "", self.errors.clone());
-        let mut text = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        let mut totals = Totals::default();
-        for (name, labels, value) in text.lines().filter_map(sample) {
-            let label = |k: &str| labels.iter().find(|(l, _)| *l == k).map(|(_, v)| v.clone());
-            match name {
-                "requests_total" => {
-                    let t = totals
-                        .routes
-                        .entry(label("route").unwrap_or_default())
-                        .or_default();
-                    t.requests += value;
-                    let status: u16 = label("status").and_then(|s| s.parse().ok()).unwrap_or(0);
-                    if status >= 400 {
-                        t.errors += value;
-                    }
-                }
-                "errors_total" => {
-                    *totals
-                        .codes
-                        .entry(label("code").unwrap_or_default())
-                        .or_default() += value;
-                }
-                _ => {}
-            }
-        }
-        totals
-    }
-
     /// The Prometheus text format (0.0.4), for scrapers and tools that do
     /// not ask for OpenMetrics: a counter's `HELP` and `TYPE` name its
     /// samples (`x_total`), and there is no `# EOF` or `# UNIT`.
@@ -695,63 +541,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Counter totals for the console (see [`Metrics::totals`]).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Totals {
-    /// By route name.
-    pub routes: std::collections::BTreeMap<String, RouteTotals>,
-    /// Refusals by headgate error code.
-    pub codes: std::collections::BTreeMap<String, u64>,
-}
-
-/// One route's request totals.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct RouteTotals {
-    /// Every request.
-    pub requests: u64,
-    /// Requests answered with a status of 400 or more.
-    pub errors: u64,
-}
-
-/// A sample's labels, as (name, unescaped value).
-type Labels<'a> = Vec<(&'a str, String)>;
-
-/// One sample line of the text format: name, labels, value.
-fn sample(line: &str) -> Option<(&str, Labels<'_>, u64)> {
-    if line.starts_with('#') {
-        return None;
-    }
-    let (head, value) = line.rsplit_once(' ')?;
-    let value = value.parse::<f64>().ok()? as u64;
-    let Some((name, rest)) = head.split_once('{') else {
-        return Some((head, Vec::new(), value));
-    };
-    Some((name, labels(rest.strip_suffix('}')?)?, value))
-}
-
-/// `a="x",b="y\"z"` → pairs, unescaping `\\`, `\"` and `\n`.
-fn labels(mut s: &str) -> Option<Labels<'_>> {
-    let mut out = Vec::new();
-    while !s.is_empty() {
-        let (key, rest) = s.split_once("=\"")?;
-        let mut value = String::new();
-        let mut chars = rest.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    c => value.push(c),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        out.push((key, value));
-        s = rest[end + 1..].trim_start_matches(',');
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use super::totals::sample;
 
 #[test]
 fn a_routes_handles_count_into_the_registry_that_made_them() {
@@ -211,4 +212,16 @@ fn requests_and_upstream_times_through_handles_match_the_families() {
     assert_eq!(status_digits(404), "404");
     assert_eq!(status_digits(5000), "999");
     assert_eq!(status_digits(7), "007");
+}
+
+/// Every metric registered has its help text, and the render latency's
+/// says how many renders are timed.
+#[test]
+fn every_metric_has_its_help() {
+    let text = Metrics::new().encode();
+    for (name, help) in super::HELP {
+        assert!(text.contains(&format!("# HELP headgate_{name} {help}")), "{name}");
+    }
+    let (_, render) = super::HELP.iter().find(|(n, _)| *n == "render_latency_seconds").unwrap();
+    assert!(render.contains(&format!("one render in {TIMED_RENDERS} ")));
 }
