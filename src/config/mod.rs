@@ -11,6 +11,7 @@ pub mod audit;
 pub mod credentials;
 mod diagnostics;
 mod error;
+mod governance;
 mod load;
 pub mod reload;
 pub mod resolver;

@@ -197,6 +197,8 @@ pub struct Route {
     pub platform: Option<Platform>,
     /// `[mcp]`: which tools the route's callers may call.
     pub mcp: Option<Arc<ToolPolicy>>,
+    /// `[mcp] budgets` and `max_result_bytes`.
+    pub governance: Option<Arc<crate::mcp::governance::Governance>>,
     /// `access_log`: how its requests are logged.
     pub access_log: AccessLog,
     /// The credentials its templates use, obtained before rendering.
@@ -224,12 +226,13 @@ impl Route {
             .chain(identity)
     }
 
-    /// Whether `[mcp]` limits the tools callers may call: then calls are
-    /// judged and `tools/list` results filtered, so its upstream requests
-    /// ask for `Accept-Encoding: identity` (a compressed list could not
-    /// be read).
+    /// Whether `[mcp]` limits the tools callers may call or governs their
+    /// calls (budgets, `max_result_bytes`): then calls are judged and
+    /// `tools/list` results filtered (results cut), so its upstream
+    /// requests ask for `Accept-Encoding: identity` (a compressed answer
+    /// could not be read).
     pub fn limits_tools(&self) -> bool {
-        self.mcp.as_ref().is_some_and(|p| !p.is_open())
+        self.mcp.as_ref().is_some_and(|p| !p.is_open()) || self.governance.is_some()
     }
 
     /// Whether the route reads the request body whole before forwarding:
@@ -329,6 +332,7 @@ pub(super) fn route(
         vars_from_body(ctx, p, inbound_auth.as_ref());
     }
     let mcp = raw.mcp.as_ref().and_then(|m| tool_policy(ctx, m));
+    let governance = (raw.mcp.as_ref()).and_then(|m| super::governance::governance(ctx, m));
     let needs_mcp = mcp.is_some()
         || headers
             .iter()
@@ -364,6 +368,7 @@ pub(super) fn route(
         access_log,
         credentials,
         mcp,
+        governance,
         needs_mcp,
         own_header_lengths: 0,
     };

@@ -212,6 +212,8 @@ pub(super) struct RawMcp {
     pub(super) allow_tools: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) deny_tools: Vec<Spanned<String>>,
+    pub(super) budgets: Option<Spanned<super::governance::Ordered>>,
+    pub(super) max_result_bytes: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

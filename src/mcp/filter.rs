@@ -1,5 +1,6 @@
 //! `tools/list` results filtered to what a route allows, so an agent never
-//! sees (and never tries) a tool it may not call. A JSON response is
+//! sees (and never tries) a tool it may not call, and `tools/call`
+//! results cut to `max_result_bytes`, so a tool's answer fits the model. A JSON response is
 //! rewritten whole; a `text/event-stream` response is rewritten event by
 //! event: each event passes on the moment it is complete, and only an
 //! event carrying a `tools/list` result is changed.
@@ -22,6 +23,7 @@ use http_body_util::{BodyExt, StreamBody};
 use serde_json::Value;
 
 use super::ToolPolicy;
+use super::governance::cut_result;
 use crate::net::body::Prefixed;
 use crate::net::response::{self, Body};
 
@@ -34,12 +36,26 @@ const MAX_JSON: usize = 16 << 20;
 /// The error code of a response the filter could not read.
 pub const UNFILTERABLE: &str = "mcp.unfilterable_response";
 
-/// `resp` with every `tools/list` result in it filtered by `policy`.
+/// How a route rewrites the responses of one request: `tools/list`
+/// results filtered by its tool policy, `tools/call` results' text cut to
+/// `max_result_bytes`.
+#[derive(Default)]
+pub struct Rules {
+    /// The tool policy `tools/list` results are filtered by.
+    pub policy: Option<Arc<ToolPolicy>>,
+    /// The most text a `tools/call` result carries.
+    pub max_result_bytes: Option<usize>,
+    /// Counts each result cut.
+    pub cut: Option<prometheus_client::metrics::counter::Counter>,
+}
+
+/// `resp` rewritten by `rules`: every `tools/list` result in it filtered,
+/// every `tools/call` result's text cut.
 /// `owner` (route, session key): an event stream with an `endpoint`
 /// event registers under it ([`super::legacy`]).
-pub async fn tools_list(
+pub async fn rewrite(
     resp: Response<Body>,
-    policy: Arc<ToolPolicy>,
+    policy: Arc<Rules>,
     owner: Option<(Arc<str>, String)>,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
@@ -76,7 +92,7 @@ pub async fn tools_list(
 async fn json_body(
     mut parts: http::response::Parts,
     mut body: Body,
-    policy: &ToolPolicy,
+    policy: &Rules,
 ) -> Response<Body> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -120,7 +136,7 @@ enum Judged {
 }
 
 /// Judges one JSON-RPC message (or batch) as a client would read it.
-fn filter_data(data: &[u8], policy: &ToolPolicy) -> Judged {
+fn filter_data(data: &[u8], policy: &Rules) -> Judged {
     let text = String::from_utf8_lossy(data);
     let looks_json = matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
     let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
@@ -145,7 +161,7 @@ fn unfilterable_bytes() -> Bytes {
         "id": null,
         "error": {
             "code": -32000,
-            "message": format!("{UNFILTERABLE}: the server's tool list could not be checked against this route's tool policy"),
+            "message": format!("{UNFILTERABLE}: the server's answer could not be checked against this route's [mcp] rules (tool policy, max_result_bytes)"),
             "data": { "code": UNFILTERABLE, "status": 502 }
         }
     });
@@ -161,9 +177,10 @@ fn starts_with_ignoring_case(v: &[u8], prefix: &[u8]) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
-/// Filters `result.tools` of a JSON-RPC response (or of each in a batch)
-/// in place; true if anything was removed.
-pub fn filter_message(msg: &mut Value, policy: &ToolPolicy) -> bool {
+/// Rewrites a JSON-RPC response (or each in a batch) in place by `rules`:
+/// `result.tools` filtered, `result.content` texts cut; true if anything
+/// changed.
+pub fn filter_message(msg: &mut Value, policy: &Rules) -> bool {
     match msg {
         Value::Array(items) => {
             // Every response of a batch, not just up to the first change.
@@ -174,16 +191,28 @@ pub fn filter_message(msg: &mut Value, policy: &ToolPolicy) -> bool {
             changed
         }
         Value::Object(_) => {
+            let mut changed = false;
+            if let Some(max) = policy.max_result_bytes
+                && cut_result(msg, max)
+            {
+                if let Some(c) = &policy.cut {
+                    c.inc();
+                }
+                changed = true;
+            }
+            let Some(p) = &policy.policy else {
+                return changed;
+            };
             let Some(Value::Array(tools)) = msg.pointer_mut("/result/tools") else {
-                return false;
+                return changed;
             };
             let before = tools.len();
             tools.retain(|t| {
                 t.get("name")
                     .and_then(Value::as_str)
-                    .is_some_and(|n| policy.allows(n))
+                    .is_some_and(|n| p.allows(n))
             });
-            tools.len() != before
+            changed || tools.len() != before
         }
         _ => false,
     }
@@ -194,7 +223,7 @@ pub fn filter_message(msg: &mut Value, policy: &ToolPolicy) -> bool {
 struct SseFilter {
     inner: Body,
     buf: BytesMut,
-    policy: Arc<ToolPolicy>,
+    policy: Arc<Rules>,
     done: bool,
     /// Route and session key, for a legacy stream's registration: taken
     /// by the first event.
@@ -325,7 +354,7 @@ fn event_end(b: &[u8]) -> Option<usize> {
 /// One event (terminator included), with its data rewritten if it is a
 /// `tools/list` result that loses tools (or JSON the filter cannot read);
 /// otherwise the bytes as they came.
-fn filter_event(event: &[u8], policy: &ToolPolicy) -> Bytes {
+fn filter_event(event: &[u8], policy: &Rules) -> Bytes {
     let fields: Vec<&[u8]> = lines(event)
         .map(|(l, _)| l)
         .chain(last_line(event))
@@ -378,9 +407,13 @@ fn sse_event(kept: Option<&[&[u8]]>, data: &str) -> Bytes {
 mod tests {
     use super::*;
 
-    fn deny(globs: &[&str]) -> Arc<ToolPolicy> {
+    fn deny(globs: &[&str]) -> Arc<Rules> {
         let d: Vec<String> = globs.iter().map(|g| g.to_string()).collect();
-        Arc::new(ToolPolicy::new(&[], &d).unwrap())
+        let policy = Some(Arc::new(ToolPolicy::new(&[], &d).unwrap()));
+        Arc::new(Rules {
+            policy,
+            ..Rules::default()
+        })
     }
 
     const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"search"},{"name":"delete_account"}],"nextCursor":"c2","ttlMs":60000,"cacheScope":"public"}}"#;
@@ -451,14 +484,14 @@ mod tests {
         );
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(event.len()));
-        let out = tools_list(r, p.clone(), None).await;
+        let out = rewrite(r, p.clone(), None).await;
         assert!(out.headers().get(header::CONTENT_LENGTH).is_none());
         let body = out.into_body().collect().await.unwrap().to_bytes();
         assert!(!String::from_utf8_lossy(&body).contains("delete_account"));
         let mut r = Response::new(response::full(Bytes::from_static(b"\x1f\x8b...")));
         r.headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        let out = tools_list(r, p, None).await;
+        let out = rewrite(r, p, None).await;
         assert!(out.headers().get(header::CONTENT_ENCODING).is_none());
         let body = out.into_body().collect().await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&body).contains(UNFILTERABLE));

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod filter;
+pub mod governance;
 pub mod legacy;
 pub mod policy;
 

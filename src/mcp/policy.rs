@@ -53,7 +53,7 @@ impl ToolPolicy {
 }
 
 /// A glob as an anchored regex; `None` if it is empty.
-fn glob(g: &str) -> Option<Regex> {
+pub(super) fn glob(g: &str) -> Option<Regex> {
     if g.is_empty() {
         return None;
     }

@@ -99,6 +99,10 @@ pub struct Metrics {
     pub credential_requests: Family<CredentialOutcome, Counter>,
     /// Requests served a cached credential, by credential.
     pub credential_cache_hits: Family<CredentialLabel, Counter>,
+    /// `tools/call`s refused over their budget, by route.
+    pub mcp_budget_exceeded: Family<RouteLabel, Counter>,
+    /// `tools/call` results cut to `max_result_bytes`, by route.
+    pub mcp_results_cut: Family<RouteLabel, Counter>,
     /// Tool names labelled so far, per route.
     mcp_tools:
         std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
@@ -250,6 +254,14 @@ const HELP: &[(&str, &str)] = &[
         "Open public-listener connections, by the worker serving them",
     ),
     (
+        "mcp_budget_exceeded",
+        "tools/call requests refused because the call used up the tool's budget, by route",
+    ),
+    (
+        "mcp_results_cut",
+        "tools/call results whose text was cut to max_result_bytes, by route",
+    ),
+    (
         "audit_dropped",
         "Audit lines dropped because the writer fell behind",
     ),
@@ -305,6 +317,8 @@ impl Metrics {
         let connections_refused = reg(r, "connections_refused", Counter::default());
         let worker_connections = reg(r, "worker_connections", Family::default());
         let audit_dropped = reg(r, "audit_dropped", Counter::default());
+        let mcp_budget_exceeded = reg(r, "mcp_budget_exceeded", Family::default());
+        let mcp_results_cut = reg(r, "mcp_results_cut", Family::default());
         let lookup_handles = LOOKUP_OUTCOMES.map(|outcome| {
             (
                 outcome,
@@ -332,6 +346,8 @@ impl Metrics {
             worker_connections,
             credential_requests,
             credential_cache_hits,
+            mcp_budget_exceeded,
+            mcp_results_cut,
             mcp_tools: Default::default(),
             mcp_handles: Default::default(),
             request_handles: Default::default(),

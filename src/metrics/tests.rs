@@ -1,5 +1,5 @@
-use super::*;
 use super::totals::sample;
+use super::*;
 
 #[test]
 fn a_routes_handles_count_into_the_registry_that_made_them() {
@@ -220,8 +220,14 @@ fn requests_and_upstream_times_through_handles_match_the_families() {
 fn every_metric_has_its_help() {
     let text = Metrics::new().encode();
     for (name, help) in super::HELP {
-        assert!(text.contains(&format!("# HELP headgate_{name} {help}")), "{name}");
+        assert!(
+            text.contains(&format!("# HELP headgate_{name} {help}")),
+            "{name}"
+        );
     }
-    let (_, render) = super::HELP.iter().find(|(n, _)| *n == "render_latency_seconds").unwrap();
+    let (_, render) = super::HELP
+        .iter()
+        .find(|(n, _)| *n == "render_latency_seconds")
+        .unwrap();
     assert!(render.contains(&format!("one render in {TIMED_RENDERS} ")));
 }

@@ -13,6 +13,7 @@ mod credentials;
 mod credentials_faults;
 mod credentials_life;
 mod faults;
+mod governance;
 mod hardening;
 mod hostile;
 mod id_jag;

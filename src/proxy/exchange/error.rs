@@ -87,6 +87,16 @@ pub enum ProxyError {
         "this route does not allow the tool `{0}`; the agent should use another tool or tell the caller it cannot do this"
     )]
     ToolDenied(String),
+    /// The call has used up its budget for this tool (`[mcp] budgets`).
+    #[error(
+        "this call has used `{tool}` as many times as it may ({limit}); the agent should tell the caller it cannot do that again on this call"
+    )]
+    BudgetExceeded {
+        /// The tool called.
+        tool: String,
+        /// The budget of its glob.
+        limit: u64,
+    },
     /// A session-key header appeared more than once.
     #[error("the request has more than one session-key header `{0}`; send it once")]
     KeyAmbiguous(String),
@@ -116,6 +126,7 @@ impl ProxyError {
             ProxyError::Ambiguous(_) => "request.duplicate_header",
             ProxyError::Mcp(e) => e.code(),
             ProxyError::ToolDenied(_) => "mcp.tool_denied",
+            ProxyError::BudgetExceeded { .. } => "mcp.budget_exceeded",
             ProxyError::KeyAmbiguous(_) => "session.key_ambiguous",
             ProxyError::Credential(e) => e.code(),
         }
@@ -134,6 +145,7 @@ impl ProxyError {
             | ProxyError::Mcp(_)
             | ProxyError::KeyAmbiguous(_) => StatusCode::BAD_REQUEST,
             ProxyError::ToolDenied(_) => StatusCode::FORBIDDEN,
+            ProxyError::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::SessionNotFound => StatusCode::FORBIDDEN,
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -164,14 +176,14 @@ impl ProxyError {
     }
 
     /// The style this error is answered in on a route answering `route`'s:
-    /// a denied tool and a header mismatch are answered as the MCP client
-    /// expects (JSON-RPC, so the agent can say it, or the SDK re-list and
+    /// a denied tool, a spent budget and a header mismatch are answered as
+    /// the MCP client expects (JSON-RPC, so the agent can say it, or the SDK re-list and
     /// send again), whatever the route's style.
     pub fn style(&self, route: ErrorStyle) -> ErrorStyle {
         match self {
-            ProxyError::ToolDenied(_) | ProxyError::Mcp(McpError::HeaderMismatch) => {
-                ErrorStyle::JsonRpc
-            }
+            ProxyError::ToolDenied(_)
+            | ProxyError::BudgetExceeded { .. }
+            | ProxyError::Mcp(McpError::HeaderMismatch) => ErrorStyle::JsonRpc,
             _ => route,
         }
     }

@@ -37,7 +37,7 @@ impl Exchange<'_> {
             }
         };
         let policy = self.route.mcp.as_ref().filter(|p| !p.is_open());
-        if policy.is_some() && view.unreadable {
+        if (policy.is_some() || self.route.governance.is_some()) && view.unreadable {
             // What policy cannot read, a lenient server might still run.
             return Err(mcp::McpError::UnreadableBody.into());
         }
@@ -55,6 +55,46 @@ impl Exchange<'_> {
             Some(tool) => Err(ProxyError::ToolDenied(tool)),
             None => Ok(()),
         }
+    }
+
+    /// After the session is found: each `tools/call` of the request counted
+    /// against its budget (`[mcp] budgets`), for the session, across
+    /// replicas with the Redis store; the call over budget is answered
+    /// here and never forwarded. Costs a route without budgets nothing.
+    pub(super) async fn spend_budgets(
+        &self,
+        key: &str,
+        session: Option<&Arc<crate::session::Session>>,
+    ) -> Result<(), ProxyError> {
+        let (Some(g), Some(view)) = (&self.route.governance, &self.mcp) else {
+            return Ok(());
+        };
+        if g.budgets.is_empty() {
+            return Ok(());
+        }
+        let ttl = session.map_or(self.cfg.server.ttl, |s| s.ttl_left());
+        let calls = view.calls.iter().filter(|c| c.method == "tools/call");
+        for tool in calls.map(|c| c.tool.as_deref().unwrap_or("")) {
+            let Some(b) = g.budget(tool) else { continue };
+            let spent = (self.app.store.spend(key, &b.glob, ttl).await)
+                .map_err(|_| ProxyError::StoreUnavailable)?;
+            if spent > b.limit {
+                let route = crate::metrics::RouteLabel {
+                    route: self.route.name.to_string(),
+                };
+                self.app
+                    .metrics
+                    .mcp_budget_exceeded
+                    .get_or_create(&route)
+                    .inc();
+                let tool = crate::mcp::audit::clip(tool);
+                return Err(ProxyError::BudgetExceeded {
+                    tool,
+                    limit: b.limit,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The tool policy the response is filtered by: on a route that
@@ -88,23 +128,47 @@ impl Exchange<'_> {
             .then(|| crate::net::response::status(http::StatusCode::ACCEPTED))
     }
 
+    /// The `max_result_bytes` the response's `tools/call` results are cut
+    /// to, for a request that calls a tool.
+    fn result_cap(&self) -> Option<usize> {
+        let calls_a_tool = self.mcp.as_ref().is_some_and(|v| v.has("tools/call"));
+        let cap = self.route.governance.as_ref()?.max_result_bytes;
+        cap.filter(|_| calls_a_tool)
+    }
+
     /// Whether [`Self::filter_response`] changes the response.
     pub(crate) fn filters_response(&self) -> bool {
-        self.listing_policy().is_some()
+        self.listing_policy().is_some() || self.result_cap().is_some()
     }
 
     /// The upstream's response, its `tools/list` results filtered when the
-    /// route restricts tools.
+    /// route restricts tools and its `tools/call` results cut to
+    /// `max_result_bytes`.
     pub(crate) fn filter_response(
         &self,
         resp: Response<Body>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        let policy = self.listing_policy().cloned();
+        let max_result_bytes = self.result_cap();
+        let route = crate::metrics::RouteLabel {
+            route: self.route.name.to_string(),
+        };
+        let rules = mcp::filter::Rules {
+            policy: self.listing_policy().cloned(),
+            max_result_bytes,
+            cut: max_result_bytes.map(|_| {
+                self.app
+                    .metrics
+                    .mcp_results_cut
+                    .get_or_create(&route)
+                    .clone()
+            }),
+        };
         let owner = (self.session_key()).map(|k| (self.route.name.clone(), k.to_string()));
+        let rewrites = rules.policy.is_some() || rules.max_result_bytes.is_some();
         async move {
-            match policy {
-                Some(p) => mcp::filter::tools_list(resp, p, owner).await,
-                None => resp,
+            match rewrites {
+                true => mcp::filter::rewrite(resp, Arc::new(rules), owner).await,
+                false => resp,
             }
         }
     }

@@ -304,6 +304,7 @@ impl<'a> Exchange<'a> {
             t.lookup = Some((s, SystemTime::now()));
         }
         let session = session?;
+        self.spend_budgets(&key, session.as_ref()).await?;
         if let Some(s) = &session
             && !self.route.credentials.is_empty()
         {

@@ -117,6 +117,8 @@ pub struct MemoryStore {
     hot: Cache<Arc<str>, Arc<Session>>,
     memo: Arc<Memo>,
     written: Writes,
+    /// Boxed: the store stays small enough to pass by value.
+    tally: Arc<super::tally::Tally>,
 }
 
 /// Decoded sessions kept hot (calls in progress); the rest stay compact.
@@ -164,6 +166,7 @@ impl MemoryStore {
             hot,
             memo,
             written: Writes::new(),
+            tally: Arc::new(super::tally::Tally::new(max_sessions)),
         }
     }
 
@@ -177,6 +180,11 @@ impl MemoryStore {
     /// Sessions held (approximate).
     pub fn entry_count(&self) -> u64 {
         self.cold.entry_count()
+    }
+
+    /// The sessions' budget counters.
+    pub(super) fn tally(&self) -> &super::tally::Tally {
+        &self.tally
     }
 
     pub(super) fn writes(&self) -> &Writes {
@@ -309,6 +317,7 @@ impl SessionStore for MemoryStore {
         self.cold.invalidate(id).await;
         self.hot.invalidate(id).await;
         self.memo.forget(id);
+        self.tally.forget(id);
         // Heard by whoever follows the session's end (call-scoped tokens).
         self.written.announce(id);
         Ok(())

@@ -11,6 +11,7 @@ mod memory;
 mod redis;
 #[cfg(feature = "redis")]
 mod seal;
+mod tally;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -149,6 +150,18 @@ impl Store {
     /// whatever it follows.
     pub fn changes(&self) -> broadcast::Receiver<Arc<str>> {
         each!(self, s => s.writes().subscribe())
+    }
+
+    /// Adds one to session `sid`'s counter `name` (a budget's glob),
+    /// atomically across replicas (Redis: one `HINCRBY` and `PEXPIRE`), and
+    /// returns its count; the counters live `ttl` (the session's) and go
+    /// when the session is deleted.
+    pub async fn spend(&self, sid: &str, name: &str, ttl: Duration) -> Result<u64, SessionError> {
+        match self {
+            Store::Memory(s) => Ok(s.tally().spend(sid, name, ttl)),
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.spend(sid, name, ttl).await,
+        }
     }
 
     /// Replaces the session with what `f` makes of it (`None`: leave it),

@@ -1,0 +1,68 @@
+//! A route's `[mcp] budgets` and `max_result_bytes` (CONTRACT section 10):
+//! what governs a live call beside the tool policy.
+
+use std::sync::Arc;
+
+use super::diagnostics::Ctx;
+use super::schema::RawMcp;
+use crate::mcp::governance::{Budget, Governance};
+
+/// A TOML table's entries in the order written (the first matching glob
+/// is a tool's budget, so the order is the meaning).
+pub(super) struct Ordered(pub(super) Vec<(String, i64)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a table of tool globs and call counts, e.g. { \"send_*\" = 3, \"*\" = 50 }",
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry::<String, i64>()? {
+                    out.push(entry);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `budgets` and `max_result_bytes`; `None` when the route sets neither.
+pub(super) fn governance(ctx: &mut Ctx<'_>, raw: &RawMcp) -> Option<Arc<Governance>> {
+    let mut budgets = Vec::new();
+    if let Some(b) = &raw.budgets {
+        for (glob, limit) in &b.get_ref().0 {
+            let budget = u64::try_from(*limit)
+                .ok()
+                .and_then(|l| Budget::new(glob, l));
+            match budget {
+                Some(budget) => budgets.push(budget),
+                None => {
+                    let msg = format!(
+                        "budget `{glob}` = {limit}: a tool glob (not empty) and a count of 0 or more, e.g. \"send_*\" = 3"
+                    );
+                    ctx.err(b.span().start, "config.invalid_value", msg);
+                }
+            }
+        }
+    }
+    let max_result_bytes = raw.max_result_bytes.as_ref().map(|_| {
+        let size = ctx.size(&raw.max_result_bytes, 64 << 10);
+        usize::try_from(size).unwrap_or(usize::MAX)
+    });
+    (!budgets.is_empty() || max_result_bytes.is_some()).then(|| {
+        Arc::new(Governance {
+            budgets,
+            max_result_bytes,
+        })
+    })
+}

@@ -1,0 +1,86 @@
+//! Per-session counters of the memory store (`[mcp] budgets`): one map
+//! of counts per session, living as long as the session would (its TTL
+//! when first counted) and dropped with it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+
+/// One session's counts, and how long they live.
+struct Counts {
+    ttl: Duration,
+    by: Mutex<HashMap<Box<str>, u64>>,
+}
+
+struct Ttl;
+
+impl moka::Expiry<Arc<str>, Arc<Counts>> for Ttl {
+    fn expire_after_create(&self, _: &Arc<str>, v: &Arc<Counts>, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// The counters of every session.
+#[derive(Clone)]
+pub(crate) struct Tally(Cache<Arc<str>, Arc<Counts>>);
+
+impl Tally {
+    /// Counters for at most `sessions` sessions.
+    pub(crate) fn new(sessions: u64) -> Self {
+        Self(
+            Cache::builder()
+                .max_capacity(sessions.max(1))
+                .expire_after(Ttl)
+                .build(),
+        )
+    }
+
+    /// Adds one to session `sid`'s counter `name` (made to live `ttl`
+    /// when the session's first one): its count now. Atomic: one map lock.
+    pub(crate) fn spend(&self, sid: &str, name: &str, ttl: Duration) -> u64 {
+        let counts = self.0.get_with(Arc::from(sid), || {
+            Arc::new(Counts {
+                ttl,
+                by: Mutex::new(HashMap::new()),
+            })
+        });
+        let Ok(mut by) = counts.by.lock() else {
+            return u64::MAX;
+        };
+        let n = by.entry(Box::from(name)).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Drops session `sid`'s counters (the session was deleted).
+    pub(crate) fn forget(&self, sid: &str) {
+        self.0.invalidate(sid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_session_and_name_and_forgets_with_the_session() {
+        let t = Tally::new(10);
+        let ttl = Duration::from_secs(60);
+        assert_eq!(t.spend("a", "send_*", ttl), 1);
+        assert_eq!(t.spend("a", "send_*", ttl), 2);
+        assert_eq!(t.spend("a", "*", ttl), 1);
+        assert_eq!(t.spend("b", "send_*", ttl), 1);
+        t.forget("a");
+        assert_eq!(t.spend("a", "send_*", ttl), 1);
+    }
+
+    #[test]
+    fn counts_expire_with_their_ttl() {
+        let t = Tally::new(10);
+        assert_eq!(t.spend("a", "x", Duration::from_millis(50)), 1);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(t.spend("a", "x", Duration::from_millis(50)), 1);
+    }
+}
