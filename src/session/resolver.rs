@@ -3,7 +3,9 @@
 //! Vapi's `GET /call/{id}`), stored with the resolver TTL, and served.
 //!
 //! - Concurrent misses for one id make one request (single-flight, through
-//!   `moka`'s `try_get_with`).
+//!   `moka`'s `try_get_with`), across replicas too: a short lock in the
+//!   store (`SET NX PX` with Redis) lets one replica fetch while the
+//!   others wait for its write.
 //! - A failure is remembered for `negative_ttl`: callers get 503
 //!   `resolver.unavailable` without hammering the API.
 //! - Each fetch has a deadline (`timeout`).
@@ -52,6 +54,9 @@ pub struct ResolverRuntime {
     client: HttpClient,
     fetches: AtomicU64,
 }
+
+/// How long past a fetch's own deadline the cross-replica lock is held.
+const LOCK_SLACK: Duration = Duration::from_secs(1);
 
 /// Largest resolver response read.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -105,14 +110,10 @@ impl ResolverRuntime {
         let key: Arc<str> = Arc::from(id);
         let result = self
             .inflight
-            .try_get_with(key.clone(), async {
-                let s = Arc::new(self.fetch(cfg, env, id, max_bytes).await?);
-                store
-                    .put(id, (*s).clone())
-                    .await
-                    .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
-                Ok::<_, ResolveError>(s)
-            })
+            .try_get_with(
+                key.clone(),
+                self.across_replicas(cfg, env, id, store, max_bytes),
+            )
             .await;
         match result {
             Ok(s) => Ok(s),
@@ -128,6 +129,52 @@ impl ResolverRuntime {
                 Err(e)
             }
         }
+    }
+
+    /// One fetch of `id` across every replica sharing `store`: the replica
+    /// that takes the store's short lock fetches and stores it; the others
+    /// wait for that write (woken by it, as [`Store::wait_for`] is) and
+    /// serve what it stored. A replica that cannot take or wait on the lock
+    /// (the store unreachable, the fetching replica gone) fetches itself.
+    async fn across_replicas(
+        &self,
+        cfg: &Resolver,
+        env: &Value,
+        id: &str,
+        store: &Store,
+        max_bytes: usize,
+    ) -> Result<Arc<Session>, ResolveError> {
+        let lock = format!("resolve:{id}");
+        let hold = cfg.timeout + LOCK_SLACK;
+        let token = match store.try_lock(&lock, hold).await {
+            Ok(None) => match store.wait_for(id, hold).await {
+                Ok(Some(s)) => return Ok(s),
+                _ => None,
+            },
+            Ok(Some(token)) => Some(token),
+            Err(_) => None,
+        };
+        let fetched = self.fetch_and_store(cfg, env, id, store, max_bytes).await;
+        if let Some(token) = token {
+            store.unlock(&lock, &token).await;
+        }
+        fetched
+    }
+
+    async fn fetch_and_store(
+        &self,
+        cfg: &Resolver,
+        env: &Value,
+        id: &str,
+        store: &Store,
+        max_bytes: usize,
+    ) -> Result<Arc<Session>, ResolveError> {
+        let s = Arc::new(self.fetch(cfg, env, id, max_bytes).await?);
+        store
+            .put(id, (*s).clone())
+            .await
+            .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
+        Ok(s)
     }
 
     /// Refreshes `id` in the background if `session` came from the resolver

@@ -218,3 +218,53 @@ async fn a_replay_to_another_replica_is_recognised() {
     let (status, _) = a.call("rep-1").await;
     assert_eq!(status, 403);
 }
+
+/// Three replicas, 50 concurrent misses each for one session the resolver
+/// fetches: the platform API sees one request, and every request is
+/// served with the fetched token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_fetch_a_missing_session_once_between_them() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let redis = RedisServer::start();
+    let up = upstream().await;
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let api = http_server(move |_req: http::Request<hyper::body::Incoming>| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // What the API answers becomes the session's `call`.
+            let body = json!({"metadata": {"token": "tok-fetched"}}).to_string();
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)))
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!(
+        "{}[resolver]\nurl = \"http://{api}/call/<< session.id >>\"\ntimeout = \"2s\"\n",
+        config(&redis)
+    );
+    let r = route(
+        &up.url(),
+        "on_unknown_session = \"resolve\"\n[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
+    );
+    write_config(dir.path(), &main, &[("crm", &r)]);
+    let replicas: Vec<Replica> = (0..3).map(|_| Replica::start(dir.path())).collect();
+    let calls = replicas
+        .iter()
+        .flat_map(|r| (0..50).map(move |_| r.call("call-missing")));
+    let answers = futures_util::future::join_all(calls).await;
+    let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).take(2).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the platform API was asked more than once"
+    );
+    assert!(
+        up.seen()
+            .iter()
+            .all(|s| s.headers["authorization"] == "Bearer tok-fetched")
+    );
+}
