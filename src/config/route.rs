@@ -2,20 +2,20 @@
 //! the upstream, where the call id comes from, who may call, what to do
 //! with an unknown call, and the headers to inject.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
-use regex::Regex;
 use toml::Spanned;
 
 use super::LoadMode;
 use super::credentials::{self, Credential, Credentials};
 use super::diagnostics::Ctx;
-use super::schema::{RawMcp, RawRoute};
+use super::schema::RawRoute;
 use super::server::Server;
+pub use super::session_key::{KeyPattern, KeySource};
+use super::session_key::{key_pattern, session_keys};
 use crate::mcp::ToolPolicy;
 use crate::platform::Platform;
 use crate::secret::Secret;
@@ -36,34 +36,8 @@ const FORBIDDEN_TARGETS: &[&str] = &[
     "mcp-session-id",
 ];
 
-const DEFAULT_KEY_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
-
 /// The upstream that is headgate's own echo.
 const BUILTIN_ECHO: &str = "builtin:echo";
-
-/// Where a route finds the session key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// `header:x-call-id`.
-    Header(HeaderName),
-    /// `query:NAME`.
-    Query(String),
-    /// `path:N`: the N-th segment (0-based) after the route prefix.
-    Path(usize),
-    /// `body:/json/pointer`.
-    Body(String),
-}
-
-impl fmt::Display for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::Header(h) => write!(f, "header:{h}"),
-            KeySource::Query(q) => write!(f, "query:{q}"),
-            KeySource::Path(n) => write!(f, "path:{n}"),
-            KeySource::Body(p) => write!(f, "body:{p}"),
-        }
-    }
-}
 
 /// How a route authenticates its caller.
 #[derive(Debug, Clone)]
@@ -331,8 +305,11 @@ pub(super) fn route(
     if let Some(p) = &raw.vars_from_body {
         vars_from_body(ctx, p, inbound_auth.as_ref());
     }
-    let mcp = raw.mcp.as_ref().and_then(|m| tool_policy(ctx, m));
-    let governance = (raw.mcp.as_ref()).and_then(|m| super::governance::governance(ctx, m));
+    let mcp = raw
+        .mcp
+        .as_ref()
+        .and_then(|m| super::mcp::tool_policy(ctx, m));
+    let governance = (raw.mcp.as_ref()).and_then(|m| super::mcp::governance(ctx, m));
     let needs_mcp = mcp.is_some()
         || headers
             .iter()
@@ -377,28 +354,6 @@ pub(super) fn route(
     Some(route)
 }
 
-/// `[mcp] allow_tools`, `deny_tools`: globs over tool names.
-fn tool_policy(ctx: &mut Ctx<'_>, raw: &RawMcp) -> Option<Arc<ToolPolicy>> {
-    let names = |v: &[Spanned<String>]| v.iter().map(|g| g.get_ref().clone()).collect::<Vec<_>>();
-    match ToolPolicy::new(&names(&raw.allow_tools), &names(&raw.deny_tools)) {
-        Ok(p) => Some(Arc::new(p)),
-        Err(bad) => {
-            let off = raw
-                .allow_tools
-                .iter()
-                .chain(&raw.deny_tools)
-                .find(|g| *g.get_ref() == bad)
-                .map_or(0, |g| g.span().start);
-            ctx.err(
-                off,
-                "config.invalid_value",
-                "a tool glob must not be empty; write e.g. `search_*`",
-            );
-            None
-        }
-    }
-}
-
 /// `upstream`: an `http://` or `https://` URL; plain HTTP to a public
 /// address is a warning (credentials would cross the network in clear).
 fn upstream(ctx: &mut Ctx<'_>, raw: &Spanned<String>) -> Option<http::Uri> {
@@ -429,94 +384,6 @@ fn is_private(ip: &std::net::IpAddr) -> bool {
     match ip {
         std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
         std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
-    }
-}
-
-/// `session_keys`, or the platform's preset when absent.
-fn session_keys(ctx: &mut Ctx<'_>, raw: &RawRoute, platform: Platform) -> Vec<KeySource> {
-    let Some(keys) = &raw.session_keys else {
-        return platform
-            .session_keys()
-            .iter()
-            .filter_map(|k| key_source(ctx, k, 0))
-            .collect();
-    };
-    if keys.get_ref().is_empty() {
-        ctx.err(
-            keys.span().start,
-            "config.invalid_session_key",
-            "session_keys is empty: list at least one source",
-        );
-    }
-    keys.get_ref()
-        .iter()
-        .filter_map(|k| key_source(ctx, k.get_ref(), k.span().start))
-        .collect()
-}
-
-fn key_source(ctx: &mut Ctx<'_>, s: &str, offset: usize) -> Option<KeySource> {
-    let source = match s.split_once(':') {
-        Some(("header", h)) => return ctx.header_name(h, offset).map(KeySource::Header),
-        Some(("query", q)) if !q.is_empty() => Some(KeySource::Query(q.to_string())),
-        Some(("path", n)) => n.parse().ok().map(KeySource::Path),
-        Some(("body", p)) if p.is_empty() || p.starts_with('/') => {
-            Some(KeySource::Body(p.to_string()))
-        }
-        _ => None,
-    };
-    if source.is_none() {
-        ctx.err(offset, "config.invalid_session_key", format!("`{s}` is not a session key source; write `header:NAME`, `query:NAME`, `path:N` or `body:/json/pointer`"));
-    }
-    source
-}
-
-/// `session_key_pattern`, compiled. The default is checked byte by byte:
-/// a regex search cost about 750 instructions of every request
-/// (callgrind) for a check this simple.
-#[derive(Debug, Clone)]
-pub struct KeyPattern {
-    regex: Regex,
-    default: bool,
-}
-
-impl KeyPattern {
-    /// Whether `key` matches.
-    pub fn is_match(&self, key: &str) -> bool {
-        match self.default {
-            true => is_default_key(key),
-            false => self.regex.is_match(key),
-        }
-    }
-
-    /// The pattern as configured (or the default).
-    pub fn as_str(&self) -> &str {
-        self.regex.as_str()
-    }
-}
-
-/// [`DEFAULT_KEY_PATTERN`], without the regex engine.
-fn is_default_key(key: &str) -> bool {
-    (1..=128).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-fn key_pattern(ctx: &mut Ctx<'_>, raw: Option<&Spanned<String>>) -> Option<KeyPattern> {
-    let src = raw.map_or(DEFAULT_KEY_PATTERN, |p| p.get_ref().as_str());
-    match Regex::new(src) {
-        Ok(regex) => Some(KeyPattern {
-            regex,
-            default: src == DEFAULT_KEY_PATTERN,
-        }),
-        Err(e) => {
-            ctx.err(
-                raw.map_or(0, |p| p.span().start),
-                "config.invalid_pattern",
-                format!("session_key_pattern is not a valid regex: {e}"),
-            );
-            None
-        }
     }
 }
 
@@ -728,8 +595,6 @@ fn vars_from_body(ctx: &mut Ctx<'_>, p: &Spanned<String>, auth: Option<&InboundA
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn only_templates_of_the_session_alone_are_kept_per_session() {
         let route = r#"upstream = "http://127.0.0.1:1"
@@ -764,21 +629,5 @@ client_secret_env = "HG_TEST_CLIENT_SECRET"
             ("g", false),
         ];
         assert_eq!(kept, want);
-    }
-
-    #[test]
-    fn the_default_key_check_is_the_default_pattern() {
-        let regex = Regex::new(DEFAULT_KEY_PATTERN).unwrap();
-        let mut keys: Vec<String> = (0u32..0x250)
-            .filter_map(char::from_u32)
-            .flat_map(|c| [c.to_string(), format!("call-{c}"), format!("{c}id")])
-            .collect();
-        for n in [0, 1, 127, 128, 129, 300] {
-            keys.push("a".repeat(n));
-        }
-        keys.extend(["abc\n", "\nabc", "a b", "call_8f2a-1:x.y", "日本", "é"].map(String::from));
-        for k in &keys {
-            assert_eq!(is_default_key(k), regex.is_match(k), "{k:?}");
-        }
     }
 }

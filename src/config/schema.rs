@@ -212,7 +212,7 @@ pub(super) struct RawMcp {
     pub(super) allow_tools: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) deny_tools: Vec<Spanned<String>>,
-    pub(super) budgets: Option<Spanned<super::governance::Ordered>>,
+    pub(super) budgets: Option<Spanned<super::mcp::Ordered>>,
     pub(super) max_result_bytes: Option<Spanned<String>>,
 }
 

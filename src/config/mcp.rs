@@ -1,10 +1,14 @@
-//! A route's `[mcp] budgets` and `max_result_bytes` (CONTRACT section 10):
-//! what governs a live call beside the tool policy.
+//! A route's `[mcp]` table: the tool policy (`allow_tools`,
+//! `deny_tools`) and what governs a live call beside it (`budgets`,
+//! `max_result_bytes`; CONTRACT section 10).
 
 use std::sync::Arc;
 
+use toml::Spanned;
+
 use super::diagnostics::Ctx;
 use super::schema::RawMcp;
+use crate::mcp::ToolPolicy;
 use crate::mcp::governance::{Budget, Governance};
 
 /// A TOML table's entries in the order written (the first matching glob
@@ -65,4 +69,26 @@ pub(super) fn governance(ctx: &mut Ctx<'_>, raw: &RawMcp) -> Option<Arc<Governan
             max_result_bytes,
         })
     })
+}
+
+/// `[mcp] allow_tools`, `deny_tools`: globs over tool names.
+pub(super) fn tool_policy(ctx: &mut Ctx<'_>, raw: &RawMcp) -> Option<Arc<ToolPolicy>> {
+    let names = |v: &[Spanned<String>]| v.iter().map(|g| g.get_ref().clone()).collect::<Vec<_>>();
+    match ToolPolicy::new(&names(&raw.allow_tools), &names(&raw.deny_tools)) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(bad) => {
+            let off = raw
+                .allow_tools
+                .iter()
+                .chain(&raw.deny_tools)
+                .find(|g| *g.get_ref() == bad)
+                .map_or(0, |g| g.span().start);
+            ctx.err(
+                off,
+                "config.invalid_value",
+                "a tool glob must not be empty; write e.g. `search_*`",
+            );
+            None
+        }
+    }
 }
