@@ -304,7 +304,9 @@ impl<'a> Exchange<'a> {
             t.lookup = Some((s, SystemTime::now()));
         }
         let session = session?;
-        self.spend_budgets(&key, session.as_ref()).await?;
+        if self.route.governance.is_some() {
+            self.spend_budgets(&key, session.as_ref()).await?;
+        }
         if let Some(s) = &session
             && !self.route.credentials.is_empty()
         {
