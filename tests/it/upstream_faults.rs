@@ -249,3 +249,57 @@ f\r\ndata: started\n\n\r\n";
         );
     }
 }
+
+/// SIGTERM while an event stream is open: the stream ends at once and
+/// `serve` exits, instead of the drain waiting out its deadline for a
+/// stream that never ends by itself (the own core; hyper's path still
+/// waits for its deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_an_open_event_stream_at_once() {
+    if std::env::var("HG_TEST_CORE").as_deref() == Ok("hyper") {
+        return;
+    }
+    let sse: &[u8] =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+f\r\ndata: started\n\n\r\n";
+    let (up, mut ended) = holding_upstream(sse).await;
+    let (_dir, mut s) = proxy_to(&format!("http://{up}")).await;
+    let mut c = tokio::net::TcpStream::connect(&s.listen).await.unwrap();
+    let req = "POST /r/x HTTP/1.1\r\nHost: p\r\nx-call-id: call-1\r\nContent-Length: 2\r\n\r\n{}";
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 1024];
+    let n = c.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).contains("data: started"));
+    let pid = s.child.id().to_string();
+    let signalled = std::time::Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The client's stream ends, the upstream request is closed, the
+    // process exits: each well within a second (the drain's deadline is
+    // 30 s).
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the stream was not ended");
+    let seen = tokio::time::timeout(Duration::from_secs(5), ended.recv()).await;
+    assert!(
+        seen.ok().flatten().is_some(),
+        "the upstream request stayed open"
+    );
+    let exited = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if s.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(exited.is_ok(), "serve did not exit");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}

@@ -169,7 +169,7 @@ impl Client {
             let served = serve_one(
                 &mut x,
                 &route,
-                req,
+                (req, &self.shutdown),
                 (&mut self.stream, &mut *buf, &mut clock),
                 &mut taken,
             );
@@ -405,7 +405,7 @@ impl From<ProxyError> for Failed {
 async fn serve_one(
     x: &mut Exchange<'_>,
     route: &Route,
-    req: Req,
+    (req, stop): (Req, &watch::Receiver<bool>),
     (client, buf, clock): (&mut TcpStream, &mut Vec<u8>, &mut Clock),
     taken: &mut Taken,
 ) -> Result<Served, Failed> {
@@ -418,6 +418,7 @@ async fn serve_one(
     let to_send = ToSend {
         head_request: req.head_request,
         close: !req.keep_alive,
+        stop,
     };
     let (head_len, body) = (req.head_len, req.body);
     let mut out = buffers::lend();
@@ -552,7 +553,7 @@ async fn retry(
     io: (&mut TcpStream, &mut Clock),
     (saved, b): (SavedHead, Bytes),
     out: &mut Vec<u8>,
-    (to, to_send): (Timeouts, ToSend),
+    (to, to_send): (Timeouts, ToSend<'_>),
     (key, session): (&SessionKey, &Option<Arc<crate::session::Session>>),
 ) -> Result<Served, Failed> {
     let Some(parts) = saved.parts() else {
@@ -591,10 +592,12 @@ struct Timeouts {
 
 /// What the response relay needs to know of the request.
 #[derive(Clone, Copy)]
-struct ToSend {
+struct ToSend<'s> {
     head_request: bool,
     /// The client asked to close after this response.
     close: bool,
+    /// Shutdown: a relayed event stream ends when it begins.
+    stop: &'s watch::Receiver<bool>,
 }
 
 /// The body, read whole when the route reads or peeks at it (`body`

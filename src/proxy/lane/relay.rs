@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::clock::Clock;
 use super::gone::or_gone;
@@ -48,11 +49,31 @@ pub(super) struct Relay<'c> {
     pub stale_is_retried: bool,
     /// The exchange rewrites the response ([`Exchange::filters_response`]).
     pub rewrites: bool,
+    /// The connection's shutdown signal.
+    pub stop: &'c watch::Receiver<bool>,
+    /// While relaying an event stream: the signal it ends at. A stream
+    /// never ends by itself, and a drain would otherwise wait out its
+    /// deadline for it; a plain response is left to finish.
+    pub stopping: Option<watch::Receiver<bool>>,
+}
+
+/// `fut`'s output, unless shutdown begins first (with `stopping`): `None`.
+async fn unless_stopping<F: Future>(
+    stopping: &mut Option<watch::Receiver<bool>>,
+    fut: F,
+) -> Option<F::Output> {
+    let Some(rx) = stopping else {
+        return Some(fut.await);
+    };
+    tokio::select! {
+        out = fut => Some(out),
+        _ = rx.wait_for(|stop| *stop) => None,
+    }
 }
 
 impl Relay<'_> {
     pub async fn run(
-        self,
+        mut self,
         x: &mut Exchange<'_>,
         within: Duration,
         (started, wall): (Instant, Option<SystemTime>),
@@ -116,6 +137,7 @@ impl Relay<'_> {
         }
         rbuf.drain(..len);
         let gauge = is_stream.then(|| x.app().metrics.open_streams.clone());
+        self.stopping = is_stream.then(|| self.stop.clone());
         if let Some(g) = &gauge {
             g.inc();
         }
@@ -335,7 +357,12 @@ impl Relay<'_> {
                     chunk.reserve(RELAY_BUF);
                     let read = self.up.stream.read_buf(chunk);
                     let read = self.clock.within(self.idle, read);
-                    match or_gone(self.client, read).await.ok_or(())? {
+                    let read = or_gone(self.client, read);
+                    match unless_stopping(&mut self.stopping, read)
+                        .await
+                        .flatten()
+                        .ok_or(())?
+                    {
                         Some(Ok(0)) => return Ok(false),
                         Some(Ok(n)) => self.send(&chunk[..n]).await?,
                         Some(Err(_)) | None => return Err(()),
@@ -356,7 +383,12 @@ impl Relay<'_> {
         let mut room = (&mut *chunk).limit(want);
         let read = self.up.stream.read_buf(&mut room);
         let read = self.clock.within(self.idle, read);
-        match or_gone(self.client, read).await.ok_or(())? {
+        let read = or_gone(self.client, read);
+        match unless_stopping(&mut self.stopping, read)
+            .await
+            .flatten()
+            .ok_or(())?
+        {
             Some(Ok(n)) if n > 0 => Ok(n),
             _ => Err(()),
         }

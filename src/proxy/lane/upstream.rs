@@ -44,7 +44,7 @@ pub(super) async fn attempt(
     (client, clock): (&mut TcpStream, &mut Clock),
     (out, left): (&mut Vec<u8>, u64),
     to: Timeouts,
-    to_send: ToSend,
+    to_send: ToSend<'_>,
     retry: bool,
     who: (&str, Option<&Arc<crate::session::Session>>),
 ) -> Result<Served, Failed> {
@@ -79,6 +79,8 @@ pub(super) async fn attempt(
             retry,
             stale_is_retried: again,
             rewrites: x.filters_response(),
+            stop: to_send.stop,
+            stopping: None,
         };
         match relay.run(x, to.response, (started, wall), who, out).await {
             Err(Failed::Stale) => {
