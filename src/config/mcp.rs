@@ -1,6 +1,6 @@
 //! A route's `[mcp]` table: the tool policy (`allow_tools`,
 //! `deny_tools`) and what governs a live call beside it (`budgets`,
-//! `max_result_bytes`; CONTRACT section 10).
+//! `max_result_bytes`; README "Governing a live call").
 
 use std::sync::Arc;
 

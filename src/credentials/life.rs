@@ -1,4 +1,4 @@
-//! Credentials that live as long as the call (CONTRACT section 10):
+//! Credentials that live as long as the call (README "Credentials that live as long as the call"):
 //!
 //! - `prefetch`: when a session is stored, each prefetching credential
 //!   whose key the session can render is obtained in the background, so
