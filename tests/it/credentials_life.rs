@@ -1,4 +1,5 @@
-//! Credentials that live exactly as long as the call (CONTRACT section 10),
+//! Credentials that live exactly as long as the call (README "Credentials
+//! that live as long as the call"),
 //! against the real `oidc-provider` with opaque access tokens (the kind
 //! RFC 7009 revocation and RFC 7662 introspection apply to) and a token
 //! endpoint that answers after 150 ms, as a real identity provider does:
