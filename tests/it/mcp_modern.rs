@@ -1,11 +1,11 @@
 //! MCP revision 2026-07-28 through the proxy (README, "Which tools may an
 //! agent call"), with the official Python SDK on both ends at that
-//! revision: a `Mcp-Name` that disagrees with the body is answered 400 / -32020 and the SDK's own
-//! recovery (re-list, send again) works through the proxy; a tool whose
-//! name is not ASCII (sent encoded in `Mcp-Name`) is reached, its denied
-//! twin refused by policy and not as a mismatch; `Mcp-Param-*` reaches the
-//! server as sent; a `subscriptions/listen` event comes through; the
-//! server's own errors pass through as it sent them.
+//! revision: a `Mcp-Name` that disagrees with the body is answered 400 /
+//! -32020 and the SDK's own recovery (re-list, send again) works through
+//! the proxy; a tool whose name is not ASCII (sent encoded in `Mcp-Name`)
+//! is reached, its denied twin refused by policy and not as a mismatch;
+//! `Mcp-Param-*` reaches the server as sent; a `subscriptions/listen` event
+//! comes through; the server's own errors pass through as it sent them.
 
 use crate::support::*;
 use serde_json::{Value, json};
