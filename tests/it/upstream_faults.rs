@@ -250,12 +250,13 @@ f\r\ndata: started\n\n\r\n";
     }
 }
 
-/// SIGTERM while an event stream is open: the stream ends at once and
-/// `serve` exits, instead of the drain waiting out its deadline for a
-/// stream that never ends by itself (the own core; hyper's path still
-/// waits for its deadline).
+/// SIGTERM while an event stream is open and idle: the stream ends within
+/// a second and `serve` exits, instead of the drain waiting out its
+/// deadline for a stream that never ends by itself (the own core; hyper's
+/// path still waits for its deadline). A stream still delivering goes on:
+/// `proxy::graceful_shutdown_lets_an_open_stream_finish`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_ends_an_open_event_stream_at_once() {
+async fn shutdown_ends_an_idle_event_stream_promptly() {
     if std::env::var("HG_TEST_CORE").as_deref() == Ok("hyper") {
         return;
     }
@@ -280,8 +281,8 @@ f\r\ndata: started\n\n\r\n";
             .success()
     );
     // The client's stream ends, the upstream request is closed, the
-    // process exits: each well within a second (the drain's deadline is
-    // 30 s).
+    // process exits: within the second of grace an idle stream gets (the
+    // drain's deadline is 30 s).
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "the stream was not ended");

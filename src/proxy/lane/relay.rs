@@ -51,13 +51,20 @@ pub(super) struct Relay<'c> {
     pub rewrites: bool,
     /// The connection's shutdown signal.
     pub stop: &'c watch::Receiver<bool>,
-    /// While relaying an event stream: the signal it ends at. A stream
+    /// While relaying an event stream: the shutdown signal, after which
+    /// the stream ends once it is idle for [`STREAM_GRACE`]. A stream
     /// never ends by itself, and a drain would otherwise wait out its
     /// deadline for it; a plain response is left to finish.
     pub stopping: Option<watch::Receiver<bool>>,
 }
 
-/// `fut`'s output, unless shutdown begins first (with `stopping`): `None`.
+/// How long a read of an event stream may wait once shutdown has begun:
+/// a stream still delivering goes on (to the drain's deadline), an idle
+/// one ends.
+const STREAM_GRACE: Duration = Duration::from_secs(1);
+
+/// `fut`'s output; with `stopping` (an event stream), `None` once
+/// shutdown has begun and `fut` stays pending for [`STREAM_GRACE`].
 async fn unless_stopping<F: Future>(
     stopping: &mut Option<watch::Receiver<bool>>,
     fut: F,
@@ -65,10 +72,14 @@ async fn unless_stopping<F: Future>(
     let Some(rx) = stopping else {
         return Some(fut.await);
     };
-    tokio::select! {
-        out = fut => Some(out),
-        _ = rx.wait_for(|stop| *stop) => None,
+    let mut fut = std::pin::pin!(fut);
+    if !*rx.borrow() {
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            _ = rx.wait_for(|stop| *stop) => {}
+        }
     }
+    tokio::time::timeout(STREAM_GRACE, fut).await.ok()
 }
 
 impl Relay<'_> {
