@@ -7,6 +7,7 @@
 pub mod body;
 pub mod cidr;
 pub mod client;
+pub mod drain;
 pub mod h1;
 pub mod head;
 pub mod headers;

@@ -210,10 +210,15 @@ impl Worker {
             .any(|c| c.contains(remote.ip()));
         let peer = Arc::new(Peer::new(remote, trusted, self.s.tls.is_some()));
         let lane_peer = peer.clone();
+        let stop = self.s.shutdown.clone();
         let svc = service_fn(move |req| {
             let app = app.clone();
             let peer = peer.clone();
-            async move { Ok::<_, Infallible>(doors::public(req, app, peer).await) }
+            let stop = stop.clone();
+            async move {
+                let resp = doors::public(req, app, peer).await;
+                Ok::<_, Infallible>(crate::net::drain::ends_when_idle_at_shutdown(resp, &stop))
+            }
         });
         let b = self.b.clone();
         let watcher = self.graceful.watcher();

@@ -252,14 +252,10 @@ f\r\ndata: started\n\n\r\n";
 
 /// SIGTERM while an event stream is open and idle: the stream ends within
 /// a second and `serve` exits, instead of the drain waiting out its
-/// deadline for a stream that never ends by itself (the own core; hyper's
-/// path still waits for its deadline). A stream still delivering goes on:
-/// `proxy::graceful_shutdown_lets_an_open_stream_finish`.
+/// deadline for a stream that never ends by itself (both cores). A stream
+/// still delivering goes on: `proxy::graceful_shutdown_lets_an_open_stream_finish`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_an_idle_event_stream_promptly() {
-    if std::env::var("HG_TEST_CORE").as_deref() == Ok("hyper") {
-        return;
-    }
     let sse: &[u8] =
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
 f\r\ndata: started\n\n\r\n";

@@ -18,6 +18,7 @@ use super::gone::or_gone;
 use super::upstream::{fail, is_stale};
 use super::{Failed, MAX_HEAD, RELAY_BUF, Served, reply};
 use crate::config::Route;
+use crate::net::drain::STREAM_GRACE;
 use crate::net::h1::buffers;
 use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_content_length, put_header};
 use crate::net::headers::{is_hop_by_hop, name_is};
@@ -57,11 +58,6 @@ pub(super) struct Relay<'c> {
     /// deadline for it; a plain response is left to finish.
     pub stopping: Option<watch::Receiver<bool>>,
 }
-
-/// How long a read of an event stream may wait once shutdown has begun:
-/// a stream still delivering goes on (to the drain's deadline), an idle
-/// one ends.
-const STREAM_GRACE: Duration = Duration::from_secs(1);
 
 /// `fut`'s output; with `stopping` (an event stream), `None` once
 /// shutdown has begun and `fut` stays pending for [`STREAM_GRACE`].
@@ -198,6 +194,7 @@ impl Relay<'_> {
     ) -> Result<bool, ()> {
         let body = reply::from_upstream(self.up.stream, rbuf, framing, self.idle);
         let resp = x.filter_response(Response::from_parts(parts, body)).await;
+        let resp = crate::net::drain::ends_when_idle_at_shutdown(resp, self.stop);
         reply::write(self.client, resp, self.close, self.head_request).await?;
         Ok(true)
     }
