@@ -30,7 +30,10 @@ fn ask(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     let mut s = TcpStream::connect_timeout(&addr, WAIT)?;
     s.set_read_timeout(Some(WAIT))?;
     s.set_write_timeout(Some(WAIT))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip())?;
+    // One write: a server that answers on the first bytes and closes must
+    // not find the rest of the request unread (its kernel would reset).
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip());
+    s.write_all(req.as_bytes())?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head)?;
     // `HTTP/1.x NNN`
@@ -55,8 +58,15 @@ mod tests {
             let addr = l.local_addr().unwrap();
             let server = std::thread::spawn(move || {
                 let (mut c, _) = l.accept().unwrap();
+                // The whole request, then the answer (as a server does).
+                let mut got = Vec::new();
                 let mut buf = [0u8; 256];
-                let _ = c.read(&mut buf);
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = c.write_all(answer);
             });
             assert_eq!(ask(addr, "/healthz").ok() == Some(200), alive);

@@ -298,5 +298,5 @@ f\r\ndata: started\n\n\r\n";
     .await;
     assert!(exited.is_ok(), "serve did not exit");
     let took = signalled.elapsed();
-    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
 }
