@@ -49,7 +49,13 @@ async fn tool_names_cannot_forge_samples_or_grow_metrics_and_audit() {
     let (ok, said) = promtool(&text);
     assert!(ok, "promtool: {said}");
     h.shutdown().await;
+    // The audit writer runs behind the requests: wait for its sixth line.
+    let written = eventually(std::time::Duration::from_secs(5), || async {
+        std::fs::read_to_string(&audit).is_ok_and(|t| t.lines().count() >= 6)
+    })
+    .await;
     let lines = std::fs::read_to_string(&audit).unwrap();
+    assert!(written, "{lines}");
     assert_eq!(lines.lines().count(), 6, "{lines}");
     for l in lines.lines() {
         assert!(l.len() < 1024, "an audit line of {} bytes", l.len());
