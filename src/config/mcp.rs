@@ -1,6 +1,6 @@
 //! A route's `[mcp]` table: the tool policy (`allow_tools`,
 //! `deny_tools`) and what governs a live call beside it (`budgets`,
-//! `max_result_bytes`; README "Governing a live call").
+//! `pin_tools`, `max_result_bytes`; README "Governing a live call").
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use super::diagnostics::Ctx;
 use super::schema::RawMcp;
 use crate::mcp::ToolPolicy;
 use crate::mcp::governance::{Budget, Governance};
+use crate::mcp::pins::PinMode;
 
 /// A TOML table's entries in the order written (the first matching glob
 /// is a tool's budget, so the order is the meaning).
@@ -40,7 +41,8 @@ impl<'de> serde::Deserialize<'de> for Ordered {
     }
 }
 
-/// `budgets` and `max_result_bytes`; `None` when the route sets neither.
+/// `budgets`, `pin_tools` and `max_result_bytes`; `None` when the route
+/// sets none of them (or `pin_tools = "off"` alone).
 pub(super) fn governance(ctx: &mut Ctx<'_>, raw: &RawMcp) -> Option<Arc<Governance>> {
     let mut budgets = Vec::new();
     if let Some(b) = &raw.budgets {
@@ -63,11 +65,29 @@ pub(super) fn governance(ctx: &mut Ctx<'_>, raw: &RawMcp) -> Option<Arc<Governan
         let size = ctx.size(&raw.max_result_bytes, 64 << 10);
         usize::try_from(size).unwrap_or(usize::MAX)
     });
-    (!budgets.is_empty() || max_result_bytes.is_some()).then(|| {
+    let pin_tools = pin_mode(ctx, raw);
+    let any = !budgets.is_empty() || max_result_bytes.is_some() || pin_tools != PinMode::Off;
+    any.then(|| {
         Arc::new(Governance {
             budgets,
             max_result_bytes,
+            pin_tools,
         })
+    })
+}
+
+/// `pin_tools`: `"off"` (the default), `"warn"` or `"hold"`.
+fn pin_mode(ctx: &mut Ctx<'_>, raw: &RawMcp) -> PinMode {
+    let Some(v) = &raw.pin_tools else {
+        return PinMode::Off;
+    };
+    PinMode::parse(v.get_ref()).unwrap_or_else(|| {
+        let msg = format!(
+            "pin_tools = \"{}\": write \"off\", \"warn\" (pass changed tools and report them) or \"hold\" (hold them until approved)",
+            v.get_ref()
+        );
+        ctx.err(v.span().start, "config.invalid_value", msg);
+        PinMode::Off
     })
 }
 

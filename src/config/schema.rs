@@ -214,6 +214,7 @@ pub(super) struct RawMcp {
     pub(super) deny_tools: Vec<Spanned<String>>,
     pub(super) budgets: Option<Spanned<super::mcp::Ordered>>,
     pub(super) max_result_bytes: Option<Spanned<String>>,
+    pub(super) pin_tools: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod history;
 mod pages;
+mod tools;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -19,6 +20,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::config::reload::{ReloadLog, Reloaded};
 use crate::mcp::audit::Recorder;
+use crate::mcp::pins::PinMode;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, read_limited};
 use crate::session::{SessionStore as _, Store, check_id};
@@ -68,6 +70,8 @@ pub struct Sources<'a> {
     pub calls: &'a Recorder,
     /// Config generation and the last reload.
     pub reloads: &'a ReloadLog,
+    /// Every route's pinned tool definitions.
+    pub pins: &'a crate::mcp::pins::Books,
     /// Wrong tokens by address, and the client's: a refused login counts.
     pub guesses: (&'a crate::net::throttle::Throttle, std::net::IpAddr),
     /// The admin listener serves HTTPS: the cookie is `Secure` and
@@ -213,6 +217,9 @@ async fn route(
             let (status, shown) = off_the_loop(form, console).await;
             html(status, pages::playground(&shown, login))
         }
+        _ if path.starts_with("/ui/routes/") => {
+            tools::handle(method, &path["/ui/routes/".len()..], login, src).await
+        }
         (&Method::GET, _) if call_path.is_some_and(|p| !p.contains('/')) => {
             inspect(call_path.unwrap_or_default(), login, src).await
         }
@@ -281,6 +288,7 @@ fn overview(console: &Console, src: &Sources<'_>) -> Overview {
                 shown_uri(&r.upstream)
             },
             rates: rates.remove(&*r.name).unwrap_or_default(),
+            pins: (r.governance.as_ref()).is_some_and(|g| g.pin_tools != PinMode::Off),
         })
         .collect();
     routes.sort_by(|a, b| a.name.cmp(&b.name));

@@ -33,6 +33,8 @@ pub struct RouteRow {
     pub upstream: String,
     /// Its rates.
     pub rates: Rates,
+    /// It pins tool definitions: the name leads to its tools page.
+    pub pins: bool,
 }
 
 /// What the call inspector shows.
@@ -90,7 +92,7 @@ const ADMIN_NAV: &str = r#" <a href="/ui/playground">Playground</a>
 <form class="call" method="get" action="/ui/calls"><input name="call" placeholder="call or session id" aria-label="call id" required> <button>Inspect</button></form>"#;
 
 /// A page: title, the navigation of a logged-in user, the body.
-fn page(title: &str, login: Option<&Login>, body: &str) -> String {
+pub(super) fn page(title: &str, login: Option<&Login>, body: &str) -> String {
     let nav = match login {
         Some(l) => {
             let (role, admin_only) = match l.role {
@@ -167,9 +169,17 @@ pub fn overview(o: &Overview, login: &Login) -> String {
         r#"<h2>Routes</h2><table id="routes"><thead><tr><th>Route</th><th>Upstream</th><th>req/s (1 min)</th><th>errors/s</th><th>last 5 min</th></tr></thead><tbody>"#,
     );
     for r in &o.routes {
+        let name = match r.pins {
+            true => format!(
+                r#"<a href="/ui/routes/{}/tools">{}</a>"#,
+                super::path_segment(&r.name),
+                esc(&r.name)
+            ),
+            false => esc(&r.name),
+        };
         let _ = write!(
             b,
-            r#"<tr data-route="{n}"><td class="route">{n}</td><td><code>{}</code></td><td class="num">{:.2}</td><td class="num">{:.2}</td><td>{}</td></tr>"#,
+            r#"<tr data-route="{n}"><td class="route">{name}</td><td><code>{}</code></td><td class="num">{:.2}</td><td class="num">{:.2}</td><td>{}</td></tr>"#,
             esc(&r.upstream),
             r.rates.requests,
             r.rates.errors,

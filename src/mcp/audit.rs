@@ -42,6 +42,10 @@ pub struct Record {
     pub status: u16,
     /// headgate's error code, if it refused or failed the request.
     pub code: Option<&'static str>,
+    /// A code the request passed with and is reported by (a changed tool
+    /// called under `pin_tools = "warn"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
     /// Time to the upstream's response head, if it was reached.
     pub upstream_ms: Option<f64>,
     /// Credentials obtained for the request (names, never values).
@@ -493,6 +497,7 @@ mod tests {
             rpc_id: Some(Value::from(i)),
             status: 200,
             code: None,
+            warning: None,
             upstream_ms: Some(1.5),
             credentials: Vec::new(),
             mcp: true,

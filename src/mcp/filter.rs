@@ -43,6 +43,8 @@ pub const UNFILTERABLE: &str = "mcp.unfilterable_response";
 pub struct Rules {
     /// The tool policy `tools/list` results are filtered by.
     pub policy: Option<Arc<ToolPolicy>>,
+    /// The route's pins `tools/list` results are judged by.
+    pub pins: Option<(Arc<super::pins::Book>, super::pins::PinMode)>,
     /// The most text a `tools/call` result carries.
     pub max_result_bytes: Option<usize>,
     /// Counts each result cut.
@@ -200,19 +202,23 @@ pub fn filter_message(msg: &mut Value, policy: &Rules) -> bool {
                 }
                 changed = true;
             }
-            let Some(p) = &policy.policy else {
-                return changed;
-            };
+            let last_page = msg.pointer("/result/nextCursor").is_none();
             let Some(Value::Array(tools)) = msg.pointer_mut("/result/tools") else {
                 return changed;
             };
-            let before = tools.len();
-            tools.retain(|t| {
-                t.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| p.allows(n))
-            });
-            changed || tools.len() != before
+            if let Some(p) = &policy.policy {
+                let before = tools.len();
+                tools.retain(|t| {
+                    t.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| p.allows(n))
+                });
+                changed |= tools.len() != before;
+            }
+            if let Some((book, mode)) = &policy.pins {
+                changed |= book.list(tools, last_page, *mode);
+            }
+            changed
         }
         _ => false,
     }

@@ -13,6 +13,8 @@ pub struct Governance {
     pub budgets: Vec<Budget>,
     /// The most text a `tools/call` result's content may carry.
     pub max_result_bytes: Option<usize>,
+    /// What a tool changed since it was pinned gets ([`super::pins`]).
+    pub pin_tools: super::pins::PinMode,
 }
 
 /// `"send_*" = 3`: calls of a matching tool one call (session) may make.
@@ -128,6 +130,7 @@ mod tests {
                 Budget::new("*", 50).unwrap(),
             ],
             max_result_bytes: None,
+            pin_tools: Default::default(),
         };
         assert_eq!(g.budget("send_sms").map(|b| b.limit), Some(3));
         assert_eq!(g.budget("search").map(|b| b.glob.as_str()), Some("*"));

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod filter;
 pub mod governance;
 pub mod legacy;
+pub mod pins;
 pub mod policy;
 
 use http::{HeaderMap, HeaderName};

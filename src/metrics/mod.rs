@@ -103,6 +103,9 @@ pub struct Metrics {
     pub mcp_budget_exceeded: Family<RouteLabel, Counter>,
     /// `tools/call` results cut to `max_result_bytes`, by route.
     pub mcp_results_cut: Family<RouteLabel, Counter>,
+    /// Tools whose definition differs from the pinned one (or that are new
+    /// since the first listing) and are not approved, by route.
+    pub mcp_tools_held: Family<RouteLabel, Gauge>,
     /// Tool names labelled so far, per route.
     mcp_tools:
         std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
@@ -262,6 +265,10 @@ const HELP: &[(&str, &str)] = &[
         "tools/call results whose text was cut to max_result_bytes, by route",
     ),
     (
+        "mcp_tools_held",
+        "Tools changed or new since the route's tools were pinned and not approved yet, by route",
+    ),
+    (
         "audit_dropped",
         "Audit lines dropped because the writer fell behind",
     ),
@@ -319,6 +326,7 @@ impl Metrics {
         let audit_dropped = reg(r, "audit_dropped", Counter::default());
         let mcp_budget_exceeded = reg(r, "mcp_budget_exceeded", Family::default());
         let mcp_results_cut = reg(r, "mcp_results_cut", Family::default());
+        let mcp_tools_held = reg(r, "mcp_tools_held", Family::default());
         let lookup_handles = LOOKUP_OUTCOMES.map(|outcome| {
             (
                 outcome,
@@ -348,6 +356,7 @@ impl Metrics {
             credential_cache_hits,
             mcp_budget_exceeded,
             mcp_results_cut,
+            mcp_tools_held,
             mcp_tools: Default::default(),
             mcp_handles: Default::default(),
             request_handles: Default::default(),

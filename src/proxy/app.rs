@@ -46,6 +46,8 @@ pub struct App {
     pub telemetry: Option<Arc<Exporter>>,
     /// Tokens obtained for `[credentials]` (outlives reloads).
     pub credentials: Arc<CredentialsRuntime>,
+    /// Every route's pinned tool definitions (`[mcp] pin_tools`).
+    pub pins: Arc<crate::mcp::pins::Books>,
 }
 
 /// `headgate serve` options.
@@ -146,6 +148,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
                 .with_telemetry(telemetry.clone()),
         ),
         telemetry,
+        pins: Arc::new(crate::mcp::pins::Books::new(
+            store.clone(),
+            metrics.mcp_tools_held.clone(),
+        )),
     });
     let tls = match &app.config.borrow().server.listener_tls {
         Some(t) => {
@@ -174,6 +180,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         guesses: Default::default(),
         tls: admin_tls.is_some(),
         credentials: app.credentials.clone(),
+        pins: app.pins.clone(),
     });
     app.credentials.follow_ends(&app.store);
     app.credentials.prefetch_at_start(&app.config.borrow());

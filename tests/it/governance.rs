@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// The SDK client's calls through `url` as `call_id`: one JSON object per
 /// call (`text`, or `code` and `message`).
-async fn calls(url: &str, call_id: &str, calls: Value) -> Vec<Value> {
+pub(crate) async fn calls(url: &str, call_id: &str, calls: Value) -> Vec<Value> {
     let out = tokio::process::Command::new(python())
         .arg(interop("mcp_calls_client.py"))
         .args([url, call_id, ROUTE_KEY, &calls.to_string()])

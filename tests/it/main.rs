@@ -23,6 +23,7 @@ mod mcp;
 mod mcp_filter;
 mod mcp_modern;
 mod operator;
+mod pins;
 mod platforms;
 mod proxy;
 mod reload;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::support::{RedisServer, eventually};
 use headgate::config::RedisSettings;
+use headgate::session::store::{PinTable, PinWrites};
 use headgate::session::{MemoryStore, RedisStore, Session, SessionStore, Source, Store};
 use headgate::template::Vars;
 use serde_json::{Map, Value, json};
@@ -179,6 +180,45 @@ async fn conformance(name: &str, replica: Replica) {
         })
         .await,
         "{name}: all 20 concurrent patches kept"
+    );
+
+    // Pinned tool definitions: the first to record a tool wins, what one
+    // handle holds the other reads, an approval moves it (atomically).
+    let first = PinWrites {
+        pinned: vec![("send_sms".into(), "v1".into())],
+        seal: true,
+        ..Default::default()
+    };
+    a.record_pins("crm", &first).await.unwrap();
+    let later = PinWrites {
+        pinned: vec![("send_sms".into(), "v2".into())],
+        held: vec![
+            ("send_sms".into(), "v2".into()),
+            ("weather/東京".into(), "w".into()),
+        ],
+        ..Default::default()
+    };
+    b.record_pins("crm", &later).await.unwrap();
+    let t = a.pins("crm").await.unwrap();
+    assert_eq!(
+        t.pinned["send_sms"], "v1",
+        "{name}: a pin is never overwritten"
+    );
+    assert!(t.sealed && t.held.len() == 2, "{name}: {t:?}");
+    assert!(
+        b.pins("other").await.unwrap() == PinTable::default(),
+        "{name}: per route"
+    );
+    assert!(b.approve_pin("crm", "weather/東京").await.unwrap());
+    assert!(
+        !a.approve_pin("crm", "weather/東京").await.unwrap(),
+        "{name}: approved once"
+    );
+    let t = a.pins("crm").await.unwrap();
+    assert_eq!(
+        (t.pinned["weather/東京"].as_str(), t.held.len()),
+        ("w", 1),
+        "{name}"
     );
 
     // wait_for sees a write made through the other handle.

@@ -44,12 +44,14 @@ pub struct AdminCtx {
     pub tls: bool,
     /// Tokens obtained for sessions: a stored session's prefetched.
     pub credentials: Arc<CredentialsRuntime>,
+    /// Every route's pinned tool definitions (`/routes/{route}/tools`).
+    pub pins: Arc<crate::mcp::pins::Books>,
 }
 
 /// Longest TTL a PUT may ask for.
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-fn session_error(e: &SessionError) -> Response<Body> {
+pub(super) fn session_error(e: &SessionError) -> Response<Body> {
     response::error(session_status(e), e.code(), &e.to_string())
 }
 
@@ -81,6 +83,7 @@ where
             metrics: &ctx.metrics,
             calls: &ctx.calls,
             reloads: &ctx.reloads,
+            pins: &ctx.pins,
             guesses: (&ctx.guesses, peer),
             tls: ctx.tls,
         };
@@ -102,11 +105,14 @@ where
     if let Some(id) = path.strip_prefix("/calls/") {
         return timeline(req.method(), id, ctx);
     }
+    if let Some(rest) = path.strip_prefix("/routes/") {
+        return super::tools::handle(req.method(), rest, ctx, &cfg).await;
+    }
     let Some(id) = path.strip_prefix("/sessions/") else {
         return response::error(
             StatusCode::NOT_FOUND,
             "route.not_found",
-            "admin paths: /sessions/{id}, /calls/{id}, /healthz, /readyz, /metrics, /ui (the console)",
+            "admin paths: /sessions/{id}, /calls/{id}, /routes/{route}/tools, /healthz, /readyz, /metrics, /ui (the console)",
         );
     };
     if let Err(e) = check_id(id) {

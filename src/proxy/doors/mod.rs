@@ -7,6 +7,7 @@
 pub mod admin;
 pub(crate) mod echo;
 pub(crate) mod route;
+mod tools;
 mod webhook;
 
 use std::sync::Arc;

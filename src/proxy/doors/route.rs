@@ -248,6 +248,7 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
         rpc_id: view.and_then(|_| x.rpc_id()).and_then(clip_id),
         status: done.status,
         code: (!done.code.is_empty()).then_some(done.code),
+        warning: x.warning,
         upstream_ms: x.upstream_ms(),
         credentials: x.credential_names(),
         mcp: view.is_some(),

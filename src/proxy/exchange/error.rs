@@ -87,6 +87,12 @@ pub enum ProxyError {
         "this route does not allow the tool `{0}`; the agent should use another tool or tell the caller it cannot do this"
     )]
     ToolDenied(String),
+    /// The tool differs from the route's pinned definition, or is new
+    /// since its tools were pinned (`pin_tools = "hold"`).
+    #[error(
+        "the tool `{0}` changed (or is new) since this route's tools were pinned and is held until an operator approves it; the agent should use another tool or tell the caller it cannot do this now"
+    )]
+    ToolChanged(String),
     /// The call has used up its budget for this tool (`[mcp] budgets`).
     #[error(
         "this call has used `{tool}` as many times as it may ({limit}); the agent should tell the caller it cannot do that again on this call"
@@ -126,6 +132,7 @@ impl ProxyError {
             ProxyError::Ambiguous(_) => "request.duplicate_header",
             ProxyError::Mcp(e) => e.code(),
             ProxyError::ToolDenied(_) => "mcp.tool_denied",
+            ProxyError::ToolChanged(_) => "mcp.tool_changed",
             ProxyError::BudgetExceeded { .. } => "mcp.budget_exceeded",
             ProxyError::KeyAmbiguous(_) => "session.key_ambiguous",
             ProxyError::Credential(e) => e.code(),
@@ -144,7 +151,7 @@ impl ProxyError {
             | ProxyError::Ambiguous(_)
             | ProxyError::Mcp(_)
             | ProxyError::KeyAmbiguous(_) => StatusCode::BAD_REQUEST,
-            ProxyError::ToolDenied(_) => StatusCode::FORBIDDEN,
+            ProxyError::ToolDenied(_) | ProxyError::ToolChanged(_) => StatusCode::FORBIDDEN,
             ProxyError::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::SessionNotFound => StatusCode::FORBIDDEN,
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
@@ -176,12 +183,13 @@ impl ProxyError {
     }
 
     /// The style this error is answered in on a route answering `route`'s:
-    /// a denied tool, a spent budget and a header mismatch are answered as
+    /// a denied or held tool, a spent budget and a header mismatch are answered as
     /// the MCP client expects (JSON-RPC, so the agent can say it, or the SDK re-list and
     /// send again), whatever the route's style.
     pub fn style(&self, route: ErrorStyle) -> ErrorStyle {
         match self {
             ProxyError::ToolDenied(_)
+            | ProxyError::ToolChanged(_)
             | ProxyError::BudgetExceeded { .. }
             | ProxyError::Mcp(McpError::HeaderMismatch) => ErrorStyle::JsonRpc,
             _ => route,

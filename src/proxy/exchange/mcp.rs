@@ -10,6 +10,7 @@ use http::Response;
 use super::Exchange;
 use super::error::ProxyError;
 use super::inbound::InBody;
+use crate::mcp::pins::{PinMode, Standing};
 use crate::mcp::{self, ToolPolicy};
 use crate::net::head::Head;
 use crate::net::response::Body;
@@ -57,6 +58,36 @@ impl Exchange<'_> {
         }
     }
 
+    /// Each `tools/call` of the request judged against the route's pinned
+    /// tool definitions (`pin_tools`): a changed or new tool is refused
+    /// under `"hold"` and reported under `"warn"`. The route's table is
+    /// read from the store when older than [`mcp::pins::REFRESH`]; a
+    /// store that cannot be reached leaves the last table read in force.
+    pub(super) async fn judge_pins(&mut self) -> Result<(), ProxyError> {
+        let (Some(g), Some(view)) = (&self.route.governance, &self.mcp) else {
+            return Ok(());
+        };
+        let mode = g.pin_tools;
+        if mode == PinMode::Off || !view.has("tools/call") {
+            return Ok(());
+        }
+        let book = self.app.pins.get(&self.route.name);
+        if let Err(e) = book.refresh().await {
+            tracing::warn!(code = e.code(), route = %self.route.name, "pinned tool definitions could not be read; the last ones read apply: {e}");
+        }
+        let calls = view.calls.iter().filter(|c| c.method == "tools/call");
+        for tool in calls.map(|c| c.tool.as_deref().unwrap_or("")) {
+            if book.call(tool) == Standing::Pinned {
+                continue;
+            }
+            if mode == PinMode::Hold {
+                return Err(ProxyError::ToolChanged(mcp::audit::clip(tool)));
+            }
+            self.warning = Some("mcp.tool_changed");
+        }
+        Ok(())
+    }
+
     /// After the session is found: each `tools/call` of the request counted
     /// against its budget (`[mcp] budgets`), for the session, across
     /// replicas with the Redis store; the call over budget is answered
@@ -97,19 +128,25 @@ impl Exchange<'_> {
         Ok(())
     }
 
-    /// The tool policy the response is filtered by: on a route that
-    /// restricts tools, for a request that lists them or one that carries
-    /// no message (a GET stream: the legacy HTTP+SSE transport answers
-    /// every request there, a `tools/list` among them).
+    /// Whether the response may carry a `tools/list` result: the request
+    /// lists tools, or carries no message (a GET stream: the legacy
+    /// HTTP+SSE transport answers every request there).
+    fn lists_tools(&self) -> bool {
+        (self.mcp.as_ref()).is_some_and(|v| v.has("tools/list") || v.method().is_none())
+    }
+
+    /// The tool policy the response is filtered by, on a route that
+    /// restricts tools.
     fn listing_policy(&self) -> Option<&Arc<ToolPolicy>> {
-        match (&self.route.mcp, &self.mcp) {
-            (Some(p), Some(view))
-                if !p.is_open() && (view.has("tools/list") || view.method().is_none()) =>
-            {
-                Some(p)
-            }
-            _ => None,
-        }
+        let p = self.route.mcp.as_ref().filter(|p| !p.is_open())?;
+        self.lists_tools().then_some(p)
+    }
+
+    /// The route's pins the response's tool lists are judged by.
+    fn listing_pins(&self) -> Option<(Arc<mcp::pins::Book>, PinMode)> {
+        let mode = self.route.governance.as_ref()?.pin_tools;
+        let judged = mode != PinMode::Off && self.lists_tools();
+        judged.then(|| (self.app.pins.get(&self.route.name), mode))
     }
 
     /// An error headgate answers a legacy HTTP+SSE POST goes down the
@@ -138,11 +175,13 @@ impl Exchange<'_> {
 
     /// Whether [`Self::filter_response`] changes the response.
     pub(crate) fn filters_response(&self) -> bool {
-        self.listing_policy().is_some() || self.result_cap().is_some()
+        self.listing_policy().is_some()
+            || self.result_cap().is_some()
+            || self.listing_pins().is_some()
     }
 
     /// The upstream's response, its `tools/list` results filtered when the
-    /// route restricts tools and its `tools/call` results cut to
+    /// route restricts or pins tools and its `tools/call` results cut to
     /// `max_result_bytes`.
     pub(crate) fn filter_response(
         &self,
@@ -154,6 +193,7 @@ impl Exchange<'_> {
         };
         let rules = mcp::filter::Rules {
             policy: self.listing_policy().cloned(),
+            pins: self.listing_pins(),
             max_result_bytes,
             cut: max_result_bytes.map(|_| {
                 self.app
@@ -164,8 +204,17 @@ impl Exchange<'_> {
             }),
         };
         let owner = (self.session_key()).map(|k| (self.route.name.clone(), k.to_string()));
-        let rewrites = rules.policy.is_some() || rules.max_result_bytes.is_some();
+        let rewrites =
+            rules.policy.is_some() || rules.max_result_bytes.is_some() || rules.pins.is_some();
         async move {
+            if let Some((book, _)) = &rules.pins
+                && let Err(e) = book.refresh().await
+            {
+                tracing::warn!(
+                    code = e.code(),
+                    "pinned tool definitions could not be read; the last ones read apply: {e}"
+                );
+            }
             match rewrites {
                 true => mcp::filter::rewrite(resp, Arc::new(rules), owner).await,
                 false => resp,

@@ -77,6 +77,9 @@ pub(crate) struct Exchange<'a> {
     /// The caller's trace, read only while spans are exported, for a
     /// request refused before it has [`Self::trace`].
     seen_trace: Option<Trace>,
+    /// A code the request passed with and is reported by (a changed tool
+    /// called under `pin_tools = "warn"`): its audit line carries it.
+    pub(crate) warning: Option<&'static str>,
 }
 
 /// When the phases a span covers ran.
@@ -121,6 +124,7 @@ impl<'a> Exchange<'a> {
             timings: app.telemetry.is_some().then(Timings::default),
             mcp_headers: None,
             seen_trace: None,
+            warning: None,
         }
     }
 
@@ -305,6 +309,7 @@ impl<'a> Exchange<'a> {
         }
         let session = session?;
         if self.route.governance.is_some() {
+            self.judge_pins().await?;
             self.spend_budgets(&key, session.as_ref()).await?;
         }
         if let Some(s) = &session

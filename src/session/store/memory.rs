@@ -119,6 +119,7 @@ pub struct MemoryStore {
     written: Writes,
     /// Boxed: the store stays small enough to pass by value.
     tally: Arc<super::tally::Tally>,
+    pins: Arc<super::pins::MemoryPins>,
 }
 
 /// Decoded sessions kept hot (calls in progress); the rest stay compact.
@@ -167,6 +168,7 @@ impl MemoryStore {
             memo,
             written: Writes::new(),
             tally: Arc::new(super::tally::Tally::new(max_sessions)),
+            pins: Arc::default(),
         }
     }
 
@@ -185,6 +187,11 @@ impl MemoryStore {
     /// The sessions' budget counters.
     pub(super) fn tally(&self) -> &super::tally::Tally {
         &self.tally
+    }
+
+    /// Every route's pinned tool definitions.
+    pub(super) fn pins(&self) -> &super::pins::MemoryPins {
+        &self.pins
     }
 
     pub(super) fn writes(&self) -> &Writes {

@@ -7,6 +7,7 @@
 
 mod memo;
 mod memory;
+mod pins;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
@@ -21,6 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 pub use memory::{HOT_SESSIONS, MemoryStore};
+pub use pins::{PinTable, PinWrites};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 
@@ -161,6 +163,40 @@ impl Store {
             Store::Memory(s) => Ok(s.tally().spend(sid, name, ttl)),
             #[cfg(feature = "redis")]
             Store::Redis(s) => s.spend(sid, name, ttl).await,
+        }
+    }
+
+    /// Route `route`'s pinned and held tool definitions (`[mcp] pin_tools`),
+    /// as stored now.
+    pub async fn pins(&self, route: &str) -> Result<PinTable, SessionError> {
+        match self {
+            Store::Memory(s) => Ok(s.pins().table(route)),
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.pins(route).await,
+        }
+    }
+
+    /// Adds what judging a listing found to route `route`'s pins; a name
+    /// already pinned keeps its definition (across replicas, the first
+    /// to record it wins).
+    pub async fn record_pins(&self, route: &str, w: &PinWrites) -> Result<(), SessionError> {
+        match self {
+            Store::Memory(s) => {
+                s.pins().record(route, w);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.record_pins(route, w).await,
+        }
+    }
+
+    /// Pins tool `name`'s held definition on route `route` (atomically);
+    /// `Ok(false)` if none is held.
+    pub async fn approve_pin(&self, route: &str, name: &str) -> Result<bool, SessionError> {
+        match self {
+            Store::Memory(s) => Ok(s.pins().approve(route, name)),
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.approve_pin(route, name).await,
         }
     }
 

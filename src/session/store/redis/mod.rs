@@ -562,6 +562,7 @@ impl SessionStore for RedisStore {
 }
 
 mod link;
+mod pins;
 
 use link::{client, listen};
 
