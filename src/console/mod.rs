@@ -8,6 +8,7 @@
 //! redacted unless asked for.
 
 pub mod auth;
+mod calls;
 pub mod history;
 mod pages;
 mod tools;
@@ -23,10 +24,10 @@ use crate::mcp::audit::Recorder;
 use crate::mcp::pins::PinMode;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, read_limited};
-use crate::session::{SessionStore as _, Store, check_id};
+use crate::session::Store;
 use crate::template::{HeaderTemplate, redact};
 use auth::{Login, Logins, Role};
-use pages::{Call, Overview, Playground, RouteRow, SessionInfo};
+use pages::{Overview, Playground, RouteRow};
 
 /// The console's own state: its logins, the counters' recent history and
 /// the playground's renders in flight.
@@ -81,9 +82,6 @@ pub struct Sources<'a> {
 
 /// Largest form body the console reads.
 const FORM_LIMIT: usize = 64 * 1024;
-
-/// Variable names listed per session.
-const MAX_NAMES: usize = 200;
 
 /// The stylesheet, embedded.
 const CSS: &str = include_str!("console.css");
@@ -221,13 +219,13 @@ async fn route(
             tools::handle(method, &path["/ui/routes/".len()..], login, src).await
         }
         (&Method::GET, _) if call_path.is_some_and(|p| !p.contains('/')) => {
-            inspect(call_path.unwrap_or_default(), login, src).await
+            calls::inspect(call_path.unwrap_or_default(), login, src).await
         }
         (&Method::POST, _) if call_path.and_then(|p| p.strip_suffix("/end")).is_some() => {
             let id = call_path
                 .and_then(|p| p.strip_suffix("/end"))
                 .unwrap_or_default();
-            end_session(id, login, src).await
+            calls::end_session(id, login, src).await
         }
         _ => html(
             StatusCode::NOT_FOUND,
@@ -318,56 +316,6 @@ fn shown_uri(u: &http::Uri) -> String {
     format!("{scheme}://{host}{}", u.path())
 }
 
-/// `GET /ui/calls/{id}`.
-async fn inspect(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Body> {
-    let id = percent_decode_str(raw).decode_utf8_lossy().into_owned();
-    if let Err(e) = check_id(&id) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message("Not a call id", &e.to_string(), Some(login)),
-        );
-    }
-    let session = match src.store.get(&id).await {
-        Ok(s) => Ok(s.map(|s| SessionInfo {
-            names: variable_names(s.vars.as_map()),
-            source: s.source.name(),
-            ttl_left: s.ttl_left(),
-        })),
-        Err(e) => Err(format!("{}: {e}", e.code())),
-    };
-    let requests = src.calls.timeline.get(&id).unwrap_or_default();
-    html(
-        StatusCode::OK,
-        pages::call(
-            &Call {
-                id,
-                session,
-                requests,
-            },
-            login,
-        ),
-    )
-}
-
-/// `POST /ui/calls/{id}/end`: deletes the session (admin logins only:
-/// [`route`] sends a read-only one away first).
-async fn end_session(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Body> {
-    let id = percent_decode_str(raw).decode_utf8_lossy().into_owned();
-    if let Err(e) = check_id(&id) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::message("Not a call id", &e.to_string(), Some(login)),
-        );
-    }
-    match src.store.delete(&id).await {
-        Ok(()) => see_other(&format!("/ui/calls/{}", path_segment(&id))),
-        Err(e) => html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            pages::message("Not ended", &format!("{}: {e}", e.code()), Some(login)),
-        ),
-    }
-}
-
 /// [`playground`] on a blocking thread, at most [`PLAYGROUND_RENDERS`] at
 /// once and waited for at most [`PLAYGROUND_WAIT`]: a hostile template
 /// from any login can then neither stall the admin listener (its probes
@@ -439,37 +387,6 @@ fn vars_error(text: &str, e: &serde_json::Error) -> String {
         e.column(),
         " ".repeat(e.column().saturating_sub(1))
     )
-}
-
-/// Leaf paths of a session's variables (`call.metadata.token`), at most
-/// [`MAX_NAMES`].
-fn variable_names(vars: &serde_json::Map<String, Value>) -> Vec<String> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>, depth: usize) {
-        if out.len() >= MAX_NAMES {
-            return;
-        }
-        match v {
-            Value::Object(m) if depth < 8 && !m.is_empty() => {
-                for (k, child) in m {
-                    walk(&join(prefix, k), child, out, depth + 1);
-                }
-            }
-            Value::Array(_) => out.push(format!("{prefix}[]")),
-            _ => out.push(prefix.to_string()),
-        }
-    }
-    fn join(prefix: &str, k: &str) -> String {
-        if prefix.is_empty() {
-            k.to_string()
-        } else {
-            format!("{prefix}.{k}")
-        }
-    }
-    let mut out = Vec::new();
-    for (k, v) in vars {
-        walk(k, v, &mut out, 1);
-    }
-    out
 }
 
 /// The characters a call id keeps in a URL path segment.

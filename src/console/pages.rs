@@ -45,6 +45,20 @@ pub struct Call {
     pub session: Result<Option<SessionInfo>, String>,
     /// Its recent requests, oldest first.
     pub requests: Vec<Record>,
+    /// Its counts against the routes' budgets.
+    pub budgets: Vec<BudgetRow>,
+}
+
+/// One budget (`[mcp] budgets`) and what a call has counted against it.
+pub struct BudgetRow {
+    /// The route that sets it.
+    pub route: String,
+    /// The tool glob.
+    pub glob: String,
+    /// `tools/call`s counted (the refused ones over it included).
+    pub counted: u64,
+    /// Calls allowed.
+    pub limit: u64,
 }
 
 /// A stored session, without its values.
@@ -264,6 +278,25 @@ pub fn call(c: &Call, login: &Login) -> String {
         Err(e) => {
             let _ = write!(b, r#"<p class="error">{}</p>"#, esc(e));
         }
+    }
+    if !c.budgets.is_empty() {
+        b.push_str(r#"<h3>Budgets</h3><table id="budgets"><thead><tr><th>Route</th><th>Tools</th><th>Calls</th><th>Budget</th></tr></thead><tbody>"#);
+        for r in &c.budgets {
+            let over = if r.counted > r.limit {
+                r#" class="bad""#
+            } else {
+                ""
+            };
+            let _ = write!(
+                b,
+                r#"<tr><td>{}</td><td><code>{}</code></td><td class="num"{over}>{}</td><td class="num">{}</td></tr>"#,
+                esc(&r.route),
+                esc(&r.glob),
+                r.counted,
+                r.limit,
+            );
+        }
+        b.push_str("</tbody></table>");
     }
     b.push_str(r#"<h3>Recent requests</h3><table id="requests"><thead><tr><th>Time</th><th>Route</th><th>MCP method</th><th>Tool</th><th>Status</th><th>Error code</th><th>Upstream ms</th></tr></thead><tbody>"#);
     if c.requests.is_empty() {

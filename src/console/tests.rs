@@ -1,3 +1,4 @@
+use super::calls::variable_names;
 use super::*;
 
 #[test]

@@ -44,7 +44,7 @@ fn browserish() -> reqwest::Client {
 }
 
 /// Logs in with `token`: the cookie pair to send back (`name=value`).
-async fn log_in(admin: &str, token: &str) -> String {
+pub(crate) async fn log_in(admin: &str, token: &str) -> String {
     let r = browserish()
         .post(format!("http://{admin}/ui/login"))
         .form(&[("token", token)])
@@ -62,7 +62,7 @@ async fn log_in(admin: &str, token: &str) -> String {
 }
 
 /// `GET path` with the cookie: (status, body).
-async fn page(admin: &str, cookie: &str, path: &str) -> (u16, String) {
+pub(crate) async fn page(admin: &str, cookie: &str, path: &str) -> (u16, String) {
     let r = browserish()
         .get(format!("http://{admin}{path}"))
         .header("cookie", cookie)

@@ -92,6 +92,21 @@ async fn the_fourth_send_of_a_call_is_refused_and_never_runs() {
     let m = metrics_text(&hg.admin).await;
     let line = "headgate_mcp_budget_exceeded_total{route=\"crm\"} 1";
     assert!(m.contains(line), "{line} missing:\n{m}");
+    // The call inspector shows each budget's count (the refused call
+    // counted) against its limit.
+    let cookie = crate::console::log_in(&hg.admin, ADMIN_TOKEN).await;
+    let (status, call) = crate::console::page(&hg.admin, &cookie, "/ui/calls/call-1").await;
+    assert_eq!(status, 200);
+    let row = |glob: &str, counted: u64, limit: u64, class: &str| {
+        format!(
+            "<tr><td>crm</td><td><code>{glob}</code></td><td class=\"num\"{class}>{counted}</td><td class=\"num\">{limit}</td></tr>"
+        )
+    };
+    assert!(
+        call.contains(&row("send_*", 4, 3, " class=\"bad\"")),
+        "{call}"
+    );
+    assert!(call.contains(&row("*", 1, 50, "")), "{call}");
     // A deleted call's counts go with it.
     assert_eq!(
         admin_call(&hg, reqwest::Method::DELETE, "call-1", None).await,

@@ -182,6 +182,23 @@ async fn conformance(name: &str, replica: Replica) {
         "{name}: all 20 concurrent patches kept"
     );
 
+    // Budget counters: counted through one handle, read through the other.
+    for want in 1..=2 {
+        assert_eq!(
+            a.spend("counted", "send_*", MIN).await.unwrap(),
+            want,
+            "{name}"
+        );
+    }
+    b.spend("counted", "*", MIN).await.unwrap();
+    let spent = b.spent("counted").await.unwrap();
+    assert_eq!(
+        (spent["send_*"], spent["*"], spent.len()),
+        (2, 1, 2),
+        "{name}"
+    );
+    assert!(a.spent("uncounted").await.unwrap().is_empty(), "{name}");
+
     // Pinned tool definitions: the first to record a tool wins, what one
     // handle holds the other reads, an approval moves it (atomically).
     let first = PinWrites {

@@ -166,6 +166,18 @@ impl Store {
         }
     }
 
+    /// Session `sid`'s budget counters ([`Store::spend`]), by name.
+    pub async fn spent(
+        &self,
+        sid: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, SessionError> {
+        match self {
+            Store::Memory(s) => Ok(s.tally().counts(sid)),
+            #[cfg(feature = "redis")]
+            Store::Redis(s) => s.spent(sid).await,
+        }
+    }
+
     /// Route `route`'s pinned and held tool definitions (`[mcp] pin_tools`),
     /// as stored now.
     pub async fn pins(&self, route: &str) -> Result<PinTable, SessionError> {

@@ -2,7 +2,7 @@
 //! of counts per session, living as long as the session would (its TTL
 //! when first counted) and dropped with it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,15 @@ impl Tally {
         *n
     }
 
+    /// Session `sid`'s counters, by name.
+    pub(crate) fn counts(&self, sid: &str) -> BTreeMap<String, u64> {
+        let Some(counts) = self.0.get(sid) else {
+            return BTreeMap::new();
+        };
+        let by = counts.by.lock().unwrap_or_else(|p| p.into_inner());
+        by.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
     /// Drops session `sid`'s counters (the session was deleted).
     pub(crate) fn forget(&self, sid: &str) {
         self.0.invalidate(sid);
@@ -72,7 +81,10 @@ mod tests {
         assert_eq!(t.spend("a", "send_*", ttl), 2);
         assert_eq!(t.spend("a", "*", ttl), 1);
         assert_eq!(t.spend("b", "send_*", ttl), 1);
+        let a = t.counts("a");
+        assert_eq!((a["send_*"], a["*"], a.len()), (2, 1, 2));
         t.forget("a");
+        assert!(t.counts("a").is_empty());
         assert_eq!(t.spend("a", "send_*", ttl), 1);
     }
 

@@ -252,23 +252,6 @@ impl RedisStore {
         format!("{}session:{id}", self.inner.prefix)
     }
 
-    fn budget_key(&self, id: &str) -> String {
-        format!("{}budget:{id}", self.inner.prefix)
-    }
-
-    /// [`super::Store::spend`]: one `HINCRBY` and one `PEXPIRE`, in one
-    /// round trip.
-    pub async fn spend(&self, sid: &str, name: &str, ttl: Duration) -> Result<u64, SessionError> {
-        let key = self.budget_key(sid);
-        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        let mut conn = self.inner.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.cmd("HINCRBY").arg(&key).arg(name).arg(1);
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
-        let (n,): (u64,) = self.io(pipe.query_async(&mut conn)).await?;
-        Ok(n)
-    }
-
     fn message(&self, id: &str) -> String {
         format!("{}:{id}", self.inner.origin)
     }
@@ -563,6 +546,7 @@ impl SessionStore for RedisStore {
 
 mod link;
 mod pins;
+mod tally;
 
 use link::{client, listen};
 
