@@ -275,3 +275,61 @@ async fn the_console_shows_the_diff_and_approves() {
         assert!(len > 1000, "{shot} missing or empty");
     }
 }
+
+/// Two replicas over one redis-server share one route's pins: what one
+/// pinned, the other holds against; an approval on one lets the other
+/// call the tool within a second (its copy's refresh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_pins_through_redis() {
+    let redis = RedisServer::start();
+    let ran = tempfile::NamedTempFile::new().unwrap();
+    let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+    let first = server(port, ran.path(), FIRST, "lookup", "json").await;
+    let main = format!(
+        "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n[store]\nkind = \"redis\"\nurl = \"{}\"\nprefix = \"hg-pins:\"\n",
+        redis.url()
+    );
+    let r = route(
+        &format!("http://127.0.0.1:{port}/mcp"),
+        "[mcp]\npin_tools = \"hold\"\n",
+    );
+    write_config(dir.path(), &main, &[("crm", &r)]);
+    let (a, b) = (
+        serve(dir.path(), &FREE_PORTS, &[]),
+        serve(dir.path(), &FREE_PORTS, &[]),
+    );
+    assert_eq!(
+        admin_call(
+            &a,
+            reqwest::Method::PUT,
+            "call-1",
+            Some(&json!({"call": {}}))
+        )
+        .await,
+        204
+    );
+    let (url_a, url_b) = (
+        format!("http://{}/crm", a.listen),
+        format!("http://{}/crm", b.listen),
+    );
+    calls(&url_a, "call-1", json!([["tools/list", {}]])).await;
+    stop(first).await;
+    let _second = server(port, ran.path(), CHANGED, "lookup", "json").await;
+    // Replica b never listed the first definitions; it holds against a's.
+    let got = calls(&url_b, "call-1", json!([["tools/list", {}], sms()])).await;
+    assert_eq!(got[0]["tools"], json!(["lookup"]), "{got:?}");
+    assert_eq!(got[1]["code"], "mcp.tool_changed", "{got:?}");
+    let (status, _) = admin(
+        &b,
+        reqwest::Method::POST,
+        "/routes/crm/tools/send_sms/approve",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let approved = eventually(std::time::Duration::from_secs(3), || async {
+        calls(&url_a, "call-1", json!([sms()])).await[0]["text"] == format!("sent to {ARGUMENT}")
+    })
+    .await;
+    assert!(approved, "the approval on b reached a");
+    assert_eq!(runs(ran.path()), 1);
+}
