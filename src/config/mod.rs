@@ -39,7 +39,7 @@ pub use route::{
     AccessLog, ErrorStyle, HeaderRule, InboundAuth, KeySource, OnError, OnUnknown, Route,
 };
 pub use server::{Server, Timeouts};
-pub use store::{EncryptionKey, RedisSettings, StoreKind, redact_userinfo};
+pub use store::{EncryptionKey, RedisSettings, RedisTopology, StoreKind, redact_userinfo};
 pub use webhook::Webhook;
 
 pub use crate::secret::Secret;

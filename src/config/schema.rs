@@ -145,6 +145,12 @@ pub(super) struct RawStore {
     pub(super) encryption_keys_env: Option<Spanned<String>>,
     pub(super) tls_cert_file: Option<Spanned<String>>,
     pub(super) tls_key_file: Option<Spanned<String>>,
+    pub(super) mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) nodes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) sentinels: Vec<Spanned<String>>,
+    pub(super) master_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

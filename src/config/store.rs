@@ -15,7 +15,7 @@ pub enum StoreKind {
     /// In this process (default).
     Memory,
     /// Shared through Redis.
-    Redis(RedisSettings),
+    Redis(Box<RedisSettings>),
 }
 
 /// `[store] kind = "redis"`.
@@ -40,6 +40,28 @@ pub struct RedisSettings {
     pub encryption_keys: Vec<EncryptionKey>,
     /// For a `rediss://` URL: what the connection trusts and presents.
     pub tls: RedisTls,
+    /// One endpoint (`url`), a cluster or a master behind sentinels.
+    pub topology: RedisTopology,
+}
+
+/// `[store] mode`: how the Redis store reaches its data.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub enum RedisTopology {
+    /// `url`, one endpoint (the default).
+    #[default]
+    Single,
+    /// `mode = "cluster"`: the seed `nodes` (`redis://host:port`); the
+    /// client learns the rest, follows MOVED/ASK and failovers.
+    Cluster(Vec<String>),
+    /// `mode = "sentinel"`: the master named `master_name`, found by
+    /// asking `sentinels` (`redis://host:port`), and found again after a
+    /// failover. `url` names the database and credentials used on it.
+    Sentinel {
+        /// The sentinels' addresses.
+        sentinels: Vec<String>,
+        /// The monitored master's name.
+        master_name: String,
+    },
 }
 
 /// TLS to Redis (`rediss://`). The server's certificate is always
@@ -114,6 +136,51 @@ fn encryption_keys(text: &str) -> Result<Vec<EncryptionKey>, String> {
     Ok(keys)
 }
 
+impl RedisSettings {
+    /// The topology with any user:password taken out of its addresses.
+    fn topology_shown(&self) -> RedisTopology {
+        let shown = |v: &[String]| v.iter().map(|u| redact_userinfo(u)).collect();
+        match &self.topology {
+            RedisTopology::Single => RedisTopology::Single,
+            RedisTopology::Cluster(n) => RedisTopology::Cluster(shown(n)),
+            RedisTopology::Sentinel {
+                sentinels,
+                master_name,
+            } => RedisTopology::Sentinel {
+                sentinels: shown(sentinels),
+                master_name: master_name.clone(),
+            },
+        }
+    }
+
+    /// Where the store is, for a log line (no user:password).
+    pub fn shown(&self) -> String {
+        match self.topology_shown() {
+            RedisTopology::Single => redact_userinfo(&self.url),
+            RedisTopology::Cluster(nodes) => format!("cluster of {}", nodes.join(", ")),
+            RedisTopology::Sentinel {
+                sentinels,
+                master_name,
+            } => format!(
+                "master `{master_name}` behind sentinels {}",
+                sentinels.join(", ")
+            ),
+        }
+    }
+
+    /// Whether any address is `rediss://` (TLS).
+    pub fn tls_anywhere(&self) -> bool {
+        let nodes = match &self.topology {
+            RedisTopology::Single => &[][..],
+            RedisTopology::Cluster(n) => n,
+            RedisTopology::Sentinel { sentinels, .. } => sentinels,
+        };
+        std::iter::once(&self.url)
+            .chain(nodes)
+            .any(|u| u.starts_with("rediss://"))
+    }
+}
+
 impl fmt::Debug for RedisSettings {
     /// The URL may carry a password: only its host part is shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,6 +192,7 @@ impl fmt::Debug for RedisSettings {
             .field("timeout", &self.timeout)
             .field("tls_roots", &self.tls.roots_pem.is_some())
             .field("tls_client_cert", &self.tls.client.is_some())
+            .field("topology", &self.topology_shown())
             .field(
                 "encryption_keys",
                 &self
@@ -223,18 +291,14 @@ pub(super) fn store(
     }
     let url = match &s.url {
         None => "redis://127.0.0.1:6379/0".to_string(),
-        Some(u) => {
-            if !u.get_ref().starts_with("redis://") && !u.get_ref().starts_with("rediss://") {
-                ctx.err(
-                    u.span().start,
-                    "config.invalid_value",
-                    "store url must be `redis://[user:password@]host:port/db`, or `rediss://…` for TLS (unix sockets are not supported)",
-                );
-            }
-            u.get_ref().clone()
-        }
+        Some(u) => redis_url(ctx, u),
     };
-    let tls = redis_tls(ctx, s, url.starts_with("rediss://"), ca_roots);
+    let prefix = s.prefix.clone().unwrap_or_else(|| "headgate:".into());
+    let topology = topology(ctx, s, &prefix);
+    let any_tls = std::iter::once(&url)
+        .chain(s.nodes.iter().chain(&s.sentinels).map(|n| n.get_ref()))
+        .any(|u| u.starts_with("rediss://"));
+    let tls = redis_tls(ctx, s, any_tls, ca_roots);
     let encryption_keys = match &s.encryption_keys_env {
         None => Vec::new(),
         Some(env) => match ctx.secret(env).map(|t| encryption_keys(t.expose())) {
@@ -247,13 +311,81 @@ pub(super) fn store(
             None => Vec::new(),
         },
     };
-    StoreKind::Redis(RedisSettings {
+    StoreKind::Redis(Box::new(RedisSettings {
         encryption_keys,
         tls,
         url,
-        prefix: s.prefix.clone().unwrap_or_else(|| "headgate:".into()),
+        topology,
+        prefix,
         cache_ttl: ctx.duration(&s.cache_ttl, Duration::from_secs(5)),
         stale_ttl: ctx.duration(&s.stale_ttl, Duration::from_secs(900)),
         timeout: ctx.duration(&s.timeout, Duration::from_secs(1)),
-    })
+    }))
+}
+
+/// A Redis address as written, checked for its scheme.
+fn redis_url(ctx: &mut Ctx<'_>, u: &Spanned<String>) -> String {
+    if !u.get_ref().starts_with("redis://") && !u.get_ref().starts_with("rediss://") {
+        ctx.err(
+            u.span().start,
+            "config.invalid_value",
+            "a Redis address is `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (unix sockets are not supported)",
+        );
+    }
+    u.get_ref().clone()
+}
+
+/// `mode` with what it needs: `nodes` for a cluster, `sentinels` and
+/// `master_name` behind sentinels.
+fn topology(ctx: &mut Ctx<'_>, s: &RawStore, prefix: &str) -> RedisTopology {
+    #[derive(Clone, Copy)]
+    enum Mode {
+        Single,
+        Cluster,
+        Sentinel,
+    }
+    let modes = [
+        ("single", Mode::Single),
+        ("cluster", Mode::Cluster),
+        ("sentinel", Mode::Sentinel),
+    ];
+    let at = s
+        .mode
+        .as_ref()
+        .map_or(s.kind.span().start, |m| m.span().start);
+    match ctx.choice(s.mode.as_ref(), "store mode", &modes, Mode::Single) {
+        Mode::Single => RedisTopology::Single,
+        Mode::Cluster => {
+            let nodes = addresses(ctx, &s.nodes, "nodes", at);
+            if prefix.contains(['{', '}']) {
+                let msg = "on a cluster the prefix must not hold `{` or `}`: headgate puts each session's id in braces so its keys share a slot";
+                ctx.err(at, "config.invalid_value", msg);
+            }
+            RedisTopology::Cluster(nodes)
+        }
+        Mode::Sentinel => {
+            let sentinels = addresses(ctx, &s.sentinels, "sentinels", at);
+            let master_name = s.master_name.as_ref().map(|m| m.get_ref().clone());
+            if master_name.is_none() {
+                let msg = "mode = \"sentinel\" needs `master_name`, the name the sentinels monitor (e.g. \"mymaster\")";
+                ctx.err(at, "config.invalid_value", msg);
+            }
+            RedisTopology::Sentinel {
+                sentinels,
+                master_name: master_name.unwrap_or_default(),
+            }
+        }
+    }
+}
+
+/// A mode's list of addresses (`nodes`, `sentinels`), which must not be
+/// empty.
+fn addresses(ctx: &mut Ctx<'_>, list: &[Spanned<String>], what: &str, at: usize) -> Vec<String> {
+    if list.is_empty() {
+        let msg = format!(
+            "this mode needs `{what}`, e.g. {what} = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]"
+        );
+        ctx.err(at, "config.invalid_value", msg);
+    }
+    list.iter().map(|u| redis_url(ctx, u)).collect()
 }

@@ -31,6 +31,7 @@ mod replicas;
 mod sessions;
 mod smuggling;
 mod store;
+mod store_modes;
 mod store_tls;
 mod tls;
 mod upstream_faults;

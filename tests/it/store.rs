@@ -33,9 +33,9 @@ const MIN: Duration = Duration::from_secs(60);
 
 /// A second handle on the same sessions: for memory the same store, for
 /// Redis another replica (another process would be no different).
-type Replica = Box<dyn Fn() -> Store>;
+pub(crate) type Replica = Box<dyn Fn() -> Store>;
 
-async fn conformance(name: &str, replica: Replica) {
+pub(crate) async fn conformance(name: &str, replica: Replica) {
     let a = replica();
     let b = replica();
 
@@ -238,6 +238,25 @@ async fn conformance(name: &str, replica: Replica) {
         "{name}"
     );
 
+    // Locks across handles (the memory store has one process: it grants).
+    if name != "memory" {
+        let hold = Duration::from_secs(5);
+        let token = a
+            .try_lock("resolve:x", hold)
+            .await
+            .unwrap()
+            .expect("free lock");
+        assert!(
+            b.try_lock("resolve:x", hold).await.unwrap().is_none(),
+            "{name}: held"
+        );
+        a.unlock("resolve:x", &token).await;
+        assert!(
+            b.try_lock("resolve:x", hold).await.unwrap().is_some(),
+            "{name}: released"
+        );
+    }
+
     // wait_for sees a write made through the other handle.
     let writer = b.clone();
     tokio::spawn(async move {
@@ -263,7 +282,7 @@ async fn memory_store_conformance() {
     conformance("memory", Box::new(move || Store::Memory(store.clone()))).await;
 }
 
-fn settings(redis: &RedisServer, prefix: &str, cache_ttl: Duration) -> RedisSettings {
+pub(crate) fn settings(redis: &RedisServer, prefix: &str, cache_ttl: Duration) -> RedisSettings {
     RedisSettings {
         url: redis.url(),
         prefix: prefix.into(),
@@ -272,6 +291,7 @@ fn settings(redis: &RedisServer, prefix: &str, cache_ttl: Duration) -> RedisSett
         timeout: Duration::from_millis(500),
         encryption_keys: Vec::new(),
         tls: Default::default(),
+        topology: Default::default(),
     }
 }
 
@@ -305,7 +325,12 @@ async fn redis_store_conformance_encrypted() {
 #[tokio::test]
 async fn replicas_drop_their_cached_copy_when_another_writes() {
     let redis = RedisServer::start();
-    let s = settings(&redis, "inv:", MIN);
+    invalidation_reaches_replicas(settings(&redis, "inv:", MIN)).await;
+}
+
+/// [`replicas_drop_their_cached_copy_when_another_writes`] over `s`
+/// (any mode).
+pub(crate) async fn invalidation_reaches_replicas(s: RedisSettings) {
     let a = RedisStore::connect(&s).unwrap();
     let b = RedisStore::connect(&s).unwrap();
     // Let both subscriptions come up.

@@ -27,8 +27,6 @@ pub use pins::{PinTable, PinWrites};
 pub use redis::RedisStore;
 
 use super::{Session, SessionError, Source, check_id, deep_merge, validate};
-#[cfg(feature = "redis")]
-use crate::config::redact_userinfo;
 use crate::config::{Server, StoreKind};
 
 /// What every store does. Implemented by [`MemoryStore`] and `RedisStore`, dispatched
@@ -88,11 +86,7 @@ impl Store {
             )),
             #[cfg(feature = "redis")]
             StoreKind::Redis(r) => {
-                tracing::info!(
-                    url = %redact_userinfo(&r.url),
-                    prefix = %r.prefix,
-                    "sessions in redis"
-                );
+                tracing::info!(at = %r.shown(), prefix = %r.prefix, "sessions in redis");
                 Store::Redis(RedisStore::connect_bounded(r, server.max_store_bytes)?)
             }
             #[cfg(not(feature = "redis"))]

@@ -12,17 +12,36 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Arguments beyond the port, bind and persistence ones.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with `extra` arguments (`--cluster-enabled yes`,
+    /// `--replicaof …`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let mut r = Self {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         r.restart();
         r
+    }
+
+    /// `redis-cli -p PORT ARGS`: its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn url(&self) -> String {
@@ -46,6 +65,7 @@ impl RedisServer {
             .args(["--loglevel", "warning", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
@@ -80,5 +100,171 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Three `redis-server --cluster-enabled yes` nodes joined by
+/// `redis-cli --cluster create` (no replicas): every slot served.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let started = Instant::now();
+        // State ok, and every node's bus linked to every other (a message
+        // published on one node reaches the others' subscribers over it).
+        let meshed = |n: &RedisServer| {
+            let links = n.cli(&["cluster", "nodes"]);
+            n.cli(&["cluster", "info"]).contains("cluster_state:ok")
+                && links.lines().filter(|l| l.contains(" connected")).count() == 3
+        };
+        while !nodes.iter().all(meshed) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the cluster did not reach state ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { nodes }
+    }
+
+    /// The `[store]` table of a cluster store over these nodes.
+    pub fn store(&self, prefix: &str) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"redis://127.0.0.1:{}\"", n.port))
+            .collect();
+        format!(
+            "[store]\nkind = \"redis\"\nmode = \"cluster\"\nnodes = [{}]\nprefix = \"{prefix}\"\n",
+            nodes.join(", ")
+        )
+    }
+}
+
+/// A master, its replica and one `redis-server --sentinel` watching them
+/// as `mymaster` (quorum 1, down after 1 s).
+pub struct RedisSentinel {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl RedisSentinel {
+    pub fn start() -> Self {
+        // Without the delay a diskless full sync waits 5 s for more replicas.
+        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+        let at = master.port.to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &at]);
+        let started = Instant::now();
+        while !replica
+            .cli(&["info", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the replica did not sync"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {at} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("redis-server")
+            .arg(&conf)
+            .args(["--sentinel", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Self {
+            master,
+            replica,
+            port,
+            dir,
+            child,
+        };
+        let started = Instant::now();
+        while !s
+            .sentinel(&["sentinel", "replicas", "mymaster"])
+            .contains("slave")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the sentinel did not see the replica"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    /// `redis-cli -p SENTINEL_PORT ARGS`.
+    pub fn sentinel(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The port of the master the sentinel names now.
+    pub fn master_port(&self) -> u16 {
+        let out = self.sentinel(&["sentinel", "get-master-addr-by-name", "mymaster"]);
+        out.lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The `[store]` table of a sentinel store.
+    pub fn store(&self, prefix: &str) -> String {
+        format!(
+            "[store]\nkind = \"redis\"\nmode = \"sentinel\"\nsentinels = [\"redis://127.0.0.1:{}\"]\nmaster_name = \"mymaster\"\nprefix = \"{prefix}\"\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
     }
 }

@@ -29,13 +29,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use moka::future::Cache;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::seal::{Opened, Sealer};
 use super::{HOT_SESSIONS, SessionStore, Writes};
-use crate::config::{RedisSettings, redact_userinfo};
+use crate::config::{RedisSettings, RedisTopology, redact_userinfo};
 use crate::session::{Session, SessionError, Source};
 use crate::template::Vars;
 
@@ -45,7 +44,7 @@ local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 if cur ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-redis.call('PUBLISH', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[3])
 return 1
 ";
 
@@ -73,7 +72,10 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    link: conn::Link,
+    /// Keys carry the id in braces (a hash tag): a cluster keeps every
+    /// key of one session in one slot.
+    tagged: bool,
     cache: Cache<Arc<str>, Cached>,
     prefix: String,
     channel: String,
@@ -190,15 +192,7 @@ impl RedisStore {
     /// sessions bounded by `max_bytes` (`max_store_bytes`) as well as by
     /// count.
     pub fn connect_bounded(settings: &RedisSettings, max_bytes: u64) -> Result<Self, SessionError> {
-        let client = client(settings)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let link = conn::Link::open(settings)?;
         let max_bytes = max_bytes.max(1);
         let floor = (max_bytes / HOT_SESSIONS).clamp(1, u32::MAX as u64) as u32;
         let cache = Cache::builder()
@@ -215,7 +209,8 @@ impl RedisStore {
             std::collections::hash_map::RandomState::new().hash_one(std::process::id())
         );
         let inner = Arc::new(Inner {
-            conn,
+            link,
+            tagged: matches!(settings.topology, RedisTopology::Cluster(_)),
             cache,
             channel: format!("{}invalidate", settings.prefix),
             prefix: settings.prefix.clone(),
@@ -229,7 +224,7 @@ impl RedisStore {
             written: Writes::new(),
             _listener: AbortOnDrop(std::sync::OnceLock::new()),
         });
-        let task = tokio::spawn(listen(client, Arc::downgrade(&inner), settings.timeout));
+        let task = tokio::spawn(listen(Arc::downgrade(&inner), settings.timeout));
         let _ = inner._listener.0.set(task.abort_handle());
         Ok(Self { inner })
     }
@@ -249,7 +244,32 @@ impl RedisStore {
     }
 
     fn key(&self, id: &str) -> String {
-        format!("{}session:{id}", self.inner.prefix)
+        self.keyed("session", id)
+    }
+
+    /// `<prefix><kind>:<id>`, the id in braces on a cluster (so a
+    /// session's keys share a slot).
+    fn keyed(&self, kind: &str, id: &str) -> String {
+        match self.inner.tagged {
+            true => format!("{}{kind}:{{{id}}}", self.inner.prefix),
+            false => format!("{}{kind}:{id}", self.inner.prefix),
+        }
+    }
+
+    /// Runs `pipe` (commands on session `id`'s keys), then announces `id`
+    /// on the invalidation channel: in the same round trip on one
+    /// endpoint; after it on a cluster, where `PUBLISH` is routed by the
+    /// channel's slot, not the session's (and reaches every node).
+    async fn then_announce(&self, mut pipe: redis::Pipeline, id: &str) -> Result<(), SessionError> {
+        let mut conn = self.inner.link.conn().await?;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&self.inner.channel).arg(self.message(id));
+        if !self.inner.tagged {
+            pipe.add_command(publish).ignore();
+            return self.io(pipe.query_async::<()>(&mut conn)).await;
+        }
+        self.io(pipe.query_async::<()>(&mut conn)).await?;
+        self.io(publish.query_async::<()>(&mut conn)).await
     }
 
     fn message(&self, id: &str) -> String {
@@ -260,7 +280,7 @@ impl RedisStore {
     /// for the first claim, false while an earlier one lives.
     pub async fn claim(&self, name: &str, window: Duration) -> Result<bool, SessionError> {
         let key = format!("{}replay:{name}", self.inner.prefix);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key)
             .arg(1)
@@ -319,7 +339,7 @@ impl RedisStore {
     ) -> Result<Option<String>, SessionError> {
         let key = format!("{}lock:{name}", self.inner.prefix);
         let token = format!("{}:{}", self.inner.origin, jitter(20).as_nanos());
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key)
             .arg(&token)
@@ -333,11 +353,14 @@ impl RedisStore {
     /// Releases `name` if `token` still holds it (it expires anyway).
     pub async fn unlock(&self, name: &str, token: &str) {
         let key = format!("{}lock:{name}", self.inner.prefix);
-        let mut conn = self.inner.conn.clone();
         let script = redis::Script::new(UNLOCK);
-        let done: Result<i64, _> = self
-            .io(script.key(&key).arg(token).invoke_async(&mut conn))
-            .await;
+        let done: Result<i64, _> = match self.inner.link.conn().await {
+            Ok(mut conn) => {
+                self.io(script.key(&key).arg(token).invoke_async(&mut conn))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = done {
             tracing::warn!("a Redis lock was not released (it expires on its own): {e}");
         }
@@ -363,7 +386,10 @@ impl RedisStore {
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, SessionError> {
         match tokio::time::timeout(self.inner.timeout, f).await {
-            Ok(r) => r.map_err(unavailable),
+            Ok(r) => r.map_err(|e| {
+                self.inner.link.failed(&e);
+                unavailable(e)
+            }),
             Err(_) => Err(unavailable(format!(
                 "no answer within {:?}",
                 self.inner.timeout
@@ -374,7 +400,7 @@ impl RedisStore {
     /// The stored bytes and the expiry left, in one round trip.
     async fn fetch_raw(&self, id: &str) -> Result<Option<(Vec<u8>, i64)>, SessionError> {
         let key = self.key(id);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         let (raw, pttl): (Option<Vec<u8>>, i64) = self
             .io(redis::pipe().get(&key).pttl(&key).query_async(&mut conn))
             .await?;
@@ -428,16 +454,16 @@ impl RedisStore {
             let Some(new) = f(&old)? else {
                 return Ok(true);
             };
-            let mut conn = self.inner.conn.clone();
+            let mut conn = self.inner.link.conn().await?;
             let written: i64 = self
                 .io(self
                     .inner
                     .cas
                     .key(&key)
-                    .key(&self.inner.channel)
                     .arg(&raw)
                     .arg(self.wire(id, &new)?)
                     .arg(self.message(id))
+                    .arg(&self.inner.channel)
                     .invoke_async(&mut conn))
                 .await?;
             match written {
@@ -499,17 +525,14 @@ impl SessionStore for RedisStore {
     async fn put(&self, id: &str, session: Session) -> Result<(), SessionError> {
         let ttl_ms = session.ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         let generation = self.inner.generation.load(Ordering::Acquire);
-        let mut conn = self.inner.conn.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(self.key(id))
             .arg(self.wire(id, &session)?)
             .arg("PX")
             .arg(ttl_ms)
-            .ignore()
-            .publish(&self.inner.channel, self.message(id))
             .ignore();
-        self.io(pipe.query_async::<()>(&mut conn)).await?;
+        self.then_announce(pipe, id).await?;
         self.remember(id, Arc::new(session), generation).await;
         self.inner.written.announce(id);
         Ok(())
@@ -528,15 +551,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &str) -> Result<(), SessionError> {
-        let mut conn = self.inner.conn.clone();
         let mut pipe = redis::pipe();
         pipe.del(self.key(id))
             .ignore()
             .del(self.budget_key(id))
-            .ignore()
-            .publish(&self.inner.channel, self.message(id))
             .ignore();
-        let result = self.io(pipe.query_async::<()>(&mut conn)).await;
+        let result = self.then_announce(pipe, id).await;
         // Forget locally even if Redis failed: never serve what was asked gone.
         self.forget(id).await;
         self.inner.written.announce(id);
@@ -544,11 +564,12 @@ impl SessionStore for RedisStore {
     }
 }
 
+mod conn;
 mod link;
 mod pins;
 mod tally;
 
-use link::{client, listen};
+use link::listen;
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,7 @@ impl RedisStore {
         pipe.cmd("HGETALL").arg(&pinned);
         pipe.cmd("HGETALL").arg(&held);
         pipe.cmd("EXISTS").arg(&sealed);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         let (pinned, held, sealed): (BTreeMap<String, String>, BTreeMap<String, String>, bool) =
             self.io(pipe.query_async(&mut conn)).await?;
         Ok(PinTable {
@@ -59,14 +59,14 @@ impl RedisStore {
         if w.seal {
             pipe.cmd("SET").arg(&sealed).arg(1).ignore();
         }
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         self.io(pipe.query_async::<()>(&mut conn)).await
     }
 
     /// [`crate::session::Store::approve_pin`]: one script.
     pub async fn approve_pin(&self, route: &str, name: &str) -> Result<bool, SessionError> {
         let [pinned, held, _] = self.pin_keys(route);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         let script = redis::Script::new(APPROVE);
         let mut call = script.key(pinned);
         call.key(held).arg(name);

@@ -5,7 +5,7 @@ use super::*;
 
 impl RedisStore {
     pub(super) fn budget_key(&self, id: &str) -> String {
-        format!("{}budget:{id}", self.inner.prefix)
+        self.keyed("budget", id)
     }
 
     /// [`super::Store::spend`]: one `HINCRBY` and one `PEXPIRE`, in one
@@ -13,7 +13,7 @@ impl RedisStore {
     pub async fn spend(&self, sid: &str, name: &str, ttl: Duration) -> Result<u64, SessionError> {
         let key = self.budget_key(sid);
         let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         let mut pipe = redis::pipe();
         pipe.cmd("HINCRBY").arg(&key).arg(name).arg(1);
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
@@ -26,7 +26,7 @@ impl RedisStore {
         &self,
         sid: &str,
     ) -> Result<std::collections::BTreeMap<String, u64>, SessionError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.link.conn().await?;
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.budget_key(sid));
         self.io(cmd.query_async(&mut conn)).await
