@@ -217,6 +217,7 @@ impl CredentialsRuntime {
     pub async fn ended(&self, id: &str) {
         for (cred, token) in self.held.take(id) {
             token.drop_from_slot();
+            self.unshare(&token);
             if token.expired() {
                 continue;
             }

@@ -22,6 +22,7 @@ mod life;
 mod oauth;
 mod plan;
 mod revoke;
+mod share;
 mod slot;
 
 use std::sync::{Arc, Mutex};
@@ -67,6 +68,9 @@ pub struct Token {
     expires_at: Instant,
     /// The slot it is cached in, to drop it from.
     slot: std::sync::Weak<Slot>,
+    /// Its name among the tokens shared between replicas, if shared.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    shared: Option<String>,
 }
 
 impl Token {
@@ -90,6 +94,7 @@ impl Token {
             refresh_at: now + lifetime - early,
             expires_at: now + lifetime,
             slot: std::sync::Weak::new(),
+            shared: None,
         }
     }
 
@@ -201,6 +206,7 @@ impl CredentialsRuntime {
         prepared: Prepared,
     ) -> Result<Arc<Token>, CredentialError> {
         let Prepared { key, plan } = prepared;
+        let shared = self.share_name(cred, &key);
         let slot = self.slot(cred, key);
         if let Some(t) = slot.fresh(cred) {
             slot.hits.inc();
@@ -218,7 +224,7 @@ impl CredentialsRuntime {
         if let Some(e) = slot.recent_failure() {
             return failed(cred, &slot, e);
         }
-        let result = self.fetch(cred, sid, plan).await;
+        let result = self.fetch_once(cred, sid, plan, shared.as_deref()).await;
         let outcome = result
             .as_ref()
             .map_or_else(CredentialError::outcome, |_| "ok");
@@ -268,6 +274,7 @@ impl CredentialsRuntime {
         }
         *g = None;
         *dropped = Some(Instant::now());
+        self.unshare(token);
         tracing::debug!(credential = %cred.name, "the upstream refused a token; dropped");
         true
     }

@@ -172,6 +172,16 @@ impl Store {
         }
     }
 
+    /// The store behind shared tokens: the Redis store with sessions
+    /// sealed at rest (tokens are never written to Redis in clear).
+    #[cfg(feature = "redis")]
+    pub fn token_sharing(&self) -> Option<&RedisStore> {
+        match self {
+            Store::Redis(s) if s.shares_tokens() => Some(s),
+            _ => None,
+        }
+    }
+
     /// Route `route`'s pinned and held tool definitions (`[mcp] pin_tools`),
     /// as stored now.
     pub async fn pins(&self, route: &str) -> Result<PinTable, SessionError> {

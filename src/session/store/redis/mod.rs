@@ -568,6 +568,7 @@ mod conn;
 mod link;
 mod pins;
 mod tally;
+mod tokens;
 
 use link::listen;
 
