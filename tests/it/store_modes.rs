@@ -197,3 +197,55 @@ fn check_names_what_a_mode_needs() {
         );
     }
 }
+
+/// Slots move between nodes (`redis-cli --cluster reshard`, which
+/// migrates their keys): the store follows the `MOVED` answers and reads
+/// and writes every session as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharded_cluster_is_followed() {
+    let cluster = RedisCluster::start();
+    let store = Store::Redis(RedisStore::connect(&cluster_settings(&cluster, "mv:")).unwrap());
+    let session = || {
+        let vars = headgate::session::validate(json!({"call": {"v": 1}}), 1 << 20).unwrap();
+        Session::new(vars, Source::Admin, Duration::from_secs(600))
+    };
+    for i in 0..60 {
+        store.put(&format!("call-{i}"), session()).await.unwrap();
+    }
+    let id = |n: &RedisServer| n.cli(&["cluster", "myid"]).trim().to_string();
+    let (from, to) = (id(&cluster.nodes[0]), id(&cluster.nodes[1]));
+    let before = cluster.nodes[0].cli(&["dbsize"]);
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "--cluster",
+            "reshard",
+            &format!("127.0.0.1:{}", cluster.nodes[0].port),
+        ])
+        .args([
+            "--cluster-from",
+            &from,
+            "--cluster-to",
+            &to,
+            "--cluster-slots",
+            "5461",
+            "--cluster-yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        cluster.nodes[0].cli(&["dbsize"]).trim(),
+        "0",
+        "node 0 held {before} keys and gave them all away"
+    );
+    for i in 0..60 {
+        let got = store.get_fresh(&format!("call-{i}")).await.unwrap();
+        assert!(got.is_some(), "call-{i} lost after the reshard");
+    }
+    store.put("call-new", session()).await.unwrap();
+    assert!(store.get_fresh("call-new").await.unwrap().is_some());
+}
