@@ -1,7 +1,8 @@
 //! headgate: per-session header injection for voice-AI tool and MCP calls.
 //!
-//! The [`template`] module is the library on its own: compile a header
-//! template once, render it per request from that session's variables.
+//! The template language is its own crate, `headgate-template`
+//! (re-exported here as [`template`]): compile a header template once,
+//! render it per request from that session's variables.
 //!
 //! ```
 //! let t = headgate::HeaderTemplate::compile("Bearer << call.metadata.token >>")?;
@@ -27,6 +28,6 @@ pub mod secret;
 pub mod session;
 pub mod shards;
 pub mod telemetry;
-pub mod template;
+pub use headgate_template as template;
 
 pub use template::{ErrorKind, HeaderTemplate, Scope, TemplateError, Vars};

@@ -3,8 +3,8 @@
 //! greedy whitespace control.
 
 use super::{Span, Token, char_len, is_blank, is_blank_at, is_word_at};
-use crate::template::error::{ErrorKind, TemplateError};
-use crate::template::guard::MAX_TEMPLATE_BYTES;
+use crate::error::{ErrorKind, TemplateError};
+use crate::guard::MAX_TEMPLATE_BYTES;
 
 struct RawTok {
     tok: Token,

@@ -12,7 +12,7 @@ pub struct Span {
 
 impl Span {
     /// The bytes `start..end`.
-    pub(crate) fn new(start: usize, end: usize) -> Self {
+    pub fn new(start: usize, end: usize) -> Self {
         Self { start, end }
     }
 }

@@ -2,7 +2,7 @@
 //! arguments, over the lexer's tokens.
 
 use super::{Lexed, Span, Tok, lex_expr};
-use crate::template::error::{ErrorKind, TemplateError};
+use crate::error::{ErrorKind, TemplateError};
 
 /// One segment of a variable path.
 #[derive(Debug, Clone, PartialEq)]

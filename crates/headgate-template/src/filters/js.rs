@@ -6,8 +6,8 @@
 use base64::Engine as _;
 use liquid_core::model::{ScalarCow, Value, ValueView};
 
-use crate::template::print::{js_number, stringify_view};
-use crate::template::value::view_to_json;
+use crate::print::{js_number, stringify_view};
+use crate::value::view_to_json;
 
 pub(super) fn s(v: &dyn ValueView) -> String {
     let mut out = String::new();
@@ -37,7 +37,7 @@ pub(super) fn num(v: &dyn ValueView) -> f64 {
 }
 
 pub(super) fn parse_js_number(t: &str) -> f64 {
-    let t = t.trim_matches(|c: char| crate::template::syntax::is_blank(c) || c == '\u{feff}');
+    let t = t.trim_matches(|c: char| crate::syntax::is_blank(c) || c == '\u{feff}');
     if t.is_empty() {
         return 0.0;
     }
@@ -153,7 +153,7 @@ pub(super) fn js_trim_end(s: &str) -> &str {
 
 /// JavaScript's `\s` / `trim()` whitespace.
 pub(super) fn is_js_space(c: char) -> bool {
-    crate::template::syntax::is_blank(c) || c == '\u{feff}'
+    crate::syntax::is_blank(c) || c == '\u{feff}'
 }
 
 /// LiquidJS `orderedCompare`: nil sorts last; numbers numerically, strings
@@ -444,7 +444,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 pub(crate) fn scalar_text(v: &Value) -> String {
     let mut out = String::new();
     if let Some(sc) = v.as_scalar() {
-        crate::template::print::stringify_scalar(&sc, &mut out);
+        crate::print::stringify_scalar(&sc, &mut out);
     }
     out
 }

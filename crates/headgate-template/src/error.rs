@@ -72,7 +72,7 @@ struct Repr {
 /// Messages never contain variable values, only names and template text.
 ///
 /// ```
-/// let err = headgate::HeaderTemplate::compile("Bearer << token | nope >>").unwrap_err();
+/// let err = headgate_template::HeaderTemplate::compile("Bearer << token | nope >>").unwrap_err();
 /// assert_eq!(err.code(), "template.unknown_filter");
 /// assert_eq!((err.line(), err.column()), (1, 19));
 /// ```

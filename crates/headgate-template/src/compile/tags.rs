@@ -3,9 +3,9 @@
 //! the user's text) and emits the Liquid the `liquid` crate runs.
 
 use super::{Block, Translator};
-use crate::template::error::{ErrorKind, TemplateError};
-use crate::template::guard;
-use crate::template::syntax::{Operand, Parser, Span};
+use crate::error::{ErrorKind, TemplateError};
+use crate::guard;
+use crate::syntax::{Operand, Parser, Span};
 
 /// One `<% name args %>` as written.
 pub(super) struct TagCall<'s> {

@@ -14,8 +14,8 @@ use liquid_core::model::{DateTime, Value};
 use regex::Regex;
 
 use super::Call;
-use crate::template::error::ErrorKind;
-use crate::template::guard::fail;
+use crate::error::ErrorKind;
+use crate::guard::fail;
 
 /// `date: format`.
 pub(super) fn date(c: &Call<'_>) -> Result<Value> {

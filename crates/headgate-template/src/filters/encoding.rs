@@ -8,8 +8,8 @@ use sha2::Digest as _;
 
 use super::Call;
 use super::js::{self, decode_uri_component, encode_uri_component, hex, json_string, num};
-use crate::template::error::ErrorKind;
-use crate::template::guard::fail;
+use crate::error::ErrorKind;
+use crate::guard::fail;
 
 /// `url_encode`: `encodeURIComponent`, with a space as `+`.
 pub(super) fn url_encode(c: &Call<'_>) -> Result<Value> {

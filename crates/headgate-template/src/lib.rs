@@ -1,13 +1,13 @@
 //! Header templates: `<< … >>` Liquid, compiled once, rendered per request.
 //!
 //! ```
-//! use headgate::HeaderTemplate;
+//! use headgate_template::HeaderTemplate;
 //! use serde_json::json;
 //!
 //! let t = HeaderTemplate::compile("Bearer << call.metadata.token >>")?;
 //! let vars = json!({"call": {"metadata": {"token": "tok-123"}}});
 //! assert_eq!(t.render(&vars)?, "Bearer tok-123");
-//! # Ok::<(), headgate::TemplateError>(())
+//! # Ok::<(), headgate_template::TemplateError>(())
 //! ```
 //!
 //! The language is Liquid with `<< >>` for output and `<% %>` for tags, so a
@@ -15,6 +15,21 @@
 //! `{{`, `{%`, `}}` and `%}`, comes out byte for byte. Filters and the
 //! treatment of undefined variables follow LiquidJS (`strictVariables`,
 //! `lenientIf`), which is what the voice platforms run.
+//!
+//! This is the template language of the headgate proxy on its own: no
+//! async runtime, HTTP stack or store. Its root is what a caller needs:
+//! [`HeaderTemplate`] (compile, render), the variables it renders from
+//! ([`Vars`], or any [`Scope`]; a `serde_json::Value` object is one),
+//! its errors ([`TemplateError`], [`ErrorKind`], [`Span`]),
+//! [`MAX_HEADER_VALUE_BYTES`] and [`redact`].
+//!
+//! Rendering is synchronous and keeps per-thread state: a render's work
+//! budget (`guard`, set at the start of each render) and a reused output
+//! buffer (`render`, cleared before use). A render call never awaits and
+//! never re-enters another render, so a thread running many renders (an
+//! async worker) never sees one render's state in another's.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod compile;
 mod error;
@@ -166,3 +181,8 @@ pub fn redact(v: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

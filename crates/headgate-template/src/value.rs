@@ -55,7 +55,7 @@ impl<S: Scope + ?Sized> Scope for &S {
 /// `Debug` never shows values: they are credentials.
 ///
 /// ```
-/// let vars = headgate::Vars::from_json(serde_json::json!({"call": {"id": "c1"}})).unwrap();
+/// let vars = headgate_template::Vars::from_json(serde_json::json!({"call": {"id": "c1"}})).unwrap();
 /// assert_eq!(format!("{vars:?}"), "Vars { keys: [\"call\"] }");
 /// ```
 #[derive(Clone, Default)]
@@ -491,7 +491,7 @@ pub(crate) fn view_to_json(v: &dyn ValueView) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::print::js_number;
+    use crate::print::js_number;
 
     fn js(n: f64) -> String {
         let mut s = String::new();

@@ -68,7 +68,7 @@ pub(crate) fn is_word_at(src: &str, i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::ErrorKind;
+    use crate::ErrorKind;
 
     fn texts(src: &str) -> Vec<String> {
         tokenize(src)

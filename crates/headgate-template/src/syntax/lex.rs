@@ -1,7 +1,7 @@
 //! The lexer for expressions inside outputs and tags.
 
 use super::{Span, char_len, is_blank, is_word, is_word_at};
-use crate::template::error::{ErrorKind, TemplateError};
+use crate::error::{ErrorKind, TemplateError};
 
 /// A lexical token of a Liquid expression.
 #[derive(Debug, Clone, PartialEq)]
