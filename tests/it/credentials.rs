@@ -5,7 +5,7 @@
 //! server's JWKS, and against headgate's), the MCP Python SDK as the
 //! voice platform, and two replicas over a real Redis.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -25,7 +25,7 @@ pub(crate) struct AuthServer {
 }
 
 impl AuthServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(TOKEN_TTL_SECS, "jwt", 0).await
     }
 
@@ -88,7 +88,7 @@ impl AuthServer {
 }
 
 /// headgate.toml declaring one credential of each kind against `auth`.
-fn credentials_toml(auth: &AuthServer, extra: &str) -> String {
+pub(crate) fn credentials_toml(auth: &AuthServer, extra: &str) -> String {
     let token_url = auth.url("/token");
     format!(
         "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n{extra}\n\
@@ -108,7 +108,7 @@ fn credentials_toml(auth: &AuthServer, extra: &str) -> String {
 }
 
 /// A route to `upstream` injecting `Authorization: Bearer` from `credential`.
-fn bearer_route(upstream: &str, credential: &str) -> String {
+pub(crate) fn bearer_route(upstream: &str, credential: &str) -> String {
     route(
         upstream,
         &format!(
@@ -118,7 +118,7 @@ fn bearer_route(upstream: &str, credential: &str) -> String {
 }
 
 /// Writes a P-256 PKCS#8 key to `dir/keys/crm.pem`; its PEM text.
-fn signing_key(dir: &Path) -> String {
+pub(crate) fn signing_key(dir: &Path) -> String {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let pem = key.serialize_pem();
     std::fs::create_dir_all(dir.join("keys")).unwrap();
@@ -151,7 +151,7 @@ pub(crate) async fn whoami(hg: &Served, route: &str, call_id: &str) -> Value {
 }
 
 /// A JSON-RPC `tools/call` through headgate, as a plain HTTP client.
-async fn rpc(hg: &Served, route: &str, call_id: &str) -> (u16, Value) {
+pub(crate) async fn rpc(hg: &Served, route: &str, call_id: &str) -> (u16, Value) {
     let r = client()
         .post(format!("http://{}/{route}/mcp", hg.listen))
         .header("x-headgate-key", ROUTE_KEY)
@@ -165,7 +165,7 @@ async fn rpc(hg: &Served, route: &str, call_id: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn put(hg: &Served, id: &str, metadata: Value) {
+pub(crate) async fn put(hg: &Served, id: &str, metadata: Value) {
     let body = json!({"call": {"metadata": metadata}});
     assert_eq!(
         admin_call(hg, reqwest::Method::PUT, id, Some(&body)).await,
@@ -173,7 +173,7 @@ async fn put(hg: &Served, id: &str, metadata: Value) {
     );
 }
 
-fn env() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn env() -> Vec<(&'static str, &'static str)> {
     vec![("RUST_LOG", "debug"), ("HEADGATE_LOG_FORMAT", "json")]
 }
 
@@ -455,364 +455,6 @@ async fn credentials_obtained_rotated_verified_and_never_logged() {
         log.lines().count() > 20,
         "the log was captured at debug level"
     );
-}
-
-/// Two replicas over one Redis, sessions encrypted at rest: the refresh
-/// token is spent once between them (the other replica reads the access
-/// token the first shared, sealed; the server sees one refresh and no
-/// reuse) and Redis holds no token in clear.
-#[tokio::test(flavor = "multi_thread")]
-async fn replicas_share_one_refresh_and_redis_holds_no_token() {
-    let redis = RedisServer::start();
-    let auth = AuthServer::start().await;
-    let (as_port, _as_server) = jwt_server(&auth.url("/jwks"), &auth.url(""), "RS256").await;
-    let (replicas, _dirs) = sealed_replicas(2, &redis, &auth, as_port, "crm_user");
-    let (rt, _) = auth.mint("alice").await;
-    put(
-        &replicas[0],
-        "call-r",
-        json!({"refresh_token": rt, "note": "plain-marker"}),
-    )
-    .await;
-
-    let calls = (0..16).map(|i| rpc(&replicas[i % 2], "user", "call-r"));
-    let answers = futures_util::future::join_all(calls).await;
-    let obtained =
-        |(st, b): &(u16, Value)| ![403, 503].contains(st) && b["error"]["data"]["code"].is_null();
-    assert!(answers.iter().all(obtained), "{answers:?}");
-    let stats = auth.stats().await;
-    assert_eq!(
-        stats["success"]["refresh_token"], 1,
-        "one refresh between the replicas (the token is shared, sealed): {stats}"
-    );
-    assert_eq!(
-        stats["error"],
-        json!({}),
-        "no replica sent a spent refresh token: {stats}"
-    );
-    assert_eq!(whoami(&replicas[1], "user", "call-r").await["sub"], "alice");
-
-    let raw = std::process::Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "--no-raw",
-            "GET",
-            "headgate:session:call-r",
-        ])
-        .output()
-        .unwrap();
-    let raw = String::from_utf8_lossy(&raw.stdout);
-    assert!(raw.starts_with("\"hgs1:k1:"), "sealed with key k1: {raw}");
-    assert!(
-        !raw.contains(&rt) && !raw.contains("plain-marker") && !raw.contains("refresh_token"),
-        "{raw}"
-    );
-    // The shared access token is sealed the same way.
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "--no-raw"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let keys = cli(&["KEYS", "headgate:token:*"]);
-    let key = keys
-        .lines()
-        .next()
-        .and_then(|l| l.split('"').nth(1))
-        .unwrap_or_default();
-    assert!(!key.is_empty(), "a token is shared: {keys}");
-    let shared = cli(&["GET", key]);
-    assert!(
-        shared.starts_with("\"hgs1:k1:"),
-        "sealed with key k1: {shared}"
-    );
-    assert!(
-        !shared.contains("access_token") && !shared.contains("Bearer"),
-        "{shared}"
-    );
-}
-
-/// `n` replicas over `redis` with sessions sealed at rest, each routing
-/// `user` to the whoami server on `as_port` with `credential`.
-fn sealed_replicas(
-    n: usize,
-    redis: &RedisServer,
-    auth: &AuthServer,
-    as_port: u16,
-    credential: &str,
-) -> (Vec<Served>, Vec<tempfile::TempDir>) {
-    let store = format!(
-        "[store]\nkind = \"redis\"\nurl = \"{}\"\nencryption_keys_env = \"HG_TEST_SESSION_KEYS\"\n",
-        redis.url()
-    );
-    let crm = format!("http://127.0.0.1:{as_port}");
-    let (mut replicas, mut dirs) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        let dir = tempfile::tempdir().unwrap();
-        signing_key(dir.path());
-        let user = bearer_route(&crm, credential);
-        write_config(
-            dir.path(),
-            &credentials_toml(auth, &store),
-            &[("user", &user)],
-        );
-        replicas.push(serve(dir.path(), &FREE_PORTS, &env()));
-        dirs.push(dir);
-    }
-    (replicas, dirs)
-}
-
-/// Three replicas missing one client-credentials token at once (ten
-/// calls each) make one token request between them (CONTRACT section 11).
-#[tokio::test(flavor = "multi_thread")]
-async fn replicas_make_one_token_request_between_them() {
-    let redis = RedisServer::start();
-    let auth = AuthServer::start().await;
-    let (as_port, _as_server) = jwt_server(&auth.url("/jwks"), &auth.url(""), "RS256").await;
-    let (replicas, _dirs) = sealed_replicas(3, &redis, &auth, as_port, "crm");
-    for r in &replicas {
-        put(r, "call-cc", json!({"note": "x"})).await;
-    }
-    let calls = (0..30).map(|i| rpc(&replicas[i % 3], "user", "call-cc"));
-    let answers = futures_util::future::join_all(calls).await;
-    // Forwarded with a token (the whoami server's own answer), never
-    // headgate's refusal.
-    let forwarded =
-        |(st, b): &(u16, Value)| ![403, 503].contains(st) && b["error"]["data"]["code"].is_null();
-    assert!(answers.iter().all(forwarded), "{answers:?}");
-    let stats = auth.stats().await;
-    assert_eq!(stats["success"]["client_credentials"], 1, "{stats}");
-}
-
-/// `check` finds a credential that is not declared at its line and
-/// column, a plain-HTTP token URL to another host, and a bad key; `render`
-/// shows `<credentials.NAME>` and `--explain` names the token URL's host,
-/// never a secret.
-#[test]
-fn check_render_and_explain_credentials() {
-    let dir = tempfile::tempdir().unwrap();
-    let main = "[credentials.crm]\nkind = \"client_credentials\"\ntoken_url = \"http://auth.example.com/token\"\nclient_id = \"c\"\nclient_secret_env = \"HG_TEST_CLIENT_SECRET\"\n\
-                [credentials.signer]\nkind = \"jwt\"\nissuer = \"i\"\naudience = \"a\"\nsigning_key_env = \"HG_TEST_CLIENT_SECRET\"\n";
-    let r = route(
-        "http://127.0.0.1:9",
-        "[headers]\nauthorization = \"Bearer << credentials.crmx.access_token >>\"\n",
-    );
-    write_config(dir.path(), main, &[("r", &r)]);
-    let (code, out, err) = check_with(
-        dir.path(),
-        &[],
-        &["HG_TEST_CLIENT_SECRET", "HG_TEST_ROUTE_KEY"],
-    );
-    let text = format!("{out}{err}");
-    assert_ne!(code, 0);
-    assert!(
-        text.contains("headgate.toml:3:13") && text.contains("config.insecure_token_url"),
-        "{text}"
-    );
-    assert!(text.contains("config.invalid_signing_key"), "{text}");
-    assert!(
-        text.contains("r.toml:4:")
-            && text.contains("config.unknown_credential")
-            && text.contains("`crmx`"),
-        "{text}"
-    );
-
-    let good = "[credentials.crm]\nkind = \"client_credentials\"\ntoken_url = \"https://auth.example.com/token\"\nclient_id = \"c\"\nclient_secret_env = \"HG_TEST_CLIENT_SECRET\"\nscope = \"crm.read\"\n";
-    let r = route(
-        "http://127.0.0.1:9",
-        "[headers]\nauthorization = \"<< credentials.crm.token_type >> << credentials.crm.access_token >>\"\n",
-    );
-    write_config(dir.path(), good, &[("r", &r)]);
-    let dirp: PathBuf = dir.path().to_path_buf();
-    let (code, out, _) = check_with(
-        &dirp,
-        &["--explain", "r"],
-        &["HG_TEST_CLIENT_SECRET", "HG_TEST_ROUTE_KEY"],
-    );
-    assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("credential crm") && out.contains("client_credentials from auth.example.com"),
-        "{out}"
-    );
-    assert!(!out.contains("dummy-secret"), "{out}");
-    let vars = dir.path().join("vars.json");
-    std::fs::write(&vars, "{}").unwrap();
-    let args = [
-        "render",
-        "--route",
-        "r",
-        "--templates",
-        dir.path().to_str().unwrap(),
-        "--vars",
-        vars.to_str().unwrap(),
-    ];
-    let (code, out, err) = run_bin(&args.map(std::ffi::OsStr::new), &[]);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        out.trim(),
-        "authorization: <credentials.crm.token_type> <credentials.crm>"
-    );
-}
-
-/// `openssl ARGS` (RSA keys: rcgen cannot make them with ring).
-fn openssl(args: &[&str]) {
-    let st = std::process::Command::new("openssl")
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "openssl {args:?}");
-}
-
-/// Every key type signs and is published: RSA → RS256, Ed25519 → EdDSA,
-/// P-256 → ES256, `kid` as configured or the RFC 7638 thumbprint, a
-/// previous key with the `kid` it had, never private material; the
-/// tokens verify against the published keys, are signed once per session
-/// and claims (a counter proves it), and differ between sessions.
-#[tokio::test]
-async fn jwks_publishes_every_key_type_and_tokens_verify_against_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let path = |f: &str| keys.join(f).to_string_lossy().into_owned();
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &path("rsa.pem"),
-    ]);
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &path("old.pem"),
-    ]);
-    openssl(&[
-        "pkey",
-        "-in",
-        &path("old.pem"),
-        "-pubout",
-        "-out",
-        &path("old.pub.pem"),
-    ]);
-    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    std::fs::write(keys.join("ed.pem"), ed.serialize_pem()).unwrap();
-    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    std::fs::write(keys.join("ec.pem"), ec.serialize_pem()).unwrap();
-    let jwt = |name: &str, file: &str, extra: &str| {
-        format!(
-            "[credentials.{name}]\nkind = \"jwt\"\nissuer = \"https://hg.test\"\naudience = \"api\"\nsigning_key_file = \"keys/{file}\"\n{extra}\n[credentials.{name}.claims]\nsub = \"<< call.user >>\"\n"
-        )
-    };
-    let main = format!(
-        "builtin_echo = true\n{}{}{}",
-        jwt(
-            "rsa",
-            "rsa.pem",
-            "key_id = \"rsa-2026-11\"\nprevious_keys = [\"keys/old.pub.pem#rsa-2026-10\"]"
-        ),
-        jwt("ed", "ed.pem", ""),
-        jwt("ec", "ec.pem", ""),
-    );
-    let headers = "[headers]\nx-rsa = \"<< credentials.rsa.access_token >>\"\nx-ed = \"<< credentials.ed.access_token >>\"\nx-ec = \"<< credentials.ec.access_token >>\"\n";
-    write_config(
-        dir.path(),
-        &main,
-        &[("echo", &route("builtin:echo", headers))],
-    );
-    let h = inproc::start(dir.path()).await;
-    let c = client();
-    let jwks: Value = c
-        .get(format!("http://{}/.well-known/jwks.json", h.listen))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
-    let kids: Vec<_> = set
-        .keys
-        .iter()
-        .filter_map(|k| k.common.key_id.clone())
-        .collect();
-    assert_eq!(set.keys.len(), 4, "{jwks}");
-    assert!(
-        kids.contains(&"rsa-2026-11".to_string()) && kids.contains(&"rsa-2026-10".to_string()),
-        "{kids:?}"
-    );
-    for private in ["\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"qi\""] {
-        assert!(!jwks.to_string().contains(private), "{jwks}");
-    }
-    for k in &set.keys {
-        assert_eq!(
-            k.common.public_key_use,
-            Some(jsonwebtoken::jwk::PublicKeyUse::Signature)
-        );
-    }
-
-    let mut first = Vec::new();
-    for user in ["ann", "ann", "ben"] {
-        put_session(&h, &format!("call-{user}"), json!({"call": {"user": user}})).await;
-        let echo: Value = get_call(
-            &c,
-            format!("http://{}/echo/x", h.listen),
-            &format!("call-{user}"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-        let mut tokens = Vec::new();
-        for (header, alg) in [
-            ("x-rsa", jsonwebtoken::Algorithm::RS256),
-            ("x-ed", jsonwebtoken::Algorithm::EdDSA),
-            ("x-ec", jsonwebtoken::Algorithm::ES256),
-        ] {
-            let token = echo["headers"][header].as_str().unwrap().to_string();
-            let head = jsonwebtoken::decode_header(&token).unwrap();
-            assert_eq!(head.alg, alg);
-            let jwk = set.find(head.kid.as_deref().unwrap()).unwrap();
-            let mut v = jsonwebtoken::Validation::new(alg);
-            v.set_audience(&["api"]);
-            v.set_issuer(&["https://hg.test"]);
-            let claims = jsonwebtoken::decode::<Value>(
-                &token,
-                &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
-                &v,
-            )
-            .unwrap_or_else(|e| panic!("{header}: {e}"))
-            .claims;
-            assert_eq!(claims["sub"], user);
-            assert!(
-                claims["jti"].as_str().is_some_and(|j| j.len() == 32) && claims["nbf"].is_u64()
-            );
-            tokens.push(token);
-        }
-        first.push(tokens);
-    }
-    assert_eq!(
-        first[0], first[1],
-        "one session's token is signed once and reused"
-    );
-    assert_ne!(first[0], first[2], "another session gets its own");
-    let m =
-        h.app
-            .metrics
-            .credential_requests
-            .get_or_create(&headgate::metrics::CredentialOutcome {
-                credential: "rsa".into(),
-                outcome: "ok",
-            });
-    assert_eq!(m.get(), 2, "signed on a miss only");
 }
 
 /// The authorization server goes away: a token that is due for renewal
