@@ -310,10 +310,7 @@ pub(super) fn route(
         .as_ref()
         .and_then(|m| super::mcp::tool_policy(ctx, m));
     let governance = (raw.mcp.as_ref()).and_then(|m| super::mcp::governance(ctx, m));
-    let needs_mcp = mcp.is_some()
-        || headers
-            .iter()
-            .any(|h| h.template.source().contains("request.mcp"));
+    let needs_mcp = mcp.is_some() || headers.iter().any(|h| reads_mcp(&h.template));
     if ctx.errors.len() > before {
         return None;
     }
@@ -593,41 +590,13 @@ fn vars_from_body(ctx: &mut Ctx<'_>, p: &Spanned<String>, auth: Option<&InboundA
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_templates_of_the_session_alone_are_kept_per_session() {
-        let route = r#"upstream = "http://127.0.0.1:1"
-inbound_auth = "none"
-[headers]
-a = "Bearer << call.token >>"
-b = "<< session.id >>/<< env.PATH >>"
-c = "<< request.headers.x-a >>"
-d = "Bearer << credentials.crm.access_token >>"
-e = "<< call.token | upcase >>"
-f = "<% if call.token %>x<% endif %>"
-g = "plain text"
-"#;
-        let main = r#"env_allow = ["PATH"]
-[credentials.crm]
-kind = "client_credentials"
-token_url = "http://127.0.0.1:1/token"
-client_id = "c"
-client_secret_env = "HG_TEST_CLIENT_SECRET"
-"#;
-        let cfg = crate::config::check_texts(main, &[("r", route)]).expect("a valid route");
-        let kept: Vec<(&str, bool)> = (cfg.route("r").expect("the route").headers.iter())
-            .map(|h| (h.name.as_str(), h.per_session))
-            .collect();
-        let want = [
-            ("a", true),
-            ("b", true),
-            ("c", false),
-            ("d", false),
-            ("e", false),
-            ("f", false),
-            ("g", false),
-        ];
-        assert_eq!(kept, want);
-    }
+/// Whether a template reads `request.mcp`: by name, or `request` whole
+/// (an index such as `request["mcp"]`, or an `assign` of `request`),
+/// which could reach it.
+fn reads_mcp(t: &crate::template::HeaderTemplate) -> bool {
+    t.keys_under("request")
+        .any(|(key, _)| key.is_none_or(|k| k == "mcp"))
 }
+
+#[cfg(test)]
+mod tests;
