@@ -305,10 +305,7 @@ pub(super) fn route(
     if let Some(p) = &raw.vars_from_body {
         vars_from_body(ctx, p, inbound_auth.as_ref());
     }
-    let mcp = raw
-        .mcp
-        .as_ref()
-        .and_then(|m| super::mcp::tool_policy(ctx, m));
+    let mcp = (raw.mcp.as_ref()).and_then(|m| super::mcp::tool_policy(ctx, m));
     let governance = (raw.mcp.as_ref()).and_then(|m| super::mcp::governance(ctx, m));
     let needs_mcp = mcp.is_some() || headers.iter().any(|h| reads_mcp(&h.template));
     if ctx.errors.len() > before {
@@ -590,9 +587,8 @@ fn vars_from_body(ctx: &mut Ctx<'_>, p: &Spanned<String>, auth: Option<&InboundA
     }
 }
 
-/// Whether a template reads `request.mcp`: by name, or `request` whole
-/// (an index such as `request["mcp"]`, or an `assign` of `request`),
-/// which could reach it.
+/// Whether a template reads `request.mcp`, or `request` whole (an index,
+/// an `assign` of it), which could reach it.
 fn reads_mcp(t: &crate::template::HeaderTemplate) -> bool {
     t.keys_under("request")
         .any(|(key, _)| key.is_none_or(|k| k == "mcp"))
