@@ -37,12 +37,12 @@ use tokio::sync::watch;
 use super::App;
 use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
-    Exchange, InBody, Peer, ProxyError, RPC_PEEK, SavedHead, SessionKey, put_path_and_query,
-    put_raw_headers, screen,
+    Exchange, InBody, Peer, ProxyError, SavedHead, SessionKey, put_path_and_query, put_raw_headers,
+    screen,
 };
-use crate::config::{Config, InboundAuth, Route};
+use crate::config::{Config, Route};
 use crate::net::h1::buffers::{self, Lent};
-use crate::net::h1::{self, Framing, put_header};
+use crate::net::h1::{self, put_header};
 use crate::net::head::Head as _;
 use clock::Clock;
 use routing::Routing;
@@ -52,6 +52,7 @@ mod clock;
 mod gone;
 mod relay;
 mod reply;
+mod request;
 mod routing;
 mod stop;
 mod upstream;
@@ -245,7 +246,7 @@ impl Client {
         let mut deadline = since.map(|t| tokio::time::Instant::from_std(t) + self.header_read);
         loop {
             if !buf.is_empty() {
-                let next = decide(buf, routing);
+                let next = routing::decide(buf, routing);
                 if !matches!(next, Next::Incomplete) {
                     return Ok(next);
                 }
@@ -282,82 +283,6 @@ async fn read_some(stream: &mut TcpStream, buf: &mut Lent) -> std::io::Result<us
         buf.reserve(8 << 10);
     }
     h1::io::read_buf(stream, buf).await
-}
-
-/// Parses the head at the start of `buf` and decides who serves it.
-fn decide(buf: &[u8], routing: &mut Routing) -> Next {
-    // HTTP/2 with prior knowledge (h2c) is hyper's.
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
-    if PREFACE.starts_with(&buf[..buf.len().min(PREFACE.len())]) {
-        return if buf.len() >= PREFACE.len() {
-            Next::HandOver
-        } else {
-            Next::Incomplete
-        };
-    }
-    let mut storage = h1::storage();
-    let head = match h1::parse_request(buf, &mut storage, MAX_HEAD) {
-        Ok(Some(h)) => h,
-        Ok(None) => return Next::Incomplete,
-        Err(r) => return Next::Refuse(r),
-    };
-    let body = match head.framing {
-        Framing::Empty => 0,
-        Framing::Length(n) => n,
-        Framing::Chunked | Framing::UntilClose => return Next::HandOver,
-    };
-    if head.minor == 0 || head.upgrade || head.expects_continue || !head.target.starts_with('/') {
-        return Next::HandOver;
-    }
-    let cfg = routing.config().clone();
-    let t = head.target;
-    let path = &t[..t.bytes().position(|b| b == b'?').unwrap_or(t.len())];
-    let (name, rest) = split_route(path);
-    let Some(route) = routing.route(name).filter(|r| serves(r, body)) else {
-        return Next::HandOver;
-    };
-    let parsed = match reads_raw(route, &cfg) {
-        true => h1::Spans::of(buf, &head).map(ReqHead::Raw),
-        false => h1::to_parts(buf, &head).map(|p| ReqHead::Map(Box::new(p))),
-    };
-    // `rest` ends the path (and may be an empty literal, not in `buf`).
-    let rest = h1::span_in(buf, path.as_bytes()).map(|p| p.end - rest.len()..p.end);
-    let (Some(parsed), Some(rest)) = (parsed, rest) else {
-        return Next::Refuse(h1::Refused {
-            status: 400,
-            reason: "malformed request head",
-        });
-    };
-    let req = Req {
-        head: parsed,
-        head_request: head.method == "HEAD",
-        route: route.clone(),
-        rest,
-        head_len: head.len,
-        body,
-        keep_alive: head.keep_alive,
-    };
-    Next::Serve(req, cfg)
-}
-
-/// Whether the core serves a request with a body of `body` bytes on
-/// `route`: a cleartext upstream, and not the debug echo. A route that
-/// reads bodies (a platform's signature, variables or a key from the
-/// body, a retry after a 401) gets its body read whole here, as on the
-/// hyper path; one that only peeks (JSON-RPC ids, MCP calls) is served
-/// when the body is within what it peeks at, so no more is held.
-fn serves(route: &Route, body: u64) -> bool {
-    route.upstream.scheme() == Some(&http::uri::Scheme::HTTP)
-        && route.upstream.authority().is_some()
-        && !route.echo
-        && (route.reads_body() || !route.peeks_body() || body <= RPC_PEEK as u64)
-}
-
-/// Whether the phases of `route` read its heads raw ([`ReqHead::Raw`]):
-/// they read nothing a `HeaderMap` is needed for. A platform's signature
-/// check reads hyper's map, and trace context writes into one.
-fn reads_raw(route: &Route, cfg: &Config) -> bool {
-    !matches!(route.inbound_auth, InboundAuth::Platform { .. }) && !cfg.server.trace_context
 }
 
 /// How much of a request the core has taken from the client connection.
@@ -505,7 +430,7 @@ async fn prepare(
             let (key, session) = x.find_call(&head, rest, &in_body).await?;
             let render =
                 |out: &mut Vec<u8>| x.put_rendered(out, (&head, rest), &key, session.as_ref());
-            write_raw_head(out, &head, route, rest, render, x.peer())?;
+            request::write_raw_head(out, &head, route, rest, render, x.peer())?;
             Ok((key, session, in_body))
         }
         ReqHead::Map(mut parts) => {
@@ -513,9 +438,9 @@ async fn prepare(
             let in_body = read_body(route, (client, clock), buf, at, taken).await?;
             let rest = text(buf, &rest);
             let (key, session, rendered) = x.prepare(&*parts, rest, &in_body).await?;
-            let length = framed_length(&parts, body);
+            let length = request::framed_length(&parts, body);
             let (uri, headers) = x.outgoing(&mut parts, rest, rendered, false)?;
-            write_request_head(out, &parts.method, &uri, route, (&headers, length));
+            request::write_request_head(out, &parts.method, &uri, route, (&headers, length));
             Ok((key, session, in_body))
         }
     }
@@ -566,10 +491,10 @@ async fn retry(
     let Some(((mut parts, b), rendered)) = renewed else {
         return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
     };
-    let length = framed_length(&parts, b.len() as u64);
+    let length = request::framed_length(&parts, b.len() as u64);
     let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
     out.clear();
-    write_request_head(out, &parts.method, &uri, route, (&headers, length));
+    request::write_request_head(out, &parts.method, &uri, route, (&headers, length));
     out.extend_from_slice(&b);
     let who = (&**key, session.as_ref());
     upstream::attempt(x, route, io, (out, 0), to, to_send, false, who).await
@@ -633,79 +558,6 @@ async fn read_body(
     Ok(InBody::Read(Bytes::copy_from_slice(&buf[head_len..want])))
 }
 
-/// The `Content-Length` the upstream request carries: the length the core
-/// framed the client's body by (`body` bytes), when the client declared
-/// one (a request without a body may have none).
-fn framed_length(parts: &Parts, body: u64) -> Option<u64> {
-    parts
-        .headers
-        .contains_key(http::header::CONTENT_LENGTH)
-        .then_some(body)
-}
-
-/// Writes the upstream request head: request line, `Host`, headers, and
-/// the body's framing, always the core's own (`length`): the map's own
-/// framing lines are never copied (see [`put_raw_headers`]).
-fn write_request_head(
-    out: &mut Vec<u8>,
-    method: &Method,
-    uri: &Uri,
-    route: &Route,
-    (h, length): (&HeaderMap, Option<u64>),
-) {
-    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    request_line(out, method.as_str().as_bytes(), route, |out| {
-        out.extend_from_slice(pq.as_bytes())
-    });
-    for (n, v) in h {
-        if n != CONTENT_LENGTH && n != TRANSFER_ENCODING {
-            put_header(out, n.as_str().as_bytes(), v.as_bytes());
-        }
-    }
-    if let Some(n) = length {
-        h1::put_content_length(out, n);
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// [`write_request_head`] for a raw head: its lines written straight
-/// from the buffer, the rendered ones by `render` ([`put_raw_headers`]).
-fn write_raw_head(
-    out: &mut Vec<u8>,
-    head: &h1::RawHead<'_>,
-    route: &Route,
-    rest: &str,
-    render: impl FnOnce(&mut Vec<u8>) -> Result<(), ProxyError>,
-    peer: &Peer,
-) -> Result<(), ProxyError> {
-    request_line(out, head.method_bytes(), route, |out| {
-        put_path_and_query(out, &route.upstream, rest, head.query());
-    });
-    put_raw_headers(out, head, route, render, peer)?;
-    out.extend_from_slice(b"\r\n");
-    Ok(())
-}
-
-/// The request line and `Host` of an upstream request head.
-fn request_line(out: &mut Vec<u8>, method: &[u8], route: &Route, pq: impl FnOnce(&mut Vec<u8>)) {
-    out.extend_from_slice(method);
-    out.push(b' ');
-    pq(out);
-    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    if let Some(a) = route.upstream.authority() {
-        out.extend_from_slice(host(a).as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The upstream's `Host`: its authority, port 80 left out as hyper's
-/// client writes it. A plain suffix test: parsing the port searched the
-/// string on every request.
-fn host(a: &http::uri::Authority) -> &str {
-    a.as_str().strip_suffix(":80").unwrap_or(a.as_str())
-}
-
 /// Closes after an answer the client may still be sending a body to:
 /// our side is shut first, then what arrives is read and dropped for a
 /// moment (at most 1 s and 256 KiB), so the kernel does not reset the
@@ -737,7 +589,7 @@ mod tests {
             ("[::1]:8081", "[::1]:8081"),
         ] {
             let a: http::uri::Authority = authority.parse().unwrap();
-            assert_eq!(super::host(&a), host, "{authority}");
+            assert_eq!(super::request::host(&a), host, "{authority}");
         }
     }
 }

@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, Route};
+use super::{MAX_HEAD, Next, Req, ReqHead};
+use crate::config::{Config, InboundAuth, Route};
+use crate::net::h1::{self, Framing};
+use crate::proxy::doors::route::split_route;
+use crate::proxy::exchange::RPC_PEEK;
 
 /// See the module docs.
 pub(super) struct Routing {
@@ -47,6 +51,82 @@ impl Routing {
         }
         self.last.as_ref()
     }
+}
+
+/// Parses the head at the start of `buf` and decides who serves it.
+pub(super) fn decide(buf: &[u8], routing: &mut Routing) -> Next {
+    // HTTP/2 with prior knowledge (h2c) is hyper's.
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+    if PREFACE.starts_with(&buf[..buf.len().min(PREFACE.len())]) {
+        return if buf.len() >= PREFACE.len() {
+            Next::HandOver
+        } else {
+            Next::Incomplete
+        };
+    }
+    let mut storage = h1::storage();
+    let head = match h1::parse_request(buf, &mut storage, MAX_HEAD) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Next::Incomplete,
+        Err(r) => return Next::Refuse(r),
+    };
+    let body = match head.framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => n,
+        Framing::Chunked | Framing::UntilClose => return Next::HandOver,
+    };
+    if head.minor == 0 || head.upgrade || head.expects_continue || !head.target.starts_with('/') {
+        return Next::HandOver;
+    }
+    let cfg = routing.config().clone();
+    let t = head.target;
+    let path = &t[..t.bytes().position(|b| b == b'?').unwrap_or(t.len())];
+    let (name, rest) = split_route(path);
+    let Some(route) = routing.route(name).filter(|r| serves(r, body)) else {
+        return Next::HandOver;
+    };
+    let parsed = match reads_raw(route, &cfg) {
+        true => h1::Spans::of(buf, &head).map(ReqHead::Raw),
+        false => h1::to_parts(buf, &head).map(|p| ReqHead::Map(Box::new(p))),
+    };
+    // `rest` ends the path (and may be an empty literal, not in `buf`).
+    let rest = h1::span_in(buf, path.as_bytes()).map(|p| p.end - rest.len()..p.end);
+    let (Some(parsed), Some(rest)) = (parsed, rest) else {
+        return Next::Refuse(h1::Refused {
+            status: 400,
+            reason: "malformed request head",
+        });
+    };
+    let req = Req {
+        head: parsed,
+        head_request: head.method == "HEAD",
+        route: route.clone(),
+        rest,
+        head_len: head.len,
+        body,
+        keep_alive: head.keep_alive,
+    };
+    Next::Serve(req, cfg)
+}
+
+/// Whether the core serves a request with a body of `body` bytes on
+/// `route`: a cleartext upstream, and not the debug echo. A route that
+/// reads bodies (a platform's signature, variables or a key from the
+/// body, a retry after a 401) gets its body read whole here, as on the
+/// hyper path; one that only peeks (JSON-RPC ids, MCP calls) is served
+/// when the body is within what it peeks at, so no more is held.
+fn serves(route: &Route, body: u64) -> bool {
+    route.upstream.scheme() == Some(&http::uri::Scheme::HTTP)
+        && route.upstream.authority().is_some()
+        && !route.echo
+        && (route.reads_body() || !route.peeks_body() || body <= RPC_PEEK as u64)
+}
+
+/// Whether the phases of `route` read its heads raw ([`ReqHead::Raw`]):
+/// they read nothing a `HeaderMap` is needed for. A platform's signature
+/// check reads hyper's map, and trace context writes into one.
+fn reads_raw(route: &Route, cfg: &Config) -> bool {
+    !matches!(route.inbound_auth, InboundAuth::Platform { .. }) && !cfg.server.trace_context
 }
 
 #[cfg(test)]
