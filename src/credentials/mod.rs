@@ -224,6 +224,7 @@ impl CredentialsRuntime {
         if let Some(e) = slot.recent_failure() {
             return failed(cred, &slot, e);
         }
+        let shared = shared.filter(|_| !slot.dropped_recently());
         let result = self.fetch_once(cred, sid, plan, shared.as_deref()).await;
         let outcome = result
             .as_ref()

@@ -6,7 +6,10 @@
 //! (`SET NX PX`) asks; the others read its token as soon as it is written
 //! (checking every [`POLL`]), and ask themselves only if it never comes.
 //! A replica that cannot reach the store falls back to its own
-//! single-flight. Signed JWTs are minted where they are needed (no
+//! single-flight. The writer's renewal point travels with the token (a
+//! replica never takes up one the writer would no longer hand out), and a
+//! replica whose token an upstream just refused asks anew rather than
+//! read a shared copy of the refused one. Signed JWTs are minted where they are needed (no
 //! request to save). Without encryption keys nothing is shared: a token
 //! is never written to Redis in clear.
 
@@ -139,24 +142,30 @@ impl CredentialsRuntime {
     }
 }
 
-/// The shared token `name`, if one with time left is there.
+/// The shared token `name`, if one is there and not yet due for renewal
+/// (the writer's renewal point travels with it, so a replica never takes
+/// up a token the writer would no longer hand out).
 #[cfg(feature = "redis")]
 async fn read(cred: &Credential, redis: &crate::session::RedisStore, name: &str) -> Option<Token> {
     let (plain, left_ms) = redis.shared_token(name).await.ok()??;
     let v: serde_json::Value = serde_json::from_slice(&plain).ok()?;
     let (access, kind) = (v.get("a")?.as_str()?, v.get("t")?.as_str()?);
+    let due_in = v.get("due")?.as_u64()?.checked_sub(unix_ms())?;
     let mut t = Token::new(
         cred,
         access.into(),
         kind.into(),
         Duration::from_millis(left_ms),
     );
+    t.refresh_at = t
+        .refresh_at
+        .min(Instant::now() + Duration::from_millis(due_in));
     t.shared = Some(name.into());
     Some(t)
 }
 
-/// Shares `t` as `name` for the time it has left (a failure is logged:
-/// the token still serves this replica).
+/// Shares `t` as `name` for the time it has left, with its renewal point
+/// (a failure is logged: the token still serves this replica).
 #[cfg(feature = "redis")]
 async fn write(cred: &Credential, redis: &crate::session::RedisStore, name: &str, t: &Token) {
     let Some(access) = t.access_token(&cred.name) else {
@@ -165,9 +174,22 @@ async fn write(cred: &Credential, redis: &crate::session::RedisStore, name: &str
     let kind = t.scoped[&cred.name]["token_type"]
         .as_str()
         .unwrap_or("Bearer");
-    let plain = json!({"a": access, "t": kind}).to_string().into_bytes();
-    let left = t.expires_at.saturating_duration_since(Instant::now());
+    let now = Instant::now();
+    let due = unix_ms() + t.refresh_at.saturating_duration_since(now).as_millis() as u64;
+    let plain = json!({"a": access, "t": kind, "due": due})
+        .to_string()
+        .into_bytes();
+    let left = t.expires_at.saturating_duration_since(now);
     if let Err(e) = redis.share_token(name, plain, left).await {
         tracing::warn!(credential = %cred.name, code = e.code(), "a token was not shared with the other replicas: {e}");
     }
+}
+
+/// Milliseconds since the Unix epoch: the renewal point shared between
+/// replicas is wall-clock time (replicas' monotonic clocks do not agree).
+#[cfg(feature = "redis")]
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -44,6 +44,15 @@ impl Slot {
         (t.fingerprint == cred.fingerprint && Instant::now() < t.expires_at).then_some(t)
     }
 
+    /// Whether an upstream 401 dropped its token within
+    /// [`DROP_INTERVAL`](super::DROP_INTERVAL): the next token must be a
+    /// new one, not a copy another replica shared of the refused one.
+    pub(super) fn dropped_recently(&self) -> bool {
+        (self.dropped.lock().ok())
+            .and_then(|d| *d)
+            .is_some_and(|at| at.elapsed() < super::DROP_INTERVAL)
+    }
+
     pub(super) fn set(&self, t: Option<Arc<Token>>) {
         if let Ok(mut g) = self.token.lock() {
             *g = t;
