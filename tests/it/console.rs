@@ -347,6 +347,7 @@ async fn console_in_a_real_browser() {
     traffic(&s, "call-browser-7").await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts/console");
     std::fs::create_dir_all(&shots).unwrap();
+    let browser = BROWSER.lock().await;
     let out = tokio::process::Command::new(python())
         .arg(interop("console_browser.py"))
         .args([&format!("http://{}", s.admin), "call-browser-7"])
@@ -359,6 +360,7 @@ async fn console_in_a_real_browser() {
         .output()
         .await
         .unwrap();
+    drop(browser);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -233,6 +233,7 @@ async fn the_console_shows_the_diff_and_approves() {
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts/console");
     std::fs::create_dir_all(&shots).unwrap();
+    let browser = BROWSER.lock().await;
     let out = tokio::process::Command::new(python())
         .arg(interop("console_pins_browser.py"))
         .args([&format!("http://{}", hg.admin), "crm"])
@@ -241,6 +242,7 @@ async fn the_console_shows_the_diff_and_approves() {
         .output()
         .await
         .unwrap();
+    drop(browser);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -247,3 +247,9 @@ pub fn promtool(text: &str) -> (bool, String) {
     );
     (out.status.success(), said)
 }
+
+/// Held while a headless Chromium runs: Selenium picks chromedriver's
+/// port by binding a free one and letting it go, so two drivers started
+/// at once can pick the same port and one exits at start (seen in CI once
+/// a third browser test joined). One browser at a time.
+pub static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
