@@ -109,24 +109,7 @@ fn a_bad_admin_hosts_entry_is_a_config_error_with_its_place() {
 async fn dns_rebinding_in_a_real_browser_is_refused() {
     let (_dir, s) = open_admin("");
     let port = s.admin.rsplit(':').next().unwrap().to_string();
-    let browser = BROWSER.lock().await;
-    let out = tokio::process::Command::new(python())
-        .arg(interop("rebind_browser.py"))
-        .arg(&port)
-        .output()
-        .await
-        .unwrap();
-    drop(browser);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "the browser run failed:\n{stdout}\n{stderr}"
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    let report = browser_report("rebind_browser.py", &[&port], &[]).await;
     assert!(
         report["page"]
             .as_str()

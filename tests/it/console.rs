@@ -345,32 +345,20 @@ async fn console_in_a_real_browser() {
     let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
     let s = serve(dir.path(), &args, &[]);
     traffic(&s, "call-browser-7").await;
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts/console");
-    std::fs::create_dir_all(&shots).unwrap();
-    let browser = BROWSER.lock().await;
-    let out = tokio::process::Command::new(python())
-        .arg(interop("console_browser.py"))
-        .args([&format!("http://{}", s.admin), "call-browser-7"])
-        .arg(&shots)
-        .env("CONSOLE_TOKEN", ADMIN_TOKEN)
-        .env(
-            "CONSOLE_SECRETS",
-            [ADMIN_TOKEN, METRICS_TOKEN, SESSION_SECRET, ROUTE_KEY].join(","),
-        )
-        .output()
-        .await
-        .unwrap();
-    drop(browser);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "the browser run failed:\n{stdout}\n{stderr}"
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    let shots = screenshots();
+    let secrets = [ADMIN_TOKEN, METRICS_TOKEN, SESSION_SECRET, ROUTE_KEY].join(",");
+    let admin = format!("http://{}", s.admin);
+    let dir = shots.to_string_lossy();
+    let env = [
+        ("CONSOLE_TOKEN", ADMIN_TOKEN),
+        ("CONSOLE_SECRETS", secrets.as_str()),
+    ];
+    let report = browser_report(
+        "console_browser.py",
+        &[&admin, "call-browser-7", &dir],
+        &env,
+    )
+    .await;
     assert_eq!(report["routes"], json!(["crm", "tools"]), "{report}");
     assert_eq!(
         report["document_cookie"], "",
@@ -383,12 +371,7 @@ async fn console_in_a_real_browser() {
         report["rendered"].as_str().unwrap().starts_with("Bear… ("),
         "{report}"
     );
-    for shot in ["overview.png", "call.png", "playground.png"] {
-        let len = std::fs::metadata(shots.join(shot))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(len > 1000, "{shot} missing or empty");
-    }
+    assert_screenshots(&shots, &["overview.png", "call.png", "playground.png"]);
 }
 
 /// A hostile playground template (each step within every cap, the whole

@@ -231,27 +231,10 @@ async fn the_console_shows_the_diff_and_approves() {
     let got = calls(&url, "call-1", json!([["tools/list", {}]])).await;
     assert_eq!(got[0]["tools"], json!(["lookup"]), "{got:?}");
 
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts/console");
-    std::fs::create_dir_all(&shots).unwrap();
-    let browser = BROWSER.lock().await;
-    let out = tokio::process::Command::new(python())
-        .arg(interop("console_pins_browser.py"))
-        .args([&format!("http://{}", hg.admin), "crm"])
-        .arg(&shots)
-        .env("CONSOLE_TOKEN", ADMIN_TOKEN)
-        .output()
-        .await
-        .unwrap();
-    drop(browser);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "the browser run failed:\n{stdout}\n{stderr}"
-    );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    let shots = screenshots();
+    let (admin, dir) = (format!("http://{}", hg.admin), shots.to_string_lossy());
+    let env = [("CONSOLE_TOKEN", ADMIN_TOKEN)];
+    let report = browser_report("console_pins_browser.py", &[&admin, "crm", &dir], &env).await;
     let diff = report["held"]["send_sms"].as_str().unwrap_or_default();
     assert!(
         diff.contains(&format!("-   \"description\": \"{FIRST}\""))
@@ -270,12 +253,7 @@ async fn the_console_shows_the_diff_and_approves() {
     let got = calls(&url, "call-1", json!([["tools/list", {}], sms()])).await;
     assert_eq!(got[0]["tools"], json!(["lookup", "send_sms"]), "{got:?}");
     assert_eq!(got[1]["text"], format!("sent to {ARGUMENT}"), "{got:?}");
-    for shot in ["pins.png", "pins-approved.png"] {
-        let len = std::fs::metadata(shots.join(shot))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(len > 1000, "{shot} missing or empty");
-    }
+    assert_screenshots(&shots, &["pins.png", "pins-approved.png"]);
 }
 
 /// Two replicas over one redis-server share one route's pins: what one

@@ -2,7 +2,7 @@
 //! requests to it.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -252,4 +252,49 @@ pub fn promtool(text: &str) -> (bool, String) {
 /// port by binding a free one and letting it go, so two drivers started
 /// at once can pick the same port and one exits at start (seen in CI once
 /// a third browser test joined). One browser at a time.
-pub static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs the Selenium script `script` (in tests/interop) with `args` and
+/// `env`, one browser at a time; asserts it succeeded and returns the
+/// JSON report it prints last.
+pub async fn browser_report(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let browser = BROWSER.lock().await;
+    let out = tokio::process::Command::new(python())
+        .arg(interop(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    drop(browser);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{stdout}\n{stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
+}
+
+/// Where the browser tests put their screenshots (CI keeps them).
+pub fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts/console");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts each of `shots` was saved in `dir` and is not empty.
+pub fn assert_screenshots(dir: &Path, shots: &[&str]) {
+    for shot in shots {
+        let len = std::fs::metadata(dir.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "{shot} missing or empty");
+    }
+}

@@ -5,6 +5,16 @@ use std::time::{Duration, Instant};
 
 use super::wait::free_port;
 
+/// `redis-cli -p PORT ARGS`: its output.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A `redis-server` of this test's own on a free loopback port, with an
 /// append-only file fsynced on every write, so a kill -9 and restart keeps
 /// the data, as a production Redis would.
@@ -36,12 +46,7 @@ impl RedisServer {
 
     /// `redis-cli -p PORT ARGS`: its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        redis_cli(self.port, args)
     }
 
     pub fn url(&self) -> String {
@@ -235,12 +240,7 @@ impl RedisSentinel {
 
     /// `redis-cli -p SENTINEL_PORT ARGS`.
     pub fn sentinel(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        redis_cli(self.port, args)
     }
 
     /// The port of the master the sentinel names now.
