@@ -14,7 +14,7 @@ use headgate::session::{MemoryStore, RedisStore, Session, SessionStore, Source, 
 use headgate::template::Vars;
 use serde_json::{Map, Value, json};
 
-fn session(vars: Value, source: Source, ttl: Duration) -> Session {
+pub(crate) fn session(vars: Value, source: Source, ttl: Duration) -> Session {
     Session::new(Vars::from_json(vars).unwrap(), source, ttl)
 }
 

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use headgate::config::{RedisSettings, RedisTopology};
-use headgate::session::{RedisStore, Session, SessionStore as _, Source, Store};
+use headgate::session::{RedisStore, SessionStore as _, Source, Store};
 use serde_json::json;
 
-use crate::store::{conformance, settings};
+use crate::store::{conformance, session, settings};
 use crate::support::*;
 
 fn cluster_settings(c: &RedisCluster, prefix: &str) -> RedisSettings {
@@ -85,14 +85,28 @@ async fn a_sentinel_failover_is_followed() {
     let sentinel = RedisSentinel::start();
     let store = Store::Redis(RedisStore::connect(&sentinel_settings(&sentinel, "fo:")).unwrap());
     let session = |v: &str| {
-        let vars = headgate::session::validate(json!({"call": {"v": v}}), 1 << 20).unwrap();
-        Session::new(vars, Source::Admin, Duration::from_secs(600))
+        session(
+            json!({"call": {"v": v}}),
+            Source::Admin,
+            Duration::from_secs(600),
+        )
     };
     let written = eventually(Duration::from_secs(5), || async {
         store.put("before", session("1")).await.is_ok()
     })
     .await;
     assert!(written, "the store reached the master");
+    // Replication is asynchronous: a failover may lose what the replica
+    // had not received yet (Redis's own window), so it starts once it has.
+    let replicated = eventually(Duration::from_secs(5), || async {
+        sentinel
+            .replica
+            .cli(&["exists", "fo:session:before"])
+            .trim()
+            == "1"
+    })
+    .await;
+    assert!(replicated, "the replica received the write");
     let old = sentinel.master_port();
     assert_eq!(old, sentinel.master.port);
     // The sentinel promotes a replica it has fresh word of: asked again
@@ -206,8 +220,11 @@ async fn a_resharded_cluster_is_followed() {
     let cluster = RedisCluster::start();
     let store = Store::Redis(RedisStore::connect(&cluster_settings(&cluster, "mv:")).unwrap());
     let session = || {
-        let vars = headgate::session::validate(json!({"call": {"v": 1}}), 1 << 20).unwrap();
-        Session::new(vars, Source::Admin, Duration::from_secs(600))
+        session(
+            json!({"call": {"v": 1}}),
+            Source::Admin,
+            Duration::from_secs(600),
+        )
     };
     for i in 0..60 {
         store.put(&format!("call-{i}"), session()).await.unwrap();
