@@ -7,6 +7,14 @@
 #   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=5 by default
 #   PROXIES="headgate nginx haproxy" bash bench/load.sh   # only these rows, in this order
 #   SSE_ROUNDS=5 bash bench/load.sh                       # SSE rounds (3)
+#   TLS=out bash bench/load.sh      # the upstream on HTTPS, every proxy verifying it
+#   TLS=in,out bash bench/load.sh   # and wrk to every proxy over HTTPS too
+#
+# With TLS, a test CA and a leaf certificate for localhost are made for the
+# run (openssl); the upstream speaks HTTP/1.1 over TLS; headgate trusts the
+# CA by `[tls] ca_file`, nginx by `proxy_ssl_verify` (with
+# `proxy_ssl_session_reuse`), HAProxy by `ssl verify required`. The SSE
+# latency part runs on cleartext shapes only (its client speaks no TLS).
 #
 # 1. direct to the upstream (the floor; wrk sends the right token itself)
 # 2. headgate: authorization = "Bearer << call.metadata.token >>", 1,000
@@ -51,6 +59,9 @@ HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
 HGM=127.0.0.1:18084; HGM_ADMIN=127.0.0.1:18094
 HGC=127.0.0.1:18085; HGC_ADMIN=127.0.0.1:18095
 HGH=127.0.0.1:18086; HGH_ADMIN=127.0.0.1:18096
+TLS=${TLS:-}
+case ",$TLS," in *,out,*) UPS=https ;; *) UPS=http ;; esac
+case ",$TLS," in *,in,*) FRONT=https ;; *) FRONT=http ;; esac
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -77,7 +88,25 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f 
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-./target/release/examples/bench_upstream "$UP" 2>/dev/null & pids+=($!)
+# A CA and a leaf for localhost and 127.0.0.1, made for this run.
+if [ -n "$TLS" ]; then
+  (cd "$work" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null \
+    && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+      -keyout leaf.key -out leaf.csr 2>/dev/null \
+    && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext \
+    && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile leaf.ext -out leaf.pem 2>/dev/null \
+    && cat leaf.pem leaf.key > leaf.both)
+fi
+UP_TLS=(); [ "$UPS" = https ] && UP_TLS=("$work/leaf.pem" "$work/leaf.key")
+./target/release/examples/bench_upstream "$UP" "${UP_TLS[@]}" 2>/dev/null & pids+=($!)
+# Appended to every headgate's config: its TLS, each side as TLS says.
+TLS_TOML=""
+[ -n "$TLS" ] && TLS_TOML=$'[tls]\n'
+[ "$UPS" = https ] && TLS_TOML+="ca_file = \"$work/ca.pem\""$'\n'
+[ "$FRONT" = https ] && TLS_TOML+="cert_file = \"$work/leaf.pem\""$'\n'"key_file = \"$work/leaf.key\""$'\n'
+UPHOST=$UP; [ "$UPS" = https ] && UPHOST=localhost:${UP#*:}
 
 # headgate config + 1,000 sessions.
 mkdir -p "$work/hg/routes"
@@ -86,11 +115,12 @@ listen = "$HG"
 admin_listen = "$HG_ADMIN"
 TOML
 cat > "$work/hg/routes/bench.toml" <<TOML
-upstream = "http://$UP/bench"
+upstream = "$UPS://$UPHOST/bench"
 inbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }
 [headers]
 authorization = "Bearer << call.metadata.token >>"
 TOML
+printf '%s' "$TLS_TOML" >> "$work/hg/headgate.toml"
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hg" --no-watch >"$work/hg.log" 2>&1 & HG_PID=$!; pids+=($HG_PID)
 
 # The same headgate on Redis.
@@ -102,6 +132,7 @@ admin_listen = "$HGR_ADMIN"
 [store]
 kind = "redis"
 url = "redis://127.0.0.1:$REDIS_PORT/0"
+$TLS_TOML
 TOML
 wait_redis() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$REDIS_PORT) 2>/dev/null && return 0; sleep 0.1; done; }
 wait_redis
@@ -117,6 +148,7 @@ cat >> "$work/hgm/routes/bench.toml" <<TOML
 [mcp]
 deny_tools = ["delete_*", "admin_*"]
 TOML
+printf '%s' "$TLS_TOML" >> "$work/hgm/headgate.toml"
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgm" --no-watch >"$work/hgm.log" 2>&1 & HGM_PID=$!; pids+=($HGM_PID)
 
 # The same headgate, the token obtained by a credential (cached per call).
@@ -127,10 +159,11 @@ listen = "$HGC"
 admin_listen = "$HGC_ADMIN"
 [credentials.crm]
 kind = "token_exchange"
-token_url = "http://$UP/token"
+token_url = "$UPS://$UPHOST/token"
 client_id = "bench"
 client_secret_env = "HG_BENCH_CLIENT_SECRET"
 subject_token = "<< call.metadata.token >>"
+$TLS_TOML
 TOML
 # The same route, its token from the credential instead of the session.
 sed -i 's/<< call.metadata.token >>/<< credentials.crm.access_token >>/' "$work/hgc/routes/bench.toml"
@@ -146,6 +179,9 @@ RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgh" --no-watch
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
 for i in $(seq 0 999); do echo "call-$i tok-call-$i"; done > "$work/tokens.map"
 
+NGX_SSL=""; NGX_CERT=""; NGX_VERIFY=""
+[ "$FRONT" = https ] && NGX_SSL=ssl && NGX_CERT="ssl_certificate $work/leaf.pem; ssl_certificate_key $work/leaf.key;"
+[ "$UPS" = https ] && NGX_VERIFY="proxy_ssl_verify on; proxy_ssl_trusted_certificate $work/ca.pem; proxy_ssl_name localhost; proxy_ssl_server_name on; proxy_ssl_session_reuse on;"
 cat > "$work/nginx.conf" <<NGX
 worker_processes 2;
 pid $work/nginx.pid;
@@ -156,7 +192,8 @@ http {
   map \$http_x_call_id \$token { include $work/tokens.nginx; }
   upstream up { server $UP; keepalive 128; }
   server {
-    listen $NGX;
+    listen $NGX $NGX_SSL;
+    $NGX_CERT
     location / {
       if (\$http_x_headgate_key != "$HG_BENCH_KEY") { return 401; }
       proxy_http_version 1.1;
@@ -164,13 +201,17 @@ http {
       proxy_set_header Authorization "Bearer \$token";
       proxy_set_header x-headgate-key "";
       proxy_buffering off;
-      proxy_pass http://up;
+      $NGX_VERIFY
+      proxy_pass $UPS://up;
     }
   }
 }
 NGX
 "$NGINX" -c "$work/nginx.conf" -p "$work"
 
+HAP_BIND_TLS=""; HAP_SERVER_TLS=""
+[ "$FRONT" = https ] && HAP_BIND_TLS="ssl crt $work/leaf.both alpn http/1.1"
+[ "$UPS" = https ] && HAP_SERVER_TLS="ssl verify required ca-file $work/ca.pem verifyhost localhost sni str(localhost) alpn http/1.1"
 hap_cfg() {
 cat <<HAP
 global
@@ -184,14 +225,14 @@ defaults
   option http-keep-alive
   $1
 frontend fe
-  bind $HAP
+  bind $HAP $HAP_BIND_TLS
   http-request deny deny_status 401 unless { req.hdr(x-headgate-key) -m str $HG_BENCH_KEY }
   http-request set-header Authorization "Bearer %[req.hdr(x-call-id),map($work/tokens.map)]"
   http-request del-header x-headgate-key
   default_backend be
 backend be
   http-reuse always
-  server s1 $UP
+  server s1 $UP $HAP_SERVER_TLS
 HAP
 }
 start_haproxy() { hap_cfg "$1" > "$work/haproxy.cfg"; "$HAPROXY" -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & HAP_PID=$!; pids+=($HAP_PID); }
@@ -212,7 +253,7 @@ for admin in sys.argv[1:]:
     assert r.status == 204, (admin, r.status)
 PY
 
-mismatches() { curl -s "http://$UP/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mismatch"])'; }
+mismatches() { curl -s --cacert "$work/ca.pem" "$UPS://$UPHOST/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mismatch"])'; }
 
 # CPU ticks (user, system) of the given processes, all threads; and the
 # machine's busy and idle ticks.
@@ -237,7 +278,9 @@ NCPU=$(nproc)
 RESULTS="$work/results"
 run() {
   local name=$1 addr=$2 mode=${3:-}
-  wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s bench/load.lua "http://$addr" -- $mode >/dev/null 2>&1 || true
+  local scheme=$FRONT; [ "$name" = direct ] && scheme=$UPS
+  [ "$scheme" = https ] && addr=localhost:${addr#*:}
+  wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s bench/load.lua "$scheme://$addr" -- $mode >/dev/null 2>&1 || true
   local before; before=$(mismatches)
   local procs; procs=$(proxy_pids "$name")
   local pu0 ps0 mb0 mi0 pu1 ps1 mb1 mi1
@@ -245,7 +288,7 @@ run() {
   read -r pu0 ps0 < <(proc_ticks $procs); read -r mb0 mi0 < <(machine_ticks)
   # shellcheck disable=SC2086
   local cs0; cs0=$(proc_ctx $procs)
-  local out; out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/load.lua "http://$addr" -- $mode 2>&1 | grep RESULT)
+  local out; out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/load.lua "$scheme://$addr" -- $mode 2>&1 | grep RESULT)
   # shellcheck disable=SC2086
   read -r pu1 ps1 < <(proc_ticks $procs); read -r mb1 mi1 < <(machine_ticks)
   # shellcheck disable=SC2086
@@ -342,6 +385,7 @@ if [[ " $PROXIES " == *" headgate-cred "* ]]; then
   echo "headgate-cred: ${signed:-0} token requests (1,000 sessions) for ${hits:-0} cached uses"
 fi
 
+[ -n "$TLS" ] && SSE_ROUNDS=0
 echo
 echo "== SSE relay latency: $EVENTS events, 5 ms apart, $SSE_ROUNDS round(s)"
 kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
@@ -363,7 +407,7 @@ for r in $(seq 1 "$SSE_ROUNDS"); do
   sse nginx "$NGX" "x-headgate-key: $HG_BENCH_KEY"
   sse haproxy "$HAP" "x-headgate-key: $HG_BENCH_KEY"
 done
-python3 - "$SSE_RESULTS" <<'PY'
+[ "$SSE_ROUNDS" -gt 0 ] && python3 - "$SSE_RESULTS" <<'PY'
 import re, statistics, sys
 runs = {}
 for line in open(sys.argv[1]):

@@ -8,7 +8,9 @@
 //! token `tok-call-N` for the same caller, so the checked token is the
 //! same as a session's.
 //!
-//! `cargo run --release --example bench_upstream -- 127.0.0.1:18000`
+//! `cargo run --release --example bench_upstream -- 127.0.0.1:18000`;
+//! with a PEM certificate chain and key after the address it serves
+//! HTTPS (ALPN `http/1.1`, as every proxy in the comparison speaks to it).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -139,21 +141,55 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18000".into());
+    let tls = match (std::env::args().nth(2), std::env::args().nth(3)) {
+        (Some(cert), Some(key)) => Some(acceptor(&cert, &key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let stats = Arc::new(Stats::default());
-    eprintln!("bench upstream on {addr}");
+    eprintln!("bench upstream on {addr} (TLS: {})", tls.is_some());
     loop {
         let (s, _) = listener.accept().await?;
         let _ = s.set_nodelay(true);
         let stats = stats.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let stats = stats.clone();
                 async move { Ok::<_, Infallible>(handle(req, stats).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(s), svc)
-                .await;
+            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                }
+                Some(tls) => {
+                    if let Ok(s) = tls.accept(s).await {
+                        let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                }
+            }
         });
     }
+}
+
+/// TLS with the PEM chain in `cert` and key in `key`, ALPN `http/1.1`.
+fn acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(&e))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -243,17 +243,50 @@ impl http_body::Body for PooledBody {
     }
 }
 
+/// A new TLS connection to an `https://` upstream, TCP and handshake
+/// within `timeout`, the certificate verified for the authority's host.
+pub async fn open_tls(
+    tls: &tokio_rustls::TlsConnector,
+    authority: &Authority,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SendError> {
+    let host = bare_host(authority);
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+        SendError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    })?;
+    let port = authority.port_u16().unwrap_or(443);
+    let started = tokio::time::Instant::now();
+    let tcp = open_at(host, port, timeout).await?;
+    let left = timeout.saturating_sub(started.elapsed());
+    tokio::time::timeout(left, tls.connect(name, tcp))
+        .await
+        .map_err(|_| SendError::ConnectTimeout)?
+        .map_err(SendError::Connect)
+}
+
 /// A new TCP connection to a cleartext upstream, within `timeout`: no
 /// Nagle delay, and TCP keep-alive probes (as the general client's
 /// connector) so a host that vanished without closing is noticed, even
 /// on a connection idle in a pool.
 pub async fn open(authority: &Authority, timeout: Duration) -> Result<TcpStream, SendError> {
-    // `[::1]` in an authority is `::1` to the resolver.
-    let host = authority
+    open_at(
+        bare_host(authority),
+        authority.port_u16().unwrap_or(80),
+        timeout,
+    )
+    .await
+}
+
+/// The authority's host as the resolver and a certificate name it:
+/// `[::1]` is `::1`.
+fn bare_host(authority: &Authority) -> &str {
+    authority
         .host()
         .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
+        .trim_end_matches(']')
+}
+
+async fn open_at(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, SendError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
         .await
         .map_err(|_| SendError::ConnectTimeout)?

@@ -32,8 +32,10 @@ pub struct App {
     pub store: Arc<Store>,
     /// Client for `https://` upstreams and resolver APIs.
     pub client: HttpClient,
-    /// Pooled connections to `http://` upstreams.
+    /// Pooled connections to `http://` upstreams (hyper's path).
     pub(crate) upstreams: Upstreams,
+    /// The forwarding core's TLS to `https://` upstreams.
+    pub(crate) core_tls: tokio_rustls::TlsConnector,
     /// Fetch-on-miss state.
     pub resolver: Arc<ResolverRuntime>,
     /// Metrics.
@@ -125,6 +127,8 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     let connect_timeout = cfg.server.timeouts.connect;
     let client = client::build(connect_timeout, &cfg.server.extra_roots)
         .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let core_tls =
+        client::core_tls(&cfg.server.extra_roots).map_err(|e| ServeError::Tls(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let (listen_addr, admin_addr) = (cfg.server.listen, cfg.server.admin_listen);
     let workers = cfg.server.workers;
@@ -140,6 +144,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         resolver: Arc::new(ResolverRuntime::new(client.clone())),
         client: client.clone(),
         upstreams: Upstreams::new(connect_timeout, workers),
+        core_tls,
         metrics: metrics.clone(),
         replay: ReplayGuard::default(),
         calls: calls.clone(),

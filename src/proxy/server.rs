@@ -34,6 +34,7 @@ use super::spread::{Handed, Open, Spread};
 use crate::config::server::Core;
 use crate::metrics::WorkerLabel;
 use crate::net::h1::rewind::Rewind;
+use crate::net::h1::wire::Wire;
 
 pub(super) struct Listeners {
     /// The public listener's sockets, one per worker (`SO_REUSEPORT`).
@@ -222,45 +223,43 @@ impl Worker {
         });
         let b = self.b.clone();
         let watcher = self.graceful.watcher();
-        let Some(tls) = self.s.tls.clone() else {
-            if self.own_core {
-                let client = lane::Client {
-                    stream,
-                    app: self.s.app.clone(),
-                    peer: lane_peer,
-                    header_read: self.s.header_read,
-                    shutdown: self.s.shutdown.clone(),
-                };
-                let live = self.live.subscribe();
-                tokio::spawn(async move {
-                    if let lane::Ended::HandOver(stream, read) = client.serve().await {
-                        let io = TokioIo::new(Rewind::new(read, stream));
-                        let conn = b.serve_connection_with_upgrades(io, svc).into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                    drop((held, live));
-                });
-                return;
-            }
-            let conn = b
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = watcher.watch(conn).await;
-                drop(held);
-            });
-            return;
-        };
-        // The handshake runs on the connection's own task, within the
-        // header-read timeout, so a slow one holds up no one.
-        let header_read = self.s.header_read;
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(header_read, tls.accept(stream)).await else {
-                return;
+        // The forwarding core serves HTTP/1.1, cleartext or TLS; hyper
+        // serves HTTP/2 (ALPN `h2`) and whatever the core hands over.
+        let lane = self.own_core.then(|| {
+            let (app, header_read) = (self.s.app.clone(), self.s.header_read);
+            let shutdown = self.s.shutdown.clone();
+            let client = move |stream| lane::Client {
+                stream,
+                app,
+                peer: lane_peer,
+                header_read,
+                shutdown,
             };
-            let conn = b
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .into_owned();
+            (client, self.live.subscribe())
+        });
+        let (tls, header_read) = (self.s.tls.clone(), self.s.header_read);
+        tokio::spawn(async move {
+            // The handshake runs on the connection's own task, within the
+            // header-read timeout, so a slow one holds up no one.
+            let wire: Wire = match tls {
+                None => stream.into(),
+                Some(tls) => match tokio::time::timeout(header_read, tls.accept(stream)).await {
+                    Ok(Ok(s)) => s.into(),
+                    _ => return,
+                },
+            };
+            let (wire, read) = match lane {
+                Some((client, live)) if !wire.speaks_h2() => match client(wire).serve().await {
+                    lane::Ended::HandOver(wire, read) => {
+                        drop(live);
+                        (wire, read)
+                    }
+                    lane::Ended::Closed => return drop((held, live)),
+                },
+                _ => (wire, Vec::new()),
+            };
+            let io = TokioIo::new(Rewind::new(read, wire));
+            let conn = b.serve_connection_with_upgrades(io, svc).into_owned();
             let _ = watcher.watch(conn).await;
             drop(held);
         });

@@ -36,6 +36,7 @@ mod store;
 mod store_modes;
 mod store_tls;
 mod tls;
+mod tls_core;
 mod upstream_faults;
 mod upstream_pool;
 mod webhook_replay;

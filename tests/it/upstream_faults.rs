@@ -175,7 +175,7 @@ async fn a_reused_connection_closed_as_the_request_arrives_is_retried_once() {
 
 /// An upstream that answers with `head` (nothing, or a response head and
 /// an event), then holds the connection: when it sees the connection end.
-async fn holding_upstream(
+pub(crate) async fn holding_upstream(
     head: &'static [u8],
 ) -> (
     std::net::SocketAddr,

@@ -27,6 +27,7 @@ pub mod pool;
 mod raw;
 pub mod rewind;
 pub mod target;
+pub mod wire;
 
 pub use chunked::{ChunkError, Chunked};
 pub use raw::{Field, RawHead, Spans, line_of, span_in};

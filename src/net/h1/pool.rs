@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
+use super::wire::Wire;
 
 use crate::net::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE};
 
@@ -16,7 +16,7 @@ pub struct Conn {
     /// `host:port`.
     pub authority: Box<str>,
     /// The connection.
-    pub stream: TcpStream,
+    pub stream: Wire,
 }
 
 struct Idle {
@@ -34,10 +34,12 @@ thread_local! {
 
 /// An idle connection to `authority` that has not timed out by `now`, if
 /// any.
-pub fn checkout(authority: &str, now: Instant) -> Option<Conn> {
+pub fn checkout(authority: &str, tls: bool, now: Instant) -> Option<Conn> {
     IDLE.with_borrow_mut(|idle| {
         idle.retain(|c| c.until > now);
-        let i = idle.iter().rposition(|c| &*c.conn.authority == authority)?;
+        let i = idle
+            .iter()
+            .rposition(|c| &*c.conn.authority == authority && c.conn.stream.is_tls() == tls)?;
         Some(idle.remove(i).conn)
     })
 }

@@ -10,14 +10,13 @@
 use std::pin::pin;
 use std::task::Poll;
 
-use tokio::io::ReadBuf;
-use tokio::net::TcpStream;
+use crate::net::h1::wire::{Watched, Wire};
 
 /// `fut`'s output, or `None` once `client` has closed or reset its
 /// connection. A client that sends more bytes meanwhile (a pipelined
 /// request) cannot be told apart from one still waiting: it is no longer
 /// watched for this wait.
-pub(super) async fn or_gone<F: Future>(client: &TcpStream, fut: F) -> Option<F::Output> {
+pub(super) async fn or_gone<F: Future>(client: &mut Wire, fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
     let mut watching = true;
     std::future::poll_fn(|cx| {
@@ -27,11 +26,9 @@ pub(super) async fn or_gone<F: Future>(client: &TcpStream, fut: F) -> Option<F::
         if !watching {
             return Poll::Pending;
         }
-        let mut byte = [0u8; 1];
-        let mut peeked = ReadBuf::new(&mut byte);
-        match client.poll_peek(cx, &mut peeked) {
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(None),
-            Poll::Ready(Ok(_)) => {
+        match client.poll_gone(cx) {
+            Poll::Ready(Watched::Gone) => Poll::Ready(None),
+            Poll::Ready(Watched::Sent) => {
                 watching = false;
                 Poll::Pending
             }
@@ -55,7 +52,8 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let never = std::future::pending::<()>();
         drop(client);
-        let waited = tokio::time::timeout(Duration::from_secs(2), or_gone(&server, never)).await;
+        let waited =
+            tokio::time::timeout(Duration::from_secs(2), or_gone(&mut server.into(), never)).await;
         assert_eq!(waited, Ok(None), "the close was not seen");
 
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -63,7 +61,7 @@ mod tests {
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let slow = tokio::time::sleep(Duration::from_millis(100));
         assert_eq!(
-            or_gone(&server, slow).await,
+            or_gone(&mut server.into(), slow).await,
             Some(()),
             "pipelined bytes ended the wait"
         );

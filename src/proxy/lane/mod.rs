@@ -1,12 +1,13 @@
 //! The forwarding core: one task per client connection does the whole
-//! exchange for a cleartext HTTP/1.1 request to a cleartext HTTP/1.1
-//! upstream (nginx's shape). It reads and parses the request head
-//! ([`crate::net::h1`]), runs the route's phases (the same [`Exchange`]
-//! the hyper path runs: key, session, render, X-Forwarded-*), writes the
-//! rewritten head and the body to a pooled keep-alive upstream connection
-//! in one write, parses the response head and relays head and body, and
-//! gives the upstream connection back only when its response was read
-//! exactly to its end.
+//! exchange for an HTTP/1.1 request, cleartext or over TLS, to an
+//! `http://` or `https://` upstream (nginx's shape). It reads and parses
+//! the request head ([`crate::net::h1`]), runs the route's phases (the
+//! same [`Exchange`] the hyper path runs: key, session, render,
+//! X-Forwarded-*), writes the rewritten head and the body to a pooled
+//! keep-alive upstream connection in one write, parses the response head
+//! and relays head and body, and gives the upstream connection back only
+//! when its response was read exactly to its end. Both connections are a
+//! [`Wire`]: TCP, or TLS over it; the framing is the same code for both.
 //!
 //! Every kind of route is served: a body the route reads (a platform's
 //! signature, variables or a key from it, the retry after a 401) is read
@@ -18,10 +19,11 @@
 //! What it does not serve, it hands over, bytes and all, to hyper at a
 //! request boundary, for the rest of the connection: h2c, upgrades,
 //! `Expect: 100-continue`, chunked request bodies, HTTP/1.0 clients,
-//! non-origin-form targets, the other doors (webhooks, JWKS), `https://`
-//! upstreams, the echo route and a peeking route's larger body. Those keep
-//! every behaviour they had; the hot path loses hyper's dispatch, its
-//! client task and the hand-off between the two.
+//! non-origin-form targets, the other doors (webhooks, JWKS), the echo
+//! route and a peeking route's larger body. HTTP/2 over TLS (ALPN `h2`)
+//! never reaches it. Those keep every behaviour they had; the hot path
+//! loses hyper's dispatch, its client task and the hand-off between the
+//! two.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -31,7 +33,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::App;
@@ -42,6 +43,7 @@ use super::exchange::{
 };
 use crate::config::{Config, Route};
 use crate::net::h1::buffers::{self, Lent};
+use crate::net::h1::wire::Wire;
 use crate::net::h1::{self, put_header};
 use crate::net::head::Head as _;
 use clock::Clock;
@@ -70,12 +72,12 @@ pub(super) enum Ended {
     Closed,
     /// To be served by hyper from here on: the connection and what was
     /// already read from it (the start of a request).
-    HandOver(TcpStream, Vec<u8>),
+    HandOver(Wire, Vec<u8>),
 }
 
 /// One client connection.
 pub(super) struct Client {
-    pub stream: TcpStream,
+    pub stream: Wire,
     pub app: Arc<App>,
     pub peer: Arc<Peer>,
     pub header_read: Duration,
@@ -275,14 +277,14 @@ impl Client {
 
 /// Reads what the client sent next into `buf`; an idle connection waits
 /// for it holding no buffer.
-async fn read_some(stream: &mut TcpStream, buf: &mut Lent) -> std::io::Result<usize> {
+async fn read_some(stream: &mut Wire, buf: &mut Lent) -> std::io::Result<usize> {
     if !buf.is_lent() {
         stream.readable().await?;
         *buf = buffers::lend();
     } else if buf.capacity() - buf.len() < 1024 {
         buf.reserve(8 << 10);
     }
-    h1::io::read_buf(stream, buf).await
+    stream.fill(buf).await
 }
 
 /// How much of a request the core has taken from the client connection.
@@ -331,7 +333,7 @@ async fn serve_one(
     x: &mut Exchange<'_>,
     route: &Route,
     (req, stop): (Req, &watch::Receiver<bool>),
-    (client, buf, clock): (&mut TcpStream, &mut Vec<u8>, &mut Clock),
+    (client, buf, clock): (&mut Wire, &mut Vec<u8>, &mut Clock),
     taken: &mut Taken,
 ) -> Result<Served, Failed> {
     let t = &x.config().server.timeouts;
@@ -344,6 +346,7 @@ async fn serve_one(
         head_request: req.head_request,
         close: !req.keep_alive,
         stop,
+        tls: &x.app().core_tls,
     };
     let (head_len, body) = (req.head_len, req.body);
     let mut out = buffers::lend();
@@ -397,7 +400,7 @@ async fn prepare(
     x: &mut Exchange<'_>,
     route: &Route,
     req: Req,
-    (client, buf, clock): (&mut TcpStream, &mut Vec<u8>, &mut Clock),
+    (client, buf, clock): (&mut Wire, &mut Vec<u8>, &mut Clock),
     taken: &mut Taken,
     out: &mut Vec<u8>,
 ) -> Result<(SessionKey, Option<Arc<crate::session::Session>>, InBody), Failed> {
@@ -475,7 +478,7 @@ fn take_body(
 async fn retry(
     x: &mut Exchange<'_>,
     route: &Route,
-    io: (&mut TcpStream, &mut Clock),
+    io: (&mut Wire, &mut Clock),
     (saved, b): (SavedHead, Bytes),
     out: &mut Vec<u8>,
     (to, to_send): (Timeouts, ToSend<'_>),
@@ -523,6 +526,8 @@ struct ToSend<'s> {
     close: bool,
     /// Shutdown: a relayed event stream ends when it begins.
     stop: &'s watch::Receiver<bool>,
+    /// TLS to an `https://` upstream.
+    tls: &'s tokio_rustls::TlsConnector,
 }
 
 /// The body, read whole when the route reads or peeks at it (`body`
@@ -531,7 +536,7 @@ struct ToSend<'s> {
 /// from there) until the upstream request is written.
 async fn read_body(
     route: &Route,
-    (client, clock): (&mut TcpStream, &mut Clock),
+    (client, clock): (&mut Wire, &mut Clock),
     buf: &mut Vec<u8>,
     (head_len, body, idle): (usize, u64, Duration),
     taken: &mut Taken,
@@ -563,7 +568,7 @@ async fn read_body(
 /// moment (at most 1 s and 256 KiB), so the kernel does not reset the
 /// connection, and the answer with it, over unread bytes (nginx's
 /// lingering close).
-async fn linger(stream: &mut TcpStream) {
+async fn linger(stream: &mut Wire) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 4096];
     let mut left = 256usize << 10;

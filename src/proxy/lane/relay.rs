@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::net::h1::wire::Wire;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::clock::Clock;
@@ -37,7 +37,7 @@ const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
 pub(super) struct Relay<'c> {
     pub route: &'c Route,
     pub up: pool::Conn,
-    pub client: &'c mut TcpStream,
+    pub client: &'c mut Wire,
     pub clock: &'c mut Clock,
     pub idle: Duration,
     pub head_request: bool,
@@ -99,9 +99,7 @@ impl Relay<'_> {
                 {
                     break p;
                 }
-                let read = self
-                    .clock
-                    .until(deadline, h1::io::read_buf(&self.up.stream, &mut rbuf));
+                let read = self.clock.until(deadline, self.up.stream.fill(&mut rbuf));
                 let Some(read) = or_gone(self.client, read).await else {
                     return Err(Failed::Cut(CLIENT_CLOSED));
                 };
@@ -121,7 +119,7 @@ impl Relay<'_> {
             };
             match parsed {
                 Head::Informational(len) => {
-                    let _ = h1::io::write_all(self.client, &rbuf[..len]).await;
+                    let _ = self.client.send(&rbuf[..len]).await;
                     rbuf.drain(..len);
                 }
                 Head::Final(h) => break h,
@@ -405,6 +403,6 @@ impl Relay<'_> {
     /// To the client. The body's loops read through tokio, which yields
     /// for them (see [`h1::io`]).
     async fn send(&mut self, b: &[u8]) -> Result<(), ()> {
-        h1::io::write_all(self.client, b).await.map_err(|_| ())
+        self.client.send(b).await.map_err(|_| ())
     }
 }

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, StreamBody};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use super::RELAY_BUF;
+use crate::net::h1::wire::Wire;
 use crate::net::h1::{Chunked, Framing, put_content_length, put_header};
 use crate::net::response::Body;
 
@@ -23,7 +23,7 @@ use crate::net::response::Body;
 /// frame sent as it comes (an event stream stays event by event). `Err`
 /// when the client went away or the body failed midway: close then.
 pub(super) async fn write(
-    client: &mut TcpStream,
+    client: &mut Wire,
     resp: Response<Body>,
     close: bool,
     head_request: bool,
@@ -56,7 +56,7 @@ pub(super) async fn write(
     }
     out.extend_from_slice(b"\r\n");
     if bodiless {
-        return client.write_all(&out).await.map_err(drop);
+        return client.send(&out).await.map_err(drop);
     }
     // A stream the exchange rewrites (a filtered `tools/list` or GET
     // stream) ends when the client goes, as a relayed one does.
@@ -75,24 +75,19 @@ pub(super) async fn write(
         out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
         out.extend_from_slice(&data);
         out.extend_from_slice(b"\r\n");
-        client.write_all(&out).await.map_err(drop)?;
+        client.send(&out).await.map_err(drop)?;
         out.clear();
     }
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    client.write_all(&out).await.map_err(drop)
+    client.send(&out).await.map_err(drop)
 }
 
 /// The rest of an upstream response as an http body: `buf` (what was
 /// read after the head) first, then the connection, delimited by
 /// `framing`, within `idle` between reads. The connection is not reused.
-pub(super) fn from_upstream(
-    stream: TcpStream,
-    buf: Vec<u8>,
-    framing: Framing,
-    idle: Duration,
-) -> Body {
+pub(super) fn from_upstream(stream: Wire, buf: Vec<u8>, framing: Framing, idle: Duration) -> Body {
     let source = Source {
         stream,
         buf,
@@ -108,7 +103,7 @@ pub(super) fn from_upstream(
 }
 
 struct Source {
-    stream: TcpStream,
+    stream: Wire,
     buf: Vec<u8>,
     framing: Framing,
     chunked: Chunked,

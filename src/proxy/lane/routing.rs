@@ -110,14 +110,13 @@ pub(super) fn decide(buf: &[u8], routing: &mut Routing) -> Next {
 }
 
 /// Whether the core serves a request with a body of `body` bytes on
-/// `route`: a cleartext upstream, and not the debug echo. A route that
+/// `route`: an `http://` or `https://` upstream, and not the debug echo. A route that
 /// reads bodies (a platform's signature, variables or a key from the
 /// body, a retry after a 401) gets its body read whole here, as on the
 /// hyper path; one that only peeks (JSON-RPC ids, MCP calls) is served
 /// when the body is within what it peeks at, so no more is held.
 fn serves(route: &Route, body: u64) -> bool {
-    route.upstream.scheme() == Some(&http::uri::Scheme::HTTP)
-        && route.upstream.authority().is_some()
+    route.upstream.authority().is_some()
         && !route.echo
         && (route.reads_body() || !route.peeks_body() || body <= RPC_PEEK as u64)
 }

@@ -16,14 +16,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use super::clock::Clock;
 use super::relay::Relay;
 use super::{Failed, Served, Timeouts, ToSend};
 use crate::config::Route;
-use crate::net::h1::{self, buffers, pool};
+use crate::net::h1::wire::Wire;
+use crate::net::h1::{buffers, pool};
 use crate::proxy::exchange::{Exchange, ProxyError, warn_failed};
 
 /// A body at most this long that had not all arrived with its head is
@@ -41,7 +41,7 @@ pub(super) const ONE_WRITE_BODY: u64 = 64 << 10;
 pub(super) async fn attempt(
     x: &mut Exchange<'_>,
     route: &Route,
-    (client, clock): (&mut TcpStream, &mut Clock),
+    (client, clock): (&mut Wire, &mut Clock),
     (out, left): (&mut Vec<u8>, u64),
     to: Timeouts,
     to_send: ToSend<'_>,
@@ -54,9 +54,10 @@ pub(super) async fn attempt(
     let mut started = Instant::now();
     let mut fresh_only = false;
     loop {
-        let (mut up, reused) = connect(route, to.connect, started, fresh_only).await?;
+        let (mut up, reused) =
+            connect(route, (to.connect, to_send.tls), started, fresh_only).await?;
         let again = reused && left == 0;
-        if let Err(e) = h1::io::write_all(&up.stream, out).await {
+        if let Err(e) = up.stream.send(out).await {
             if again && is_stale(&e) {
                 fresh_only = true;
                 continue;
@@ -112,23 +113,31 @@ pub(super) fn fail(route: &Route, e: &std::io::Error) -> Failed {
 /// a new one; whether it was pooled.
 async fn connect(
     route: &Route,
-    within: Duration,
+    (within, tls): (Duration, &tokio_rustls::TlsConnector),
     now: Instant,
     fresh_only: bool,
 ) -> Result<(pool::Conn, bool), Failed> {
     let Some(authority) = route.upstream.authority() else {
         return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
     };
-    while let Some(c) = pool::checkout(authority.as_str(), now).filter(|_| !fresh_only) {
+    let https = route.upstream.scheme() == Some(&http::uri::Scheme::HTTPS);
+    while let Some(c) = pool::checkout(authority.as_str(), https, now).filter(|_| !fresh_only) {
         // One closed while idle reads as EOF (or its stray bytes, which
         // would desync the next response): never used.
-        let mut probe = [0u8; 1];
-        if matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        {
+        if c.stream.is_quiet() {
             return Ok((c, true));
         }
     }
-    match crate::net::upstream::open(authority, within).await {
+    let opened = if https {
+        crate::net::upstream::open_tls(tls, authority, within)
+            .await
+            .map(Wire::from)
+    } else {
+        crate::net::upstream::open(authority, within)
+            .await
+            .map(Wire::from)
+    };
+    match opened {
         Ok(stream) => Ok((
             pool::Conn {
                 authority: authority.as_str().into(),
@@ -147,7 +156,7 @@ async fn connect(
 /// Reads the rest of a small body (`left` bytes) from the client onto
 /// `out`, behind its head, each read within `idle`.
 pub(super) async fn gather_body(
-    (client, clock): (&mut TcpStream, &mut Clock),
+    (client, clock): (&mut Wire, &mut Clock),
     out: &mut Vec<u8>,
     left: u64,
     idle: Duration,
@@ -177,8 +186,8 @@ fn cut_short() -> Failed {
 /// with backpressure (one buffer, written before the next read) and the
 /// idle timeout between reads.
 async fn copy_body(
-    (client, clock): (&mut TcpStream, &mut Clock),
-    up: &mut TcpStream,
+    (client, clock): (&mut Wire, &mut Clock),
+    up: &mut Wire,
     mut left: u64,
     idle: Duration,
 ) -> Result<(), Failed> {
@@ -193,7 +202,7 @@ async fn copy_body(
             Some(Ok(0) | Err(_)) | None => return Err(cut_short()),
             Some(Ok(n)) => n,
         };
-        if up.write_all(&chunk[..n]).await.is_err() {
+        if up.send(&chunk[..n]).await.is_err() {
             return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
         }
         left -= n as u64;

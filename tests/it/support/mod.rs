@@ -7,6 +7,7 @@ pub mod config;
 pub mod inproc;
 pub mod raw_upstream;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
 pub mod wait;
 
@@ -15,5 +16,6 @@ pub use config::*;
 pub use inproc::*;
 pub use raw_upstream::*;
 pub use redis::*;
+pub use tls::*;
 pub use upstream::*;
 pub use wait::*;

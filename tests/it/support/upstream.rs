@@ -21,6 +21,7 @@ pub struct Seen {
     pub query: Option<String>,
     pub headers: http::HeaderMap,
     pub body_len: usize,
+    pub version: http::Version,
 }
 
 #[derive(Clone, Default)]
@@ -132,6 +133,7 @@ async fn serve_up(
         query: query.clone(),
         headers: parts.headers.clone(),
         body_len,
+        version: parts.version,
     });
     let q = query.as_deref();
     if path.ends_with("/sse") {
