@@ -216,3 +216,113 @@ impl AsyncWrite for Wire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A TLS connection over loopback: the server's end as a [`Wire`],
+    /// the client's as tokio-rustls gives it.
+    async fn tls_pair() -> (Wire, tokio_rustls::client::TlsStream<TcpStream>) {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let der: CertificateDer<'static> = ck.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let c = tokio_rustls::TlsConnector::from(Arc::new(client));
+            c.connect(name, tcp).await.unwrap()
+        };
+        let accept = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let a = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+            a.accept(tcp).await.unwrap()
+        };
+        let (client, server) = tokio::join!(connect, accept);
+        (Wire::from(server), client)
+    }
+
+    async fn watch(wire: &mut Wire) -> Watched {
+        let wait = std::time::Duration::from_secs(5);
+        let watched = std::future::poll_fn(|cx| wire.poll_gone(cx));
+        tokio::time::timeout(wait, watched).await.unwrap()
+    }
+
+    /// Bytes a TLS client sends while watched are kept, and read first;
+    /// its `close_notify` (an encrypted record in TLS 1.3, invisible to a
+    /// peek) reads as gone.
+    #[tokio::test]
+    async fn a_watched_tls_client_keeps_its_bytes_and_its_close_is_seen() {
+        let (mut server, mut client) = tls_pair().await;
+        let quiet = std::future::poll_fn(|cx| Poll::Ready(server.poll_gone(cx)));
+        assert!(quiet.await.is_pending(), "a quiet client read as active");
+        client.write_all(b"GET /next").await.unwrap();
+        client.flush().await.unwrap();
+        assert_eq!(watch(&mut server).await, Watched::Sent);
+        client.write_all(b" HTTP/1.1").await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 18 {
+            assert!(server.fill(&mut got).await.unwrap() > 0);
+        }
+        assert_eq!(got, b"GET /next HTTP/1.1");
+        client.shutdown().await.unwrap();
+        assert_eq!(watch(&mut server).await, Watched::Gone);
+    }
+
+    /// A TLS client that closes without `close_notify` reads as gone too.
+    #[tokio::test]
+    async fn a_tls_client_closing_without_notify_is_gone() {
+        let (mut server, client) = tls_pair().await;
+        drop(client.into_inner().0);
+        assert_eq!(watch(&mut server).await, Watched::Gone);
+    }
+
+    /// A pooled connection is fit only while the peer is quiet: a TLS
+    /// server's `close_notify` makes it unfit.
+    #[tokio::test]
+    async fn a_pooled_tls_connection_closed_by_its_server_is_not_quiet() {
+        // The client's end plays the pooled connection, after one
+        // exchange (which reads the server's session tickets too).
+        let (mut server, client) = tls_pair().await;
+        let mut pooled = Wire::from(tokio_rustls::TlsStream::Client(client));
+        pooled.send(b"request").await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 7 {
+            server.fill(&mut got).await.unwrap();
+        }
+        server.send(b"response").await.unwrap();
+        let mut answer = Vec::new();
+        while answer.len() < 8 {
+            pooled.fill(&mut answer).await.unwrap();
+        }
+        assert!(pooled.is_quiet());
+        server.shutdown().await.unwrap();
+        let unfit = async {
+            while pooled.is_quiet() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), unfit)
+            .await
+            .unwrap();
+    }
+}
