@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request under callgrind: the steady measure on a noisy
 # machine. For each route shape (plain session token; MCP-aware; the token
-# from a cached credential; all three on the own forwarding core, the
-# default; and the plain one on hyper alone, `core = "hyper"`) it runs the
-# release binary under
+# from a cached credential; and the plain one with TLS on both sides, a
+# CA and leaf made for the run: wrk over HTTPS, the upstream on HTTPS and
+# verified) it runs the release binary under
 # `valgrind --tool=callgrind`, registers 1,000 sessions, warms every
 # session up, zeroes the counters, drives `wrk -t1 -c8` through
 # bench/load.lua for 10 s, dumps, and divides the instructions by the
@@ -39,6 +39,16 @@ CONNS=${CONNS:-8}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 "$T/examples/bench_upstream" "$UP" >/dev/null 2>&1 &
+# The TLS shape's upstream: the same, on HTTPS with a leaf of a CA made here.
+UP_TLS=127.0.0.1:28001
+(cd "$work" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null \
+  && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout leaf.key -out leaf.csr 2>/dev/null \
+  && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext \
+  && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile leaf.ext -out leaf.pem 2>/dev/null)
+"$T/examples/bench_upstream" "$UP_TLS" "$work/leaf.pem" "$work/leaf.key" >/dev/null 2>&1 &
 
 route() { printf 'upstream = "http://%s/bench"\ninbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }\n%s\n' "$UP" "$1"; }
 shape() { # NAME PORT ADMIN_PORT MAIN ROUTE
@@ -60,7 +70,10 @@ shape mcp 28088 28098 "" "$(route "$TOKEN
 deny_tools = [\"delete_*\", \"admin_*\"]")"
 shape cred 28087 28097 "$CRED" "$(route '[headers]
 authorization = "Bearer << credentials.crm.access_token >>"')"
-shape hyper 28089 28099 'core = "hyper"' "$(route "$TOKEN")"
+shape tls 28089 28099 "[tls]
+ca_file = \"$work/ca.pem\"
+cert_file = \"$work/leaf.pem\"
+key_file = \"$work/leaf.key\"" "$(route "$TOKEN" | sed "s|http://$UP|https://localhost:${UP_TLS#*:}|")"
 
 measure() { # NAME PORT ADMIN_PORT
   local name=$1 port=$2 admin=$3 out="/tmp/hg-callgrind.$1"
@@ -77,9 +90,10 @@ for i in range(1000):
     c.request("PUT", f"/sessions/call-{i}", body, {"content-type": "application/json"})
     r = c.getresponse(); r.read(); assert r.status == 204, r.status
 PY
-  wrk -t1 -c"$CONNS" -d6s -s bench/load.lua "http://127.0.0.1:$port" >/dev/null
+  local url="http://127.0.0.1:$port"; [ "$name" = tls ] && url="https://localhost:$port"
+  wrk -t1 -c"$CONNS" -d6s -s bench/load.lua "$url" >/dev/null
   callgrind_control -z "$vpid" >/dev/null 2>&1
-  local res; res=$(wrk -t1 -c"$CONNS" -d10s -s bench/load.lua "http://127.0.0.1:$port" | grep RESULT)
+  local res; res=$(wrk -t1 -c"$CONNS" -d10s -s bench/load.lua "$url" | grep RESULT)
   callgrind_control -d "$vpid" >/dev/null 2>&1
   sleep 1; kill "$vpid"; wait "$vpid" 2>/dev/null || true
   local rps; rps=$(sed 's/.*rps=\([0-9]*\).*/\1/' <<<"$res")
@@ -92,12 +106,12 @@ PY
 echo "| route | Ir/request |"
 echo "|---|---|"
 while read -r name ir; do echo "| $name | $ir |"; done < <(
-  for s in ${SHAPES:-plain mcp cred hyper}; do
+  for s in ${SHAPES:-plain mcp cred tls}; do
     case $s in
       plain) measure plain 28086 28096 ;;
       mcp) measure mcp 28088 28098 ;;
       cred) measure cred 28087 28097 ;;
-      hyper) measure hyper 28089 28099 ;;
+      tls) measure tls 28089 28099 ;;
     esac
   done
 )

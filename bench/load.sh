@@ -31,8 +31,6 @@
 #    cached credential).
 #    Afterwards its token requests are read from /metrics: one per
 #    session, not one per request.
-# 8. headgate-hyper: as 2, on hyper alone (`core = "hyper"`); rows 2 and
-#    5-7 run on the own forwarding core, the default
 # Then SSE relay latency through each (1,000 events, 5 ms apart), in
 # SSE_ROUNDS interleaved rounds: the table is each proxy's median p50/p99.
 #
@@ -52,13 +50,12 @@ EVENTS=${EVENTS:-1000}
 ROUNDS=${ROUNDS:-5}
 SSE_ROUNDS=${SSE_ROUNDS:-3}
 # The throughput rows to run (the ratios need headgate, nginx and haproxy).
-PROXIES=${PROXIES:-direct headgate nginx haproxy headgate-redis headgate-mcp headgate-cred headgate-hyper}
+PROXIES=${PROXIES:-direct headgate nginx haproxy headgate-redis headgate-mcp headgate-cred}
 export HG_BENCH_KEY=bench-route-key-0123
 UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:18081; HAP=127.0.0.1:18082
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
 HGM=127.0.0.1:18084; HGM_ADMIN=127.0.0.1:18094
 HGC=127.0.0.1:18085; HGC_ADMIN=127.0.0.1:18095
-HGH=127.0.0.1:18086; HGH_ADMIN=127.0.0.1:18096
 TLS=${TLS:-}
 case ",$TLS," in *,out,*) UPS=https ;; *) UPS=http ;; esac
 case ",$TLS," in *,in,*) FRONT=https ;; *) FRONT=http ;; esac
@@ -169,12 +166,6 @@ TOML
 sed -i 's/<< call.metadata.token >>/<< credentials.crm.access_token >>/' "$work/hgc/routes/bench.toml"
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgc" --no-watch >"$work/hgc.log" 2>&1 & HGC_PID=$!; pids+=($HGC_PID)
 
-# The plain headgate again, on hyper alone.
-cp -r "$work/hg" "$work/hgh"
-sed -i "s/^listen = .*/listen = \"$HGH\"/; s/^admin_listen = .*/admin_listen = \"$HGH_ADMIN\"/" "$work/hgh/headgate.toml"
-sed -i '1i core = "hyper"' "$work/hgh/headgate.toml"
-RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgh" --no-watch >"$work/hgh.log" 2>&1 & HGH_PID=$!; pids+=($HGH_PID)
-
 # Map files for nginx and HAProxy.
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
 for i in $(seq 0 999); do echo "call-$i tok-call-$i"; done > "$work/tokens.map"
@@ -239,10 +230,10 @@ start_haproxy() { hap_cfg "$1" > "$work/haproxy.cfg"; "$HAPROXY" -f "$work/hapro
 start_haproxy ""
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listening on $1"; exit 1; }
-for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN $HGC $HGC_ADMIN $HGH $HGH_ADMIN; do wait_port "$p"; done
+for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN $HGC $HGC_ADMIN; do wait_port "$p"; done
 
-echo "== registering 1,000 sessions (memory, Redis, MCP, credential and hyper-core headgates)"
-python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" "$HGC_ADMIN" "$HGH_ADMIN" <<'PY'
+echo "== registering 1,000 sessions (memory, Redis, MCP and credential headgates)"
+python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" "$HGC_ADMIN" <<'PY'
 import http.client, json, sys
 for admin in sys.argv[1:]:
   c = http.client.HTTPConnection(admin)
@@ -269,7 +260,6 @@ proxy_pids() {
     headgate-redis) echo "$HGR_PID $REDIS_PID" ;;
     headgate-mcp) echo "$HGM_PID" ;;
     headgate-cred) echo "$HGC_PID" ;;
-    headgate-hyper) echo "$HGH_PID" ;;
   esac
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -312,7 +302,6 @@ for r in $(seq 1 "$ROUNDS"); do
       headgate-redis) run headgate-redis "$HGR" ;;
       headgate-mcp) run headgate-mcp "$HGM" ;;
       headgate-cred) run headgate-cred "$HGC" ;;
-      headgate-hyper) run headgate-hyper "$HGH" ;;
       *) echo "unknown proxy in PROXIES: $name"; exit 2 ;;
     esac
   done
@@ -356,7 +345,7 @@ def by_round(label, ratios):
         print(f"{label} round by round: {shown} (median {statistics.median(ratios):.2f}x)")
 def best_peer(i):
     return max(runs[n][i]["rps"] for n in peers)
-for n in ["headgate", "headgate-hyper"]:
+for n in ["headgate"]:
     if n in runs and peers:
         by_round(f"{n}/best", [a["rps"] / best_peer(i) for i, a in enumerate(runs[n])])
 for n in ["headgate-mcp", "headgate-cred"]:
@@ -403,7 +392,6 @@ for r in $(seq 1 "$SSE_ROUNDS"); do
   echo "  round $r"
   sse direct "$UP" "Authorization: Bearer tok-call-7"
   sse headgate "$HG" "x-headgate-key: $HG_BENCH_KEY"
-  sse headgate-hyper "$HGH" "x-headgate-key: $HG_BENCH_KEY"
   sse nginx "$NGX" "x-headgate-key: $HG_BENCH_KEY"
   sse haproxy "$HAP" "x-headgate-key: $HG_BENCH_KEY"
 done

@@ -54,10 +54,5 @@ fi
 
 echo "== cargo test"
 cargo test --locked --workspace --all-targets "$@"
-# The proxy's tests once more on hyper alone (`core = "hyper"`): the own
-# forwarding core (the default) must behave as hyper's path does, and
-# hyper's path stays what `core = "hyper"` promises.
-echo "== cargo test --test it, core = \"hyper\""
-HG_TEST_CORE=hyper cargo test --locked --test it "$@"
 echo "== cargo test --doc"
 cargo test --locked --workspace --doc

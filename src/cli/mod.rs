@@ -1,6 +1,5 @@
 //! The `headgate` command line (README "Quick start", `headgate --help`).
 
-use crate::config::server::Core;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,10 +45,6 @@ enum Command {
         /// Admin listener (overrides `admin_listen`).
         #[arg(long)]
         admin_listen: Option<std::net::SocketAddr>,
-        /// The public listener's HTTP/1.1 core, `own` or `hyper` (overrides
-        /// `core`).
-        #[arg(long, value_parser = ["own", "hyper"])]
-        core: Option<String>,
         /// Do not watch the directory for changes (SIGHUP still reloads).
         #[arg(long)]
         no_watch: bool,
@@ -110,16 +105,11 @@ pub fn run() -> ExitCode {
             templates,
             listen,
             admin_listen,
-            core,
             no_watch,
         } => serve(ServeOptions {
             templates,
             listen,
             admin_listen,
-            core: core.map(|c| match c.as_str() {
-                "own" => Core::Own,
-                _ => Core::Hyper,
-            }),
             watch: !no_watch,
         }),
         Command::Check { dir, explain } => check(&dir, explain.as_deref()),

@@ -277,6 +277,23 @@ mod tests {
         );
     }
 
+    /// `core` is retired: "own" is what always happens now (a warning at
+    /// its value), anything else asked for hyper's HTTP/1.1 path, which is
+    /// gone (an error at its value, so it is not silently ignored).
+    #[test]
+    fn the_retired_core_setting_warns_or_is_refused() {
+        let c = check_texts("workers = 2\ncore = \"own\"\n", &[]).unwrap();
+        let w: Vec<_> = (c.warnings.iter())
+            .filter(|w| w.code != "config.no_routes")
+            .map(|w| (w.line, w.column, w.code))
+            .collect();
+        assert_eq!(w, [(2, 8, "config.retired")]);
+        let e = check_texts("core = \"hyper\"\n", &[]).unwrap_err();
+        let found: Vec<_> = e.0.iter().map(|e| (e.line, e.column, e.code)).collect();
+        assert_eq!(found, [(1, 8, "config.retired")]);
+        assert!(e.0[0].to_string().contains("delete the line"), "{}", e.0[0]);
+    }
+
     /// The route_config fuzz target's find: a duration too large for
     /// `Duration` panicked the loader. Every duration setting, in the main
     /// file and in a route, is now an error at its line instead.

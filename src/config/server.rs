@@ -1,5 +1,5 @@
 //! `headgate.toml`'s server-wide settings: listeners, the admin token,
-//! session limits, body limit and timeouts (README "Configuration
+//! session limits, body limit and timeouts (docs/configuration.md "Configuration
 //! reference").
 
 use std::net::SocketAddr;
@@ -43,9 +43,6 @@ pub struct Server {
     /// listening socket (`SO_REUSEPORT`) and upstream pool (default: one
     /// per core).
     pub workers: usize,
-    /// Which HTTP/1.1 core serves cleartext requests on the public
-    /// listener (`core = "hyper"`, the default, or `"own"`); read at start.
-    pub core: Core,
     /// Default session TTL.
     pub ttl: Duration,
     /// Most sessions kept in memory.
@@ -167,16 +164,7 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         Some(a) => *a.get_ref(),
         None => false,
     };
-    let core = match raw.core.as_ref() {
-        None => Core::Own,
-        Some(c) if c.get_ref() == "own" => Core::Own,
-        Some(c) if c.get_ref() == "hyper" => Core::Hyper,
-        Some(c) => {
-            let msg = format!("`core = \"{}\"`: write \"own\" or \"hyper\"", c.get_ref());
-            ctx.err(c.span().start, "config.invalid_value", msg);
-            Core::Own
-        }
-    };
+    retired_core(raw.core.as_ref(), ctx);
     Server {
         listen,
         admin_listen,
@@ -189,7 +177,6 @@ pub(super) fn server_settings(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         workers: raw
             .workers
             .map_or_else(default_workers, |n| n.clamp(1, 256) as usize),
-        core,
         ttl: ctx.duration(&raw.ttl, Duration::from_secs(2 * 3600)),
         max_sessions: raw.max_sessions.unwrap_or(1_000_000),
         max_store_bytes: ctx.size(&raw.max_store_bytes, 1 << 30),
@@ -251,19 +238,27 @@ fn otlp_endpoint(ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>) -> Option<Strin
     Some(v.get_ref().clone())
 }
 
-/// The HTTP/1.1 core of the public listener. The own core is the
-/// default: it frames as strictly as hyper reads, proven by differential
-/// fuzzing against hyper (SECURITY.md, "The forwarding core"), for about
-/// 30% fewer instructions per request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Core {
-    /// headgate's own forwarding core for what it serves (cleartext
-    /// HTTP/1.1 with a `Content-Length` or no body, to an `http://`
-    /// upstream), hyper for the rest of a connection from the first
-    /// request it does not serve.
-    Own,
-    /// hyper for everything.
-    Hyper,
+/// `core`, which chose between the forwarding core and hyper for HTTP/1.1,
+/// is gone: HTTP/1.1, cleartext or TLS, is the forwarding core's, HTTP/2
+/// hyper's. `core = "own"` asked for what now always happens (a warning);
+/// any other value asked for what no longer exists (an error, so a
+/// deployment that chose hyper learns it at its next check).
+fn retired_core(core: Option<&Spanned<String>>, ctx: &mut Ctx<'_>) {
+    const WHAT: &str = "HTTP/1.1 (cleartext and TLS) is served by the forwarding core and HTTP/2 by hyper; delete the line";
+    match core {
+        None => {}
+        Some(c) if c.get_ref() == "own" => {
+            ctx.warn(
+                c.span().start,
+                "config.retired",
+                format!("`core` is no longer read: {WHAT}"),
+            );
+        }
+        Some(c) => {
+            let msg = format!("`core = \"{}\"` was removed: {WHAT}", c.get_ref());
+            ctx.err(c.span().start, "config.retired", msg);
+        }
+    }
 }
 
 /// One public-listener worker per core.

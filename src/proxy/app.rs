@@ -61,8 +61,6 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// Override `admin_listen`.
     pub admin_listen: Option<SocketAddr>,
-    /// Override `core`.
-    pub core: Option<crate::config::server::Core>,
     /// Watch the directory and reload on change (and SIGHUP).
     pub watch: bool,
 }
@@ -230,9 +228,6 @@ fn load(opts: &ServeOptions) -> Result<Config, ServeError> {
     }
     if let Some(a) = opts.admin_listen {
         cfg.server.admin_listen = a;
-    }
-    if let Some(c) = opts.core {
-        cfg.server.core = c;
     }
     if cfg.server.admin_token.is_none() && !cfg.server.admin_listen.ip().is_loopback() {
         return Err(ServeError::AdminExposed(

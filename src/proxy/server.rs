@@ -1,6 +1,8 @@
 //! Accept loops for both listeners: HTTP/1.1 and h2c (auto-detected), or
 //! HTTPS with ALPN on the public one; a header read timeout against
-//! slowloris, and graceful shutdown.
+//! slowloris, and graceful shutdown. On the public listener HTTP/1.1,
+//! cleartext or TLS, goes to the forwarding core ([`super::lane`]); HTTP/2
+//! and what the core hands over, to hyper.
 //!
 //! The public listener is served by `workers` threads, each with its own
 //! current-thread runtime, `SO_REUSEPORT` socket and upstream pool: a
@@ -31,7 +33,6 @@ use super::doors::{
 use super::exchange::Peer;
 use super::lane;
 use super::spread::{Handed, Open, Spread};
-use crate::config::server::Core;
 use crate::metrics::WorkerLabel;
 use crate::net::h1::rewind::Rewind;
 use crate::net::h1::wire::Wire;
@@ -141,11 +142,9 @@ async fn public(
         }
     };
     let mut shutdown = s.shutdown.clone();
-    let own_core = s.app.config.borrow().server.core == Core::Own;
     let w = Worker {
         b: builder(s.header_read),
         graceful: GracefulShutdown::new(),
-        own_core,
         live: watch::channel(()).0,
         s,
     };
@@ -189,7 +188,6 @@ struct Worker {
     s: Shared,
     b: Builder<TokioExecutor>,
     graceful: GracefulShutdown,
-    own_core: bool,
     /// Every connection the own core serves holds a receiver: the drain
     /// waits for them all to be dropped.
     live: watch::Sender<()>,
@@ -225,18 +223,16 @@ impl Worker {
         let watcher = self.graceful.watcher();
         // The forwarding core serves HTTP/1.1, cleartext or TLS; hyper
         // serves HTTP/2 (ALPN `h2`) and whatever the core hands over.
-        let lane = self.own_core.then(|| {
-            let (app, header_read) = (self.s.app.clone(), self.s.header_read);
-            let shutdown = self.s.shutdown.clone();
-            let client = move |stream| lane::Client {
-                stream,
-                app,
-                peer: lane_peer,
-                header_read,
-                shutdown,
-            };
-            (client, self.live.subscribe())
-        });
+        let (app, header_read) = (self.s.app.clone(), self.s.header_read);
+        let shutdown = self.s.shutdown.clone();
+        let client = move |stream| lane::Client {
+            stream,
+            app,
+            peer: lane_peer,
+            header_read,
+            shutdown,
+        };
+        let live = self.live.subscribe();
         let (tls, header_read) = (self.s.tls.clone(), self.s.header_read);
         tokio::spawn(async move {
             // The handshake runs on the connection's own task, within the
@@ -248,16 +244,14 @@ impl Worker {
                     _ => return,
                 },
             };
-            let (wire, read) = match lane {
-                Some((client, live)) if !wire.speaks_h2() => match client(wire).serve().await {
-                    lane::Ended::HandOver(wire, read) => {
-                        drop(live);
-                        (wire, read)
-                    }
+            let (wire, read) = match wire.speaks_h2() {
+                true => (wire, Vec::new()),
+                false => match client(wire).serve().await {
+                    lane::Ended::HandOver(wire, read) => (wire, read),
                     lane::Ended::Closed => return drop((held, live)),
                 },
-                _ => (wire, Vec::new()),
             };
+            drop(live);
             let io = TokioIo::new(Rewind::new(read, wire));
             let conn = b.serve_connection_with_upgrades(io, svc).into_owned();
             let _ = watcher.watch(conn).await;

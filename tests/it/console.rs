@@ -1,4 +1,4 @@
-//! The console at `/ui` (README "The console") against the real binary: the login
+//! The console at `/ui` (docs/operations.md "The console") against the real binary: the login
 //! and its cookie, CSRF and Origin checks, the overview, the call
 //! inspector after real proxied requests, the playground, a rejected
 //! reload, the read-only login; then the same in headless Chromium driven

@@ -1,4 +1,4 @@
-//! Credentials that live exactly as long as the call (README "Credentials
+//! Credentials that live exactly as long as the call (docs/credentials.md "Credentials
 //! that live as long as the call"),
 //! against the real `oidc-provider` with opaque access tokens (the kind
 //! RFC 7009 revocation and RFC 7662 introspection apply to) and a token
@@ -12,7 +12,7 @@
 //!   through its metadata); the revocation names the access token, never
 //!   the caller's refresh token. (oidc-provider then revokes the whole
 //!   grant, refresh token included, as RFC 7009 §2.1 lets a server do:
-//!   README "Credentials that live as long as the call" says so.)
+//!   docs/credentials.md "Credentials that live as long as the call" says so.)
 
 use std::time::{Duration, Instant};
 

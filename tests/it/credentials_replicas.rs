@@ -118,7 +118,7 @@ fn sealed_replicas(
 }
 
 /// Three replicas missing one client-credentials token at once (ten
-/// calls each) make one token request between them (CONTRACT section 11).
+/// calls each) make one token request between them.
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_make_one_token_request_between_them() {
     let redis = RedisServer::start();

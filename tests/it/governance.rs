@@ -1,4 +1,4 @@
-//! Governance for a live call (README "Governing a live call"), with the official MCP
+//! Governance for a live call (docs/mcp.md "Governing a live call"), with the official MCP
 //! Python SDK client and a fastmcp server: a per-call budget stops the
 //! 4th `send_sms` of one call (the server ran 3) while another call has
 //! its own; two replicas over one redis-server share one budget; a tool

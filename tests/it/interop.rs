@@ -117,7 +117,6 @@ async fn platform_sdks_and_headgate_agree() {
     );
     write_config(dir.path(), main, &[("echo", &r)]);
     let h = headgate::proxy::start(headgate::proxy::ServeOptions {
-        core: crate::support::config::core(),
         templates: dir.path().to_path_buf(),
         listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),

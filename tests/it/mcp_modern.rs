@@ -1,4 +1,4 @@
-//! MCP revision 2026-07-28 through the proxy (README, "Which tools may an
+//! MCP revision 2026-07-28 through the proxy (docs/mcp.md "Which tools may an
 //! agent call"), with the official Python SDK on both ends at that
 //! revision: a `Mcp-Name` that disagrees with the body is answered 400 /
 //! -32020 and the SDK's own recovery (re-list, send again) works through

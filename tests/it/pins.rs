@@ -1,4 +1,4 @@
-//! Pinned tool definitions (`pin_tools`; README "Governing a live call"),
+//! Pinned tool definitions (`pin_tools`; docs/mcp.md "Governing a live call"),
 //! with the official MCP Python SDK client and a fastmcp server that lists
 //! one tool per page: the server restarted with `send_sms` re-described
 //! and `lookup` renamed, both are held out of every page of `tools/list`

@@ -1,4 +1,4 @@
-//! The Redis store past one node (CONTRACT section 11): the store
+//! The Redis store past one node (docs/operations.md): the store
 //! conformance suite on a three-node Redis Cluster (`redis-cli --cluster
 //! create`) and on a master and replica behind `redis-server --sentinel`;
 //! a sentinel failover followed; two `headgate serve` replicas over the

@@ -13,15 +13,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The protocol the upstream sees from headgate: the core speaks
-/// HTTP/1.1 to every upstream; `core = "hyper"` lets ALPN pick h2.
-pub(crate) fn upstream_version() -> http::Version {
-    match crate::support::config::core() {
-        Some(headgate::config::server::Core::Hyper) => http::Version::HTTP_2,
-        _ => http::Version::HTTP_11,
-    }
-}
-
 const TOKEN_ROUTE: &str = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n";
 
 /// headgate with `main` and route `secure` to `upstream`, `front`'s
@@ -81,14 +72,12 @@ async fn an_https_upstream_gets_http11_on_one_verified_reused_connection() {
     let seen = up.seen();
     assert_eq!(seen.len(), 6);
     for s in &seen {
-        assert_eq!(s.version, upstream_version(), "{}", s.path);
+        assert_eq!(s.version, http::Version::HTTP_11, "{}", s.path);
         assert_eq!(s.headers["authorization"], "Bearer over-tls");
-        if s.version == http::Version::HTTP_11 {
-            assert_eq!(
-                s.headers["host"],
-                format!("localhost:{}", front.addr.port())
-            );
-        }
+        assert_eq!(
+            s.headers["host"],
+            format!("localhost:{}", front.addr.port())
+        );
     }
     assert_eq!(seen[0].body_len, 17);
     assert_eq!(front.handshakes(), 1, "the connection was not reused");
@@ -123,8 +112,8 @@ const LISTENER_TLS: &str = "[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tl
 
 /// HTTPS on both sides: an HTTP/1.1 client's requests, on one kept-alive
 /// TLS connection, reach an `https://` upstream over HTTP/1.1 (the core
-/// served them: hyper's path would have let ALPN pick h2 upstream); an
-/// h2 client is still served.
+/// served them: hyper's path lets ALPN pick h2 upstream); an h2 client is
+/// still served, by hyper, over h2 to the same upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_clients_are_served_by_the_core_and_h2_ones_by_hyper() {
     let up = upstream().await;
@@ -167,7 +156,7 @@ async fn tls_clients_are_served_by_the_core_and_h2_ones_by_hyper() {
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[1].body_len, 10 << 10);
     for s in &seen {
-        assert_eq!(s.version, upstream_version());
+        assert_eq!(s.version, http::Version::HTTP_11);
         assert_eq!(s.headers["authorization"], "Bearer over-tls");
         assert_eq!(s.headers["x-forwarded-proto"], "https");
     }
@@ -194,7 +183,13 @@ async fn tls_clients_are_served_by_the_core_and_h2_ones_by_hyper() {
         (resp.status().as_u16(), resp.version()),
         (200, http::Version::HTTP_2)
     );
-    assert_eq!(up.seen().len(), 4);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(
+        seen[3].version,
+        http::Version::HTTP_2,
+        "hyper's client, by ALPN"
+    );
     h.shutdown().await;
 }
 

@@ -8,14 +8,6 @@ use std::time::Duration;
 use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Whether the suite runs on `core = "hyper"`: its client (hyper-util's
-/// pool) does not send again a request that a reused connection lost
-/// after it was written; these tests are the own core's (issue 40 retires
-/// `core = "hyper"` for HTTP/1.1).
-fn on_hyper() -> bool {
-    crate::support::config::core() == Some(headgate::config::server::Core::Hyper)
-}
-
 /// headgate in front of `upstream`, route `r` (no key), session `call-1`.
 async fn proxy_to(upstream: &str) -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
@@ -93,9 +85,6 @@ async fn closing_idle_server() -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_closing_idle_connections_loses_no_request() {
-    if on_hyper() {
-        return;
-    }
     let up = closing_idle_server().await;
     let (_dir, s) = proxy_to(&format!("http://{up}")).await;
     let c = client();
@@ -123,9 +112,6 @@ async fn a_server_closing_idle_connections_loses_no_request() {
 /// request is sent once more on a new connection, and none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_connection_closed_as_the_request_arrives_is_retried_once() {
-    if on_hyper() {
-        return;
-    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = listener.local_addr().unwrap();
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

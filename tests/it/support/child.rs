@@ -99,9 +99,6 @@ pub const FREE_PORTS: [&str; 4] = ["--listen", "127.0.0.1:0", "--admin-listen", 
 pub fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut cmd = bin();
     cmd.arg("serve").arg("--templates").arg(dir).args(args);
-    if let Ok(core) = std::env::var("HG_TEST_CORE") {
-        cmd.arg("--core").arg(core);
-    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);

@@ -52,15 +52,3 @@ pub fn shipped_examples(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
-
-/// The forwarding core the proxy tests run on: `HG_TEST_CORE=hyper`
-/// (`scripts/test.sh` runs the suite a second time with it) or `own`
-/// overrides the config's, as `headgate serve --core` does; unset, the
-/// config's default holds.
-pub fn core() -> Option<headgate::config::server::Core> {
-    match std::env::var("HG_TEST_CORE").ok()?.as_str() {
-        "own" => Some(headgate::config::server::Core::Own),
-        "hyper" => Some(headgate::config::server::Core::Hyper),
-        _ => None,
-    }
-}

@@ -7,7 +7,6 @@ use super::config::ROUTE_KEY;
 /// Starts headgate in process on free ports.
 pub async fn start(dir: &Path) -> headgate::proxy::Running {
     headgate::proxy::start(headgate::proxy::ServeOptions {
-        core: crate::support::config::core(),
         templates: dir.to_path_buf(),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
