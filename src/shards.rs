@@ -7,8 +7,8 @@
 //! In front of the shards, each thread remembers the entries it looked up
 //! last (a `Weak` to each): a worker serves a call's requests one after
 //! another, and the shard's lookup (FNV-1a for the shard, a read lock,
-//! SipHash of the key) cost about 370 instructions a request (callgrind)
-//! where this costs a quick keyed hash and a probe of the thread's map.
+//! SipHash of the key) is dearer on every request than a quick keyed hash
+//! and a probe of the thread's map.
 //! An entry is only ever removed by a sweep, which drops it only when no
 //! one else holds it ([`drop_unheld`]), so a line whose `Weak` still
 //! upgrades names the map's entry.
@@ -71,8 +71,8 @@ thread_local! {
 
 /// One hash seed for the process, random at start, for the maps each
 /// thread keeps in front of a shared one (this one's and the session
-/// store's memo). foldhash rather than SipHash (a quarter of the
-/// instructions on a call id): only keys the shared map holds get a line,
+/// store's memo). foldhash rather than SipHash (far cheaper on a short
+/// call id): only keys the shared map holds get a line,
 /// and a thread keeps a bounded number of them, so a caller who guessed
 /// colliding keys would only make its own lookups miss the thread's map.
 pub fn quick_keyed() -> &'static foldhash::fast::RandomState {

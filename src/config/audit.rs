@@ -1,4 +1,4 @@
-//! `[audit]`: where the MCP audit trail goes (README "Which tools may an
+//! `[audit]`: where the MCP audit trail goes (docs/mcp.md "Which tools may an
 //! agent call").
 
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! `[credentials.NAME]`: credentials headgate obtains itself (README
-//! "Credentials"): an OAuth 2.0 client (client credentials, the caller's
+//! `[credentials.NAME]`: credentials headgate obtains itself
+//! (docs/credentials.md): an OAuth 2.0 client (client credentials, the caller's
 //! refresh token, token exchange) or a JWT it signs per session.
 //!
 //! Everything that can be wrong is found here, at load: the kind's fields,

@@ -1,6 +1,6 @@
 //! A route's `[mcp]` table: the tool policy (`allow_tools`,
 //! `deny_tools`) and what governs a live call beside it (`budgets`,
-//! `pin_tools`, `max_result_bytes`; README "Governing a live call").
+//! `pin_tools`, `max_result_bytes`; docs/mcp.md "Governing a live call").
 
 use std::sync::Arc;
 

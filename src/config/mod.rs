@@ -1,5 +1,5 @@
 //! Configuration: `templates/headgate.toml` and `templates/routes/*.toml`,
-//! loaded and validated whole (README "Configuration reference").
+//! loaded and validated whole (docs/configuration.md "Configuration reference").
 //!
 //! One file per section: [`server`] settings, the session [`store`],
 //! [`tls`], each [`route`], [`webhook`]s and the [`resolver`]; [`schema`]
@@ -52,8 +52,8 @@ pub struct Config {
     /// Server-wide settings from `headgate.toml`.
     pub server: Server,
     /// Routes by name (`/<name>/…`), looked up on every request: hashed
-    /// with foldhash, not SipHash (about 120 instructions a request,
-    /// callgrind). Only the config inserts, so a client's names cannot
+    /// with foldhash, not SipHash (a keyed cryptographic hash per request
+    /// buys nothing here). Only the config inserts, so a client's names cannot
     /// crowd the table.
     pub routes: HashMap<String, Arc<Route>, foldhash::fast::RandomState>,
     /// Webhook endpoints by name (`/_hooks/<name>`).

@@ -1,5 +1,5 @@
 //! `[resolver]`: fetch an unknown session from the platform's API on a miss
-//! (README "`[resolver]`: fetch a session on a miss").
+//! (docs/configuration.md "`[resolver]`: fetch a session on a miss").
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! A route file, `routes/<name>.toml` (README "Configuration reference"):
+//! A route file, `routes/<name>.toml` (docs/configuration.md "Configuration reference"):
 //! the upstream, where the call id comes from, who may call, what to do
 //! with an unknown call, and the headers to inject.
 
@@ -119,7 +119,7 @@ pub struct HeaderRule {
 }
 
 /// The render-time roots that differ from one request of a session to
-/// the next (README "Template language"); `session`, `env` and the
+/// the next (docs/templates.md "Template language"); `session`, `env` and the
 /// session's own variables do not (`env` is read with the config, whose
 /// reload compiles every template anew).
 const PER_REQUEST_ROOTS: [&str; 2] = ["request", "credentials"];

@@ -1,5 +1,5 @@
 //! `[webhooks.NAME]`: an endpoint at `POST /_hooks/NAME` where a platform
-//! announces calls, signed with the platform's scheme (README "Platforms").
+//! announces calls, signed with the platform's scheme (docs/platforms.md "Platforms").
 
 use std::time::Duration;
 

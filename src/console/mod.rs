@@ -1,4 +1,4 @@
-//! The operator's console at `/ui` on the admin listener (README "The console"):
+//! The operator's console at `/ui` on the admin listener (docs/operations.md "The console"):
 //! an overview of the routes, a call inspector and a template playground,
 //! served by the binary itself as plain HTML forms and one stylesheet
 //! (no script, no CDN: it works on an air-gapped host).

@@ -1,5 +1,5 @@
-//! Credentials that live as long as the call (README, the section of that
-//! name):
+//! Credentials that live as long as the call (docs/credentials.md, the
+//! section of that name):
 //!
 //! - `prefetch`: when a session is stored, each prefetching credential
 //!   whose key the session can render is obtained in the background, so

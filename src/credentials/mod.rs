@@ -1,4 +1,4 @@
-//! Credentials headgate obtains itself (README "Credentials"): OAuth 2.0
+//! Credentials headgate obtains itself (docs/credentials.md "Credentials"): OAuth 2.0
 //! access tokens from an authorization server, and JWTs it signs.
 //!
 //! - A token is cached per credential and key (client credentials: the

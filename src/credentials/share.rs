@@ -1,7 +1,7 @@
-//! One token request across replicas (CONTRACT section 11): with the
-//! Redis store and sessions sealed at rest, an obtained token is shared
-//! under a hash of its cache key, so a replica missing it reads it rather
-//! than asking the authorization server again. Of the replicas missing
+//! One token request across replicas: with the Redis store and sessions
+//! sealed at rest, an obtained token is shared under a hash of its cache
+//! key, so a replica missing it reads it rather than asking the
+//! authorization server again. Of the replicas missing
 //! the same token at once, the one that takes the store's short lock
 //! (`SET NX PX`) asks; the others read its token as soon as it is written
 //! (checking every [`POLL`]), and ask themselves only if it never comes.

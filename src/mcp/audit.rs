@@ -92,11 +92,9 @@ pub const TIMELINE_LEN: usize = 100;
 
 /// Room a session's timeline starts with: most calls make fewer tool
 /// calls, and never move their records (growing from four, 4 → 8 → 16,
-/// copied every record twice; a grow cost about 6,000 instructions,
-/// callgrind). Well inside the budget below. A timeline that outgrows it
+/// copied every record twice). Well inside the budget below. A timeline that outgrows it
 /// gets room for all it may keep ([`FULL_RECORDS`]) in one step: doubling
-/// on to 128 moved 112 records of a long call (about 260 instructions a
-/// request on the benchmark's sessions); the budget counts that room for
+/// on to 128 moved 112 records of a long call; the budget counts that room for
 /// every session anyway.
 const FIRST_RECORDS: usize = 16;
 

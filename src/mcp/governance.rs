@@ -1,4 +1,4 @@
-//! Governance of a live call (README "Governing a live call"), beside the route's
+//! Governance of a live call (docs/mcp.md "Governing a live call"), beside the route's
 //! tool policy: a budget of `tools/call`s per call and per tool glob, and
 //! `max_result_bytes`, the text of a `tools/call` result cut to what the
 //! model can take.

@@ -246,8 +246,7 @@ pub fn from_body(body: &[u8]) -> McpView {
 
 /// `body` decoded as text when it is UTF-8 throughout (the usual case):
 /// read from a slice, serde_json checks every string it decodes again
-/// (about 90 instructions a string, eight strings in a `tools/call`,
-/// callgrind). Other bytes are read from the slice as before: it refuses
+/// (eight strings in a `tools/call`). Other bytes are read from the slice as before: it refuses
 /// them in a string it decodes and passes over them in one it skips.
 fn decode<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
     match std::str::from_utf8(body) {

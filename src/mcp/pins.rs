@@ -1,4 +1,4 @@
-//! Pinned tool definitions (`[mcp] pin_tools`; README "Governing a live
+//! Pinned tool definitions (`[mcp] pin_tools`; docs/mcp.md "Governing a live
 //! call"): a tool that changes under the agent — its description or
 //! schema rewritten between two listings, the "rug pull" of tool
 //! poisoning — or appears after the route's first listing is held out of

@@ -1,8 +1,8 @@
 //! A request head as the phases read it, whichever core parsed it: hyper's
 //! [`Parts`], or the own core's [`h1::RawHead`](super::h1::RawHead), a view
 //! of the bytes it parsed. The phases only look names up and read values;
-//! building a `HeaderMap` for that cost the own core about 4k instructions
-//! per request (callgrind), more than the lookups themselves.
+//! building a `HeaderMap` for that costs more than the lookups
+//! themselves.
 
 use http::HeaderMap;
 use http::header::HeaderName;

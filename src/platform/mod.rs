@@ -3,8 +3,8 @@
 //! API a miss fetches from), their signature schemes, how their webhook
 //! payloads read, and how their call objects are shown to templates.
 //!
-//! The facts come from each platform's public docs; the README's "Platform
-//! presets" section lists them for operators. Nothing here does I/O.
+//! The facts come from each platform's public docs; docs/platforms.md
+//! lists them for operators. Nothing here does I/O.
 
 pub mod payload;
 pub mod signature;

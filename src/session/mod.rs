@@ -155,7 +155,7 @@ pub fn is_dot_segment(id: &str) -> bool {
     id == "." || id == ".."
 }
 
-/// Roots templates reserve for the proxy (README "Template language").
+/// Roots templates reserve for the proxy (docs/templates.md "Template language").
 pub const RESERVED_ROOTS: &[&str] = &["session", "request", "env", "credentials"];
 const MAX_DEPTH: usize = 32;
 

@@ -1,4 +1,4 @@
-//! The render-time roots of one call (README "Template language"): the
+//! The render-time roots of one call (docs/templates.md "Template language"): the
 //! session's own variables, `session.id`, `request.*`, `env.*` and
 //! `credentials.*`. The
 //! proxy, the resolver and `headgate render --route` all render through

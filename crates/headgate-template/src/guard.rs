@@ -36,7 +36,7 @@ pub(crate) const MAX_WORK_BYTES: usize = 16 << 20;
 /// Most bytes one render may write (header values are limited to 8 KiB;
 /// this bounds the work a hostile template can do before that check).
 pub(crate) const MAX_RENDER_BYTES: usize = 64 << 10;
-/// The most a rendered header value may be (README "Template language").
+/// The most a rendered header value may be (docs/templates.md "Template language").
 pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
 
 /// The internal filter names, as the compiler emits them.

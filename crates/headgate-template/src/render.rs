@@ -263,8 +263,8 @@ fn to_header(bytes: Bytes) -> Result<HeaderValue, TemplateError> {
 /// checked.
 fn checked(b: &[u8]) -> Result<std::ops::Range<usize>, TemplateError> {
     // The common case in one pass with no early exit, which the compiler
-    // vectorises: nothing to trim, nothing refused (three scans of a
-    // bearer token cost about 250 instructions, callgrind).
+    // vectorises: nothing to trim, nothing refused (not three scans of
+    // the value).
     let blank = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
     let field = |acc: bool, c: &u8| acc & ((*c >= 0x20 && *c != 0x7f) | (*c == b'\t'));
     if b.len() <= MAX_HEADER_VALUE_BYTES

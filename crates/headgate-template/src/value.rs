@@ -23,7 +23,7 @@ use super::guard::record_miss;
 use super::print::stringify_json;
 
 /// The variables a template renders from: session variables plus the
-/// reserved roots `session`, `request` and `env` (README "Template language").
+/// reserved roots `session`, `request` and `env` (docs/templates.md "Template language").
 ///
 /// Implemented for `serde_json::Value` (an object's top-level keys are the
 /// roots) and for [`Vars`].

@@ -1,9 +1,9 @@
 //! Buffers (and the lists of where a head's lines lie) lent to a request
 //! for as long as it runs, from a free list per worker thread. Allocating
 //! and freeing the forwarding core's 8-16 KiB buffers on every request
-//! cost more instructions than parsing the request (glibc's large-chunk
-//! path and `malloc_consolidate`, callgrind); lending them costs a
-//! thread-local push and pop. An idle keep-alive
+//! cost more than parsing the request (glibc's large-chunk path and
+//! `malloc_consolidate`); lending them costs a thread-local push and
+//! pop. An idle keep-alive
 //! connection holds none: memory grows with requests in flight, not with
 //! open connections (nginx frees its buffers on idle connections too).
 

@@ -2,8 +2,7 @@
 //! socket is tried first and readiness awaited only when it has nothing
 //! to give or no room to take. tokio's `read_buf` and `write_all` futures
 //! ask for readiness (and take from the task's budget) before every
-//! system call: about 250 instructions a read or write, four of them a
-//! proxied request (callgrind). Only a wait spends budget here, so a
+//! system call, four times a proxied request. Only a wait spends budget here, so a
 //! loop that may never wait (a body relayed between two fast peers)
 //! keeps a tokio read in it: the task still yields.
 
@@ -101,7 +100,7 @@ mod tests {
     /// A read that drained the socket leaves it not ready: the next wait
     /// (an idle keep-alive connection's, before it takes a buffer) waits
     /// for new bytes. Left ready, every request cost a read that found
-    /// nothing, and 10,000 idle connections 35 MiB more (BENCHMARKS.md).
+    /// nothing, and every idle connection a buffer.
     #[tokio::test]
     async fn a_drained_socket_is_not_left_ready() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

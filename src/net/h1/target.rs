@@ -1,8 +1,7 @@
 //! Whether a request target is one `http` takes as a path and query,
 //! checked in place. `http::uri::PathAndQuery::try_from` copies the
-//! target into a new allocation to check it: about 500 instructions of
-//! every request on the own core (callgrind), for an answer the core only
-//! needs as yes or no. The two must never disagree (a target one side
+//! target into a new allocation to check it, on every request, for an
+//! answer the core only needs as yes or no. The two must never disagree (a target one side
 //! refuses and the other forwards is a smuggling risk), so the byte
 //! classes are not restated here: they are learnt from `http` itself,
 //! once, and a unit test and the `h1_request_differential` fuzz target
@@ -29,8 +28,7 @@ const FRAGMENT: u8 = 3;
 /// of the classes above. A byte's verdict depends only on the byte and
 /// the part it is in (`http`'s scanner classifies byte by byte); bytes
 /// past 0x7F are UTF-8 in a `&str`, which `http` takes. One lookup a
-/// byte, where testing for `#`, `?` and UTF-8 before the table cost
-/// about 60 instructions a request (callgrind).
+/// byte, rather than testing for `#`, `?` and UTF-8 before the table.
 struct Classes {
     path: [u8; 256],
     query: [u8; 256],
@@ -64,8 +62,7 @@ pub fn is_valid(target: &str) -> bool {
 /// For a target [`is_valid`] accepts, where its query lies as `http`
 /// reads it (after the first `?`, up to a fragment): `Some(None)` when it
 /// has none; `None` for a target `http` refuses. The same pass that
-/// checks the bytes finds it (two more scans for `#` and `?` cost about
-/// 60 instructions a request, callgrind).
+/// checks the bytes finds it (not two more scans for `#` and `?`).
 pub fn query_of(target: &str) -> Option<Option<Range<usize>>> {
     let t = target.as_bytes();
     if t.first() != Some(&b'/') || t.len() > MAX_LEN {

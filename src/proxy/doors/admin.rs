@@ -1,4 +1,4 @@
-//! The admin door (README "Admin API"), on its own listener: register,
+//! The admin door (docs/operations.md "Admin API"), on its own listener: register,
 //! patch, inspect (names only) and delete sessions; health, readiness,
 //! metrics.
 

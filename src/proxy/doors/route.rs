@@ -71,7 +71,7 @@ const ANCHOR_FOR: Duration = Duration::from_secs(1);
 /// The wall-clock time of `at`, a recent monotonic reading: from an anchor
 /// (a monotonic reading and the wall clock's at the same moment) this
 /// thread takes again once a second. One clock read per request instead
-/// of two (about 70 instructions, callgrind). What it gives differs from a
+/// of two. What it gives differs from a
 /// fresh read by the two clocks' drift within the second (microseconds;
 /// NTP slews the wall clock by at most 0.5 ms a second) and by a step of
 /// the wall clock for under a second, as nginx's cached time does.
@@ -153,7 +153,7 @@ fn finish_with(
     done.ended
 }
 
-/// The access log line of one request (README "Logs").
+/// The access log line of one request (docs/operations.md "Logs").
 struct AccessLine<'a> {
     route: &'a str,
     status: u16,
@@ -161,8 +161,8 @@ struct AccessLine<'a> {
     sent: u16,
     ms: f64,
     /// The session key, hashed only for a line that is written: the hash
-    /// is a SHA-256, a tenth of a request's instructions when it was made
-    /// for every request whatever the log level.
+    /// is a SHA-256, too dear to make for every request whatever the log
+    /// level.
     session: Option<&'a str>,
     trace: Option<Trace>,
 }

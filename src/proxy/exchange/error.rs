@@ -1,5 +1,5 @@
-//! The error phase: the one map from a failure to its response (README
-//! "Errors"), and the JSON-RPC id an error on an MCP route must carry. Each
+//! The error phase: the one map from a failure to its response
+//! (docs/operations.md "Errors"), and the JSON-RPC id an error on an MCP route must carry. Each
 //! error knows its status, its stable code and which side failed; none
 //! carries a secret.
 

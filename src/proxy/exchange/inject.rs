@@ -257,9 +257,9 @@ impl Exchange<'_> {
 }
 
 /// Whether to time this render: the first of every [`TIMED_RENDERS`] in
-/// this thread. Its two clock reads and the histogram cost about 250
-/// instructions, half as much as a session token's render itself
-/// (callgrind); a sample shows the distribution as well.
+/// this thread. Its two clock reads and the histogram cost a good share
+/// of what a session token's render itself costs; a sample shows the
+/// distribution as well.
 fn timed() -> bool {
     thread_local! {
         static RENDERS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };

@@ -394,8 +394,8 @@ fn flatten<'l>(lines: impl Iterator<Item = (&'l [u8], &'l [u8])>) -> Vec<u8> {
 
 /// A request head kept to be sent again after a 401, rebuilt only on that
 /// rare refusal. Cloning the `HeaderMap` instead promoted every value to a
-/// shared allocation: 2.5k instructions on every request of a credential
-/// route (callgrind), for a copy almost never used.
+/// shared allocation on every request of a credential route, for a copy
+/// almost never used.
 pub(crate) enum SavedHead {
     /// hyper's head: its headers flattened into one buffer (each name and
     /// value after its length).
@@ -406,8 +406,8 @@ pub(crate) enum SavedHead {
         headers: Vec<u8>,
     },
     /// The own core's head, its bytes as they came: one copy, parsed again
-    /// only for the retry (building the target's `Uri` and the flattened
-    /// lines up front cost ~1k instructions a request, callgrind).
+    /// only for the retry (not the target's `Uri` and the flattened lines
+    /// built up front on every request).
     Raw(Vec<u8>),
 }
 

@@ -22,9 +22,8 @@ const KEY_HEADERS: usize = 8;
 
 /// A request's session key. Call ids are short (a UUID is 36 bytes, the
 /// platforms' own ids shorter): up to [`SessionKey::INLINE`] bytes it is held in
-/// place, so finding it allocates nothing (an `Arc<str>` per request cost
-/// about 170 instructions, `malloc`, `free` and the copy; callgrind). A
-/// longer one is shared. The exchange, its records and its retry each
+/// place, so finding it allocates nothing (an `Arc<str>` per request is a
+/// `malloc`, a `free` and a copy). A longer one is shared. The exchange, its records and its retry each
 /// hold a copy.
 #[derive(Clone)]
 pub struct SessionKey(KeyRepr);

@@ -1,8 +1,7 @@
 //! One timer per connection. Every wait on a connection (the next request
 //! head, the upstream's response head, a body read) has a deadline; a
 //! `Sleep` of its own per wait was registered in tokio's timer wheel and
-//! removed again on every request, about 1.5k instructions a request
-//! (callgrind). Here one `Sleep` serves them all: a wait only records its
+//! removed again on every request. Here one `Sleep` serves them all: a wait only records its
 //! deadline, and the timer moves only when it fires before the deadline
 //! (it is then set to it) or when a wait needs an earlier one than the
 //! timer is set to. A keep-alive connection moves it about once per
@@ -11,8 +10,7 @@
 //! Nor is the timer polled by every wait: once polled it holds the task's
 //! waker until it fires, and its firing wakes the task; until then a wait
 //! only asks whether it has fired (polling it anyway re-registered the
-//! waker and took from the task's budget: about 150 instructions a wait,
-//! callgrind). A `Clock` serves the one task its connection runs in; a
+//! waker and took from the task's budget on every wait). A `Clock` serves the one task its connection runs in; a
 //! wait from another task's context polls the timer again.
 
 use std::pin::Pin;

@@ -257,9 +257,8 @@ impl Client {
                 *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.header_read);
             let stream = &mut self.stream;
             let read = clock.until(start, async {
-                // The read first: polling the shutdown watch on every
-                // wake-up (random order, tokio's default) cost about 100
-                // instructions a request (callgrind).
+                // The read first: not the shutdown watch polled on every
+                // wake-up (random order, tokio's default).
                 tokio::select! {
                     biased;
                     r = read_some(stream, buf) => Some(r),
@@ -365,7 +364,7 @@ async fn serve_one(
     let (io, sent) = ((&mut *client, &mut *clock), (&mut *out, left));
     let first = upstream::attempt(x, route, io, sent, to, to_send, saved.is_some(), who).await;
     // Matched in place: moving the body and the saved head into a tuple
-    // cost a copy of both on every request (about 35 instructions).
+    // would copy both on every request.
     let again = (&first, &saved, &in_body);
     if !matches!(again, (Err(Failed::Unauthorized), Some(_), InBody::Read(_))) {
         if let Ok(s) = &first {
@@ -420,8 +419,8 @@ async fn prepare(
             if route.takes_body() {
                 screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
             }
-            // No body-reading future at all for a route that reads none
-            // (making and polling it cost about 140 instructions).
+            // No body-reading future at all for a route that reads none:
+            // making and polling one is work for nothing.
             let in_body = match route.takes_body() {
                 true => read_body(route, (client, clock), buf, at, taken).await?,
                 false => InBody::Relayed,

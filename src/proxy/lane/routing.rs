@@ -1,8 +1,8 @@
 //! The config and route a connection's requests run under. A connection's
 //! requests mostly go to one route: looking the config up in its watch
 //! (a read lock and an `Arc` clone) and the route in the config's map (a
-//! hash of the name) for each cost about 150 instructions a request
-//! (callgrind). Here the connection keeps both and asks the watch only
+//! hash of the name) for each request is work a connection can keep.
+//! Here the connection keeps both and asks the watch only
 //! whether the config changed (its version, one atomic load): a request
 //! still runs under the config current when its head was read.
 

@@ -1,7 +1,7 @@
 //! Shutdown, as an idle connection waits for it. A connection races every
 //! wait for the next request head against shutdown; polling the watch's
-//! wait on each wake-up re-registered it with the watch's `Notify`: about
-//! 160 instructions a request (callgrind). Here the wait is polled once,
+//! wait on each wake-up re-registered it with the watch's `Notify` on
+//! every request. Here the wait is polled once,
 //! then holds the task's waker until shutdown wakes it; until then a poll
 //! only reads the watch's version.
 

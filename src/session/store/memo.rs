@@ -1,10 +1,9 @@
 //! A per-thread memo of the in-memory store's recent lookups, in front of
 //! its caches. A worker serves one call's requests one after another; a
 //! lookup through moka pays its read bookkeeping (read recording, expiry
-//! callbacks, housekeeping), two keyed hashes and three clock reads, about
-//! a tenth of a proxied request's instructions (callgrind, BENCHMARKS.md).
-//! A memo hit costs one keyed hash, a probe of this thread's map, one
-//! atomic load and one clock read: about 250 instructions.
+//! callbacks, housekeeping), two keyed hashes and three clock reads. A
+//! memo hit costs one keyed hash, a probe of this thread's map, one
+//! atomic load and one clock read.
 //!
 //! It never answers with what the store no longer holds:
 //! - a line keeps a `Weak` to the session the hot cache holds, so what the

@@ -274,7 +274,7 @@ impl MemoryStore {
     /// [`SessionStore::get`] for a request that arrived `at`: a session
     /// whose TTL had not ended then is still its session. The forwarding
     /// core passes the clock read its request began with, one read fewer
-    /// per request (about 70 instructions, callgrind).
+    /// per request.
     pub async fn get_at(
         &self,
         id: &str,

@@ -1,5 +1,5 @@
-//! Tokens shared between replicas (CONTRACT section 11: one token request
-//! across replicas), only when sessions are sealed at rest
+//! Tokens shared between replicas (one token request across replicas,
+//! docs/operations.md "Several replicas"), only when sessions are sealed at rest
 //! (`encryption_keys_env`): `<prefix>token:<name>` holds the token sealed
 //! like a session value (its key as associated data), expiring with it.
 //! Without keys nothing is shared: headgate never writes a token to
