@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use headgate::Vars;
-use headgate::session::{MemoryStore, Session, SessionStore, Source};
+use headgate::internals::session::{MemoryStore, Session, SessionStore, Source};
 use serde_json::json;
 
 fn rss_kib() -> u64 {

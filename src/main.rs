@@ -1,4 +1,4 @@
 //! `headgate`: see `headgate --help` and the README.
 fn main() -> std::process::ExitCode {
-    headgate::cli::run()
+    headgate::internals::cli::run()
 }

@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use headgate::net::h1::{self, Framing};
+use headgate::internals::net::h1::{self, Framing};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -84,11 +84,11 @@ fn own(data: &[u8]) -> Verdict<Read> {
 
 /// The one route the forwarding check writes for (no templates: the
 /// client's own lines, `X-Forwarded-*` and the framing).
-fn route() -> &'static headgate::config::Route {
-    static C: std::sync::OnceLock<headgate::config::Config> = std::sync::OnceLock::new();
+fn route() -> &'static headgate::internals::config::Route {
+    static C: std::sync::OnceLock<headgate::internals::config::Config> = std::sync::OnceLock::new();
     let cfg = C.get_or_init(|| {
         let r = "upstream = \"http://127.0.0.1:1\"\ninbound_auth = \"none\"\n";
-        headgate::config::check_texts("", &[("r", r)]).expect("a valid route")
+        headgate::internals::config::check_texts("", &[("r", r)]).expect("a valid route")
     });
     cfg.route("r").expect("route r")
 }
@@ -110,12 +110,12 @@ fn forwarded_once(data: &[u8], head: &h1::RequestHead<'_>) {
         return;
     };
     let raw = spans.view(data);
-    if headgate::proxy::screen(route(), &raw, head.target).is_err() {
+    if headgate::internals::proxy::screen(route(), &raw, head.target).is_err() {
         return;
     }
-    let peer = headgate::proxy::Peer::new("192.0.2.1:1".parse().unwrap(), false, false);
+    let peer = headgate::internals::proxy::Peer::new("192.0.2.1:1".parse().unwrap(), false, false);
     let mut up = format!("{} /x HTTP/1.1\r\nhost: up\r\n", head.method).into_bytes();
-    if headgate::proxy::put_raw_headers(&mut up, &raw, route(), |_| Ok(()), &peer).is_err() {
+    if headgate::internals::proxy::put_raw_headers(&mut up, &raw, route(), |_| Ok(()), &peer).is_err() {
         return;
     }
     up.extend_from_slice(b"\r\n");

@@ -6,7 +6,7 @@
 //! strictnesses (a malformed chunked body).
 #![no_main]
 use bytes::Bytes;
-use headgate::net::h1::{self, Framing};
+use headgate::internals::net::h1::{self, Framing};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;

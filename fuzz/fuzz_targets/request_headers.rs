@@ -11,7 +11,7 @@
 #![no_main]
 use std::sync::OnceLock;
 
-use headgate::config::{Config, check_texts};
+use headgate::internals::config::{Config, check_texts};
 use libfuzzer_sys::fuzz_target;
 
 const ROUTES: &[(&str, &str)] = &[
@@ -91,17 +91,17 @@ fuzz_target!(|input: Input<'_>| {
         .unwrap_or("");
     // Ambiguity is refused before anything is chosen: two `Host`s, or two
     // values of any header the route takes its key from.
-    let screened = headgate::proxy::screen(route, &parts, rest);
-    let mut storage = headgate::net::h1::storage();
+    let screened = headgate::internals::proxy::screen(route, &parts, rest);
+    let mut storage = headgate::internals::net::h1::storage();
     let raw = wire.as_deref().and_then(|w| {
-        let head = headgate::net::h1::parse_request(w, &mut storage, 1 << 20).ok()??;
-        headgate::net::h1::Spans::of(w, &head)
+        let head = headgate::internals::net::h1::parse_request(w, &mut storage, 1 << 20).ok()??;
+        headgate::internals::net::h1::Spans::of(w, &head)
     });
     let raw = raw.as_ref().zip(wire.as_deref()).map(|(s, w)| s.view(w));
     if let Some(raw) = &raw {
         assert_eq!(
             code(&screened),
-            code(&headgate::proxy::screen(route, raw, rest))
+            code(&headgate::internals::proxy::screen(route, raw, rest))
         );
     }
     if parts.headers.get_all(http::header::HOST).iter().count() > 1 {
@@ -124,13 +124,13 @@ fuzz_target!(|input: Input<'_>| {
         );
     }
     let twice = route.session_keys.iter().any(|k| match k {
-        headgate::config::KeySource::Header(h) => parts.headers.get_all(h).iter().count() > 1,
+        headgate::internals::config::KeySource::Header(h) => parts.headers.get_all(h).iter().count() > 1,
         _ => false,
     });
     let body: Option<serde_json::Value> = serde_json::from_slice(input.body).ok();
-    let found = headgate::proxy::session_key(route, &parts, rest, body.as_ref());
+    let found = headgate::internals::proxy::session_key(route, &parts, rest, body.as_ref());
     if let Some(raw) = &raw {
-        let by_raw = headgate::proxy::session_key(route, raw, rest, body.as_ref());
+        let by_raw = headgate::internals::proxy::session_key(route, raw, rest, body.as_ref());
         assert_eq!(
             code(&found),
             code(&by_raw),
@@ -146,7 +146,7 @@ fuzz_target!(|input: Input<'_>| {
     assert!(route.session_key_pattern.is_match(&key));
     let vars = match serde_json::from_slice(input.vars)
         .ok()
-        .and_then(|v| headgate::session::validate(v, 64 << 10).ok())
+        .and_then(|v| headgate::internals::session::validate(v, 64 << 10).ok())
     {
         Some(v) => v,
         None => headgate::Vars::from_json(serde_json::json!({
@@ -155,21 +155,21 @@ fuzz_target!(|input: Input<'_>| {
         .expect("an object"),
     };
     // The MCP view of the body prefix, as the proxy builds it.
-    let mcp = headgate::mcp::view(&parts.headers, Some(input.body)).ok();
-    let request = headgate::proxy::RequestView {
+    let mcp = headgate::internals::mcp::view(&parts.headers, Some(input.body)).ok();
+    let request = headgate::internals::proxy::RequestView {
         head: &parts,
         rest,
         mcp: mcp.as_ref(),
         credentials: None,
     };
-    let rendered = headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {});
+    let rendered = headgate::internals::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {});
     if let Some(raw) = &raw {
-        let request = headgate::proxy::RequestView {
+        let request = headgate::internals::proxy::RequestView {
             head: raw,
             ..request
         };
         let by_raw =
-            headgate::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {});
+            headgate::internals::proxy::render_rules(route, &cfg.env, request, &key, &vars, |_, _| {});
         assert_eq!(
             code(&rendered),
             code(&by_raw),
@@ -215,6 +215,6 @@ fn wire(parts: &http::request::Parts, headers: &[(&str, &[u8])]) -> Option<Vec<u
 }
 
 /// A phase's outcome, its error by code.
-fn code<T: Clone>(r: &Result<T, headgate::proxy::error::ProxyError>) -> Result<T, &'static str> {
+fn code<T: Clone>(r: &Result<T, headgate::internals::proxy::error::ProxyError>) -> Result<T, &'static str> {
     r.as_ref().map_err(|e| e.code()).cloned()
 }

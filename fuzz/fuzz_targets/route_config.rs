@@ -9,5 +9,5 @@ struct Input<'a> {
 }
 
 fuzz_target!(|input: Input<'_>| {
-    let _ = headgate::config::check_texts(input.main, &[("r", input.route)]);
+    let _ = headgate::internals::config::check_texts(input.main, &[("r", input.route)]);
 });

@@ -12,7 +12,7 @@ struct Input<'a> {
 }
 
 fuzz_target!(|input: Input<'_>| {
-    use headgate::platform::{self as webhooks, Platform};
+    use headgate::internals::platform::{self as webhooks, Platform};
     let mut h = http::HeaderMap::new();
     for name in [
         "x-signature",
@@ -28,7 +28,7 @@ fuzz_target!(|input: Input<'_>| {
     if let Ok(v) = http::HeaderValue::from_str(input.timestamp) {
         h.insert("x-timestamp", v);
     }
-    let secret = headgate::config::Secret::new("fuzz-secret-never-guessed-0123456789");
+    let secret = headgate::internals::config::Secret::new("fuzz-secret-never-guessed-0123456789");
     let tol = std::time::Duration::from_secs(300);
     let now = 1_700_000_000.0;
     assert!(webhooks::verify_retell(&secret, &h, input.body, tol, now).is_none());

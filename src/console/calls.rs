@@ -7,7 +7,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use super::auth::Login;
-use super::pages::{self, Call, SessionInfo};
+use super::pages::{self, CallPage, SessionInfo};
 use super::{Sources, html, path_segment, see_other};
 use crate::net::response::Body;
 use crate::session::{SessionStore as _, check_id};
@@ -34,7 +34,7 @@ pub(super) async fn inspect(raw: &str, login: &Login, src: &Sources<'_>) -> Resp
     };
     let requests = src.calls.timeline.get(&id).unwrap_or_default();
     let budgets = budgets(&id, src).await;
-    let call = Call {
+    let call = CallPage {
         id,
         session,
         requests,
@@ -67,7 +67,7 @@ async fn budgets(id: &str, src: &Sources<'_>) -> Vec<pages::BudgetRow> {
 }
 
 /// `POST /ui/calls/{id}/end`: deletes the session (admin logins only:
-/// [`route`] sends a read-only one away first).
+/// [`super::route`] sends a read-only one away first).
 pub(super) async fn end_session(raw: &str, login: &Login, src: &Sources<'_>) -> Response<Body> {
     let id = percent_decode_str(raw).decode_utf8_lossy().into_owned();
     if let Err(e) = check_id(&id) {

@@ -38,7 +38,7 @@ pub struct RouteRow {
 }
 
 /// What the call inspector shows.
-pub struct Call {
+pub struct CallPage {
     /// The call/session id asked for.
     pub id: String,
     /// The stored session, if any.
@@ -249,7 +249,7 @@ fn chart(series: &[(f64, f64)]) -> String {
 }
 
 /// The call inspector.
-pub fn call(c: &Call, login: &Login) -> String {
+pub fn call(c: &CallPage, login: &Login) -> String {
     let mut b = format!(r#"<h2>Call <code id="call-id">{}</code></h2>"#, esc(&c.id));
     match &c.session {
         Ok(Some(s)) => {

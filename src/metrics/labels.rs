@@ -50,7 +50,7 @@ pub struct McpLabels {
     pub route: String,
     /// A known MCP method, or `other`.
     pub method: &'static str,
-    /// The tool (bounded: see [`Metrics::mcp_request`]), or `""`.
+    /// The tool (bounded: see [`super::Metrics::mcp_request`]), or `""`.
     pub tool: ClientText,
     /// `ok`, `error` (the upstream answered 4xx/5xx), `denied` (the
     /// route's tool policy), `refused` (any other proxy error).

@@ -1,5 +1,5 @@
 //! A request head as the phases read it, whichever core parsed it: hyper's
-//! [`Parts`], or the own core's [`h1::RawHead`](super::h1::RawHead), a view
+//! [`Parts`], or the forwarding core's [`h1::RawHead`](super::h1::RawHead), a view
 //! of the bytes it parsed. The phases only look names up and read values;
 //! building a `HeaderMap` for that costs more than the lookups
 //! themselves.
@@ -43,7 +43,7 @@ pub trait Head: Sync {
     fn declared(&self) -> Declared;
     /// hyper's map, when the head has one. The check that reads it (a
     /// platform's request signature) runs on routes whose heads always
-    /// have one: the own core builds a `HeaderMap` for them.
+    /// have one: the forwarding core builds a `HeaderMap` for them.
     fn map(&self) -> Option<&HeaderMap>;
 }
 

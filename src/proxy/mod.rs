@@ -7,7 +7,7 @@
 mod app;
 pub mod doors;
 pub mod exchange;
-mod lane;
+mod forward;
 mod server;
 mod spread;
 

@@ -1,7 +1,7 @@
 //! Accept loops for both listeners: HTTP/1.1 and h2c (auto-detected), or
 //! HTTPS with ALPN on the public one; a header read timeout against
 //! slowloris, and graceful shutdown. On the public listener HTTP/1.1,
-//! cleartext or TLS, goes to the forwarding core ([`super::lane`]); HTTP/2
+//! cleartext or TLS, goes to the forwarding core ([`super::forward`]); HTTP/2
 //! and what the core hands over, to hyper.
 //!
 //! The public listener is served by `workers` threads, each with its own
@@ -31,7 +31,7 @@ use super::doors::{
     admin::{self, AdminCtx},
 };
 use super::exchange::Peer;
-use super::lane;
+use super::forward;
 use super::spread::{Handed, Open, Spread};
 use crate::metrics::WorkerLabel;
 use crate::net::h1::rewind::Rewind;
@@ -179,8 +179,8 @@ async fn public(
         }
     }
     drop((listener, inbox));
-    let lanes = w.live.closed();
-    drain(w.graceful, w.s.deadline, lanes).await;
+    let forwarding = w.live.closed();
+    drain(w.graceful, w.s.deadline, forwarding).await;
 }
 
 /// One worker's way of serving the connections it takes.
@@ -188,7 +188,7 @@ struct Worker {
     s: Shared,
     b: Builder<TokioExecutor>,
     graceful: GracefulShutdown,
-    /// Every connection the own core serves holds a receiver: the drain
+    /// Every connection the forwarding core serves holds a receiver: the drain
     /// waits for them all to be dropped.
     live: watch::Sender<()>,
 }
@@ -208,7 +208,7 @@ impl Worker {
             .iter()
             .any(|c| c.contains(remote.ip()));
         let peer = Arc::new(Peer::new(remote, trusted, self.s.tls.is_some()));
-        let lane_peer = peer.clone();
+        let core_peer = peer.clone();
         let stop = self.s.shutdown.clone();
         let svc = service_fn(move |req| {
             let app = app.clone();
@@ -225,10 +225,10 @@ impl Worker {
         // serves HTTP/2 (ALPN `h2`) and whatever the core hands over.
         let (app, header_read) = (self.s.app.clone(), self.s.header_read);
         let shutdown = self.s.shutdown.clone();
-        let client = move |stream| lane::Client {
+        let client = move |stream| forward::Client {
             stream,
             app,
-            peer: lane_peer,
+            peer: core_peer,
             header_read,
             shutdown,
         };
@@ -247,8 +247,8 @@ impl Worker {
             let (wire, read) = match wire.speaks_h2() {
                 true => (wire, Vec::new()),
                 false => match client(wire).serve().await {
-                    lane::Ended::HandOver(wire, read) => (wire, read),
-                    lane::Ended::Closed => return drop((held, live)),
+                    forward::Ended::HandOver(wire, read) => (wire, read),
+                    forward::Ended::Closed => return drop((held, live)),
                 },
             };
             drop(live);

@@ -63,7 +63,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_keep_alive_connections() {
     // The test holds 10,000 client sockets; `headgate serve` raises its own.
-    let limit = headgate::net::limits::raise_fd_limit();
+    let limit = headgate::internals::net::limits::raise_fd_limit();
     assert!(
         limit as usize > CONNECTIONS + 2_000,
         "the hard file limit ({limit}) is too low for {CONNECTIONS} connections"

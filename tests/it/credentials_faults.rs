@@ -50,7 +50,10 @@ async fn auth_server(answer: Answer) -> (String, Arc<AtomicU64>) {
 
 /// headgate with client-credentials credential `cc` at `token_url`, route
 /// `r` to `upstream` injecting it.
-async fn proxy(token_url: &str, upstream: &str) -> (tempfile::TempDir, headgate::proxy::Running) {
+async fn proxy(
+    token_url: &str,
+    upstream: &str,
+) -> (tempfile::TempDir, headgate::internals::proxy::Running) {
     let dir = tempfile::tempdir().unwrap();
     let main = format!(
         "[credentials.cc]\nkind = \"client_credentials\"\ntoken_url = \"{token_url}\"\nclient_id = \"hg\"\n\
@@ -67,7 +70,11 @@ client_secret_env = \"HG_TEST_CLIENT_SECRET\"\ntimeout = \"1s\"\n"
 }
 
 /// `n` requests to `path` of route `r` at once: their statuses and codes.
-async fn burst(h: &headgate::proxy::Running, path: &str, n: usize) -> Vec<(u16, String)> {
+async fn burst(
+    h: &headgate::internals::proxy::Running,
+    path: &str,
+    n: usize,
+) -> Vec<(u16, String)> {
     let c = client();
     let all = (0..n).map(|_| {
         let c = c.clone();

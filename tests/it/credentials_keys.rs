@@ -225,13 +225,11 @@ async fn jwks_publishes_every_key_type_and_tokens_verify_against_it() {
         "one session's token is signed once and reused"
     );
     assert_ne!(first[0], first[2], "another session gets its own");
-    let m =
-        h.app
-            .metrics
-            .credential_requests
-            .get_or_create(&headgate::metrics::CredentialOutcome {
-                credential: "rsa".into(),
-                outcome: "ok",
-            });
+    let m = h.app.metrics.credential_requests.get_or_create(
+        &headgate::internals::metrics::CredentialOutcome {
+            credential: "rsa".into(),
+            outcome: "ok",
+        },
+    );
     assert_eq!(m.get(), 2, "signed on a miss only");
 }

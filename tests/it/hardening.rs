@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::support::*;
-use headgate::platform::{sign_elevenlabs, sign_retell, sign_vapi};
+use headgate::internals::platform::{sign_elevenlabs, sign_retell, sign_vapi};
 use serde_json::{Value, json};
 
 const HOOKS: &str = "admin_token_env = \"HG_TEST_ADMIN_TOKEN\"\n\
@@ -20,7 +20,7 @@ const HEADERS: &str = "[headers]\nauthorization = \"Bearer << call.metadata.toke
 
 /// A webhook delivery: its status and `outcome` (or error code).
 async fn deliver(
-    h: &headgate::proxy::Running,
+    h: &headgate::internals::proxy::Running,
     hook: &str,
     headers: &[(&str, String)],
     body: &str,
@@ -42,7 +42,7 @@ async fn deliver(
 }
 
 /// The admin API's status for `GET /sessions/{id}`.
-async fn session_status(h: &headgate::proxy::Running, id: &str) -> u16 {
+async fn session_status(h: &headgate::internals::proxy::Running, id: &str) -> u16 {
     client()
         .get(format!("http://{}/sessions/{id}", h.admin))
         .header("authorization", format!("Bearer {ADMIN_TOKEN}"))

@@ -7,7 +7,7 @@ use crate::support::*;
 use serde_json::{Value, json};
 
 /// A `tools/call` of `tool` on MCP route `mcp` of `h`, as session `call-1`.
-async fn call_tool(h: &headgate::proxy::Running, tool: &str) -> u16 {
+async fn call_tool(h: &headgate::internals::proxy::Running, tool: &str) -> u16 {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": tool, "arguments": {}}});
     client()

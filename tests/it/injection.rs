@@ -6,7 +6,7 @@
 //! stripped or passed on.
 
 use base64::Engine;
-use headgate::config::check_texts;
+use headgate::internals::config::check_texts;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use serde_json::json;
@@ -57,7 +57,7 @@ proptest! {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let vars = headgate::session::validate(
+        let vars = headgate::internals::session::validate(
             json!({"call": {
                 "v": s,
                 "b": base64::engine::general_purpose::STANDARD.encode(s.as_bytes()),
@@ -67,8 +67,8 @@ proptest! {
         )
         .unwrap();
         let mut failures = Vec::new();
-        let req = headgate::proxy::RequestView { head: &parts, rest: "/x", mcp: None, credentials: None };
-        let out = headgate::proxy::render_rules(route, &cfg.env, req, "c1", &vars, |rule, e| {
+        let req = headgate::internals::proxy::RequestView { head: &parts, rest: "/x", mcp: None, credentials: None };
+        let out = headgate::internals::proxy::render_rules(route, &cfg.env, req, "c1", &vars, |rule, e| {
             failures.push((rule.name.to_string(), e.code()));
         })
         .unwrap();
@@ -78,12 +78,12 @@ proptest! {
                 "{name} carried a control character"
             );
         }
-        // The own core renders straight into the upstream head: the same
+        // The forwarding core renders straight into the upstream head: the same
         // lines, after what the head already held, and nothing more.
         // With the session's kept values, the second request copies what
         // the first rendered: the same lines again.
         let at = (&*cfg.env, req, "c1", &vars);
-        let renders = headgate::session::Renders::default();
+        let renders = headgate::internals::session::Renders::default();
         let mut want = b"GET /x HTTP/1.1\r\n".to_vec();
         for (name, v) in &out {
             want.extend_from_slice(format!("{name}: ").as_bytes());
@@ -92,7 +92,7 @@ proptest! {
         }
         for kept in [None, Some(&renders), Some(&renders)] {
             let mut head = b"GET /x HTTP/1.1\r\n".to_vec();
-            headgate::proxy::put_rules(route, at, kept, |_, _| {}, &mut head).unwrap();
+            headgate::internals::proxy::put_rules(route, at, kept, |_, _| {}, &mut head).unwrap();
             prop_assert_eq!(&head, &want);
         }
         if has_control(s.as_bytes()) {

@@ -116,7 +116,7 @@ async fn platform_sdks_and_headgate_agree() {
         "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\n",
     );
     write_config(dir.path(), main, &[("echo", &r)]);
-    let h = headgate::proxy::start(headgate::proxy::ServeOptions {
+    let h = headgate::internals::proxy::start(headgate::internals::proxy::ServeOptions {
         templates: dir.path().to_path_buf(),
         listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),

@@ -71,7 +71,11 @@ async fn a_denied_tool_is_invisible_refused_and_never_runs() {
 }
 
 /// A proxy with an MCP route in front of the recording upstream.
-async fn mcp_route() -> (tempfile::TempDir, Upstream, headgate::proxy::Running) {
+async fn mcp_route() -> (
+    tempfile::TempDir,
+    Upstream,
+    headgate::internals::proxy::Running,
+) {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let r = route(

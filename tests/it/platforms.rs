@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::support::*;
 use bytes::Bytes;
-use headgate::platform::{sign_elevenlabs, sign_retell, sign_vapi};
+use headgate::internals::platform::{sign_elevenlabs, sign_retell, sign_vapi};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
@@ -339,7 +339,7 @@ fn preset_urls_are_the_platforms_own() {
         ),
     ] {
         let main = format!("env_allow = [\"{env}\"]\n[resolver]\nplatform = \"{platform}\"\n");
-        let cfg = headgate::config::check_texts(&main, &[]).unwrap();
+        let cfg = headgate::internals::config::check_texts(&main, &[]).unwrap();
         let r = cfg.resolver.as_ref().expect("a resolver");
         let scope = json!({"session": {"id": "c:1"}, "env": {env: "K"}});
         assert_eq!(r.url.render(&scope).unwrap(), url, "{platform}");

@@ -8,7 +8,13 @@ use serde_json::{Value, json};
 
 const MAIN: &str = "builtin_echo = false\n[timeouts]\nresponse_headers = \"1s\"\nconnect = \"1s\"\nshutdown = \"3s\"\nheader_read = \"500ms\"\n";
 
-async fn setup(route_extra: &str) -> (tempfile::TempDir, Upstream, headgate::proxy::Running) {
+async fn setup(
+    route_extra: &str,
+) -> (
+    tempfile::TempDir,
+    Upstream,
+    headgate::internals::proxy::Running,
+) {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let r = route(&format!("{}/mcp", up.url()), route_extra);
@@ -19,7 +25,7 @@ async fn setup(route_extra: &str) -> (tempfile::TempDir, Upstream, headgate::pro
 
 const HEADERS: &str = "[headers]\nauthorization = \"Bearer << call.metadata.token >>\"\nx-tenant = \"<< call.metadata.tenant | default: 'public' >>\"\n";
 
-fn url(h: &headgate::proxy::Running, path: &str) -> String {
+fn url(h: &headgate::internals::proxy::Running, path: &str) -> String {
     format!("http://{}{path}", h.listen)
 }
 

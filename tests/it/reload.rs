@@ -33,7 +33,7 @@ async fn reload_under_traffic_never_fails_a_request() {
     let up = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "", &[("crm", &route_with(&up.url(), "v1"))]);
-    let h = headgate::proxy::start(headgate::proxy::ServeOptions {
+    let h = headgate::internals::proxy::start(headgate::internals::proxy::ServeOptions {
         templates: dir.path().to_path_buf(),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),

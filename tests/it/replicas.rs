@@ -177,7 +177,7 @@ async fn two_replicas_share_sessions_through_redis() {
 
 /// A signed Vapi webhook delivered to `r`: (status, outcome).
 async fn hook(r: &Replica, body: &str, ts: &str) -> (u16, String) {
-    let sig = headgate::platform::sign_vapi(WEBHOOK_SECRET, body.as_bytes(), ts);
+    let sig = headgate::internals::platform::sign_vapi(WEBHOOK_SECRET, body.as_bytes(), ts);
     let resp = client()
         .post(format!("http://{}/_hooks/vapi", r.served.listen))
         .header("x-signature", sig)

@@ -134,7 +134,7 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
     // Vapi: status-update stores the call with the call.metadata view.
     let body = json!({"message": {"type": "status-update", "status": "in-progress", "call": {"id": "vc-1", "assistantOverrides": {"variableValues": {"token": "from-vapi"}}}}}).to_string();
     let ts = now_secs().to_string();
-    let sig = headgate::platform::sign_vapi(WEBHOOK_SECRET, body.as_bytes(), &ts);
+    let sig = headgate::internals::platform::sign_vapi(WEBHOOK_SECRET, body.as_bytes(), &ts);
     let send = |sig: String, ts: String, body: String| {
         c.post(hook("vapi"))
             .header("x-signature", sig)
@@ -199,8 +199,9 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
     // Retell: signed call_started stores, a stale signature is refused.
     let body = json!({"event": "call_started", "call": {"call_id": "rc-1", "metadata": {"token": "from-retell"}}}).to_string();
     let ms = now_secs() * 1000;
-    let good = headgate::platform::sign_retell(RETELL_KEY, body.as_bytes(), ms);
-    let stale = headgate::platform::sign_retell(RETELL_KEY, body.as_bytes(), ms - 3_600_000);
+    let good = headgate::internals::platform::sign_retell(RETELL_KEY, body.as_bytes(), ms);
+    let stale =
+        headgate::internals::platform::sign_retell(RETELL_KEY, body.as_bytes(), ms - 3_600_000);
     assert_eq!(
         status_and_code(
             c.post(hook("retell"))
@@ -230,7 +231,8 @@ async fn webhooks_store_purge_and_refuse_bad_signatures() {
     // ElevenLabs: a signed post-call webhook purges.
     put_session(&h, "el-1", json!({"call": {"metadata": {"token": "x"}}})).await;
     let body = json!({"type": "post_call_transcription", "event_timestamp": now_secs(), "data": {"conversation_id": "el-1", "agent_id": "a"}}).to_string();
-    let sig = headgate::platform::sign_elevenlabs(WEBHOOK_SECRET, body.as_bytes(), now_secs());
+    let sig =
+        headgate::internals::platform::sign_elevenlabs(WEBHOOK_SECRET, body.as_bytes(), now_secs());
     let r = c
         .post(hook("elevenlabs"))
         .header("elevenlabs-signature", sig)
@@ -300,7 +302,7 @@ async fn resolver_setup(
     Upstream,
     FakeApi,
     tempfile::TempDir,
-    headgate::proxy::Running,
+    headgate::internals::proxy::Running,
 ) {
     let up = upstream().await;
     let api = FakeApi::default();

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{RedisServer, eventually};
-use headgate::config::RedisSettings;
-use headgate::session::store::{PinTable, PinWrites};
-use headgate::session::{MemoryStore, RedisStore, Session, SessionStore, Source, Store};
+use headgate::internals::config::RedisSettings;
+use headgate::internals::session::store::{PinTable, PinWrites};
+use headgate::internals::session::{MemoryStore, RedisStore, Session, SessionStore, Source, Store};
 use headgate::template::Vars;
 use serde_json::{Map, Value, json};
 
@@ -311,7 +311,7 @@ async fn redis_store_conformance() {
 async fn redis_store_conformance_encrypted() {
     let redis = RedisServer::start();
     let mut s = settings(&redis, "sealed:", Duration::from_secs(5));
-    let key = headgate::config::EncryptionKey::new("k1", vec![7; 32]);
+    let key = headgate::internals::config::EncryptionKey::new("k1", vec![7; 32]);
     s.encryption_keys = vec![key];
     conformance(
         "redis sealed",

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use headgate::config::{RedisSettings, RedisTopology};
-use headgate::session::{RedisStore, SessionStore as _, Source, Store};
+use headgate::internals::config::{RedisSettings, RedisTopology};
+use headgate::internals::session::{RedisStore, SessionStore as _, Source, Store};
 use serde_json::json;
 
 use crate::store::{conformance, session, settings};

@@ -140,11 +140,12 @@ async fn https_get(
     roots: &[rustls::pki_types::CertificateDer<'static>],
     url: &str,
 ) -> Result<(u16, http::Version, String), String> {
-    let client = headgate::net::client::build(std::time::Duration::from_secs(2), roots).unwrap();
+    let client =
+        headgate::internals::net::client::build(std::time::Duration::from_secs(2), roots).unwrap();
     let req = hyper::Request::get(url)
         .header("x-headgate-key", ROUTE_KEY)
         .header("x-call-id", "call-tls")
-        .body(headgate::net::response::empty())
+        .body(headgate::internals::net::response::empty())
         .unwrap();
     let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
     let (status, version) = (resp.status().as_u16(), resp.version());
@@ -266,14 +267,16 @@ async fn the_admin_listener_serves_https_with_a_secure_console_cookie() {
     );
     let h = start(dir.path()).await;
     let port = h.admin.port();
-    let client = headgate::net::client::build(std::time::Duration::from_secs(2), &[root]).unwrap();
+    let client =
+        headgate::internals::net::client::build(std::time::Duration::from_secs(2), &[root])
+            .unwrap();
     let login = |origin: &'static str| {
         let req = hyper::Request::post(format!("https://localhost:{port}/ui/login"))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("origin", origin.replace("PORT", &port.to_string()))
-            .body(headgate::net::response::full(Bytes::from(format!(
-                "token={ADMIN_TOKEN}"
-            ))))
+            .body(headgate::internals::net::response::full(Bytes::from(
+                format!("token={ADMIN_TOKEN}"),
+            )))
             .unwrap();
         client.request(req)
     };

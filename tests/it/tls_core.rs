@@ -21,7 +21,7 @@ async fn proxy(
     main: &str,
     upstream: &str,
     front: Option<&TlsFront>,
-) -> (tempfile::TempDir, headgate::proxy::Running) {
+) -> (tempfile::TempDir, headgate::internals::proxy::Running) {
     let dir = tempfile::tempdir().unwrap();
     let mut main = main.to_string();
     if let Some(front) = front {
@@ -147,6 +147,8 @@ async fn tls_clients_are_served_by_the_core_and_h2_ones_by_hyper() {
             .header("x-call-id", "c1")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
+        // Kept alive: the same connection is ready for the next request.
+        send.ready().await.unwrap();
         let resp = send.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.version(), http::Version::HTTP_11);

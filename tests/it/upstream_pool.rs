@@ -108,7 +108,7 @@ async fn raw_upstream_on(bind: &str, mode: Mode) -> Raw {
 /// worker has a pool of its own (`workers_keep_their_own_pools` below).
 const MAIN: &str = "builtin_echo = false\nworkers = 1\n[timeouts]\nresponse_headers = \"2s\"\nconnect = \"1s\"\nidle = \"5s\"\n";
 
-async fn through(mode: Mode) -> (tempfile::TempDir, Raw, headgate::proxy::Running) {
+async fn through(mode: Mode) -> (tempfile::TempDir, Raw, headgate::internals::proxy::Running) {
     let raw = raw_upstream(mode).await;
     let authority = raw.addr.to_string();
     through_to(raw, &authority).await
@@ -118,7 +118,7 @@ async fn through(mode: Mode) -> (tempfile::TempDir, Raw, headgate::proxy::Runnin
 async fn through_to(
     raw: Raw,
     authority: &str,
-) -> (tempfile::TempDir, Raw, headgate::proxy::Running) {
+) -> (tempfile::TempDir, Raw, headgate::internals::proxy::Running) {
     let dir = tempfile::tempdir().unwrap();
     let r = route(
         &format!("http://{authority}/base"),
@@ -130,7 +130,11 @@ async fn through_to(
     (dir, raw, h)
 }
 
-async fn get(c: &reqwest::Client, h: &headgate::proxy::Running, i: usize) -> (u16, String) {
+async fn get(
+    c: &reqwest::Client,
+    h: &headgate::internals::proxy::Running,
+    i: usize,
+) -> (u16, String) {
     let r = get_call(c, format!("http://{}/r/item/{i}", h.listen), "c1").await;
     (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
@@ -172,7 +176,7 @@ async fn sequential_requests_share_one_upstream_connection() {
     assert_eq!(raw.connections.load(Ordering::SeqCst), 1);
     assert_eq!(
         keepalive_to(raw.addr),
-        Some(headgate::net::client::TCP_KEEPALIVE),
+        Some(headgate::internals::net::client::TCP_KEEPALIVE),
         "the pooled connection probes a silent upstream"
     );
     // Origin-form request line, the upstream's own Host, the token injected.

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use headgate::config::check_texts;
-use headgate::platform::{sign_elevenlabs, sign_retell, sign_vapi};
-use headgate::session::webhooks::{HookOutcome, ReplayGuard, deliver};
-use headgate::session::{MemoryStore, Store};
+use headgate::internals::config::check_texts;
+use headgate::internals::platform::{sign_elevenlabs, sign_retell, sign_vapi};
+use headgate::internals::session::webhooks::{HookOutcome, ReplayGuard, deliver};
+use headgate::internals::session::{MemoryStore, Store};
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use serde_json::json;

@@ -84,7 +84,7 @@ pub fn judge<R: PartialEq + Debug>(
 /// A chunked body at the start of `rest`, decoded by the own core's
 /// reader: `Ok(None)` when the bytes end before it does.
 pub fn dechunk(rest: &[u8]) -> Result<Option<Vec<u8>>, &'static str> {
-    let mut c = headgate::net::h1::Chunked::new();
+    let mut c = headgate::internals::net::h1::Chunked::new();
     let mut body = Vec::new();
     c.read(rest, |d| body.extend_from_slice(d))
         .map_err(|e| e.0)?;

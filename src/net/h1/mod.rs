@@ -183,7 +183,7 @@ pub fn parse_request<'b>(
         return Err(bad("malformed request head"));
     };
     let headers: &'b [httparse::Header<'b>] = req.headers;
-    let conn = Conn::of(headers)?;
+    let conn = HeadFlags::of(headers)?;
     let framing = match (conn.length, conn.chunked) {
         (Some(_), true) => return Err(bad("both Content-Length and Transfer-Encoding")),
         (_, true) if minor == 0 => return Err(bad("Transfer-Encoding on HTTP/1.0")),
@@ -220,7 +220,7 @@ fn too_large() -> Refused {
 
 /// What a head's framing and connection headers say.
 #[derive(Default)]
-struct Conn {
+struct HeadFlags {
     length: Option<u64>,
     chunked: bool,
     close: bool,
@@ -240,10 +240,10 @@ struct Conn {
     keep_alive_timeout: Option<u64>,
 }
 
-impl Conn {
+impl HeadFlags {
     /// Reads the headers once; refuses any ambiguity about the framing.
     fn of(headers: &[httparse::Header<'_>]) -> Result<Self, Refused> {
-        let mut c = Conn::default();
+        let mut c = HeadFlags::default();
         let mut te_seen = false;
         for h in headers {
             // The names that matter are at least 6 bytes long; most custom
@@ -352,7 +352,7 @@ pub fn parse_response<'b>(
     // RFC 9112 §6.3, in its order: a response that has no body has none
     // whatever its framing headers say, and they are not judged.
     let bodiless = head_request || (100..200).contains(&status) || status == 204 || status == 304;
-    let conn = Conn::of_response(headers, bodiless, minor)?;
+    let conn = HeadFlags::of_response(headers, bodiless, minor)?;
     let framing = if bodiless {
         Framing::Empty
     } else if conn.until_close {
@@ -382,7 +382,7 @@ pub fn parse_response<'b>(
     }))
 }
 
-impl Conn {
+impl HeadFlags {
     /// A response's framing headers, as hyper's client reads them: a
     /// `Transfer-Encoding` (its last line's last coding) decides and any
     /// `Content-Length` is then ignored, the connection not reused (RFC
@@ -394,7 +394,7 @@ impl Conn {
         bodiless: bool,
         minor: u8,
     ) -> Result<Self, Refused> {
-        let mut c = Conn::default();
+        let mut c = HeadFlags::default();
         let mut te: Option<&[u8]> = None;
         // How many `Content-Length` lines, and the first one's value.
         let (mut lengths, mut first_length) = (0, None);

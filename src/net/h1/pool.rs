@@ -12,7 +12,7 @@ use crate::net::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE};
 
 /// A connection to an upstream, with the authority it is to (kept with
 /// it so a check-in allocates nothing).
-pub struct Conn {
+pub struct Pooled {
     /// `host:port`.
     pub authority: Box<str>,
     /// The connection.
@@ -20,7 +20,7 @@ pub struct Conn {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Pooled,
     /// When it stops being handed out: compared, not subtracted, at each
     /// checkout (a `duration_since` per idle connection on every
     /// checkout is arithmetic the comparison does not need).
@@ -34,7 +34,7 @@ thread_local! {
 
 /// An idle connection to `authority` that has not timed out by `now`, if
 /// any.
-pub fn checkout(authority: &str, tls: bool, now: Instant) -> Option<Conn> {
+pub fn checkout(authority: &str, tls: bool, now: Instant) -> Option<Pooled> {
     IDLE.with_borrow_mut(|idle| {
         idle.retain(|c| c.until > now);
         let i = idle
@@ -70,7 +70,7 @@ pub fn idle_for(server_timeout: Option<u64>) -> Duration {
 /// `since` (a clock read the caller took before its response ended: an
 /// earlier one only shortens the idle time allowed, and takes no read of
 /// its own) for at most `idle` ([`idle_for`]).
-pub fn checkin(conn: Conn, since: Instant, idle_time: Duration) {
+pub fn checkin(conn: Pooled, since: Instant, idle_time: Duration) {
     if idle_time.is_zero() {
         return;
     }

@@ -6,7 +6,7 @@
 use super::*;
 
 /// Where a request head's parts lie in the buffer it was parsed from, as
-/// offsets: what the own core keeps while the phases run (across awaits,
+/// offsets: what the forwarding core keeps while the phases run (across awaits,
 /// which the borrowed `httparse` view cannot cross), and reads through
 /// [`RawHead`] instead of building a `HeaderMap`.
 #[derive(Debug)]
@@ -83,7 +83,7 @@ pub struct Field<'b> {
     pub value: &'b [u8],
 }
 
-/// A request head read straight from the bytes the own core parsed.
+/// A request head read straight from the bytes the forwarding core parsed.
 #[derive(Clone, Copy)]
 pub struct RawHead<'b> {
     buf: &'b [u8],

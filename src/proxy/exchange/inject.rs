@@ -60,7 +60,7 @@ pub fn render_rules(
 
 /// [`render_rules`], each value written straight into `out` as a header
 /// line (`name: value` and CRLF) of a request head being written: no
-/// value is allocated on its own (the own core's upstream head). With the
+/// value is allocated on its own (the forwarding core's upstream head). With the
 /// session's `renders`, a rule that renders the same for all its requests
 /// ([`HeaderRule::per_session`]) is rendered once and copied after.
 pub fn put_rules(

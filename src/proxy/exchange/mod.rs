@@ -95,7 +95,7 @@ pub(crate) struct Timings {
 
 /// What the phases before forwarding found: the key, the session (none
 /// when an unknown one passes) and the rendered headers.
-pub(crate) type Prepared = (SessionKey, Option<Arc<Session>>, Rendered);
+pub(crate) type CallFound = (SessionKey, Option<Arc<Session>>, Rendered);
 
 impl<'a> Exchange<'a> {
     /// A new exchange on `route` under the config the request started
@@ -270,7 +270,7 @@ impl<'a> Exchange<'a> {
         head: &dyn Head,
         rest: &str,
         body: &InBody,
-    ) -> Result<Prepared, ProxyError> {
+    ) -> Result<CallFound, ProxyError> {
         let (key, session) = self.find_call(head, rest, body).await?;
         let rendered = match &session {
             Some(s) => self.render_headers(head, rest, &key, &s.vars)?,
@@ -405,7 +405,7 @@ pub(crate) enum SavedHead {
         version: http::Version,
         headers: Vec<u8>,
     },
-    /// The own core's head, its bytes as they came: one copy, parsed again
+    /// The forwarding core's head, its bytes as they came: one copy, parsed again
     /// only for the retry (not the target's `Uri` and the flattened lines
     /// built up front on every request).
     Raw(Vec<u8>),
@@ -422,7 +422,7 @@ impl SavedHead {
         }
     }
 
-    /// The own core's head, `head` being its bytes (request line to the
+    /// The forwarding core's head, `head` being its bytes (request line to the
     /// empty line).
     pub(crate) fn of_raw(head: &[u8]) -> Self {
         Self::Raw(head.to_vec())

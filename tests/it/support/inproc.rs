@@ -5,8 +5,8 @@ use std::path::Path;
 use super::config::ROUTE_KEY;
 
 /// Starts headgate in process on free ports.
-pub async fn start(dir: &Path) -> headgate::proxy::Running {
-    headgate::proxy::start(headgate::proxy::ServeOptions {
+pub async fn start(dir: &Path) -> headgate::internals::proxy::Running {
+    headgate::internals::proxy::start(headgate::internals::proxy::ServeOptions {
         templates: dir.to_path_buf(),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -40,7 +40,11 @@ pub async fn get_text(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> String
 }
 
 /// PUT a session on the admin API.
-pub async fn put_session(h: &headgate::proxy::Running, id: &str, vars: serde_json::Value) {
+pub async fn put_session(
+    h: &headgate::internals::proxy::Running,
+    id: &str,
+    vars: serde_json::Value,
+) {
     let r = client()
         .put(format!("http://{}/sessions/{id}", h.admin))
         .json(&vars)

@@ -8,7 +8,7 @@ impl RedisStore {
         self.keyed("budget", id)
     }
 
-    /// [`super::Store::spend`]: one `HINCRBY` and one `PEXPIRE`, in one
+    /// [`crate::session::Store::spend`]: one `HINCRBY` and one `PEXPIRE`, in one
     /// round trip.
     pub async fn spend(&self, sid: &str, name: &str, ttl: Duration) -> Result<u64, SessionError> {
         let key = self.budget_key(sid);
@@ -21,7 +21,7 @@ impl RedisStore {
         Ok(n)
     }
 
-    /// [`super::Store::spent`]: one `HGETALL`.
+    /// [`crate::session::Store::spent`]: one `HGETALL`.
     pub async fn spent(
         &self,
         sid: &str,

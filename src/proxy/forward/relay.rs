@@ -36,7 +36,7 @@ const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
 /// and relayed with its body.
 pub(super) struct Relay<'c> {
     pub route: &'c Route,
-    pub up: pool::Conn,
+    pub up: pool::Pooled,
     pub client: &'c mut Wire,
     pub clock: &'c mut Clock,
     pub idle: Duration,
@@ -118,11 +118,11 @@ impl Relay<'_> {
                 return Err(fail(route, &e));
             };
             match parsed {
-                Head::Informational(len) => {
+                Reply::Informational(len) => {
                     let _ = self.client.send(&rbuf[..len]).await;
                     rbuf.drain(..len);
                 }
-                Head::Final(h) => break h,
+                Reply::Final(h) => break h,
             }
         };
         let Final {
@@ -199,7 +199,7 @@ impl Relay<'_> {
 }
 
 /// A response head read from the upstream.
-enum Head {
+enum Reply {
     /// A 1xx (not 101) of this many bytes, passed on as it is.
     Informational(usize),
     Final(Final),
@@ -223,7 +223,7 @@ struct Final {
 
 impl Relay<'_> {
     /// The response head at the start of `rbuf`, if it is all there.
-    fn final_head(&self, rbuf: &[u8], out: &mut Vec<u8>) -> Result<Option<Head>, Failed> {
+    fn final_head(&self, rbuf: &[u8], out: &mut Vec<u8>) -> Result<Option<Reply>, Failed> {
         let route_fail = |why: &str| {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
             fail(self.route, &e)
@@ -238,7 +238,7 @@ impl Relay<'_> {
             return Err(route_fail("101 to a request that asked for no upgrade"));
         }
         if head.status < 200 {
-            return Ok(Some(Head::Informational(head.len)));
+            return Ok(Some(Reply::Informational(head.len)));
         }
         let status = StatusCode::from_u16(head.status).map_err(|_| route_fail("bad status"))?;
         out.clear();
@@ -298,7 +298,7 @@ impl Relay<'_> {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        Ok(Some(Head::Final(Final {
+        Ok(Some(Reply::Final(Final {
             len: head.len,
             framing: head.framing,
             keep_alive: head.keep_alive,

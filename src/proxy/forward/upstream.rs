@@ -116,7 +116,7 @@ async fn connect(
     (within, tls): (Duration, &tokio_rustls::TlsConnector),
     now: Instant,
     fresh_only: bool,
-) -> Result<(pool::Conn, bool), Failed> {
+) -> Result<(pool::Pooled, bool), Failed> {
     let Some(authority) = route.upstream.authority() else {
         return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
     };
@@ -139,7 +139,7 @@ async fn connect(
     };
     match opened {
         Ok(stream) => Ok((
-            pool::Conn {
+            pool::Pooled {
                 authority: authority.as_str().into(),
                 stream,
             },
