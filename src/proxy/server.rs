@@ -233,7 +233,7 @@ impl Worker {
             shutdown,
         };
         let live = self.live.subscribe();
-        let (tls, header_read) = (self.s.tls.clone(), self.s.header_read);
+        let tls = self.s.tls.clone();
         tokio::spawn(async move {
             // The handshake runs on the connection's own task, within the
             // header-read timeout, so a slow one holds up no one.
