@@ -41,13 +41,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 "$T/examples/bench_upstream" "$UP" >/dev/null 2>&1 &
 # The TLS shape's upstream: the same, on HTTPS with a leaf of a CA made here.
 UP_TLS=127.0.0.1:28001
-(cd "$work" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null \
-  && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-    -keyout leaf.key -out leaf.csr 2>/dev/null \
-  && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext \
-  && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-    -extfile leaf.ext -out leaf.pem 2>/dev/null)
+. bench/certs.sh
+make_certs "$work"
 "$T/examples/bench_upstream" "$UP_TLS" "$work/leaf.pem" "$work/leaf.key" >/dev/null 2>&1 &
 
 route() { printf 'upstream = "http://%s/bench"\ninbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }\n%s\n' "$UP" "$1"; }

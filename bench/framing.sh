@@ -15,13 +15,8 @@ cargo build --release --quiet --bin headgate
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-(cd "$work" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=framing-ca -keyout ca.key -out ca.pem 2>/dev/null \
-  && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-    -keyout leaf.key -out leaf.csr 2>/dev/null \
-  && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext \
-  && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-    -extfile leaf.ext -out leaf.pem 2>/dev/null)
+. bench/certs.sh
+make_certs "$work"
 export HG_BENCH_KEY=bench-route-key-0123
 status=0
 for mode in cleartext tls; do

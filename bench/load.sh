@@ -86,16 +86,8 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # A CA and a leaf for localhost and 127.0.0.1, made for this run.
-if [ -n "$TLS" ]; then
-  (cd "$work" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-      -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null \
-    && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-      -keyout leaf.key -out leaf.csr 2>/dev/null \
-    && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext \
-    && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-      -extfile leaf.ext -out leaf.pem 2>/dev/null \
-    && cat leaf.pem leaf.key > leaf.both)
-fi
+. bench/certs.sh
+[ -n "$TLS" ] && make_certs "$work"
 UP_TLS=(); [ "$UPS" = https ] && UP_TLS=("$work/leaf.pem" "$work/leaf.key")
 ./target/release/examples/bench_upstream "$UP" "${UP_TLS[@]}" 2>/dev/null & pids+=($!)
 # Appended to every headgate's config: its TLS, each side as TLS says.

@@ -98,24 +98,17 @@ async fn jwks_publishes_every_key_type_and_tokens_verify_against_it() {
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let path = |f: &str| keys.join(f).to_string_lossy().into_owned();
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &path("rsa.pem"),
-    ]);
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &path("old.pem"),
-    ]);
+    for rsa in ["rsa.pem", "old.pem"] {
+        let out = path(rsa);
+        let args = [
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ];
+        openssl(&[&args[..], &["-out", &out]].concat());
+    }
     openssl(&[
         "pkey",
         "-in",

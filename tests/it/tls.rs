@@ -123,17 +123,6 @@ async fn https_upstream_with_an_internal_ca() {
     h2.shutdown().await;
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, written to
-/// `dir/tls/`: its DER, to trust it.
-fn listener_cert(dir: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let ck = rcgen::generate_simple_self_signed(names).unwrap();
-    std::fs::create_dir_all(dir.join("tls")).unwrap();
-    std::fs::write(dir.join("tls/cert.pem"), ck.cert.pem()).unwrap();
-    std::fs::write(dir.join("tls/key.pem"), ck.key_pair.serialize_pem()).unwrap();
-    ck.cert.der().clone()
-}
-
 /// GET `url` with headgate's own client trusting `roots`: the status, the
 /// protocol, the body; or the error.
 async fn https_get(
@@ -191,7 +180,7 @@ async fn http1_get(
 async fn the_public_listener_serves_https_and_reloads_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let first = listener_cert(dir.path());
-    let main = "[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/key.pem\"\n";
+    let main = LISTENER_TLS;
     write_config(dir.path(), main, &[("echo", &route("builtin:echo", ""))]);
     let h = inproc::start(dir.path()).await;
     put_session(&h, "call-tls", json!({"call": {"x": 1}})).await;

@@ -98,18 +98,6 @@ async fn an_https_upstream_gets_http11_on_one_verified_reused_connection() {
     h2.shutdown().await;
 }
 
-/// `[tls]` for the public listener: `tls/cert.pem` and `tls/key.pem` in
-/// `dir`; the certificate's DER, for the client to trust.
-fn listener_tls(dir: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
-    let (der, cert, key) = self_signed();
-    std::fs::create_dir_all(dir.join("tls")).unwrap();
-    std::fs::write(dir.join("tls/cert.pem"), cert).unwrap();
-    std::fs::write(dir.join("tls/key.pem"), key).unwrap();
-    der
-}
-
-const LISTENER_TLS: &str = "[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/key.pem\"\n";
-
 /// HTTPS on both sides: an HTTP/1.1 client's requests, on one kept-alive
 /// TLS connection, reach an `https://` upstream over HTTP/1.1 (the core
 /// served them: hyper's path lets ALPN pick h2 upstream); an h2 client is
@@ -119,7 +107,7 @@ async fn tls_clients_are_served_by_the_core_and_h2_ones_by_hyper() {
     let up = upstream().await;
     let front = tls_front(up.addr.unwrap(), &[b"h2", b"http/1.1"]).await;
     let dir = tempfile::tempdir().unwrap();
-    let root = listener_tls(dir.path());
+    let root = listener_cert(dir.path());
     std::fs::write(dir.path().join("ca.pem"), &front.ca_pem).unwrap();
     let main = format!("{LISTENER_TLS}ca_file = \"ca.pem\"\n");
     let r = route(&format!("{}/mcp", front.url()), TOKEN_ROUTE);
@@ -207,7 +195,7 @@ f\r\ndata: started\n\n\r\n";
         for notify in [true, false] {
             let (up, mut ended) = crate::upstream_faults::holding_upstream(head).await;
             let dir = tempfile::tempdir().unwrap();
-            let root = listener_tls(dir.path());
+            let root = listener_cert(dir.path());
             let r = route(&format!("http://{up}"), TOKEN_ROUTE);
             write_config(dir.path(), LISTENER_TLS, &[("secure", &r)]);
             let h = start(dir.path()).await;

@@ -42,6 +42,20 @@ pub fn self_signed() -> (CertificateDer<'static>, String, String) {
     )
 }
 
+/// A self-signed certificate for the public listener, written to
+/// `dir/tls/cert.pem` and `dir/tls/key.pem` (what [`LISTENER_TLS`] names):
+/// its DER, for a client to trust.
+pub fn listener_cert(dir: &std::path::Path) -> CertificateDer<'static> {
+    let (der, cert, key) = self_signed();
+    std::fs::create_dir_all(dir.join("tls")).unwrap();
+    std::fs::write(dir.join("tls/cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("tls/key.pem"), key).unwrap();
+    der
+}
+
+/// `[tls]` serving the public listener with [`listener_cert`]'s files.
+pub const LISTENER_TLS: &str = "[tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/key.pem\"\n";
+
 /// Serves TLS on a free loopback port, offering `alpn`, and relays each
 /// connection's plaintext to `inner` (a hyper server there reads h2 or
 /// HTTP/1.1 as ALPN chose).
