@@ -115,7 +115,8 @@ fn forwarded_once(data: &[u8], head: &h1::RequestHead<'_>) {
     }
     let peer = headgate::internals::proxy::Peer::new("192.0.2.1:1".parse().unwrap(), false, false);
     let mut up = format!("{} /x HTTP/1.1\r\nhost: up\r\n", head.method).into_bytes();
-    if headgate::internals::proxy::put_raw_headers(&mut up, &raw, route(), |_| Ok(()), &peer).is_err() {
+    let mut lines = headgate::internals::proxy::RawLines { head: raw, out: &mut up };
+    if headgate::internals::proxy::put_headers(&mut lines, route(), |_| Ok(()), &peer).is_err() {
         return;
     }
     up.extend_from_slice(b"\r\n");

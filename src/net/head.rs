@@ -8,6 +8,7 @@ use http::HeaderMap;
 use http::header::HeaderName;
 use http::request::Parts;
 
+use super::h1::RawHead;
 use super::headers::Names;
 
 /// See the module docs. `Sync` so a phase may hold one across an await.
@@ -45,6 +46,62 @@ pub trait Head: Sync {
     /// platform's request signature) runs on routes whose heads always
     /// have one: the forwarding core builds a `HeaderMap` for them.
     fn map(&self) -> Option<&HeaderMap>;
+}
+
+/// Either head, as a transport lends it to the phases.
+pub enum AnyHead<'a> {
+    /// The forwarding core's, read straight from its buffer.
+    Raw(RawHead<'a>),
+    /// hyper's, or one the core parsed into `http` types.
+    Parts(&'a Parts),
+}
+
+/// Calls `$f` on whichever head it is.
+macro_rules! either {
+    ($self:ident, $h:ident => $e:expr) => {
+        match $self {
+            AnyHead::Raw($h) => $e,
+            AnyHead::Parts($h) => $e,
+        }
+    };
+}
+
+impl Head for AnyHead<'_> {
+    fn method(&self) -> &str {
+        either!(self, h => h.method())
+    }
+
+    fn query(&self) -> Option<&str> {
+        either!(self, h => h.query())
+    }
+
+    fn header(&self, name: &HeaderName) -> Option<&[u8]> {
+        either!(self, h => h.header(name))
+    }
+
+    fn count(&self, name: &HeaderName) -> usize {
+        either!(self, h => h.count(name))
+    }
+
+    fn firsts<'h, 'n>(
+        &'h self,
+        names: &'n Names,
+        firsts: &mut [Option<&'h [u8]>],
+    ) -> Result<(), &'n HeaderName> {
+        either!(self, h => h.firsts(names, firsts))
+    }
+
+    fn each_header(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        either!(self, h => h.each_header(f))
+    }
+
+    fn declared(&self) -> Declared {
+        either!(self, h => h.declared())
+    }
+
+    fn map(&self) -> Option<&HeaderMap> {
+        either!(self, h => h.map())
+    }
 }
 
 impl Head for Parts {

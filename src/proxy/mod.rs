@@ -16,7 +16,7 @@ pub use exchange::error;
 /// How the forwarding core writes an upstream request's header lines (for
 /// the differential fuzz target, which parses what the upstream would).
 #[doc(hidden)]
-pub use exchange::{Peer, put_raw_headers};
+pub use exchange::{Peer, RawLines, put_headers};
 /// The request phases that depend on nothing but the route and the request
 /// (public for the fuzz targets, the CLI and embedding).
 pub use exchange::{RequestView, SessionKey, put_rules, render_rules, screen, session_key};

@@ -14,7 +14,7 @@ use crate::metrics::RouteCode;
 use crate::net::response::Body;
 use crate::net::tracecontext::Trace;
 use crate::proxy::App;
-use crate::proxy::exchange::{Exchange, Peer, ProxyError};
+use crate::proxy::exchange::{Exchange, HyperTransport, Peer, ProxyError};
 use crate::session::id_hash;
 use crate::telemetry::{Exporter, Finished};
 
@@ -34,7 +34,7 @@ pub(super) async fn handle(
     let rest = rest.to_string();
     let begun = Begun::now();
     let mut x = Exchange::new(app, cfg, &route, peer, begun.started());
-    match x.run(req, &rest).await {
+    match x.run(&mut HyperTransport::new(req, rest)).await {
         Ok(resp) => {
             finish(&x, begun, resp.status());
             resp

@@ -75,6 +75,10 @@ pub enum ProxyError {
     /// The request's head is not one a proxy may forward as it is.
     #[error("{0}")]
     Malformed(&'static str),
+    /// The forwarding core could not read the request's head as
+    /// HTTP/1.1 (400), or it is larger than it reads (431).
+    #[error("{0}")]
+    BadHead(crate::net::h1::Refused),
     /// A header that must appear once appeared more than once (`Host`, a
     /// session-key header): which value counts would be a guess.
     #[error("the request has more than one `{0}` header; send it once")]
@@ -128,7 +132,7 @@ impl ProxyError {
             ProxyError::ResolverUnavailable => "resolver.unavailable",
             ProxyError::StoreUnavailable => "store.unavailable",
             ProxyError::BadBody(_) => "request.invalid_body",
-            ProxyError::Malformed(_) => "request.malformed",
+            ProxyError::Malformed(_) | ProxyError::BadHead(_) => "request.malformed",
             ProxyError::Ambiguous(_) => "request.duplicate_header",
             ProxyError::Mcp(e) => e.code(),
             ProxyError::ToolDenied(_) => "mcp.tool_denied",
@@ -143,6 +147,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::InboundAuth => StatusCode::UNAUTHORIZED,
+            ProxyError::BadHead(r) => {
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ProxyError::KeyMissing(_)
             | ProxyError::KeyInvalid
             | ProxyError::InvalidPath

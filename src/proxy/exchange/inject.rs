@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::Exchange;
@@ -122,18 +122,6 @@ fn each_rule(
         }
     }
     Ok(())
-}
-
-/// Sets the rendered values: every header a rule targets is replaced,
-/// never appended to, so a client can never smuggle its own (an omitted
-/// rule still removes the client's value).
-pub(super) fn set(headers: &mut HeaderMap, route: &Route, rendered: Rendered) {
-    for rule in &route.headers {
-        headers.remove(&rule.name);
-    }
-    for (name, value) in rendered {
-        headers.insert(name, value);
-    }
 }
 
 impl Exchange<'_> {

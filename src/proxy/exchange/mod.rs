@@ -4,7 +4,10 @@
 //! policy) between the two → [`inject`] (render the route's headers) →
 //! [`outbound`] (the upstream request, trace context) → [`send`]
 //! (timeouts, relay; a `tools/list` filtered on the way back); [`error`]
-//! maps any failure to the response the caller gets.
+//! maps any failure to the response the caller gets. [`Exchange::run`]
+//! is their one sequencer; the forwarding core and hyper are
+//! [`transport`]s under it, which read the request and carry the
+//! upstream exchange but never choose the next phase.
 
 pub mod error;
 mod inbound;
@@ -13,33 +16,32 @@ mod mcp;
 mod outbound;
 mod send;
 mod session;
+mod transport;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
 use serde_json::Value;
 
 pub use error::{ProxyError, Side};
 pub use inbound::screen;
 pub(crate) use inbound::{InBody, RPC_PEEK};
 pub use inject::{Rendered, RequestView, put_rules, render_rules};
-pub use outbound::Peer;
 pub(crate) use outbound::put_path_and_query;
-pub use outbound::put_raw_headers;
+pub use outbound::{Lines, MapLines, Peer, RawLines, put_headers};
 pub(crate) use send::warn_failed;
 pub use session::{SessionKey, session_key};
+pub(crate) use transport::{HyperTransport, Sent, Transport};
 
 use super::App;
 use crate::config::{Config, Credential, ErrorStyle, Route};
 use crate::credentials::Token;
 use crate::mcp::McpView;
-use crate::net::h1;
 use crate::net::head::Head;
-use crate::net::response::{Body, full};
+use crate::net::response::Body;
 use crate::net::tracecontext::{self, Trace};
 use crate::session::Session;
 
@@ -93,9 +95,9 @@ pub(crate) struct Timings {
     pub upstream: Option<(SystemTime, SystemTime)>,
 }
 
-/// What the phases before forwarding found: the key, the session (none
-/// when an unknown one passes) and the rendered headers.
-pub(crate) type CallFound = (SessionKey, Option<Arc<Session>>, Rendered);
+/// The call a request belongs to, as the phases before forwarding found
+/// it: its key and its session (none when an unknown one passes).
+pub(crate) type Call = (SessionKey, Option<Arc<Session>>);
 
 impl<'a> Exchange<'a> {
     /// A new exchange on `route` under the config the request started
@@ -135,10 +137,6 @@ impl<'a> Exchange<'a> {
 
     pub fn route(&self) -> &'a Route {
         self.route
-    }
-
-    pub fn config(&self) -> &'a Config {
-        self.cfg
     }
 
     /// The client end of the connection.
@@ -187,74 +185,66 @@ impl<'a> Exchange<'a> {
         (!id.is_null()).then_some(id)
     }
 
-    /// Runs the phases in order; the upstream's response, or the failure.
-    pub async fn run(
-        &mut self,
-        req: Request<Incoming>,
-        rest: &str,
-    ) -> Result<Response<Body>, ProxyError> {
-        let (parts, incoming) = req.into_parts();
-        let body = inbound::admit(self.route, &parts, rest, incoming).await?;
-        let (key, session, rendered) = self.prepare(&parts, rest, &body).await?;
-        // A request that carried an obtained token is sent again once if
-        // the upstream refuses the token, when its body was read whole.
-        let replay = match (self.tokens.is_empty(), body.whole()) {
-            (false, Some(b)) => Some((SavedHead::new(&parts), b.clone())),
+    /// The one sequencer of the phases, over either transport: the
+    /// request admitted (inbound), its call found (key, MCP policy,
+    /// session, credentials), the upstream head written (inject,
+    /// outbound), sent and answered (send). An upstream 401 to a request
+    /// that carried obtained tokens, whose head and whole body are at
+    /// hand, is sent once more with fresh tokens; never a third time.
+    pub async fn run<T: Transport>(&mut self, t: &mut T) -> Result<T::Answer, ProxyError> {
+        let body = t.admit(self.route).await?;
+        let call = {
+            let (head, rest) = t.head();
+            self.find_call(&head, rest, &body).await?
+        };
+        t.compose(self, &call)?;
+        let kept = match (self.carries_tokens() && call.1.is_some(), body.whole()) {
+            (true, Some(b)) => Some(b.clone()),
             _ => None,
         };
-        let up_body = body.into_upstream(self.route.body_limit);
-        let mut resp = self
-            .forward(parts, rest, rendered, up_body, &key, session.as_ref())
-            .await?;
-        if resp.status() == StatusCode::UNAUTHORIZED && !self.tokens.is_empty() {
-            let replay = replay.and_then(|(head, b)| Some((head.parts()?, b)));
-            if let Some(((head, b), rendered)) = self.renew(replay, rest, &key, &session).await? {
-                resp =
-                    (self.forward(head, rest, rendered, full(b), &key, session.as_ref())).await?;
-                self.refused_again(resp.status());
-            }
+        if kept.is_some() {
+            t.keep();
         }
-        Ok(self.filter_response(resp).await)
-    }
-
-    /// Builds the upstream request (path, headers, the rendered values,
-    /// X-Forwarded-*, trace context) and sends it.
-    async fn forward(
-        &mut self,
-        mut parts: Parts,
-        rest: &str,
-        rendered: Rendered,
-        up_body: Body,
-        key: &str,
-        session: Option<&Arc<Session>>,
-    ) -> Result<Response<Body>, ProxyError> {
-        let direct = outbound::direct_authority(self.route);
-        let (uri, headers) = self.outgoing(&mut parts, rest, rendered, direct.is_none())?;
-        let up = outbound::request(parts, uri, headers, up_body);
-        if self.route.echo {
-            return Ok(super::doors::echo::answer(&up));
+        let b = match (t.send(self, &call, body, kept.is_some()).await?, kept) {
+            (Sent::Answered(a), _) => return Ok(a),
+            (Sent::Refused, Some(b)) => b,
+            // Never asked for without `retry`.
+            (Sent::Refused, None) => return Err(ProxyError::UpstreamUnreachable),
+        };
+        t.rewind()?;
+        self.renew(&call).await?;
+        t.compose(self, &call)?;
+        match t.send(self, &call, InBody::Read(b), false).await? {
+            Sent::Answered(a) => Ok(a),
+            // Never asked for without `retry`.
+            Sent::Refused => Err(ProxyError::UpstreamUnreachable),
         }
-        self.send(direct, up, key, session).await
     }
 
     /// The upstream request's URI (origin-form unless `absolute`) and
-    /// headers: the client's, rewritten, with the rendered values,
-    /// X-Forwarded-* and trace context. Takes `parts`' headers.
-    pub(crate) fn outgoing(
+    /// headers ([`outbound::put_headers`] into a map, the call's values
+    /// rendered), with trace context: for a head hyper's types carry.
+    pub(crate) fn upstream_map(
         &mut self,
-        parts: &mut Parts,
+        parts: &Parts,
         rest: &str,
-        rendered: Rendered,
+        (key, session): &Call,
         absolute: bool,
     ) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
         let query = parts.uri.query();
         let Some(uri) = outbound::upstream_uri(&self.route.upstream, rest, query, absolute) else {
             return Err(ProxyError::InvalidPath);
         };
-        let mut headers = std::mem::take(&mut parts.headers);
-        let host = outbound::rewrite_headers(&mut headers, &parts.uri, self.route);
-        inject::set(&mut headers, self.route, rendered);
-        outbound::forwarded_headers(&mut headers, self.peer, host);
+        let mut lines = MapLines::new(&parts.headers);
+        let render = |l: &mut MapLines<'_>| {
+            let Some(s) = session else { return Ok(()) };
+            for (n, v) in self.render_headers(parts, rest, key, &s.vars)? {
+                l.out.append(n, v);
+            }
+            Ok(())
+        };
+        outbound::put_headers(&mut lines, self.route, render, self.peer)?;
+        let mut headers = lines.out;
         if self.cfg.server.trace_context {
             let participate = self.app.telemetry.is_some();
             self.trace = Some(tracecontext::ensure(&mut headers, participate));
@@ -262,31 +252,15 @@ impl<'a> Exchange<'a> {
         Ok((uri, headers))
     }
 
-    /// The phases that decide whether and what to inject (authenticate,
-    /// find the session, obtain its credentials), then its headers
-    /// rendered.
-    pub(crate) async fn prepare(
-        &mut self,
-        head: &dyn Head,
-        rest: &str,
-        body: &InBody,
-    ) -> Result<CallFound, ProxyError> {
-        let (key, session) = self.find_call(head, rest, body).await?;
-        let rendered = match &session {
-            Some(s) => self.render_headers(head, rest, &key, &s.vars)?,
-            None => Vec::new(),
-        };
-        Ok((key, session, rendered))
-    }
-
-    /// [`Self::prepare`] without the rendering, for a writer that renders
-    /// into the upstream head itself ([`Self::put_rendered`]).
+    /// The phases that decide whether and what to inject: the caller
+    /// authenticated, the session key found, the MCP call judged, the
+    /// session found, budgets spent and its credentials obtained.
     pub(crate) async fn find_call(
         &mut self,
         head: &dyn Head,
         rest: &str,
         body: &InBody,
-    ) -> Result<(SessionKey, Option<Arc<Session>>), ProxyError> {
+    ) -> Result<Call, ProxyError> {
         self.rpc_body = body.read().cloned();
         if self.timings.is_some() {
             let caller = head.header_str(&tracecontext::TRACEPARENT);
@@ -340,172 +314,32 @@ impl<'a> Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// After an upstream 401 to a request that carried obtained tokens:
-    /// the tokens are dropped, and when the request can be sent again
-    /// (`replay`: its head and whole body) and has a session, fresh ones
-    /// are obtained and its headers rendered anew for the one retry. A key
-    /// drops a token at most once per [`crate::credentials::DROP_INTERVAL`];
-    /// when none was dropped there is no retry and the 401 is the answer.
-    pub(crate) async fn renew<B>(
-        &mut self,
-        replay: Option<(Parts, B)>,
-        rest: &str,
-        key: &str,
-        session: &Option<Arc<Session>>,
-    ) -> Result<Option<((Parts, B), Rendered)>, ProxyError> {
-        let dropped = self.forget_tokens();
-        let (true, Some((head, b)), Some(s)) = (dropped, replay, session) else {
-            return Ok(None);
-        };
-        self.tokens.clear();
-        // Only a request that carried obtained tokens is renewed: the
-        // route has credentials.
-        self.obtain_credentials(key, &s.vars).await?;
-        let rendered = self.render_headers(&head, rest, key, &s.vars)?;
-        Ok(Some(((head, b), rendered)))
-    }
-
-    /// The retry's answer: a second 401 drops the fresh tokens too. Never
-    /// a third attempt.
-    pub(crate) fn refused_again(&self, status: StatusCode) {
-        if status == StatusCode::UNAUTHORIZED {
-            let _ = self.forget_tokens();
-        }
+    /// Whether the upstream's answer `status` is held back for the one
+    /// retry: a 401 to a request that carried obtained tokens drops them
+    /// (a key drops a token at most once per
+    /// [`crate::credentials::DROP_INTERVAL`]), and when one was dropped
+    /// and the request may be sent again (`retry`), the client never sees
+    /// it. Whoever read the answer asks, before relaying anything.
+    pub(crate) fn held_back(&self, status: StatusCode, retry: bool) -> bool {
+        status == StatusCode::UNAUTHORIZED
+            && !self.tokens.is_empty()
+            && self.forget_tokens()
+            && retry
     }
 
     /// Whether the request carries tokens headgate obtained.
-    pub(crate) fn carries_tokens(&self) -> bool {
+    fn carries_tokens(&self) -> bool {
         !self.tokens.is_empty()
     }
-}
 
-/// hyper's header lines as one buffer, each name and value after its
-/// length: one allocation where a cloned `HeaderMap` made one per value.
-fn flatten<'l>(lines: impl Iterator<Item = (&'l [u8], &'l [u8])>) -> Vec<u8> {
-    let mut headers = Vec::with_capacity(512);
-    for (n, v) in lines {
-        for part in [n, v] {
-            headers.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            headers.extend_from_slice(part);
+    /// Fresh tokens for the retry after a 401 (the refused ones were
+    /// dropped by [`Self::held_back`]).
+    async fn renew(&mut self, (key, session): &Call) -> Result<(), ProxyError> {
+        self.tokens.clear();
+        if let Some(s) = session {
+            self.obtain_credentials(key, &s.vars).await?;
         }
-    }
-    headers
-}
-
-/// A request head kept to be sent again after a 401, rebuilt only on that
-/// rare refusal. Cloning the `HeaderMap` instead promoted every value to a
-/// shared allocation on every request of a credential route, for a copy
-/// almost never used.
-pub(crate) enum SavedHead {
-    /// hyper's head: its headers flattened into one buffer (each name and
-    /// value after its length).
-    Parts {
-        method: http::Method,
-        uri: http::Uri,
-        version: http::Version,
-        headers: Vec<u8>,
-    },
-    /// The forwarding core's head, its bytes as they came: one copy, parsed again
-    /// only for the retry (not the target's `Uri` and the flattened lines
-    /// built up front on every request).
-    Raw(Vec<u8>),
-}
-
-impl SavedHead {
-    pub(crate) fn new(p: &Parts) -> Self {
-        let lines = (p.headers.iter()).map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-        Self::Parts {
-            method: p.method.clone(),
-            uri: p.uri.clone(),
-            version: p.version,
-            headers: flatten(lines),
-        }
-    }
-
-    /// The forwarding core's head, `head` being its bytes (request line to the
-    /// empty line).
-    pub(crate) fn of_raw(head: &[u8]) -> Self {
-        Self::Raw(head.to_vec())
-    }
-
-    /// The head as it was; `None` only if it no longer parses (it did when
-    /// it was saved, so never in practice).
-    pub(crate) fn parts(self) -> Option<Parts> {
-        let (method, uri, version, headers) = match self {
-            Self::Parts {
-                method,
-                uri,
-                version,
-                headers,
-            } => (method, uri, version, headers),
-            Self::Raw(bytes) => {
-                let mut storage = h1::storage();
-                let head = h1::parse_request(&bytes, &mut storage, usize::MAX).ok()??;
-                return h1::to_parts(&bytes, &head);
-            }
-        };
-        let mut r = Request::new(());
-        *r.method_mut() = method;
-        *r.uri_mut() = uri;
-        *r.version_mut() = version;
-        let mut rest = headers.as_slice();
-        let mut next = || {
-            let (len, tail) = rest.split_first_chunk::<4>()?;
-            let (part, tail) = tail.split_at_checked(u32::from_le_bytes(*len) as usize)?;
-            rest = tail;
-            Some(part)
-        };
-        while let (Some(n), Some(v)) = (next(), next()) {
-            if let (Ok(n), Ok(v)) = (
-                http::HeaderName::from_bytes(n),
-                http::HeaderValue::from_bytes(v),
-            ) {
-                r.headers_mut().append(n, v);
-            }
-        }
-        Some(r.into_parts().0)
+        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_saved_head_comes_back_as_it_was() {
-        let req = Request::post("http://h/crm/mcp?a=1")
-            .header("x-call-id", "call-1")
-            .header("accept", "application/json")
-            .header("accept", "text/event-stream")
-            .header(
-                "x-bin",
-                http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
-            )
-            .body(())
-            .unwrap();
-        let (parts, ()) = req.into_parts();
-        let back = SavedHead::new(&parts).parts().unwrap();
-        assert_eq!(back.method, parts.method);
-        assert_eq!(back.uri, parts.uri);
-        assert_eq!(back.version, parts.version);
-        assert_eq!(back.headers, parts.headers);
-        assert_eq!(back.headers.get_all("accept").iter().count(), 2);
-    }
-
-    #[test]
-    fn a_raw_head_comes_back_as_the_core_read_it() {
-        let raw = b"POST /crm/mcp?a=1 HTTP/1.1\r\nHost: h\r\nX-Call-Id: call-1\r\n\
-                    Accept: application/json\r\nAccept: text/event-stream\r\n\r\n";
-        let mut storage = h1::storage();
-        let head = h1::parse_request(raw, &mut storage, 1 << 16)
-            .unwrap()
-            .unwrap();
-        let read = h1::to_parts(raw, &head).unwrap();
-        let back = SavedHead::of_raw(raw).parts().unwrap();
-        assert_eq!(back.method, read.method);
-        assert_eq!(back.uri, read.uri);
-        assert_eq!(back.version, read.version);
-        assert_eq!(back.headers, read.headers);
-        assert_eq!(back.headers.get_all("accept").iter().count(), 2);
-    }
-}

@@ -6,17 +6,14 @@
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
 use http::uri::Authority;
-use http::{Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 
 use super::error::ProxyError;
-use crate::config::{InboundAuth, Route};
-use crate::net::h1::{RawHead, put_content_length, put_header};
+use crate::config::Route;
+use crate::net::h1::{self, RawHead};
 use crate::net::head::Head as _;
-use crate::net::headers::{
-    HOP_BY_HOP, NameSet, is_hop_by_hop, length_bit, name_is, strip_hop_by_hop,
-};
+use crate::net::headers::{HOP_BY_HOP, NameSet, is_hop_by_hop, length_bit, name_is};
 use crate::net::response::Body;
 
 /// The client end of a connection, formatted once per connection rather
@@ -62,23 +59,45 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Writes the `Forwarded` value (RFC 7239): this hop's element (the
-/// peer, the scheme it came by, the `Host` it asked for, quoted: a port's
-/// `:` is no token) after what a trusted proxy sent, or alone (anyone
-/// else could write any address there), as `X-Forwarded-For` is.
-fn put_forwarded(out: &mut Vec<u8>, prev: Option<&[u8]>, peer: &Peer, host: Option<&[u8]>) {
+/// The `Forwarded` value (RFC 7239) as parts to join: this hop's element
+/// (the peer, the scheme it came by, the `Host` it asked for, quoted: a
+/// port's `:` is no token) after what a trusted proxy sent, or alone
+/// (anyone else could write any address there), as `X-Forwarded-For` is.
+fn forwarded<'v>(prev: Option<&'v [u8]>, peer: &'v Peer, host: Option<&'v [u8]>) -> Parts8<'v> {
+    let mut p = Parts8::default();
     if let Some(prev) = prev.filter(|_| peer.trusted) {
-        out.extend_from_slice(prev);
-        out.extend_from_slice(b", ");
+        p.push(prev);
+        p.push(b", ");
     }
-    out.extend_from_slice(peer.node.as_bytes());
-    out.extend_from_slice(b";proto=");
-    out.extend_from_slice(peer.proto().as_bytes());
+    p.push(peer.node.as_bytes());
+    p.push(b";proto=");
+    p.push(peer.proto().as_bytes());
     // A host with a quote or backslash is not one `Host` allows.
     if let Some(h) = host.filter(|h| !h.iter().any(|b| matches!(b, b'"' | b'\\'))) {
-        out.extend_from_slice(b";host=\"");
-        out.extend_from_slice(h);
-        out.push(b'"');
+        p.push(b";host=\"");
+        p.push(h);
+        p.push(b"\"");
+    }
+    p
+}
+
+/// Up to eight parts of a header value, joined where it is written.
+#[derive(Default)]
+struct Parts8<'v> {
+    parts: [&'v [u8]; 8],
+    len: usize,
+}
+
+impl<'v> Parts8<'v> {
+    fn push(&mut self, part: &'v [u8]) {
+        if let Some(slot) = self.parts.get_mut(self.len) {
+            *slot = part;
+            self.len += 1;
+        }
+    }
+
+    fn parts(&self) -> &[&'v [u8]] {
+        &self.parts[..self.len]
     }
 }
 
@@ -129,152 +148,183 @@ pub(crate) fn put_path_and_query(out: &mut Vec<u8>, base: &Uri, rest: &str, quer
     }
 }
 
-/// The client's headers as the upstream may see them: hop-by-hop headers,
-/// `Host`, the caller's route key or request signature and the route's
-/// `strip` list removed. Returns the original host for `X-Forwarded-Host`.
-pub(super) fn rewrite_headers(
-    headers: &mut HeaderMap,
-    uri: &Uri,
-    route: &Route,
-) -> Option<HeaderValue> {
-    let original_host = headers.get(header::HOST).cloned().or_else(|| {
-        uri.authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    strip_hop_by_hop(headers);
-    headers.remove(header::HOST);
-    match &route.inbound_auth {
-        InboundAuth::None => {}
-        InboundAuth::Header { header, .. } => {
-            headers.remove(header);
-        }
-        InboundAuth::Platform { platform, .. } => {
-            if let Some(sig) = platform.request_signature() {
-                headers.remove(sig);
+/// An upstream request head being written from the client's:
+/// [`put_headers`] decides every line the upstream receives; this says
+/// only how a line is read and kept. The forwarding core writes onto the
+/// wire, copying a raw head's lines as they came ([`RawLines`]); hyper's
+/// client gets a `HeaderMap` ([`MapLines`]). `'c`: the client's head.
+pub trait Lines<'c> {
+    /// Whether the client's head has a `Connection` line (most have
+    /// none: then no line is checked against its list).
+    fn has_connection(&self) -> bool;
+    /// The body's length the client's head declares.
+    fn length(&self) -> Option<u64>;
+    /// Hands each client line's name and value, in order, to `keep`
+    /// with the values of the head's `Connection` lines; the lines it
+    /// keeps go upstream as they came.
+    fn pass_client(
+        &mut self,
+        keep: impl FnMut(&'c [u8], &'c [u8], &mut dyn Iterator<Item = &'c [u8]>) -> bool,
+    );
+    /// A line the proxy writes: `name` and the value `parts` joined.
+    fn put(&mut self, name: &HeaderName, parts: &[&[u8]]);
+}
+
+/// [`Lines`] onto the wire: a raw head's lines copied straight from the
+/// client's buffer into `out`.
+pub struct RawLines<'c, 'o> {
+    /// The client's head.
+    pub head: RawHead<'c>,
+    /// The upstream head being written.
+    pub out: &'o mut Vec<u8>,
+}
+
+impl<'c> Lines<'c> for RawLines<'c, '_> {
+    fn has_connection(&self) -> bool {
+        self.head.has_connection()
+    }
+
+    fn length(&self) -> Option<u64> {
+        self.head.declared().length
+    }
+
+    fn pass_client(
+        &mut self,
+        mut keep: impl FnMut(&'c [u8], &'c [u8], &mut dyn Iterator<Item = &'c [u8]>) -> bool,
+    ) {
+        let head = self.head;
+        for f in head.fields() {
+            let kept = match head.has_connection() {
+                true => keep(f.name, f.value, &mut head.values("connection")),
+                false => keep(f.name, f.value, &mut std::iter::empty()),
+            };
+            if kept {
+                self.out.extend_from_slice(f.line);
+                self.out.extend_from_slice(b"\r\n");
             }
         }
     }
-    for h in &route.strip {
-        headers.remove(h);
-    }
-    if route.limits_tools() {
-        headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
-    }
-    original_host
-}
 
-/// `X-Forwarded-For`: the peer appended to what a trusted proxy sent, or
-/// alone (anyone else could write any address there); sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host`.
-pub(super) fn forwarded_headers(h: &mut HeaderMap, peer: &Peer, host: Option<HeaderValue>) {
-    let from_trusted = h.get(&X_FORWARDED_FOR).filter(|_| peer.trusted);
-    let xff = match from_trusted {
-        None => Some(peer.ip.clone()),
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + peer.ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(peer.ip.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
+    fn put(&mut self, name: &HeaderName, parts: &[&[u8]]) {
+        self.out.extend_from_slice(name.as_str().as_bytes());
+        self.out.extend_from_slice(b": ");
+        for p in parts {
+            self.out.extend_from_slice(p);
         }
-    };
-    if let Some(v) = xff {
-        h.insert(X_FORWARDED_FOR.clone(), v);
+        self.out.extend_from_slice(b"\r\n");
     }
-    h.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(peer.proto()),
-    );
-    let prev = h.get(header::FORWARDED).map(HeaderValue::as_bytes);
-    let mut fwd = Vec::with_capacity(64);
-    put_forwarded(
-        &mut fwd,
-        prev,
-        peer,
-        host.as_ref().map(HeaderValue::as_bytes),
-    );
-    match HeaderValue::from_bytes(&fwd) {
-        Ok(v) => h.insert(header::FORWARDED, v),
-        Err(_) => h.remove(header::FORWARDED),
-    };
-    // Never the client's own: without a `Host`, there is none.
-    match host {
-        Some(host) => h.insert(X_FORWARDED_HOST.clone(), host),
-        None => h.remove(&X_FORWARDED_HOST),
-    };
 }
 
-/// The header lines of the upstream request for a raw head, written
-/// straight from the buffer: the client's lines the upstream may see, the
-/// rendered lines (`render` writes them), `X-Forwarded-*` and the body's
-/// framing. The framing is always the proxy's own: one `Content-Length`
-/// line with the length the core framed the body by, whatever the
-/// client's lines or its `Connection` list said (hyper's rule: what is
-/// forwarded is framed by us). The same
-/// headers as [`rewrite_headers`], [`inject::set`](super::inject) and
-/// [`forwarded_headers`] leave in a `HeaderMap` (a test compares them).
-pub fn put_raw_headers(
-    out: &mut Vec<u8>,
-    head: &RawHead<'_>,
+/// [`Lines`] into a `HeaderMap`: the client's values shared, not copied.
+pub struct MapLines<'c> {
+    /// The client's headers.
+    pub client: &'c HeaderMap,
+    /// The upstream request's.
+    pub out: HeaderMap,
+}
+
+impl<'c> MapLines<'c> {
+    /// For the client's `headers`.
+    pub fn new(client: &'c HeaderMap) -> Self {
+        Self {
+            client,
+            out: HeaderMap::with_capacity(client.len() + 6),
+        }
+    }
+}
+
+impl<'c> Lines<'c> for MapLines<'c> {
+    fn has_connection(&self) -> bool {
+        self.client.contains_key(header::CONNECTION)
+    }
+
+    fn length(&self) -> Option<u64> {
+        let v = self.client.get(header::CONTENT_LENGTH)?;
+        v.to_str().ok()?.trim().parse().ok()
+    }
+
+    fn pass_client(
+        &mut self,
+        mut keep: impl FnMut(&'c [u8], &'c [u8], &mut dyn Iterator<Item = &'c [u8]>) -> bool,
+    ) {
+        let client = self.client;
+        for (n, v) in client {
+            let mut listed = (client.get_all(header::CONNECTION).iter()).map(HeaderValue::as_bytes);
+            if keep(n.as_str().as_bytes(), v.as_bytes(), &mut listed) {
+                self.out.append(n.clone(), v.clone());
+            }
+        }
+    }
+
+    fn put(&mut self, name: &HeaderName, parts: &[&[u8]]) {
+        let value = match parts {
+            [one] => HeaderValue::from_bytes(one),
+            _ => HeaderValue::from_bytes(&parts.concat()),
+        };
+        // Every part is the client's valid value or the proxy's own.
+        if let Ok(v) = value {
+            self.out.append(name.clone(), v);
+        }
+    }
+}
+
+/// The header lines of the upstream request, whichever way they are
+/// written ([`Lines`]): the client's lines the upstream may see (less
+/// hop-by-hop lines, `Host`, the caller's route key or request signature,
+/// the route's `strip` list and every header a rule sets), the rendered
+/// lines (`render` writes them), `accept-encoding: identity` on a route
+/// that rewrites `tools/list`, `X-Forwarded-*`, `Forwarded` and the
+/// body's framing. The framing is always the proxy's own: one
+/// `Content-Length` line with the length the client declared (its
+/// `Connection` list cannot drop it: `screen` refuses such a head, and
+/// this writer never copies the client's framing lines), hyper's rule:
+/// what is forwarded is framed by us. The one writer of what the
+/// upstream receives.
+pub fn put_headers<'c, L: Lines<'c>>(
+    lines: &mut L,
     route: &Route,
-    render: impl FnOnce(&mut Vec<u8>) -> Result<(), ProxyError>,
+    render: impl FnOnce(&mut L) -> Result<(), ProxyError>,
     peer: &Peer,
 ) -> Result<(), ProxyError> {
-    // Most requests have no `Connection` line: then no line's check scans
-    // the head for one again, and a line of a length no name left out
-    // has is copied on one test.
-    let connection = head.has_connection();
-    let asked = match connection {
+    // Without a `Connection` line, a line of a length no name left out
+    // has is passed on one test.
+    let asked = match lines.has_connection() {
         true => u64::MAX,
         false => left_out_lengths(route),
     };
-    // The client's `X-Forwarded-For` and `Host`, found on the way: both
-    // are among the names left out.
+    // The client's `X-Forwarded-For`, `Host` and `Forwarded`, found on
+    // the way: all are among the names left out.
     let (mut xff, mut host, mut fwd) = (None, None, None);
-    for f in head.fields() {
-        if asked & length_bit(f.name.len()) != 0 {
-            let listed = connection.then(|| head.values("connection"));
-            if left_out(route, f.name, listed.into_iter().flatten()) {
-                if name_is(f.name, X_FORWARDED_FOR.as_str()) {
-                    xff = xff.or(Some(f.value));
-                } else if name_is(f.name, header::HOST.as_str()) {
-                    host = host.or(Some(f.value));
-                } else if name_is(f.name, header::FORWARDED.as_str()) {
-                    fwd = fwd.or(Some(f.value));
-                }
-                continue;
-            }
+    lines.pass_client(|name, value, listed| {
+        if asked & length_bit(name.len()) == 0 || !left_out(route, name, listed) {
+            return true;
         }
-        out.extend_from_slice(f.line);
-        out.extend_from_slice(b"\r\n");
-    }
-    render(out)?;
+        if name_is(name, X_FORWARDED_FOR.as_str()) {
+            xff = xff.or(Some(value));
+        } else if name_is(name, header::HOST.as_str()) {
+            host = host.or(Some(value));
+        } else if name_is(name, header::FORWARDED.as_str()) {
+            fwd = fwd.or(Some(value));
+        }
+        false
+    });
+    render(lines)?;
     if route.limits_tools() {
-        out.extend_from_slice(b"accept-encoding: identity\r\n");
+        lines.put(&header::ACCEPT_ENCODING, &[b"identity"]);
     }
-    out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(prev) = xff.filter(|_| peer.trusted) {
-        out.extend_from_slice(prev);
-        out.extend_from_slice(b", ");
+    let ip = peer.ip.as_bytes();
+    match xff.filter(|_| peer.trusted) {
+        Some(prev) => lines.put(&X_FORWARDED_FOR, &[prev, b", ", ip]),
+        None => lines.put(&X_FORWARDED_FOR, &[ip]),
     }
-    out.extend_from_slice(peer.ip.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    put_header(
-        out,
-        X_FORWARDED_PROTO.as_str().as_bytes(),
-        peer.proto().as_bytes(),
-    );
-    out.extend_from_slice(b"forwarded: ");
-    put_forwarded(out, fwd, peer, host);
-    out.extend_from_slice(b"\r\n");
+    lines.put(&X_FORWARDED_PROTO, &[peer.proto().as_bytes()]);
+    lines.put(&header::FORWARDED, forwarded(fwd, peer, host).parts());
     if let Some(host) = host {
-        put_header(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
+        lines.put(&X_FORWARDED_HOST, &[host]);
     }
-    if let Some(n) = head.declared().length {
-        put_content_length(out, n);
+    if let Some(n) = lines.length() {
+        let mut d = [0u8; 20];
+        lines.put(&header::CONTENT_LENGTH, &[h1::digits(n, &mut d)]);
     }
     Ok(())
 }
@@ -305,9 +355,9 @@ fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8
 }
 
 /// The upstream request, HTTP/1.1 whatever the client spoke.
-pub(super) fn request(parts: Parts, uri: Uri, headers: HeaderMap, body: Body) -> Request<Body> {
+pub(super) fn request(method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Request<Body> {
     let mut up = Request::new(body);
-    *up.method_mut() = parts.method;
+    *up.method_mut() = method;
     *up.uri_mut() = uri;
     *up.headers_mut() = headers;
     *up.version_mut() = Version::HTTP_11;
@@ -342,6 +392,7 @@ X-Forwarded-Host: evil\r\nForwarded: for=10.9.9.9;host=spoofed\r\nAccept: a\r\na
         v
     }
 
+    /// The one writer gives the same lines onto the wire and into a map.
     #[test]
     fn a_raw_head_is_rewritten_as_the_header_map_is() {
         let cfg = crate::config::check_texts(
@@ -383,20 +434,28 @@ x-absent = { template = "<< call.nothing >>", on_error = "omit" }
             for trusted in [false, true] {
                 let peer = Peer::new("192.0.2.7:4000".parse().unwrap(), trusted, false);
                 let mut raw = Vec::new();
-                let render = |out: &mut Vec<u8>| {
+                let mut on_wire = RawLines {
+                    head: spans.view(wire),
+                    out: &mut raw,
+                };
+                let render = |l: &mut RawLines<'_, '_>| {
                     for (n, v) in &rendered {
-                        put_header(out, n.as_str().as_bytes(), v.as_bytes());
+                        h1::put_header(l.out, n.as_str().as_bytes(), v.as_bytes());
                     }
                     Ok(())
                 };
-                put_raw_headers(&mut raw, &spans.view(wire), route, render, &peer).unwrap();
-                let mut map = parts.headers.clone();
-                let host = rewrite_headers(&mut map, &parts.uri, route);
-                super::super::inject::set(&mut map, route, rendered.clone());
-                forwarded_headers(&mut map, &peer, host);
+                put_headers(&mut on_wire, route, render, &peer).unwrap();
+                let mut map = MapLines::new(&parts.headers);
+                let render = |l: &mut MapLines<'_>| {
+                    for (n, v) in &rendered {
+                        l.out.append(n.clone(), v.clone());
+                    }
+                    Ok(())
+                };
+                put_headers(&mut map, route, render, &peer).unwrap();
                 let mut written = Vec::new();
-                for (n, v) in &map {
-                    put_header(&mut written, n.as_str().as_bytes(), v.as_bytes());
+                for (n, v) in &map.out {
+                    h1::put_header(&mut written, n.as_str().as_bytes(), v.as_bytes());
                 }
                 assert_eq!(lines(&raw), lines(&written), "trusted: {trusted}");
                 // What must not reach the upstream, whichever way it is written.
@@ -463,7 +522,11 @@ CONTENT-LENGTH: 5\r\nx-a: 1\r\n\r\nhello";
         let spans = h1::Spans::of(wire, &head).unwrap();
         let peer = Peer::new("192.0.2.7:4000".parse().unwrap(), false, false);
         let mut raw = Vec::new();
-        put_raw_headers(&mut raw, &spans.view(wire), route, |_| Ok(()), &peer).unwrap();
+        let mut lines = RawLines {
+            head: spans.view(wire),
+            out: &mut raw,
+        };
+        put_headers(&mut lines, route, |_| Ok(()), &peer).unwrap();
         let raw = String::from_utf8(raw).unwrap().to_ascii_lowercase();
         assert_eq!(raw.matches("content-length").count(), 1, "{raw}");
         assert!(raw.contains("content-length: 5\r\n"), "{raw}");

@@ -29,8 +29,7 @@ impl Exchange<'_> {
         &mut self,
         direct: Option<&Authority>,
         up: Request<Body>,
-        key: &str,
-        session: Option<&Arc<Session>>,
+        (key, session): &super::Call,
     ) -> Result<Response<Body>, ProxyError> {
         let app = self.app;
         let started = Instant::now();
@@ -48,8 +47,7 @@ impl Exchange<'_> {
                 response_within(self.route, limit, send, idle, open_streams).await
             }
         }?;
-        self.answered(resp.status(), started, wall, key, session)
-            .await;
+        (self.answered(resp.status(), started, wall, key, session.as_ref())).await;
         Ok(resp)
     }
 }

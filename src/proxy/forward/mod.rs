@@ -38,10 +38,9 @@ use tokio::sync::watch;
 use super::App;
 use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
-    Exchange, InBody, Peer, ProxyError, SavedHead, SessionKey, put_path_and_query, put_raw_headers,
-    screen,
+    Exchange, InBody, Peer, ProxyError, RawLines, put_headers, put_path_and_query, screen,
 };
-use crate::config::{Config, Route};
+use crate::config::{Config, ErrorStyle, Route};
 use crate::net::h1::buffers::{self, Lent};
 use crate::net::h1::wire::Wire;
 use crate::net::h1::{self, put_header};
@@ -49,6 +48,7 @@ use crate::net::head::Head as _;
 use clock::Clock;
 use routing::Routing;
 use stop::Stop;
+use transport::CoreTransport;
 
 mod clock;
 mod gone;
@@ -57,6 +57,7 @@ mod reply;
 mod request;
 mod routing;
 mod stop;
+mod transport;
 mod upstream;
 
 /// The largest request or response head (hyper's `max_buf_size` here).
@@ -149,8 +150,7 @@ impl Client {
                 Next::Serve(req, cfg) => (req, cfg),
                 Next::HandOver => return Ended::HandOver(self.stream, buf.take()),
                 Next::Refuse(r) => {
-                    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-                    let resp = crate::net::response::error(status, "request.malformed", r.reason);
+                    let resp = ProxyError::BadHead(r).to_response(ErrorStyle::Json, None);
                     if reply::write(&mut self.stream, resp, true, false)
                         .await
                         .is_ok()
@@ -161,27 +161,22 @@ impl Client {
                 }
                 Next::Incomplete => return Ended::Closed,
             };
-            let keep_alive = req.keep_alive;
-            let head_request = req.head_request;
+            let (keep_alive, head_request) = (req.keep_alive, req.head_request);
             let whole = req.head_len + req.body as usize;
             let app = self.app.clone();
             let begun = Begun::now();
             let route = req.route.clone();
             let mut x = Exchange::new(&app, &cfg, &route, &self.peer, begun.started());
-            let mut taken = Taken::Nothing;
-            let served = serve_one(
-                &mut x,
-                &route,
-                (req, &self.shutdown),
-                (&mut self.stream, &mut *buf, &mut clock),
-                &mut taken,
-            );
-            let reuse = match served.await {
+            let io = (&mut self.stream, &mut *buf, &mut clock);
+            let mut core = CoreTransport::new(req, io, (&self.shutdown, &app.core_tls), &cfg);
+            let ran = x.run(&mut core).await;
+            let taken = core.taken();
+            let reuse = match ran {
                 Ok(s) => {
                     ended = Some(finish(&x, begun, s.status));
                     s.client_reusable
                 }
-                Err(Failed::Answer(e)) => {
+                Err(e) => {
                     // Answered before forwarding: the connection goes on
                     // when the request is wholly out of it or wholly in
                     // the buffer (then dropped), as hyper's would.
@@ -201,19 +196,6 @@ impl Client {
                         linger(&mut self.stream).await;
                     }
                     wrote.is_ok() && reusable
-                }
-                Err(Failed::Cut(status)) => {
-                    finish(&x, begun, status);
-                    false
-                }
-                // Only asked for when a retry follows; never returned.
-                Err(Failed::Unauthorized) => {
-                    finish(&x, begun, StatusCode::UNAUTHORIZED);
-                    false
-                }
-                Err(Failed::Stale) => {
-                    finish(&x, begun, StatusCode::BAD_GATEWAY);
-                    false
                 }
             };
             if !(reuse && keep_alive) || *self.shutdown.borrow() {
@@ -305,203 +287,6 @@ struct Served {
     client_reusable: bool,
 }
 
-enum Failed {
-    /// Nothing was written to the client yet: answer this error.
-    Answer(ProxyError),
-    /// The response was cut after its head (status as sent): close.
-    Cut(StatusCode),
-    /// The upstream answered 401 to a request that may be sent again;
-    /// nothing was written to the client.
-    Unauthorized,
-    /// A reused upstream connection closed before any response byte, on
-    /// a request that may be sent again ([`upstream`]); nothing was
-    /// written to the client.
-    Stale,
-}
-
-impl From<ProxyError> for Failed {
-    fn from(e: ProxyError) -> Self {
-        Failed::Answer(e)
-    }
-}
-
-/// One request: the phases, then the exchange with the upstream; on a
-/// route with obtained credentials, one more after an upstream 401, as
-/// the hyper path does ([`Exchange::renew`]).
-async fn serve_one(
-    x: &mut Exchange<'_>,
-    route: &Route,
-    (req, stop): (Req, &watch::Receiver<bool>),
-    (client, buf, clock): (&mut Wire, &mut Vec<u8>, &mut Clock),
-    taken: &mut Taken,
-) -> Result<Served, Failed> {
-    let t = &x.config().server.timeouts;
-    let to = Timeouts {
-        connect: t.connect,
-        idle: t.idle,
-        response: t.response_headers,
-    };
-    let to_send = ToSend {
-        head_request: req.head_request,
-        close: !req.keep_alive,
-        stop,
-        tls: &x.app().core_tls,
-    };
-    let (head_len, body) = (req.head_len, req.body);
-    let mut out = buffers::lend();
-    let io = (&mut *client, &mut *buf, &mut *clock);
-    let (key, session, in_body) = prepare(x, route, req, io, taken, &mut out).await?;
-    // Sent again on a 401: the head as it came (still at the start of
-    // `buf`), and the body (read whole above).
-    let saved =
-        (x.carries_tokens() && session.is_some()).then(|| SavedHead::of_raw(&buf[..head_len]));
-    let mut left = take_body(&in_body, (buf, head_len, body), &mut out, taken);
-    if left > 0 && body <= upstream::ONE_WRITE_BODY {
-        upstream::gather_body((&mut *client, &mut *clock), &mut out, left, to.idle).await?;
-        (left, *taken) = (0, Taken::All);
-    }
-    let who = (&*key, session.as_ref());
-    let (io, sent) = ((&mut *client, &mut *clock), (&mut *out, left));
-    let first = upstream::attempt(x, route, io, sent, to, to_send, saved.is_some(), who).await;
-    // Matched in place: moving the body and the saved head into a tuple
-    // would copy both on every request.
-    let again = (&first, &saved, &in_body);
-    if !matches!(again, (Err(Failed::Unauthorized), Some(_), InBody::Read(_))) {
-        if let Ok(s) = &first {
-            x.refused_again(s.status);
-        }
-        return first;
-    }
-    let (Some(saved), InBody::Read(b)) = (saved, in_body) else {
-        return first;
-    };
-    let io = (&mut *client, &mut *clock);
-    let again = retry(
-        x,
-        route,
-        io,
-        (saved, b),
-        &mut out,
-        (to, to_send),
-        (&key, &session),
-    )
-    .await;
-    if let Ok(s) = &again {
-        x.refused_again(s.status);
-    }
-    again
-}
-
-/// The phases before forwarding: the head screened, the body read when
-/// the route reads it, the call found, and the upstream head written
-/// into `out` (the rendered values straight into it on a raw head).
-async fn prepare(
-    x: &mut Exchange<'_>,
-    route: &Route,
-    req: Req,
-    (client, buf, clock): (&mut Wire, &mut Vec<u8>, &mut Clock),
-    taken: &mut Taken,
-    out: &mut Vec<u8>,
-) -> Result<(SessionKey, Option<Arc<crate::session::Session>>, InBody), Failed> {
-    let Req {
-        head,
-        rest,
-        head_len,
-        body,
-        ..
-    } = req;
-    let at = (head_len, body, x.config().server.timeouts.idle);
-    out.reserve(head_len + 512);
-    match head {
-        ReqHead::Raw(spans) => {
-            // Screened before a body is read; on a route that reads none,
-            // one view of the head serves both (`text` is a UTF-8 check).
-            if route.takes_body() {
-                screen(route, &spans.view(&buf[..head_len]), text(buf, &rest))?;
-            }
-            // No body-reading future at all for a route that reads none:
-            // making and polling one is work for nothing.
-            let in_body = match route.takes_body() {
-                true => read_body(route, (client, clock), buf, at, taken).await?,
-                false => InBody::Relayed,
-            };
-            let (head, rest) = (spans.view(&buf[..head_len]), text(buf, &rest));
-            if !route.takes_body() {
-                screen(route, &head, rest)?;
-            }
-            let (key, session) = x.find_call(&head, rest, &in_body).await?;
-            let render =
-                |out: &mut Vec<u8>| x.put_rendered(out, (&head, rest), &key, session.as_ref());
-            request::write_raw_head(out, &head, route, rest, render, x.peer())?;
-            Ok((key, session, in_body))
-        }
-        ReqHead::Map(mut parts) => {
-            screen(route, &*parts, text(buf, &rest))?;
-            let in_body = read_body(route, (client, clock), buf, at, taken).await?;
-            let rest = text(buf, &rest);
-            let (key, session, rendered) = x.prepare(&*parts, rest, &in_body).await?;
-            let length = request::framed_length(&parts, body);
-            let (uri, headers) = x.outgoing(&mut parts, rest, rendered, false)?;
-            request::write_request_head(out, &parts.method, &uri, route, (&headers, length));
-            Ok((key, session, in_body))
-        }
-    }
-}
-
-/// Moves the request's body out of the client's buffer behind the head
-/// in `out` (all of it when it was read whole, else what arrived with the
-/// head: one write for both) and says how many bytes are still to come.
-fn take_body(
-    in_body: &InBody,
-    (buf, head_len, body): (&mut Vec<u8>, usize, u64),
-    out: &mut Vec<u8>,
-    taken: &mut Taken,
-) -> u64 {
-    if let InBody::Read(b) = in_body {
-        out.extend_from_slice(b);
-        buf.drain(..head_len + b.len());
-        *taken = Taken::All;
-        return 0;
-    }
-    let now = ((buf.len() - head_len) as u64).min(body) as usize;
-    out.extend_from_slice(&buf[head_len..head_len + now]);
-    buf.drain(..head_len + now);
-    let left = body - now as u64;
-    *taken = if left == 0 { Taken::All } else { Taken::Part };
-    left
-}
-
-/// The second attempt after an upstream 401 on a route with obtained
-/// credentials: renewed, rendered again and sent with the saved head and
-/// body.
-async fn retry(
-    x: &mut Exchange<'_>,
-    route: &Route,
-    io: (&mut Wire, &mut Clock),
-    (saved, b): (SavedHead, Bytes),
-    out: &mut Vec<u8>,
-    (to, to_send): (Timeouts, ToSend<'_>),
-    (key, session): (&SessionKey, &Option<Arc<crate::session::Session>>),
-) -> Result<Served, Failed> {
-    let Some(parts) = saved.parts() else {
-        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
-    };
-    // The head has left the buffer: the path after the route's name again
-    // from the saved head, as `decide` found it.
-    let rest = split_route(parts.uri.path()).1.to_string();
-    let renewed = x.renew(Some((parts, b)), &rest, key, session).await?;
-    let Some(((mut parts, b), rendered)) = renewed else {
-        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
-    };
-    let length = request::framed_length(&parts, b.len() as u64);
-    let (uri, headers) = x.outgoing(&mut parts, &rest, rendered, false)?;
-    out.clear();
-    request::write_request_head(out, &parts.method, &uri, route, (&headers, length));
-    out.extend_from_slice(&b);
-    let who = (&**key, session.as_ref());
-    upstream::attempt(x, route, io, (out, 0), to, to_send, false, who).await
-}
-
 /// The path after the route's name, at `at` in the buffer (part of a
 /// target httparse read as text, so always UTF-8).
 fn text<'b>(buf: &'b [u8], at: &Range<usize>) -> &'b str {
@@ -527,39 +312,6 @@ struct ToSend<'s> {
     stop: &'s watch::Receiver<bool>,
     /// TLS to an `https://` upstream.
     tls: &'s tokio_rustls::TlsConnector,
-}
-
-/// The body, read whole when the route reads or peeks at it (`body`
-/// bytes after the head at the start of `buf`, each read within `idle`):
-/// a copy, with head and body left in `buf` (the phases read the head
-/// from there) until the upstream request is written.
-async fn read_body(
-    route: &Route,
-    (client, clock): (&mut Wire, &mut Clock),
-    buf: &mut Vec<u8>,
-    (head_len, body, idle): (usize, u64, Duration),
-    taken: &mut Taken,
-) -> Result<InBody, Failed> {
-    if !route.takes_body() {
-        return Ok(InBody::Relayed);
-    }
-    let want = head_len + body as usize;
-    *taken = Taken::Part;
-    while buf.len() < want {
-        buf.reserve(want - buf.len());
-        match clock.within(idle, client.read_buf(buf)).await {
-            Some(Ok(n)) if n > 0 => {}
-            _ => {
-                return Err(Failed::Answer(ProxyError::BadBody(
-                    "the request body was malformed or cut short",
-                )));
-            }
-        }
-    }
-    // Wholly in the buffer now: an error answered before forwarding
-    // drops it from there and keeps the connection.
-    *taken = Taken::Nothing;
-    Ok(InBody::Read(Bytes::copy_from_slice(&buf[head_len..want])))
 }
 
 /// Closes after an answer the client may still be sending a body to:

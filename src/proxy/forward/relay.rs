@@ -16,13 +16,13 @@ use tokio::sync::watch;
 use super::clock::Clock;
 use super::gone::or_gone;
 use super::upstream::{fail, is_stale};
-use super::{Failed, MAX_HEAD, RELAY_BUF, Served, reply};
+use super::{MAX_HEAD, RELAY_BUF, Served, reply};
 use crate::config::Route;
 use crate::net::drain::STREAM_GRACE;
 use crate::net::h1::buffers;
 use crate::net::h1::{self, Chunked, Framing, MAX_HEADERS, pool, put_content_length, put_header};
 use crate::net::headers::{is_hop_by_hop, name_is};
-use crate::proxy::exchange::{Exchange, ProxyError};
+use crate::proxy::exchange::{Exchange, ProxyError, Sent};
 use crate::session::Session;
 
 /// What the access log records for a request whose client closed its
@@ -31,6 +31,16 @@ const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
     Ok(s) => s,
     Err(_) => StatusCode::BAD_REQUEST,
 };
+
+/// What became of a relay that did not fail.
+pub(super) enum Relayed {
+    /// The exchange came to this (a response cut after its head is
+    /// served with its status, the client's connection not reusable).
+    Sent(Sent<Served>),
+    /// A reused connection closed before any response byte, on a request
+    /// that may be sent again: sent once more on a new one.
+    Stale,
+}
 
 /// The upstream's side of one exchange: its response head read, rewritten
 /// and relayed with its body.
@@ -43,10 +53,11 @@ pub(super) struct Relay<'c> {
     pub head_request: bool,
     /// The client asked to close after this response.
     pub close: bool,
-    /// A 401 is answered [`Failed::Unauthorized`], not relayed.
+    /// A 401 that dropped the request's tokens is held back
+    /// ([`Exchange::held_back`]), not relayed.
     pub retry: bool,
     /// The connection was reused and the request may be sent again: its
-    /// closing before any response byte is [`Failed::Stale`].
+    /// closing before any response byte is [`Relayed::Stale`].
     pub stale_is_retried: bool,
     /// The exchange rewrites the response ([`Exchange::filters_response`]).
     pub rewrites: bool,
@@ -57,6 +68,15 @@ pub(super) struct Relay<'c> {
     /// never ends by itself, and a drain would otherwise wait out its
     /// deadline for it; a plain response is left to finish.
     pub stopping: Option<watch::Receiver<bool>>,
+}
+
+/// A response cut after its head went out (`status` as sent, or 499
+/// when the client left first): the client's connection is closed.
+fn cut(status: StatusCode) -> Relayed {
+    Relayed::Sent(Sent::Answered(Served {
+        status,
+        client_reusable: false,
+    }))
 }
 
 /// `fut`'s output; with `stopping` (an event stream), `None` once
@@ -86,7 +106,7 @@ impl Relay<'_> {
         (started, wall): (Instant, Option<SystemTime>),
         (key, session): (&str, Option<&Arc<Session>>),
         out: &mut Vec<u8>,
-    ) -> Result<Served, Failed> {
+    ) -> Result<Relayed, ProxyError> {
         let route = self.route;
         let mut rbuf = buffers::lend();
         let deadline = tokio::time::Instant::from_std(started) + within;
@@ -101,10 +121,10 @@ impl Relay<'_> {
                 }
                 let read = self.clock.until(deadline, self.up.stream.fill(&mut rbuf));
                 let Some(read) = or_gone(self.client, read).await else {
-                    return Err(Failed::Cut(CLIENT_CLOSED));
+                    return Ok(cut(CLIENT_CLOSED));
                 };
                 let e = match read {
-                    None => return Err(Failed::Answer(ProxyError::UpstreamTimeout)),
+                    None => return Err(ProxyError::UpstreamTimeout),
                     Some(Ok(0)) => std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
                         "the upstream closed the connection before its response",
@@ -113,7 +133,7 @@ impl Relay<'_> {
                     Some(Ok(_)) => continue,
                 };
                 if self.stale_is_retried && rbuf.is_empty() && is_stale(&e) {
-                    return Err(Failed::Stale);
+                    return Ok(Relayed::Stale);
                 }
                 return Err(fail(route, &e));
             };
@@ -135,10 +155,8 @@ impl Relay<'_> {
             parts,
         } = head;
         let head_at = x.answered(status, started, wall, key, session).await;
-        // Retried only when a token was dropped (a key drops one at most
-        // once per `DROP_INTERVAL`); else the 401 is the answer.
-        if self.retry && status == StatusCode::UNAUTHORIZED && x.forget_tokens() {
-            return Err(Failed::Unauthorized);
+        if x.held_back(status, self.retry) {
+            return Ok(Relayed::Sent(Sent::Refused));
         }
         rbuf.drain(..len);
         let gauge = is_stream.then(|| x.app().metrics.open_streams.clone());
@@ -154,11 +172,11 @@ impl Relay<'_> {
             g.dec();
         }
         match relayed {
-            Ok(client_reusable) => Ok(Served {
+            Ok(client_reusable) => Ok(Relayed::Sent(Sent::Answered(Served {
                 status,
                 client_reusable,
-            }),
-            Err(()) => Err(Failed::Cut(status)),
+            }))),
+            Err(()) => Ok(cut(status)),
         }
     }
 
@@ -223,7 +241,7 @@ struct Final {
 
 impl Relay<'_> {
     /// The response head at the start of `rbuf`, if it is all there.
-    fn final_head(&self, rbuf: &[u8], out: &mut Vec<u8>) -> Result<Option<Reply>, Failed> {
+    fn final_head(&self, rbuf: &[u8], out: &mut Vec<u8>) -> Result<Option<Reply>, ProxyError> {
         let route_fail = |why: &str| {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
             fail(self.route, &e)

@@ -5,56 +5,40 @@
 
 use super::*;
 
-/// The `Content-Length` the upstream request carries: the length the core
-/// framed the client's body by (`body` bytes), when the client declared
-/// one (a request without a body may have none).
-pub(super) fn framed_length(parts: &Parts, body: u64) -> Option<u64> {
-    parts
-        .headers
-        .contains_key(http::header::CONTENT_LENGTH)
-        .then_some(body)
-}
-
-/// Writes the upstream request head: request line, `Host`, headers, and
-/// the body's framing, always the core's own (`length`): the map's own
-/// framing lines are never copied (see [`put_raw_headers`]).
+/// Writes the upstream request head of a parsed request: request line,
+/// `Host`, and the lines [`put_headers`] wrote into `h` (its framing
+/// included).
 pub(super) fn write_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     uri: &Uri,
     route: &Route,
-    (h, length): (&HeaderMap, Option<u64>),
+    h: &HeaderMap,
 ) {
-    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
     request_line(out, method.as_str().as_bytes(), route, |out| {
         out.extend_from_slice(pq.as_bytes())
     });
     for (n, v) in h {
-        if n != CONTENT_LENGTH && n != TRANSFER_ENCODING {
-            put_header(out, n.as_str().as_bytes(), v.as_bytes());
-        }
-    }
-    if let Some(n) = length {
-        h1::put_content_length(out, n);
+        put_header(out, n.as_str().as_bytes(), v.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
 
 /// [`write_request_head`] for a raw head: its lines written straight
-/// from the buffer, the rendered ones by `render` ([`put_raw_headers`]).
-pub(super) fn write_raw_head(
+/// from the buffer by [`put_headers`], the rendered ones by `render`.
+pub(super) fn write_raw_head<'c>(
     out: &mut Vec<u8>,
-    head: &h1::RawHead<'_>,
+    head: h1::RawHead<'c>,
     route: &Route,
     rest: &str,
-    render: impl FnOnce(&mut Vec<u8>) -> Result<(), ProxyError>,
+    render: impl for<'o> FnOnce(&mut RawLines<'c, 'o>) -> Result<(), ProxyError>,
     peer: &Peer,
 ) -> Result<(), ProxyError> {
     request_line(out, head.method_bytes(), route, |out| {
         put_path_and_query(out, &route.upstream, rest, head.query());
     });
-    put_raw_headers(out, head, route, render, peer)?;
+    put_headers(&mut RawLines { head, out }, route, render, peer)?;
     out.extend_from_slice(b"\r\n");
     Ok(())
 }

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncReadExt;
 
 use super::clock::Clock;
-use super::relay::Relay;
-use super::{Failed, Served, Timeouts, ToSend};
+use super::relay::{Relay, Relayed};
+use super::{Served, Timeouts, ToSend};
 use crate::config::Route;
 use crate::net::h1::wire::Wire;
 use crate::net::h1::{buffers, pool};
-use crate::proxy::exchange::{Exchange, ProxyError, warn_failed};
+use crate::proxy::exchange::{Exchange, ProxyError, Sent, warn_failed};
 
 /// A body at most this long that had not all arrived with its head is
 /// read whole from the client before the upstream is written to, so head
@@ -36,7 +36,8 @@ pub(super) const ONE_WRITE_BODY: u64 = 64 << 10;
 /// One exchange with the upstream: `out` (head and the body bytes at
 /// hand) written, the rest of the body (`left` bytes) streamed from the
 /// client, the response relayed (its head written into `out`). With
-/// `retry`, a 401 is not relayed but answered [`Failed::Unauthorized`].
+/// `retry`, a 401 that dropped the tokens is not relayed but answered
+/// [`Sent::Refused`].
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn attempt(
     x: &mut Exchange<'_>,
@@ -47,7 +48,7 @@ pub(super) async fn attempt(
     to_send: ToSend<'_>,
     retry: bool,
     who: (&str, Option<&Arc<crate::session::Session>>),
-) -> Result<Served, Failed> {
+) -> Result<Sent<Served>, ProxyError> {
     // One clock read for the pool and the response's wait, as hyper's
     // client counts that wait: from before the connection is taken. A
     // streamed body's upload does not count against it.
@@ -84,11 +85,12 @@ pub(super) async fn attempt(
             stopping: None,
         };
         match relay.run(x, to.response, (started, wall), who, out).await {
-            Err(Failed::Stale) => {
+            Ok(Relayed::Stale) => {
                 tracing::debug!(route = %route.name, "a reused upstream connection closed before answering; sending once more on a new one");
                 fresh_only = true;
             }
-            done => return done,
+            Ok(Relayed::Sent(sent)) => return Ok(sent),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -103,10 +105,10 @@ pub(super) fn is_stale(e: &std::io::Error) -> bool {
 }
 
 /// Logs an upstream failure and says what the client gets (502).
-pub(super) fn fail(route: &Route, e: &std::io::Error) -> Failed {
+pub(super) fn fail(route: &Route, e: &std::io::Error) -> ProxyError {
     let err = ProxyError::UpstreamUnreachable;
     warn_failed(route, &err, e);
-    Failed::Answer(err)
+    err
 }
 
 /// A pooled connection to the route's upstream (unless `fresh_only`), or
@@ -116,9 +118,9 @@ async fn connect(
     (within, tls): (Duration, &tokio_rustls::TlsConnector),
     now: Instant,
     fresh_only: bool,
-) -> Result<(pool::Pooled, bool), Failed> {
+) -> Result<(pool::Pooled, bool), ProxyError> {
     let Some(authority) = route.upstream.authority() else {
-        return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+        return Err(ProxyError::UpstreamUnreachable);
     };
     let https = route.upstream.scheme() == Some(&http::uri::Scheme::HTTPS);
     while let Some(c) = pool::checkout(authority.as_str(), https, now).filter(|_| !fresh_only) {
@@ -148,7 +150,7 @@ async fn connect(
         Err(e) => {
             let err = ProxyError::UpstreamUnreachable;
             warn_failed(route, &err, &e);
-            Err(Failed::Answer(err))
+            Err(err)
         }
     }
 }
@@ -160,7 +162,7 @@ pub(super) async fn gather_body(
     out: &mut Vec<u8>,
     left: u64,
     idle: Duration,
-) -> Result<(), Failed> {
+) -> Result<(), ProxyError> {
     use bytes::BufMut as _;
     let want = out.len() + left as usize;
     while out.len() < want {
@@ -176,10 +178,8 @@ pub(super) async fn gather_body(
     Ok(())
 }
 
-fn cut_short() -> Failed {
-    Failed::Answer(ProxyError::BadBody(
-        "the request body was malformed or cut short",
-    ))
+fn cut_short() -> ProxyError {
+    ProxyError::BadBody("the request body was malformed or cut short")
 }
 
 /// Streams the rest of a `Content-Length` request body to the upstream,
@@ -190,7 +190,7 @@ async fn copy_body(
     up: &mut Wire,
     mut left: u64,
     idle: Duration,
-) -> Result<(), Failed> {
+) -> Result<(), ProxyError> {
     use bytes::BufMut as _;
     let mut chunk = buffers::lend();
     while left > 0 {
@@ -203,7 +203,7 @@ async fn copy_body(
             Some(Ok(n)) => n,
         };
         if up.send(&chunk[..n]).await.is_err() {
-            return Err(Failed::Answer(ProxyError::UpstreamUnreachable));
+            return Err(ProxyError::UpstreamUnreachable);
         }
         left -= n as u64;
     }
