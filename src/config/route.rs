@@ -145,10 +145,9 @@ pub struct Route {
     /// The header sources among them: none may come twice, which one
     /// pass over the head checks for all of them.
     pub key_headers: crate::net::headers::Names,
-    /// The lengths of [`Route::own_header_names`] as
-    /// [`length_bit`](crate::net::headers::length_bit)s, worked out once:
+    /// [`Route::own_header_names`], worked out once with their lengths:
     /// most client lines are forwarded on one test of their length.
-    pub own_header_lengths: u64,
+    pub own_headers: crate::net::headers::Names,
     /// Keys must match this.
     pub session_key_pattern: KeyPattern,
     /// Caller authentication.
@@ -341,10 +340,11 @@ pub(super) fn route(
         mcp,
         governance,
         needs_mcp,
-        own_header_lengths: 0,
+        own_headers: Default::default(),
     };
-    route.own_header_lengths =
-        (route.own_header_names()).fold(0, |m, n| m | crate::net::headers::length_bit(n.len()));
+    let own =
+        (route.own_header_names()).filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok());
+    route.own_headers = crate::net::headers::Names::new(own.collect());
     Some(route)
 }
 

@@ -111,7 +111,11 @@ pub struct Metrics {
         std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
     /// Handles for label sets seen before (see [`Handles`]).
     mcp_handles: Handles<(Counter, Histogram)>,
+    /// Every `requests` counter, by route and status: the console's
+    /// totals are read from these.
     request_handles: Handles<Counter>,
+    /// Every `errors` counter, by route and code (likewise).
+    error_handles: Handles<Counter>,
     upstream_handles: Handles<Histogram>,
     /// Which registry this is, for [`RouteHandles`] made from it.
     id: u64,
@@ -172,6 +176,30 @@ impl<M> Handles<M> {
         let labels = parts.iter().map(|p| Box::from(*p)).collect();
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         map.entry(key).or_default().push((labels, m));
+    }
+
+    /// Calls `f` on every handle with its label values.
+    fn each(&self, mut f: impl FnMut(&[Box<str>], &M)) {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        for (labels, m) in map.values().flatten() {
+            f(labels, m);
+        }
+    }
+}
+
+impl Handles<Counter> {
+    /// The counter for `parts`, made by `make` (from its family) and kept
+    /// on first use.
+    fn counter(&self, parts: &[&str], make: impl FnOnce() -> Counter) -> Counter {
+        let key = Self::key(parts);
+        let mut found = None;
+        self.with(key, parts, |c| found = Some(c.clone()));
+        if let Some(c) = found {
+            return c;
+        }
+        let c = make();
+        self.insert(key, parts, c.clone());
+        c
     }
 }
 
@@ -360,6 +388,7 @@ impl Metrics {
             mcp_tools: Default::default(),
             mcp_handles: Default::default(),
             request_handles: Default::default(),
+            error_handles: Default::default(),
             upstream_handles: Default::default(),
             id: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -370,12 +399,8 @@ impl Metrics {
 
     /// [`Self::request`] through the route's handles.
     pub fn route_request(&self, handles: &RouteHandles, route: &str, status: u16) {
-        let label = || RouteStatus {
-            route: route.to_string(),
-            status,
-        };
         let held = (status == 200)
-            .then(|| self.held(&handles.ok, &self.requests, label))
+            .then(|| self.held(&handles.ok, || self.request_counter(route, 200)))
             .flatten();
         match held {
             Some(ok) => {
@@ -390,26 +415,21 @@ impl Metrics {
         let label = || RouteLabel {
             route: route.to_string(),
         };
-        match self.held(&handles.upstream, &self.upstream_latency, label) {
+        let made = || self.upstream_latency.get_or_create(&label()).clone();
+        match self.held(&handles.upstream, made) {
             Some(h) => h.observe(seconds),
             None => self.upstream_seconds(route, seconds),
         }
     }
 
-    /// The handle `slot` keeps, made from `family` on first use; `None`
-    /// when another registry made it.
-    fn held<'s, L, M, C>(
+    /// The handle `slot` keeps, made by `make` on first use; `None` when
+    /// another registry made it.
+    fn held<'s, M>(
         &self,
         slot: &'s std::sync::OnceLock<(u64, M)>,
-        family: &Family<L, M, C>,
-        label: impl FnOnce() -> L,
-    ) -> Option<&'s M>
-    where
-        L: Clone + std::hash::Hash + Eq,
-        M: Clone,
-        C: prometheus_client::metrics::family::MetricConstructor<M>,
-    {
-        let (of, m) = slot.get_or_init(|| (self.id, family.get_or_create(&label()).clone()));
+        make: impl FnOnce() -> M,
+    ) -> Option<&'s M> {
+        let (of, m) = slot.get_or_init(|| (self.id, make()));
         (*of == self.id).then_some(m)
     }
 
@@ -471,19 +491,31 @@ impl Metrics {
 
     /// Counts one request of `route` answered with `status`.
     pub fn request(&self, route: &str, status: u16) {
+        self.request_counter(route, status).inc();
+    }
+
+    /// The `requests` counter of `route` and `status`, made (and kept
+    /// among [`Self::request_handles`]) on first use.
+    fn request_counter(&self, route: &str, status: u16) -> Counter {
         let parts = [route, status_digits(status)];
-        let key = Handles::<()>::key(&parts);
-        if !self.request_handles.with(key, &parts, |c| {
-            c.inc();
-        }) {
-            let label = RouteStatus {
-                route: route.to_string(),
-                status,
-            };
-            let count = self.requests.get_or_create(&label).clone();
-            count.inc();
-            self.request_handles.insert(key, &parts, count);
-        }
+        let made = || {
+            let route = route.to_string();
+            self.requests
+                .get_or_create(&RouteStatus { route, status })
+                .clone()
+        };
+        self.request_handles.counter(&parts, made)
+    }
+
+    /// Counts one request of `route` the proxy refused with `code`.
+    pub fn error(&self, route: &str, code: &str) {
+        let made = || {
+            let (route, code) = (route.to_string(), code.to_string());
+            self.errors
+                .get_or_create(&RouteCode { route, code })
+                .clone()
+        };
+        self.error_handles.counter(&[route, code], made).inc();
     }
 
     /// Observes the time to an upstream's response head on `route`.

@@ -1,4 +1,3 @@
-use super::totals::sample;
 use super::*;
 
 #[test]
@@ -124,19 +123,15 @@ fn client_chosen_tool_names_are_escaped_and_capped() {
 #[test]
 fn totals_add_up_by_route_and_code() {
     let m = Metrics::new();
-    let rs = |route: &str, status| RouteStatus {
-        route: route.into(),
-        status,
-    };
-    m.requests.get_or_create(&rs("crm", 200)).inc_by(3);
-    m.requests.get_or_create(&rs("crm", 502)).inc();
-    m.requests.get_or_create(&rs("crm", 404)).inc();
-    m.requests.get_or_create(&rs("other", 200)).inc();
-    let rc = RouteCode {
-        route: "crm".into(),
-        code: "upstream.unreachable".into(),
-    };
-    m.errors.get_or_create(&rc).inc_by(2);
+    let handles = RouteHandles::default();
+    for _ in 0..3 {
+        m.route_request(&handles, "crm", 200);
+    }
+    m.request("crm", 502);
+    m.request("crm", 404);
+    m.request("other", 200);
+    m.error("crm", "upstream.unreachable");
+    m.error("crm", "upstream.unreachable");
     let t = m.totals();
     assert_eq!(
         t.routes["crm"],
@@ -153,6 +148,15 @@ fn totals_add_up_by_route_and_code() {
         }
     );
     assert_eq!(t.codes["upstream.unreachable"], 2);
+    // The handles are the exposed series themselves.
+    let text = m.encode_prometheus();
+    for series in [
+        r#"headgate_requests_total{route="crm",status="200"} 3"#,
+        r#"headgate_requests_total{route="crm",status="404"} 1"#,
+        r#"headgate_errors_total{route="crm",code="upstream.unreachable"} 2"#,
+    ] {
+        assert!(text.contains(series), "{series} in {text}");
+    }
 }
 
 #[test]
@@ -230,4 +234,43 @@ fn every_metric_has_its_help() {
         .find(|(n, _)| *n == "render_latency_seconds")
         .unwrap();
     assert!(render.contains(&format!("one render in {TIMED_RENDERS} ")));
+}
+
+/// A sample's labels, as (name, unescaped value).
+type Labels<'a> = Vec<(&'a str, String)>;
+
+/// One sample line of the text format: name, labels, value.
+fn sample(line: &str) -> Option<(&str, Labels<'_>, u64)> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let (head, value) = line.rsplit_once(' ')?;
+    let value = value.parse::<f64>().ok()? as u64;
+    let Some((name, rest)) = head.split_once('{') else {
+        return Some((head, Vec::new(), value));
+    };
+    Some((name, labels(rest.strip_suffix('}')?)?, value))
+}
+
+/// `a="x",b="y\"z"` → pairs, unescaping `\\`, `\"` and `\n`.
+fn labels(mut s: &str) -> Option<Labels<'_>> {
+    let mut out = Vec::new();
+    while !s.is_empty() {
+        let (key, rest) = s.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        out.push((key, value));
+        s = rest[end + 1..].trim_start_matches(',');
+    }
+    Some(out)
 }

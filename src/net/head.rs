@@ -67,22 +67,27 @@ macro_rules! either {
 }
 
 impl Head for AnyHead<'_> {
+    #[inline]
     fn method(&self) -> &str {
         either!(self, h => h.method())
     }
 
+    #[inline]
     fn query(&self) -> Option<&str> {
         either!(self, h => h.query())
     }
 
+    #[inline]
     fn header(&self, name: &HeaderName) -> Option<&[u8]> {
         either!(self, h => h.header(name))
     }
 
+    #[inline]
     fn count(&self, name: &HeaderName) -> usize {
         either!(self, h => h.count(name))
     }
 
+    #[inline]
     fn firsts<'h, 'n>(
         &'h self,
         names: &'n Names,
@@ -91,14 +96,17 @@ impl Head for AnyHead<'_> {
         either!(self, h => h.firsts(names, firsts))
     }
 
+    #[inline]
     fn each_header(&self, f: &mut dyn FnMut(&str, &[u8])) {
         either!(self, h => h.each_header(f))
     }
 
+    #[inline]
     fn declared(&self) -> Declared {
         either!(self, h => h.declared())
     }
 
+    #[inline]
     fn map(&self) -> Option<&HeaderMap> {
         either!(self, h => h.map())
     }

@@ -82,6 +82,13 @@ impl Names {
     pub fn lengths(&self) -> u64 {
         self.lengths
     }
+
+    /// Whether `name`, in any case, is one of them.
+    #[inline]
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.lengths & length_bit(name.len()) != 0
+            && self.names.iter().any(|n| name_is(name, n.as_str()))
+    }
 }
 
 /// A name's length as one bit of a `u64` (63: 63 bytes or more), for

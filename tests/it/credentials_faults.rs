@@ -139,3 +139,80 @@ async fn an_empty_access_token_is_refused_never_sent() {
     assert!(up.seen().is_empty(), "{:?}", up.seen());
     h.shutdown().await;
 }
+
+/// An upstream that refuses the first token it sees (401) and takes any
+/// other; what it was sent: each request's `Authorization` and body.
+async fn refusing_the_first_token() -> (String, Arc<std::sync::Mutex<Vec<(String, Bytes)>>>) {
+    use http_body_util::BodyExt;
+    let seen: Arc<std::sync::Mutex<Vec<(String, Bytes)>>> = Default::default();
+    let log = seen.clone();
+    let addr = http_server(move |req: http::Request<hyper::body::Incoming>| {
+        let log = log.clone();
+        async move {
+            let auth = (req.headers().get("authorization"))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+            let mut l = log.lock().unwrap();
+            l.push((auth.clone(), body.unwrap_or_default()));
+            let status = if l[0].0 == auth { 401 } else { 200 };
+            let mut r = http::Response::new(Full::new(Bytes::from_static(b"{}")));
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            r
+        }
+    })
+    .await;
+    (format!("http://{addr}"), seen)
+}
+
+/// The one retry after an upstream 401 is the exchange's, whichever
+/// transport carries the request: over HTTP/1.1 (the forwarding core) and
+/// HTTP/2 (hyper) alike the refused token is dropped, a new one obtained
+/// and the same body sent once more, and the client sees only the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_renewed_and_sent_once_more_over_either_transport() {
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for (c, version) in [
+        (client(), http::Version::HTTP_11),
+        (h2, http::Version::HTTP_2),
+    ] {
+        let (up, seen) = refusing_the_first_token().await;
+        let (token_url, asked) = auth_server(Answer::Token("tok-")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let main = format!(
+            "[credentials.cc]\nkind = \"client_credentials\"\ntoken_url = \"{token_url}\"\n\
+client_id = \"hg\"\nclient_secret_env = \"HG_TEST_CLIENT_SECRET\"\n"
+        );
+        // A JSON-RPC route reads the body first: it can be sent again.
+        let extra = "error_style = \"jsonrpc\"\n[headers]\n\
+authorization = \"Bearer << credentials.cc.access_token >>\"\n";
+        write_config(dir.path(), &main, &[("r", &route(&up, extra))]);
+        let h = start(dir.path()).await;
+        put_session(&h, "call-1", serde_json::json!({"call": {}})).await;
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t"}}"#;
+        let r = (c.post(format!("http://{}/r/mcp", h.listen)))
+            .header("x-headgate-key", ROUTE_KEY)
+            .header("x-call-id", "call-1")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), version);
+        assert_eq!(r.status(), 200, "{version:?}");
+        let seen = seen.lock().unwrap().clone();
+        let auths: Vec<_> = seen.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(auths, ["Bearer tok-0", "Bearer tok-1"], "{version:?}");
+        assert!(
+            seen.iter().all(|(_, b)| b == body.as_bytes()),
+            "{version:?}"
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "{version:?}");
+        h.shutdown().await;
+    }
+}

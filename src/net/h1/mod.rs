@@ -130,25 +130,23 @@ pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Appends a `content-length: n` line. Digits by hand (`write!` through
 /// `fmt` is the formatting machinery for one integer), the line made in
 /// place and appended in one copy.
-pub fn put_content_length(out: &mut Vec<u8>, n: u64) {
-    let mut d = [0u8; 20];
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(digits(n, &mut d));
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, written into the end of `buf` (20 digits hold
-/// `u64::MAX`).
-pub fn digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
+pub fn put_content_length(out: &mut Vec<u8>, mut n: u64) {
+    const NAME: &[u8] = b"content-length: ";
+    // The name, at most 20 digits (`u64::MAX`), CRLF; filled from the end.
+    let mut line = [0u8; NAME.len() + 22];
+    let mut at = line.len() - 2;
+    line[at..].copy_from_slice(b"\r\n");
     loop {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
+        line[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            return &buf[at..];
+            break;
         }
     }
+    at -= NAME.len();
+    line[at..at + NAME.len()].copy_from_slice(NAME);
+    out.extend_from_slice(&line[at..]);
 }
 
 /// Room for the header lines of one head, left uninitialised: filling

@@ -10,7 +10,6 @@ use hyper::body::Incoming;
 use crate::config::{AccessLog, Config, ErrorStyle};
 use crate::mcp::McpView;
 use crate::mcp::audit::{Record, clip, clip_id, format_rfc3339};
-use crate::metrics::RouteCode;
 use crate::net::response::Body;
 use crate::net::tracecontext::Trace;
 use crate::proxy::App;
@@ -295,11 +294,7 @@ fn export(
 
 /// Counts a refusal by route and code, and logs it at debug.
 fn count(app: &App, route: &str, e: &ProxyError) {
-    let label = RouteCode {
-        route: route.to_string(),
-        code: e.code().to_string(),
-    };
-    app.metrics.errors.get_or_create(&label).inc();
+    app.metrics.error(route, e.code());
     tracing::debug!(route, code = e.code(), side = ?e.side(), "refused");
 }
 

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
-use http::request::Parts;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -105,15 +104,9 @@ pub fn screen(route: &Route, head: &dyn Head, rest: &str) -> Result<(), ProxyErr
     Ok(())
 }
 
-/// [`screen`]s the head, then reads the body if the route needs to look
-/// inside it.
-pub(super) async fn admit(
-    route: &Route,
-    parts: &Parts,
-    rest: &str,
-    incoming: Incoming,
-) -> Result<InBody, ProxyError> {
-    screen(route, parts, rest)?;
+/// Reads the body if the route needs to look inside it (after the head
+/// was [`screen`]ed).
+pub(super) async fn admit(route: &Route, incoming: Incoming) -> Result<InBody, ProxyError> {
     match (route.reads_body(), route.peeks_body()) {
         (true, _) => read_until(incoming, usize::MAX, route.body_limit).await,
         (false, true) => read_until(incoming, RPC_PEEK, route.body_limit).await,

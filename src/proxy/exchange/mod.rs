@@ -186,15 +186,25 @@ impl<'a> Exchange<'a> {
     }
 
     /// The one sequencer of the phases, over either transport: the
-    /// request admitted (inbound), its call found (key, MCP policy,
+    /// request screened and admitted (inbound), its call found (key, MCP policy,
     /// session, credentials), the upstream head written (inject,
     /// outbound), sent and answered (send). An upstream 401 to a request
     /// that carried obtained tokens, whose head and whole body are at
     /// hand, is sent once more with fresh tokens; never a third time.
     pub async fn run<T: Transport>(&mut self, t: &mut T) -> Result<T::Answer, ProxyError> {
+        // The head is screened before any body is read; on a route that
+        // reads none, one look at the head serves both.
+        let early = self.route.takes_body();
+        if early {
+            let (head, rest) = t.head();
+            inbound::screen(self.route, &head, rest)?;
+        }
         let body = t.admit(self.route).await?;
         let call = {
             let (head, rest) = t.head();
+            if !early {
+                inbound::screen(self.route, &head, rest)?;
+            }
             self.find_call(&head, rest, &body).await?
         };
         t.compose(self, &call)?;
@@ -342,4 +352,3 @@ impl Exchange<'_> {
         Ok(())
     }
 }
-

@@ -55,9 +55,27 @@ impl Peer {
     }
 }
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// A header the proxy writes itself: its name, and the start of its line
+/// (`name: `) as the wire gets it, in one copy.
+pub struct Own {
+    name: HeaderName,
+    line: &'static [u8],
+}
+
+macro_rules! own {
+    ($name:literal) => {
+        Own {
+            name: HeaderName::from_static($name),
+            line: concat!($name, ": ").as_bytes(),
+        }
+    };
+}
+
+static X_FORWARDED_FOR: Own = own!("x-forwarded-for");
+static X_FORWARDED_PROTO: Own = own!("x-forwarded-proto");
+static X_FORWARDED_HOST: Own = own!("x-forwarded-host");
+static FORWARDED: Own = own!("forwarded");
+static ACCEPT_ENCODING: Own = own!("accept-encoding");
 
 /// The `Forwarded` value (RFC 7239) as parts to join: this hop's element
 /// (the peer, the scheme it came by, the `Host` it asked for, quoted: a
@@ -167,7 +185,9 @@ pub trait Lines<'c> {
         keep: impl FnMut(&'c [u8], &'c [u8], &mut dyn Iterator<Item = &'c [u8]>) -> bool,
     );
     /// A line the proxy writes: `name` and the value `parts` joined.
-    fn put(&mut self, name: &HeaderName, parts: &[&[u8]]);
+    fn put(&mut self, name: &Own, parts: &[&[u8]]);
+    /// The body's framing: `Content-Length: n`.
+    fn put_length(&mut self, n: u64);
 }
 
 /// [`Lines`] onto the wire: a raw head's lines copied straight from the
@@ -188,6 +208,7 @@ impl<'c> Lines<'c> for RawLines<'c, '_> {
         self.head.declared().length
     }
 
+    #[inline]
     fn pass_client(
         &mut self,
         mut keep: impl FnMut(&'c [u8], &'c [u8], &mut dyn Iterator<Item = &'c [u8]>) -> bool,
@@ -205,13 +226,17 @@ impl<'c> Lines<'c> for RawLines<'c, '_> {
         }
     }
 
-    fn put(&mut self, name: &HeaderName, parts: &[&[u8]]) {
-        self.out.extend_from_slice(name.as_str().as_bytes());
-        self.out.extend_from_slice(b": ");
+    #[inline]
+    fn put(&mut self, name: &Own, parts: &[&[u8]]) {
+        self.out.extend_from_slice(name.line);
         for p in parts {
             self.out.extend_from_slice(p);
         }
         self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn put_length(&mut self, n: u64) {
+        h1::put_content_length(self.out, n);
     }
 }
 
@@ -256,15 +281,20 @@ impl<'c> Lines<'c> for MapLines<'c> {
         }
     }
 
-    fn put(&mut self, name: &HeaderName, parts: &[&[u8]]) {
+    fn put(&mut self, name: &Own, parts: &[&[u8]]) {
         let value = match parts {
             [one] => HeaderValue::from_bytes(one),
             _ => HeaderValue::from_bytes(&parts.concat()),
         };
         // Every part is the client's valid value or the proxy's own.
         if let Ok(v) = value {
-            self.out.append(name.clone(), v);
+            self.out.append(name.name.clone(), v);
         }
+    }
+
+    fn put_length(&mut self, n: u64) {
+        self.out
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
 }
 
@@ -299,18 +329,18 @@ pub fn put_headers<'c, L: Lines<'c>>(
         if asked & length_bit(name.len()) == 0 || !left_out(route, name, listed) {
             return true;
         }
-        if name_is(name, X_FORWARDED_FOR.as_str()) {
+        if name_is(name, X_FORWARDED_FOR.name.as_str()) {
             xff = xff.or(Some(value));
         } else if name_is(name, header::HOST.as_str()) {
             host = host.or(Some(value));
-        } else if name_is(name, header::FORWARDED.as_str()) {
+        } else if name_is(name, FORWARDED.name.as_str()) {
             fwd = fwd.or(Some(value));
         }
         false
     });
     render(lines)?;
     if route.limits_tools() {
-        lines.put(&header::ACCEPT_ENCODING, &[b"identity"]);
+        lines.put(&ACCEPT_ENCODING, &[b"identity"]);
     }
     let ip = peer.ip.as_bytes();
     match xff.filter(|_| peer.trusted) {
@@ -318,13 +348,12 @@ pub fn put_headers<'c, L: Lines<'c>>(
         None => lines.put(&X_FORWARDED_FOR, &[ip]),
     }
     lines.put(&X_FORWARDED_PROTO, &[peer.proto().as_bytes()]);
-    lines.put(&header::FORWARDED, forwarded(fwd, peer, host).parts());
+    lines.put(&FORWARDED, forwarded(fwd, peer, host).parts());
     if let Some(host) = host {
         lines.put(&X_FORWARDED_HOST, &[host]);
     }
     if let Some(n) = lines.length() {
-        let mut d = [0u8; 20];
-        lines.put(&header::CONTENT_LENGTH, &[h1::digits(n, &mut d)]);
+        lines.put_length(n);
     }
     Ok(())
 }
@@ -332,7 +361,7 @@ pub fn put_headers<'c, L: Lines<'c>>(
 /// The lengths of the names [`left_out`] leaves out whatever the
 /// `Connection` line lists, as [`length_bit`]s.
 fn left_out_lengths(route: &Route) -> u64 {
-    route.own_header_lengths | REPLACED.lengths() | HOP_BY_HOP.lengths()
+    route.own_headers.lengths() | REPLACED.lengths() | HOP_BY_HOP.lengths()
 }
 
 /// The client's lines the proxy writes itself.
@@ -349,9 +378,7 @@ const REPLACED: NameSet = NameSet::new(&[
 /// request: the names the `HeaderMap` path removes or replaces.
 /// `listed`: the values of the request's `Connection` lines.
 fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8]>) -> bool {
-    REPLACED.contains(name)
-        || route.own_header_names().any(|n| name_is(name, n))
-        || is_hop_by_hop(name, listed)
+    REPLACED.contains(name) || route.own_headers.contains(name) || is_hop_by_hop(name, listed)
 }
 
 /// The upstream request, HTTP/1.1 whatever the client spoke.

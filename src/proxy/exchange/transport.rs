@@ -30,8 +30,8 @@ pub(crate) enum Sent<A> {
 pub(crate) trait Transport {
     /// What the client was answered with.
     type Answer;
-    /// The inbound phase: the head screened ([`super::screen`]) and the
-    /// body read as far as the route reads it.
+    /// The inbound phase's read: the body, as far as the route reads it
+    /// (its head already [`screen`](super::screen)ed).
     fn admit(&mut self, route: &Route) -> impl Future<Output = Result<InBody, ProxyError>> + Send;
 
     /// The request head and the path after the route's name.
@@ -88,8 +88,11 @@ impl Transport for HyperTransport {
     type Answer = Response<Body>;
 
     async fn admit(&mut self, route: &Route) -> Result<InBody, ProxyError> {
-        let incoming = self.incoming.take().ok_or(ProxyError::UpstreamUnreachable)?;
-        inbound::admit(route, &self.parts, &self.rest, incoming).await
+        let incoming = self
+            .incoming
+            .take()
+            .ok_or(ProxyError::UpstreamUnreachable)?;
+        inbound::admit(route, incoming).await
     }
 
     fn head(&self) -> (AnyHead<'_>, &str) {

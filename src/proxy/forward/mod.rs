@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use super::App;
 use super::doors::route::{Begun, finish, finish_failed, split_route};
 use super::exchange::{
-    Exchange, InBody, Peer, ProxyError, RawLines, put_headers, put_path_and_query, screen,
+    Exchange, InBody, Peer, ProxyError, RawLines, put_headers, put_path_and_query,
 };
 use crate::config::{Config, ErrorStyle, Route};
 use crate::net::h1::buffers::{self, Lent};

@@ -50,7 +50,7 @@ impl<'c> CoreTransport<'c> {
             client,
             buf,
             clock,
-            out: Lent::default(),
+            out: buffers::lend(),
             head: req.head,
             rest: Rest::InBuf(req.rest),
             head_len: req.head_len,
@@ -88,11 +88,8 @@ impl<'c> CoreTransport<'c> {
 impl Transport for CoreTransport<'_> {
     type Answer = Served;
 
-    /// The head screened before any body is read; the body read whole
-    /// only on a route that reads or peeks at it.
+    /// The body read whole only on a route that reads or peeks at it.
     async fn admit(&mut self, route: &Route) -> Result<InBody, ProxyError> {
-        let (head, rest) = self.head();
-        screen(route, &head, rest)?;
         if !route.takes_body() {
             return Ok(InBody::Relayed);
         }
@@ -123,8 +120,9 @@ impl Transport for CoreTransport<'_> {
             ReqHead::Raw(spans) => {
                 let head = spans.view(&self.buf[..self.head_len]);
                 let (key, session) = call;
-                let render =
-                    |l: &mut RawLines<'_, '_>| x.put_rendered(l.out, (&head, rest), key, session.as_ref());
+                let render = |l: &mut RawLines<'_, '_>| {
+                    x.put_rendered(l.out, (&head, rest), key, session.as_ref())
+                };
                 request::write_raw_head(out, head, route, rest, render, x.peer())
             }
             ReqHead::Map(parts) => {
