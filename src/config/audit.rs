@@ -1,14 +1,22 @@
 //! `[audit]`: where the MCP audit trail goes (docs/mcp.md "Which tools may an
 //! agent call").
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
 use super::diagnostics::Ctx;
 use super::schema::RawAudit;
-use crate::mcp::audit::Sink;
 use crate::secret::Secret;
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    /// Standard output (`path = "-"`).
+    Stdout,
+    /// A file, appended to and reopened on SIGHUP.
+    File(PathBuf),
+}
 
 /// `[audit]` settings.
 #[derive(Debug, Clone)]

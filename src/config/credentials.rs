@@ -17,8 +17,8 @@ use super::diagnostics::Ctx;
 pub use super::oauth_client::is_secure_endpoint;
 use super::oauth_client::oauth_kind;
 use super::schema::RawCredential;
-pub use super::signing_key::{SigningKey, parse_public_key, parse_signing_key};
 use super::signing_key::{previous_key, signing_key};
+pub use crate::credentials::key::SigningKey;
 use crate::secret::Secret;
 use crate::template::HeaderTemplate;
 

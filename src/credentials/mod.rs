@@ -18,6 +18,7 @@
 
 mod error;
 mod jwt;
+pub mod key;
 mod life;
 mod oauth;
 mod plan;

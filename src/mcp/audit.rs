@@ -10,7 +10,6 @@
 //! is reopened on SIGHUP, so logrotate's `create` works.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +19,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
+use crate::config::audit::Sink;
 use crate::shards::{Entry, Sharded};
 
 /// One MCP request, as the audit line and the call timeline show it.
@@ -256,15 +256,6 @@ fn rand_byte() -> u8 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish() as u8
-}
-
-/// Where audit lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sink {
-    /// Standard output (`path = "-"`).
-    Stdout,
-    /// A file, appended to and reopened on SIGHUP.
-    File(PathBuf),
 }
 
 /// Where MCP requests are recorded: the audit trail (when `[audit]` is
