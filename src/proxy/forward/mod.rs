@@ -1,12 +1,13 @@
 //! The forwarding core: one task per client connection does the whole
 //! exchange for an HTTP/1.1 request, cleartext or over TLS, to an
 //! `http://` or `https://` upstream (nginx's shape). It reads and parses
-//! the request head ([`crate::net::h1`]), runs the route's phases (the
-//! same [`Exchange`] the hyper path runs: key, session, render,
-//! X-Forwarded-*), writes the rewritten head and the body to a pooled
-//! keep-alive upstream connection in one write, parses the response head
-//! and relays head and body, and gives the upstream connection back only
-//! when its response was read exactly to its end. Both connections are a
+//! the request head ([`crate::net::h1`]) and hands the request to
+//! [`Exchange::run`], the one sequencer of the route's phases, as a
+//! [`transport::CoreTransport`]: it reads the body, writes the rewritten
+//! head and the body to a pooled keep-alive upstream connection in one
+//! write, parses the response head and relays head and body, and gives
+//! the upstream connection back only when its response was read exactly
+//! to its end. Both connections are a
 //! [`Wire`]: TCP, or TLS over it; the framing is the same code for both.
 //!
 //! Every kind of route is served: a body the route reads (a platform's
