@@ -186,8 +186,8 @@ impl<'a> Exchange<'a> {
     }
 
     /// The one sequencer of the phases, over either transport: the
-    /// request screened and admitted (inbound), its call found (key, MCP policy,
-    /// session, credentials), the upstream head written (inject,
+    /// request screened and admitted (inbound), its call found (key, MCP
+    /// policy, session, credentials), the upstream head written (inject,
     /// outbound), sent and answered (send). An upstream 401 to a request
     /// that carried obtained tokens, whose head and whole body are at
     /// hand, is sent once more with fresh tokens; never a third time.

@@ -38,6 +38,16 @@ enum Rest {
     Owned(String),
 }
 
+impl Rest {
+    /// The path, `buf` being the connection's buffer.
+    fn of<'a>(&'a self, buf: &'a [u8]) -> &'a str {
+        match self {
+            Rest::InBuf(at) => text(buf, at),
+            Rest::Owned(s) => s,
+        }
+    }
+}
+
 impl<'c> CoreTransport<'c> {
     pub fn new(
         req: Req,
@@ -78,10 +88,7 @@ impl<'c> CoreTransport<'c> {
     }
 
     fn rest(&self) -> &str {
-        match &self.rest {
-            Rest::InBuf(at) => text(self.buf, at),
-            Rest::Owned(s) => s,
-        }
+        self.rest.of(self.buf)
     }
 }
 
@@ -109,10 +116,8 @@ impl Transport for CoreTransport<'_> {
     /// Into `out`: the rendered values straight into it on a raw head.
     fn compose(&mut self, x: &mut Exchange<'_>, call: &Call) -> Result<(), ProxyError> {
         let route = x.route();
-        let rest = match &self.rest {
-            Rest::InBuf(at) => text(self.buf, at),
-            Rest::Owned(s) => s,
-        };
+        // Not `self.rest()`: `out` is borrowed beside it.
+        let rest = self.rest.of(self.buf);
         let out = &mut *self.out;
         out.clear();
         out.reserve(self.head_len + 512);
