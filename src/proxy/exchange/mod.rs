@@ -245,7 +245,7 @@ impl<'a> Exchange<'a> {
         let Some(uri) = outbound::upstream_uri(&self.route.upstream, rest, query, absolute) else {
             return Err(ProxyError::InvalidPath);
         };
-        let mut lines = MapLines::new(&parts.headers);
+        let mut lines = MapLines::new(parts);
         let render = |l: &mut MapLines<'_>| {
             let Some(s) = session else { return Ok(()) };
             for (n, v) in self.render_headers(parts, rest, key, &s.vars)? {

@@ -242,37 +242,36 @@ impl<'c> Lines<'c> for RawLines<'c, '_> {
 
 /// [`Lines`] into a `HeaderMap`: the client's values shared, not copied.
 pub struct MapLines<'c> {
-    /// The client's headers.
-    pub client: &'c HeaderMap,
-    /// The upstream request's.
+    /// The client's head.
+    pub head: &'c http::request::Parts,
+    /// The upstream request's headers.
     pub out: HeaderMap,
 }
 
 impl<'c> MapLines<'c> {
-    /// For the client's `headers`.
-    pub fn new(client: &'c HeaderMap) -> Self {
+    /// For the client's `head`.
+    pub fn new(head: &'c http::request::Parts) -> Self {
         Self {
-            client,
-            out: HeaderMap::with_capacity(client.len() + 6),
+            head,
+            out: HeaderMap::with_capacity(head.headers.len() + 6),
         }
     }
 }
 
 impl<'c> Lines<'c> for MapLines<'c> {
     fn has_connection(&self) -> bool {
-        self.client.contains_key(header::CONNECTION)
+        self.head.headers.contains_key(header::CONNECTION)
     }
 
     fn length(&self) -> Option<u64> {
-        let v = self.client.get(header::CONTENT_LENGTH)?;
-        v.to_str().ok()?.trim().parse().ok()
+        self.head.declared().length
     }
 
     fn pass_client(
         &mut self,
         mut keep: impl FnMut(&'c [u8], &'c [u8], &mut dyn Iterator<Item = &'c [u8]>) -> bool,
     ) {
-        let client = self.client;
+        let client = &self.head.headers;
         for (n, v) in client {
             let mut listed = (client.get_all(header::CONNECTION).iter()).map(HeaderValue::as_bytes);
             if keep(n.as_str().as_bytes(), v.as_bytes(), &mut listed) {
@@ -472,7 +471,7 @@ x-absent = { template = "<< call.nothing >>", on_error = "omit" }
                     Ok(())
                 };
                 put_headers(&mut on_wire, route, render, &peer).unwrap();
-                let mut map = MapLines::new(&parts.headers);
+                let mut map = MapLines::new(&parts);
                 let render = |l: &mut MapLines<'_>| {
                     for (n, v) in &rendered {
                         l.out.append(n.clone(), v.clone());
