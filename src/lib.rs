@@ -17,6 +17,7 @@
 // `cargo doc --document-private-items`, where links between them resolve.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub(crate) mod audit;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod console;

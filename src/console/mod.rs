@@ -18,9 +18,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::Value;
 
+use crate::audit::Recorder;
 use crate::config::Config;
 use crate::config::reload::{ReloadLog, Reloaded};
-use crate::mcp::audit::Recorder;
 use crate::mcp::pins::PinMode;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, read_limited};

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::auth::{Login, Role};
 use super::history::{Rates, SLOTS};
-use crate::mcp::audit::{Record, format_rfc3339};
+use crate::audit::{Record, format_rfc3339};
 
 /// What the overview shows.
 pub struct Overview {

@@ -9,7 +9,6 @@
 //! body is forwarded byte for byte). A body that is not JSON-RPC gives an
 //! empty view: it passes, it is never a crash.
 
-pub mod audit;
 pub mod filter;
 pub mod governance;
 pub mod legacy;
@@ -135,8 +134,8 @@ impl TraceHeaders {
     /// Reads them through `header` (a name's value, as text).
     pub fn read<'h>(header: impl Fn(&HeaderName) -> Option<&'h str>) -> Self {
         Self {
-            protocol_version: header(&MCP_PROTOCOL_VERSION).map(audit::clip),
-            session_id: header(&MCP_SESSION_ID).map(audit::clip),
+            protocol_version: header(&MCP_PROTOCOL_VERSION).map(crate::audit::clip),
+            session_id: header(&MCP_SESSION_ID).map(crate::audit::clip),
         }
     }
 }

@@ -221,7 +221,7 @@ impl Book {
             tracing::warn!(
                 code = "mcp.tool_changed",
                 route = %self.route,
-                tool = %super::audit::clip(name),
+                tool = %crate::audit::clip(name),
                 standing = ?standing,
                 held = mode == PinMode::Hold,
                 "a tool differs from the route's pinned definitions; approve it with POST /routes/{{route}}/tools/{{name}}/approve or in the console"

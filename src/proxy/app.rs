@@ -11,11 +11,11 @@ use tokio::sync::watch;
 
 use super::doors::admin::AdminCtx;
 use super::server;
+use crate::audit::{AuditLog, Recorder, SessionHasher};
 use crate::config::reload::ReloadLog;
 use crate::config::{self, Config, ConfigErrors, LoadMode};
 use crate::console::Console;
 use crate::credentials::CredentialsRuntime;
-use crate::mcp::audit::{AuditLog, Recorder, SessionHasher};
 use crate::metrics::{Metrics, Outcome};
 use crate::net::client::{self, HttpClient};
 use crate::net::upstream::Upstreams;

@@ -10,11 +10,11 @@ use http::{Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::audit::Recorder;
 use crate::config::Config;
 use crate::config::reload::ReloadLog;
 use crate::console::{self, Console};
 use crate::credentials::CredentialsRuntime;
-use crate::mcp::audit::Recorder;
 use crate::metrics::Metrics;
 use crate::net::response::{self, Body, ReadError, read_limited};
 use crate::net::throttle::{self, Throttle};

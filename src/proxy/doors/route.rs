@@ -7,9 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::audit::{Record, clip, clip_id, format_rfc3339};
 use crate::config::{AccessLog, Config, ErrorStyle};
 use crate::mcp::McpView;
-use crate::mcp::audit::{Record, clip, clip_id, format_rfc3339};
 use crate::net::response::Body;
 use crate::net::tracecontext::Trace;
 use crate::proxy::App;

@@ -51,7 +51,7 @@ pub(super) async fn handle(
         },
         (&Method::POST, Some(name)) => match ctx.pins.approve(&r.name, &name).await {
             Ok(true) => {
-                tracing::info!(code = "mcp.tool_approved", route = %route, tool = %crate::mcp::audit::clip(&name), "a held tool definition was approved");
+                tracing::info!(code = "mcp.tool_approved", route = %route, tool = %crate::audit::clip(&name), "a held tool definition was approved");
                 response::json(
                     StatusCode::OK,
                     &json!({"route": route, "tool": name, "approved": true}),

@@ -81,7 +81,7 @@ impl Exchange<'_> {
                 continue;
             }
             if mode == PinMode::Hold {
-                return Err(ProxyError::ToolChanged(mcp::audit::clip(tool)));
+                return Err(ProxyError::ToolChanged(crate::audit::clip(tool)));
             }
             self.warning = Some("mcp.tool_changed");
         }
@@ -118,7 +118,7 @@ impl Exchange<'_> {
                     .mcp_budget_exceeded
                     .get_or_create(&route)
                     .inc();
-                let tool = crate::mcp::audit::clip(tool);
+                let tool = crate::audit::clip(tool);
                 return Err(ProxyError::BudgetExceeded {
                     tool,
                     limit: b.limit,
