@@ -5,21 +5,22 @@
 //! run as the map grows.
 //!
 //! In front of the shards, each thread remembers the entries it looked up
-//! last (a `Weak` to each): a worker serves a call's requests one after
-//! another, and the shard's lookup (FNV-1a for the shard, a read lock,
-//! SipHash of the key) is dearer on every request than a quick keyed hash
-//! and a probe of the thread's map.
+//! last ([`near`]): a worker serves a call's requests one after another,
+//! and the shard's lookup (FNV-1a for the shard, a read lock, SipHash of
+//! the key) is dearer on every request than a quick keyed hash and a probe
+//! of the thread's map.
 //! An entry is only ever removed by a sweep, which drops it only when no
 //! one else holds it ([`drop_unheld`]), so a line whose `Weak` still
 //! upgrades names the map's entry.
 
-use std::any::Any;
-use std::cell::RefCell;
+pub mod near;
+
 use std::collections::HashMap;
-use std::hash::BuildHasher as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
+
+use near::Near;
 
 const SHARDS: usize = 16;
 
@@ -47,78 +48,30 @@ pub struct Sharded<V> {
     shards: Vec<Shard<V>>,
     max: usize,
     inserted: AtomicUsize,
-    /// Tells this map's lines in a thread's [`NEAR`] from another's.
-    id: u64,
-}
-
-/// Lines a thread keeps in [`NEAR`] (all maps together); past it, the
-/// map starts over. At most about 4,096 × (the key + 200 bytes: the line,
-/// and the emptied allocation of a swept entry its `Weak` may keep) per
-/// thread.
-const NEAR_LINES: usize = 4096;
-
-/// One entry a thread looked up.
-struct Line {
-    map: u64,
-    key: Box<[u8]>,
-    entry: Weak<dyn Any + Send + Sync>,
-}
-
-thread_local! {
-    /// This thread's lines, by [`quick_keyed`] hash of map id and key.
-    static NEAR: RefCell<HashMap<u64, Line, Prehashed>> = RefCell::new(HashMap::default());
-}
-
-/// One hash seed for the process, random at start, for the maps each
-/// thread keeps in front of a shared one (this one's and the session
-/// store's memo). foldhash rather than SipHash (far cheaper on a short
-/// call id): only keys the shared map holds get a line,
-/// and a thread keeps a bounded number of them, so a caller who guessed
-/// colliding keys would only make its own lookups miss the thread's map.
-pub fn quick_keyed() -> &'static foldhash::fast::RandomState {
-    static KEY: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
-    KEY.get_or_init(foldhash::fast::RandomState::default)
+    /// The entries this thread looked up last.
+    near: Near,
 }
 
 impl<V: Entry + Send + Sync + 'static> Sharded<V> {
     /// At most about `max` entries once sweeps have run.
     pub fn new(max: usize) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             max,
             inserted: AtomicUsize::new(0),
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            near: Near::default(),
         }
     }
 
     /// The entry for `key` this thread looked up last, if the map still
     /// holds it; else the hash to remember it under.
     fn near(&self, key: &[u8]) -> Result<Arc<V>, u64> {
-        let hash = quick_keyed().hash_one((self.id, key));
-        let found = NEAR.with_borrow(|near| {
-            let line = near
-                .get(&hash)
-                .filter(|l| l.map == self.id && *l.key == *key)?;
-            line.entry.upgrade()?.downcast::<V>().ok()
-        });
-        found.ok_or(hash)
+        let hash = self.near.hash(key);
+        self.near.get(hash, key, 0).ok_or(hash)
     }
 
     fn remember(&self, hash: u64, key: &[u8], entry: &Arc<V>) {
-        let entry: Arc<dyn Any + Send + Sync> = entry.clone();
-        let line = Line {
-            map: self.id,
-            key: key.into(),
-            entry: Arc::downgrade(&entry),
-        };
-        let _ = NEAR.try_with(|near| {
-            let mut near = near.borrow_mut();
-            if near.len() >= NEAR_LINES {
-                near.clear();
-            }
-            near.insert(hash, line);
-        });
+        self.near.remember(hash, key, 0, entry);
     }
 
     /// The shard by FNV-1a of the key: cheap, and a caller who crowds one
@@ -208,7 +161,7 @@ fn sweep<V: Entry>(map: &mut HashMap<Box<[u8]>, Arc<V>>, full: usize) {
 }
 
 /// Removes `key`'s entry and drops it, unless someone holds it: a thread
-/// may upgrade its [`NEAR`] line at any moment, the shard's lock
+/// may upgrade its near line at any moment, the shard's lock
 /// notwithstanding, and `try_unwrap` settles the race atomically (once it
 /// succeeds, no `Weak` upgrades; if an upgrade came first, the entry goes
 /// back and stays the map's).

@@ -1,59 +1,32 @@
-//! A per-thread memo of the in-memory store's recent lookups, in front of
-//! its caches. A worker serves one call's requests one after another; a
-//! lookup through moka pays its read bookkeeping (read recording, expiry
+//! The in-memory store's near lines ([`crate::shards::near`]), in front
+//! of its caches. A worker serves one call's requests one after another;
+//! a lookup through moka pays its read bookkeeping (read recording, expiry
 //! callbacks, housekeeping), two keyed hashes and three clock reads. A
-//! memo hit costs one keyed hash, a probe of this thread's map, one
+//! memo hit costs one keyed hash, a probe of this thread's lines, one
 //! atomic load and one clock read.
 //!
 //! It never answers with what the store no longer holds:
 //! - a line keeps a `Weak` to the session the hot cache holds, so what the
-//!   cache dropped is gone here too (and no session's data outlives the
-//!   store's bounds: a `Weak` keeps only the emptied allocation);
+//!   cache dropped is gone here too;
 //! - every write, delete and eviction bumps its key's stripe, and a line
-//!   keeps the stripe's count read *before* the store was, so a line older
-//!   than a write never answers;
-//! - a line ends when its session's TTL does.
+//!   is stamped with the stripe's count read *before* the store was, so a
+//!   line older than a write never answers;
+//! - a session is not answered once its TTL has ended.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use crate::session::Session;
-use crate::shards::{Prehashed, quick_keyed};
+use crate::shards::near::Near;
 
 /// Stripes of write counts per store: a write to one key only misses the
 /// lines of keys that share its stripe.
 const STRIPES: usize = 4096;
 
-/// Lines one thread keeps (all stores together); past it, the map starts
-/// over. At most about 4,096 × (the key + 160 bytes: the line, and the
-/// emptied allocation its `Weak` may keep) per worker.
-const LINES: usize = 4096;
-
-/// One remembered lookup.
-struct Line {
-    /// Which store it is from ([`Memo::id`]).
-    store: u64,
-    key: Box<str>,
-    /// The key's stripe count when the store was read.
-    stripe: u32,
-    expires: Instant,
-    session: Weak<Session>,
-}
-
-thread_local! {
-    /// This thread's lines, keyed by their keyed hash (computed once per
-    /// lookup, not again by the map).
-    static LINES_OF_THREAD: RefCell<HashMap<u64, Line, Prehashed>> = RefCell::new(HashMap::default());
-}
-
 /// The memo of one store.
 pub(super) struct Memo {
-    /// Tells this store's lines from another's in the same thread.
-    id: u64,
+    near: Near,
     stripes: Box<[AtomicU32]>,
 }
 
@@ -66,18 +39,13 @@ pub(super) struct Miss {
 
 impl Memo {
     pub(super) fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            near: Near::default(),
             stripes: (0..STRIPES).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 
-    fn hash(&self, key: &str) -> u64 {
-        quick_keyed().hash_one((self.id, key))
-    }
-
-    /// The stripe by the hash's high half (the map's buckets use the low
+    /// The stripe by the hash's high half (the lines' map uses the low
     /// bits).
     fn stripe(&self, hash: u64) -> &AtomicU32 {
         &self.stripes[((hash >> 32) % STRIPES as u64) as usize]
@@ -87,43 +55,24 @@ impl Memo {
     /// its TTL had not ended at `now`; otherwise what [`Memo::remember`]
     /// needs, taken before the caller reads the store.
     pub(super) fn get(&self, key: &str, now: Instant) -> Result<Arc<Session>, Miss> {
-        let hash = self.hash(key);
+        let hash = self.near.hash(key.as_bytes());
         let stripe = self.stripe(hash).load(Ordering::Acquire);
-        let hit = LINES_OF_THREAD.with_borrow(|lines| {
-            let line = lines.get(&hash)?;
-            let current = line.store == self.id
-                && line.stripe == stripe
-                && *line.key == *key
-                && now < line.expires;
-            current.then(|| line.session.upgrade()).flatten()
-        });
-        hit.ok_or(Miss { hash, stripe })
+        let live = |s: &Arc<Session>| s.stored_at.checked_add(s.ttl).is_some_and(|end| now < end);
+        (self.near.get(hash, key.as_bytes(), stripe))
+            .filter(live)
+            .ok_or(Miss { hash, stripe })
     }
 
     /// Remembers what the store answered after `miss`.
     pub(super) fn remember(&self, key: &str, miss: Miss, session: &Arc<Session>) {
-        let Some(expires) = session.stored_at.checked_add(session.ttl) else {
-            return;
-        };
-        let line = Line {
-            store: self.id,
-            key: key.into(),
-            stripe: miss.stripe,
-            expires,
-            session: Arc::downgrade(session),
-        };
-        LINES_OF_THREAD.with_borrow_mut(|lines| {
-            if lines.len() >= LINES {
-                lines.clear();
-            }
-            lines.insert(miss.hash, line);
-        });
+        (self.near).remember(miss.hash, key.as_bytes(), miss.stripe, session);
     }
 
     /// After a write, delete or eviction of `key`: no line from before it
     /// answers again, in any thread.
     pub(super) fn forget(&self, key: &str) {
-        self.stripe(self.hash(key)).fetch_add(1, Ordering::Release);
+        self.stripe(self.near.hash(key.as_bytes()))
+            .fetch_add(1, Ordering::Release);
     }
 }
 
