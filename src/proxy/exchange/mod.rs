@@ -97,7 +97,7 @@ pub(crate) struct Timings {
 
 /// The call a request belongs to, as the phases before forwarding found
 /// it: its key and its session (none when an unknown one passes).
-pub(crate) type Call = (SessionKey, Option<Arc<Session>>);
+pub(crate) type Found = (SessionKey, Option<Arc<Session>>);
 
 impl<'a> Exchange<'a> {
     /// A new exchange on `route` under the config the request started
@@ -238,7 +238,7 @@ impl<'a> Exchange<'a> {
         &mut self,
         parts: &Parts,
         rest: &str,
-        (key, session): &Call,
+        (key, session): &Found,
         absolute: bool,
     ) -> Result<(http::Uri, http::HeaderMap), ProxyError> {
         let query = parts.uri.query();
@@ -270,7 +270,7 @@ impl<'a> Exchange<'a> {
         head: &dyn Head,
         rest: &str,
         body: &InBody,
-    ) -> Result<Call, ProxyError> {
+    ) -> Result<Found, ProxyError> {
         self.rpc_body = body.read().cloned();
         if self.timings.is_some() {
             let caller = head.header_str(&tracecontext::TRACEPARENT);
@@ -344,7 +344,7 @@ impl Exchange<'_> {
 
     /// Fresh tokens for the retry after a 401 (the refused ones were
     /// dropped by [`Self::held_back`]).
-    async fn renew(&mut self, (key, session): &Call) -> Result<(), ProxyError> {
+    async fn renew(&mut self, (key, session): &Found) -> Result<(), ProxyError> {
         self.tokens.clear();
         if let Some(s) = session {
             self.obtain_credentials(key, &s.vars).await?;

@@ -29,7 +29,7 @@ impl Exchange<'_> {
         &mut self,
         direct: Option<&Authority>,
         up: Request<Body>,
-        (key, session): &super::Call,
+        (key, session): &super::Found,
     ) -> Result<Response<Body>, ProxyError> {
         let app = self.app;
         let started = Instant::now();

@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{HeaderMap, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use super::{Call, Exchange, InBody, ProxyError, inbound, outbound};
+use super::{Exchange, Found, InBody, ProxyError, inbound, outbound};
 use crate::config::Route;
 use crate::net::head::AnyHead;
 use crate::net::response::Body;
@@ -39,7 +39,7 @@ pub(crate) trait Transport {
 
     /// The outbound phase: writes the upstream request's head, its header
     /// lines by [`outbound::put_headers`] with the call's rendered values.
-    fn compose(&mut self, x: &mut Exchange<'_>, call: &Call) -> Result<(), ProxyError>;
+    fn compose(&mut self, x: &mut Exchange<'_>, call: &Found) -> Result<(), ProxyError>;
 
     /// Keeps the request's head to send it once more after a 401 (its
     /// whole body the exchange keeps).
@@ -52,7 +52,7 @@ pub(crate) trait Transport {
     fn send(
         &mut self,
         x: &mut Exchange<'_>,
-        call: &Call,
+        call: &Found,
         body: InBody,
         retry: bool,
     ) -> impl Future<Output = Result<Sent<Self::Answer>, ProxyError>> + Send;
@@ -99,7 +99,7 @@ impl Transport for HyperTransport {
         (AnyHead::Parts(&self.parts), &self.rest)
     }
 
-    fn compose(&mut self, x: &mut Exchange<'_>, call: &Call) -> Result<(), ProxyError> {
+    fn compose(&mut self, x: &mut Exchange<'_>, call: &Found) -> Result<(), ProxyError> {
         let absolute = outbound::direct_authority(x.route()).is_none();
         self.up = Some(x.upstream_map(&self.parts, &self.rest, call, absolute)?);
         Ok(())
@@ -111,7 +111,7 @@ impl Transport for HyperTransport {
     async fn send(
         &mut self,
         x: &mut Exchange<'_>,
-        call: &Call,
+        call: &Found,
         body: InBody,
         retry: bool,
     ) -> Result<Sent<Response<Body>>, ProxyError> {

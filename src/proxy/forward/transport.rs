@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::net::head::AnyHead;
-use crate::proxy::exchange::{Call, RawLines, Sent, Transport};
+use crate::proxy::exchange::{Found, RawLines, Sent, Transport};
 
 /// One request the core serves, with the connection it came on.
 pub(super) struct CoreTransport<'c> {
@@ -114,7 +114,7 @@ impl Transport for CoreTransport<'_> {
     }
 
     /// Into `out`: the rendered values straight into it on a raw head.
-    fn compose(&mut self, x: &mut Exchange<'_>, call: &Call) -> Result<(), ProxyError> {
+    fn compose(&mut self, x: &mut Exchange<'_>, call: &Found) -> Result<(), ProxyError> {
         let route = x.route();
         // Not `self.rest()`: `out` is borrowed beside it.
         let rest = self.rest.of(self.buf);
@@ -149,7 +149,7 @@ impl Transport for CoreTransport<'_> {
     async fn send(
         &mut self,
         x: &mut Exchange<'_>,
-        (key, session): &Call,
+        (key, session): &Found,
         body: InBody,
         retry: bool,
     ) -> Result<Sent<Served>, ProxyError> {

@@ -3,14 +3,14 @@
 use liquid_core::Result;
 use liquid_core::model::{Value, ValueView};
 
-use super::Call;
+use super::Invocation;
 use super::js::{
     is_falsy, is_string, js_equals, js_string, num, ordered_cmp, read_path, s, to_array, utf16_len,
 };
 
 /// `default: fallback[, allow_false: true]`: the fallback for an empty
 /// string or array, `nil`, `false` and undefined.
-pub(super) fn default(c: &Call<'_>) -> Result<Value> {
+pub(super) fn default(c: &Invocation<'_>) -> Result<Value> {
     let allow_false = c.kwargs.iter().any(|(k, e)| {
         k == "allow_false" && e.evaluate(c.runtime).is_ok_and(|v| !is_falsy(v.as_view()))
     });
@@ -32,7 +32,7 @@ pub(super) fn default(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `size`: UTF-16 length of a string, length of an array, else 0.
-pub(super) fn size(c: &Call<'_>) -> Result<Value> {
+pub(super) fn size(c: &Invocation<'_>) -> Result<Value> {
     Ok(if is_string(c.input) {
         Value::scalar(utf16_len(&c.st()) as i64)
     } else if let Some(a) = c.input.as_array() {
@@ -44,7 +44,7 @@ pub(super) fn size(c: &Call<'_>) -> Result<Value> {
 
 /// `first` and `last`: of an array, or the first/last UTF-16 unit of a
 /// string.
-pub(super) fn first_or_last(c: &Call<'_>) -> Result<Value> {
+pub(super) fn first_or_last(c: &Invocation<'_>) -> Result<Value> {
     let first = c.name == "first";
     Ok(if let Some(a) = c.input.as_array() {
         let v = if first { a.first() } else { a.last() };
@@ -61,7 +61,7 @@ pub(super) fn first_or_last(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `join[: separator]` (a space by default); `nil` items print as nothing.
-pub(super) fn join(c: &Call<'_>) -> Result<Value> {
+pub(super) fn join(c: &Invocation<'_>) -> Result<Value> {
     let sep = if c.has_arg(0) {
         c.sarg(0)
     } else {
@@ -80,27 +80,27 @@ pub(super) fn join(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `reverse`.
-pub(super) fn reverse(c: &Call<'_>) -> Result<Value> {
+pub(super) fn reverse(c: &Invocation<'_>) -> Result<Value> {
     let mut a = to_array(c.input);
     a.reverse();
     Ok(Value::Array(a))
 }
 
 /// `compact`: `nil` items removed.
-pub(super) fn compact(c: &Call<'_>) -> Result<Value> {
+pub(super) fn compact(c: &Invocation<'_>) -> Result<Value> {
     let a = to_array(c.input).into_iter().filter(|x| !x.is_nil());
     Ok(Value::Array(a.collect()))
 }
 
 /// `concat: array`.
-pub(super) fn concat(c: &Call<'_>) -> Result<Value> {
+pub(super) fn concat(c: &Invocation<'_>) -> Result<Value> {
     let mut a = to_array(c.input);
     a.extend(to_array(&c.arg(0)));
     Ok(Value::Array(a))
 }
 
 /// `uniq`: the first of equal scalars kept; arrays and objects all kept.
-pub(super) fn uniq(c: &Call<'_>) -> Result<Value> {
+pub(super) fn uniq(c: &Invocation<'_>) -> Result<Value> {
     let mut seen: Vec<(String, String)> = Vec::new();
     let mut out = Vec::new();
     for x in to_array(c.input) {
@@ -118,7 +118,7 @@ pub(super) fn uniq(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `sort[: property]` and `sort_natural[: property]` (case-folded).
-pub(super) fn sort(c: &Call<'_>) -> Result<Value> {
+pub(super) fn sort(c: &Invocation<'_>) -> Result<Value> {
     let fold = c.name == "sort_natural";
     let prop = c.has_arg(0).then(|| c.sarg(0));
     let mut a = to_array(c.input);
@@ -130,7 +130,7 @@ pub(super) fn sort(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `map: property`.
-pub(super) fn map(c: &Call<'_>) -> Result<Value> {
+pub(super) fn map(c: &Invocation<'_>) -> Result<Value> {
     let p = c.sarg(0);
     let a = to_array(c.input).iter().map(|x| read_path(x, &p)).collect();
     Ok(Value::Array(a))
@@ -138,7 +138,7 @@ pub(super) fn map(c: &Call<'_>) -> Result<Value> {
 
 /// `where: property[, value]`: items whose property is truthy, or equals
 /// the value.
-pub(super) fn where_(c: &Call<'_>) -> Result<Value> {
+pub(super) fn where_(c: &Invocation<'_>) -> Result<Value> {
     let p = c.sarg(0);
     let expected = c.args.get(1).cloned();
     let kept = to_array(c.input).into_iter().filter(|x| {
@@ -153,7 +153,7 @@ pub(super) fn where_(c: &Call<'_>) -> Result<Value> {
 
 /// `slice: begin[, length]` of an array or a string (negative `begin`
 /// counts from the end).
-pub(super) fn slice(c: &Call<'_>) -> Result<Value> {
+pub(super) fn slice(c: &Invocation<'_>) -> Result<Value> {
     let begin = num(&c.arg(0));
     let len = if c.args.len() > 1 {
         num(&c.arg(1))

@@ -13,12 +13,12 @@ use liquid_core::Result;
 use liquid_core::model::{DateTime, Value};
 use regex::Regex;
 
-use super::Call;
+use super::Invocation;
 use crate::error::ErrorKind;
 use crate::guard::fail;
 
 /// `date: format`.
-pub(super) fn date(c: &Call<'_>) -> Result<Value> {
+pub(super) fn date(c: &Invocation<'_>) -> Result<Value> {
     let format = c.sarg(0);
     let parsed = c
         .input

@@ -6,13 +6,13 @@ use liquid_core::Result;
 use liquid_core::model::Value;
 use sha2::Digest as _;
 
-use super::Call;
+use super::Invocation;
 use super::js::{self, decode_uri_component, encode_uri_component, hex, json_string, num};
 use crate::error::ErrorKind;
 use crate::guard::fail;
 
 /// `url_encode`: `encodeURIComponent`, with a space as `+`.
-pub(super) fn url_encode(c: &Call<'_>) -> Result<Value> {
+pub(super) fn url_encode(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(
         encode_uri_component(&c.st()).replace("%20", "+"),
     ))
@@ -20,7 +20,7 @@ pub(super) fn url_encode(c: &Call<'_>) -> Result<Value> {
 
 /// `url_decode`: `+` as a space, then percent-decoding; malformed input
 /// fails the render.
-pub(super) fn url_decode(c: &Call<'_>) -> Result<Value> {
+pub(super) fn url_decode(c: &Invocation<'_>) -> Result<Value> {
     match decode_uri_component(&c.st().replace('+', " ")) {
         Some(d) => Ok(Value::scalar(d)),
         None => Err(fail(
@@ -31,19 +31,19 @@ pub(super) fn url_decode(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `base64_encode`: standard alphabet, padded.
-pub(super) fn base64_encode(c: &Call<'_>) -> Result<Value> {
+pub(super) fn base64_encode(c: &Invocation<'_>) -> Result<Value> {
     let e = base64::engine::general_purpose::STANDARD.encode(c.st());
     Ok(Value::scalar(e))
 }
 
 /// `base64_url_safe_encode`: URL-safe alphabet, padded.
-pub(super) fn base64_url_safe_encode(c: &Call<'_>) -> Result<Value> {
+pub(super) fn base64_url_safe_encode(c: &Invocation<'_>) -> Result<Value> {
     let e = base64::engine::general_purpose::URL_SAFE.encode(c.st());
     Ok(Value::scalar(e))
 }
 
 /// `base64_decode`: what LiquidJS accepts, else the render fails.
-pub(super) fn base64_decode(c: &Call<'_>) -> Result<Value> {
+pub(super) fn base64_decode(c: &Invocation<'_>) -> Result<Value> {
     match js::base64_decode(&c.st()) {
         Some(d) => Ok(Value::scalar(d)),
         None => Err(fail(
@@ -54,12 +54,12 @@ pub(super) fn base64_decode(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `sha256`: lower-case hex digest.
-pub(super) fn sha256(c: &Call<'_>) -> Result<Value> {
+pub(super) fn sha256(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(hex(&sha2::Sha256::digest(c.st().as_bytes()))))
 }
 
 /// `hmac_sha256: key`: lower-case hex MAC.
-pub(super) fn hmac_sha256(c: &Call<'_>) -> Result<Value> {
+pub(super) fn hmac_sha256(c: &Invocation<'_>) -> Result<Value> {
     let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(c.sarg(0).as_bytes()) else {
         return Err(fail(ErrorKind::RenderFailed, "hmac_sha256: bad key"));
     };
@@ -68,7 +68,7 @@ pub(super) fn hmac_sha256(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `json[: indent]`: `JSON.stringify`.
-pub(super) fn json(c: &Call<'_>) -> Result<Value> {
+pub(super) fn json(c: &Invocation<'_>) -> Result<Value> {
     let indent = if c.has_arg(0) {
         num(&c.arg(0)).clamp(0.0, 10.0) as usize
     } else {

@@ -35,10 +35,10 @@ pub(crate) struct Def {
     pub name: &'static str,
     pub internal: bool,
     pub needs_argument: bool,
-    run: fn(&Call<'_>) -> Result<Value>,
+    run: fn(&Invocation<'_>) -> Result<Value>,
 }
 
-const fn public(name: &'static str, run: fn(&Call<'_>) -> Result<Value>) -> Def {
+const fn public(name: &'static str, run: fn(&Invocation<'_>) -> Result<Value>) -> Def {
     Def {
         name,
         internal: false,
@@ -47,7 +47,7 @@ const fn public(name: &'static str, run: fn(&Call<'_>) -> Result<Value>) -> Def 
     }
 }
 
-const fn internal(name: &'static str, run: fn(&Call<'_>) -> Result<Value>) -> Def {
+const fn internal(name: &'static str, run: fn(&Invocation<'_>) -> Result<Value>) -> Def {
     Def {
         name,
         internal: true,
@@ -56,7 +56,7 @@ const fn internal(name: &'static str, run: fn(&Call<'_>) -> Result<Value>) -> De
     }
 }
 
-const fn with_argument(name: &'static str, run: fn(&Call<'_>) -> Result<Value>) -> Def {
+const fn with_argument(name: &'static str, run: fn(&Invocation<'_>) -> Result<Value>) -> Def {
     Def {
         name,
         internal: false,
@@ -156,9 +156,9 @@ pub(crate) fn register(mut b: liquid::ParserBuilder) -> liquid::ParserBuilder {
     b
 }
 
-/// One filter call as the renderer makes it: the input and the evaluated
+/// One filter invocation as the renderer makes it: the input and the evaluated
 /// positional arguments.
-pub(super) struct Call<'a> {
+pub(super) struct Invocation<'a> {
     /// The filter's name (several filters share one function).
     pub name: &'static str,
     pub input: &'a dyn ValueView,
@@ -167,7 +167,7 @@ pub(super) struct Call<'a> {
     pub kwargs: &'a [(String, Expression)],
 }
 
-impl Call<'_> {
+impl Invocation<'_> {
     /// Argument `i`, `nil` when absent.
     fn arg(&self, i: usize) -> Value {
         self.args.get(i).cloned().unwrap_or(Value::Nil)
@@ -254,7 +254,7 @@ impl Filter for Applied {
         for a in &self.args {
             args.push(a.evaluate(runtime)?.to_value());
         }
-        let call = Call {
+        let call = Invocation {
             name: self.def.name,
             input,
             runtime,

@@ -3,31 +3,31 @@
 use liquid_core::Result;
 use liquid_core::model::Value;
 
-use super::Call;
+use super::Invocation;
 use super::js::{self, js_split, js_trim_end, js_trim_start, num, split_ws};
 
 /// `append: s`.
-pub(super) fn append(c: &Call<'_>) -> Result<Value> {
+pub(super) fn append(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(c.st() + &c.sarg(0)))
 }
 
 /// `prepend: s`.
-pub(super) fn prepend(c: &Call<'_>) -> Result<Value> {
+pub(super) fn prepend(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(c.sarg(0) + &c.st()))
 }
 
 /// `downcase`.
-pub(super) fn downcase(c: &Call<'_>) -> Result<Value> {
+pub(super) fn downcase(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(c.st().to_lowercase()))
 }
 
 /// `upcase`.
-pub(super) fn upcase(c: &Call<'_>) -> Result<Value> {
+pub(super) fn upcase(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(c.st().to_uppercase()))
 }
 
 /// `capitalize`: the first character upper case, the rest lower case.
-pub(super) fn capitalize(c: &Call<'_>) -> Result<Value> {
+pub(super) fn capitalize(c: &Invocation<'_>) -> Result<Value> {
     let t = c.st();
     let mut chars = t.chars();
     Ok(Value::scalar(match chars.next() {
@@ -38,7 +38,7 @@ pub(super) fn capitalize(c: &Call<'_>) -> Result<Value> {
 
 /// `strip`, `lstrip`, `rstrip` `[: characters]`: JavaScript whitespace, or
 /// the given characters, removed from both ends, the left or the right.
-pub(super) fn strip(c: &Call<'_>) -> Result<Value> {
+pub(super) fn strip(c: &Invocation<'_>) -> Result<Value> {
     let t = c.st();
     let set: Option<Vec<char>> = c
         .has_arg(0)
@@ -69,19 +69,19 @@ pub(super) fn strip(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `remove: s`: every occurrence removed.
-pub(super) fn remove(c: &Call<'_>) -> Result<Value> {
+pub(super) fn remove(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(js_split(&c.st(), &c.sarg(0)).join("")))
 }
 
 /// `replace: s, with`: every occurrence replaced.
-pub(super) fn replace(c: &Call<'_>) -> Result<Value> {
+pub(super) fn replace(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(
         js_split(&c.st(), &c.sarg(0)).join(&c.sarg(1)),
     ))
 }
 
 /// `remove_first: s` and `replace_first: s, with`: the first occurrence.
-pub(super) fn replace_first(c: &Call<'_>) -> Result<Value> {
+pub(super) fn replace_first(c: &Invocation<'_>) -> Result<Value> {
     let with = match c.name {
         "remove_first" => String::new(),
         _ => c.sarg(1),
@@ -90,7 +90,7 @@ pub(super) fn replace_first(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `split: separator`, trailing empty pieces dropped (as LiquidJS does).
-pub(super) fn split(c: &Call<'_>) -> Result<Value> {
+pub(super) fn split(c: &Invocation<'_>) -> Result<Value> {
     let mut parts = js_split(&c.st(), &c.sarg(0));
     while parts.last().is_some_and(String::is_empty) {
         parts.pop();
@@ -99,34 +99,34 @@ pub(super) fn split(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `strip_newlines`.
-pub(super) fn strip_newlines(c: &Call<'_>) -> Result<Value> {
+pub(super) fn strip_newlines(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(c.st().replace("\r\n", "").replace('\n', "")))
 }
 
 /// `newline_to_br`.
-pub(super) fn newline_to_br(c: &Call<'_>) -> Result<Value> {
+pub(super) fn newline_to_br(c: &Invocation<'_>) -> Result<Value> {
     let t = c.st().replace("\r\n", "\n").replace('\n', "<br />\n");
     Ok(Value::scalar(t))
 }
 
 /// `escape`: HTML-escaped.
-pub(super) fn escape(c: &Call<'_>) -> Result<Value> {
+pub(super) fn escape(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(js::escape(&c.st())))
 }
 
 /// `escape_once`: HTML-escaped without escaping entities again.
-pub(super) fn escape_once(c: &Call<'_>) -> Result<Value> {
+pub(super) fn escape_once(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(js::escape(&js::unescape(&c.st()))))
 }
 
 /// `strip_html`: tags, scripts, styles and comments removed.
-pub(super) fn strip_html(c: &Call<'_>) -> Result<Value> {
+pub(super) fn strip_html(c: &Invocation<'_>) -> Result<Value> {
     Ok(Value::scalar(js::strip_html(&c.st())))
 }
 
 /// `truncate[: length[, ellipsis]]`: at most `length` characters (50),
 /// ellipsis (`...`) included.
-pub(super) fn truncate(c: &Call<'_>) -> Result<Value> {
+pub(super) fn truncate(c: &Invocation<'_>) -> Result<Value> {
     let t = c.st();
     let l = if c.has_arg(0) { num(&c.arg(0)) } else { 50.0 };
     let o = if c.args.len() > 1 {
@@ -142,7 +142,7 @@ pub(super) fn truncate(c: &Call<'_>) -> Result<Value> {
 }
 
 /// `truncatewords[: words[, ellipsis]]`: at most `words` words (15).
-pub(super) fn truncatewords(c: &Call<'_>) -> Result<Value> {
+pub(super) fn truncatewords(c: &Invocation<'_>) -> Result<Value> {
     let t = c.st();
     let words = if c.has_arg(0) { num(&c.arg(0)) } else { 15.0 };
     let o = if c.args.len() > 1 {
