@@ -37,7 +37,7 @@ client_secret_env = "HG_TEST_CLIENT_SECRET"
 #[test]
 fn a_route_reads_mcp_however_a_template_names_it() {
     use crate::template::HeaderTemplate;
-    let reads = |src: &str| super::reads_mcp(&HeaderTemplate::compile(src).unwrap());
+    let reads = |src: &str| super::compile::reads_mcp(&HeaderTemplate::compile(src).unwrap());
     assert!(reads("<< request.mcp.tool >>"));
     assert!(reads("<< request['mcp'].tool >>"));
     assert!(reads("<% assign r = request %><< r.mcp.method >>"));

@@ -138,7 +138,7 @@ fn finish_with(
     if let (Some(t), Some(trace)) = (&app.telemetry, x.span_trace()) {
         export(t, app, &route.name, x, trace, (status, code), took);
     }
-    (app.metrics).route_request(&route.handles, &route.name, status);
+    (app.metrics).route_request(&route.compiled.handles, &route.name, status);
     let line = AccessLine {
         route: &route.name,
         status,

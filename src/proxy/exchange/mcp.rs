@@ -18,7 +18,7 @@ use crate::net::response::Body;
 impl Exchange<'_> {
     /// Reads the MCP view and applies the route's policy.
     pub(super) fn judge_mcp(&mut self, head: &dyn Head, body: &InBody) -> Result<(), ProxyError> {
-        if !self.route.needs_mcp {
+        if !self.route.compiled.needs_mcp {
             return Ok(());
         }
         if self.timings.is_some() {

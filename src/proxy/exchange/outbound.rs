@@ -360,7 +360,7 @@ pub fn put_headers<'c, L: Lines<'c>>(
 /// The lengths of the names [`left_out`] leaves out whatever the
 /// `Connection` line lists, as [`length_bit`]s.
 fn left_out_lengths(route: &Route) -> u64 {
-    route.own_headers.lengths() | REPLACED.lengths() | HOP_BY_HOP.lengths()
+    route.compiled.own_headers.lengths() | REPLACED.lengths() | HOP_BY_HOP.lengths()
 }
 
 /// The client's lines the proxy writes itself.
@@ -377,7 +377,9 @@ const REPLACED: NameSet = NameSet::new(&[
 /// request: the names the `HeaderMap` path removes or replaces.
 /// `listed`: the values of the request's `Connection` lines.
 fn left_out<'a>(route: &Route, name: &[u8], listed: impl Iterator<Item = &'a [u8]>) -> bool {
-    REPLACED.contains(name) || route.own_headers.contains(name) || is_hop_by_hop(name, listed)
+    REPLACED.contains(name)
+        || route.compiled.own_headers.contains(name)
+        || is_hop_by_hop(name, listed)
 }
 
 /// The upstream request, HTTP/1.1 whatever the client spoke.

@@ -74,7 +74,11 @@ impl Exchange<'_> {
         if let (Some(t), Some(w)) = (self.timings.as_mut(), wall) {
             t.upstream = Some((w, SystemTime::now()));
         }
-        (app.metrics).route_upstream_seconds(&self.route.handles, &self.route.name, latency);
+        (app.metrics).route_upstream_seconds(
+            &self.route.compiled.handles,
+            &self.route.name,
+            latency,
+        );
         if status == StatusCode::UNAUTHORIZED {
             let route = RouteLabel {
                 route: self.route.name.to_string(),

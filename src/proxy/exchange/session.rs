@@ -87,9 +87,9 @@ pub fn session_key(
     // Two values of one key header: the first would pick the credentials
     // and the upstream would see both. Refuse before choosing. The same
     // pass finds the key headers' values (the `n`-th header source is
-    // `key_headers[n]`).
+    // `compiled.key_headers[n]`).
     let mut firsts = [None; KEY_HEADERS];
-    (head.firsts(&route.key_headers, &mut firsts))
+    (head.firsts(&route.compiled.key_headers, &mut firsts))
         .map_err(|h| ProxyError::KeyAmbiguous(h.to_string()))?;
     let mut headers = 0;
     for src in &route.session_keys {

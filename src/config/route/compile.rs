@@ -1,251 +1,29 @@
-//! A route file, `routes/<name>.toml` (docs/configuration.md "Configuration reference"):
-//! the upstream, where the call id comes from, who may call, what to do
-//! with an unknown call, and the headers to inject.
+//! From a route file's declaration ([`RawRoute`]) to the [`Route`] it
+//! compiles to, every problem placed at its file:line:column.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
 use toml::Spanned;
 
-use super::LoadMode;
-use super::credentials::{self, Credential, Credentials};
-use super::diagnostics::Ctx;
-use super::schema::RawRoute;
-use super::server::Server;
-pub use super::session_key::{KeyPattern, KeySource};
-use super::session_key::{key_pattern, session_keys};
-use crate::mcp::ToolPolicy;
+use super::{
+    AccessLog, BUILTIN_ECHO, Compiled, ErrorStyle, FORBIDDEN_TARGETS, HeaderRule, InboundAuth,
+    KeySource, OnError, OnUnknown, PER_REQUEST_ROOTS, Route,
+};
+use crate::config::LoadMode;
+use crate::config::credentials::{self, Credential, Credentials};
+use crate::config::diagnostics::Ctx;
+use crate::config::schema::RawRoute;
+use crate::config::server::Server;
+use crate::config::session_key::{key_pattern, session_keys};
+use crate::net::headers::Names;
 use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::template::HeaderTemplate;
 
-/// Headers a template may never set: framing and connection management
-/// belong to the proxy, and `mcp-session-id` to the MCP client and server.
-const FORBIDDEN_TARGETS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "mcp-session-id",
-];
-
-/// The upstream that is headgate's own echo.
-const BUILTIN_ECHO: &str = "builtin:echo";
-
-/// How a route authenticates its caller.
-#[derive(Debug, Clone)]
-pub enum InboundAuth {
-    /// Nobody is checked (a warning at start).
-    None,
-    /// A static header compared in constant time.
-    Header {
-        /// Header name.
-        header: HeaderName,
-        /// Expected value.
-        secret: Secret,
-    },
-    /// A platform's request signature (Retell custom functions).
-    Platform {
-        /// Which platform's scheme.
-        platform: Platform,
-        /// Signing key.
-        secret: Secret,
-    },
-}
-
-/// What to do when the session is not known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnUnknown {
-    /// 403 `session.not_found`.
-    Reject,
-    /// Fetch it through `[resolver]`.
-    Resolve,
-    /// Forward without injecting.
-    Pass,
-}
-
-/// How proxy errors are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorStyle {
-    /// `{"error":{"code":…,"message":…}}` with the HTTP status.
-    Json,
-    /// A JSON-RPC error response (HTTP 200) carrying the request's id.
-    JsonRpc,
-}
-
-/// A route's access log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLog {
-    /// Through the log, in its format (`HEADGATE_LOG_FORMAT`).
-    Default,
-    /// None (a health-check route, say).
-    Off,
-    /// One JSON object per line on standard output, whatever the log's
-    /// format.
-    Json,
-    /// One `key=value` line on standard output.
-    Text,
-}
-
-/// What to do when one header fails to render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Refuse the request (502 `template.render_failed`).
-    Reject,
-    /// Send the request without this header.
-    Omit,
-}
-
-/// One injected header.
-#[derive(Debug, Clone)]
-pub struct HeaderRule {
-    /// Header name (lower case).
-    pub name: HeaderName,
-    /// Compiled template.
-    pub template: HeaderTemplate,
-    /// Failure policy.
-    pub on_error: OnError,
-    /// It renders the same for every request of a session: text and at
-    /// least one variable (no filters, no tags), none under `request` or
-    /// `credentials`. Its value may be kept with the session.
-    pub per_session: bool,
-}
-
-/// The render-time roots that differ from one request of a session to
-/// the next (docs/templates.md "Template language"); `session`, `env` and the
-/// session's own variables do not (`env` is read with the config, whose
-/// reload compiles every template anew).
-const PER_REQUEST_ROOTS: [&str; 2] = ["request", "credentials"];
-
-/// A compiled route.
-#[derive(Debug)]
-pub struct Route {
-    /// Name, the first path segment (shared: every request's timeline
-    /// record names its route).
-    pub name: Arc<str>,
-    /// The file it came from.
-    pub file: PathBuf,
-    /// The real server.
-    pub upstream: http::Uri,
-    /// `upstream = "builtin:echo"`: answered in process by the echo, which
-    /// shows the request as the upstream would get it (the quick start's
-    /// upstream: it follows the listener wherever it binds).
-    pub echo: bool,
-    /// Its metrics' handles, resolved on its first request.
-    pub handles: crate::metrics::RouteHandles,
-    /// Session key sources, first present wins.
-    pub session_keys: Vec<KeySource>,
-    /// The header sources among them: none may come twice, which one
-    /// pass over the head checks for all of them.
-    pub key_headers: crate::net::headers::Names,
-    /// [`Route::own_header_names`], worked out once with their lengths:
-    /// most client lines are forwarded on one test of their length.
-    pub own_headers: crate::net::headers::Names,
-    /// Keys must match this.
-    pub session_key_pattern: KeyPattern,
-    /// Caller authentication.
-    pub inbound_auth: InboundAuth,
-    /// Unknown session policy.
-    pub on_unknown_session: OnUnknown,
-    /// How long an unknown session may wait for its webhook or PUT.
-    pub wait_for_session: Duration,
-    /// Injected headers.
-    pub headers: Vec<HeaderRule>,
-    /// Removed before forwarding.
-    pub strip: Vec<HeaderName>,
-    /// Error body format.
-    pub error_style: ErrorStyle,
-    /// Request body limit.
-    pub body_limit: u64,
-    /// Render from this JSON pointer of the body (bound as `call`), no store.
-    pub vars_from_body: Option<String>,
-    /// Platform preset applied, if any.
-    pub platform: Option<Platform>,
-    /// `[mcp]`: which tools the route's callers may call.
-    pub mcp: Option<Arc<ToolPolicy>>,
-    /// `[mcp] budgets` and `max_result_bytes`.
-    pub governance: Option<Arc<crate::mcp::governance::Governance>>,
-    /// `access_log`: how its requests are logged.
-    pub access_log: AccessLog,
-    /// The credentials its templates use, obtained before rendering.
-    pub credentials: Vec<Arc<Credential>>,
-    /// Whether requests need their MCP view: `[mcp]` is set or a template
-    /// reads `request.mcp`. Other routes never parse it.
-    pub needs_mcp: bool,
-}
-
-impl Route {
-    /// The route's own names a client header line is left out of the
-    /// upstream request for (all lowercase): its key header or platform
-    /// signature header, `[strip]`, and every header a rule sets.
-    pub fn own_header_names(&self) -> impl Iterator<Item = &str> {
-        let auth = match &self.inbound_auth {
-            InboundAuth::None => None,
-            InboundAuth::Header { header, .. } => Some(header.as_str()),
-            InboundAuth::Platform { platform, .. } => platform.request_signature(),
-        };
-        let rules = self.headers.iter().map(|r| r.name.as_str());
-        let identity = self.limits_tools().then_some("accept-encoding");
-        (auth.into_iter())
-            .chain(self.strip.iter().map(http::HeaderName::as_str))
-            .chain(rules)
-            .chain(identity)
-    }
-
-    /// Whether `[mcp]` limits the tools callers may call or governs their
-    /// calls (budgets, `max_result_bytes`): then calls are judged and
-    /// `tools/list` results filtered (results cut), so its upstream
-    /// requests ask for `Accept-Encoding: identity` (a compressed answer
-    /// could not be read).
-    pub fn limits_tools(&self) -> bool {
-        self.mcp.as_ref().is_some_and(|p| !p.is_open()) || self.governance.is_some()
-    }
-
-    /// Whether the route reads the request body whole before forwarding:
-    /// to check a signature over it, to look inside it, (with
-    /// credentials) to send it again after an upstream 401, or (limiting
-    /// tools) to judge every call in it: a call past the first 64 KiB
-    /// would otherwise reach the server unjudged.
-    pub fn reads_body(&self) -> bool {
-        matches!(self.inbound_auth, InboundAuth::Platform { .. })
-            || self.parses_body()
-            || !self.credentials.is_empty()
-            || self.limits_tools()
-    }
-
-    /// Whether the route reads any of the body before forwarding (all
-    /// of it, or a peek).
-    pub fn takes_body(&self) -> bool {
-        self.reads_body() || self.peeks_body()
-    }
-
-    /// Whether the route reads the first 64 KiB of the body before
-    /// forwarding: a JSON-RPC route (for the id of its errors) and an MCP
-    /// route (for the call's method and tool).
-    pub fn peeks_body(&self) -> bool {
-        self.error_style == ErrorStyle::JsonRpc || self.needs_mcp
-    }
-
-    /// Whether the route looks inside the body: for its variables or its
-    /// session key.
-    pub fn parses_body(&self) -> bool {
-        self.vars_from_body.is_some()
-            || self
-                .session_keys
-                .iter()
-                .any(|k| matches!(k, KeySource::Body(_)))
-    }
-}
-
 /// What `headgate.toml` declared that a route may refer to.
-pub(super) struct Known<'a> {
+pub(in crate::config) struct Known<'a> {
     pub server: &'a Server,
     pub has_resolver: bool,
     pub credentials: &'a Credentials,
@@ -253,7 +31,7 @@ pub(super) struct Known<'a> {
 
 /// Builds a route from its file; `None` if the file had errors (they are
 /// in `ctx`).
-pub(super) fn route(
+pub(in crate::config) fn route(
     ctx: &mut Ctx<'_>,
     name: &str,
     file: &Path,
@@ -304,8 +82,8 @@ pub(super) fn route(
     if let Some(p) = &raw.vars_from_body {
         vars_from_body(ctx, p, inbound_auth.as_ref());
     }
-    let mcp = (raw.mcp.as_ref()).and_then(|m| super::mcp::tool_policy(ctx, m));
-    let governance = (raw.mcp.as_ref()).and_then(|m| super::mcp::governance(ctx, m));
+    let mcp = (raw.mcp.as_ref()).and_then(|m| crate::config::mcp::tool_policy(ctx, m));
+    let governance = (raw.mcp.as_ref()).and_then(|m| crate::config::mcp::governance(ctx, m));
     let needs_mcp = mcp.is_some() || headers.iter().any(|h| reads_mcp(&h.template));
     if ctx.errors.len() > before {
         return None;
@@ -315,15 +93,6 @@ pub(super) fn route(
         file: file.to_path_buf(),
         upstream: upstream?,
         echo,
-        handles: Default::default(),
-        key_headers: crate::net::headers::Names::new(
-            (session_keys.iter())
-                .filter_map(|k| match k {
-                    KeySource::Header(h) => Some(h.clone()),
-                    _ => None,
-                })
-                .collect(),
-        ),
         session_keys,
         session_key_pattern: session_key_pattern?,
         inbound_auth: inbound_auth?,
@@ -339,12 +108,22 @@ pub(super) fn route(
         credentials,
         mcp,
         governance,
-        needs_mcp,
-        own_headers: Default::default(),
+        compiled: Compiled {
+            needs_mcp,
+            ..Compiled::default()
+        },
     };
+    route.compiled.key_headers = Names::new(
+        (route.session_keys.iter())
+            .filter_map(|k| match k {
+                KeySource::Header(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect(),
+    );
     let own =
         (route.own_header_names()).filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok());
-    route.own_headers = crate::net::headers::Names::new(own.collect());
+    route.compiled.own_headers = Names::new(own.collect());
     Some(route)
 }
 
@@ -589,10 +368,7 @@ fn vars_from_body(ctx: &mut Ctx<'_>, p: &Spanned<String>, auth: Option<&InboundA
 
 /// Whether a template reads `request.mcp`, or `request` whole (an index,
 /// an `assign` of it), which could reach it.
-fn reads_mcp(t: &crate::template::HeaderTemplate) -> bool {
+pub(super) fn reads_mcp(t: &HeaderTemplate) -> bool {
     t.keys_under("request")
         .any(|(key, _)| key.is_none_or(|k| k == "mcp"))
 }
-
-#[cfg(test)]
-mod tests;
