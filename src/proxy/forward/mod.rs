@@ -91,7 +91,6 @@ struct Req {
     head: ReqHead,
     /// A `HEAD` request (its response has no body).
     head_request: bool,
-    route: Arc<Route>,
     /// Where the path after the route's name is in the buffer (a copy
     /// would cost an allocation per request).
     rest: Range<usize>,
@@ -116,7 +115,8 @@ enum ReqHead {
 
 /// What a head in the buffer asks for.
 enum Next {
-    Serve(Req, Arc<Config>),
+    /// The request, to the route [`Routing::chosen`] names.
+    Serve(Req),
     Refuse(h1::Refused),
     HandOver,
     /// More bytes needed.
@@ -147,8 +147,8 @@ impl Client {
                 Ok(n) => n,
                 Err(()) => return Ended::Closed,
             };
-            let (req, cfg) = match next {
-                Next::Serve(req, cfg) => (req, cfg),
+            let req = match next {
+                Next::Serve(req) => req,
                 Next::HandOver => return Ended::HandOver(self.stream, buf.take()),
                 Next::Refuse(r) => {
                     let resp = ProxyError::BadHead(r).to_response(ErrorStyle::Json, None);
@@ -162,14 +162,18 @@ impl Client {
                 }
                 Next::Incomplete => return Ended::Closed,
             };
+            let Some((cfg, route)) = routing.chosen() else {
+                return Ended::Closed;
+            };
             let (keep_alive, head_request) = (req.keep_alive, req.head_request);
             let whole = req.head_len + req.body as usize;
-            let app = self.app.clone();
+            // Borrowed, not cloned: the app, config and route are shared by
+            // every worker (see `Routing::chosen`).
+            let app = &*self.app;
             let begun = Begun::now();
-            let route = req.route.clone();
-            let mut x = Exchange::new(&app, &cfg, &route, &self.peer, begun.started());
+            let mut x = Exchange::new(app, cfg, route, &self.peer, begun.started());
             let io = (&mut self.stream, &mut *buf, &mut clock);
-            let mut core = CoreTransport::new(req, io, (&self.shutdown, &app.core_tls), &cfg);
+            let mut core = CoreTransport::new(req, io, (&self.shutdown, &app.core_tls), cfg);
             let ran = x.run(&mut core).await;
             let taken = core.taken();
             let reuse = match ran {
@@ -199,7 +203,7 @@ impl Client {
                     wrote.is_ok() && reusable
                 }
             };
-            if !(reuse && keep_alive) || *self.shutdown.borrow() {
+            if !(reuse && keep_alive) || stop.begun() {
                 return Ended::Closed;
             }
             if buf.is_empty() {

@@ -44,6 +44,14 @@ impl Routing {
         &self.cfg
     }
 
+    /// The config and the route [`decide`] chose last, borrowed: a
+    /// request clones no `Arc` of either (both are shared by every worker,
+    /// and a count bumped on every request moves their line between
+    /// cores).
+    pub fn chosen(&self) -> Option<(&Config, &Route)> {
+        Some((&self.cfg, self.last.as_deref()?))
+    }
+
     /// Route `name` of the config [`Routing::config`] returned last.
     pub fn route(&mut self, name: &str) -> Option<&Arc<Route>> {
         if (self.last.as_ref()).is_none_or(|r| *r.name != *name) {
@@ -78,14 +86,14 @@ pub(super) fn decide(buf: &[u8], routing: &mut Routing) -> Next {
     if head.minor == 0 || head.upgrade || head.expects_continue || !head.target.starts_with('/') {
         return Next::HandOver;
     }
-    let cfg = routing.config().clone();
+    let trace_context = routing.config().server.trace_context;
     let t = head.target;
     let path = &t[..t.bytes().position(|b| b == b'?').unwrap_or(t.len())];
     let (name, rest) = split_route(path);
     let Some(route) = routing.route(name).filter(|r| serves(r, body)) else {
         return Next::HandOver;
     };
-    let parsed = match reads_raw(route, &cfg) {
+    let parsed = match reads_raw(route, trace_context) {
         true => h1::Spans::of(buf, &head).map(ReqHead::Raw),
         false => h1::to_parts(buf, &head).map(|p| ReqHead::Map(Box::new(p))),
     };
@@ -100,13 +108,12 @@ pub(super) fn decide(buf: &[u8], routing: &mut Routing) -> Next {
     let req = Req {
         head: parsed,
         head_request: head.method == "HEAD",
-        route: route.clone(),
         rest,
         head_len: head.len,
         body,
         keep_alive: head.keep_alive,
     };
-    Next::Serve(req, cfg)
+    Next::Serve(req)
 }
 
 /// Whether the core serves a request with a body of `body` bytes on
@@ -124,8 +131,8 @@ fn serves(route: &Route, body: u64) -> bool {
 /// Whether the phases of `route` read its heads raw ([`ReqHead::Raw`]):
 /// they read nothing a `HeaderMap` is needed for. A platform's signature
 /// check reads hyper's map, and trace context writes into one.
-fn reads_raw(route: &Route, cfg: &Config) -> bool {
-    !matches!(route.inbound_auth, InboundAuth::Platform { .. }) && !cfg.server.trace_context
+fn reads_raw(route: &Route, trace_context: bool) -> bool {
+    !matches!(route.inbound_auth, InboundAuth::Platform { .. }) && !trace_context
 }
 
 #[cfg(test)]

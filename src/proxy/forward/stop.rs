@@ -33,6 +33,13 @@ impl Stop {
         }
     }
 
+    /// Whether shutdown has begun, read from the watch's version alone:
+    /// no lock (a `borrow` takes the watch's read lock, an atomic count
+    /// every worker's connections would bump once a request).
+    pub fn begun(&self) -> bool {
+        !matches!(self.rx.has_changed(), Ok(false))
+    }
+
     /// Ready once shutdown has begun.
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let holds = (self.armed.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
@@ -70,7 +77,9 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(stop.poll(&mut cx).is_pending());
         assert!(stop.poll(&mut cx).is_pending(), "asked, not polled again");
+        assert!(!stop.begun());
         let _ = tx.send(true);
+        assert!(stop.begun());
         assert_eq!(woken.0.load(Ordering::SeqCst), 1, "the wait held the waker");
         assert!(stop.poll(&mut cx).is_ready());
     }
@@ -83,6 +92,7 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         assert!(stop.poll(&mut cx).is_pending());
         drop(tx);
+        assert!(stop.begun());
         assert!(stop.poll(&mut cx).is_ready());
     }
 }
