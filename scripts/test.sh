@@ -56,3 +56,5 @@ echo "== cargo test"
 cargo test --locked --workspace --all-targets "$@"
 echo "== cargo test --doc"
 cargo test --locked --workspace --doc
+echo "== the template library's example, with no other crate of headgate's"
+test "$(cargo run -q --locked -p headgate-template --example render)" = "Bearer tok-123"
