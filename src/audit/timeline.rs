@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Record, SessionHasher};
 use crate::shards::{Entry, Sharded};
@@ -13,20 +13,16 @@ use crate::shards::{Entry, Sharded};
 /// MCP requests out of `GET /calls/{id}`).
 pub const TIMELINE_LEN: usize = 100;
 
-/// Room a session's timeline starts with: most calls make fewer tool
-/// calls, and never move their records (growing from four, 4 → 8 → 16,
-/// copied every record twice). Well inside the budget below. A timeline that outgrows it
-/// gets room for all it may keep ([`FULL_RECORDS`]) in one step: doubling
-/// on to 128 moved 112 records of a long call; the budget counts that room for
-/// every session anyway.
-const FIRST_RECORDS: usize = 16;
+/// Room one kind's requests start with, on the session's first request of
+/// that kind: most calls make fewer, and never move their entries. One
+/// that outgrows it gets room for all it may keep ([`TIMELINE_LEN`]) in
+/// one step (doubling on would move the entries again at each step; the
+/// budget counts that room for every session anyway).
+const FIRST_ROOM: usize = 16;
 
-/// All a timeline keeps: [`TIMELINE_LEN`] requests of each kind.
-const FULL_RECORDS: usize = 2 * TIMELINE_LEN;
-
-/// What a session's timeline is budgeted at: twice a hundred records of
-/// about 256 bytes.
-const CALLS_BYTES: u64 = (FULL_RECORDS * 256) as u64;
+/// What a session's timeline is budgeted at: a hundred MCP records of
+/// about 256 bytes and a hundred [`Plain`] ones of 64.
+const CALLS_BYTES: u64 = (TIMELINE_LEN * (256 + 64)) as u64;
 
 /// The last [`TIMELINE_LEN`] requests of every live session, bounded in
 /// bytes as a whole (the least recently used sessions go first); an entry
@@ -48,10 +44,98 @@ pub struct Calls {
 }
 
 struct Recent {
-    requests: VecDeque<Record>,
-    /// How many of `requests` are MCP requests.
-    mcp: usize,
+    mcp: Kept<Record>,
+    plain: Kept<Plain>,
+    /// The number the next request gets (both kinds count on one), so
+    /// the two read back in the order they came.
+    next: u64,
     used: Instant,
+}
+
+/// One kind's last [`TIMELINE_LEN`] requests, oldest first, each with the
+/// number it came as.
+struct Kept<T>(VecDeque<(u64, T)>);
+
+impl<T> Kept<T> {
+    fn push(&mut self, n: u64, item: T) {
+        let q = &mut self.0;
+        if q.len() == TIMELINE_LEN {
+            q.pop_front();
+        }
+        if q.len() == q.capacity() {
+            let room = if q.capacity() < FIRST_ROOM {
+                FIRST_ROOM
+            } else {
+                TIMELINE_LEN
+            };
+            q.reserve_exact(room.saturating_sub(q.len()).max(1));
+        }
+        q.push_back((n, item));
+    }
+}
+
+/// A request without an MCP view, as the timeline keeps it: what the
+/// console's call inspector shows of one (such a request has no method,
+/// tool, id or session hash, and is never audited nor listed by `GET
+/// /calls/{id}`), in one cache line rather than a [`Record`]'s four. A
+/// plain route's every request adds one and drops its session's oldest,
+/// so this is what it costs it.
+struct Plain {
+    ts: SystemTime,
+    route: Arc<str>,
+    code: Option<&'static str>,
+    /// NaN: the upstream was not reached.
+    upstream_ms: f32,
+    status: u16,
+}
+
+impl Plain {
+    fn of(r: Record) -> Self {
+        Self {
+            ts: r.ts,
+            route: r.route,
+            code: r.code,
+            upstream_ms: r.upstream_ms.map_or(f32::NAN, |ms| ms as f32),
+            status: r.status,
+        }
+    }
+
+    fn record(&self) -> Record {
+        Record {
+            ts: self.ts,
+            route: self.route.clone(),
+            session: String::new(),
+            method: String::new(),
+            tool: None,
+            rpc_id: None,
+            status: self.status,
+            code: self.code,
+            warning: None,
+            upstream_ms: (!self.upstream_ms.is_nan()).then_some(f64::from(self.upstream_ms)),
+            credentials: Vec::new(),
+            mcp: false,
+        }
+    }
+}
+
+impl Recent {
+    /// Both kinds' requests, in the order they came.
+    fn records(&self) -> Vec<Record> {
+        let mut out = Vec::with_capacity(self.mcp.0.len() + self.plain.0.len());
+        let (mut mcp, mut plain) = (self.mcp.0.iter().peekable(), self.plain.0.iter().peekable());
+        loop {
+            let mcp_first = match (mcp.peek(), plain.peek()) {
+                (Some((m, _)), Some((p, _))) => m < p,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return out,
+            };
+            match mcp_first {
+                true => out.extend(mcp.next().map(|(_, r)| r.clone())),
+                false => out.extend(plain.next().map(|(_, p)| p.record())),
+            }
+        }
+    }
 }
 
 impl Calls {
@@ -59,22 +143,12 @@ impl Calls {
     /// [`TIMELINE_LEN`] of that kind.
     pub(super) fn push(&self, record: Record, now: Instant) {
         let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let same = match record.mcp {
-            true => r.mcp,
-            false => r.requests.len() - r.mcp,
-        };
-        if same == TIMELINE_LEN
-            && let Some(i) = r.requests.iter().position(|x| x.mcp == record.mcp)
-        {
-            r.requests.remove(i);
-            r.mcp -= usize::from(record.mcp);
+        let n = r.next;
+        r.next += 1;
+        match record.mcp {
+            true => r.mcp.push(n, record),
+            false => r.plain.push(n, Plain::of(record)),
         }
-        r.mcp += usize::from(record.mcp);
-        if r.requests.len() == r.requests.capacity() {
-            let more = FULL_RECORDS.saturating_sub(r.requests.len()).max(1);
-            r.requests.reserve_exact(more);
-        }
-        r.requests.push_back(record);
         r.used = now;
     }
 
@@ -113,8 +187,9 @@ impl Timeline {
             hash: hasher.hash(id),
             ttl: self.ttl,
             inner: Mutex::new(Recent {
-                requests: VecDeque::with_capacity(FIRST_RECORDS),
-                mcp: 0,
+                mcp: Kept(VecDeque::new()),
+                plain: Kept(VecDeque::new()),
+                next: 0,
                 used: Instant::now(),
             }),
         })
@@ -125,7 +200,7 @@ impl Timeline {
     pub fn get(&self, id: &str) -> Option<Vec<Record>> {
         let entry = self.calls.get(id.as_bytes())?;
         let r = entry.inner.lock().unwrap_or_else(|e| e.into_inner());
-        (r.used + entry.ttl > Instant::now()).then(|| r.requests.iter().cloned().collect())
+        (r.used + entry.ttl > Instant::now()).then(|| r.records())
     }
 }
 
@@ -152,6 +227,24 @@ mod tests {
         }
     }
 
+    /// A request of a route without an MCP view, as `record` in
+    /// `proxy/doors/route.rs` builds one: no session hash, method, tool or
+    /// id.
+    fn plain(i: u64) -> Record {
+        Record {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_secs(i),
+            session: String::new(),
+            method: String::new(),
+            tool: None,
+            rpc_id: None,
+            status: 201,
+            code: Some("upstream.timeout"),
+            upstream_ms: i.is_multiple_of(2).then_some(2.5),
+            mcp: false,
+            ..rec(i)
+        }
+    }
+
     #[test]
     fn the_timeline_keeps_the_last_hundred() {
         let t = Timeline::new(1 << 20, Duration::from_secs(60));
@@ -161,30 +254,59 @@ mod tests {
         }
         let got = t.get("c1").unwrap();
         assert_eq!(got.len(), TIMELINE_LEN);
-        let room = |t: &Timeline| t.entry("c1", &h).inner.lock().unwrap().requests.capacity();
+        let room = |t: &Timeline| {
+            let e = t.entry("c1", &h);
+            let r = e.inner.lock().unwrap();
+            (r.mcp.0.capacity(), r.plain.0.capacity())
+        };
         assert_eq!(
-            room(&t),
-            FULL_RECORDS,
+            room(&t).0,
+            TIMELINE_LEN,
             "past its first room, all in one step"
         );
         assert_eq!(got[0].rpc_id, Some(Value::from(50)));
         assert!(t.get("c2").is_none());
         // Other routes' requests never push the MCP ones out.
         for i in 0..150 {
-            let other = Record {
-                mcp: false,
-                ..rec(1000 + i)
-            };
-            t.entry("c1", &h).push(other, Instant::now());
+            t.entry("c1", &h).push(plain(1000 + i), Instant::now());
         }
         let got = t.get("c1").unwrap();
         let mcp: Vec<_> = got.iter().filter(|r| r.mcp).collect();
-        assert_eq!((got.len(), mcp.len()), (FULL_RECORDS, TIMELINE_LEN));
-        assert_eq!(room(&t), FULL_RECORDS, "and never more");
+        assert_eq!((got.len(), mcp.len()), (2 * TIMELINE_LEN, TIMELINE_LEN));
+        assert_eq!(room(&t), (TIMELINE_LEN, TIMELINE_LEN), "and never more");
         assert_eq!(mcp[0].rpc_id, Some(Value::from(50)));
+        let oldest = got.iter().find(|r| !r.mcp).unwrap();
         assert_eq!(
-            got.iter().find(|r| !r.mcp).unwrap().rpc_id,
-            Some(Value::from(1050))
+            oldest.ts,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1050)
         );
+    }
+
+    /// Both kinds read back in the order they came, a plain request as it
+    /// was recorded (all the console shows of it).
+    #[test]
+    fn requests_of_both_kinds_read_back_in_order_and_whole() {
+        let t = Timeline::new(1 << 20, Duration::from_secs(60));
+        let h = SessionHasher::new(b"k");
+        let sent: Vec<Record> = (0..40u64)
+            .map(|i| {
+                if i.is_multiple_of(3) {
+                    rec(i)
+                } else {
+                    plain(i)
+                }
+            })
+            .collect();
+        for r in &sent {
+            t.entry("c1", &h).push(r.clone(), Instant::now());
+        }
+        assert_eq!(t.get("c1").unwrap(), sent);
+        let e = t.entry("c1", &h);
+        assert_eq!(
+            e.inner.lock().unwrap().plain.0.capacity(),
+            TIMELINE_LEN,
+            "26 outgrew the first room"
+        );
+        assert!(std::mem::size_of::<(u64, Plain)>() <= 64, "one cache line");
     }
 }
