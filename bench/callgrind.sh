@@ -16,6 +16,9 @@
 #   KEEP=1 bash bench/callgrind.sh     # also keeps the profiles (/tmp/hg-callgrind.*)
 #   SHAPES="plain mcp" bash bench/callgrind.sh   # only these shapes
 #   CONNS=4 bash bench/callgrind.sh    # wrk connections (default 8)
+#   VALGRIND_ARGS=--cache-sim=yes KEEP=1 bash bench/callgrind.sh
+#                                      # also simulated cache misses (read
+#                                      # them from the kept profile's totals)
 #   CARGO_TARGET_DIR=target/lines CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
 #     KEEP=1 bash bench/callgrind.sh   # profiles with source lines
 #
@@ -73,7 +76,7 @@ key_file = \"$work/leaf.key\"" "$(route "$TOKEN" | sed "s|http://$UP|https://loc
 measure() { # NAME PORT ADMIN_PORT
   local name=$1 port=$2 admin=$3 out="/tmp/hg-callgrind.$1"
   rm -f "$out".*
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
+  RUST_LOG=warn valgrind --tool=callgrind ${VALGRIND_ARGS:-} --callgrind-out-file="$out.%p" \
     "$T/headgate" serve --templates "$work/$name" --no-watch >"$work/$name.log" 2>&1 &
   local vpid=$!
   for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$admin) 2>/dev/null && break; sleep 0.2; done
