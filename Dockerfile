@@ -10,6 +10,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
+COPY crates crates
 COPY src src
 COPY benches benches
 RUN cargo build --release --locked --bin headgate

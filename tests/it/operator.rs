@@ -579,6 +579,23 @@ fn the_dockerfile_builds_and_runs_what_the_manifests_expect() {
         "toolchain"
     );
     assert!(docker.contains("RUN cargo build --release --locked --bin headgate"));
+    // The build stage holds every workspace member: one left out of the
+    // context fails the image's `cargo build` at its manifest.
+    let members = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("members = "))
+        .unwrap();
+    let members = members.trim_matches(['[', ']']).split(',');
+    for m in members
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| *m != ".")
+    {
+        let top = m.split('/').next().unwrap();
+        assert!(
+            docker.contains(&format!("COPY {top} {top}")),
+            "the image's build stage lacks the workspace member {m}"
+        );
+    }
     assert!(docker.contains("USER 65532:65532"));
     let deployment = read("deploy/kubernetes/deployment.yaml");
     assert!(
