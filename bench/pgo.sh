@@ -19,7 +19,10 @@ HOST=$(rustc -vV | awk '/^host/{print $2}')
 PROFDATA=$SYSROOT/lib/rustlib/$HOST/bin/llvm-profdata
 [ -x "$PROFDATA" ] || rustup component add llvm-tools
 work=$(mktemp -d)
-data=$work/profiles
+# A fixed directory: the instrumented build's flags stay the same from run
+# to run, so it is built once (the profile-use flags name this run's merged
+# profile, so that build is always redone).
+data=$PWD/target/pgo-gen/profiles
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 echo "== instrumented build (target/pgo-gen)"
@@ -30,58 +33,22 @@ GEN=target/pgo-gen/release/headgate
 T=target/release
 
 export HG_BENCH_KEY=bench-route-key-0123 HG_BENCH_CLIENT_SECRET=bench-client-secret
-UP=127.0.0.1:28200 UP_TLS=127.0.0.1:28201
-. bench/certs.sh
-make_certs "$work"
-"$T/examples/bench_upstream" "$UP" >/dev/null 2>&1 &
-"$T/examples/bench_upstream" "$UP_TLS" "$work/leaf.pem" "$work/leaf.key" >/dev/null 2>&1 &
+. bench/shapes.sh
+shapes_start "$T" "$work" 28200
 
-route() { printf 'upstream = "http://%s/bench"\ninbound_auth = { header = "x-headgate-key", secret_env = "HG_BENCH_KEY" }\n%s\n' "$UP" "$1"; }
-shape() { # NAME PORT ADMIN_PORT MAIN ROUTE
-  mkdir -p "$work/$1/routes"
-  printf 'listen = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n%s\n' "$2" "$3" "$4" > "$work/$1/headgate.toml"
-  printf '%s' "$5" > "$work/$1/routes/bench.toml"
-}
-TOKEN='[headers]
-authorization = "Bearer << call.metadata.token >>"'
-shape plain 28286 28296 "" "$(route "$TOKEN")"
-shape mcp 28288 28298 "" "$(route "$TOKEN
-[mcp]
-deny_tools = [\"delete_*\", \"admin_*\"]")"
-shape cred 28287 28297 "[credentials.crm]
-kind = \"token_exchange\"
-token_url = \"http://$UP/token\"
-client_id = \"bench\"
-client_secret_env = \"HG_BENCH_CLIENT_SECRET\"
-subject_token = \"<< call.metadata.token >>\"" "$(route '[headers]
-authorization = "Bearer << credentials.crm.access_token >>"')"
-shape tls 28289 28299 "[tls]
-ca_file = \"$work/ca.pem\"
-cert_file = \"$work/leaf.pem\"
-key_file = \"$work/leaf.key\"" "$(route "$TOKEN" | sed "s|http://$UP|https://localhost:${UP_TLS#*:}|")"
-
-train() { # NAME PORT ADMIN_PORT
+train() { # NAME
+  local port admin
+  read -r port admin < <(shape_ports "$1" 28200)
   RUST_LOG=warn "$GEN" serve --templates "$work/$1" --no-watch >"$work/$1.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$3) 2>/dev/null && break; sleep 0.1; done
-  python3 - "$3" <<'PY'
-import http.client, json, sys
-c = http.client.HTTPConnection("127.0.0.1:" + sys.argv[1])
-for i in range(1000):
-    body = json.dumps({"call": {"id": f"call-{i}", "metadata": {"token": f"tok-call-{i}"}}})
-    c.request("PUT", f"/sessions/call-{i}", body, {"content-type": "application/json"})
-    r = c.getresponse(); r.read(); assert r.status == 204, r.status
-PY
-  local url="http://127.0.0.1:$2"; [ "$1" = tls ] && url="https://localhost:$2"
-  echo "   $1: $(wrk -t2 -c32 -d"${SECONDS_EACH:-5}s" -s bench/load.lua "$url" | grep RESULT)"
+  register_sessions "$admin"
+  echo "   $1: $(wrk -t2 -c32 -d"${SECONDS_EACH:-5}s" -s bench/load.lua "$(shape_url "$1" "$port")" | grep RESULT)"
   # A clean exit writes the profile.
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 }
+rm -rf "$data"
 echo "== training"
-train plain 28286 28296
-train mcp 28288 28298
-train cred 28287 28297
-train tls 28289 28299
+for s in plain mcp cred tls; do train "$s"; done
 
 echo "== merging $(ls "$data" | wc -l) profile(s)"
 "$PROFDATA" merge -o "$work/merged.profdata" "$data"
