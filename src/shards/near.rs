@@ -22,30 +22,49 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::hash::BuildHasher as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use super::Prehashed;
+use hashbrown::HashTable;
 
 /// Lines one thread keeps, all owners together; past it, the map starts
-/// over. At most about 8,192 × (the key + 200 bytes: the line, and the
-/// emptied allocation its `Weak` may keep) per thread.
+/// over. At most about 8,192 × (a line, and the emptied allocation its
+/// `Weak` may keep) per thread.
 const LINES: usize = 8192;
 
-/// One remembered lookup.
+/// The longest key a line holds. Keys are call ids: a UUID is 36 bytes,
+/// the platforms' own ids shorter. A longer key gets no line (its lookups
+/// go to the owner's map every time): holding it in place is what lets a
+/// probe check the key in the line it already read, where a boxed key was
+/// one more cold cache line per lookup.
+pub const KEY_MAX: usize = 39;
+
+/// One remembered lookup, in one cache line: its owner, the stamp, the
+/// key and the `Weak`.
+#[repr(align(64))]
 struct Line {
-    owner: u64,
-    key: Box<[u8]>,
+    owner: u32,
     stamp: u32,
+    len: u8,
+    key: [u8; KEY_MAX],
     entry: Weak<dyn Any + Send + Sync>,
+}
+
+impl Line {
+    fn key(&self) -> &[u8] {
+        &self.key[..usize::from(self.len)]
+    }
+
+    fn is(&self, owner: u32, key: &[u8]) -> bool {
+        self.owner == owner && self.key() == key
+    }
 }
 
 thread_local! {
     /// This thread's lines, by [`quick_keyed`] hash of owner and key
-    /// (computed once per lookup, not again by the map).
-    static LINES_OF_THREAD: RefCell<HashMap<u64, Line, Prehashed>> = RefCell::new(HashMap::default());
+    /// (computed once per lookup; again only when the table grows).
+    static LINES_OF_THREAD: RefCell<HashTable<Line>> = const { RefCell::new(HashTable::new()) };
 }
 
 /// One hash seed for the process, random at start. foldhash rather than
@@ -58,14 +77,18 @@ fn quick_keyed() -> &'static foldhash::fast::RandomState {
     KEY.get_or_init(foldhash::fast::RandomState::default)
 }
 
+fn hash_of(owner: u32, key: &[u8]) -> u64 {
+    quick_keyed().hash_one((owner, key))
+}
+
 /// One owner's lines (a map, a store), told from every other's.
 pub struct Near {
-    id: u64,
+    id: u32,
 }
 
 impl Default for Near {
     fn default() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
         }
@@ -75,7 +98,7 @@ impl Default for Near {
 impl Near {
     /// The hash `key`'s line is kept under.
     pub fn hash(&self, key: &[u8]) -> u64 {
-        quick_keyed().hash_one((self.id, key))
+        hash_of(self.id, key)
     }
 
     /// The entry remembered under `hash` for `key` at `stamp`, if its owner
@@ -83,14 +106,14 @@ impl Near {
     pub fn get<V: Any + Send + Sync>(&self, hash: u64, key: &[u8], stamp: u32) -> Option<Arc<V>> {
         let found = LINES_OF_THREAD.try_with(|lines| {
             let lines = lines.borrow();
-            let line = (lines.get(&hash))
-                .filter(|l| l.owner == self.id && l.stamp == stamp && *l.key == *key)?;
+            let line = (lines.find(hash, |l| l.is(self.id, key))).filter(|l| l.stamp == stamp)?;
             line.entry.upgrade()?.downcast::<V>().ok()
         });
         found.ok().flatten()
     }
 
-    /// Remembers `entry` for `key`, read at `stamp`.
+    /// Remembers `entry` for `key`, read at `stamp` (nothing, for a key
+    /// longer than [`KEY_MAX`]).
     pub fn remember<V: Any + Send + Sync>(
         &self,
         hash: u64,
@@ -98,19 +121,33 @@ impl Near {
         stamp: u32,
         entry: &Arc<V>,
     ) {
+        let Some(len) = u8::try_from(key.len())
+            .ok()
+            .filter(|_| key.len() <= KEY_MAX)
+        else {
+            return;
+        };
         let entry: Arc<dyn Any + Send + Sync> = entry.clone();
-        let line = Line {
+        let mut line = Line {
             owner: self.id,
-            key: key.into(),
             stamp,
+            len,
+            key: [0; KEY_MAX],
             entry: Arc::downgrade(&entry),
         };
+        line.key[..key.len()].copy_from_slice(key);
         let _ = LINES_OF_THREAD.try_with(|lines| {
             let mut lines = lines.borrow_mut();
             if lines.len() >= LINES {
                 lines.clear();
             }
-            lines.insert(hash, line);
+            let rehash = |l: &Line| hash_of(l.owner, l.key());
+            match lines.entry(hash, |l| l.is(self.id, key), rehash) {
+                hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = line,
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(line);
+                }
+            }
         });
     }
 }
@@ -130,7 +167,30 @@ mod tests {
         assert!(a.get::<u64>(h, b"k", 3).is_none(), "another type");
         assert!(b.get::<u32>(h, b"k", 3).is_none(), "another owner");
         assert!(b.get::<u32>(b.hash(b"k"), b"k", 3).is_none());
+        a.remember(h, b"k", 4, &entry);
+        assert_eq!(
+            a.get::<u32>(h, b"k", 4).as_deref(),
+            Some(&7),
+            "a line replaced"
+        );
+        assert!(a.get::<u32>(h, b"k", 3).is_none(), "the replaced line");
         drop(entry);
-        assert!(a.get::<u32>(h, b"k", 3).is_none(), "dropped by its owner");
+        assert!(a.get::<u32>(h, b"k", 4).is_none(), "dropped by its owner");
+    }
+
+    #[test]
+    fn a_line_is_one_cache_line_and_a_long_key_gets_none() {
+        assert_eq!(std::mem::size_of::<Line>(), 64);
+        let a = Near::default();
+        let entry = Arc::new(1u8);
+        for len in [KEY_MAX, KEY_MAX + 1, 300] {
+            let key = vec![b'k'; len];
+            let h = a.hash(&key);
+            a.remember(h, &key, 0, &entry);
+            let held = a.get::<u8>(h, &key, 0).is_some();
+            assert_eq!(held, len <= KEY_MAX, "{len}");
+            // A key that shares the held one's first bytes is not it.
+            assert!(a.get::<u8>(h, &key[..len - 1], 0).is_none());
+        }
     }
 }
