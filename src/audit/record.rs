@@ -1,7 +1,6 @@
 //! One request as the audit line and the call timeline show it, its
 //! client-chosen fields clipped.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -14,7 +13,7 @@ pub struct Record {
     #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
     /// Route name.
-    pub route: Arc<str>,
+    pub route: &'static str,
     /// The session, as a keyed hash (`""` when no key was found).
     pub session: String,
     /// JSON-RPC method (`""` when the body was not JSON-RPC).

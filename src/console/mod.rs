@@ -285,7 +285,7 @@ fn overview(console: &Console, src: &Sources<'_>) -> Overview {
             } else {
                 shown_uri(&r.upstream)
             },
-            rates: rates.remove(&*r.name).unwrap_or_default(),
+            rates: rates.remove(r.name).unwrap_or_default(),
             pins: (r.governance.as_ref()).is_some_and(|g| g.pin_tools != PinMode::Off),
         })
         .collect();

@@ -307,7 +307,7 @@ pub fn call(c: &CallPage, login: &Login) -> String {
             b,
             r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td><code>{}</code></td><td class="num">{}</td></tr>"#,
             format_rfc3339(r.ts),
-            esc(&r.route),
+            esc(r.route),
             esc(&r.method),
             esc(r.tool.as_deref().unwrap_or("")),
             r.status,

@@ -23,7 +23,7 @@ pub(super) async fn handle(
 ) -> Response<Body> {
     let found = tools_path(rest).and_then(|(route, tool)| {
         let r = src.config.routes.get(route)?;
-        Some((r.name.clone(), tool))
+        Some((r.name, tool))
     });
     let not_found = || {
         html(
@@ -41,12 +41,12 @@ pub(super) async fn handle(
         )
     };
     match (method, tool) {
-        (&Method::GET, None) => match src.store.pins(&route).await {
-            Ok(t) => html(StatusCode::OK, page(&route, &Report::of(&t), login)),
+        (&Method::GET, None) => match src.store.pins(route).await {
+            Ok(t) => html(StatusCode::OK, page(route, &Report::of(&t), login)),
             Err(e) => failed(e),
         },
-        (&Method::POST, Some(name)) => match src.pins.approve(&route, &name).await {
-            Ok(_) => see_other(&format!("/ui/routes/{}/tools", path_segment(&route))),
+        (&Method::POST, Some(name)) => match src.pins.approve(route, &name).await {
+            Ok(_) => see_other(&format!("/ui/routes/{}/tools", path_segment(route))),
             Err(e) => failed(e),
         },
         _ => not_found(),

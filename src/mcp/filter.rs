@@ -58,7 +58,7 @@ pub struct Rules {
 pub async fn rewrite(
     resp: Response<Body>,
     policy: Arc<Rules>,
-    owner: Option<(Arc<str>, String)>,
+    owner: Option<(&'static str, String)>,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     // The body changes length: the upstream's framing no longer holds.
@@ -233,7 +233,7 @@ struct SseFilter {
     done: bool,
     /// Route and session key, for a legacy stream's registration: taken
     /// by the first event.
-    owner: Option<(Arc<str>, String)>,
+    owner: Option<(&'static str, String)>,
     /// Where headgate's own answers to this stream's POSTs arrive.
     registered: Option<super::legacy::Registered>,
 }

@@ -152,7 +152,7 @@ pub fn standing(t: &PinTable, name: &str) -> Standing {
 
 /// One route's pins in this process.
 pub struct Book {
-    route: Arc<str>,
+    route: &'static str,
     store: Arc<Store>,
     held: Gauge,
     local: Mutex<Local>,
@@ -175,7 +175,7 @@ impl Book {
         if self.local().loaded.is_some_and(|at| at.elapsed() < REFRESH) {
             return Ok(());
         }
-        let mut stored = self.store.pins(&self.route).await?;
+        let mut stored = self.store.pins(self.route).await?;
         let mut local = self.local();
         for (name, def) in &local.table.pinned {
             stored
@@ -228,9 +228,9 @@ impl Book {
             );
         }
         if !writes.is_empty() {
-            let (store, route) = (self.store.clone(), self.route.clone());
+            let (store, route) = (self.store.clone(), self.route);
             tokio::spawn(async move {
-                if let Err(e) = store.record_pins(&route, &writes).await {
+                if let Err(e) = store.record_pins(route, &writes).await {
                     tracing::warn!(code = e.code(), route = %route, "pinned tool definitions were not stored: {e}");
                 }
             });
@@ -256,7 +256,7 @@ impl Book {
 pub struct Books {
     store: Arc<Store>,
     held: Family<RouteLabel, Gauge>,
-    by_route: Mutex<HashMap<Arc<str>, Arc<Book>>>,
+    by_route: Mutex<HashMap<&'static str, Arc<Book>>>,
 }
 
 impl Books {
@@ -270,7 +270,7 @@ impl Books {
     }
 
     /// Route `route`'s book.
-    pub fn get(&self, route: &Arc<str>) -> Arc<Book> {
+    pub fn get(&self, route: &'static str) -> Arc<Book> {
         let mut all = self.by_route.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = all.get(route) {
             return b.clone();
@@ -279,7 +279,7 @@ impl Books {
             route: route.to_string(),
         };
         let book = Arc::new(Book {
-            route: route.clone(),
+            route,
             store: self.store.clone(),
             held: self.held.get_or_create(&label).clone(),
             local: Mutex::new(Local {
@@ -287,13 +287,13 @@ impl Books {
                 loaded: None,
             }),
         });
-        all.insert(route.clone(), book.clone());
+        all.insert(route, book.clone());
         book
     }
 
     /// Approves `name`'s held definition on `route`; `Ok(false)` if none
     /// is held.
-    pub async fn approve(&self, route: &Arc<str>, name: &str) -> Result<bool, SessionError> {
+    pub async fn approve(&self, route: &'static str, name: &str) -> Result<bool, SessionError> {
         let approved = self.store.approve_pin(route, name).await?;
         let book = self.get(route);
         book.stale();

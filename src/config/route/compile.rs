@@ -89,7 +89,7 @@ pub(in crate::config) fn route(
         return None;
     }
     let mut route = Route {
-        name: Arc::from(name),
+        name: super::intern(name),
         file: file.to_path_buf(),
         upstream: upstream?,
         echo,

@@ -124,9 +124,11 @@ const PER_REQUEST_ROOTS: [&str; 2] = ["request", "credentials"];
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
-    /// Name, the first path segment (shared: every request's timeline
-    /// record names its route).
-    pub name: Arc<str>,
+    /// Name, the first path segment. Held for the life of the process
+    /// ([`intern`]): every request's timeline record and metrics name its
+    /// route, and a shared count on the name was written by every worker on
+    /// every request.
+    pub name: &'static str,
     /// The file it came from.
     pub file: PathBuf,
     /// The real server.
@@ -257,3 +259,19 @@ pub(super) use compile::{Known, route};
 
 #[cfg(test)]
 mod tests;
+
+/// `name` for the life of the process: one copy per distinct route name
+/// ever loaded (reloads reuse it), so what holds a route's name holds no
+/// count on it. Names are what ops declared, so the set is small and
+/// bounded by the files they write.
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let new: &'static str = Box::leak(name.into());
+    names.insert(new);
+    new
+}

@@ -104,7 +104,7 @@ pub(crate) fn finish(x: &Exchange<'_>, begun: Begun, status: http::StatusCode) -
 /// [`finish`] for a failure: records it and returns the response the
 /// route answers it with.
 pub(crate) fn finish_failed(x: &Exchange<'_>, begun: Begun, e: ProxyError) -> Response<Body> {
-    count(x.app(), &x.route().name, &e);
+    count(x.app(), x.route().name, &e);
     let resp = x.error_response(&e);
     // The outcome, recorded as it was even when a JSON-RPC route answers
     // an error with HTTP 200 so the agent can speak it.
@@ -134,13 +134,13 @@ fn finish_with(
         ended: started + took,
         took,
     };
-    record(app, &route.name, x, done);
+    record(app, route.name, x, done);
     if let (Some(t), Some(trace)) = (&app.telemetry, x.span_trace()) {
-        export(t, app, &route.name, x, trace, (status, code), took);
+        export(t, app, route.name, x, trace, (status, code), took);
     }
-    (app.metrics).route_request(&route.compiled.handles, &route.name, status);
+    (app.metrics).route_request(&route.compiled.handles, route.name, status);
     let line = AccessLine {
-        route: &route.name,
+        route: route.name,
         status,
         code,
         sent,
@@ -239,7 +239,7 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
     }
     let record = |session: &str| Record {
         ts: done.arrived,
-        route: x.route().name.clone(),
+        route: x.route().name,
         // Only audit lines and `GET /calls/{id}` show it.
         session: view.map_or(String::new(), |_| session.to_string()),
         method: clip(view.and_then(McpView::method).unwrap_or_default()),

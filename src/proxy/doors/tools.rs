@@ -49,7 +49,7 @@ pub(super) async fn handle(
             }
             Err(e) => super::admin::session_error(&e),
         },
-        (&Method::POST, Some(name)) => match ctx.pins.approve(&r.name, &name).await {
+        (&Method::POST, Some(name)) => match ctx.pins.approve(r.name, &name).await {
             Ok(true) => {
                 tracing::info!(code = "mcp.tool_approved", route = %route, tool = %crate::audit::clip(&name), "a held tool definition was approved");
                 response::json(

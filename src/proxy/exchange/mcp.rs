@@ -71,7 +71,7 @@ impl Exchange<'_> {
         if mode == PinMode::Off || !view.has("tools/call") {
             return Ok(());
         }
-        let book = self.app.pins.get(&self.route.name);
+        let book = self.app.pins.get(self.route.name);
         if let Err(e) = book.refresh().await {
             tracing::warn!(code = e.code(), route = %self.route.name, "pinned tool definitions could not be read; the last ones read apply: {e}");
         }
@@ -146,7 +146,7 @@ impl Exchange<'_> {
     fn listing_pins(&self) -> Option<(Arc<mcp::pins::Book>, PinMode)> {
         let mode = self.route.governance.as_ref()?.pin_tools;
         let judged = mode != PinMode::Off && self.lists_tools();
-        judged.then(|| (self.app.pins.get(&self.route.name), mode))
+        judged.then(|| (self.app.pins.get(self.route.name), mode))
     }
 
     /// An error headgate answers a legacy HTTP+SSE POST goes down the
@@ -156,7 +156,7 @@ impl Exchange<'_> {
     pub(super) fn answer_on_stream(&self, json: &[u8]) -> Option<Response<Body>> {
         let sid = self.legacy_stream.as_ref()?;
         let key = (
-            self.route.name.clone(),
+            self.route.name,
             self.session_key()?.to_string(),
             sid.clone(),
         );
@@ -203,7 +203,7 @@ impl Exchange<'_> {
                     .clone()
             }),
         };
-        let owner = (self.session_key()).map(|k| (self.route.name.clone(), k.to_string()));
+        let owner = (self.session_key()).map(|k| (self.route.name, k.to_string()));
         let rewrites =
             rules.policy.is_some() || rules.max_result_bytes.is_some() || rules.pins.is_some();
         async move {

@@ -76,7 +76,7 @@ impl Exchange<'_> {
         }
         (app.metrics).route_upstream_seconds(
             &self.route.compiled.handles,
-            &self.route.name,
+            self.route.name,
             latency,
         );
         if status == StatusCode::UNAUTHORIZED {

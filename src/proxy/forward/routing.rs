@@ -154,7 +154,7 @@ mod tests {
         assert!(a.is_some_and(|a| Arc::ptr_eq(&a, &rx.borrow().routes["a"])));
         r.config();
         assert!(
-            r.route("b").is_some_and(|b| &*b.name == "b"),
+            r.route("b").is_some_and(|b| b.name == "b"),
             "another route"
         );
         assert!(r.route("c").is_none());
