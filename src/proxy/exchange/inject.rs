@@ -143,7 +143,9 @@ impl Exchange<'_> {
             };
             let token = match found {
                 Lookup::Hit(t) => t,
-                Lookup::Miss(p) => self.app.credentials.obtain(cred, key, p).await?,
+                // Boxed: fetching is the rare path (a cached token is a
+                // hit), and its state would otherwise be every request's.
+                Lookup::Miss(p) => Box::pin(self.app.credentials.obtain(cred, key, p)).await?,
             };
             self.tokens.push((cred.clone(), token));
         }

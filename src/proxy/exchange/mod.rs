@@ -222,7 +222,8 @@ impl<'a> Exchange<'a> {
             (Sent::Refused, None) => return Err(ProxyError::UpstreamUnreachable),
         };
         t.rewind()?;
-        self.renew(&call).await?;
+        // Boxed: the retry is rare, and its state would be every request's.
+        Box::pin(self.renew(&call)).await?;
         t.compose(self, &call)?;
         match t.send(self, &call, InBody::Read(b), false).await? {
             Sent::Answered(a) => Ok(a),

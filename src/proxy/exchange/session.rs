@@ -152,9 +152,13 @@ impl Exchange<'_> {
             }
             return Ok(Some(s));
         }
+        // What follows runs only on a miss: its larger futures are boxed,
+        // so a request that hits carries none of their state.
         let wait = self.route.wait_for_session;
         if !wait.is_zero()
-            && let Some(s) = app.store.wait_for(key, wait).await.map_err(store_err)?
+            && let Some(s) = Box::pin(app.store.wait_for(key, wait))
+                .await
+                .map_err(store_err)?
         {
             app.metrics.session_lookup("waited");
             return Ok(Some(s));
@@ -163,7 +167,7 @@ impl Exchange<'_> {
         match self.route.on_unknown_session {
             OnUnknown::Reject => Err(ProxyError::SessionNotFound),
             OnUnknown::Pass => Ok(None),
-            OnUnknown::Resolve => self.resolve(key).await.map(Some),
+            OnUnknown::Resolve => Box::pin(self.resolve(key)).await.map(Some),
         }
     }
 

@@ -326,7 +326,8 @@ struct ToSend<'s> {
 /// lingering close).
 async fn linger(stream: &mut Wire) {
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
+    // On the heap: in place it would be part of every connection's task.
+    let mut sink = vec![0u8; 4096];
     let mut left = 256usize << 10;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     while left > 0 {

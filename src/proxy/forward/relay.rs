@@ -165,7 +165,8 @@ impl Relay<'_> {
             g.inc();
         }
         let relayed = match parts {
-            Some(parts) => self.rewritten(x, *parts, framing, rbuf.take()).await,
+            // Boxed: only a route that filters `tools/list` takes it.
+            Some(parts) => Box::pin(self.rewritten(x, *parts, framing, rbuf.take())).await,
             None => (self.relayed(out, (framing, keep_alive, idle), &mut rbuf, head_at)).await,
         };
         if let Some(g) = &gauge {

@@ -130,15 +130,9 @@ async fn connect(
             return Ok((c, true));
         }
     }
-    let opened = if https {
-        crate::net::upstream::open_tls(tls, authority, within)
-            .await
-            .map(Wire::from)
-    } else {
-        crate::net::upstream::open(authority, within)
-            .await
-            .map(Wire::from)
-    };
+    // Boxed: opening a connection (and a TLS handshake) is the rare path,
+    // and its state would otherwise be part of every connection's task.
+    let opened = Box::pin(open(authority, https, within, tls)).await;
     match opened {
         Ok(stream) => Ok((
             pool::Pooled {
@@ -152,6 +146,23 @@ async fn connect(
             warn_failed(route, &err, &e);
             Err(err)
         }
+    }
+}
+
+/// A new connection to `authority`, over TLS when `https`.
+async fn open(
+    authority: &http::uri::Authority,
+    https: bool,
+    within: Duration,
+    tls: &tokio_rustls::TlsConnector,
+) -> Result<Wire, crate::net::upstream::SendError> {
+    if https {
+        let tls = crate::net::upstream::open_tls(tls, authority, within).await;
+        tls.map(Wire::from)
+    } else {
+        crate::net::upstream::open(authority, within)
+            .await
+            .map(Wire::from)
     }
 }
 
