@@ -9,6 +9,8 @@
 #   SSE_ROUNDS=5 bash bench/load.sh                       # SSE rounds (3)
 #   TLS=out bash bench/load.sh      # the upstream on HTTPS, every proxy verifying it
 #   TLS=in,out bash bench/load.sh   # and wrk to every proxy over HTTPS too
+#   ALT_BIN=target/pgo/release/headgate PROXIES="headgate headgate-alt nginx haproxy" \
+#     bash bench/load.sh              # two builds of headgate side by side
 #
 # With TLS, a test CA and a leaf certificate for localhost are made for the
 # run (openssl); the upstream speaks HTTP/1.1 over TLS; headgate trusts the
@@ -31,6 +33,9 @@
 #    cached credential).
 #    Afterwards its token requests are read from /metrics: one per
 #    session, not one per request.
+# 8. headgate-alt (only when PROXIES names it): as 2, run by another
+#    build, ALT_BIN=path: an A/B of two builds (a profile-guided one,
+#    another commit's) in the same interleaved rounds.
 # Then SSE relay latency through each (1,000 events, 5 ms apart), in
 # SSE_ROUNDS interleaved rounds: the table is each proxy's median p50/p99.
 #
@@ -56,6 +61,9 @@ UP=127.0.0.1:18000; HG=127.0.0.1:18080; HG_ADMIN=127.0.0.1:18090; NGX=127.0.0.1:
 HGR=127.0.0.1:18083; HGR_ADMIN=127.0.0.1:18093; REDIS_PORT=16379
 HGM=127.0.0.1:18084; HGM_ADMIN=127.0.0.1:18094
 HGC=127.0.0.1:18085; HGC_ADMIN=127.0.0.1:18095
+HGA=127.0.0.1:18086; HGA_ADMIN=127.0.0.1:18096
+ALT=""; [[ " $PROXIES " == *" headgate-alt "* ]] && ALT=1
+if [ -n "$ALT" ] && [ ! -x "${ALT_BIN:-}" ]; then echo "headgate-alt needs ALT_BIN, the path of a headgate binary"; exit 2; fi
 TLS=${TLS:-}
 case ",$TLS," in *,out,*) UPS=https ;; *) UPS=http ;; esac
 case ",$TLS," in *,in,*) FRONT=https ;; *) FRONT=http ;; esac
@@ -158,6 +166,15 @@ TOML
 sed -i 's/<< call.metadata.token >>/<< credentials.crm.access_token >>/' "$work/hgc/routes/bench.toml"
 RUST_LOG=warn ./target/release/headgate serve --templates "$work/hgc" --no-watch >"$work/hgc.log" 2>&1 & HGC_PID=$!; pids+=($HGC_PID)
 
+# The same headgate run by another build.
+ALT_PORTS=(); ALT_ADMIN=()
+if [ -n "$ALT" ]; then
+  cp -r "$work/hg" "$work/hga"
+  sed -i "s/$HG/$HGA/; s/$HG_ADMIN/$HGA_ADMIN/" "$work/hga/headgate.toml"
+  RUST_LOG=warn "$ALT_BIN" serve --templates "$work/hga" --no-watch >"$work/hga.log" 2>&1 & HGA_PID=$!; pids+=($HGA_PID)
+  ALT_PORTS=("$HGA" "$HGA_ADMIN"); ALT_ADMIN=("$HGA_ADMIN")
+fi
+
 # Map files for nginx and HAProxy.
 for i in $(seq 0 999); do echo "call-$i tok-call-$i;"; done > "$work/tokens.nginx"
 for i in $(seq 0 999); do echo "call-$i tok-call-$i"; done > "$work/tokens.map"
@@ -222,10 +239,10 @@ start_haproxy() { hap_cfg "$1" > "$work/haproxy.cfg"; "$HAPROXY" -f "$work/hapro
 start_haproxy ""
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listening on $1"; exit 1; }
-for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN $HGC $HGC_ADMIN; do wait_port "$p"; done
+for p in $UP $HG $HG_ADMIN $NGX $HAP $HGR $HGR_ADMIN $HGM $HGM_ADMIN $HGC $HGC_ADMIN "${ALT_PORTS[@]}"; do wait_port "$p"; done
 
 echo "== registering 1,000 sessions (memory, Redis, MCP and credential headgates)"
-python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" "$HGC_ADMIN" <<'PY'
+python3 - "$HG_ADMIN" "$HGR_ADMIN" "$HGM_ADMIN" "$HGC_ADMIN" "${ALT_ADMIN[@]}" <<'PY'
 import http.client, json, sys
 for admin in sys.argv[1:]:
   c = http.client.HTTPConnection(admin)
@@ -252,6 +269,7 @@ proxy_pids() {
     headgate-redis) echo "$HGR_PID $REDIS_PID" ;;
     headgate-mcp) echo "$HGM_PID" ;;
     headgate-cred) echo "$HGC_PID" ;;
+    headgate-alt) echo "$HGA_PID" ;;
   esac
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -294,6 +312,7 @@ for r in $(seq 1 "$ROUNDS"); do
       headgate-redis) run headgate-redis "$HGR" ;;
       headgate-mcp) run headgate-mcp "$HGM" ;;
       headgate-cred) run headgate-cred "$HGC" ;;
+      headgate-alt) run headgate-alt "$HGA" ;;
       *) echo "unknown proxy in PROXIES: $name"; exit 2 ;;
     esac
   done
@@ -327,7 +346,7 @@ if "headgate" in runs:
     ratios = [f"headgate/{n} = {h / med[n]['rps']:.2f}x" for n in peers]
     if best:
         ratios.append(f"headgate/best = {h / best:.2f}x")
-    ratios += [f"{n}/headgate = {med[n]['rps'] / h:.2f}x" for n in ["headgate-redis", "headgate-mcp", "headgate-cred"] if n in runs]
+    ratios += [f"{n}/headgate = {med[n]['rps'] / h:.2f}x" for n in ["headgate-redis", "headgate-mcp", "headgate-cred", "headgate-alt"] if n in runs]
     print("\n" + ", ".join(ratios))
 def by_round(label, ratios):
     """Ratios of one round's rows (the machine's slow spells fall on both),
@@ -340,7 +359,7 @@ def best_peer(i):
 for n in ["headgate"]:
     if n in runs and peers:
         by_round(f"{n}/best", [a["rps"] / best_peer(i) for i, a in enumerate(runs[n])])
-for n in ["headgate-mcp", "headgate-cred"]:
+for n in ["headgate-mcp", "headgate-cred", "headgate-alt"]:
     if n in runs and "headgate" in runs:
         by_round(f"{n}/headgate", [a["rps"] / b["rps"] for a, b in zip(runs[n], runs["headgate"])])
 
