@@ -153,10 +153,7 @@ mod tests {
         let a = r.route("a").cloned();
         assert!(a.is_some_and(|a| Arc::ptr_eq(&a, &rx.borrow().routes["a"])));
         r.config();
-        assert!(
-            r.route("b").is_some_and(|b| b.name == "b"),
-            "another route"
-        );
+        assert!(r.route("b").is_some_and(|b| b.name == "b"), "another route");
         assert!(r.route("c").is_none());
         let _ = tx.send(config("http://127.0.0.1:2/"));
         let cfg = r.config().clone();
