@@ -104,6 +104,10 @@ impl Near {
     /// The entry remembered under `hash` for `key` at `stamp`, if its owner
     /// still holds it.
     pub fn get<V: Any + Send + Sync>(&self, hash: u64, key: &[u8], stamp: u32) -> Option<Arc<V>> {
+        if key.len() > KEY_MAX {
+            // It can have no line: no probe.
+            return None;
+        }
         let found = LINES_OF_THREAD.try_with(|lines| {
             let lines = lines.borrow();
             let line = (lines.find(hash, |l| l.is(self.id, key))).filter(|l| l.stamp == stamp)?;
@@ -121,17 +125,15 @@ impl Near {
         stamp: u32,
         entry: &Arc<V>,
     ) {
-        let Some(len) = u8::try_from(key.len())
-            .ok()
-            .filter(|_| key.len() <= KEY_MAX)
-        else {
+        if key.len() > KEY_MAX {
             return;
-        };
+        }
         let entry: Arc<dyn Any + Send + Sync> = entry.clone();
         let mut line = Line {
             owner: self.id,
             stamp,
-            len,
+            // At most KEY_MAX, checked above.
+            len: key.len() as u8,
             key: [0; KEY_MAX],
             entry: Arc::downgrade(&entry),
         };

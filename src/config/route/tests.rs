@@ -44,3 +44,12 @@ fn a_route_reads_mcp_however_a_template_names_it() {
     assert!(!reads("<< request.headers.x-a >>"));
     assert!(!reads("Bearer << call.token >>"));
 }
+
+#[test]
+fn a_route_name_is_interned_once_per_distinct_name() {
+    let a = super::intern("interned-crm");
+    let b = super::intern(&String::from("interned-crm"));
+    assert_eq!(a, "interned-crm");
+    assert!(std::ptr::eq(a, b), "a second copy of one name");
+    assert!(!std::ptr::eq(a, super::intern("interned-hr")));
+}
