@@ -8,6 +8,8 @@
 #   PROXIES="headgate nginx haproxy" bash bench/load.sh   # only these rows, in this order
 #   SSE_ROUNDS=5 bash bench/load.sh                       # SSE rounds (3)
 #   TLS=out bash bench/load.sh      # the upstream on HTTPS, every proxy verifying it
+#   HG_SESSIONS=10 bash bench/load.sh   # wrk rotates over 10 of the 1,000
+#                                   # sessions: their state stays in cache
 #   TLS=in,out bash bench/load.sh   # and wrk to every proxy over HTTPS too
 #   ALT_BIN=target/pgo/release/headgate PROXIES="headgate headgate-alt nginx haproxy" \
 #     bash bench/load.sh              # two builds of headgate side by side
