@@ -9,7 +9,7 @@
 //! told apart by [`HeaderTemplate::id`](crate::template::HeaderTemplate::id),
 //! new for every compile: after a reload the old values are never used.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use crate::template::Vars;
 
@@ -31,47 +31,71 @@ pub const PER_JSON_BYTE: usize = 2;
 /// kept: a `Session` is held by value in the store's write futures, and a
 /// connection's future is as large as the largest of those it may await
 /// (the lock and list inline made an idle connection 288 bytes larger).
+///
+/// A list of values, each set once: a reader only loads (no lock, whose
+/// word a reader would write: a session's lines are most often cold by
+/// its next request, a thousand other calls' requests having run
+/// between), and the first value is one small allocation away.
 #[derive(Default)]
-pub struct Renders(OnceLock<Box<Mutex<Kept>>>);
+pub struct Renders(OnceLock<Box<Node>>);
 
-#[derive(Default)]
-struct Kept {
-    /// Bytes values may take, from the variables' size on first use.
-    room: Option<usize>,
-    values: Vec<(u64, Box<[u8]>)>,
+/// One template's value, or that its value did not fit (so it is
+/// rendered every time, and not weighed again); then the next template's.
+struct Node {
+    id: u64,
+    value: Option<Box<[u8]>>,
+    next: OnceLock<Box<Node>>,
 }
 
 impl Renders {
     /// Appends the value kept for template `id` to `out`; `false` (and
     /// `out` untouched) when there is none.
     pub fn put(&self, id: u64, out: &mut Vec<u8>) -> bool {
-        let Some(Ok(kept)) = self.0.get().map(|k| k.lock()) else {
-            return false;
-        };
-        match kept.values.iter().find(|(t, _)| *t == id) {
-            Some((_, v)) => {
+        let mut at = &self.0;
+        while let Some(node) = at.get() {
+            if node.id == id {
+                let Some(v) = &node.value else {
+                    return false;
+                };
                 out.extend_from_slice(v);
-                true
+                return true;
             }
-            None => false,
+            at = &node.next;
         }
+        false
     }
 
     /// Keeps `value` as what template `id` renders from `vars` (this
-    /// session's), while there is room.
+    /// session's), while there is room: at most [`MAX_VALUES`] templates
+    /// (one whose value did not fit counts), and as many bytes as the
+    /// variables' size allows. The first value kept for an id stays.
     pub fn keep(&self, id: u64, value: &[u8], vars: &Vars) {
-        let Ok(mut kept) = self.0.get_or_init(Box::default).lock() else {
-            return;
-        };
-        let room = *kept
-            .room
-            .get_or_insert_with(|| (super::vars_size(vars) * PER_JSON_BYTE).min(MAX_BYTES));
-        let used: usize = kept.values.iter().map(|(_, v)| v.len()).sum();
-        if kept.values.len() < MAX_VALUES
-            && used + value.len() <= room
-            && kept.values.iter().all(|(t, _)| *t != id)
-        {
-            kept.values.push((id, value.into()));
+        let (mut at, mut count, mut used) = (&self.0, 0, 0);
+        loop {
+            if let Some(node) = at.get() {
+                if node.id == id {
+                    return;
+                }
+                count += 1;
+                used += node.value.as_ref().map_or(0, |v| v.len());
+                at = &node.next;
+                continue;
+            }
+            if count >= MAX_VALUES {
+                return;
+            }
+            let room = (super::vars_size(vars) * PER_JSON_BYTE).min(MAX_BYTES);
+            let value = (used + value.len() <= room).then(|| value.into());
+            let node = Box::new(Node {
+                id,
+                value,
+                next: OnceLock::new(),
+            });
+            // Another request of the session may have set `at` since it
+            // was read: then walk on from its node.
+            if at.set(node).is_ok() {
+                return;
+            }
         }
     }
 }
@@ -89,6 +113,46 @@ mod tests {
     #[test]
     fn sixteen_bytes_in_a_session() {
         assert_eq!(std::mem::size_of::<Renders>(), 16);
+    }
+
+    /// Requests of one session keeping values at once each keep an id
+    /// once, its first value, and no more ids than the bound.
+    #[test]
+    fn writers_at_once_keep_each_id_once_within_the_bound() {
+        let vars = Vars::from_json(serde_json::json!({"call": {"token": "a".repeat(200)}}))
+            .expect("an object");
+        let r = std::sync::Arc::new(Renders::default());
+        let writers: Vec<_> = (0..8u8)
+            .map(|w| {
+                let (r, vars) = (std::sync::Arc::clone(&r), vars.clone());
+                std::thread::spawn(move || {
+                    for id in 1..=20u64 {
+                        r.keep(id, &[w; 4], &vars);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("a writer");
+        }
+        let mut ids = Vec::new();
+        let mut at = &r.0;
+        while let Some(node) = at.get() {
+            ids.push(node.id);
+            at = &node.next;
+        }
+        let kept = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!((kept, ids.len()), (MAX_VALUES, MAX_VALUES), "each id once");
+        for id in ids {
+            let mut out = Vec::new();
+            assert!(r.put(id, &mut out));
+            assert!(
+                out.len() == 4 && out.iter().all(|b| *b == out[0]),
+                "one writer's value"
+            );
+        }
     }
 
     #[test]
