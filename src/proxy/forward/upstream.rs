@@ -157,8 +157,9 @@ async fn open(
     tls: &tokio_rustls::TlsConnector,
 ) -> Result<Wire, crate::net::upstream::SendError> {
     if https {
-        let tls = crate::net::upstream::open_tls(tls, authority, within).await;
-        tls.map(Wire::from)
+        crate::net::upstream::open_tls(tls, authority, within)
+            .await
+            .map(Wire::from)
     } else {
         crate::net::upstream::open(authority, within)
             .await
