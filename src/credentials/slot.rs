@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
+use crate::metrics::Counter;
 
 use super::{CredentialError, Token};
 use crate::config::credentials::Credential;

@@ -48,7 +48,7 @@ pub struct Rules {
     /// The most text a `tools/call` result carries.
     pub max_result_bytes: Option<usize>,
     /// Counts each result cut.
-    pub cut: Option<prometheus_client::metrics::counter::Counter>,
+    pub cut: Option<crate::metrics::Counter>,
 }
 
 /// `resp` rewritten by `rules`: every `tools/list` result in it filtered,

@@ -1,7 +1,7 @@
 //! The handle cache: a metric's handle found by its label values without
 //! the family's hashing and label copies.
 
-use prometheus_client::metrics::counter::Counter;
+use super::Counter;
 
 /// Handles of labelled metrics, found by one FNV-1a over their label
 /// values instead of a family's SipHash and label copies (collisions are

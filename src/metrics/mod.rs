@@ -5,15 +5,16 @@
 
 mod handles;
 mod labels;
+mod striped;
 mod totals;
 
 pub use labels::*;
+pub use striped::{Counter, Histogram, pin};
 pub use totals::{RouteTotals, Totals};
 
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 
 use handles::Handles;

@@ -111,6 +111,7 @@ pub(super) async fn run(
             .name(format!("headgate-worker-{}", n + 1))
             .spawn(move || {
                 crate::net::upstream::set_worker(n + 1);
+                crate::metrics::pin(n);
                 runtime.block_on(public(n, listener, inbox, shared));
                 let _ = tx.send(());
             });
