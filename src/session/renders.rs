@@ -35,16 +35,56 @@ pub const PER_JSON_BYTE: usize = 2;
 /// A list of values, each set once: a reader only loads (no lock, whose
 /// word a reader would write: a session's lines are most often cold by
 /// its next request, a thousand other calls' requests having run
-/// between), and the first value is one small allocation away.
+/// between), and the first value is one allocation away, in it when short.
 #[derive(Default)]
 pub struct Renders(OnceLock<Box<Node>>);
 
 /// One template's value, or that its value did not fit (so it is
 /// rendered every time, and not weighed again); then the next template's.
+/// Two cache lines, the value's bytes in them when it is short (a token
+/// of up to [`INLINE`] bytes with its scheme): a request reads one
+/// allocation, not the node and then its value's.
+#[repr(align(64))]
 struct Node {
     id: u64,
-    value: Option<Box<[u8]>>,
     next: OnceLock<Box<Node>>,
+    value: Value,
+}
+
+/// The longest value held in its node.
+const INLINE: usize = 102;
+
+enum Value {
+    /// Did not fit the session's room.
+    Unfit,
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl Value {
+    fn of(v: &[u8]) -> Self {
+        let mut bytes = [0; INLINE];
+        match bytes.get_mut(..v.len()) {
+            Some(room) => {
+                room.copy_from_slice(v);
+                // At most INLINE, below 256.
+                let len = v.len() as u8;
+                Value::Inline { len, bytes }
+            }
+            None => Value::Heap(v.into()),
+        }
+    }
+
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Unfit => None,
+            Value::Inline { len, bytes } => Some(&bytes[..usize::from(*len)]),
+            Value::Heap(v) => Some(v),
+        }
+    }
 }
 
 impl Renders {
@@ -54,7 +94,7 @@ impl Renders {
         let mut at = &self.0;
         while let Some(node) = at.get() {
             if node.id == id {
-                let Some(v) = &node.value else {
+                let Some(v) = node.value.bytes() else {
                     return false;
                 };
                 out.extend_from_slice(v);
@@ -77,7 +117,7 @@ impl Renders {
                     return;
                 }
                 count += 1;
-                used += node.value.as_ref().map_or(0, |v| v.len());
+                used += node.value.bytes().map_or(0, <[u8]>::len);
                 at = &node.next;
                 continue;
             }
@@ -85,7 +125,10 @@ impl Renders {
                 return;
             }
             let room = (super::vars_size(vars) * PER_JSON_BYTE).min(MAX_BYTES);
-            let value = (used + value.len() <= room).then(|| value.into());
+            let value = match used + value.len() <= room {
+                true => Value::of(value),
+                false => Value::Unfit,
+            };
             let node = Box::new(Node {
                 id,
                 value,
@@ -111,8 +154,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sixteen_bytes_in_a_session() {
+    fn sixteen_bytes_in_a_session_and_two_lines_a_value() {
         assert_eq!(std::mem::size_of::<Renders>(), 16);
+        assert_eq!(std::mem::size_of::<Node>(), 128);
+    }
+
+    #[test]
+    fn short_values_in_their_node_long_ones_beside_it() {
+        let vars = Vars::from_json(serde_json::json!({"call": {"token": "a".repeat(400)}}))
+            .expect("an object");
+        let r = Renders::default();
+        for (id, len) in [
+            (1, 0),
+            (2, INLINE - 1),
+            (3, INLINE),
+            (4, INLINE + 1),
+            (5, 300),
+        ] {
+            let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            r.keep(id, &value, &vars);
+            let mut out = b"x: ".to_vec();
+            assert!(r.put(id, &mut out), "{len}");
+            assert_eq!(&out[3..], value, "{len}");
+        }
+        let mut at = &r.0;
+        while let Some(node) = at.get() {
+            let inline = matches!(node.value, Value::Inline { .. });
+            assert_eq!(
+                inline,
+                node.value.bytes().is_some_and(|v| v.len() <= INLINE)
+            );
+            at = &node.next;
+        }
     }
 
     /// Requests of one session keeping values at once each keep an id

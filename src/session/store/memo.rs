@@ -21,8 +21,12 @@ use crate::session::Session;
 use crate::shards::near::Near;
 
 /// Stripes of write counts per store: a write to one key only misses the
-/// lines of keys that share its stripe.
-const STRIPES: usize = 4096;
+/// lines of keys that share its stripe. Few enough that the counts (1 KiB,
+/// read on every lookup) stay in cache between a session's requests: with
+/// 4,096 a lookup's stripe was one more cold line, most often; a session's
+/// write (once or twice a call) now sends the lines of 1/256 of the keys
+/// back to the store once.
+const STRIPES: usize = 256;
 
 /// The memo of one store.
 pub(super) struct Memo {
