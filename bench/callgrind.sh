@@ -21,6 +21,9 @@
 #                                      # them from the kept profile's totals)
 #   CARGO_TARGET_DIR=target/lines CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
 #     KEEP=1 bash bench/callgrind.sh   # profiles with source lines
+#   BIN=/tmp/headgate-old bash bench/callgrind.sh
+#                                      # another build of headgate (an A/B:
+#                                      # run both, one after the other)
 #
 # Per-function self cost of a kept profile:
 #   callgrind_annotate --threshold=100 /tmp/hg-callgrind.cred.out | head -60
@@ -48,7 +51,7 @@ measure() { # NAME
   read -r port admin < <(shape_ports "$name" 28000)
   rm -f "$out".*
   RUST_LOG=warn valgrind --tool=callgrind ${VALGRIND_ARGS:-} --callgrind-out-file="$out.%p" \
-    "$T/headgate" serve --templates "$work/$name" --no-watch >"$work/$name.log" 2>&1 &
+    "${BIN:-$T/headgate}" serve --templates "$work/$name" --no-watch >"$work/$name.log" 2>&1 &
   local vpid=$!
   register_sessions "$admin"
   local url; url=$(shape_url "$name" "$port")

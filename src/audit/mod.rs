@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use hmac::Mac as _;
 
+use crate::shards::Hint;
+
 pub use log::AuditLog;
 pub use record::{Record, clip, clip_id, format_rfc3339};
 pub use timeline::Timeline;
@@ -105,16 +107,17 @@ impl Recorder {
     }
 
     /// Records one request of session `id` (if it got that far), built by
-    /// `build` from the session's keyed hash: to the session's timeline,
-    /// and to the audit trail when it is an MCP request. False if the
-    /// audit queue was full and the line was dropped.
+    /// `build` from the session's keyed hash: to the session's timeline
+    /// (found through `hint`, the session's own, when the request found
+    /// its session), and to the audit trail when it is an MCP request.
+    /// False if the audit queue was full and the line was dropped.
     pub fn record(
         &self,
-        id: Option<&str>,
+        (id, hint): (Option<&str>, Option<&Hint>),
         now: Instant,
         build: impl FnOnce(&str) -> Record,
     ) -> bool {
-        let entry = id.map(|id| self.timeline.entry(id, &self.hasher));
+        let entry = id.map(|id| self.timeline.entry(id, hint, &self.hasher));
         let record = build(entry.as_ref().map_or("", |e| e.hash.as_str()));
         let audited = self.audit.as_ref().filter(|_| record.mcp);
         let written = audited.is_none_or(|a| a.record(record.clone()));

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Record, SessionHasher};
-use crate::shards::{Entry, Sharded};
+use crate::shards::{Entry, Hint, Sharded};
 
 /// Requests kept per session in the timeline: this many MCP requests, and
 /// as many of other routes' (so a busy plain route never pushes a call's
@@ -179,12 +179,15 @@ impl Timeline {
         }
     }
 
-    /// Session `id`'s entry, made (and its hash computed) on first use.
-    pub(super) fn entry(&self, id: &str, hasher: &SessionHasher) -> Arc<Calls> {
-        if let Some(e) = self.calls.get(id.as_bytes()) {
-            return e;
-        }
-        self.calls.get_or_insert(id.as_bytes().to_vec(), || Calls {
+    /// Session `id`'s entry, made (and its hash computed) on first use;
+    /// found through `hint` (the session's, when the request found one).
+    pub(super) fn entry(
+        &self,
+        id: &str,
+        hint: Option<&Hint>,
+        hasher: &SessionHasher,
+    ) -> Arc<Calls> {
+        let make = || Calls {
             hash: hasher.hash(id),
             ttl: self.ttl,
             inner: Mutex::new(Recent {
@@ -193,7 +196,14 @@ impl Timeline {
                 next: 0,
                 used: Instant::now(),
             }),
-        })
+        };
+        if let Some(hint) = hint {
+            return self.calls.get_or_insert_hinted(id.as_bytes(), hint, make);
+        }
+        if let Some(e) = self.calls.get(id.as_bytes()) {
+            return e;
+        }
+        self.calls.get_or_insert(id.as_bytes().to_vec(), make)
     }
 
     /// Session `id`'s requests on every route, oldest first (`None` once
@@ -251,12 +261,12 @@ mod tests {
         let t = Timeline::new(1 << 20, Duration::from_secs(60));
         let h = SessionHasher::new(b"k");
         for i in 0..150 {
-            t.entry("c1", &h).push(rec(i), Instant::now());
+            t.entry("c1", None, &h).push(rec(i), Instant::now());
         }
         let got = t.get("c1").unwrap();
         assert_eq!(got.len(), TIMELINE_LEN);
         let room = |t: &Timeline| {
-            let e = t.entry("c1", &h);
+            let e = t.entry("c1", None, &h);
             let r = e.inner.lock().unwrap();
             (r.mcp.0.capacity(), r.plain.0.capacity())
         };
@@ -269,7 +279,8 @@ mod tests {
         assert!(t.get("c2").is_none());
         // Other routes' requests never push the MCP ones out.
         for i in 0..150 {
-            t.entry("c1", &h).push(plain(1000 + i), Instant::now());
+            t.entry("c1", None, &h)
+                .push(plain(1000 + i), Instant::now());
         }
         let got = t.get("c1").unwrap();
         let mcp: Vec<_> = got.iter().filter(|r| r.mcp).collect();
@@ -299,10 +310,10 @@ mod tests {
             })
             .collect();
         for r in &sent {
-            t.entry("c1", &h).push(r.clone(), Instant::now());
+            t.entry("c1", None, &h).push(r.clone(), Instant::now());
         }
         assert_eq!(t.get("c1").unwrap(), sent);
-        let e = t.entry("c1", &h);
+        let e = t.entry("c1", None, &h);
         assert_eq!(
             e.inner.lock().unwrap().plain.0.capacity(),
             TIMELINE_LEN,

@@ -65,6 +65,9 @@ pub struct Session {
     pub stored_at: Instant,
     /// Header values rendered from it (empty in a clone).
     pub renders: Renders,
+    /// Where its call's timeline entry is (empty in a clone): a request
+    /// records itself there without a lookup by id.
+    pub timeline: crate::shards::Hint,
 }
 
 impl Session {
@@ -76,6 +79,7 @@ impl Session {
             ttl,
             stored_at: Instant::now(),
             renders: Renders::default(),
+            timeline: Default::default(),
         }
     }
 

@@ -15,9 +15,10 @@
 
 pub mod near;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
 use near::Near;
@@ -106,6 +107,29 @@ impl<V: Entry + Send + Sync + 'static> Sharded<V> {
         entry
     }
 
+    /// The entry `hint` names, if the map still holds it; else the entry
+    /// for `key`, made now if there is none, and named by `hint` from now
+    /// on (when it named none yet). `hint` must be kept for `key` only.
+    pub fn get_or_insert_hinted(
+        &self,
+        key: &[u8],
+        hint: &Hint,
+        make: impl FnOnce() -> V,
+    ) -> Arc<V> {
+        if let Some(entry) = hint.get() {
+            return entry;
+        }
+        if let Some(entry) = self.get(key) {
+            hint.set(&entry);
+            return entry;
+        }
+        let (entry, in_map) = self.insert(key.to_vec(), make);
+        if in_map {
+            hint.set(&entry);
+        }
+        entry
+    }
+
     /// The entry for `key`, made now if there is none; and whether the
     /// map holds it.
     fn insert(&self, key: Vec<u8>, make: impl FnOnce() -> V) -> (Arc<V>, bool) {
@@ -131,6 +155,34 @@ impl<V: Entry + Send + Sync + 'static> Sharded<V> {
 
     fn per_shard(&self) -> usize {
         (self.max / SHARDS).max(1)
+    }
+}
+
+/// Where an entry of another map (a session) keeps the entry a
+/// [`Sharded`] map holds for the same key (its timeline), so that a request
+/// which holds the one reaches the other from a line it has read already,
+/// without a probe of the thread's near lines. Set once, by the first
+/// lookup through it; a `Weak`, so it holds nothing the map dropped (an
+/// entry goes only when no one holds it, see [`drop_unheld`], so a hint
+/// that upgrades names the map's entry), and a hint whose entry was dropped
+/// is only a miss. Empty when cloned: a clone is another entry's.
+#[derive(Default)]
+pub struct Hint(OnceLock<Weak<dyn Any + Send + Sync>>);
+
+impl Hint {
+    fn get<V: Any + Send + Sync>(&self) -> Option<Arc<V>> {
+        self.0.get()?.upgrade()?.downcast::<V>().ok()
+    }
+
+    fn set<V: Any + Send + Sync>(&self, entry: &Arc<V>) {
+        let entry: Arc<dyn Any + Send + Sync> = entry.clone();
+        let _ = self.0.set(Arc::downgrade(&entry));
+    }
+}
+
+impl Clone for Hint {
+    fn clone(&self) -> Self {
+        Self::default()
     }
 }
 
@@ -316,5 +368,30 @@ mod tests {
             other.get(b"a").is_none(),
             "another map's line is not this one's"
         );
+    }
+
+    #[test]
+    fn a_hint_names_the_maps_entry_and_is_only_a_miss_once_it_was_dropped() {
+        let m: Sharded<E> = Sharded::new(SHARDS);
+        let gone = |keep| E { keep, used: None };
+        let hint = Hint::default();
+        let a = m.get_or_insert_hinted(b"a", &hint, || gone(false));
+        let again = m.get_or_insert_hinted(b"a", &hint, || panic!("made twice"));
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(m.get(b"a").is_some_and(|e| Arc::ptr_eq(&e, &a)));
+        assert!(
+            Hint::clone(&hint).get::<E>().is_none(),
+            "a clone names nothing"
+        );
+        assert!(hint.get::<u8>().is_none(), "another type");
+        // Dropped by a sweep: the hint names nothing, the map makes anew.
+        let weak = Arc::downgrade(&a);
+        drop((a, again));
+        for i in 0..64 {
+            m.get_or_insert(format!("k{i}").into_bytes(), || gone(true));
+        }
+        assert!(weak.upgrade().is_none() && hint.get::<E>().is_none());
+        let new = m.get_or_insert_hinted(b"a", &hint, || gone(true));
+        assert!(m.get(b"a").is_some_and(|e| Arc::ptr_eq(&e, &new)));
     }
 }

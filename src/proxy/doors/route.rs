@@ -252,7 +252,8 @@ fn record(app: &App, route: &str, x: &Exchange<'_>, done: Done) {
         credentials: x.credential_names(),
         mcp: view.is_some(),
     };
-    if !app.calls.record(x.session_key(), done.ended, record) {
+    let call = (x.session_key(), x.timeline_hint());
+    if !app.calls.record(call, done.ended, record) {
         app.metrics.audit_dropped.inc();
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct Exchange<'a> {
     began: Instant,
     /// The session key, once found (for the access log).
     session_key: Option<SessionKey>,
+    /// The session, once found (its timeline entry is found through it).
+    session: Option<Arc<Session>>,
     /// The JSON-RPC id, once known (for errors on JSON-RPC routes).
     rpc_id: Option<Value>,
     /// What was read of the body, to find the id in only if an error
@@ -116,6 +118,7 @@ impl<'a> Exchange<'a> {
             peer,
             began,
             session_key: None,
+            session: None,
             rpc_id: None,
             rpc_body: None,
             mcp: None,
@@ -147,6 +150,12 @@ impl<'a> Exchange<'a> {
     /// The session key the request was matched to, if it got that far.
     pub fn session_key(&self) -> Option<&str> {
         self.session_key.as_deref()
+    }
+
+    /// Where the request's call keeps its timeline entry, once its
+    /// session was found.
+    pub fn timeline_hint(&self) -> Option<&crate::shards::Hint> {
+        self.session.as_deref().map(|s| &s.timeline)
     }
 
     /// The request's MCP view, on a route that needs it.
@@ -293,6 +302,7 @@ impl<'a> Exchange<'a> {
             t.lookup = Some((s, SystemTime::now()));
         }
         let session = session?;
+        self.session.clone_from(&session);
         if self.route.governance.is_some() {
             self.judge_pins().await?;
             self.spend_budgets(&key, session.as_ref()).await?;

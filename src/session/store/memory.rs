@@ -46,6 +46,7 @@ impl Stored {
             ttl: self.ttl,
             stored_at: self.stored_at,
             renders: Default::default(),
+            timeline: Default::default(),
         })
     }
 }

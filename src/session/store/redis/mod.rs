@@ -173,6 +173,7 @@ fn decode(raw: &[u8], pttl_ms: i64) -> Option<Session> {
         ttl,
         stored_at: now.checked_sub(ttl - left).unwrap_or(now),
         renders: Default::default(),
+        timeline: Default::default(),
     })
 }
 
