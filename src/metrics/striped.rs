@@ -48,8 +48,8 @@ fn stripes() -> usize {
     })
 }
 
-/// The stripe this thread writes: its number masked to the stripes (a
-/// power of two), kept so, so that a count costs no division.
+/// The stripe this thread writes, kept already masked to the number of
+/// stripes (a power of two), so that a count costs no division.
 fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     STRIPE.with(|s| match s.get() {
