@@ -364,6 +364,14 @@ for n in ["headgate"]:
 for n in ["headgate-mcp", "headgate-cred", "headgate-alt"]:
     if n in runs and "headgate" in runs:
         by_round(f"{n}/headgate", [a["rps"] / b["rps"] for a, b in zip(runs[n], runs["headgate"])])
+def cpu(x):
+    """The proxy's own CPU µs (user + sys) per request in one run."""
+    return (x["cpu"][0] + x["cpu"][1]) * tick / (x["rps"] * dur)
+if "headgate" in runs and peers:
+    leaner = [min(cpu(runs[p][i]) for p in peers) for i in range(len(runs["headgate"]))]
+    by_round("headgate CPU per request/leaner peer's", [cpu(a) / l for a, l in zip(runs["headgate"], leaner)])
+if "headgate-alt" in runs and "headgate" in runs:
+    by_round("headgate-alt CPU per request/headgate's", [cpu(a) / cpu(b) for a, b in zip(runs["headgate-alt"], runs["headgate"])])
 
 print(f"\nCPU per request over all rounds (µs; {ncpu} CPUs; 'rest' is wrk, the upstream and softirq):")
 print(f"| {'proxy':<17} | {'proxy user':>10} | {'proxy sys':>9} | {'rest':>6} | {'idle':>6} | {'ctx switches':>12} | {'ceiling if user = 0':>19} |")
