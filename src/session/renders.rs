@@ -91,18 +91,17 @@ impl Renders {
     /// Appends the value kept for template `id` to `out`; `false` (and
     /// `out` untouched) when there is none.
     pub fn put(&self, id: u64, out: &mut Vec<u8>) -> bool {
-        let mut at = &self.0;
-        while let Some(node) = at.get() {
-            if node.id == id {
-                let Some(v) = node.value.bytes() else {
-                    return false;
-                };
-                out.extend_from_slice(v);
-                return true;
-            }
-            at = &node.next;
-        }
-        false
+        let found = self.nodes().find(|n| n.id == id);
+        let Some(v) = found.and_then(|n| n.value.bytes()) else {
+            return false;
+        };
+        out.extend_from_slice(v);
+        true
+    }
+
+    /// The kept nodes, first kept first.
+    fn nodes(&self) -> impl Iterator<Item = &Node> {
+        std::iter::successors(self.0.get(), |n| n.next.get()).map(|n| &**n)
     }
 
     /// Keeps `value` as what template `id` renders from `vars` (this
@@ -177,14 +176,12 @@ mod tests {
             assert!(r.put(id, &mut out), "{len}");
             assert_eq!(&out[3..], value, "{len}");
         }
-        let mut at = &r.0;
-        while let Some(node) = at.get() {
+        for node in r.nodes() {
             let inline = matches!(node.value, Value::Inline { .. });
             assert_eq!(
                 inline,
                 node.value.bytes().is_some_and(|v| v.len() <= INLINE)
             );
-            at = &node.next;
         }
     }
 
@@ -208,12 +205,7 @@ mod tests {
         for w in writers {
             w.join().expect("a writer");
         }
-        let mut ids = Vec::new();
-        let mut at = &r.0;
-        while let Some(node) = at.get() {
-            ids.push(node.id);
-            at = &node.next;
-        }
+        let mut ids: Vec<u64> = r.nodes().map(|n| n.id).collect();
         let kept = ids.len();
         ids.sort_unstable();
         ids.dedup();
