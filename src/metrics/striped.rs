@@ -48,6 +48,12 @@ fn stripes() -> usize {
     })
 }
 
+/// This thread's element of `stripes` (one per stripe).
+fn mine<T>(stripes: &[T]) -> &T {
+    // `stripe()` is below `stripes()`, the slices' length.
+    &stripes[stripe().min(stripes.len() - 1)]
+}
+
 /// The stripe this thread writes, kept already masked to the number of
 /// stripes (a power of two), so that a count costs no division.
 fn stripe() -> usize {
@@ -76,14 +82,6 @@ impl Default for Striped {
     }
 }
 
-impl Striped {
-    fn mine(&self) -> &AtomicU64 {
-        // `stripe()` is below `stripes()`, the slice's length.
-        let i = stripe().min(self.0.len() - 1);
-        &self.0[i].0
-    }
-}
-
 impl Atomic<u64> for Striped {
     fn inc(&self) -> u64 {
         self.inc_by(1)
@@ -91,7 +89,7 @@ impl Atomic<u64> for Striped {
 
     /// The stripe's old value, not the counter's.
     fn inc_by(&self, v: u64) -> u64 {
-        self.mine().fetch_add(v, Ordering::Relaxed)
+        mine(&self.0).0.fetch_add(v, Ordering::Relaxed)
     }
 
     fn get(&self) -> u64 {
@@ -151,7 +149,7 @@ impl Histogram {
         let Some(i) = h.bounds.iter().position(|b| *b >= v) else {
             return;
         };
-        let lane = &h.lanes[stripe().min(h.lanes.len() - 1)];
+        let lane = mine(&h.lanes);
         // Only this thread writes its stripe but for threads sharing it,
         // so the exchange almost always succeeds at once.
         let _ = (lane.sum).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
