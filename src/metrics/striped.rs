@@ -142,8 +142,8 @@ impl Histogram {
     }
 
     /// Counts `v` in the first bucket whose bound is at least `v`; a NaN
-    /// is not counted (`prometheus_client`'s adds it to the count and the
-    /// sum, and to no bucket).
+    /// or `+∞` has none and is not counted (`prometheus_client`'s
+    /// adds it to the count and the sum, and to no bucket).
     pub fn observe(&self, v: f64) {
         let h = &*self.0;
         let Some(i) = h.bounds.iter().position(|b| *b >= v) else {
@@ -233,6 +233,16 @@ mod tests {
             [30_000, 15_000, 15_000, 0, 0]
         );
         assert!((sum - 90.0).abs() < 1e-6, "{sum}");
+    }
+
+    #[test]
+    fn a_nan_or_plus_infinity_is_not_counted() {
+        let h = Histogram::new(exponential_buckets(0.001, 2.0, 4));
+        for v in [f64::NAN, f64::INFINITY, 0.002] {
+            h.observe(v);
+        }
+        let (sum, count, _) = h.totals();
+        assert_eq!((sum, count), (0.002, 1));
     }
 
     /// Scraped, it reads exactly as the crate's own histogram does.
