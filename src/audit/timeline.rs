@@ -54,7 +54,13 @@ struct Recent {
 
 /// One kind's last [`TIMELINE_LEN`] requests, oldest first, each with the
 /// number it came as.
-struct Kept<T>(VecDeque<(u64, T)>);
+struct Kept<T>(VecDeque<Numbered<T>>);
+
+/// A kept request and the number it came as, starting a cache line: a
+/// [`Plain`] one is then written to one line, not across two (the
+/// queue's room would otherwise start wherever the allocator put it).
+#[repr(align(64))]
+struct Numbered<T>(u64, T);
 
 impl<T> Kept<T> {
     fn push(&mut self, n: u64, item: T) {
@@ -70,7 +76,7 @@ impl<T> Kept<T> {
             };
             q.reserve_exact(room.saturating_sub(q.len()).max(1));
         }
-        q.push_back((n, item));
+        q.push_back(Numbered(n, item));
     }
 }
 
@@ -126,14 +132,14 @@ impl Recent {
         let (mut mcp, mut plain) = (self.mcp.0.iter().peekable(), self.plain.0.iter().peekable());
         loop {
             let mcp_first = match (mcp.peek(), plain.peek()) {
-                (Some((m, _)), Some((p, _))) => m < p,
+                (Some(Numbered(m, _)), Some(Numbered(p, _))) => m < p,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (None, None) => return out,
             };
             match mcp_first {
-                true => out.extend(mcp.next().map(|(_, r)| r.clone())),
-                false => out.extend(plain.next().map(|(_, p)| p.record())),
+                true => out.extend(mcp.next().map(|Numbered(_, r)| r.clone())),
+                false => out.extend(plain.next().map(|Numbered(_, p)| p.record())),
             }
         }
     }
@@ -319,6 +325,16 @@ mod tests {
             TIMELINE_LEN,
             "26 outgrew the first room"
         );
-        assert!(std::mem::size_of::<(u64, Plain)>() <= 64, "one cache line");
+        assert_eq!(std::mem::size_of::<Numbered<Plain>>(), 64, "one cache line");
+        let r = e.inner.lock().unwrap();
+        let slots = r.plain.0.iter().map(|s| std::ptr::from_ref(s) as usize);
+        assert!(
+            slots.into_iter().all(|at| at % 64 == 0),
+            "each its own line"
+        );
+        assert!(
+            std::mem::size_of::<Numbered<Record>>() <= 256,
+            "as budgeted"
+        );
     }
 }
