@@ -11,6 +11,9 @@
 #   HG_SESSIONS=10 bash bench/load.sh   # wrk rotates over 10 of the 1,000
 #                                   # sessions: their state stays in cache
 #   TLS=in,out bash bench/load.sh   # and wrk to every proxy over HTTPS too
+#   PERF=1 bash bench/load.sh       # also samples each proxy (perf, 8 s of
+#                                   # the last round) and prints where its
+#                                   # CPU went, function by function
 #   ALT_BIN=target/pgo/release/headgate PROXIES="headgate headgate-alt nginx haproxy" \
 #     bash bench/load.sh              # two builds of headgate side by side
 #
@@ -75,6 +78,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -n "${PERF:-}" ] && ! command -v perf >/dev/null && need+=(linux-perf)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -290,11 +294,21 @@ run() {
   read -r pu0 ps0 < <(proc_ticks $procs); read -r mb0 mi0 < <(machine_ticks)
   # shellcheck disable=SC2086
   local cs0; cs0=$(proc_ctx $procs)
+  local perf_pid=""
+  if [ -n "${PERF:-}" ] && [ "$r" = "$ROUNDS" ] && [ "$name" != direct ]; then
+    # The middle of the last round; its sampling interrupts count in the
+    # proxy's own system time (every proxy's alike).
+    # shellcheck disable=SC2086
+    (sleep 1; exec perf record -q -e cpu-clock -F 1999 -p "$(echo $procs | tr ' ' ',')" \
+      -o "$work/perf.$name" -- sleep $((DURATION - 2))) >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   local out; out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/load.lua "$scheme://$addr" -- $mode 2>&1 | grep RESULT)
   # shellcheck disable=SC2086
   read -r pu1 ps1 < <(proc_ticks $procs); read -r mb1 mi1 < <(machine_ticks)
   # shellcheck disable=SC2086
   local cs1; cs1=$(proc_ctx $procs)
+  [ -n "$perf_pid" ] && wait "$perf_pid"
   local after; after=$(mismatches)
   echo "   $name: $out ($((after - before)) mis-injected)"
   echo "$name $out mis=$((after - before)) ctx=$((cs1 - cs0)) cpu=$((pu1 - pu0)),$((ps1 - ps0)),$((mb1 - mb0)),$((mi1 - mi0))" >> "$RESULTS"
@@ -387,6 +401,30 @@ for n in names:
 if "headgate" in runs and best:
     print(f"\nheadgate with no user-space CPU at all would reach {ceiling['headgate']:,.0f} req/s = {ceiling['headgate']/best:.2f}x the better peer's median")
 PY
+
+if [ -n "${PERF:-}" ]; then
+  echo
+  echo "== where each proxy's CPU went in the last round (perf cpu-clock samples, as µs a request)"
+  for name in $PROXIES; do
+    [ -s "$work/perf.$name" ] || continue
+    perf report -i "$work/perf.$name" --no-children --sort sym --stdio > "$work/perf.$name.txt" 2>/dev/null
+    python3 - "$name" "$(grep "^$name " "$RESULTS" | tail -1)" "$DURATION" "$TICK_US" "$work/perf.$name.txt" <<'PY'
+import re, sys
+name, line, dur, tick, report = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+f = dict(re.findall(r"(\w+)=([\d.,]+)", line))
+pu, ps = (float(x) for x in f["cpu"].split(",")[:2])
+per_req = (pu + ps) * tick / (float(f["rps"]) * dur)
+rows = [(float(m[1]), m[2], m[3].strip()) for m in
+        (re.match(r"\s*([\d.]+)%\s+\[(k|\.)\]\s+(.+)", l) for l in open(report)) if m]
+kernel = sum(p for p, k, _ in rows if k == "k") * per_req / 100
+user = sum(p for p, k, _ in rows if k == ".") * per_req / 100
+print(f"{name}: {per_req:.1f} µs a request in this round; sampled {kernel:.2f} kernel + {user:.2f} user")
+for p, k, sym in rows[:12]:
+    where = "kernel" if k == "k" else "user"
+    print(f"   {p * per_req / 100:6.3f}  {where:<6} {sym[:90]}")
+PY
+  done
+fi
 
 if [[ " $PROXIES " == *" headgate-cred "* ]]; then
   echo
