@@ -327,11 +327,8 @@ mod tests {
         );
         assert_eq!(std::mem::size_of::<Numbered<Plain>>(), 64, "one cache line");
         let r = e.inner.lock().unwrap();
-        let slots = r.plain.0.iter().map(|s| std::ptr::from_ref(s) as usize);
-        assert!(
-            slots.into_iter().all(|at| at % 64 == 0),
-            "each its own line"
-        );
+        let mut slots = r.plain.0.iter().map(|s| std::ptr::from_ref(s) as usize);
+        assert!(slots.all(|at| at % 64 == 0), "each its own line");
         assert!(
             std::mem::size_of::<Numbered<Record>>() <= 256,
             "as budgeted"
