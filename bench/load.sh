@@ -334,10 +334,16 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# With PERF, each proxy's samples as text, for the summary to weigh.
+for name in $PROXIES; do
+  [ -s "$work/perf.$name" ] || continue
+  perf report -i "$work/perf.$name" --no-children --sort sym --stdio > "$work/perf.$name.txt" 2>/dev/null
+done
+
 echo
-python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" <<'PY'
-import re, statistics, sys
-path, dur, tick, ncpu = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+python3 - "$RESULTS" "$DURATION" "$TICK_US" "$NCPU" "$work" <<'PY'
+import os, re, statistics, sys
+path, dur, tick, ncpu, work = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 runs = {}  # in the order of PROXIES, as the first round ran them
 for line in open(path):
     name = line.split()[0]
@@ -400,31 +406,18 @@ for n in names:
     print(f"| {n:<17} | {u:>10.1f} | {s:>9.1f} | {busy - u - s:>6.1f} | {idle:>6.1f} | {cs:>12.2f} | {c:>19} |")
 if "headgate" in runs and best:
     print(f"\nheadgate with no user-space CPU at all would reach {ceiling['headgate']:,.0f} req/s = {ceiling['headgate']/best:.2f}x the better peer's median")
+sampled = [n for n in names if os.path.exists(f"{work}/perf.{n}.txt")]
+if sampled:
+    print("\n== where each proxy's CPU went in the last round (perf cpu-clock samples, as µs a request)")
+for n in sampled:
+    per_req = cpu(runs[n][-1])
+    rows = [(float(m[1]), m[2], m[3].strip()) for m in
+            (re.match(r"\s*([\d.]+)%\s+\[(k|\.)\]\s+(.+)", l) for l in open(f"{work}/perf.{n}.txt")) if m]
+    kernel, user = (sum(p for p, k, _ in rows if k == kind) * per_req / 100 for kind in "k.")
+    print(f"{n}: {per_req:.1f} µs a request in this round; sampled {kernel:.2f} kernel + {user:.2f} user")
+    for p, k, sym in rows[:12]:
+        print(f"   {p * per_req / 100:6.3f}  {'kernel' if k == 'k' else 'user':<6} {sym[:90]}")
 PY
-
-if [ -n "${PERF:-}" ]; then
-  echo
-  echo "== where each proxy's CPU went in the last round (perf cpu-clock samples, as µs a request)"
-  for name in $PROXIES; do
-    [ -s "$work/perf.$name" ] || continue
-    perf report -i "$work/perf.$name" --no-children --sort sym --stdio > "$work/perf.$name.txt" 2>/dev/null
-    python3 - "$name" "$(grep "^$name " "$RESULTS" | tail -1)" "$DURATION" "$TICK_US" "$work/perf.$name.txt" <<'PY'
-import re, sys
-name, line, dur, tick, report = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-f = dict(re.findall(r"(\w+)=([\d.,]+)", line))
-pu, ps = (float(x) for x in f["cpu"].split(",")[:2])
-per_req = (pu + ps) * tick / (float(f["rps"]) * dur)
-rows = [(float(m[1]), m[2], m[3].strip()) for m in
-        (re.match(r"\s*([\d.]+)%\s+\[(k|\.)\]\s+(.+)", l) for l in open(report)) if m]
-kernel = sum(p for p, k, _ in rows if k == "k") * per_req / 100
-user = sum(p for p, k, _ in rows if k == ".") * per_req / 100
-print(f"{name}: {per_req:.1f} µs a request in this round; sampled {kernel:.2f} kernel + {user:.2f} user")
-for p, k, sym in rows[:12]:
-    where = "kernel" if k == "k" else "user"
-    print(f"   {p * per_req / 100:6.3f}  {where:<6} {sym[:90]}")
-PY
-  done
-fi
 
 if [[ " $PROXIES " == *" headgate-cred "* ]]; then
   echo
