@@ -10,11 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// headgate in front of `upstream`, route `r` (no key), session `call-1`.
 async fn proxy_to(upstream: &str) -> (tempfile::TempDir, Served) {
+    proxy_with(upstream, "").await
+}
+
+/// [`proxy_to`] with `main` as headgate.toml.
+async fn proxy_with(upstream: &str, main: &str) -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
     let r = format!(
         "upstream = \"{upstream}\"\ninbound_auth = \"none\"\non_unknown_session = \"pass\"\n"
     );
-    write_config(dir.path(), "", &[("r", &r)]);
+    write_config(dir.path(), main, &[("r", &r)]);
     let s = serve(dir.path(), &FREE_PORTS, &[]);
     (dir, s)
 }
@@ -34,9 +39,8 @@ async fn post_in_two_writes(addr: &str) -> u16 {
         return 0;
     }
     let mut out = Vec::new();
-    // Generous: a full backlog delays a connection by SYN retries (1 s,
-    // then 3 s) on a loaded machine; delayed is not lost.
-    let _ = tokio::time::timeout(Duration::from_secs(60), c.read_to_end(&mut out)).await;
+    // Above headgate's deadlines below: delayed is not lost.
+    let _ = tokio::time::timeout(Duration::from_secs(90), c.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);
     text.split(' ')
         .nth(1)
@@ -44,18 +48,34 @@ async fn post_in_two_writes(addr: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The deadlines of nginx's defaults, with which nginx answered all 150.
+/// A full backlog drops a burst's SYNs, and the kernel resends them all
+/// together at 1, 3, 7 and 15 s, so how many the server admits within
+/// headgate's default 5 s `connect` depends on how fast a loaded machine
+/// runs its accept loop. A loaded CI run failed this test with the 5 s
+/// default; `connect = "1500ms"` here shows how: `502
+/// upstream.unreachable` at 1.5 s, the deadline doing its work. What this
+/// test holds is what headgate itself controls: nothing reset or dropped.
+const NGINX_DEADLINES: &str = "[timeouts]\nconnect = \"60s\"\nresponse_headers = \"60s\"\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_to_a_server_with_a_backlog_of_5_loses_nothing() {
     let port = free_port();
     let _server = python_server("backlog_server.py", port, &[]).await;
-    let (_dir, s) = proxy_to(&format!("http://127.0.0.1:{port}")).await;
+    let upstream = format!("http://127.0.0.1:{port}");
+    let (_dir, s) = proxy_with(&upstream, NGINX_DEADLINES).await;
     let mut ok = 0;
     for _ in 0..3 {
         let all = (0..50).map(|_| post_in_two_writes(&s.listen));
         let codes = futures_util::future::join_all(all).await;
         ok += codes.iter().filter(|c| **c == 200).count();
     }
-    assert_eq!(ok, 150, "{}", s.log.lock().unwrap());
+    let log = s.log.lock().unwrap();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.contains(" status=200 "))
+        .collect();
+    assert_eq!(ok, 150, "{failed:#?}");
 }
 
 /// An HTTP/1.1 server that closes a keep-alive connection 50 ms after
