@@ -375,7 +375,7 @@ def by_round(label, ratios):
     and their median: the figure the targets are read against."""
     if len(ratios) > 1:
         shown = ", ".join(f"{r:.2f}x" for r in ratios)
-        print(f"{label} round by round: {shown} (median {statistics.median(ratios):.2f}x)")
+        print(f"{label} round by round: {shown} (median {statistics.median(ratios):.3f}x)")
 def best_peer(i):
     return max(runs[n][i]["rps"] for n in peers)
 for n in ["headgate"]:
