@@ -12,7 +12,9 @@
 //! - every write publishes the id on `<prefix>invalidate`; the other
 //!   replicas drop their copy at once (and wake anyone in `wait_for`), so a
 //!   PATCH or DELETE reaches every replica within a pub/sub hop, and within
-//!   `cache_ttl` even if the message is lost;
+//!   `cache_ttl` even if the message is lost. A copy read within that hop
+//!   after the write is dropped too when the message arrives (a message
+//!   names the session, not the version): the next request reads Redis;
 //! - while Redis cannot be reached, a cached entry is still served up to
 //!   `stale_ttl` past its freshness (calls in progress keep working); a miss
 //!   is `store.unavailable` (503). The connection and the subscription come
