@@ -66,14 +66,18 @@ impl ResolverRuntime {
     pub fn new(client: HttpClient) -> Self {
         Self {
             // Entries live only long enough to coalesce concurrent misses;
-            // the session itself goes to the store.
+            // the session itself goes to the store. Both caches admit every
+            // new entry (the least recently used goes at capacity): TinyLFU,
+            // moka's default, could refuse a new call's and fetch it again.
             inflight: moka::future::Cache::builder()
                 .time_to_live(Duration::from_millis(500))
                 .max_capacity(100_000)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
             negative: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
             client,
             fetches: AtomicU64::new(0),

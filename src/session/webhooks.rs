@@ -83,10 +83,19 @@ impl Default for ReplayGuard {
 impl ReplayGuard {
     /// Keeps delivery fingerprints for `window`.
     pub fn new(window: Duration) -> Self {
+        Self::holding(window, 200_000)
+    }
+
+    /// Keeps at most `most` fingerprints.
+    fn holding(window: Duration, most: u64) -> Self {
         Self {
             seen: moka::sync::Cache::builder()
-                .max_capacity(200_000)
+                .max_capacity(most)
                 .time_to_live(window)
+                // The newest deliveries are the ones a replay repeats: at
+                // capacity the oldest fingerprint goes, a new one always
+                // gets in (TinyLFU could refuse it).
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
             window,
         }
@@ -151,5 +160,29 @@ pub async fn deliver(
                 .await?;
             Ok(HookOutcome::Stored(id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::store::MemoryStore;
+
+    /// With the guard full of deliveries seen more than once, a new one
+    /// is still remembered: its replay is refused.
+    #[tokio::test]
+    async fn at_capacity_a_new_delivery_is_remembered() {
+        let guard = ReplayGuard::holding(Duration::from_secs(60), 100);
+        let store = Store::Memory(MemoryStore::new(10, 1 << 20));
+        for _ in 0..5 {
+            for i in 0..100u8 {
+                guard.first_time([i; 32], &store).await.unwrap();
+            }
+            guard.seen.run_pending_tasks();
+        }
+        let fresh = [200; 32];
+        assert!(guard.first_time(fresh, &store).await.unwrap());
+        guard.seen.run_pending_tasks();
+        assert!(!guard.first_time(fresh, &store).await.unwrap());
     }
 }

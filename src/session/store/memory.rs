@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::ops::compute::Op;
+use moka::policy::EvictionPolicy;
 use serde_json::{Map, Value};
 
 use super::memo::Memo;
@@ -150,6 +151,10 @@ impl MemoryStore {
                 w.max(floor)
             })
             .expire_after(ColdTtl)
+            // At capacity the least recently used session goes and a new
+            // one always gets in: moka's default admission (TinyLFU) could
+            // refuse a call that just started in favour of older ones.
+            .eviction_policy(EvictionPolicy::lru())
             // The compact store is the record: what it evicts, the memo
             // forgets at once (the hot cache learns it at its next read).
             .eviction_listener(move |k: Arc<Arc<str>>, _, _| evicted.forget(&k))
@@ -162,6 +167,7 @@ impl MemoryStore {
                 super::decoded_weight(k, v).max(hot_floor)
             })
             .expire_after(HotTtl)
+            .eviction_policy(EvictionPolicy::lru())
             .build();
         Self {
             cold,
@@ -382,6 +388,31 @@ mod tests {
         let n = s.entry_count();
         assert!(n <= 50, "{n} entries kept with max_sessions = 50");
         assert!(n > 0);
+    }
+
+    /// At capacity a new session always gets in, and the least recently
+    /// used goes (a call that just started must find its session): with
+    /// moka's default admission (TinyLFU) a new key lost to entries read
+    /// more often, and a call registered after a flood got 403.
+    #[tokio::test]
+    async fn at_capacity_a_new_session_is_kept_and_the_oldest_goes() {
+        let s = MemoryStore::new(50, 1 << 20);
+        for i in 0..50 {
+            let id = format!("k{i}");
+            s.put(&id, sess(Duration::from_secs(60))).await.unwrap();
+            for _ in 0..3 {
+                s.lookup(&id).await;
+            }
+        }
+        s.run_pending_tasks().await;
+        for i in 0..20 {
+            let id = format!("new{i}");
+            s.put(&id, sess(Duration::from_secs(60))).await.unwrap();
+            s.run_pending_tasks().await;
+            assert!(s.lookup(&id).await.is_some(), "{id} was not kept");
+        }
+        assert!(s.entry_count() <= 50);
+        assert!(s.lookup("k0").await.is_none(), "the oldest stayed");
     }
 
     #[tokio::test]

@@ -33,6 +33,9 @@ impl Tally {
             Cache::builder()
                 .max_capacity(sessions.max(1))
                 .expire_after(Ttl)
+                // A new call's counts always get in (TinyLFU could refuse
+                // them, and each spend would then count from zero).
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
         )
     }
@@ -86,6 +89,29 @@ mod tests {
         t.forget("a");
         assert!(t.counts("a").is_empty());
         assert_eq!(t.spend("a", "send_*", ttl), 1);
+    }
+
+    /// With every session's counters held, a new call's still count up
+    /// (the least recently used go): a budget is never reset by capacity
+    /// for the call that is spending.
+    #[test]
+    fn at_capacity_a_new_calls_counts_still_add_up() {
+        let t = Tally::new(100);
+        let ttl = Duration::from_secs(60);
+        for _ in 0..5 {
+            for i in 0..100 {
+                t.spend(&format!("old{i}"), "x", ttl);
+            }
+            t.0.run_pending_tasks();
+        }
+        // The cache's upkeep between the call's requests, as in service.
+        let spent: Vec<u64> = (0..5)
+            .map(|_| {
+                t.0.run_pending_tasks();
+                t.spend("new", "x", ttl)
+            })
+            .collect();
+        assert_eq!(spent, [1, 2, 3, 4, 5]);
     }
 
     #[test]

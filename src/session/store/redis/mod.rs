@@ -206,6 +206,9 @@ impl RedisStore {
             .expire_after(CacheTtl {
                 longest: settings.cache_ttl + settings.stale_ttl,
             })
+            // A new call's session always gets in, so it too has the
+            // outage fallback; the least recently used goes.
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
         let origin = format!(
             "{:016x}",
