@@ -12,9 +12,8 @@
 //! - every write publishes the id on `<prefix>invalidate`; the other
 //!   replicas drop their copy at once (and wake anyone in `wait_for`), so a
 //!   PATCH or DELETE reaches every replica within a pub/sub hop, and within
-//!   `cache_ttl` even if the message is lost. A copy read within that hop
-//!   after the write is dropped too when the message arrives (a message
-//!   names the session, not the version): the next request reads Redis;
+//!   `cache_ttl` even if the message is lost (a copy read within that hop
+//!   after the write goes too: a message names the session, no version);
 //! - while Redis cannot be reached, a cached entry is still served up to
 //!   `stale_ttl` past its freshness (calls in progress keep working); a miss
 //!   is `store.unavailable` (503). The connection and the subscription come
@@ -206,8 +205,7 @@ impl RedisStore {
             .expire_after(CacheTtl {
                 longest: settings.cache_ttl + settings.stale_ttl,
             })
-            // A new call's session always gets in, so it too has the
-            // outage fallback; the least recently used goes.
+            // A new call's copy always gets in (its outage fallback too).
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
         let origin = format!(
