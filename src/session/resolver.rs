@@ -55,6 +55,16 @@ pub struct ResolverRuntime {
     fetches: AtomicU64,
 }
 
+/// Failures remembered (until when, and whether the API said 404), at
+/// most `entries` of them.
+fn negative_cache(entries: u64) -> moka::sync::Cache<Arc<str>, (Instant, bool)> {
+    moka::sync::Cache::builder()
+        .max_capacity(entries)
+        .time_to_live(Duration::from_secs(3600))
+        .eviction_policy(moka::policy::EvictionPolicy::lru())
+        .build()
+}
+
 /// How long past a fetch's own deadline the cross-replica lock is held.
 const LOCK_SLACK: Duration = Duration::from_secs(1);
 
@@ -74,11 +84,7 @@ impl ResolverRuntime {
                 .max_capacity(100_000)
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
-            negative: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(3600))
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .build(),
+            negative: negative_cache(100_000),
             client,
             fetches: AtomicU64::new(0),
         }
@@ -276,5 +282,32 @@ impl ResolverRuntime {
         let vars = validate(Value::Object(vars), max_bytes)
             .map_err(|e: SessionError| ResolveError::Unavailable(e.to_string()))?;
         Ok(Session::new(vars, Source::Resolver, cfg.ttl))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full negative cache still remembers a new failure (the least
+    /// recently used goes). Refused, as moka's default admission refuses
+    /// a key read less often than the ones it would evict, the unknown id
+    /// would be fetched from the platform's API on every request.
+    #[test]
+    fn a_full_negative_cache_remembers_a_new_failure() {
+        let cache = negative_cache(8);
+        let failed = (Instant::now() + Duration::from_secs(60), true);
+        for i in 0..8 {
+            let id: Arc<str> = Arc::from(format!("old{i}"));
+            cache.insert(id.clone(), failed);
+            for _ in 0..5 {
+                assert!(cache.get(&id).is_some());
+            }
+        }
+        cache.run_pending_tasks();
+        cache.insert(Arc::from("new"), failed);
+        cache.run_pending_tasks();
+        assert!(cache.get("new").is_some(), "the new failure is remembered");
+        assert!(cache.entry_count() <= 8, "within its bound");
     }
 }

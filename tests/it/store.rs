@@ -390,6 +390,41 @@ impl Count for RedisStore {
     }
 }
 
+/// A replica whose local cache is full still keeps a new call's copy (the
+/// least recently used copy goes): that copy is what serves the call
+/// through a Redis outage. Under moka's default admission (TinyLFU) the
+/// new key, read less often than the copies it would evict, was refused,
+/// and the call failed with `store.unavailable` once Redis went away.
+#[tokio::test]
+async fn a_full_local_cache_keeps_a_new_calls_copy_for_an_outage() {
+    let mut redis = RedisServer::start();
+    let s = settings(&redis, "full:", Duration::from_millis(300));
+    let a = RedisStore::connect(&s).unwrap();
+    let call = |t: &str| {
+        let vars = json!({"call": {"metadata": {"token": t}}});
+        session(vars, Source::Admin, MIN)
+    };
+    // Room for about seven such sessions (each weighs some 750 bytes).
+    let b = RedisStore::connect_bounded(&s, 6_000).unwrap();
+    for i in 0..10 {
+        let id = format!("old{i}");
+        a.put(&id, call(&format!("t{i}"))).await.unwrap();
+        for _ in 0..5 {
+            assert!(b.get(&id).await.unwrap().is_some());
+        }
+        b.run_pending_tasks().await;
+    }
+    a.put("new", call("t-new")).await.unwrap();
+    assert!(b.get("new").await.unwrap().is_some());
+    b.run_pending_tasks().await;
+
+    redis.kill();
+    // Past cache_ttl: b asks Redis, fails, and falls back to its copy.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = b.get("new").await.expect("the new call's copy serves it");
+    assert_eq!(token(&got.unwrap()), "t-new");
+}
+
 /// Redis killed: cached sessions are still served (calls in progress keep
 /// working), a miss and a write fail with `store.unavailable`, nothing
 /// panics; after the restart everything works again without intervention.
