@@ -15,7 +15,10 @@
 #                                   # the last round) and prints where its
 #                                   # CPU went, function by function
 #   ALT_BIN=target/pgo/release/headgate PROXIES="headgate headgate-alt nginx haproxy" \
-#     bash bench/load.sh              # two builds of headgate side by side
+#     bash bench/load.sh              # two builds of headgate side by side;
+#                                   # run it again with PROXIES="headgate-alt
+#                                   # headgate …": the build that runs first
+#                                   # in a round can gain ~1.5% (BENCHMARKS.md)
 #
 # With TLS, a test CA and a leaf certificate for localhost are made for the
 # run (openssl); the upstream speaks HTTP/1.1 over TLS; headgate trusts the
