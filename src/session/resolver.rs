@@ -55,6 +55,9 @@ pub struct ResolverRuntime {
     fetches: AtomicU64,
 }
 
+/// Ids each of the resolver's caches holds at most.
+const ENTRIES: u64 = 100_000;
+
 /// Failures remembered (until when, and whether the API said 404), at
 /// most `entries` of them.
 fn negative_cache(entries: u64) -> moka::sync::Cache<Arc<str>, (Instant, bool)> {
@@ -81,10 +84,10 @@ impl ResolverRuntime {
             // moka's default, could refuse a new call's and fetch it again.
             inflight: moka::future::Cache::builder()
                 .time_to_live(Duration::from_millis(500))
-                .max_capacity(100_000)
+                .max_capacity(ENTRIES)
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
-            negative: negative_cache(100_000),
+            negative: negative_cache(ENTRIES),
             client,
             fetches: AtomicU64::new(0),
         }
