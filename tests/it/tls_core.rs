@@ -42,10 +42,9 @@ async fn an_https_upstream_gets_http11_on_one_verified_reused_connection() {
     let front = tls_front(up.addr.unwrap(), &[b"h2", b"http/1.1"]).await;
     let upstream_url = format!("{}/mcp", front.url());
     // One worker: upstream pools are per worker, so a second connection
-    // from the client could land on the other worker, whose pool has none
-    // yet: a second handshake, by design. With two workers that happened
-    // in 4 runs of 24 (8 copies at once beside two busy loops: the client
-    // then opened a second connection); with one, 0 of 32.
+    // from the client (as a loaded machine sometimes brings) could land on
+    // the other worker, whose pool has none yet: a second handshake, by
+    // design.
     let (_dir, h) = proxy("workers = 1\n[tls]\n", &upstream_url, Some(&front)).await;
     let c = client();
     let url = format!("http://{}/secure", h.listen);
