@@ -38,10 +38,15 @@ struct Read {
 }
 
 /// The own core's refusals of a request head that are stricter than
-/// hyper on purpose (the chunked reader's are `differential`'s).
+/// hyper on purpose, as SECURITY.md lists them (the chunked reader's are
+/// `differential`'s). hyper reads a request with both framing headers by
+/// its `Transfer-Encoding` (RFC 9112 §6.3), and a `Content-Length` of more
+/// than 19 digits whose value fits (leading zeros); the core refuses both.
 const STRICTER: &[&str] = &[
     "repeated Content-Length",
+    "malformed Content-Length",
     "Transfer-Encoding other than exactly `chunked`",
+    "both Content-Length and Transfer-Encoding",
 ];
 
 fn own(data: &[u8]) -> Verdict<Read> {
