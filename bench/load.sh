@@ -15,10 +15,12 @@
 #                                   # the last round) and prints where its
 #                                   # CPU went, function by function
 #   ALT_BIN=target/pgo/release/headgate PROXIES="headgate headgate-alt nginx haproxy" \
-#     bash bench/load.sh              # two builds of headgate side by side;
-#                                   # run it again with PROXIES="headgate-alt
-#                                   # headgate …": the build that runs first
-#                                   # in a round can gain ~1.5% (BENCHMARKS.md)
+#     bash bench/load.sh              # two builds of headgate side by side
+#                                   # (rounds rotate the order, as the run
+#                                   # first in a round can gain ~1.5%,
+#                                   # BENCHMARKS.md: ROUNDS a multiple of the
+#                                   # proxies named, here 4 or 8, gives each
+#                                   # every place equally often)
 #
 # With TLS, a test CA and a leaf certificate for localhost are made for the
 # run (openssl); the upstream speaks HTTP/1.1 over TLS; headgate trusts the
@@ -318,11 +320,16 @@ run() {
 }
 
 # Rounds interleave the proxies, so a slow spell of this shared machine
-# falls on all of them; the table is the median round of each.
+# falls on all of them; the table is the median round of each. Each round
+# starts one proxy further along PROXIES (round 1 in its order): a run's
+# place in its round moves its CPU a request by about 1.5% (BENCHMARKS.md,
+# the A/B of two builds), so no proxy holds the first place in every round.
+read -r -a ORDER <<< "$PROXIES"
 echo "== throughput: $CONNS connections, ${DURATION}s each after ${WARMUP}s warm-up, $ROUNDS round(s)"
 for r in $(seq 1 "$ROUNDS"); do
   echo "  round $r"
-  for name in $PROXIES; do
+  n=${#ORDER[@]}; k=$(( (r - 1) % n ))
+  for name in "${ORDER[@]:k}" "${ORDER[@]:0:k}"; do
     case $name in
       direct) run direct "$UP" direct ;;
       headgate) run headgate "$HG" ;;
