@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{Record, SessionHasher};
 use crate::shards::{Entry, Hint, Sharded};
@@ -21,8 +21,8 @@ pub const TIMELINE_LEN: usize = 100;
 const FIRST_ROOM: usize = 16;
 
 /// What a session's timeline is budgeted at: a hundred MCP records of
-/// about 256 bytes and a hundred [`Plain`] ones of 64.
-const CALLS_BYTES: u64 = (TIMELINE_LEN * (256 + 64)) as u64;
+/// about 256 bytes and a hundred [`Plain`] ones of 16.
+const CALLS_BYTES: u64 = (TIMELINE_LEN * (256 + std::mem::size_of::<Plain>())) as u64;
 
 /// The last [`TIMELINE_LEN`] requests of every live session, bounded in
 /// bytes as a whole (the least recently used sessions go first); an entry
@@ -44,26 +44,29 @@ pub struct Calls {
 }
 
 struct Recent {
-    mcp: Kept<Record>,
-    plain: Kept<Plain>,
+    mcp: Kept<Numbered<Record>>,
+    plain: Ring,
     /// The number the next request gets (both kinds count on one), so
     /// the two read back in the order they came.
     next: u64,
     used: Instant,
+    /// The names (routes, error codes) the plain requests were recorded
+    /// with, each once: a [`Plain`] keeps their places.
+    names: Vec<&'static str>,
+    /// The first plain request's arrival, in whole milliseconds since the
+    /// Unix epoch: a [`Plain`] keeps its own as an offset from it.
+    base_ms: Option<i64>,
 }
 
-/// One kind's last [`TIMELINE_LEN`] requests, oldest first, each with the
-/// number it came as.
-struct Kept<T>(VecDeque<Numbered<T>>);
+/// One kind's last [`TIMELINE_LEN`] requests, oldest first.
+struct Kept<T>(VecDeque<T>);
 
-/// A kept request and the number it came as, starting a cache line: a
-/// [`Plain`] one is then written to one line, not across two (the
-/// queue's room would otherwise start wherever the allocator put it).
+/// A kept MCP request and the number it came as, starting a cache line.
 #[repr(align(64))]
 struct Numbered<T>(u64, T);
 
 impl<T> Kept<T> {
-    fn push(&mut self, n: u64, item: T) {
+    fn push(&mut self, item: T) {
         let q = &mut self.0;
         if q.len() == TIMELINE_LEN {
             q.pop_front();
@@ -76,70 +79,184 @@ impl<T> Kept<T> {
             };
             q.reserve_exact(room.saturating_sub(q.len()).max(1));
         }
-        q.push_back(Numbered(n, item));
+        q.push_back(item);
+    }
+}
+
+/// The last [`TIMELINE_LEN`] plain requests, in the entry itself: room for
+/// all of them from the start (the budget counts it for every session
+/// anyway), so a push writes where the entry already is, not in a buffer
+/// of its own elsewhere (BENCHMARKS.md, "The call timeline's plain
+/// records").
+struct Ring {
+    /// `head` and `len` count in a `u8`.
+    slots: [Plain; TIMELINE_LEN],
+    /// The oldest's slot.
+    head: u8,
+    len: u8,
+}
+
+const _: () = assert!(TIMELINE_LEN <= u8::MAX as usize);
+
+impl Ring {
+    const EMPTY: Plain = Plain {
+        n: 0,
+        at_ms: 0,
+        upstream_ms: f32::NAN,
+        status: 0,
+        route: UNNAMED,
+        code: 0,
+    };
+
+    fn new() -> Self {
+        Self {
+            slots: [Self::EMPTY; TIMELINE_LEN],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, p: Plain) {
+        let (head, len) = (usize::from(self.head), usize::from(self.len));
+        self.slots[(head + len) % TIMELINE_LEN] = p;
+        if len < TIMELINE_LEN {
+            self.len += 1;
+        } else {
+            self.head = ((head + 1) % TIMELINE_LEN) as u8;
+        }
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = &Plain> {
+        let head = usize::from(self.head);
+        (0..usize::from(self.len)).map(move |i| &self.slots[(head + i) % TIMELINE_LEN])
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
     }
 }
 
 /// A request without an MCP view, as the timeline keeps it: what the
 /// console's call inspector shows of one (such a request has no method,
 /// tool, id or session hash, and is never audited nor listed by `GET
-/// /calls/{id}`), in one cache line rather than a [`Record`]'s four. A
-/// plain route's every request adds one and drops its session's oldest,
-/// so this is what it costs it.
+/// /calls/{id}`), in 16 bytes, four to a cache line. A plain route's
+/// every request adds one to its session's [`Ring`], so this is what it
+/// costs it.
 #[derive(Clone, Copy)]
+#[repr(C, align(16))]
 struct Plain {
-    ts: SystemTime,
-    route: &'static str,
-    code: Option<&'static str>,
+    /// The low half of the number it came as: compared with the MCP
+    /// records' numbers in serial arithmetic (RFC 1982), exact while a
+    /// call's kept records are fewer than 2^31 requests apart.
+    n: u32,
+    /// Arrival, in milliseconds after the entry's `base_ms` (before it,
+    /// when negative; held within ±24 days of it).
+    at_ms: i32,
     /// NaN: the upstream was not reached.
     upstream_ms: f32,
     status: u16,
+    /// The route's place in the entry's `names` ([`UNNAMED`] past them).
+    route: u8,
+    /// The error code's place in `names` plus one; 0 for none.
+    code: u8,
 }
 
-impl Plain {
-    fn of(r: Record) -> Self {
-        Self {
-            ts: r.ts,
-            route: r.route,
-            code: r.code,
+/// The place that stands for a name past the 254 an entry holds (a call
+/// with more distinct routes and codes than that).
+const UNNAMED: u8 = u8::MAX;
+
+/// What a name past [`UNNAMED`] reads back as.
+const UNNAMED_NAME: &str = "?";
+
+/// Milliseconds since the Unix epoch, whole (0 before it).
+fn epoch_ms(t: SystemTime) -> i64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether number `m` (an MCP record's) came before `p` (a plain one's
+/// low half).
+fn came_before(m: u64, p: u32) -> bool {
+    ((m as u32).wrapping_sub(p) as i32) < 0
+}
+
+impl Recent {
+    /// `name`'s place in `names`, added if new ([`UNNAMED`] once full).
+    fn place(&mut self, name: &'static str) -> u8 {
+        if let Some(i) = self.names.iter().position(|n| *n == name) {
+            return i as u8;
+        }
+        // Below UNNAMED, so that a code's place plus one is not UNNAMED.
+        if self.names.len() >= usize::from(UNNAMED) - 1 {
+            return UNNAMED;
+        }
+        self.names.push(name);
+        (self.names.len() - 1) as u8
+    }
+
+    fn name(&self, place: u8) -> &'static str {
+        self.names
+            .get(usize::from(place))
+            .copied()
+            .unwrap_or(UNNAMED_NAME)
+    }
+
+    /// `r` as a [`Plain`] numbered `n`.
+    fn plain(&mut self, n: u64, r: &Record) -> Plain {
+        let ts = epoch_ms(r.ts);
+        let base = *self.base_ms.get_or_insert(ts);
+        let at_ms = ts
+            .saturating_sub(base)
+            .clamp(i32::MIN.into(), i32::MAX.into()) as i32;
+        let code = r.code.map_or(0, |c| self.place(c).saturating_add(1));
+        Plain {
+            n: n as u32,
+            at_ms,
             upstream_ms: r.upstream_ms.map_or(f32::NAN, |ms| ms as f32),
             status: r.status,
+            route: self.place(r.route),
+            code,
         }
     }
 
-    fn record(&self) -> Record {
+    /// A kept [`Plain`] as the record it was made from.
+    fn record(&self, p: &Plain) -> Record {
+        let ms = self
+            .base_ms
+            .unwrap_or_default()
+            .saturating_add(p.at_ms.into());
+        let ts = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default());
         Record {
-            ts: self.ts,
-            route: self.route,
+            ts,
+            route: self.name(p.route),
             session: String::new(),
             method: String::new(),
             tool: None,
             rpc_id: None,
-            status: self.status,
-            code: self.code,
+            status: p.status,
+            code: p.code.checked_sub(1).map(|c| self.name(c)),
             warning: None,
-            upstream_ms: (!self.upstream_ms.is_nan()).then_some(f64::from(self.upstream_ms)),
+            upstream_ms: (!p.upstream_ms.is_nan()).then_some(f64::from(p.upstream_ms)),
             credentials: Vec::new(),
             mcp: false,
         }
     }
-}
 
-impl Recent {
     /// Both kinds' requests, in the order they came.
     fn records(&self) -> Vec<Record> {
-        let mut out = Vec::with_capacity(self.mcp.0.len() + self.plain.0.len());
-        let (mut mcp, mut plain) = (self.mcp.0.iter().peekable(), self.plain.0.iter().peekable());
+        let mut out = Vec::with_capacity(self.mcp.0.len() + self.plain.len());
+        let (mut mcp, mut plain) = (self.mcp.0.iter().peekable(), self.plain.iter().peekable());
         loop {
             let mcp_first = match (mcp.peek(), plain.peek()) {
-                (Some(Numbered(m, _)), Some(Numbered(p, _))) => m < p,
+                (Some(Numbered(m, _)), Some(p)) => came_before(*m, p.n),
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (None, None) => return out,
             };
             match mcp_first {
                 true => out.extend(mcp.next().map(|Numbered(_, r)| r.clone())),
-                false => out.extend(plain.next().map(|Numbered(_, p)| p.record())),
+                false => out.extend(plain.next().map(|p| self.record(p))),
             }
         }
     }
@@ -153,8 +270,11 @@ impl Calls {
         let n = r.next;
         r.next += 1;
         match record.mcp {
-            true => r.mcp.push(n, record),
-            false => r.plain.push(n, Plain::of(record)),
+            true => r.mcp.push(Numbered(n, record)),
+            false => {
+                let p = r.plain(n, &record);
+                r.plain.push(p);
+            }
         }
         r.used = now;
     }
@@ -198,9 +318,11 @@ impl Timeline {
             ttl: self.ttl,
             inner: Mutex::new(Recent {
                 mcp: Kept(VecDeque::new()),
-                plain: Kept(VecDeque::new()),
+                plain: Ring::new(),
                 next: 0,
                 used: Instant::now(),
+                names: Vec::new(),
+                base_ms: None,
             }),
         };
         if let Some(hint) = hint {
@@ -274,7 +396,7 @@ mod tests {
         let room = |t: &Timeline| {
             let e = t.entry("c1", None, &h);
             let r = e.inner.lock().unwrap();
-            (r.mcp.0.capacity(), r.plain.0.capacity())
+            (r.mcp.0.capacity(), r.plain.len())
         };
         assert_eq!(
             room(&t).0,
@@ -319,19 +441,77 @@ mod tests {
             t.entry("c1", None, &h).push(r.clone(), Instant::now());
         }
         assert_eq!(t.get("c1").unwrap(), sent);
-        let e = t.entry("c1", None, &h);
-        assert_eq!(
-            e.inner.lock().unwrap().plain.0.capacity(),
-            TIMELINE_LEN,
-            "26 outgrew the first room"
-        );
-        assert_eq!(std::mem::size_of::<Numbered<Plain>>(), 64, "one cache line");
-        let r = e.inner.lock().unwrap();
-        let mut slots = r.plain.0.iter().map(|s| std::ptr::from_ref(s) as usize);
-        assert!(slots.all(|at| at % 64 == 0), "each its own line");
+        assert_eq!(std::mem::size_of::<Plain>(), 16, "four to a cache line");
+        assert_eq!(std::mem::align_of::<Plain>(), 16, "none across two");
         assert!(
             std::mem::size_of::<Numbered<Record>>() <= 256,
             "as budgeted"
         );
+    }
+
+    /// A plain request keeps its number's low half: the two kinds still
+    /// read back in order across its wrap.
+    #[test]
+    fn the_order_holds_across_the_plain_numbers_wrap() {
+        let t = Timeline::new(1 << 20, Duration::from_secs(60));
+        let h = SessionHasher::new(b"k");
+        let e = t.entry("c1", None, &h);
+        e.inner.lock().unwrap().next = u64::from(u32::MAX) - 3;
+        let sent: Vec<Record> = (0..12u64)
+            .map(|i| if i % 4 == 1 { rec(i) } else { plain(i) })
+            .collect();
+        for r in &sent {
+            e.push(r.clone(), Instant::now());
+        }
+        assert_eq!(t.get("c1").unwrap(), sent);
+    }
+
+    /// Times read back to the millisecond, before the first plain
+    /// request's as after it; past the names an entry holds, a route
+    /// reads back as `?` and nothing fails.
+    #[test]
+    fn plain_times_and_names_read_back() {
+        let t = Timeline::new(1 << 20, Duration::from_secs(60));
+        let h = SessionHasher::new(b"k");
+        let e = t.entry("c1", None, &h);
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let first = Record {
+            ts: at(1_700_000_000_123),
+            ..plain(0)
+        };
+        let earlier = Record {
+            ts: at(1_699_999_999_001),
+            ..plain(1)
+        };
+        e.push(first.clone(), Instant::now());
+        e.push(earlier.clone(), Instant::now());
+        assert_eq!(t.get("c1").unwrap(), vec![first, earlier]);
+        for i in 0..300 {
+            let route: &'static str = crate::config::route::intern(&format!("r{i}"));
+            e.push(
+                Record {
+                    route,
+                    code: None,
+                    ..plain(i)
+                },
+                Instant::now(),
+            );
+        }
+        let got = t.get("c1").unwrap();
+        assert_eq!(got.len(), TIMELINE_LEN);
+        // 254 names: "crm", the code and 252 routes, r0 to r251.
+        assert_eq!(got[0].route, "r200");
+        assert_eq!(got[51].route, "r251");
+        assert!(got[52..].iter().all(|r| r.route == UNNAMED_NAME));
+        // A code past them reads back as `?` too, not as another name.
+        e.push(
+            Record {
+                code: Some("upstream.unreachable"),
+                ..plain(0)
+            },
+            Instant::now(),
+        );
+        let last = t.get("c1").unwrap().pop().unwrap();
+        assert_eq!((last.route, last.code), ("crm", Some(UNNAMED_NAME)));
     }
 }
