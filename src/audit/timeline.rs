@@ -87,9 +87,8 @@ impl<T> Kept<T> {
 /// all of them from the start (the budget counts it for every session
 /// anyway), so a push writes where the entry already is, not in a buffer
 /// of its own elsewhere (BENCHMARKS.md, "The call timeline's plain
-/// records").
+/// records"). `head` and `len` count in a `u8`.
 struct Ring {
-    /// `head` and `len` count in a `u8`.
     slots: [Plain; TIMELINE_LEN],
     /// The oldest's slot.
     head: u8,
