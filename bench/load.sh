@@ -5,7 +5,7 @@
 # non-zero if any proxy mis-injected.
 #
 #   bash bench/load.sh            # DURATION=20 CONNECTIONS=64 ROUNDS=5 by default
-#   PROXIES="headgate nginx haproxy" bash bench/load.sh   # only these rows, in this order
+#   PROXIES="headgate nginx haproxy" bash bench/load.sh   # only these rows (round 1 in this order, then rotated)
 #   SSE_ROUNDS=5 bash bench/load.sh                       # SSE rounds (3)
 #   TLS=out bash bench/load.sh      # the upstream on HTTPS, every proxy verifying it
 #   HG_SESSIONS=10 bash bench/load.sh   # wrk rotates over 10 of the 1,000
