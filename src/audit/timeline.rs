@@ -13,11 +13,12 @@ use crate::shards::{Entry, Hint, Sharded};
 /// MCP requests out of `GET /calls/{id}`).
 pub const TIMELINE_LEN: usize = 100;
 
-/// Room one kind's requests start with, on the session's first request of
-/// that kind: most calls make fewer, and never move their entries. One
-/// that outgrows it gets room for all it may keep ([`TIMELINE_LEN`]) in
-/// one step (doubling on would move the entries again at each step; the
-/// budget counts that room for every session anyway).
+/// Room a session's MCP requests start with, on its first MCP request:
+/// most calls make fewer, and never move their entries. One that outgrows
+/// it gets room for all it may keep ([`TIMELINE_LEN`]) in one step
+/// (doubling on would move the entries again at each step; the budget
+/// counts that room for every session anyway). Plain requests have all
+/// their room from the start ([`Ring`]).
 const FIRST_ROOM: usize = 16;
 
 /// What a session's timeline is budgeted at: a hundred MCP records of
@@ -44,7 +45,7 @@ pub struct Calls {
 }
 
 struct Recent {
-    mcp: Kept<Numbered<Record>>,
+    mcp: Kept,
     plain: Ring,
     /// The number the next request gets (both kinds count on one), so
     /// the two read back in the order they came.
@@ -58,15 +59,15 @@ struct Recent {
     base_ms: Option<i64>,
 }
 
-/// One kind's last [`TIMELINE_LEN`] requests, oldest first.
-struct Kept<T>(VecDeque<T>);
+/// The last [`TIMELINE_LEN`] MCP requests, oldest first.
+struct Kept(VecDeque<Numbered>);
 
 /// A kept MCP request and the number it came as, starting a cache line.
 #[repr(align(64))]
-struct Numbered<T>(u64, T);
+struct Numbered(u64, Record);
 
-impl<T> Kept<T> {
-    fn push(&mut self, item: T) {
+impl Kept {
+    fn push(&mut self, item: Numbered) {
         let q = &mut self.0;
         if q.len() == TIMELINE_LEN {
             q.pop_front();
@@ -442,10 +443,7 @@ mod tests {
         assert_eq!(t.get("c1").unwrap(), sent);
         assert_eq!(std::mem::size_of::<Plain>(), 16, "four to a cache line");
         assert_eq!(std::mem::align_of::<Plain>(), 16, "none across two");
-        assert!(
-            std::mem::size_of::<Numbered<Record>>() <= 256,
-            "as budgeted"
-        );
+        assert!(std::mem::size_of::<Numbered>() <= 256, "as budgeted");
     }
 
     /// A plain request keeps its number's low half: the two kinds still
