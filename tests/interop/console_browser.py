@@ -21,10 +21,17 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 
-def wait_for(d, by, what):
+def wait_for(d, by, what, leaving=None):
     """The element, once the page that has it has loaded (a click's
-    navigation is not waited for by Selenium)."""
-    return WebDriverWait(d, 15).until(EC.presence_of_element_located((by, what)))
+    navigation is not waited for by Selenium). `leaving`: an element of
+    the page the click leaves, when the next page has an element like the
+    one waited for (a form that posts back to its own page): it must go
+    stale first, or the old page's element is found before the navigation
+    and the page goes from under whoever reads it next."""
+    wait = WebDriverWait(d, 15)
+    if leaving is not None:
+        wait.until(EC.staleness_of(leaving))
+    return wait.until(EC.presence_of_element_located((by, what)))
 
 
 def browser(profile):

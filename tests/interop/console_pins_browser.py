@@ -44,7 +44,7 @@ def main():
             first = d.find_element(By.CSS_SELECTOR, "section.held")
             report["approved"] = first.get_attribute("data-tool")
             first.find_element(By.CSS_SELECTOR, "button.approve").click()
-            wait_for(d, By.ID, "pinned")
+            wait_for(d, By.ID, "pinned", leaving=first)
             report["held_after"] = sorted(held(d))
             report["url_after"] = d.current_url
             d.save_screenshot(os.path.join(shots, "pins-approved.png"))
