@@ -38,26 +38,40 @@ pub struct Timeline {
 
 /// One session's entry: its keyed hash (computed once, not per request)
 /// and its recent requests.
+///
+/// `repr(C)`, the lock first: after the allocation's reference counts,
+/// the lock and the head of [`Recent`], what a plain request reads and
+/// writes is in the entry's first 128 bytes and one slot
+/// (BENCHMARKS.md, "The call timeline's plain records").
+#[repr(C)]
 pub struct Calls {
-    pub(super) hash: String,
-    ttl: Duration,
     inner: Mutex<Recent>,
+    ttl: Duration,
+    pub(super) hash: String,
 }
 
+/// `repr(C)`, in the order a plain request reaches the fields: the line
+/// it shares with the counts and the lock (`used`, `next`, `base_ms`),
+/// the next (the ring's positions and the names), then the slots.
+#[repr(C)]
 struct Recent {
-    mcp: Kept,
-    plain: Ring,
+    used: Instant,
     /// The number the next request gets (both kinds count on one), so
     /// the two read back in the order they came.
     next: u64,
-    used: Instant,
-    /// The names (routes, error codes) the plain requests were recorded
-    /// with, each once: a [`Plain`] keeps their places.
-    names: Vec<&'static str>,
     /// The first plain request's arrival, in whole milliseconds since the
-    /// Unix epoch: a [`Plain`] keeps its own as an offset from it.
-    base_ms: Option<i64>,
+    /// Unix epoch ([`NO_BASE`] before it): a [`Plain`] keeps its own as an
+    /// offset from it.
+    base_ms: i64,
+    ring: Ring,
+    names: Names,
+    plain: [Plain; TIMELINE_LEN],
+    mcp: Kept,
 }
+
+/// `base_ms` before the first plain request (epoch milliseconds are
+/// never negative).
+const NO_BASE: i64 = i64::MIN;
 
 /// The last [`TIMELINE_LEN`] MCP requests, oldest first.
 struct Kept(VecDeque<Numbered>);
@@ -84,13 +98,13 @@ impl Kept {
     }
 }
 
-/// The last [`TIMELINE_LEN`] plain requests, in the entry itself: room for
-/// all of them from the start (the budget counts it for every session
-/// anyway), so a push writes where the entry already is, not in a buffer
-/// of its own elsewhere (BENCHMARKS.md, "The call timeline's plain
-/// records"). `head` and `len` count in a `u8`.
+/// Where the last [`TIMELINE_LEN`] plain requests are in
+/// [`Recent::plain`]: in the entry itself, with room for all of them from
+/// the start (the budget counts it for every session anyway), so a push
+/// writes where the entry already is, not in a buffer of its own
+/// elsewhere. `head` and `len` count in a `u8`.
+#[derive(Default)]
 struct Ring {
-    slots: [Plain; TIMELINE_LEN],
     /// The oldest's slot.
     head: u8,
     len: u8,
@@ -98,27 +112,20 @@ struct Ring {
 
 const _: () = assert!(TIMELINE_LEN <= u8::MAX as usize);
 
+/// A slot no request has used yet.
+const EMPTY: Plain = Plain {
+    n: 0,
+    at_ms: 0,
+    upstream_ms: f32::NAN,
+    status: 0,
+    route: UNNAMED,
+    code: 0,
+};
+
 impl Ring {
-    const EMPTY: Plain = Plain {
-        n: 0,
-        at_ms: 0,
-        upstream_ms: f32::NAN,
-        status: 0,
-        route: UNNAMED,
-        code: 0,
-    };
-
-    fn new() -> Self {
-        Self {
-            slots: [Self::EMPTY; TIMELINE_LEN],
-            head: 0,
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, p: Plain) {
+    fn push(&mut self, slots: &mut [Plain; TIMELINE_LEN], p: Plain) {
         let (head, len) = (usize::from(self.head), usize::from(self.len));
-        self.slots[(head + len) % TIMELINE_LEN] = p;
+        slots[(head + len) % TIMELINE_LEN] = p;
         if len < TIMELINE_LEN {
             self.len += 1;
         } else {
@@ -127,13 +134,67 @@ impl Ring {
     }
 
     /// Oldest first.
-    fn iter(&self) -> impl Iterator<Item = &Plain> {
+    fn iter<'a>(&self, slots: &'a [Plain; TIMELINE_LEN]) -> impl Iterator<Item = &'a Plain> {
         let head = usize::from(self.head);
-        (0..usize::from(self.len)).map(move |i| &self.slots[(head + i) % TIMELINE_LEN])
+        (0..usize::from(self.len)).map(move |i| &slots[(head + i) % TIMELINE_LEN])
     }
 
     fn len(&self) -> usize {
         usize::from(self.len)
+    }
+}
+
+/// The names (routes, error codes) an entry's plain requests were
+/// recorded with, each once: a [`Plain`] keeps their places. The first
+/// [`FIRST_NAMES`] are held in place, in the entry's second cache line: a
+/// call uses a route or two.
+#[repr(C)]
+struct Names {
+    len: u8,
+    first: [&'static str; FIRST_NAMES],
+    more: Vec<&'static str>,
+}
+
+/// Names held in the entry itself.
+const FIRST_NAMES: usize = 3;
+
+impl Names {
+    fn new() -> Self {
+        Self {
+            len: 0,
+            first: [""; FIRST_NAMES],
+            more: Vec::new(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let held = usize::from(self.len).min(FIRST_NAMES);
+        self.first[..held].iter().chain(&self.more).copied()
+    }
+
+    /// `name`'s place, added if new ([`UNNAMED`] once full). Found by its
+    /// address first: a route's name is interned and a code is a literal,
+    /// so a request need not read their bytes, elsewhere and cold.
+    fn place(&mut self, name: &'static str) -> u8 {
+        let found = (self.iter().position(|n| std::ptr::eq(n, name)))
+            .or_else(|| self.iter().position(|n| n == name));
+        if let Some(i) = found {
+            return i as u8;
+        }
+        // Below UNNAMED, so that a code's place plus one is not UNNAMED.
+        if usize::from(self.len) >= usize::from(UNNAMED) - 1 {
+            return UNNAMED;
+        }
+        match self.first.get_mut(usize::from(self.len)) {
+            Some(held) => *held = name,
+            None => self.more.push(name),
+        }
+        self.len += 1;
+        self.len - 1
+    }
+
+    fn name(&self, place: u8) -> &'static str {
+        self.iter().nth(usize::from(place)).unwrap_or(UNNAMED_NAME)
     }
 }
 
@@ -182,60 +243,45 @@ fn came_before(m: u64, p: u32) -> bool {
 }
 
 impl Recent {
-    /// `name`'s place in `names`, added if new ([`UNNAMED`] once full).
-    fn place(&mut self, name: &'static str) -> u8 {
-        if let Some(i) = self.names.iter().position(|n| *n == name) {
-            return i as u8;
-        }
-        // Below UNNAMED, so that a code's place plus one is not UNNAMED.
-        if self.names.len() >= usize::from(UNNAMED) - 1 {
-            return UNNAMED;
-        }
-        self.names.push(name);
-        (self.names.len() - 1) as u8
-    }
-
-    fn name(&self, place: u8) -> &'static str {
-        self.names
-            .get(usize::from(place))
-            .copied()
-            .unwrap_or(UNNAMED_NAME)
-    }
-
     /// `r` as a [`Plain`] numbered `n`.
     fn plain(&mut self, n: u64, r: &Record) -> Plain {
         let ts = epoch_ms(r.ts);
-        let base = *self.base_ms.get_or_insert(ts);
+        if self.base_ms == NO_BASE {
+            self.base_ms = ts;
+        }
+        let base = self.base_ms;
         let at_ms = ts
             .saturating_sub(base)
             .clamp(i32::MIN.into(), i32::MAX.into()) as i32;
-        let code = r.code.map_or(0, |c| self.place(c).saturating_add(1));
+        let code = (r.code).map_or(0, |c| self.names.place(c).saturating_add(1));
         Plain {
             n: n as u32,
             at_ms,
             upstream_ms: r.upstream_ms.map_or(f32::NAN, |ms| ms as f32),
             status: r.status,
-            route: self.place(r.route),
+            route: self.names.place(r.route),
             code,
         }
     }
 
     /// A kept [`Plain`] as the record it was made from.
     fn record(&self, p: &Plain) -> Record {
-        let ms = self
-            .base_ms
-            .unwrap_or_default()
-            .saturating_add(p.at_ms.into());
+        let base = if self.base_ms == NO_BASE {
+            0
+        } else {
+            self.base_ms
+        };
+        let ms = base.saturating_add(p.at_ms.into());
         let ts = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default());
         Record {
             ts,
-            route: self.name(p.route),
+            route: self.names.name(p.route),
             session: String::new(),
             method: String::new(),
             tool: None,
             rpc_id: None,
             status: p.status,
-            code: p.code.checked_sub(1).map(|c| self.name(c)),
+            code: p.code.checked_sub(1).map(|c| self.names.name(c)),
             warning: None,
             upstream_ms: (!p.upstream_ms.is_nan()).then_some(f64::from(p.upstream_ms)),
             credentials: Vec::new(),
@@ -245,8 +291,9 @@ impl Recent {
 
     /// Both kinds' requests, in the order they came.
     fn records(&self) -> Vec<Record> {
-        let mut out = Vec::with_capacity(self.mcp.0.len() + self.plain.len());
-        let (mut mcp, mut plain) = (self.mcp.0.iter().peekable(), self.plain.iter().peekable());
+        let mut out = Vec::with_capacity(self.mcp.0.len() + self.ring.len());
+        let mcp = self.mcp.0.iter().peekable();
+        let (mut mcp, mut plain) = (mcp, self.ring.iter(&self.plain).peekable());
         loop {
             let mcp_first = match (mcp.peek(), plain.peek()) {
                 (Some(Numbered(m, _)), Some(p)) => came_before(*m, p.n),
@@ -273,7 +320,8 @@ impl Calls {
             true => r.mcp.push(Numbered(n, record)),
             false => {
                 let p = r.plain(n, &record);
-                r.plain.push(p);
+                let r = &mut *r;
+                r.ring.push(&mut r.plain, p);
             }
         }
         r.used = now;
@@ -314,16 +362,17 @@ impl Timeline {
         hasher: &SessionHasher,
     ) -> Arc<Calls> {
         let make = || Calls {
-            hash: hasher.hash(id),
-            ttl: self.ttl,
             inner: Mutex::new(Recent {
-                mcp: Kept(VecDeque::new()),
-                plain: Ring::new(),
-                next: 0,
                 used: Instant::now(),
-                names: Vec::new(),
-                base_ms: None,
+                next: 0,
+                base_ms: NO_BASE,
+                ring: Ring::default(),
+                names: Names::new(),
+                plain: [EMPTY; TIMELINE_LEN],
+                mcp: Kept(VecDeque::new()),
             }),
+            ttl: self.ttl,
+            hash: hasher.hash(id),
         };
         if let Some(hint) = hint {
             return self.calls.get_or_insert_hinted(id.as_bytes(), hint, make);
@@ -396,7 +445,7 @@ mod tests {
         let room = |t: &Timeline| {
             let e = t.entry("c1", None, &h);
             let r = e.inner.lock().unwrap();
-            (r.mcp.0.capacity(), r.plain.len())
+            (r.mcp.0.capacity(), r.ring.len())
         };
         assert_eq!(
             room(&t).0,
@@ -444,6 +493,34 @@ mod tests {
         assert_eq!(std::mem::size_of::<Plain>(), 16, "four to a cache line");
         assert_eq!(std::mem::align_of::<Plain>(), 16, "none across two");
         assert!(std::mem::size_of::<Numbered>() <= 256, "as budgeted");
+    }
+
+    /// What a plain request reaches besides its slot is in the entry's
+    /// first 128 bytes, the fields it writes most in the first 64 with the
+    /// reference counts and the lock (whether those are two lines or three
+    /// is where the allocator starts the entry).
+    #[test]
+    fn a_plain_push_stays_in_the_entrys_first_lines() {
+        let t = Timeline::new(1 << 20, Duration::from_secs(60));
+        let e = t.entry("c1", None, &SessionHasher::new(b"k"));
+        // `Arc`'s two counts come before what it holds.
+        let start = Arc::as_ptr(&e) as usize - 2 * std::mem::size_of::<usize>();
+        let r = e.inner.lock().unwrap();
+        let end = |f: &dyn std::any::Any, size: usize| {
+            f as *const dyn std::any::Any as *const u8 as usize + size - start
+        };
+        assert!(end(&r.used, 16) <= 64 && end(&r.next, 8) <= 64 && end(&r.base_ms, 8) <= 64);
+        assert!(end(&r.ring, 2) <= 128 && end(&r.names.first, 48) <= 128);
+    }
+
+    /// A name has one place whatever address it comes from (a reload
+    /// interns its routes' names anew).
+    #[test]
+    fn a_name_is_found_by_its_bytes_too() {
+        let mut names = Names::new();
+        let again: &'static str = String::from("crm").leak();
+        assert_eq!((names.place("crm"), names.place(again)), (0, 0));
+        assert_eq!((names.place("hr"), names.len, names.name(1)), (1, 2, "hr"));
     }
 
     /// A plain request keeps its number's low half: the two kinds still
