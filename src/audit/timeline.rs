@@ -243,8 +243,9 @@ fn came_before(m: u64, p: u32) -> bool {
 }
 
 impl Recent {
-    /// `r` as a [`Plain`] numbered `n`.
-    fn plain(&mut self, n: u64, r: &Record) -> Plain {
+    /// Adds `r`, numbered `n`, as a [`Plain`], dropping the oldest past
+    /// [`TIMELINE_LEN`].
+    fn push_plain(&mut self, n: u64, r: &Record) {
         let ts = epoch_ms(r.ts);
         if self.base_ms == NO_BASE {
             self.base_ms = ts;
@@ -254,24 +255,21 @@ impl Recent {
             .saturating_sub(base)
             .clamp(i32::MIN.into(), i32::MAX.into()) as i32;
         let code = (r.code).map_or(0, |c| self.names.place(c).saturating_add(1));
-        Plain {
+        let p = Plain {
             n: n as u32,
             at_ms,
             upstream_ms: r.upstream_ms.map_or(f32::NAN, |ms| ms as f32),
             status: r.status,
             route: self.names.place(r.route),
             code,
-        }
+        };
+        self.ring.push(&mut self.plain, p);
     }
 
     /// A kept [`Plain`] as the record it was made from.
     fn record(&self, p: &Plain) -> Record {
-        let base = if self.base_ms == NO_BASE {
-            0
-        } else {
-            self.base_ms
-        };
-        let ms = base.saturating_add(p.at_ms.into());
+        // Set before the first plain record was made.
+        let ms = self.base_ms.saturating_add(p.at_ms.into());
         let ts = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default());
         Record {
             ts,
@@ -292,8 +290,8 @@ impl Recent {
     /// Both kinds' requests, in the order they came.
     fn records(&self) -> Vec<Record> {
         let mut out = Vec::with_capacity(self.mcp.0.len() + self.ring.len());
-        let mcp = self.mcp.0.iter().peekable();
-        let (mut mcp, mut plain) = (mcp, self.ring.iter(&self.plain).peekable());
+        let mut mcp = self.mcp.0.iter().peekable();
+        let mut plain = self.ring.iter(&self.plain).peekable();
         loop {
             let mcp_first = match (mcp.peek(), plain.peek()) {
                 (Some(Numbered(m, _)), Some(p)) => came_before(*m, p.n),
@@ -318,11 +316,7 @@ impl Calls {
         r.next += 1;
         match record.mcp {
             true => r.mcp.push(Numbered(n, record)),
-            false => {
-                let p = r.plain(n, &record);
-                let r = &mut *r;
-                r.ring.push(&mut r.plain, p);
-            }
+            false => r.push_plain(n, &record),
         }
         r.used = now;
     }
