@@ -500,11 +500,17 @@ mod tests {
         // `Arc`'s two counts come before what it holds.
         let start = Arc::as_ptr(&e) as usize - 2 * std::mem::size_of::<usize>();
         let r = e.inner.lock().unwrap();
-        let end = |f: &dyn std::any::Any, size: usize| {
-            f as *const dyn std::any::Any as *const u8 as usize + size - start
-        };
-        assert!(end(&r.used, 16) <= 64 && end(&r.next, 8) <= 64 && end(&r.base_ms, 8) <= 64);
-        assert!(end(&r.ring, 2) <= 128 && end(&r.names.first, 48) <= 128);
+        // Where a field ends, counted from the allocation's start.
+        fn end<T>(start: usize, field: &T) -> usize {
+            field as *const T as usize + std::mem::size_of_val(field) - start
+        }
+        let first = [
+            end(start, &r.used),
+            end(start, &r.next),
+            end(start, &r.base_ms),
+        ];
+        assert!(first.iter().all(|&e| e <= 64), "{first:?}");
+        assert!(end(start, &r.ring) <= 128 && end(start, &r.names.first) <= 128);
     }
 
     /// A name has one place whatever address it comes from (a reload
